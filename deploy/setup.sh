@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# LBVM set-up: idempotent, and quick when nothing is missing.
+#  1. system packages: redis-server, influxdb, qemu-system-x86, linux-image-amd64, busybox-static
+#     (installed with apt-get when running as root; otherwise it says what to install and exits 1);
+#  2. npm ci, when node_modules does not match package-lock.json;
+#  3. the test guest (kernel + busybox initramfs) in .cache/guest.
+# Usage: deploy/setup.sh [--quiet]
+set -euo pipefail
+quiet=0
+[ "${1:-}" = "--quiet" ] && quiet=1
+say() { [ "$quiet" = 1 ] || echo "setup: $*"; }
+cd "$(dirname "$0")/.."
+
+missing=()
+have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed'; }
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v influxd >/dev/null 2>&1 || missing+=(influxdb)
+command -v qemu-system-x86_64 >/dev/null 2>&1 || missing+=(qemu-system-x86)
+ls /boot/vmlinuz-* >/dev/null 2>&1 || missing+=(linux-image-amd64)
+have_pkg busybox-static || missing+=(busybox-static)
+command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
+command -v gzip >/dev/null 2>&1 || missing+=(gzip)
+
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing ${missing[*]} with apt-get (once)"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >/tmp/lbvm-setup-apt.log 2>&1; then
+      apt-get update -qq >>/tmp/lbvm-setup-apt.log 2>&1
+      apt-get install -y -qq --no-install-recommends "${missing[@]}" >>/tmp/lbvm-setup-apt.log 2>&1 || {
+        echo "setup: apt-get install ${missing[*]} failed; see /tmp/lbvm-setup-apt.log" >&2
+        exit 1
+      }
+    fi
+  else
+    echo "setup: missing system packages: ${missing[*]}" >&2
+    echo "setup: install them as root:  apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+# npm ci when node_modules was not installed from this exact lock file.
+lock_hash=$(sha256sum package-lock.json | cut -c1-32)
+if [ ! -f node_modules/.lbvm-lock-hash ] || [ "$(cat node_modules/.lbvm-lock-hash)" != "$lock_hash" ]; then
+  say "npm ci"
+  npm ci --no-audit --no-fund --loglevel=error >/tmp/lbvm-setup-npm.log 2>&1 || {
+    echo "setup: npm ci failed; see /tmp/lbvm-setup-npm.log" >&2
+    tail -20 /tmp/lbvm-setup-npm.log >&2
+    exit 1
+  }
+  echo "$lock_hash" > node_modules/.lbvm-lock-hash
+fi
+
+# The test guest (rebuilt only when its init script or the kernel changed).
+if [ "$quiet" = 1 ]; then bash deploy/guest/build.sh >/dev/null; else bash deploy/guest/build.sh; fi
+say "ready"

@@ -1,0 +1,66 @@
+/**
+ * `lbvm`: the runtime. Daemons and rounds that run on hosts: collect, monitor, worker, agent;
+ * and the simulator and demo. One file per command under ./commands.
+ */
+import { Command } from 'commander';
+import { configCommand } from './commands/config.ts';
+import { pendingCommand } from './commands/pending.ts';
+import { CONFIG_HELP } from './help.ts';
+import { runProgram } from './run.ts';
+
+export function lbvmProgram(): Command {
+  const program = new Command('lbvm')
+    .description(
+      'LBVM keeps a cluster of hypervisor hosts balanced by moving running VMs live.\n' +
+        'This is the runtime: collectors on every host, one active monitor, workers and agents.\n' +
+        'The operator\'s tool is `lbm`.',
+    )
+    .version('0.1.0')
+    .showHelpAfterError('(run with --help for usage)')
+    .addHelpText(
+      'after',
+      `\nExamples:\n  $ lbvm collect --every 10s        sample this host and its VMs in a loop\n  $ lbvm monitor                    the long-running balancer\n  $ lbvm simulate --trace ../shared/traces/planetlab/20110303 --format planetlab --hosts 60 --host-cores 4\n  $ lbvm demo                       a local cluster balanced live\n\n${CONFIG_HELP}\n`,
+    );
+  program.addCommand(configCommand());
+  program.addCommand(
+    pendingCommand('collect', '', {
+      summary: 'sample this host and its VMs once (for cron) or every --every, into the sample store',
+      examples: ['lbvm collect', 'lbvm collect --every 10s --store files:/shared/lbvm/samples'],
+    }, 'issue #3'),
+  );
+  program.addCommand(
+    pendingCommand('monitor', '', {
+      summary: 'the long-running balancer: read samples, plan, enqueue live migrations',
+      examples: ['lbvm monitor', 'LBVM_MONITOR_MODE=report lbvm monitor'],
+    }, 'issue #6'),
+  );
+  program.addCommand(
+    pendingCommand('worker', '', {
+      summary: 'carry out queued migrations through the configured hypervisor driver',
+      examples: ['lbvm worker'],
+    }, 'issue #5'),
+  );
+  program.addCommand(
+    pendingCommand('agent', '', {
+      summary: 'own this host\'s QEMU guests (qemu driver): start, stop, prepare incoming migrations',
+      examples: ['LBVM_AGENT_TOKEN=... lbvm agent --listen 127.0.0.1:7300'],
+    }, 'issue #5'),
+  );
+  program.addCommand(
+    pendingCommand('simulate', '', {
+      summary: 'replay a real utilisation trace through a policy and score the result',
+      examples: ['lbvm simulate --trace ../shared/traces/planetlab/20110303 --format planetlab --hosts 60 --host-cores 4 --json'],
+    }, 'issue #4'),
+  );
+  program.addCommand(
+    pendingCommand('demo', '', {
+      summary: 'start a throwaway local cluster and watch LBVM balance it live',
+      examples: ['lbvm demo', 'lbvm demo --sim --json'],
+    }, 'issue #8'),
+  );
+  return program;
+}
+
+export async function main(argv = process.argv): Promise<void> {
+  await runProgram(lbvmProgram(), argv);
+}

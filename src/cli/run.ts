@@ -1,0 +1,54 @@
+/**
+ * What every command shares: loading the config from `--config` and flags, printing `--json`
+ * or text from the same data, and exiting through typed errors (a message and a code for expected
+ * failures, a stack only for bugs).
+ */
+import type { Command } from 'commander';
+import { loadConfig, type LoadedConfig } from '../config/load.ts';
+import { ExitError } from '../errors.ts';
+
+export interface CommonOptions {
+  config?: string;
+  json?: boolean;
+}
+
+/** Adds `--config FILE` and `--json` to a command. */
+export function withCommon(command: Command): Command {
+  return command
+    .option('-c, --config <file>', 'config file (default: $LBVM_CONFIG, else ./lbvm.yaml)')
+    .option('--json', 'print one JSON object instead of text (for scripts)');
+}
+
+export function loadFor(options: CommonOptions, overrides: Record<string, unknown> = {}): LoadedConfig {
+  return loadConfig({ configPath: options.config, overrides });
+}
+
+/** Prints a result: JSON when asked for, else the text rendering of the same data. */
+export function output<T>(options: CommonOptions, data: T, text: (data: T) => string): void {
+  if (options.json) process.stdout.write(`${JSON.stringify(data, null, 2)}\n`);
+  else process.stdout.write(text(data).replace(/\n?$/, '\n'));
+}
+
+/** Runs a CLI program: typed errors print their message and exit with their code; bugs print a stack. */
+export async function runProgram(program: Command, argv: string[]): Promise<void> {
+  program.exitOverride();
+  program.configureOutput({ outputError: (text, write) => write(text) });
+  try {
+    await program.parseAsync(argv);
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    if (typeof code === 'string' && code.startsWith('commander.')) {
+      const exitCode = (error as { exitCode?: number }).exitCode ?? 2;
+      // help and version are successful exits
+      process.exitCode = code === 'commander.helpDisplayed' || code === 'commander.version' || code === 'commander.help' ? 0 : exitCode === 1 ? 2 : exitCode;
+      return;
+    }
+    if (error instanceof ExitError) {
+      process.stderr.write(`${program.name()}: ${error.message.split('\n').join(`\n${program.name()}: `)}\n`);
+      process.exitCode = error.exitCode;
+      return;
+    }
+    process.stderr.write(`${program.name()}: internal error (a bug in LBVM; please report it with this output):\n${(error as Error)?.stack ?? String(error)}\n`);
+    process.exitCode = 70;
+  }
+}

@@ -1,0 +1,284 @@
+/**
+ * The one configuration schema, with its defaults beside each key. Every key can be set in the
+ * YAML file (default ./lbvm.yaml) and overridden by an LBVM_* environment variable derived from its
+ * path: `monitor.interval` -> LBVM_MONITOR_INTERVAL, `store.spoolMaxBytes` -> LBVM_STORE_SPOOL_MAX_BYTES.
+ *
+ * Durations are written `500ms`, `10s`, `5m`, `1h` (or a number of milliseconds) and parsed to
+ * milliseconds; sizes are written `64MiB`, `2GiB` (or a number of bytes) and parsed to bytes.
+ * The defaults run everything on one machine: the files store under ./.lbvm/ and Redis on localhost.
+ */
+import os from 'node:os';
+import { z } from 'zod';
+import { parseBytes, parseDurationMs } from '../units.ts';
+
+/** A duration in milliseconds, written `10s`, `5m`, `1h` or a number of ms. */
+export const duration = (fallback: string) =>
+  z
+    .union([z.string(), z.number()])
+    .default(fallback)
+    .transform((value, ctx) => {
+      const ms = parseDurationMs(value);
+      if (ms === null) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'expected a duration like 500ms, 10s, 5m or 1h' });
+        return z.NEVER;
+      }
+      return ms;
+    });
+
+/** A size in bytes, written `64MiB`, `2GiB` or a number of bytes. */
+export const bytes = (fallback: string | number) =>
+  z
+    .union([z.string(), z.number()])
+    .default(fallback)
+    .transform((value, ctx) => {
+      const parsed = parseBytes(value);
+      if (parsed === null) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'expected a size like 512MiB, 4GiB or a number of bytes' });
+        return z.NEVER;
+      }
+      return parsed;
+    });
+
+const share = (fallback: number) =>
+  z.number({ invalid_type_error: 'expected a number between 0 and 1' }).min(0, 'expected a number between 0 and 1').max(1, 'expected a number between 0 and 1').default(fallback);
+
+const positiveInt = (fallback: number) =>
+  z.number({ invalid_type_error: 'expected a whole number' }).int('expected a whole number').min(1, 'expected a whole number >= 1').default(fallback);
+
+/** A URL with one of the given schemes (checked by parsing it, not by a regex). */
+const urlWithScheme = (schemes: string[], fallback: string, example: string) =>
+  z
+    .string()
+    .default(fallback)
+    .superRefine((value, ctx) => {
+      const scheme = value.split(':', 1)[0]!;
+      let ok = schemes.includes(scheme);
+      if (ok && scheme !== 'files') {
+        try {
+          const url = new URL(value);
+          ok = url.hostname.length > 0;
+        } catch {
+          ok = false;
+        }
+      }
+      if (ok && scheme === 'files') ok = value.length > 'files:'.length;
+      if (!ok) ctx.addIssue({ code: z.ZodIssueCode.custom, message: `expected a URL like ${example}` });
+    });
+
+export const STORE_URL_EXAMPLE = 'files:./.lbvm/samples or influx://user:pass@host:8086/lbvm';
+export const REDIS_URL_EXAMPLE = 'redis://[:password@]host:6379[/db] or rediss://...';
+
+const hostCapacity = z
+  .object({
+    cpuCores: z.number().positive('expected a number of cores > 0'),
+    memBytes: bytes('1GiB'),
+    /** Address of this host's `lbvm agent` control port (qemu driver), host:port. */
+    agent: z.string().optional(),
+    /** libvirt URI of this host (libvirt driver), e.g. qemu+ssh://n1/system. */
+    uri: z.string().optional(),
+  })
+  .strict();
+
+const groupRule = z
+  .object({
+    name: z.string().min(1),
+    vms: z.array(z.string().min(1)).min(2, 'expected at least two VMs'),
+    hard: z.boolean().default(true),
+  })
+  .strict();
+
+const pinRule = z
+  .object({
+    name: z.string().min(1),
+    vm: z.string().min(1),
+    hosts: z.array(z.string().min(1)).min(1, 'expected at least one host'),
+    /** `must` (hard) or `should` (soft). */
+    strength: z.enum(['must', 'should']).default('must'),
+  })
+  .strict();
+
+export const POLICY_NAMES = ['evacuate', 'overload', 'balance', 'consolidate'] as const;
+export const DRIVER_NAMES = ['qemu', 'sim', 'libvirt', 'proxmox', 'openvz'] as const;
+
+export const configSchema = z
+  .object({
+    /** This host's name for `lbvm collect` and `lbvm agent`. Defaults to the machine's hostname. */
+    node: z.string().min(1).default(os.hostname()),
+    log: z
+      .object({
+        level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
+        /** `auto`: readable on a terminal, JSON otherwise. */
+        format: z.enum(['auto', 'json', 'pretty']).default('auto'),
+      })
+      .strict()
+      .default({}),
+    store: z
+      .object({
+        /** Where samples and events live: `files:DIR` (shared folder) or `influx(s)://[user:pass@]host:port/db`. */
+        url: urlWithScheme(['files', 'influx', 'influxs'], 'files:./.lbvm/samples', STORE_URL_EXAMPLE),
+        /** Samples older than this are deleted (files) or expire (InfluxDB raw retention policy). */
+        retention: duration('14d'),
+        /** Local spool for samples the store could not take; replayed in order on the next write. */
+        spoolDir: z.string().default('./.lbvm/spool'),
+        spoolMaxBytes: bytes('64MiB'),
+        /** Samples buffered before one write to InfluxDB. */
+        batchSize: positiveInt(5000),
+      })
+      .strict()
+      .default({}),
+    redis: z
+      .object({
+        url: urlWithScheme(['redis', 'rediss'], 'redis://127.0.0.1:6379', REDIS_URL_EXAMPLE),
+        /** Key prefix of every LBVM key and BullMQ queue, so several clusters can share one Redis. */
+        prefix: z.string().min(1).default('lbvm'),
+      })
+      .strict()
+      .default({}),
+    collect: z
+      .object({
+        /** Loop interval for `lbvm collect --every`; cron runs one round a minute instead. */
+        interval: duration('60s'),
+        driver: z.enum(DRIVER_NAMES).default('qemu'),
+        /** Small file keeping /proc counters between cron runs, for deltas. */
+        stateFile: z.string().default('./.lbvm/collect-state.json'),
+      })
+      .strict()
+      .default({}),
+    monitor: z
+      .object({
+        interval: duration('60s'),
+        mode: z.enum(['enforce', 'report']).default('enforce'),
+        /** Policies run in this order each round. */
+        policies: z.array(z.enum(POLICY_NAMES)).default(['evacuate', 'overload', 'balance']),
+        /** How much history the snapshot smooths demand over. */
+        window: duration('30m'),
+        /** A host whose last sample is older than this many intervals is unknown. */
+        staleAfterIntervals: positiveInt(3),
+        /** Above this share of unknown hosts, the monitor moves nothing. */
+        maxUnknownHostShare: share(0.3),
+        /** Leader lease; a standby takes over within two of these. */
+        lease: duration('15s'),
+        /** Address of /healthz and /metrics. */
+        listen: z.string().default('127.0.0.1:9464'),
+      })
+      .strict()
+      .default({}),
+    limits: z
+      .object({
+        movesPerRound: positiveInt(10),
+        movesPerHour: positiveInt(60),
+        migrationsPerSourceHost: positiveInt(1),
+        migrationsPerDestinationHost: positiveInt(1),
+        migrationsInCluster: positiveInt(4),
+        /** A VM that moved is not moved again for this long. */
+        cooldown: duration('30m'),
+        /** Failed migrations in a row after which a VM is quarantined. */
+        quarantineAfterFailures: positiveInt(2),
+        quarantine: duration('1h'),
+      })
+      .strict()
+      .default({}),
+    policies: z
+      .object({
+        /** vCPU-independent CPU overcommit: a host may be given demand up to cpuCores × this. */
+        cpuOvercommit: z.number().min(1, 'expected a number >= 1').default(1),
+        balance: z
+          .object({
+            /** Migration threshold, 1 (only mandatory moves) to 5 (aggressive). */
+            threshold: z.number().int('expected a whole number from 1 to 5').min(1, 'expected a whole number from 1 to 5').max(5, 'expected a whole number from 1 to 5').default(3),
+            weights: z
+              .object({
+                cpu: z.number().min(0).default(1),
+                mem: z.number().min(0).default(1),
+                disk: z.number().min(0).default(0),
+                net: z.number().min(0).default(0),
+              })
+              .strict()
+              .default({}),
+          })
+          .strict()
+          .default({}),
+        overload: z
+          .object({
+            highWatermark: share(0.8),
+            lowWatermark: share(0.6),
+          })
+          .strict()
+          .default({}),
+        consolidate: z
+          .object({
+            /** Share of each host's capacity kept free after packing. */
+            headroom: share(0.2),
+            spareHosts: z.number().int().min(0, 'expected a whole number >= 0').default(1),
+          })
+          .strict()
+          .default({}),
+        /** Demand estimate: percentile of the window, plus a linear trend over `horizon`. */
+        demand: z
+          .object({
+            percentile: share(0.9),
+            horizon: duration('10m'),
+          })
+          .strict()
+          .default({}),
+      })
+      .strict()
+      .default({}),
+    rules: z
+      .object({
+        affinity: z.array(groupRule).default([]),
+        antiAffinity: z.array(groupRule).default([]),
+        pins: z.array(pinRule).default([]),
+        /** VM names or glob patterns (`db-*`) the balancer never moves. */
+        ignore: z.array(z.string().min(1)).default([]),
+      })
+      .strict()
+      .default({}),
+    /** Hosts by name, with their capacity (required for logical hosts) and how to reach them. */
+    hosts: z.record(z.string().min(1), hostCapacity).default({}),
+    migration: z
+      .object({
+        /** `live` or `checkpoint` (stop, save, copy, restore) for monitor-made moves. */
+        mode: z.enum(['live', 'checkpoint']).default('live'),
+        /** Maximum pause of the guest at the end of a live migration. */
+        downtimeLimit: duration('300ms'),
+        /** Bandwidth cap per migration, bytes per second. */
+        bandwidthBytesPerSec: bytes('1GiB'),
+        /** A migration taking longer than this is cancelled (guest stays on its source). */
+        timeout: duration('10m'),
+        attempts: positiveInt(3),
+      })
+      .strict()
+      .default({}),
+    agent: z
+      .object({
+        /** Address the agent's control port binds to. Never 0.0.0.0 unless you mean it. */
+        listen: z.string().default('127.0.0.1:7300'),
+        /** Folder with the agent's guests' definitions and runtime state. */
+        stateDir: z.string().default('./.lbvm/agent'),
+        /** Name of the environment variable holding the agent's shared token (never in the file). */
+        tokenEnv: z.string().default('LBVM_AGENT_TOKEN'),
+        /** QEMU accelerator for guests: `tcg` works everywhere, `kvm` where Linux guests boot under it. */
+        accel: z.enum(['tcg', 'kvm']).default('tcg'),
+        /** Address a destination binds its incoming migration port to. */
+        migrationAddress: z.string().default('127.0.0.1'),
+      })
+      .strict()
+      .default({}),
+    sim: z
+      .object({
+        hosts: positiveInt(20),
+        vms: positiveInt(300),
+        hostCpuCores: z.number().positive().default(16),
+        hostMem: bytes('64GiB'),
+        /** Probability that a simulated migration fails. */
+        failureRate: share(0),
+        seed: z.number().int().default(1),
+      })
+      .strict()
+      .default({}),
+  })
+  .strict();
+
+export type LbvmConfig = z.output<typeof configSchema>;
+export type LbvmConfigInput = z.input<typeof configSchema>;

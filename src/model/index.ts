@@ -1,0 +1,5 @@
+export * from './sample.ts';
+export * from './rules.ts';
+export * from './snapshot.ts';
+export * from './plan.ts';
+export * from './job.ts';

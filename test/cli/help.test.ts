@@ -1,0 +1,37 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { lbmProgram } from '../../src/cli/lbm.ts';
+import { lbvmProgram } from '../../src/cli/lbvm.ts';
+import { cleanEnv, runCli } from '../helpers/cli.ts';
+
+const tools = { lbvm: lbvmProgram(), lbm: lbmProgram() } as const;
+
+describe('--help teaches', () => {
+  for (const [tool, program] of Object.entries(tools) as [keyof typeof tools, (typeof tools)[keyof typeof tools]][]) {
+    it(`${tool} --help lists every command with examples and where the config lives`, async () => {
+      const result = await runCli(tool, ['--help'], { env: cleanEnv() });
+      assert.equal(result.code, 0, result.stderr);
+      for (const command of program.commands) assert.match(result.stdout, new RegExp(`\\n  ${command.name()}\\b`));
+      assert.match(result.stdout, /Examples:/);
+      assert.match(result.stdout, /Config: \.\/lbvm\.yaml, or --config FILE, or \$LBVM_CONFIG/);
+    });
+
+    it(`every ${tool} subcommand's --help prints usage, an example and the config location`, async () => {
+      const results = await Promise.all(program.commands.map((command) => runCli(tool, [command.name(), '--help'], { env: cleanEnv() })));
+      program.commands.forEach((command, index) => {
+        const result = results[index]!;
+        assert.equal(result.code, 0, `${tool} ${command.name()} --help: ${result.stderr}`);
+        assert.match(result.stdout, new RegExp(`^Usage: ${tool} ${command.name()}`), result.stdout);
+        assert.match(result.stdout, new RegExp(`\\$ .*${tool} ${command.name()}\\b`), `${tool} ${command.name()} --help has no example`);
+        assert.match(result.stdout, /LBVM_CONFIG/);
+      });
+    });
+  }
+
+  it('an unknown command fails with a hint, not a stack', async () => {
+    const result = await runCli('lbm', ['stauts'], { env: cleanEnv() });
+    assert.notEqual(result.code, 0);
+    assert.match(result.stderr, /unknown command 'stauts'/);
+    assert.match(result.stderr, /Did you mean status\?/);
+  });
+});

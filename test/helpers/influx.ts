@@ -1,0 +1,95 @@
+/** A real InfluxDB 1.x (`influxd`) for one test file: free ports, temporary folder, optional auth. */
+import fs from 'node:fs';
+import path from 'node:path';
+import { freePort, spawnTracked, waitFor, type Tracked } from './processes.ts';
+import { tmpDir } from './tmp.ts';
+
+export interface InfluxServer {
+  /** Base URL for HTTP, e.g. http://127.0.0.1:PORT */
+  httpUrl: string;
+  host: string;
+  port: number;
+  dir: string;
+  process: Tracked;
+  /** An LBVM store URL for database `db` (credentials included when auth is on). */
+  storeUrl(db: string, credentials?: { username: string; password: string }): string;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  restart(): Promise<void>;
+}
+
+export interface InfluxOptions {
+  /** Turn HTTP auth on and create this admin user. */
+  admin?: { username: string; password: string };
+}
+
+export async function startInflux(options: InfluxOptions = {}): Promise<InfluxServer> {
+  const dir = tmpDir('lbvm-influx-');
+  const port = await freePort();
+  const rpcPort = await freePort();
+  const writeConfig = (auth: boolean) =>
+    fs.writeFileSync(
+      path.join(dir, 'influxdb.conf'),
+      [
+        'reporting-disabled = true',
+        `bind-address = "127.0.0.1:${rpcPort}"`,
+        '[meta]',
+        `  dir = "${dir}/meta"`,
+        '[data]',
+        `  dir = "${dir}/data"`,
+        `  wal-dir = "${dir}/wal"`,
+        '  query-log-enabled = false',
+        '[http]',
+        '  enabled = true',
+        `  bind-address = "127.0.0.1:${port}"`,
+        `  auth-enabled = ${auth}`,
+        '  log-enabled = false',
+        '[monitor]',
+        '  store-enabled = false',
+        '[continuous_queries]',
+        '  enabled = true',
+        '  run-interval = "1s"',
+        '[logging]',
+        '  level = "warn"',
+        '',
+      ].join('\n'),
+    );
+  const httpUrl = `http://127.0.0.1:${port}`;
+  const server: InfluxServer = {
+    httpUrl,
+    host: '127.0.0.1',
+    port,
+    dir,
+    process: undefined as unknown as Tracked,
+    storeUrl(db, credentials) {
+      const auth = credentials ? `${encodeURIComponent(credentials.username)}:${encodeURIComponent(credentials.password)}@` : '';
+      return `influx://${auth}127.0.0.1:${port}/${db}`;
+    },
+    async start() {
+      server.process = spawnTracked('influxd', ['-config', path.join(dir, 'influxdb.conf')]);
+      await waitFor(`influxd on port ${port}`, async () => (await fetch(`${httpUrl}/ping`)).status === 204, {
+        process: server.process,
+        timeoutMs: 30_000,
+      });
+    },
+    async stop() {
+      await server.process.stop(10_000);
+    },
+    async restart() {
+      await server.stop();
+      await server.start();
+    },
+  };
+  writeConfig(false);
+  await server.start();
+  if (options.admin) {
+    // InfluxDB 1.x lets the first admin user be created without auth, then auth is switched on.
+    const query = `CREATE USER "${options.admin.username}" WITH PASSWORD '${options.admin.password.replace(/'/g, "\\'")}' WITH ALL PRIVILEGES`;
+    const response = await fetch(`${httpUrl}/query`, { method: 'POST', body: new URLSearchParams({ q: query }) });
+    if (!response.ok) throw new Error(`influxd: creating the admin user failed: ${response.status} ${await response.text()}`);
+    await server.stop();
+    writeConfig(true);
+    await server.start();
+  }
+  return server;
+}

@@ -1,0 +1,84 @@
+/**
+ * The `Driver` interface: the only way LBVM touches a hypervisor. Collectors call `inventory`;
+ * workers call `locate` and `migrate`. Implementations: `qemu` (through `lbvm agent`), `sim`,
+ * and later `libvirt`, `proxmox`, `openvz`. Every name (VM, host) is passed as data — an argv
+ * element or a JSON field — never spliced into a shell string.
+ */
+import type { MigrationMode, MigrationProgress, VmRunState } from '../model/index.ts';
+
+export interface DriverCapabilities {
+  live: boolean;
+  checkpoint: boolean;
+  /** Can a running migration be cancelled (the guest stays on its source)? */
+  cancel: boolean;
+  /** Does migrate() report progress (bytes copied / remaining)? */
+  progress: boolean;
+  /** Does inventory() report per-VM CPU/disk/net use (not only sizes)? */
+  stats: boolean;
+}
+
+/**
+ * One VM as the hypervisor sees it now. Use comes either as cumulative counters (the collector
+ * turns them into rates from the previous round's values, keyed by `instanceId`) or as rates the
+ * driver measured itself.
+ */
+export interface VmInventory {
+  name: string;
+  host: string;
+  vcpus: number;
+  memBytes: number;
+  memUsedBytes: number;
+  state: VmRunState;
+  /** Changes when the VM's process is replaced (e.g. `pid:starttime`), so counters are not mixed up. */
+  instanceId?: string;
+  cpuTimeMs?: number;
+  diskReadBytes?: number;
+  diskWriteBytes?: number;
+  netRxBytes?: number;
+  netTxBytes?: number;
+  cpuUsedCores?: number;
+  memDirtyBytesPerSec?: number;
+  diskReadBytesPerSec?: number;
+  diskWriteBytesPerSec?: number;
+  netRxBytesPerSec?: number;
+  netTxBytesPerSec?: number;
+  tags?: string[];
+}
+
+export interface HostInventory {
+  host: string;
+  vms: VmInventory[];
+  /** Capacity, when the driver knows it (a simulated or logical host). */
+  cpuCores?: number;
+  memBytes?: number;
+}
+
+export interface MigrateRequest {
+  vm: string;
+  from: string;
+  to: string;
+  mode: MigrationMode;
+  downtimeLimitMs: number;
+  bandwidthBytesPerSec: number;
+  /** Aborting cancels the migration; the guest must keep running on `from`. */
+  signal: AbortSignal;
+  onProgress?: (progress: MigrationProgress) => void;
+}
+
+export interface MigrateOutcome {
+  totalMs: number;
+  /** Guest pause as the hypervisor measured it, or null when it cannot tell. */
+  downtimeMs: number | null;
+  bytesCopied: number;
+}
+
+export interface Driver {
+  readonly name: string;
+  readonly capabilities: DriverCapabilities;
+  /** The VMs on `host` now, with their sizes and use. */
+  inventory(host: string): Promise<HostInventory>;
+  /** Where `vm` runs now, or null when no host has it. */
+  locate(vm: string): Promise<string | null>;
+  migrate(request: MigrateRequest): Promise<MigrateOutcome>;
+  close(): Promise<void>;
+}

@@ -2,3 +2,4 @@ export * from './snapshot.ts';
 export * from './reconcile.ts';
 export * from './lease.ts';
 export * from './control.ts';
+export * from './metrics.ts';

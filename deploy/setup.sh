@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # LBVM set-up: idempotent, and quick when nothing is missing.
 #  1. system packages: redis-server, influxdb, qemu-system-x86, linux-image-amd64, busybox-static,
-#     and systemd (its systemd-analyze checks the units in deploy/systemd)
+#     systemd (its systemd-analyze checks the units in deploy/systemd) and chromium (renders the
+#     HTML report in its test)
 #     (installed with apt-get when running as root; otherwise it says what to install and exits 1);
 #  2. npm ci, when node_modules does not match package-lock.json;
 #  3. the test guest (kernel + busybox initramfs) in .cache/guest.
@@ -22,6 +23,7 @@ have_pkg busybox-static || missing+=(busybox-static)
 command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
 command -v gzip >/dev/null 2>&1 || missing+=(gzip)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -1,0 +1,136 @@
+/**
+ * What `lbm report` tells: built from plain samples and events (pure), rendered as text, JSON or
+ * one self-contained HTML page. Times are epoch ms; shares are fractions of capacity.
+ */
+import type { HostSample, LbvmEvent, Sample } from '../../model/index.ts';
+
+export interface SeriesPoint {
+  timeMs: number;
+  value: number;
+}
+
+export interface HostSeries {
+  host: string;
+  cpuShare: SeriesPoint[];
+  memShare: SeriesPoint[];
+}
+
+export interface MigrationRow {
+  vm: string;
+  from: string;
+  to: string;
+  requestedBy: string;
+  reason: string;
+  mode: string;
+  startMs: number | null;
+  endMs: number;
+  outcome: 'finished' | 'failed' | 'dropped';
+  totalMs: number | null;
+  downtimeMs: number | null;
+  error?: string;
+}
+
+export interface OverloadPeriod {
+  host: string;
+  fromMs: number;
+  toMs: number;
+  peakShare: number;
+}
+
+export interface ReportData {
+  fromMs: number;
+  toMs: number;
+  hosts: HostSeries[];
+  imbalance: SeriesPoint[];
+  migrations: MigrationRow[];
+  overloads: OverloadPeriod[];
+  totals: { migrations: number; failed: number; dropped: number; medianDowntimeMs: number | null; overloadedHostMinutes: number };
+}
+
+export interface ReportInputs {
+  fromMs: number;
+  toMs: number;
+  samples: Iterable<Sample>;
+  events: LbvmEvent[];
+  /** A host above this CPU or memory share counts as overloaded. */
+  highWatermark: number;
+}
+
+export function buildReport(inputs: ReportInputs): ReportData {
+  const byHost = new Map<string, HostSample[]>();
+  for (const sample of inputs.samples) {
+    if (sample.kind !== 'host') continue;
+    const list = byHost.get(sample.host) ?? [];
+    list.push(sample);
+    byHost.set(sample.host, list);
+  }
+  const hosts: HostSeries[] = [];
+  const overloads: OverloadPeriod[] = [];
+  for (const [host, list] of [...byHost.entries()].sort(([a], [b]) => (a < b ? -1 : 1))) {
+    list.sort((a, b) => a.timeMs - b.timeMs);
+    hosts.push({
+      host,
+      cpuShare: list.map((s) => ({ timeMs: s.timeMs, value: s.cpuCores > 0 ? s.cpuUsedCores / s.cpuCores : 0 })),
+      memShare: list.map((s) => ({ timeMs: s.timeMs, value: s.memBytes > 0 ? s.memUsedBytes / s.memBytes : 0 })),
+    });
+    let open: OverloadPeriod | null = null;
+    for (const s of list) {
+      const share = Math.max(s.cpuCores > 0 ? s.cpuUsedCores / s.cpuCores : 0, s.memBytes > 0 ? s.memUsedBytes / s.memBytes : 0);
+      if (share > inputs.highWatermark) {
+        if (!open) open = { host, fromMs: s.timeMs, toMs: s.timeMs, peakShare: share };
+        open.toMs = s.timeMs;
+        open.peakShare = Math.max(open.peakShare, share);
+      } else if (open) {
+        open.toMs = s.timeMs;
+        overloads.push(open);
+        open = null;
+      }
+    }
+    if (open) overloads.push(open);
+  }
+
+  const events = [...inputs.events].sort((a, b) => a.timeMs - b.timeMs);
+  const imbalance: SeriesPoint[] = [];
+  const started = new Map<string, LbvmEvent>();
+  const migrations: MigrationRow[] = [];
+  for (const event of events) {
+    if (event.type === 'monitor.round') {
+      const value = event.detail?.imbalanceBefore;
+      if (typeof value === 'number') imbalance.push({ timeMs: event.timeMs, value });
+    } else if (event.type === 'migration.started' && event.jobId) {
+      started.set(event.jobId, event);
+    } else if (event.type === 'migration.finished' || event.type === 'migration.failed' || event.type === 'migration.dropped') {
+      const start = event.jobId ? started.get(event.jobId) : undefined;
+      migrations.push({
+        vm: event.vm ?? '?',
+        from: event.from ?? '?',
+        to: event.to ?? '?',
+        requestedBy: event.requestedBy ?? start?.requestedBy ?? 'monitor',
+        reason: event.reason ?? start?.reason ?? '',
+        mode: event.mode ?? start?.mode ?? 'live',
+        startMs: start?.timeMs ?? null,
+        endMs: event.timeMs,
+        outcome: event.type === 'migration.finished' ? 'finished' : event.type === 'migration.failed' ? 'failed' : 'dropped',
+        totalMs: event.totalMs ?? (start ? event.timeMs - start.timeMs : null),
+        downtimeMs: event.downtimeMs ?? null,
+        error: event.error,
+      });
+    }
+  }
+  const downtimes = migrations.filter((m) => m.outcome === 'finished' && m.downtimeMs !== null).map((m) => m.downtimeMs!).sort((a, b) => a - b);
+  return {
+    fromMs: inputs.fromMs,
+    toMs: inputs.toMs,
+    hosts,
+    imbalance,
+    migrations,
+    overloads,
+    totals: {
+      migrations: migrations.filter((m) => m.outcome === 'finished').length,
+      failed: migrations.filter((m) => m.outcome === 'failed').length,
+      dropped: migrations.filter((m) => m.outcome === 'dropped').length,
+      medianDowntimeMs: downtimes.length ? downtimes[Math.floor((downtimes.length - 1) / 2)]! : null,
+      overloadedHostMinutes: Math.round(overloads.reduce((sum, o) => sum + (o.toMs - o.fromMs), 0) / 60_000),
+    },
+  };
+}

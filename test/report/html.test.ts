@@ -1,0 +1,61 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { buildReport } from '../../src/cli/report/data.ts';
+import { renderHtml } from '../../src/cli/report/html.ts';
+import type { LbvmEvent, Sample } from '../../src/model/index.ts';
+import { renderPage } from '../helpers/chromium.ts';
+import { tmpDir } from '../helpers/tmp.ts';
+
+const MIN = 60_000;
+const T0 = Date.UTC(2026, 10, 24, 10, 0);
+const GiB = 1024 ** 3;
+
+function cluster(): { samples: Sample[]; events: LbvmEvent[] } {
+  const samples: Sample[] = [];
+  const events: LbvmEvent[] = [];
+  for (let t = 0; t <= 60; t++) {
+    const moved = t >= 20;
+    samples.push({ kind: 'host', host: 'n1', timeMs: T0 + t * MIN, cpuCores: 4, cpuUsedCores: moved ? 2.2 : 3.8, memBytes: 16 * GiB, memUsedBytes: 9 * GiB });
+    samples.push({ kind: 'host', host: 'n2', timeMs: T0 + t * MIN, cpuCores: 4, cpuUsedCores: moved ? 2.0 : 0.4, memBytes: 16 * GiB, memUsedBytes: 5 * GiB });
+    events.push({ type: 'monitor.round', timeMs: T0 + t * MIN + 1000, detail: { imbalanceBefore: moved ? 0.03 : 0.42 } });
+  }
+  events.push({ type: 'migration.started', timeMs: T0 + 19 * MIN, vm: 'vm-<b>7</b>', from: 'n1', to: 'n2', jobId: 'j1', reason: 'n1 CPU 95% > high 80%', requestedBy: 'monitor', mode: 'live' });
+  events.push({ type: 'migration.finished', timeMs: T0 + 19 * MIN + 2500, vm: 'vm-<b>7</b>', from: 'n1', to: 'n2', jobId: 'j1', totalMs: 2500, downtimeMs: 4 });
+  events.push({ type: 'migration.failed', timeMs: T0 + 30 * MIN, vm: 'vm-9', from: 'n1', to: 'n2', jobId: 'j2', error: 'destination agent unreachable' });
+  return { samples, events };
+}
+
+describe('report', () => {
+  it('counts migrations, downtime, failures and overloaded periods from samples and events', () => {
+    const { samples, events } = cluster();
+    const data = buildReport({ fromMs: T0, toMs: T0 + 60 * MIN, samples, events, highWatermark: 0.8 });
+    assert.equal(data.totals.migrations, 1);
+    assert.equal(data.totals.failed, 1);
+    assert.equal(data.totals.medianDowntimeMs, 4);
+    assert.deepEqual(data.overloads.map((o) => [o.host, (o.toMs - o.fromMs) / MIN]), [['n1', 20]]);
+    assert.equal(data.imbalance.length, 61);
+    assert.equal(data.migrations[0]!.reason, 'n1 CPU 95% > high 80%');
+  });
+
+  it('the HTML page renders its charts in headless Chromium without console errors (screenshot taken)', async () => {
+    const { samples, events } = cluster();
+    const data = buildReport({ fromMs: T0, toMs: T0 + 60 * MIN, samples, events, highWatermark: 0.8 });
+    const dir = tmpDir();
+    const file = path.join(dir, 'report.html');
+    const html = renderHtml(data, { highWatermark: 0.8, generatedMs: T0 + 61 * MIN });
+    fs.writeFileSync(file, html);
+    assert.doesNotMatch(html, /<script|https?:\/\/(?!www\.w3\.org\/2000\/svg)/, 'the page must be self-contained');
+    assert.doesNotMatch(html, /vm-<b>7/, 'names are escaped');
+    const page = await renderPage(file);
+    assert.deepEqual(page.consoleLines, []);
+    for (const id of ['chart-cpu', 'chart-mem', 'chart-imbalance']) assert.match(page.dom, new RegExp(`<svg id="${id}"[^>]*>[\\s\\S]*?<path d="M`), `${id} has no line`);
+    assert.match(page.dom, /<table id="migrations">/);
+    assert.match(page.dom, /vm-&lt;b&gt;7&lt;\/b&gt;/);
+    const png = fs.readFileSync(page.screenshot);
+    assert.equal(png.subarray(1, 4).toString(), 'PNG');
+    assert.ok(png.length > 20_000, `screenshot is only ${png.length} bytes`);
+    if (process.env.LBVM_KEEP_SCREENSHOT) fs.copyFileSync(page.screenshot, process.env.LBVM_KEEP_SCREENSHOT);
+  });
+});

@@ -1,0 +1,106 @@
+/**
+ * A throwaway local LBVM stack for the demo: a private redis-server, a config file, and `lbvm`
+ * daemons started as real child processes from this checkout, all inside one temporary folder.
+ * Teardown stops them in reverse order (SIGTERM, then SIGKILL after a grace period) and counts
+ * what is still alive: the demo's `leftoverProcesses` must be 0.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import YAML from 'yaml';
+import { spawnTracked, type Tracked } from '../../util/processes.ts';
+import { startRedisServer, type RedisServer } from '../../util/redis-server.ts';
+
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+const LBVM_BIN = path.join(REPO_ROOT, 'bin', 'lbvm.js');
+
+export interface StackProcess {
+  name: string;
+  tracked: Tracked;
+}
+
+export class DemoStack {
+  readonly dir: string;
+  readonly configFile: string;
+  redis: RedisServer | null = null;
+  private readonly processes: StackProcess[] = [];
+
+  constructor(dir?: string) {
+    this.dir = dir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'lbvm-demo-'));
+    this.configFile = path.join(this.dir, 'lbvm.yaml');
+  }
+
+  async startRedis(): Promise<RedisServer> {
+    this.redis = await startRedisServer({ dir: path.join(this.dir, 'redis') });
+    return this.redis;
+  }
+
+  writeConfig(config: Record<string, unknown>): void {
+    fs.writeFileSync(this.configFile, YAML.stringify(config));
+  }
+
+  /** Starts `lbvm ARGS` with the demo's config; its output goes to DIR/logs/NAME.log. */
+  spawnLbvm(name: string, args: string[], env: Record<string, string> = {}): StackProcess {
+    fs.mkdirSync(path.join(this.dir, 'logs'), { recursive: true });
+    const log = fs.openSync(path.join(this.dir, 'logs', `${name}.log`), 'a');
+    const childEnv: NodeJS.ProcessEnv = {};
+    for (const [key, value] of Object.entries(process.env)) if (!key.startsWith('LBVM_')) childEnv[key] = value;
+    const tracked = spawnTracked(process.execPath, [LBVM_BIN, ...args], {
+      cwd: this.dir,
+      env: { ...childEnv, LBVM_CONFIG: this.configFile, LBVM_LOG_FORMAT: 'json', ...env },
+      stdio: ['ignore', log, log],
+    });
+    fs.closeSync(log);
+    const entry = { name, tracked };
+    this.processes.push(entry);
+    return entry;
+  }
+
+  logOf(name: string): string {
+    const file = path.join(this.dir, 'logs', `${name}.log`);
+    return fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
+  }
+
+  /** Processes whose command line mentions the demo folder (guests started by agents included). */
+  strays(): number[] {
+    const found: number[] = [];
+    for (const entry of fs.readdirSync('/proc')) {
+      if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+      try {
+        const cmdline = fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8');
+        const state = fs.readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1]?.[0];
+        if (state !== 'Z' && cmdline.includes(this.dir)) found.push(Number(entry));
+      } catch {
+        /* gone meanwhile */
+      }
+    }
+    return found;
+  }
+
+  /** Stops everything in reverse start order; returns how many processes it started are still alive. */
+  async teardown(beforeStop?: () => Promise<void>): Promise<number> {
+    try {
+      await beforeStop?.();
+    } catch {
+      /* best effort: the processes are stopped below anyway */
+    }
+    for (const entry of [...this.processes].reverse()) await entry.tracked.stop(8000);
+    await this.redis?.stop();
+    // Anything the daemons left behind (e.g. a guest an agent could not stop): end it, then count.
+    for (const pid of this.strays()) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+    }
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const alive = this.processes.filter((entry) => entry.tracked.child.exitCode === null && entry.tracked.child.signalCode === null).length;
+    return alive + this.strays().length + (this.redis && this.redis.process.child.exitCode === null && this.redis.process.child.signalCode === null ? 1 : 0);
+  }
+
+  removeFolder(): void {
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}

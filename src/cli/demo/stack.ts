@@ -78,7 +78,10 @@ export class DemoStack {
     return found;
   }
 
-  /** Stops everything in reverse start order; returns how many processes it started are still alive. */
+  /**
+   * Stops everything in reverse start order; returns how many processes it started were still alive
+   * after the graceful stop (they are killed then, but counted).
+   */
   async teardown(beforeStop?: () => Promise<void>): Promise<number> {
     try {
       await beforeStop?.();
@@ -87,17 +90,21 @@ export class DemoStack {
     }
     for (const entry of [...this.processes].reverse()) await entry.tracked.stop(8000);
     await this.redis?.stop();
-    // Anything the daemons left behind (e.g. a guest an agent could not stop): end it, then count.
-    for (const pid of this.strays()) {
+    // Count what a graceful stop left behind (e.g. a guest its agent did not stop): that is the
+    // honest leftover figure. Then end those too, so the machine is clean either way.
+    const isAlive = (tracked: Tracked) => tracked.child.exitCode === null && tracked.child.signalCode === null;
+    const strays = this.strays();
+    const leftovers = new Set<number>(strays);
+    for (const entry of this.processes) if (isAlive(entry.tracked) && entry.tracked.child.pid) leftovers.add(entry.tracked.child.pid);
+    if (this.redis && isAlive(this.redis.process) && this.redis.process.child.pid) leftovers.add(this.redis.process.child.pid);
+    for (const pid of leftovers) {
       try {
         process.kill(pid, 'SIGKILL');
       } catch {
         /* already gone */
       }
     }
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    const alive = this.processes.filter((entry) => entry.tracked.child.exitCode === null && entry.tracked.child.signalCode === null).length;
-    return alive + this.strays().length + (this.redis && this.redis.process.child.exitCode === null && this.redis.process.child.signalCode === null ? 1 : 0);
+    return leftovers.size;
   }
 
   removeFolder(): void {

@@ -1,7 +1,7 @@
 /**
  * The `files:DIR` backend: JSON lines in a folder that every host may share (NFS, CephFS, ...).
  *
- *   DIR/samples/YYYY-MM-DD/<encoded host>.jsonl   one file per host per UTC day, host and VM samples
+ *   DIR/YYYY-MM-DD/<encoded host>.jsonl           one file per host per UTC day, host and VM samples
  *   DIR/events/YYYY-MM-DD/<encoded writer>.jsonl  events, one file per writing machine per day
  *
  * Each host appends only to its own files, and each line goes down in one write(2) on a descriptor
@@ -71,7 +71,7 @@ export class FilesStore implements SampleStore {
 
   constructor(private readonly options: FilesStoreOptions) {
     this.displayUrl = `files:${options.dir}`;
-    this.samplesDir = path.join(options.dir, 'samples');
+    this.samplesDir = options.dir;
     this.eventsDir = path.join(options.dir, 'events');
   }
 

@@ -62,6 +62,18 @@ function quickTime(text: string): number | null {
   return Number.isFinite(value) ? value : null;
 }
 
+/**
+ * A write cut short (disk full, crash) can leave a last line without its newline; the next line
+ * appended would then be glued to it and lost with it. End such a line first (readers skip it).
+ */
+function endLineIfCut(fd: number): void {
+  const { size } = fs.fstatSync(fd);
+  if (size === 0) return;
+  const last = Buffer.alloc(1);
+  fs.readSync(fd, last, 0, 1, size - 1);
+  if (last[0] !== 10) fs.writeSync(fd, '\n');
+}
+
 export class FilesStore implements SampleStore {
   readonly kind = 'files' as const;
   readonly displayUrl: string;
@@ -124,7 +136,8 @@ export class FilesStore implements SampleStore {
           fs.mkdirSync(dir, { recursive: true });
           this.madeDirs.add(dir);
         }
-        fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT, 0o644);
+        fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_APPEND | fs.constants.O_CREAT, 0o644);
+        endLineIfCut(fd);
         for (const index of indices) {
           const buffer = Buffer.from(lineOf(items[index]!), 'utf8');
           const bytes = fs.writeSync(fd, buffer);

@@ -8,20 +8,13 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import type { HostSample, Sample, VmSample } from '../../src/model/index.ts';
+import type { Sample } from '../../src/model/index.ts';
 import { FilesStore, openStore, type SampleStore } from '../../src/store/index.ts';
 import { tmpDir } from '../helpers/tmp.ts';
+import { hostSample, vmSample } from './builders.ts';
 import { captureLog } from './log-capture.ts';
 
 const T0 = Date.UTC(2026, 0, 10, 23, 30); // 30 minutes before a UTC day boundary
-
-export function hostSample(host: string, timeMs: number, overrides: Partial<HostSample> = {}): HostSample {
-  return { kind: 'host', host, timeMs, cpuCores: 8, cpuUsedCores: 2.5, memBytes: 32 * 2 ** 30, memUsedBytes: 12 * 2 ** 30, ...overrides };
-}
-
-export function vmSample(vm: string, host: string, timeMs: number, overrides: Partial<VmSample> = {}): VmSample {
-  return { kind: 'vm', vm, host, timeMs, vcpus: 2, cpuUsedCores: 0.5, memBytes: 2 ** 30, memUsedBytes: 2 ** 29, state: 'running', ...overrides };
-}
 
 async function collect(store: SampleStore, query: Parameters<SampleStore['readSamples']>[0]) {
   const stream = store.readSamples(query);

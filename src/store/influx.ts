@@ -190,8 +190,19 @@ export class InfluxStore implements SampleStore {
   }
 
   async writeSamples(samples: readonly Sample[]): Promise<WriteReport> {
-    const { valid, rejected, rejectedReasons } = screenSamples(samples, this.options.log, this.displayUrl);
+    const screened = screenSamples(samples, this.options.log, this.displayUrl);
+    // InfluxDB drops points beyond the retention policy, but when a batch also has another problem its
+    // answer counts only one of them: count these here, exactly, and do not send them.
+    const oldestMs = Date.now() - this.options.retentionMs;
+    const valid = screened.valid.filter((sample) => sample.timeMs >= oldestMs);
+    const tooOld = screened.valid.length - valid.length;
+    const rejected = screened.rejected + tooOld;
+    const rejectedReasons = [...screened.rejectedReasons];
+    if (tooOld > 0) rejectedReasons.push(`${tooOld} points beyond retention policy ${RAW_POLICY} (older than store.retention)`);
     const report: WriteReport = { written: 0, rejected, rejectedReasons };
+    if (tooOld > 0) {
+      this.options.log?.warn({ store: this.displayUrl, rejected: tooOld }, `set aside ${tooOld} samples older than the retention of ${this.displayUrl} (beyond retention policy ${RAW_POLICY}); not written, not retried`);
+    }
     if (valid.length === 0) return report;
     try {
       await this.ensureSchema();

@@ -41,6 +41,8 @@ export const DOWNSAMPLED_POLICY = 'lbvm_5m';
 export const HOST_MEASUREMENT = 'host_sample';
 export const VM_MEASUREMENT = 'vm_sample';
 export const EVENT_MEASUREMENT = 'lbvm_event';
+/** Rows per read query: bounded memory (~100 bytes of JSON a row) with few queries. */
+const ROWS_PER_QUERY = 50_000;
 
 export interface InfluxStoreOptions {
   url: URL;
@@ -64,7 +66,11 @@ const NO_BACKOFF = {
   },
 };
 
+// eslint-disable-next-line no-control-regex
+const NEEDS_TAG_ENCODING = /[\u0000-\u001f\u007f%\\\ud800-\udfff]/;
+
 export function encodeTag(value: string): string {
+  if (!NEEDS_TAG_ENCODING.test(value)) return value;
   // eslint-disable-next-line no-control-regex
   return value.replace(/[\u0000-\u001f\u007f%\\]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, (char) => {
     const code = char.charCodeAt(0);
@@ -323,8 +329,9 @@ export class InfluxStore implements SampleStore {
       try {
         for (const kind of kinds) {
           const measurement = kind === 'host' ? HOST_MEASUREMENT : VM_MEASUREMENT;
-          // Time slices keep each answer bounded: the client buffers a whole answer in memory.
-          let sliceMs = 10 * 60_000;
+          // Time slices keep each answer bounded (the client buffers a whole answer in memory), and
+          // as few as that allows: every query costs InfluxDB a pass over all the series it touches.
+          let sliceMs = await store.sliceFor(kind, query.fromMs, query.toMs, hostFilter);
           for (let from = query.fromMs; from <= query.toMs; ) {
             const to = Math.min(query.toMs, from + sliceMs - 1);
             const series = await store.select(
@@ -359,8 +366,7 @@ export class InfluxStore implements SampleStore {
               }
             }
             from = to + 1;
-            if (rows > 40_000) sliceMs = Math.max(60_000, Math.floor(sliceMs / 2));
-            else if (rows < 10_000) sliceMs = Math.min(24 * 3_600_000, sliceMs * 2);
+            if (rows > 2 * ROWS_PER_QUERY) sliceMs = Math.max(60_000, Math.floor(sliceMs / 2));
           }
         }
       } finally {
@@ -373,6 +379,21 @@ export class InfluxStore implements SampleStore {
       [Symbol.asyncIterator]: generate,
     };
     return stream;
+  }
+
+  /**
+   * The slice length that gives about ROWS_PER_QUERY rows per query, from a cheap count over the host
+   * samples (one series per host) and the VM count each host sample carries.
+   */
+  async sliceFor(kind: Sample['kind'], fromMs: number, toMs: number, hostFilter: string): Promise<number> {
+    const windowMs = toMs - fromMs + 1;
+    const series = await this.select(
+      `SELECT count("cpuUsedCores"), sum("vmCount") FROM ${escape.quoted(RAW_POLICY)}.${escape.quoted(HOST_MEASUREMENT)} WHERE time >= ${fromMs}ms AND time <= ${toMs}ms${hostFilter}`,
+    );
+    const [, hostRows, vmRows] = (series[0]?.values[0] ?? [0, 0, 0]) as [unknown, number | null, number | null];
+    const rows = kind === 'host' ? (hostRows ?? 0) : (vmRows ?? (hostRows ?? 0) * 30);
+    const slices = Math.max(1, Math.ceil(rows / ROWS_PER_QUERY));
+    return Math.max(60_000, Math.ceil(windowMs / slices));
   }
 
   async lastSampleTimes(options: { sinceMs?: number; nowMs?: number } = {}): Promise<Map<string, number>> {

@@ -3,6 +3,7 @@
  * and the simulator and demo. One file per command under ./commands.
  */
 import { Command } from 'commander';
+import { collectCommand } from './commands/collect.ts';
 import { configCommand } from './commands/config.ts';
 import { pendingCommand } from './commands/pending.ts';
 import { CONFIG_HELP } from './help.ts';
@@ -22,12 +23,7 @@ export function lbvmProgram(): Command {
       `\nExamples:\n  $ lbvm collect --every 10s        sample this host and its VMs in a loop\n  $ lbvm monitor                    the long-running balancer\n  $ lbvm simulate --trace ../shared/traces/planetlab/20110303 --format planetlab --hosts 60 --host-cores 4\n  $ lbvm demo                       a local cluster balanced live\n\n${CONFIG_HELP}\n`,
     );
   program.addCommand(configCommand());
-  program.addCommand(
-    pendingCommand('collect', '', {
-      summary: 'sample this host and its VMs once (for cron) or every --every, into the sample store',
-      examples: ['lbvm collect', 'lbvm collect --every 10s --store files:/shared/lbvm/samples'],
-    }, 'issue #3'),
-  );
+  program.addCommand(collectCommand());
   program.addCommand(
     pendingCommand('monitor', '', {
       summary: 'the long-running balancer: read samples, plan, enqueue live migrations',

@@ -123,6 +123,8 @@ export const configSchema = z
         spoolMaxBytes: bytes('64MiB'),
         /** Samples buffered before one write to InfluxDB. */
         batchSize: positiveInt(5000),
+        /** How long InfluxDB keeps the 5-minute means of the continuous queries (retention policy lbvm_5m). */
+        downsampleRetention: duration('400d'),
       })
       .strict()
       .default({}),
@@ -141,6 +143,12 @@ export const configSchema = z
         driver: z.enum(DRIVER_NAMES).default('qemu'),
         /** Small file keeping /proc counters between cron runs, for deltas. */
         stateFile: z.string().default('./.lbvm/collect-state.json'),
+        /**
+         * Where the host's use comes from: `proc` (this machine's /proc), `guests` (the sum of its VMs',
+         * with the capacity of `hosts.<node>`: a logical host), or `auto`: `guests` when `hosts.<node>`
+         * exists and the node is not this machine's hostname (several agents on one machine), else `proc`.
+         */
+        hostUse: z.enum(['auto', 'proc', 'guests']).default('auto'),
       })
       .strict()
       .default({}),

@@ -1,0 +1,452 @@
+/**
+ * The `influx://[user:pass@]host:port/db` backend (`influxs://` for HTTPS), InfluxDB 1.x through the
+ * npm `influx` client. Schema (also in the README, "Samples and the store"):
+ *
+ *   retention policy lbvm_raw (DEFAULT, duration store.retention): raw samples and events
+ *     host_sample  tags: host        fields: cpuCores, cpuUsedCores, cpuStealCores, memBytes, memUsedBytes,
+ *                                    memAvailableBytes, load1, load5, load15, diskReadBytesPerSec,
+ *                                    diskWriteBytesPerSec, netRxBytesPerSec, netTxBytesPerSec, vmCount (floats)
+ *     vm_sample    tags: host, vm    fields: vcpus, cpuUsedCores, memBytes, memUsedBytes, memDirtyBytesPerSec,
+ *                                    disk/net *BytesPerSec (floats), state (string), tags (string, JSON list)
+ *     lbvm_event   tags: type        fields: json (the whole event), host, vm (strings)
+ *   retention policy lbvm_5m (duration store.downsampleRetention): continuous queries lbvm_host_5m and
+ *     lbvm_vm_5m write mean(*) per 5 minutes into host_sample_5m and vm_sample_5m (fields mean_<field>).
+ *
+ * Tag values are written with `%`, `\` and control characters as %XX (lone surrogates as %uXXXX),
+ * so no name can break the line protocol; readers decode them. Timestamps are the measurement time
+ * in ms; the same sample written twice is the same point (InfluxDB overwrites it), so a replay cannot
+ * duplicate. Events get a sub-millisecond offset from a hash of their content for the same reason.
+ *
+ * Known trap of the client: with a single host it does not retry and buffers nothing, and after a
+ * connection error it disables the host for a backoff period (answering "No host available" with
+ * a timer that keeps the process alive). We turn that off (no retries, no disabling) and rely on the
+ * spool instead, which is durable.
+ */
+import { createHash } from 'node:crypto';
+import influx from 'influx';
+import type { IPoint } from 'influx';
+import { StoreUnavailable } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import type { HostSample, LbvmEvent, Sample, VmSample } from '../model/index.ts';
+import { HOST_NUMERIC_FIELDS, VM_NUMERIC_FIELDS } from '../model/index.ts';
+import { StoreAuthFailed, StoreWriteFailed } from './errors.ts';
+import { warnSkips } from './files.ts';
+import type { SampleStore, SampleStream, SampleWindowQuery, SkipReport, WriteReport } from './types.ts';
+import { DEFAULT_FUTURE_TOLERANCE_MS, SkipCounter, screenSamples, validateEvent, validateSample } from './validate.ts';
+
+const { InfluxDB, escape } = influx;
+
+export const RAW_POLICY = 'lbvm_raw';
+export const DOWNSAMPLED_POLICY = 'lbvm_5m';
+export const HOST_MEASUREMENT = 'host_sample';
+export const VM_MEASUREMENT = 'vm_sample';
+export const EVENT_MEASUREMENT = 'lbvm_event';
+/** Rows per read query: bounded memory (~100 bytes of JSON a row) with few queries. */
+const ROWS_PER_QUERY = 50_000;
+
+export interface InfluxStoreOptions {
+  url: URL;
+  displayUrl: string;
+  retentionMs: number;
+  downsampleRetentionMs: number;
+  batchSize: number;
+  log?: Logger;
+  futureToleranceMs?: number;
+  requestTimeoutMs?: number;
+}
+
+/** Never disables the host: the spool, not the client, handles outages. */
+const NO_BACKOFF = {
+  getDelay: () => 0,
+  next() {
+    return NO_BACKOFF;
+  },
+  reset() {
+    return NO_BACKOFF;
+  },
+};
+
+// eslint-disable-next-line no-control-regex
+const NEEDS_TAG_ENCODING = /[\u0000-\u001f\u007f%\\\ud800-\udfff]/;
+
+export function encodeTag(value: string): string {
+  if (!NEEDS_TAG_ENCODING.test(value)) return value;
+  // eslint-disable-next-line no-control-regex
+  return value.replace(/[\u0000-\u001f\u007f%\\]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, (char) => {
+    const code = char.charCodeAt(0);
+    return code > 0xff ? `%u${code.toString(16).padStart(4, '0')}` : `%${code.toString(16).padStart(2, '0')}`;
+  });
+}
+
+export function decodeTag(value: string): string {
+  return value.replace(/%u([0-9a-f]{4})|%([0-9a-f]{2})/g, (_match, wide: string | undefined, narrow: string | undefined) =>
+    String.fromCharCode(parseInt(wide ?? narrow!, 16)),
+  );
+}
+
+/** Influx duration literal from ms: 14d -> "336h0m0s" style is not needed; whole hours or "INF". */
+function durationLiteral(ms: number): string {
+  if (ms <= 0) return 'INF';
+  const hours = Math.max(1, Math.ceil(ms / 3_600_000));
+  return `${hours}h`;
+}
+
+function statusOf(error: unknown): number | undefined {
+  return (error as { res?: { statusCode?: number } })?.res?.statusCode;
+}
+
+function bodyOf(error: unknown): string {
+  const message = (error as Error)?.message ?? String(error);
+  return message.replace(/^A \d+ [^:]*error occurred: /, '').trim();
+}
+
+export class InfluxStore implements SampleStore {
+  readonly kind = 'influx' as const;
+  readonly displayUrl: string;
+  private readonly client: InstanceType<typeof InfluxDB>;
+  private readonly database: string;
+  private schemaReady: Promise<void> | null = null;
+
+  constructor(private readonly options: InfluxStoreOptions) {
+    this.displayUrl = options.displayUrl;
+    const url = options.url;
+    this.database = decodeURIComponent(url.pathname.replace(/^\//, ''));
+    this.client = new InfluxDB({
+      host: url.hostname,
+      port: url.port ? Number(url.port) : 8086,
+      protocol: url.protocol === 'influxs:' ? 'https' : 'http',
+      database: this.database,
+      username: url.username ? decodeURIComponent(url.username) : undefined,
+      password: url.password ? decodeURIComponent(url.password) : undefined,
+      pool: { maxRetries: 0, requestTimeout: options.requestTimeoutMs ?? 10_000, backoff: NO_BACKOFF },
+    });
+  }
+
+  /** A StoreUnavailable for `error`, with a message naming the URL (redacted) and, for 401/403, authentication. */
+  private failure<T extends Sample | LbvmEvent>(what: string, error: unknown, unwritten: T[]): StoreWriteFailed<T> {
+    const status = statusOf(error);
+    if (status === 401 || status === 403) {
+      return new StoreAuthFailed(
+        `InfluxDB at ${this.displayUrl} refused authentication (${status}) while ${what}: check the user and password in store.url (LBVM_STORE_URL)` +
+          (status === 403 ? ', and that the user may write to the database' : ''),
+        unwritten,
+        error,
+      );
+    }
+    const reason = status ? `${status}: ${bodyOf(error)}` : ((error as NodeJS.ErrnoException).code ?? bodyOf(error));
+    return new StoreWriteFailed(`InfluxDB at ${this.displayUrl} is unavailable while ${what} (${reason})`, unwritten, error);
+  }
+
+  /** Creates the database, the retention policies and the continuous queries once per process. */
+  ensureSchema(): Promise<void> {
+    this.schemaReady ??= this.createSchema().catch((error) => {
+      this.schemaReady = null;
+      throw error;
+    });
+    return this.schemaReady;
+  }
+
+  private async createSchema(): Promise<void> {
+    const db = this.database;
+    const q = (text: string) => this.client.queryRaw(text, { method: 'POST' } as never).then(checkResults);
+    try {
+      await q(`CREATE DATABASE ${escape.quoted(db)}`);
+    } catch (error) {
+      // A user with write rights only: the administrator made the database; use it as it is.
+      if (statusOf(error) === 403 || /requires admin privilege/i.test(bodyOf(error))) {
+        this.options.log?.info({ store: this.displayUrl }, 'not an InfluxDB admin: using the existing database, retention policies and continuous queries as they are');
+        return;
+      }
+      throw error;
+    }
+    const policies = (await this.client.showRetentionPolicies(db)) as unknown as { name: string; duration: string }[];
+    const raw = durationLiteral(this.options.retentionMs);
+    const long = durationLiteral(this.options.downsampleRetentionMs);
+    const verb = (name: string) => (policies.some((policy) => policy.name === name) ? 'ALTER' : 'CREATE');
+    await q(`${verb(RAW_POLICY)} RETENTION POLICY ${escape.quoted(RAW_POLICY)} ON ${escape.quoted(db)} DURATION ${raw} REPLICATION 1 DEFAULT`);
+    await q(`${verb(DOWNSAMPLED_POLICY)} RETENTION POLICY ${escape.quoted(DOWNSAMPLED_POLICY)} ON ${escape.quoted(db)} DURATION ${long} REPLICATION 1`);
+    const queries = (await this.client.showContinousQueries(db)) as unknown as { name: string }[];
+    for (const [name, from, into] of [
+      ['lbvm_host_5m', HOST_MEASUREMENT, `${HOST_MEASUREMENT}_5m`],
+      ['lbvm_vm_5m', VM_MEASUREMENT, `${VM_MEASUREMENT}_5m`],
+    ] as const) {
+      if (queries.some((query) => query.name === name)) continue;
+      await q(
+        `CREATE CONTINUOUS QUERY ${escape.quoted(name)} ON ${escape.quoted(db)} BEGIN ` +
+          `SELECT mean(*) INTO ${escape.quoted(db)}.${escape.quoted(DOWNSAMPLED_POLICY)}.${escape.quoted(into)} ` +
+          `FROM ${escape.quoted(db)}.${escape.quoted(RAW_POLICY)}.${escape.quoted(from)} GROUP BY time(5m), * END`,
+      );
+    }
+  }
+
+  private toPoint(sample: Sample): IPoint {
+    const fields: Record<string, number | string> = {};
+    const numeric = sample.kind === 'host' ? HOST_NUMERIC_FIELDS : VM_NUMERIC_FIELDS;
+    for (const field of numeric) {
+      if (field === 'timeMs') continue;
+      const value = (sample as unknown as Record<string, unknown>)[field];
+      if (typeof value === 'number') fields[field] = value;
+    }
+    if (sample.kind === 'vm') {
+      if (sample.state) fields.state = sample.state;
+      if (sample.tags && sample.tags.length > 0) fields.tags = JSON.stringify(sample.tags);
+      return { measurement: VM_MEASUREMENT, tags: { host: encodeTag(sample.host), vm: encodeTag(sample.vm) }, fields, timestamp: sample.timeMs };
+    }
+    return { measurement: HOST_MEASUREMENT, tags: { host: encodeTag(sample.host) }, fields, timestamp: sample.timeMs };
+  }
+
+  async writeSamples(samples: readonly Sample[]): Promise<WriteReport> {
+    const screened = screenSamples(samples, this.options.log, this.displayUrl);
+    // InfluxDB drops points beyond the retention policy, but when a batch also has another problem its
+    // answer counts only one of them: count these here, exactly, and do not send them.
+    const oldestMs = Date.now() - this.options.retentionMs;
+    const valid = screened.valid.filter((sample) => sample.timeMs >= oldestMs);
+    const tooOld = screened.valid.length - valid.length;
+    const rejected = screened.rejected + tooOld;
+    const rejectedReasons = [...screened.rejectedReasons];
+    if (tooOld > 0) rejectedReasons.push(`${tooOld} points beyond retention policy ${RAW_POLICY} (older than store.retention)`);
+    const report: WriteReport = { written: 0, rejected, rejectedReasons };
+    if (tooOld > 0) {
+      this.options.log?.warn({ store: this.displayUrl, rejected: tooOld }, `set aside ${tooOld} samples older than the retention of ${this.displayUrl} (beyond retention policy ${RAW_POLICY}); not written, not retried`);
+    }
+    if (valid.length === 0) return report;
+    try {
+      await this.ensureSchema();
+    } catch (error) {
+      throw this.failure('creating the database', error, valid);
+    }
+    for (let start = 0; start < valid.length; start += this.options.batchSize) {
+      const batch = valid.slice(start, start + this.options.batchSize);
+      try {
+        await this.writeBatch(batch, batch.map((sample) => this.toPoint(sample)), 'ms', report);
+      } catch (error) {
+        throw this.failure('writing samples', error, valid.slice(start));
+      }
+    }
+    if (report.rejected > rejected) {
+      this.options.log?.warn(
+        { store: this.displayUrl, rejected: report.rejected - rejected, reasons: report.rejectedReasons },
+        `InfluxDB refused ${report.rejected - rejected} points (set aside, not retried): ${report.rejectedReasons.slice(-3).join('; ')}`,
+      );
+    }
+    return report;
+  }
+
+  /**
+   * Writes one batch. A 400 is about the points, not the server: a "partial write" has already stored
+   * the good points and dropped the bad ones (counted); another 400 is split in halves until the bad
+   * points are isolated and set aside. Anything else (down, 5xx, 401) is thrown for the caller.
+   */
+  private async writeBatch<T>(items: T[], points: IPoint[], precision: 'ms' | 'n', report: WriteReport): Promise<void> {
+    try {
+      await this.client.writePoints(points, { precision, retentionPolicy: undefined });
+      report.written += points.length;
+    } catch (error) {
+      if (statusOf(error) === 404 && /database not found/i.test(bodyOf(error))) {
+        // Dropped under our feet: make it again, once.
+        this.schemaReady = null;
+        await this.ensureSchema();
+        await this.client.writePoints(points, { precision });
+        report.written += points.length;
+        return;
+      }
+      if (statusOf(error) !== 400) throw error;
+      const body = bodyOf(error);
+      const partial = body.match(/partial write: (.*?) dropped=(\d+)/s);
+      if (partial) {
+        const dropped = Number(partial[2]);
+        report.rejected += dropped;
+        report.written += points.length - dropped;
+        report.rejectedReasons.push(`${dropped} points refused by InfluxDB: ${partial[1]!.replace(/^"|"$/g, '').slice(0, 300)}`);
+        return;
+      }
+      if (points.length === 1) {
+        report.rejected += 1;
+        report.rejectedReasons.push(`1 point refused by InfluxDB: ${body.slice(0, 300)}`);
+        return;
+      }
+      const half = Math.ceil(points.length / 2);
+      await this.writeBatch(items.slice(0, half), points.slice(0, half), precision, report);
+      await this.writeBatch(items.slice(half), points.slice(half), precision, report);
+    }
+  }
+
+  async writeEvents(events: readonly LbvmEvent[]): Promise<WriteReport> {
+    const report: WriteReport = { written: 0, rejected: 0, rejectedReasons: [] };
+    if (events.length === 0) return report;
+    try {
+      await this.ensureSchema();
+    } catch (error) {
+      throw this.failure('creating the database', error, [...events]);
+    }
+    const points = events.map((event): IPoint => {
+      const json = JSON.stringify(event);
+      const offsetNs = BigInt(parseInt(createHash('sha1').update(json).digest('hex').slice(0, 8), 16) % 1_000_000);
+      const fields: Record<string, string> = { json };
+      if (event.host) fields.host = event.host;
+      if (event.vm) fields.vm = event.vm;
+      return {
+        measurement: EVENT_MEASUREMENT,
+        tags: { type: encodeTag(event.type) },
+        fields,
+        timestamp: (BigInt(Math.round(event.timeMs)) * 1_000_000n + offsetNs).toString(),
+      };
+    });
+    try {
+      await this.writeBatch([...events], points, 'n', report);
+    } catch (error) {
+      throw this.failure('writing events', error, [...events]);
+    }
+    return report;
+  }
+
+  private async select(text: string): Promise<{ columns: string[]; values: unknown[][] }[]> {
+    try {
+      const raw = (await this.client.queryRaw(text, { precision: 'ms', database: this.database })) as {
+        results: { error?: string; series?: { columns: string[]; values: unknown[][] }[] }[];
+      };
+      checkResults(raw);
+      return raw.results.flatMap((result) => result.series ?? []);
+    } catch (error) {
+      if (statusOf(error) === 404 || /database not found/i.test(bodyOf(error))) return [];
+      const failure = this.failure('reading', error, []);
+      throw failure instanceof StoreAuthFailed ? failure : new StoreUnavailable(failure.message, error);
+    }
+  }
+
+  readSamples(query: SampleWindowQuery): SampleStream {
+    const counter = new SkipCounter();
+    const store = this;
+    const nowMs = query.nowMs ?? Date.now();
+    const futureToleranceMs = this.options.futureToleranceMs ?? DEFAULT_FUTURE_TOLERANCE_MS;
+    const kinds = query.kinds ?? ['host', 'vm'];
+    const hostFilter =
+      query.hosts && query.hosts.length <= 200
+        ? ` AND (${query.hosts.map((host) => `"host" = ${escape.stringLit(encodeTag(host))}`).join(' OR ')})`
+        : '';
+    const hostNames = query.hosts ? new Set(query.hosts) : null;
+    async function* generate(): AsyncGenerator<Sample> {
+      try {
+        for (const kind of kinds) {
+          const measurement = kind === 'host' ? HOST_MEASUREMENT : VM_MEASUREMENT;
+          // Time slices keep each answer bounded (the client buffers a whole answer in memory), and
+          // as few as that allows: every query costs InfluxDB a pass over all the series it touches.
+          let sliceMs = await store.sliceFor(kind, query.fromMs, query.toMs, hostFilter);
+          for (let from = query.fromMs; from <= query.toMs; ) {
+            const to = Math.min(query.toMs, from + sliceMs - 1);
+            const series = await store.select(
+              `SELECT * FROM ${escape.quoted(RAW_POLICY)}.${escape.quoted(measurement)} WHERE time >= ${from}ms AND time <= ${to}ms${hostFilter}`,
+            );
+            let rows = 0;
+            for (const { columns, values } of series) {
+              rows += values.length;
+              for (const row of values) {
+                const record: Record<string, unknown> = { kind };
+                for (let index = 0; index < columns.length; index++) {
+                  const column = columns[index]!;
+                  const value = row[index];
+                  if (value === null || value === undefined) continue;
+                  if (column === 'time') record.timeMs = value;
+                  else if (column === 'host' || column === 'vm') record[column] = decodeTag(String(value));
+                  else if (column === 'tags') {
+                    try {
+                      record.tags = JSON.parse(String(value));
+                    } catch {
+                      record.tags = value;
+                    }
+                  } else record[column] = value;
+                }
+                const verdict = validateSample(record, { nowMs, futureToleranceMs });
+                if (!verdict.ok) {
+                  counter.add(`${measurement} host=${String(record.host).slice(0, 80)}${kind === 'vm' ? ` vm=${String(record.vm).slice(0, 80)}` : ''} time=${String(record.timeMs)}`, verdict.reason);
+                  continue;
+                }
+                if (hostNames && !hostNames.has(verdict.value.host)) continue;
+                yield verdict.value;
+              }
+            }
+            from = to + 1;
+            if (rows > 2 * ROWS_PER_QUERY) sliceMs = Math.max(60_000, Math.floor(sliceMs / 2));
+          }
+        }
+      } finally {
+        stream.skips = counter.report();
+        warnSkips(store.options.log, counter, store.displayUrl);
+      }
+    }
+    const stream: { skips: SkipReport; [Symbol.asyncIterator]: () => AsyncGenerator<Sample> } = {
+      skips: counter.report(),
+      [Symbol.asyncIterator]: generate,
+    };
+    return stream;
+  }
+
+  /**
+   * The slice length that gives about ROWS_PER_QUERY rows per query, from a cheap count over the host
+   * samples (one series per host) and the VM count each host sample carries.
+   */
+  async sliceFor(kind: Sample['kind'], fromMs: number, toMs: number, hostFilter: string): Promise<number> {
+    const windowMs = toMs - fromMs + 1;
+    const series = await this.select(
+      `SELECT count("cpuUsedCores"), sum("vmCount") FROM ${escape.quoted(RAW_POLICY)}.${escape.quoted(HOST_MEASUREMENT)} WHERE time >= ${fromMs}ms AND time <= ${toMs}ms${hostFilter}`,
+    );
+    const [, hostRows, vmRows] = (series[0]?.values[0] ?? [0, 0, 0]) as [unknown, number | null, number | null];
+    const rows = kind === 'host' ? (hostRows ?? 0) : (vmRows ?? (hostRows ?? 0) * 30);
+    const slices = Math.max(1, Math.ceil(rows / ROWS_PER_QUERY));
+    return Math.max(60_000, Math.ceil(windowMs / slices));
+  }
+
+  async lastSampleTimes(options: { sinceMs?: number; nowMs?: number } = {}): Promise<Map<string, number>> {
+    const nowMs = options.nowMs ?? Date.now();
+    const sinceMs = options.sinceMs ?? nowMs - this.options.retentionMs;
+    const untilMs = nowMs + (this.options.futureToleranceMs ?? DEFAULT_FUTURE_TOLERANCE_MS);
+    const result = new Map<string, number>();
+    const series = await this.select(
+      `SELECT last("cpuUsedCores") FROM ${escape.quoted(RAW_POLICY)}.${escape.quoted(HOST_MEASUREMENT)} WHERE time >= ${sinceMs}ms AND time <= ${untilMs}ms GROUP BY "host"`,
+    );
+    for (const entry of series as { columns: string[]; values: unknown[][]; tags?: { host?: string } }[]) {
+      const host = entry.tags?.host;
+      const time = entry.values[0]?.[0];
+      if (typeof host === 'string' && typeof time === 'number') result.set(decodeTag(host), time);
+    }
+    return result;
+  }
+
+  async readEvents(query: { fromMs: number; toMs: number }): Promise<LbvmEvent[]> {
+    const counter = new SkipCounter();
+    const series = await this.select(
+      `SELECT "json" FROM ${escape.quoted(RAW_POLICY)}.${escape.quoted(EVENT_MEASUREMENT)} WHERE time >= ${query.fromMs}ms AND time < ${query.toMs + 1}ms`,
+    );
+    const events: LbvmEvent[] = [];
+    for (const { values } of series) {
+      for (const [time, json] of values) {
+        let parsed: unknown;
+        try {
+          parsed = JSON.parse(String(json));
+        } catch {
+          counter.add(`${EVENT_MEASUREMENT} time=${String(time)}`, 'json field is not valid JSON');
+          continue;
+        }
+        const verdict = validateEvent(parsed);
+        if (verdict.ok) events.push(verdict.value);
+        else counter.add(`${EVENT_MEASUREMENT} time=${String(time)}`, verdict.reason);
+      }
+    }
+    warnSkips(this.options.log, counter, this.displayUrl, 'events');
+    return events.sort((a, b) => a.timeMs - b.timeMs);
+  }
+
+  async prune(): Promise<{ removed: number }> {
+    // The lbvm_raw retention policy expires raw samples; nothing to do here.
+    return { removed: 0 };
+  }
+
+  async close(): Promise<void> {}
+}
+
+function checkResults(raw: unknown): unknown {
+  const results = (raw as { results?: { error?: string }[] })?.results ?? [];
+  const failed = results.find((result) => result.error);
+  if (failed) throw Object.assign(new Error(failed.error), { res: { statusCode: /authoriz|privilege/i.test(failed.error!) ? 403 : 400 } });
+  return raw;
+}

@@ -1,0 +1,72 @@
+/**
+ * The `SampleStore` contract: what collectors write and what the monitor and `lbm` read. Two
+ * backends implement it (`files.ts`, `influx.ts`); `openStore(url)` in `index.ts` picks one.
+ * Only model types cross it: samples in, samples out, events in, events out.
+ */
+import type { LbvmEvent, Sample } from '../model/index.ts';
+
+export interface SampleWindowQuery {
+  /** Inclusive bounds, epoch ms, on each sample's measurement time. */
+  fromMs: number;
+  toMs: number;
+  /** Only these hosts (by name). All hosts when absent. */
+  hosts?: string[];
+  /** Only host samples, only VM samples, or both (default). */
+  kinds?: Sample['kind'][];
+  /** "Now" for the future-dated check (default: the clock). Samples later than now + the tolerance are skipped. */
+  nowMs?: number;
+}
+
+/** What a reader skipped, counted by reason; `examples` name file:line (files) or series and time (influx). */
+export interface SkipReport {
+  skipped: number;
+  byReason: Record<string, number>;
+  examples: string[];
+}
+
+/**
+ * A window of samples, streamed: iterate it once. Samples arrive grouped by host (files) or by
+ * time slice (influx); within a host file in the order they were written. Not globally sorted.
+ * `skips` is complete once the iteration has ended.
+ */
+export interface SampleStream extends AsyncIterable<Sample> {
+  readonly skips: SkipReport;
+}
+
+export interface WriteReport {
+  /** Items the store accepted. */
+  written: number;
+  /** Items refused as invalid (by our own checks or InfluxDB's 400) and set aside, never retried. */
+  rejected: number;
+  /** One line per reason, e.g. "2 points beyond retention policy". */
+  rejectedReasons: string[];
+}
+
+export interface SampleStore {
+  /** `files` or `influx`. */
+  readonly kind: 'files' | 'influx';
+  /** The store URL with any password replaced by ***: safe to log. */
+  readonly displayUrl: string;
+  /**
+   * Writes samples. Throws `StoreWriteFailed` (a StoreUnavailable) when the store cannot take them;
+   * its `unwritten` lists, in their original order, exactly the samples that were not stored, so
+   * the caller can spool them without duplicating the rest.
+   */
+  writeSamples(samples: readonly Sample[]): Promise<WriteReport>;
+  /** Writes events (migrations, pauses, maintenance). Same failure contract as `writeSamples`. */
+  writeEvents(events: readonly LbvmEvent[]): Promise<WriteReport>;
+  /** Streams the valid samples of a time window; bad ones are skipped and reported, never thrown. */
+  readSamples(query: SampleWindowQuery): SampleStream;
+  /**
+   * The time of the newest sample of each host seen since `sinceMs` (default: the retention period),
+   * so the monitor can tell a silent host (unknown) from an idle one.
+   */
+  lastSampleTimes(options?: { sinceMs?: number; nowMs?: number }): Promise<Map<string, number>>;
+  /** Events with fromMs <= timeMs <= toMs, oldest first. */
+  readEvents(query: { fromMs: number; toMs: number }): Promise<LbvmEvent[]>;
+  /** Deletes what is older than the retention (files); InfluxDB expires data by its retention policy. */
+  prune(nowMs?: number): Promise<{ removed: number }>;
+  close(): Promise<void>;
+}
+
+export const EMPTY_WRITE: WriteReport = Object.freeze({ written: 0, rejected: 0, rejectedReasons: [] }) as WriteReport;

@@ -1,0 +1,128 @@
+/**
+ * `lbvm collect` as an operator runs it: into a real files store and a real InfluxDB (with auth),
+ * through an outage, and loudly refusing drivers that are not built yet.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { HostSample, Sample } from '../../src/model/index.ts';
+import { openStore } from '../../src/store/index.ts';
+import { cleanEnv, ROOT, runCli } from '../helpers/cli.ts';
+import { startInflux, type InfluxServer } from '../helpers/influx.ts';
+import { waitFor } from '../helpers/processes.ts';
+import { tmpDir } from '../helpers/tmp.ts';
+
+async function readAll(url: string): Promise<Sample[]> {
+  const samples: Sample[] = [];
+  for await (const sample of openStore(url).readSamples({ fromMs: Date.now() - 3_600_000, toMs: Date.now() })) samples.push(sample);
+  return samples;
+}
+
+describe('lbvm collect', () => {
+  it('fails loudly, naming the driver, while that driver is not built; nothing is written', async () => {
+    const cwd = tmpDir();
+    for (const driver of ['qemu', 'sim']) {
+      const result = await runCli('lbvm', ['collect', '--driver', driver, '--store', 'files:./samples'], { cwd, env: cleanEnv() });
+      assert.equal(result.code, 70, result.stderr);
+      assert.match(result.stderr, new RegExp(`the ${driver} driver .*not implemented yet`));
+      assert.doesNotMatch(result.stderr, /\bat .*\.ts:\d+/);
+    }
+    assert.ok(!fs.existsSync(path.join(cwd, 'samples')));
+  });
+
+  it('--host-only samples this host into a files store; --json prints the round; the state file keeps counters', async () => {
+    const cwd = tmpDir();
+    const result = await runCli('lbvm', ['collect', '--host-only', '--node', 'n1', '--store', 'files:./samples', '--json'], { cwd, env: cleanEnv() });
+    assert.equal(result.code, 0, result.stderr);
+    const round = JSON.parse(result.stdout) as { host: HostSample; delivery: { written: number } };
+    assert.equal(round.host.host, 'n1');
+    assert.equal(round.delivery.written, 1);
+    const stored = await readAll(`files:${path.join(cwd, 'samples')}`);
+    assert.deepEqual(stored, [round.host]);
+    const state = JSON.parse(fs.readFileSync(path.join(cwd, '.lbvm/collect-state.json'), 'utf8')) as { nodes: Record<string, { proc: { stat: unknown } }> };
+    assert.ok(state.nodes.n1?.proc.stat, 'the /proc counters are kept for the next run');
+    const again = await runCli('lbvm', ['collect', '--host-only', '--node', 'n1', '--store', 'files:./samples'], { cwd, env: cleanEnv() });
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stdout, /^n1: CPU \d+\.\d\d\/\d+ cores, memory .*; wrote 1 samples\n$/);
+    assert.equal((await readAll(`files:${path.join(cwd, 'samples')}`)).length, 2);
+  });
+
+  it('refuses --host-only for a logical host, whose use is the sum of its guests', async () => {
+    const cwd = tmpDir();
+    fs.writeFileSync(path.join(cwd, 'lbvm.yaml'), 'node: n7\nhosts:\n  n7: { cpuCores: 4, memBytes: 8GiB }\n');
+    const result = await runCli('lbvm', ['collect', '--host-only'], { cwd, env: cleanEnv() });
+    assert.equal(result.code, 2, result.stderr);
+    assert.match(result.stderr, /n7 is a logical host/);
+  });
+
+  it('--every loops, one line per round, until stopped', async () => {
+    const cwd = tmpDir();
+    const child = spawn(process.execPath, [path.join(ROOT, 'bin/lbvm.js'), 'collect', '--host-only', '--node', 'loop', '--every', '1s', '--store', 'files:./samples'], {
+      cwd,
+      env: cleanEnv({ LBVM_LOG_LEVEL: 'warn' }),
+    });
+    let stdout = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    await waitFor('two rounds of the loop', () => stdout.split('\n').filter((line) => / loop: CPU /.test(line)).length >= 2, { timeoutMs: 30_000 });
+    child.kill('SIGTERM');
+    assert.equal(await exited, 0);
+    assert.ok((await readAll(`files:${path.join(cwd, 'samples')}`)).length >= 2);
+  });
+});
+
+describe('lbvm collect into InfluxDB with authentication', () => {
+  const admin = { username: 'collector', password: 'Sup3r-Secret-pw' };
+  let server: InfluxServer;
+  before(async () => {
+    server = await startInflux({ admin });
+  });
+  after(async () => {
+    await server?.stop();
+  });
+
+  it('writes with the credentials from LBVM_STORE_URL; without them exits 3 saying "authentication", no secret printed', async () => {
+    const cwd = tmpDir();
+    const good = await runCli('lbvm', ['collect', '--host-only', '--node', 'n1'], { cwd, env: cleanEnv({ LBVM_STORE_URL: server.storeUrl('lbvm', admin) }) });
+    assert.equal(good.code, 0, good.stderr);
+    assert.ok(!`${good.stdout}${good.stderr}`.includes(admin.password));
+    const bad = await runCli('lbvm', ['collect', '--host-only', '--node', 'n1', '--store', server.storeUrl('lbvm', { username: admin.username, password: 'not-the-pw' })], { cwd, env: cleanEnv() });
+    assert.equal(bad.code, 3, bad.stderr);
+    assert.match(bad.stderr, /refused authentication \(401\)/);
+    assert.ok(bad.stderr.includes(`influx://collector:***@127.0.0.1:${server.port}/lbvm`), bad.stderr);
+    assert.ok(!`${bad.stdout}${bad.stderr}`.includes('not-the-pw'));
+  });
+
+  it('InfluxDB down for 3 rounds: each round spools with one warning; the next round replays them, in order, once', async () => {
+    const cwd = tmpDir();
+    const env = cleanEnv({ LBVM_STORE_URL: server.storeUrl('outage', admin), LBVM_LOG_FORMAT: 'json' });
+    const first = await runCli('lbvm', ['collect', '--host-only', '--node', 'n1', '--json'], { cwd, env });
+    assert.equal(first.code, 0, first.stderr);
+    await server.stop();
+    const times: number[] = [(JSON.parse(first.stdout) as { timeMs: number }).timeMs];
+    try {
+      for (let round = 0; round < 3; round++) {
+        const result = await runCli('lbvm', ['collect', '--host-only', '--node', 'n1', '--json'], { cwd, env });
+        assert.equal(result.code, 0, `nothing is lost, so the round succeeds: ${result.stderr}`);
+        const parsed = JSON.parse(result.stdout) as { timeMs: number; delivery: { spooled: number } };
+        assert.equal(parsed.delivery.spooled, 1);
+        times.push(parsed.timeMs);
+        const warnings = result.stderr.split('\n').filter((line) => line.includes('"level":40'));
+        assert.equal(warnings.length, 1, result.stderr);
+        assert.match(warnings[0]!, /did not take this round/);
+        assert.ok(!result.stderr.includes(admin.password));
+      }
+    } finally {
+      await server.start();
+    }
+    const last = await runCli('lbvm', ['collect', '--host-only', '--node', 'n1', '--json'], { cwd, env });
+    assert.equal(last.code, 0, last.stderr);
+    const parsed = JSON.parse(last.stdout) as { timeMs: number; delivery: { replayed: number; written: number } };
+    assert.deepEqual([parsed.delivery.replayed, parsed.delivery.written], [3, 1]);
+    times.push(parsed.timeMs);
+    const stored = (await readAll(server.storeUrl('outage', admin))).map((sample) => sample.timeMs).sort((a, b) => a - b);
+    assert.deepEqual(stored, times, 'every round once');
+  });
+});

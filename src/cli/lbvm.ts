@@ -6,6 +6,7 @@ import { Command } from 'commander';
 import { collectCommand } from './commands/collect.ts';
 import { configCommand } from './commands/config.ts';
 import { pendingCommand } from './commands/pending.ts';
+import { simulateCommand } from './commands/simulate.ts';
 import { CONFIG_HELP } from './help.ts';
 import { runProgram } from './run.ts';
 
@@ -42,12 +43,7 @@ export function lbvmProgram(): Command {
       examples: ['LBVM_AGENT_TOKEN=... lbvm agent --listen 127.0.0.1:7300'],
     }, 'issue #5'),
   );
-  program.addCommand(
-    pendingCommand('simulate', '', {
-      summary: 'replay a real utilisation trace through a policy and score the result',
-      examples: ['lbvm simulate --trace ../shared/traces/planetlab/20110303 --format planetlab --hosts 60 --host-cores 4 --json'],
-    }, 'issue #4'),
-  );
+  program.addCommand(simulateCommand());
   program.addCommand(
     pendingCommand('demo', '', {
       summary: 'start a throwaway local cluster and watch LBVM balance it live',

@@ -1,0 +1,355 @@
+/**
+ * The working state a policy plans on: the snapshot turned into indexed hosts and VMs with their
+ * predicted demand, plus running sums that give the imbalance score, and the change a move would
+ * make to it, in O(resources) time. Moves are applied here (never to the snapshot), so a policy
+ * sees its own earlier moves, and the per-host and per-round limits count them.
+ */
+import type { HostState, Move, Snapshot, VmState } from '../src/model/index.ts';
+import { predictDemand } from './demand.ts';
+import type { PolicySettings, ResourceWeights } from './settings.ts';
+
+export const RESOURCES = ['cpu', 'mem', 'disk', 'net'] as const;
+export type Resource = (typeof RESOURCES)[number];
+
+export interface HostLoad {
+  index: number;
+  name: string;
+  state: HostState;
+  /** Up and not in maintenance: part of the score, and a possible destination. */
+  usable: boolean;
+  cpuCores: number;
+  /** cpuCores × overcommit: CPU demand a host may be given. */
+  cpuLimitCores: number;
+  memBytes: number;
+  /** Predicted CPU demand in cores (VMs plus the host's own overhead). */
+  cpu: number;
+  /** Committed memory: max(measured use, sum of its VMs' configured size), plus incoming in-flight VMs. */
+  mem: number;
+  disk: number;
+  net: number;
+  vms: number[];
+  /** Migrations leaving / arriving: in flight plus planned in this round. */
+  outgoing: number;
+  incoming: number;
+}
+
+export interface VmLoad {
+  index: number;
+  name: string;
+  state: VmState;
+  /** Index of its host, or -1 when the snapshot does not know the host. */
+  host: number;
+  /** Predicted CPU demand in cores. */
+  cpu: number;
+  /** Configured memory size: what the destination must have free, and what a migration copies. */
+  mem: number;
+  disk: number;
+  net: number;
+  inFlight: boolean;
+  ignored: boolean;
+  /** Moved by a policy earlier in this plan or round. */
+  moved: boolean;
+  antiHard: Rel[];
+  antiSoft: Rel[];
+  affinityHard: Rel[];
+  affinitySoft: Rel[];
+  mustHosts: { rule: string; hosts: Set<string> } | null;
+  shouldHosts: { rule: string; hosts: Set<string> } | null;
+}
+
+/** A partner VM under a named rule. */
+export interface Rel {
+  rule: string;
+  vm: number;
+}
+
+export class Cluster {
+  readonly hosts: HostLoad[] = [];
+  readonly vms: VmLoad[] = [];
+  readonly hostByName = new Map<string, number>();
+  readonly vmByName = new Map<string, number>();
+  readonly nowMs: number;
+  /** Migrations in flight plus planned in this round, cluster-wide. */
+  migrations = 0;
+  private readonly sum1 = [0, 0, 0, 0];
+  private readonly sum2 = [0, 0, 0, 0];
+  private scored = 0;
+  private readonly weightList: number[];
+  private readonly weightTotal: number;
+
+  constructor(readonly snapshot: Snapshot, readonly settings: PolicySettings, weights: ResourceWeights = settings.weights) {
+    this.nowMs = snapshot.nowMs;
+    this.weightList = RESOURCES.map((r) => Math.max(0, weights[r]));
+    this.weightTotal = this.weightList.reduce((a, b) => a + b, 0);
+    const hostEstimate: number[] = [];
+    for (const host of snapshot.hosts) {
+      const index = this.hosts.length;
+      this.hostByName.set(host.name, index);
+      hostEstimate.push(host.cpuUsedWindowCores.length > 0 ? predictDemand(host.cpuUsedWindowCores, settings.demand) : 0);
+      this.hosts.push({
+        index,
+        name: host.name,
+        state: host,
+        usable: host.status === 'up' && !host.maintenance,
+        cpuCores: host.cpuCores,
+        cpuLimitCores: host.cpuCores * settings.cpuOvercommit,
+        memBytes: host.memBytes,
+        cpu: 0,
+        mem: 0,
+        disk: 0,
+        net: 0,
+        vms: [],
+        outgoing: 0,
+        incoming: 0,
+      });
+    }
+    const ignored = new Set(snapshot.rules.ignoredVms);
+    for (const vm of snapshot.vms) {
+      const index = this.vms.length;
+      this.vmByName.set(vm.name, index);
+      const host = this.hostByName.get(vm.host) ?? -1;
+      const load: VmLoad = {
+        index,
+        name: vm.name,
+        state: vm,
+        host,
+        cpu: predictDemand(vm.cpuUsedWindowCores, settings.demand),
+        mem: vm.memBytes,
+        disk: vm.diskBytesPerSec ?? 0,
+        net: vm.netBytesPerSec ?? 0,
+        inFlight: false,
+        ignored: ignored.has(vm.name),
+        moved: false,
+        antiHard: [],
+        antiSoft: [],
+        affinityHard: [],
+        affinitySoft: [],
+        mustHosts: null,
+        shouldHosts: null,
+      };
+      this.vms.push(load);
+      if (host >= 0) {
+        const h = this.hosts[host]!;
+        h.vms.push(index);
+        h.cpu += load.cpu;
+        h.mem += load.mem;
+        h.disk += load.disk;
+        h.net += load.net;
+      }
+    }
+    for (const h of this.hosts) {
+      // The host's own estimate also holds what no VM accounts for (host processes, overhead).
+      h.cpu = Math.max(h.cpu, hostEstimate[h.index]!);
+      h.mem = Math.max(h.mem, h.state.memUsedBytes);
+      h.disk = Math.max(h.disk, h.state.diskBytesPerSec ?? 0);
+      h.net = Math.max(h.net, h.state.netBytesPerSec ?? 0);
+    }
+    for (const group of snapshot.rules.groups) {
+      const members = group.vms.map((name) => this.vmByName.get(name)).filter((i): i is number => i !== undefined);
+      for (const member of members) {
+        const vm = this.vms[member]!;
+        const list = group.kind === 'anti-affinity' ? (group.hard ? vm.antiHard : vm.antiSoft) : group.hard ? vm.affinityHard : vm.affinitySoft;
+        for (const other of members) if (other !== member) list.push({ rule: group.name, vm: other });
+      }
+    }
+    for (const pin of snapshot.rules.pins) {
+      const index = this.vmByName.get(pin.vm);
+      if (index === undefined) continue;
+      const vm = this.vms[index]!;
+      const entry = { rule: pin.name, hosts: new Set(pin.hosts) };
+      if (pin.hard) vm.mustHosts = vm.mustHosts ? { rule: `${vm.mustHosts.rule}+${pin.name}`, hosts: intersect(vm.mustHosts.hosts, entry.hosts) } : entry;
+      else vm.shouldHosts = entry;
+    }
+    for (const flight of snapshot.inFlight) {
+      const vmIndex = this.vmByName.get(flight.vm);
+      const from = this.hostByName.get(flight.from);
+      const to = this.hostByName.get(flight.to);
+      this.migrations++;
+      if (from !== undefined) this.hosts[from]!.outgoing++;
+      if (to !== undefined) this.hosts[to]!.incoming++;
+      if (vmIndex === undefined) continue;
+      const vm = this.vms[vmIndex]!;
+      vm.inFlight = true;
+      // Until it lands, an in-flight VM holds resources on its destination too.
+      if (to !== undefined && to !== vm.host) {
+        const h = this.hosts[to]!;
+        h.cpu += vm.cpu;
+        h.mem += vm.mem;
+      }
+    }
+    for (const h of this.hosts) if (h.usable) this.addToScore(h, 1);
+  }
+
+  /** Normalised use of a host for one resource (1 = full). */
+  use(h: HostLoad, r: number): number {
+    switch (r) {
+      case 0:
+        return h.cpuCores > 0 ? h.cpu / h.cpuCores : 0;
+      case 1:
+        return h.memBytes > 0 ? h.mem / h.memBytes : 0;
+      case 2:
+        return h.disk / this.settings.diskCapacityBytesPerSec;
+      default:
+        return h.net / this.settings.netCapacityBytesPerSec;
+    }
+  }
+
+  /** Weighted mean of the normalised uses: the host's "load" for ordering hosts. */
+  weightedUse(h: HostLoad): number {
+    if (this.weightTotal === 0) return 0;
+    let total = 0;
+    for (let r = 0; r < 4; r++) if (this.weightList[r]! > 0) total += this.weightList[r]! * this.use(h, r);
+    return total / this.weightTotal;
+  }
+
+  private addToScore(h: HostLoad, sign: 1 | -1): void {
+    for (let r = 0; r < 4; r++) {
+      const u = this.use(h, r);
+      this.sum1[r]! += sign * u;
+      this.sum2[r]! += sign * u * u;
+    }
+    this.scored += sign;
+  }
+
+  /**
+   * The imbalance score: Σ_r w_r·σ_r / Σ_r w_r, where σ_r is the population standard deviation of the
+   * normalised use of resource r over the hosts that are up and not in maintenance. This is VMware
+   * DRS's "current host load standard deviation" (vSphere Resource Management guide, DRS migration
+   * threshold), extended to several resources by a weighted mean. 0 = perfectly flat.
+   */
+  imbalance(): number {
+    return this.scoreFrom(this.sum1, this.sum2, this.scored);
+  }
+
+  /** Per-resource standard deviation of normalised use (for notes). */
+  deviation(r: number): number {
+    if (this.scored === 0) return 0;
+    const mean = this.sum1[r]! / this.scored;
+    return Math.sqrt(Math.max(0, this.sum2[r]! / this.scored - mean * mean));
+  }
+
+  private scoreFrom(sum1: readonly number[], sum2: readonly number[], n: number): number {
+    if (n === 0 || this.weightTotal === 0) return 0;
+    let total = 0;
+    for (let r = 0; r < 4; r++) {
+      const w = this.weightList[r]!;
+      if (w === 0) continue;
+      const mean = sum1[r]! / n;
+      total += w * Math.sqrt(Math.max(0, sum2[r]! / n - mean * mean));
+    }
+    return total / this.weightTotal;
+  }
+
+  /** The imbalance score the cluster would have after moving `vm` to `dest` (nothing changes). */
+  imbalanceAfter(vm: VmLoad, dest: HostLoad): number {
+    const source = this.hosts[vm.host]!;
+    const s1 = this.sum1.slice();
+    const s2 = this.sum2.slice();
+    for (let r = 0; r < 4; r++) {
+      if (this.weightList[r] === 0) continue;
+      const delta = r === 0 ? vm.cpu : r === 1 ? vm.mem : r === 2 ? vm.disk : vm.net;
+      if (source.usable) {
+        const before = this.use(source, r);
+        const after = before - this.normalise(source, r, delta);
+        s1[r]! += after - before;
+        s2[r]! += after * after - before * before;
+      }
+      if (dest.usable) {
+        const before = this.use(dest, r);
+        const after = before + this.normalise(dest, r, delta);
+        s1[r]! += after - before;
+        s2[r]! += after * after - before * before;
+      }
+    }
+    return this.scoreFrom(s1, s2, this.scored);
+  }
+
+  private normalise(h: HostLoad, r: number, amount: number): number {
+    switch (r) {
+      case 0:
+        return h.cpuCores > 0 ? amount / h.cpuCores : 0;
+      case 1:
+        return h.memBytes > 0 ? amount / h.memBytes : 0;
+      case 2:
+        return amount / this.settings.diskCapacityBytesPerSec;
+      default:
+        return amount / this.settings.netCapacityBytesPerSec;
+    }
+  }
+
+  /** Moves `vm` to `dest` in the working state (counts as a planned migration). */
+  apply(vm: VmLoad, dest: HostLoad): void {
+    const source = this.hosts[vm.host]!;
+    if (source.usable) this.addToScore(source, -1);
+    if (dest.usable) this.addToScore(dest, -1);
+    source.cpu -= vm.cpu;
+    source.mem -= vm.mem;
+    source.disk -= vm.disk;
+    source.net -= vm.net;
+    dest.cpu += vm.cpu;
+    dest.mem += vm.mem;
+    dest.disk += vm.disk;
+    dest.net += vm.net;
+    const at = source.vms.indexOf(vm.index);
+    if (at >= 0) source.vms.splice(at, 1);
+    dest.vms.push(vm.index);
+    source.outgoing++;
+    dest.incoming++;
+    this.migrations++;
+    vm.host = dest.index;
+    vm.moved = true;
+    if (source.usable) this.addToScore(source, 1);
+    if (dest.usable) this.addToScore(dest, 1);
+  }
+
+  /** Undoes `apply(vm, …)`: the VM goes back to `source` and the planned-migration counts drop. */
+  revert(vm: VmLoad, source: HostLoad, wasMoved = false): void {
+    const dest = this.hosts[vm.host]!;
+    this.apply(vm, source);
+    // apply() counted a second migration; take both back.
+    source.incoming--;
+    dest.outgoing--;
+    source.outgoing--;
+    dest.incoming--;
+    this.migrations -= 2;
+    vm.moved = wasMoved;
+  }
+
+  hostOf(vm: VmLoad): HostLoad {
+    return this.hosts[vm.host]!;
+  }
+}
+
+function intersect(a: Set<string>, b: Set<string>): Set<string> {
+  return new Set([...a].filter((x) => b.has(x)));
+}
+
+/** Applies moves to a snapshot (VM hosts, host windows and memory), for the next policy of a round. */
+export function applyMovesToSnapshot(snapshot: Snapshot, moves: readonly Move[]): Snapshot {
+  if (moves.length === 0) return snapshot;
+  const hosts = new Map(snapshot.hosts.map((h) => [h.name, { ...h, cpuUsedWindowCores: h.cpuUsedWindowCores.slice() }]));
+  const byVm = new Map(moves.map((m) => [m.vm, m]));
+  const vms = snapshot.vms.map((vm) => {
+    const move = byVm.get(vm.name);
+    if (!move) return vm;
+    const from = hosts.get(move.from);
+    const to = hosts.get(move.to);
+    if (from) {
+      shiftWindow(from.cpuUsedWindowCores, vm.cpuUsedWindowCores, -1);
+      from.memUsedBytes = Math.max(0, from.memUsedBytes - vm.memUsedBytes);
+    }
+    if (to) {
+      shiftWindow(to.cpuUsedWindowCores, vm.cpuUsedWindowCores, 1);
+      to.memUsedBytes += vm.memUsedBytes;
+    }
+    return { ...vm, host: move.to, previousHost: move.from, lastMoveMs: snapshot.nowMs };
+  });
+  return { ...snapshot, hosts: [...hosts.values()], vms };
+}
+
+/** Adds (or subtracts) a VM's window to a host's, aligned on the newest entry. */
+function shiftWindow(host: number[], vm: readonly number[], sign: 1 | -1): void {
+  for (let i = 1; i <= Math.min(host.length, vm.length); i++) {
+    host[host.length - i] = Math.max(0, host[host.length - i]! + sign * vm[vm.length - i]!);
+  }
+}

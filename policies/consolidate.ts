@@ -1,0 +1,88 @@
+/**
+ * consolidate (density / power saving): pack VMs onto fewer hosts, keeping `headroom` free on every
+ * host that receives VMs and `spareHosts` empty hosts powered on, and name the hosts that can be
+ * powered down (plan.powerDownHosts).
+ *
+ * Hosts are tried from the least loaded (fewest VMs, least CPU). A host is emptied only if a trial
+ * placement of all its VMs succeeds (best fit: the most loaded receiver that stays under
+ * 1 − headroom for CPU and memory); then as many of those moves as the limits allow are planned,
+ * and the rest follow in the next rounds.
+ */
+import type { Plan, Snapshot } from '../src/model/index.ts';
+import { Cluster, type HostLoad, type VmLoad } from './cluster.ts';
+import { sourceRefusal, vmRefusal, type Refusal } from './constraints.ts';
+import { byKeyThenName, describeRefusals, findDestination } from './placement.ts';
+import { cpuShare, pct, PlanBuilder } from './plan-builder.ts';
+import type { PolicySettings } from './settings.ts';
+
+export function consolidate(snapshot: Snapshot, settings: PolicySettings, budget = settings.limits.movesPerRound): Plan {
+  const cluster = new Cluster(snapshot, settings);
+  const plan = new PlanBuilder('consolidate', cluster, budget);
+  const { headroom, spareHosts } = settings.consolidate;
+  const fill = 1 - headroom;
+  const usable = cluster.hosts.filter((h) => h.usable);
+  const emptied = new Set<number>();
+  const fits = (vm: VmLoad) => (dest: HostLoad): Refusal | null =>
+    emptied.has(dest.index) || dest.vms.length === 0
+      ? { reason: 'NO_DESTINATION', detail: `${dest.name} is being emptied` }
+      : (dest.cpu + vm.cpu) / dest.cpuCores > fill || (dest.mem + vm.mem) / dest.memBytes > fill
+        ? { reason: 'DEST_CPU_FULL', detail: `${dest.name} would keep less than ${pct(headroom)} headroom` }
+        : null;
+  const donors = usable.filter((h) => h.vms.length > 0).sort(byKeyThenName((h) => h.vms.length * 1e3 + cpuShare(h)));
+  for (const host of donors) {
+    if (plan.remaining <= 0) break;
+    if (usable.filter((h) => h.vms.length > 0 && !emptied.has(h.index)).length <= 1) break;
+    const limit = sourceRefusal(cluster, host);
+    if (limit) {
+      plan.skip(limit, undefined, host);
+      continue;
+    }
+    const vms = host.vms.map((i) => cluster.vms[i]!).sort(byKeyThenName((vm: VmLoad) => -(vm.mem + vm.cpu * 1e6)));
+    const stuck = vms.map((vm) => [vm, vmRefusal(cluster, vm)] as const).find(([, refusal]) => refusal);
+    if (stuck) {
+      plan.skip({ reason: stuck[1]!.reason, detail: `${host.name} cannot be emptied: ${stuck[1]!.detail}` }, stuck[0], host);
+      continue;
+    }
+    // Trial: can every VM go somewhere (limits aside)?
+    emptied.add(host.index);
+    const trial: { vm: VmLoad; dest: HostLoad }[] = [];
+    let failed: string | null = null;
+    for (const vm of vms) {
+      const receivers = usable.slice().sort(byKeyThenName((h) => -cpuShare(h)));
+      const found = findDestination(cluster, vm, receivers, fits(vm), { ignoreLimits: true });
+      if (!found.dest) {
+        failed = `${vm.name} fits nowhere with ${pct(headroom)} headroom: ${describeRefusals(found.refused)}`;
+        break;
+      }
+      cluster.apply(vm, found.dest);
+      trial.push({ vm, dest: found.dest });
+    }
+    for (const step of trial.slice().reverse()) cluster.revert(step.vm, host);
+    if (failed) {
+      emptied.delete(host.index);
+      plan.skip({ reason: 'NO_DESTINATION', detail: `${host.name} cannot be emptied: ${failed}` }, undefined, host);
+      continue;
+    }
+    for (const { vm, dest } of trial) {
+      if (plan.remaining <= 0) break;
+      const refusal = sourceRefusal(cluster, host);
+      if (refusal) {
+        plan.notes.push(`${host.name}: ${host.vms.length} VM(s) left to move in later rounds (${refusal.detail})`);
+        break;
+      }
+      const found = findDestination(cluster, vm, [dest], fits(vm));
+      const target = found.dest ?? findDestination(cluster, vm, usable.slice().sort(byKeyThenName((h) => -cpuShare(h))), fits(vm)).dest;
+      if (!target) {
+        plan.notes.push(`${host.name}: ${vm.name} waits for a destination (migration limits this round)`);
+        break;
+      }
+      plan.move(vm, target, `consolidate, emptying ${host.name} (${vms.length} VM(s)) for power-down`);
+    }
+  }
+  const empty = usable.filter((h) => h.vms.length === 0 && h.incoming === 0).map((h) => h.name).sort();
+  const keep = empty.slice(0, spareHosts);
+  const powerDownHosts = empty.slice(spareHosts);
+  if (plan.moves.length === 0) plan.notes.push(`nothing to do: no further host can be emptied keeping ${pct(headroom)} headroom`);
+  plan.notes.push(`${empty.length} host(s) empty after this round; spare kept on: ${keep.join(', ') || 'none'}; can be powered down: ${powerDownHosts.join(', ') || 'none'}`);
+  return plan.build({ powerDownHosts });
+}

@@ -1,0 +1,47 @@
+/** Choosing a destination: the first candidate (in the policy's order) that every filter accepts. */
+import type { SkipReason } from '../src/model/index.ts';
+import type { Cluster, HostLoad, VmLoad } from './cluster.ts';
+import { destRefusal, softDelta, type DestOptions, type Refusal } from './constraints.ts';
+
+export interface Found {
+  dest: HostLoad | null;
+  /** Why candidates were refused, counted by reason (for the NO_DESTINATION skip). */
+  refused: Map<SkipReason, number>;
+}
+
+/**
+ * Walks `candidates` in order; returns the first that passes the hard filters and `accept`,
+ * preferring one that breaks no more soft rules than staying (softDelta ≤ 0).
+ */
+export function findDestination(
+  cluster: Cluster,
+  vm: VmLoad,
+  candidates: readonly HostLoad[],
+  accept: (dest: HostLoad) => Refusal | null,
+  options: DestOptions = {},
+): Found {
+  const refused = new Map<SkipReason, number>();
+  let fallback: HostLoad | null = null;
+  for (const dest of candidates) {
+    if (dest.index === vm.host) continue;
+    const refusal = destRefusal(cluster, vm, dest, options) ?? accept(dest);
+    if (refusal) {
+      refused.set(refusal.reason, (refused.get(refusal.reason) ?? 0) + 1);
+      continue;
+    }
+    if (softDelta(cluster, vm, dest) <= 0) return { dest, refused };
+    fallback ??= dest;
+  }
+  return { dest: fallback, refused };
+}
+
+/** "12 DEST_MEM_FULL, 3 ANTI_AFFINITY" */
+export function describeRefusals(refused: Map<SkipReason, number>): string {
+  if (refused.size === 0) return 'no other usable host';
+  return [...refused.entries()].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])).map(([reason, count]) => `${count} ${reason}`).join(', ');
+}
+
+/** Sort helper: by key, then by name, so plans are the same for the same snapshot. */
+export function byKeyThenName<T extends { name: string }>(key: (item: T) => number): (a: T, b: T) => number {
+  return (a, b) => key(a) - key(b) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+}

@@ -1,0 +1,89 @@
+/** What every policy does with its decisions: moves with reasons, skips with named reasons, notes. */
+import type { Move, Plan, Skip } from '../src/model/index.ts';
+import { migrationCost } from './cost.ts';
+import { gib, type Refusal } from './constraints.ts';
+import type { Cluster, HostLoad, VmLoad } from './cluster.ts';
+
+/** Skips kept per plan; more are counted in a note (a 30,000-VM plan must stay readable). */
+const MAX_SKIPS = 300;
+
+export class PlanBuilder {
+  readonly moves: Move[] = [];
+  readonly skipped: Skip[] = [];
+  readonly notes: string[] = [];
+  private readonly seen = new Set<string>();
+  private dropped = 0;
+  readonly scoreBefore: number;
+
+  constructor(readonly policy: string, readonly cluster: Cluster, readonly budget: number) {
+    this.scoreBefore = cluster.imbalance();
+  }
+
+  get remaining(): number {
+    return this.budget - this.moves.length;
+  }
+
+  skip(refusal: Refusal, vm?: VmLoad, host?: HostLoad): void {
+    const key = `${refusal.reason}|${vm?.name ?? ''}|${host?.name ?? ''}`;
+    if (this.seen.has(key)) return;
+    this.seen.add(key);
+    if (this.skipped.length >= MAX_SKIPS) {
+      this.dropped++;
+      return;
+    }
+    const skip: Skip = { reason: refusal.reason, detail: refusal.detail };
+    if (vm) skip.vm = vm.name;
+    if (host) skip.host = host.name;
+    this.skipped.push(skip);
+  }
+
+  /** Cost of moving vm to dest in the current working state. */
+  cost(vm: VmLoad, dest: HostLoad) {
+    const source = this.cluster.hostOf(vm);
+    return migrationCost(vm.mem, vm.state.memDirtyBytesPerSec, cpuShare(source), cpuShare(dest), this.cluster.settings.cost);
+  }
+
+  /** Applies the move to the working state and records it; `why` is the reason's first clause. */
+  move(vm: VmLoad, dest: HostLoad, why: string, extra = ''): Move {
+    const cluster = this.cluster;
+    const source = cluster.hostOf(vm);
+    const cost = this.cost(vm, dest);
+    const before = cluster.imbalance();
+    const destBefore = cpuShare(dest);
+    const sourceBefore = cpuShare(source);
+    cluster.apply(vm, dest);
+    const gain = before - cluster.imbalance();
+    const reason =
+      `${why}: ${vm.name} (${vm.cpu.toFixed(2)} cores, ${gib(vm.mem)}) to ${dest.name}, ${pct(destBefore)} → ${pct(cpuShare(dest))}` +
+      ` (${source.name} ${pct(sourceBefore)} → ${pct(cpuShare(source))}); imbalance ${before.toFixed(3)} → ${(before - gain).toFixed(3)}, gain ${gain.toFixed(4)}, cost ${cost.score.toFixed(4)} (${(cost.durationMs / 1000).toFixed(1)}s to copy ${gib(cost.bytes)})${extra}`;
+    const move: Move = { vm: vm.name, from: source.name, to: dest.name, policy: this.policy, reason, gain, cost };
+    this.moves.push(move);
+    return move;
+  }
+
+  build(extra: Partial<Plan> = {}): Plan {
+    if (this.dropped > 0) this.notes.push(`${this.dropped} more skipped candidates not listed`);
+    return {
+      policy: this.policy,
+      moves: this.moves,
+      scoreBefore: this.scoreBefore,
+      scoreAfter: this.cluster.imbalance(),
+      skipped: this.skipped,
+      notes: this.notes,
+      ...extra,
+    };
+  }
+}
+
+export function cpuShare(h: HostLoad): number {
+  return h.cpuCores > 0 ? h.cpu / h.cpuCores : 0;
+}
+
+export function memShare(h: HostLoad): number {
+  return h.memBytes > 0 ? h.mem / h.memBytes : 0;
+}
+
+/** 0.923 -> "92%" */
+export function pct(share: number): string {
+  return `${Math.round(share * 100)}%`;
+}

@@ -1,0 +1,36 @@
+/**
+ * The registry: every policy by name, what it does, and the settings it reads (with defaults in
+ * settings.ts). The monitor, `lbm plan` and `lbvm simulate` look policies up here.
+ */
+import type { Plan, Snapshot } from '../src/model/index.ts';
+import { balance } from './balance.ts';
+import { consolidate } from './consolidate.ts';
+import { evacuate } from './evacuate.ts';
+import { overload } from './overload.ts';
+import { DEFAULT_SETTINGS, type PolicySettings } from './settings.ts';
+
+export type PolicyFunction = (snapshot: Snapshot, settings: PolicySettings, budget?: number) => Plan;
+
+export interface PolicyEntry {
+  name: PolicyName;
+  run: PolicyFunction;
+  summary: string;
+  /** The settings sections it reads, with their defaults. */
+  defaults: Partial<PolicySettings>;
+}
+
+export const POLICY_NAMES = ['evacuate', 'overload', 'balance', 'consolidate'] as const;
+export type PolicyName = (typeof POLICY_NAMES)[number];
+
+const shared = { cpuOvercommit: DEFAULT_SETTINGS.cpuOvercommit, limits: DEFAULT_SETTINGS.limits, demand: DEFAULT_SETTINGS.demand, cost: DEFAULT_SETTINGS.cost };
+
+export const POLICIES: Record<PolicyName, PolicyEntry> = {
+  evacuate: { name: 'evacuate', run: evacuate, summary: 'empty hosts in maintenance, largest VMs first', defaults: { ...shared, overload: DEFAULT_SETTINGS.overload } },
+  overload: { name: 'overload', run: overload, summary: 'relieve hosts above the high watermark with the least memory to copy', defaults: { ...shared, overload: DEFAULT_SETTINGS.overload } },
+  balance: { name: 'balance', run: balance, summary: 'lower the imbalance score move by move while gain beats cost (threshold 1..5)', defaults: { ...shared, weights: DEFAULT_SETTINGS.weights, balance: DEFAULT_SETTINGS.balance, softRulePenalty: DEFAULT_SETTINGS.softRulePenalty } },
+  consolidate: { name: 'consolidate', run: consolidate, summary: 'pack VMs onto fewer hosts and name hosts to power down', defaults: { ...shared, consolidate: DEFAULT_SETTINGS.consolidate } },
+};
+
+export function isPolicyName(name: string): name is PolicyName {
+  return (POLICY_NAMES as readonly string[]).includes(name);
+}

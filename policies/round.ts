@@ -1,0 +1,46 @@
+/**
+ * One monitor round: policies in the given order (evacuate, overload, then balance or consolidate),
+ * each seeing the snapshot with the earlier policies' moves applied (and counted as in flight, so
+ * the per-host limits hold across them), all sharing the round's move budget.
+ */
+import type { Plan, Snapshot } from '../src/model/index.ts';
+import { applyMovesToSnapshot } from './cluster.ts';
+import { POLICIES, type PolicyName } from './registry.ts';
+import type { PolicySettings } from './settings.ts';
+
+export interface RoundPlan extends Plan {
+  /** Each policy's own plan, in order. */
+  plans: Plan[];
+}
+
+export function planRound(snapshot: Snapshot, settings: PolicySettings, policyNames: readonly PolicyName[]): RoundPlan {
+  const plans: Plan[] = [];
+  let current = snapshot;
+  let budget = settings.limits.movesPerRound;
+  for (const name of policyNames) {
+    const plan = POLICIES[name].run(current, settings, budget);
+    plans.push(plan);
+    budget -= plan.moves.length;
+    if (plan.moves.length > 0) {
+      const applied = applyMovesToSnapshot(current, plan.moves);
+      current = {
+        ...applied,
+        inFlight: [...applied.inFlight, ...plan.moves.map((m) => ({ vm: m.vm, from: m.from, to: m.to, jobId: `planned:${m.policy}:${m.vm}`, state: 'waiting' as const }))],
+      };
+    }
+    if (budget <= 0) break;
+  }
+  const powerDown = plans.flatMap((p) => p.powerDownHosts ?? []);
+  const round: RoundPlan = {
+    policy: policyNames.join('+'),
+    moves: plans.flatMap((p) => p.moves),
+    scoreBefore: plans[0]?.scoreBefore ?? 0,
+    scoreAfter: plans.length ? plans[plans.length - 1]!.scoreAfter : 0,
+    skipped: plans.flatMap((p) => p.skipped),
+    notes: plans.flatMap((p) => p.notes.map((note) => `${p.policy}: ${note}`)),
+    plans,
+  };
+  if (plans.some((p) => p.powerDownHosts)) round.powerDownHosts = powerDown;
+  if (budget <= 0 && plans.length < policyNames.length) round.notes.push(`round move budget (${settings.limits.movesPerRound}) used up before ${policyNames.slice(plans.length).join(', ')}`);
+  return round;
+}

@@ -1,0 +1,101 @@
+/**
+ * PolicySettings: every knob a policy reads, with its default. The monitor and `lbvm simulate`
+ * build them from the config (src/config/policy-settings.ts); tests build them with overrides.
+ */
+
+/** Weights of each resource in the imbalance score (0 leaves a resource out). */
+export interface ResourceWeights {
+  cpu: number;
+  mem: number;
+  disk: number;
+  net: number;
+}
+
+export type ThresholdLevel = 1 | 2 | 3 | 4 | 5;
+
+export interface DemandSettings {
+  /** Percentile (0..1) of the smoothed window taken as the VM's demand level. */
+  percentile: number;
+  /** How far ahead the linear trend of the window is projected. */
+  horizonMs: number;
+  /** Time between two window entries, to turn `horizonMs` into steps. */
+  sampleIntervalMs: number;
+  /** Exponential smoothing factor (0..1, 1 = no smoothing) applied to the window before the percentile and trend. */
+  smoothingAlpha: number;
+  /** Only the last this many window entries are used (older ones are ignored). */
+  maxWindowSamples: number;
+}
+
+export interface CostSettings {
+  /** Bandwidth one migration gets (bytes/s). */
+  bandwidthBytesPerSec: number;
+  /** Pre-copy rounds after which a live migration stops iterating (QEMU-like). */
+  maxPrecopyRounds: number;
+  /** How much busy hosts slow a migration: duration × (1 + this × mean CPU use of source and destination). */
+  loadSlowdown: number;
+  /** Score units one second of migration costs (gain is in imbalance units). */
+  scorePerSecond: number;
+}
+
+export interface LimitSettings {
+  movesPerRound: number;
+  migrationsPerSourceHost: number;
+  migrationsPerDestinationHost: number;
+  migrationsInCluster: number;
+  cooldownMs: number;
+  /** A VM is not moved back to `previousHost` while its last move is younger than this. */
+  pingPongWindowMs: number;
+}
+
+export interface PolicySettings {
+  /** A host may be given CPU demand up to cpuCores × this. */
+  cpuOvercommit: number;
+  weights: ResourceWeights;
+  /** Capacity used to normalise disk and network use (no host reports one). */
+  diskCapacityBytesPerSec: number;
+  netCapacityBytesPerSec: number;
+  demand: DemandSettings;
+  cost: CostSettings;
+  limits: LimitSettings;
+  /** Score units a move pays per soft rule it breaks (and earns per soft rule it repairs). */
+  softRulePenalty: number;
+  balance: { threshold: ThresholdLevel };
+  overload: { highWatermark: number; lowWatermark: number };
+  consolidate: { headroom: number; spareHosts: number };
+}
+
+export const DEFAULT_SETTINGS: PolicySettings = {
+  cpuOvercommit: 1,
+  weights: { cpu: 1, mem: 1, disk: 0, net: 0 },
+  diskCapacityBytesPerSec: 1e9,
+  netCapacityBytesPerSec: 1.25e9,
+  demand: { percentile: 0.9, horizonMs: 10 * 60_000, sampleIntervalMs: 60_000, smoothingAlpha: 0.5, maxWindowSamples: 60 },
+  cost: { bandwidthBytesPerSec: 1024 ** 3, maxPrecopyRounds: 30, loadSlowdown: 1, scorePerSecond: 0.001 },
+  limits: {
+    movesPerRound: 10,
+    migrationsPerSourceHost: 1,
+    migrationsPerDestinationHost: 1,
+    migrationsInCluster: 4,
+    cooldownMs: 30 * 60_000,
+    pingPongWindowMs: 2 * 3_600_000,
+  },
+  softRulePenalty: 0.05,
+  balance: { threshold: 3 },
+  overload: { highWatermark: 0.8, lowWatermark: 0.6 },
+  consolidate: { headroom: 0.2, spareHosts: 1 },
+};
+
+/** Deep partial, for overrides in tests and the simulator. */
+export type SettingsOverrides = {
+  [K in keyof PolicySettings]?: PolicySettings[K] extends object ? Partial<PolicySettings[K]> : PolicySettings[K];
+};
+
+/** Defaults with some values replaced, one level deep per section. */
+export function withSettings(overrides: SettingsOverrides = {}, base: PolicySettings = DEFAULT_SETTINGS): PolicySettings {
+  const result: Record<string, unknown> = { ...base };
+  for (const [key, value] of Object.entries(overrides)) {
+    const current = (base as unknown as Record<string, unknown>)[key];
+    result[key] = typeof value === 'object' && value !== null && typeof current === 'object' ? { ...current, ...value } : value;
+  }
+  return result as unknown as PolicySettings;
+}

@@ -1,0 +1,231 @@
+/**
+ * The trace-driven simulator. Hosts h0 … h{N-1} of equal size; VMs placed by `initial` or dealt
+ * round-robin in sorted name order. At step t the policy sees the demands up to and including t
+ * (a window of the last `windowSamples`); its moves apply before step t+1 is scored. Migrations
+ * finish within a step (nothing stays in flight), and each moved VM carries lastMoveMs and
+ * previousHost, so cooldowns and ping-pong rules work as in the monitor.
+ *
+ * Scores per step, on the actual (not predicted) demand of that step:
+ *   imbalance = population standard deviation over all hosts of CPU demand ÷ cores
+ *   overloaded host-step: a host whose CPU demand > its cores
+ *   unserved = Σ_hosts max(0, demand − cores) ÷ Σ demand (over all steps)
+ *   active hosts = hosts holding at least one VM
+ */
+import { performance } from 'node:perf_hooks';
+import { POLICIES, isPolicyName, planRound, type PolicyName, type PolicySettings } from '../../policies/index.ts';
+import { UsageError } from '../errors.ts';
+import type { HostState, Plan, Snapshot, VmState } from '../model/index.ts';
+import { proxlbGreedy, xoPerformance } from './baselines.ts';
+import type { Trace } from './traces.ts';
+
+export const BASELINE_NAMES = ['none', 'proxlb', 'xo'] as const;
+
+export interface SimOptions {
+  hosts: number;
+  hostCores: number;
+  hostMemBytes: number;
+  /** VM → host name (`h0`…); otherwise round-robin in sorted name order. */
+  initial?: Record<string, string>;
+  /** `none`, `proxlb`, `xo`, a policy name, or several joined by commas (run as one round). */
+  policy: string;
+  settings: PolicySettings;
+  /** Window entries the policy sees (default: 6 = 30 minutes of 5-minute steps). */
+  windowSamples?: number;
+  /** Called after each step's plan with the moves that will apply before the next step. */
+  onStep?: (t: number, moves: { vm: string; from: string; to: string }[]) => void;
+}
+
+export interface SimSummary {
+  trace: string;
+  vms: number;
+  hosts: number;
+  steps: number;
+  policy: string;
+  migrations: number;
+  meanImbalance: number;
+  p95Imbalance: number;
+  overloadedHostSteps: number;
+  unservedFraction: number;
+  meanActiveHosts: number;
+  planMsMedian: number;
+  planMsP99: number;
+}
+
+export interface SimResult {
+  summary: SimSummary;
+  /** Imbalance per step (for the chart). */
+  imbalance: number[];
+  migrationsPerStep: number[];
+}
+
+type Planner = (snapshot: Snapshot) => Plan;
+
+export function plannerFor(policy: string, settings: PolicySettings): Planner {
+  if (policy === 'none') return () => ({ policy: 'none', moves: [], scoreBefore: 0, scoreAfter: 0, skipped: [], notes: [] });
+  if (policy === 'proxlb') return (snapshot) => proxlbGreedy(snapshot);
+  if (policy === 'xo') return (snapshot) => xoPerformance(snapshot);
+  const names = policy.split(',').map((n) => n.trim());
+  const bad = names.filter((n) => !isPolicyName(n));
+  if (bad.length > 0 || names.length === 0) {
+    throw new UsageError(`--policy: unknown policy "${bad.join(',') || policy}"; expected one of: ${[...Object.keys(POLICIES), ...BASELINE_NAMES].join(', ')} (or several policies joined by commas)`);
+  }
+  if (names.length === 1) {
+    const run = POLICIES[names[0] as PolicyName].run;
+    return (snapshot) => run(snapshot, settings);
+  }
+  return (snapshot) => planRound(snapshot, settings, names as PolicyName[]);
+}
+
+export function hostName(index: number): string {
+  return `h${index}`;
+}
+
+/** Checks `initial` against the trace and the host count; returns a host index per VM. */
+export function initialPlacement(trace: Trace, hosts: number, initial?: Record<string, string>): Int32Array {
+  const placement = new Int32Array(trace.vms.length);
+  if (!initial) {
+    trace.vms.forEach((_, i) => (placement[i] = i % hosts));
+    return placement;
+  }
+  const index = new Map(trace.vms.map((vm, i) => [vm.name, i]));
+  placement.fill(-1);
+  for (const [vm, host] of Object.entries(initial)) {
+    const at = index.get(vm);
+    if (at === undefined) throw new UsageError(`--initial: VM "${vm}" is not in the trace ${trace.name}; expected one of its ${trace.vms.length} VM names`);
+    const match = typeof host === 'string' ? /^h(\d+)$/.exec(host) : null;
+    if (!match || Number(match[1]) >= hosts) {
+      throw new UsageError(`--initial: VM "${vm}" placed on "${String(host)}"; expected a host h0 … h${hosts - 1}`);
+    }
+    placement[at] = Number(match[1]);
+  }
+  // VMs the file does not place are dealt round-robin, like the default.
+  let next = 0;
+  for (let i = 0; i < placement.length; i++) if (placement[i] === -1) placement[i] = next++ % hosts;
+  return placement;
+}
+
+export function simulate(trace: Trace, options: SimOptions): SimResult {
+  const { hosts: hostCount, hostCores, hostMemBytes } = options;
+  const planner = plannerFor(options.policy, options.settings);
+  const window = options.windowSamples ?? 6;
+  const placement = initialPlacement(trace, hostCount, options.initial);
+  const lastMoveMs: (number | undefined)[] = new Array(trace.vms.length).fill(undefined);
+  const previousHost: (string | undefined)[] = new Array(trace.vms.length).fill(undefined);
+  const vmIndex = new Map(trace.vms.map((vm, i) => [vm.name, i]));
+  const imbalanceSeries: number[] = [];
+  const migrationsPerStep: number[] = [];
+  const planMs: number[] = [];
+  let overloadedHostSteps = 0;
+  let unserved = 0;
+  let totalDemand = 0;
+  let activeHostSum = 0;
+  const demand = new Float64Array(hostCount);
+  const count = new Int32Array(hostCount);
+  for (let t = 0; t < trace.steps; t++) {
+    // Score step t with the placement decided at t − 1.
+    demand.fill(0);
+    count.fill(0);
+    for (let i = 0; i < trace.vms.length; i++) {
+      demand[placement[i]!]! += trace.vms[i]!.cpuCores[t]!;
+      count[placement[i]!]!++;
+    }
+    let sum = 0;
+    let sumSq = 0;
+    for (let h = 0; h < hostCount; h++) {
+      const use = demand[h]! / hostCores;
+      sum += use;
+      sumSq += use * use;
+      totalDemand += demand[h]!;
+      if (demand[h]! > hostCores + 1e-9) {
+        overloadedHostSteps++;
+        unserved += demand[h]! - hostCores;
+      }
+      if (count[h]! > 0) activeHostSum++;
+    }
+    const mean = sum / hostCount;
+    imbalanceSeries.push(Math.sqrt(Math.max(0, sumSq / hostCount - mean * mean)));
+    // Plan with what is known at t.
+    const nowMs = trace.startMs + t * trace.stepMs;
+    const snapshot = buildSnapshot(trace, t, window, placement, lastMoveMs, previousHost, { hostCount, hostCores, hostMemBytes, nowMs });
+    const started = performance.now();
+    const plan = planner(snapshot);
+    planMs.push(performance.now() - started);
+    const applied: { vm: string; from: string; to: string }[] = [];
+    for (const move of plan.moves) {
+      const i = vmIndex.get(move.vm);
+      const match = /^h(\d+)$/.exec(move.to);
+      if (i === undefined || !match || Number(match[1]) >= hostCount || hostName(placement[i]!) !== move.from) continue;
+      placement[i] = Number(match[1]);
+      lastMoveMs[i] = nowMs;
+      previousHost[i] = move.from;
+      applied.push({ vm: move.vm, from: move.from, to: move.to });
+    }
+    migrationsPerStep.push(applied.length);
+    options.onStep?.(t, applied);
+  }
+  const sorted = imbalanceSeries.slice().sort((a, b) => a - b);
+  const planSorted = planMs.slice().sort((a, b) => a - b);
+  const summary: SimSummary = {
+    trace: trace.name,
+    vms: trace.vms.length,
+    hosts: hostCount,
+    steps: trace.steps,
+    policy: options.policy,
+    migrations: migrationsPerStep.reduce((a, b) => a + b, 0),
+    meanImbalance: round(imbalanceSeries.reduce((a, b) => a + b, 0) / Math.max(1, imbalanceSeries.length), 5),
+    p95Imbalance: round(quantile(sorted, 0.95), 5),
+    overloadedHostSteps,
+    unservedFraction: round(totalDemand > 0 ? unserved / totalDemand : 0, 6),
+    meanActiveHosts: round(activeHostSum / Math.max(1, trace.steps), 3),
+    planMsMedian: round(quantile(planSorted, 0.5), 3),
+    planMsP99: round(quantile(planSorted, 0.99), 3),
+  };
+  return { summary, imbalance: imbalanceSeries, migrationsPerStep };
+}
+
+function buildSnapshot(
+  trace: Trace,
+  t: number,
+  window: number,
+  placement: Int32Array,
+  lastMoveMs: (number | undefined)[],
+  previousHost: (string | undefined)[],
+  cluster: { hostCount: number; hostCores: number; hostMemBytes: number; nowMs: number },
+): Snapshot {
+  const from = Math.max(0, t - window + 1);
+  const memUsed = new Float64Array(cluster.hostCount);
+  const vms: VmState[] = trace.vms.map((vm, i) => {
+    const used = vm.memUsedBytes ? vm.memUsedBytes[t]! : vm.memBytes;
+    memUsed[placement[i]!]! += used;
+    const state: VmState = {
+      name: vm.name,
+      host: hostName(placement[i]!),
+      vcpus: vm.vcpus,
+      memBytes: vm.memBytes,
+      cpuUsedWindowCores: Array.from(vm.cpuCores.subarray(from, t + 1)),
+      memUsedBytes: used,
+      memDirtyBytesPerSec: 0,
+      tags: [],
+    };
+    if (lastMoveMs[i] !== undefined) state.lastMoveMs = lastMoveMs[i];
+    if (previousHost[i] !== undefined) state.previousHost = previousHost[i];
+    return state;
+  });
+  const hosts: HostState[] = [];
+  for (let h = 0; h < cluster.hostCount; h++) {
+    // No host-level series in a trace: the policy sums its VMs' windows.
+    hosts.push({ name: hostName(h), cpuCores: cluster.hostCores, memBytes: cluster.hostMemBytes, cpuUsedWindowCores: [], memUsedBytes: memUsed[h]!, status: 'up', maintenance: false, lastSampleMs: cluster.nowMs });
+  }
+  return { nowMs: cluster.nowMs, seed: t, hosts, vms, rules: { groups: [], pins: [], ignoredVms: [] }, inFlight: [] };
+}
+
+function quantile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return 0;
+  const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1));
+  return sorted[index]!;
+}
+
+function round(value: number, digits: number): number {
+  const factor = 10 ** digits;
+  return Math.round(value * factor) / factor;
+}

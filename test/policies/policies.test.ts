@@ -1,0 +1,220 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { balance, checkMove, consolidate, evacuate, imbalance, overload, planRound, POLICIES, predictDemand, withSettings, applyMovesToSnapshot, DEFAULT_SETTINGS } from '../../policies/index.ts';
+import type { Plan, Snapshot } from '../../src/model/index.ts';
+import { GiB, host, NOW, snapshot, vm } from '../helpers/snapshot.ts';
+
+const ALL = Object.values(POLICIES);
+const loose = withSettings({ limits: { migrationsPerSourceHost: 10, migrationsPerDestinationHost: 10, migrationsInCluster: 50 }, balance: { threshold: 5 } });
+
+/** h0 is hot (7 of 8 cores), h1..h3 are light. */
+function hotCluster(extraVms: ReturnType<typeof vm>[] = [], hostOverrides: Record<string, Partial<ReturnType<typeof host>>> = {}): Snapshot {
+  const hosts = ['h0', 'h1', 'h2', 'h3'].map((name) => host(name, hostOverrides[name]));
+  const vms = [vm('a', 'h0', 2.5), vm('b', 'h0', 2.5), vm('c', 'h0', 2), vm('d', 'h1', 1), vm('e', 'h2', 1), vm('f', 'h3', 0.5), ...extraVms];
+  return snapshot(hosts, vms);
+}
+
+function placementAfter(s: Snapshot, plan: Plan): Map<string, string> {
+  const where = new Map(s.vms.map((v) => [v.name, v.host]));
+  for (const move of plan.moves) where.set(move.vm, move.to);
+  return where;
+}
+
+describe('policies: hard rules', () => {
+  it('never places an anti-affinity pair together', () => {
+    const base = hotCluster();
+    // d on h1 (the lightest host but one) must stay apart from a, b and c.
+    const s = { ...base, rules: { ...base.rules, groups: [{ name: 'apart', kind: 'anti-affinity' as const, vms: ['a', 'b', 'c', 'd', 'e'], hard: true }] } };
+    let moved = 0;
+    for (const policy of ALL) {
+      const plan = policy.run(s, loose);
+      moved += plan.moves.length;
+      const where = placementAfter(s, plan);
+      const hostsOfGroup = ['a', 'b', 'c', 'd', 'e'].map((name) => where.get(name));
+      for (const m of plan.moves) assert.ok(!['h1', 'h2'].includes(m.to) || !['a', 'b', 'c'].includes(m.vm), `${policy.name}: ${m.reason}`);
+      assert.ok(hostsOfGroup.filter((h) => h === 'h0').length <= 3);
+      for (const h of ['h1', 'h2', 'h3']) assert.ok(hostsOfGroup.filter((x) => x === h).length <= 1, `${policy.name} put two of the group on ${h}`);
+    }
+    assert.ok(moved > 0, 'some policy should still relieve h0 (to h3)');
+  });
+
+  it('never moves a VM pinned (must) to its host, and says so', () => {
+    const base = hotCluster([], { h0: { maintenance: true } });
+    const s = { ...base, rules: { ...base.rules, pins: [{ name: 'licence', vm: 'a', hosts: ['h0'], hard: true }] } };
+    for (const policy of ALL) {
+      const plan = policy.run(s, loose);
+      assert.ok(!plan.moves.some((m) => m.vm === 'a'), `${policy.name} moved the pinned VM`);
+    }
+    const plan = evacuate(s, loose);
+    assert.ok(plan.skipped.some((skip) => skip.vm === 'a' && skip.reason === 'PINNED' && /licence/.test(skip.detail)), JSON.stringify(plan.skipped));
+  });
+
+  it('never overfills a destination\'s memory', () => {
+    // Light hosts have CPU to spare but only 3 GiB of memory free; VMs on h0 are 4 GiB.
+    const hosts = [host('h0'), host('h1', { memBytes: 8 * GiB }), host('h2', { memBytes: 8 * GiB })];
+    const vms = [vm('a', 'h0', 3.5, { memBytes: 4 * GiB }), vm('b', 'h0', 3.5, { memBytes: 4 * GiB }), vm('c', 'h1', 0.2, { memBytes: 5 * GiB }), vm('d', 'h2', 0.2, { memBytes: 5 * GiB })];
+    const s = snapshot(hosts, vms);
+    for (const policy of ALL) {
+      const plan = policy.run(s, loose);
+      const where = placementAfter(s, plan);
+      for (const h of hosts) {
+        const used = vms.filter((v) => where.get(v.name) === h.name).reduce((total, v) => total + v.memBytes, 0);
+        assert.ok(used <= h.memBytes, `${policy.name} put ${used / GiB} GiB on ${h.name} (${h.memBytes / GiB} GiB)`);
+      }
+      assert.ok(!plan.moves.some((m) => ['a', 'b'].includes(m.vm)), `${policy.name}: ${plan.moves.map((m) => m.reason).join('; ')}`);
+    }
+    const plan = overload(s, loose);
+    assert.ok(plan.skipped.some((skip) => skip.reason === 'NO_DESTINATION' && /DEST_MEM_FULL/.test(skip.detail)), JSON.stringify(plan.skipped));
+  });
+
+  it('empties a maintenance host over rounds, largest VM first, and never onto a stale or down host', () => {
+    const hosts = [host('h0', { maintenance: true }), host('h1'), host('h2', { status: 'stale' }), host('h3', { status: 'down' }), host('h4')];
+    const vms = [vm('small', 'h0', 0.5, { memBytes: GiB }), vm('big', 'h0', 1, { memBytes: 8 * GiB }), vm('mid', 'h0', 1, { memBytes: 4 * GiB }), vm('x', 'h1', 1)];
+    let s = snapshot(hosts, vms);
+    const order: string[] = [];
+    for (let round = 0; round < 5 && s.vms.some((v) => v.host === 'h0'); round++) {
+      const plan = planRound(s, DEFAULT_SETTINGS, ['evacuate', 'overload', 'balance']);
+      for (const m of plan.moves) assert.ok(['h1', 'h4'].includes(m.to), m.reason);
+      order.push(...plan.moves.filter((m) => m.from === 'h0').map((m) => m.vm));
+      // The round's moves finish; the next snapshot sees them done.
+      s = { ...applyMovesToSnapshot(s, plan.moves), nowMs: s.nowMs + 60_000 };
+    }
+    assert.deepEqual(s.vms.filter((v) => v.host === 'h0'), []);
+    assert.deepEqual(order, ['big', 'mid', 'small']);
+  });
+});
+
+describe('policies: stability', () => {
+  it('gives the same plan for the same snapshot', () => {
+    const s = hotCluster();
+    for (const policy of ALL) assert.deepEqual(policy.run(structuredClone(s), loose), policy.run(s, loose), policy.name);
+  });
+
+  it('respects cooldown, ping-pong, quarantine and in-flight migrations', () => {
+    const recent = NOW - 5 * 60_000;
+    const base = hotCluster();
+    const vms = base.vms.map((v) =>
+      v.name === 'a' ? { ...v, lastMoveMs: recent } : v.name === 'b' ? { ...v, quarantinedUntilMs: NOW + 60_000 } : v.name === 'c' ? { ...v, previousHost: 'h3', lastMoveMs: NOW - 40 * 60_000 } : v,
+    );
+    const s: Snapshot = { ...base, vms, inFlight: [{ vm: 'd', from: 'h1', to: 'h2', jobId: 'j1', state: 'active' }] };
+    for (const policy of [overload, balance]) {
+      const plan = policy(s, loose);
+      assert.ok(!plan.moves.some((m) => ['a', 'b', 'd'].includes(m.vm)), plan.moves.map((m) => m.reason).join('\n'));
+      assert.ok(!plan.moves.some((m) => m.vm === 'c' && m.to === 'h3'), 'c went back to h3');
+      const reasons = new Set(plan.skipped.map((skip) => skip.reason));
+      for (const reason of ['COOLDOWN', 'QUARANTINED']) assert.ok(reasons.has(reason as never), `${policy.name}: no ${reason} in ${JSON.stringify(plan.skipped)}`);
+    }
+  });
+
+  it('counts in-flight migrations against the per-host limit', () => {
+    const base = hotCluster();
+    // Something is already arriving on h3, the lightest host: with 1 per destination, h3 is not chosen.
+    const s: Snapshot = { ...base, inFlight: [{ vm: 'zz', from: 'h9', to: 'h3', jobId: 'j', state: 'active' }] };
+    const plan = overload(s, DEFAULT_SETTINGS);
+    assert.ok(plan.moves.length > 0);
+    assert.ok(plan.moves.every((m) => m.to !== 'h3'), plan.moves.map((m) => m.reason).join('\n'));
+    // And h0 sends at most one migration at a time.
+    assert.equal(plan.moves.filter((m) => m.from === 'h0').length, 1);
+  });
+
+  it('keeps to the moves-per-round budget across a round', () => {
+    const hosts = Array.from({ length: 10 }, (_, i) => host(`h${i}`));
+    const vms = Array.from({ length: 40 }, (_, i) => vm(`v${String(i).padStart(2, '0')}`, i < 30 ? `h${i % 3}` : `h${3 + (i % 7)}`, i < 30 ? 0.8 : 0.1));
+    const settings = withSettings({ limits: { movesPerRound: 3, migrationsPerSourceHost: 10, migrationsPerDestinationHost: 10, migrationsInCluster: 50 }, balance: { threshold: 5 } });
+    const plan = planRound(snapshot(hosts, vms), settings, ['overload', 'balance']);
+    assert.equal(plan.moves.length, 3);
+  });
+});
+
+describe('policies: explanations', () => {
+  it('overload names the hot host, the VM, its size and the destination\'s use before and after', () => {
+    const plan = overload(hotCluster(), DEFAULT_SETTINGS);
+    assert.equal(plan.moves.length, 1);
+    const [move] = plan.moves;
+    assert.match(move!.reason, /^h0 CPU 88% > high 80%: [abc] \(\d\.\d\d cores, 2 GiB\) to h3, 6% → \d+% \(h0 88% → \d+%\); imbalance [\d.]+ → [\d.]+, gain -?[\d.]+, cost [\d.]+/);
+    assert.ok(move!.cost.durationMs > 0 && move!.cost.bytes >= 2 * GiB);
+    assert.ok(plan.scoreAfter < plan.scoreBefore);
+  });
+
+  it('overload picks the cheapest set: the VM with the least memory that brings the host under', () => {
+    const hosts = [host('h0'), host('h1'), host('h2')];
+    // h0 needs 0.6 core off. big covers it with 16 GiB, small1 + small2 cover it with 2 GiB in all.
+    const vms = [vm('big', 'h0', 3, { memBytes: 16 * GiB }), vm('small1', 'h0', 0.4, { memBytes: GiB }), vm('small2', 'h0', 0.4, { memBytes: GiB }), vm('rest', 'h0', 3.2, { memBytes: 8 * GiB })];
+    const plan = overload(snapshot(hosts, vms), loose);
+    assert.deepEqual(plan.moves.map((m) => m.vm).sort(), ['small1', 'small2']);
+    for (const m of plan.moves) assert.ok(/to h[12], \d+% → (\d+)%/.exec(m.reason) && Number(/→ (\d+)%/.exec(m.reason)![1]) <= 60, m.reason);
+  });
+
+  it('says why nothing happened', () => {
+    const calm = snapshot([host('h0'), host('h1')], [vm('a', 'h0', 1), vm('b', 'h1', 1)]);
+    assert.match(balance(calm, DEFAULT_SETTINGS).notes.join('\n'), /nothing to do: imbalance 0\.\d+ below threshold 3's target/);
+    assert.match(overload(calm, DEFAULT_SETTINGS).notes.join('\n'), /nothing to do: hottest host h\d is at CPU 13%, mem \d+%, not above high 80%/);
+    assert.match(evacuate(calm, DEFAULT_SETTINGS).notes.join('\n'), /no host is in maintenance/);
+  });
+
+  it('balance keeps a move only when gain beats cost, more readily at higher thresholds', () => {
+    const hosts = Array.from({ length: 6 }, (_, i) => host(`h${i}`));
+    const vms = Array.from({ length: 24 }, (_, i) => vm(`v${String(i).padStart(2, '0')}`, i < 12 ? `h${i % 2}` : `h${2 + (i % 4)}`, i < 12 ? 1 : 0.3, { memBytes: 8 * GiB, memDirtyBytesPerSec: 300e6 }));
+    const s = snapshot(hosts, vms);
+    const counts = [1, 2, 3, 4, 5].map((level) => balance(s, withSettings({ balance: { threshold: level as 1 } }, loose)).moves.length);
+    assert.equal(counts[0], 0);
+    for (let i = 1; i < counts.length; i++) assert.ok(counts[i]! >= counts[i - 1]!, `moves by level: ${counts}`);
+    assert.ok(counts[4]! > 0, `moves by level: ${counts}`);
+    const cautious = balance(s, withSettings({ balance: { threshold: 2 } }, loose));
+    if (cautious.moves.length === 0) assert.ok(cautious.skipped.some((skip) => skip.reason === 'GAIN_BELOW_COST') || cautious.notes.some((n) => /nothing to do/.test(n)));
+    const aggressive = balance(s, withSettings({ balance: { threshold: 5 } }, loose));
+    for (const m of aggressive.moves) assert.ok(m.gain > m.cost.score, m.reason);
+  });
+});
+
+describe('policies: consolidate and checkMove', () => {
+  it('consolidate packs light hosts and names the hosts that can be powered down, keeping spare hosts', () => {
+    const hosts = Array.from({ length: 5 }, (_, i) => host(`h${i}`));
+    const vms = Array.from({ length: 5 }, (_, i) => vm(`v${i}`, `h${i}`, 0.5));
+    const s = snapshot(hosts, vms);
+    const settings = withSettings({ limits: { movesPerRound: 10, migrationsPerSourceHost: 5, migrationsPerDestinationHost: 5, migrationsInCluster: 10 }, consolidate: { headroom: 0.2, spareHosts: 1 } });
+    const plan = consolidate(s, settings);
+    const after = placementAfter(s, plan);
+    const used = new Set(after.values());
+    assert.ok(used.size < 5, JSON.stringify([...after]));
+    assert.deepEqual(plan.powerDownHosts, hosts.map((h) => h.name).filter((h) => !used.has(h)).sort().slice(1));
+    assert.match(plan.notes.join('\n'), /can be powered down: h\d/);
+  });
+
+  it('checkMove refuses hard rules by name and leaves soft ones to --force', () => {
+    const base = hotCluster();
+    const s: Snapshot = {
+      ...base,
+      vms: base.vms.map((v) => (v.name === 'a' ? { ...v, lastMoveMs: NOW - 60_000 } : v)),
+      rules: { groups: [{ name: 'apart', kind: 'anti-affinity', vms: ['a', 'd'], hard: true }, { name: 'friends', kind: 'affinity', vms: ['a', 'e'], hard: false }], pins: [], ignoredVms: [] },
+    };
+    const toH1 = checkMove(s, { vm: 'a', to: 'h1' }, DEFAULT_SETTINGS);
+    assert.deepEqual(toH1.hard.map((v) => v.rule), ['ANTI_AFFINITY']);
+    assert.match(toH1.hard[0]!.detail, /rule apart/);
+    const toH3 = checkMove(s, { vm: 'a', to: 'h3' }, DEFAULT_SETTINGS);
+    assert.deepEqual(toH3.hard, []);
+    assert.deepEqual(toH3.soft.map((v) => v.rule).sort(), ['AFFINITY', 'COOLDOWN']);
+    const full = checkMove({ ...s, hosts: s.hosts.map((h) => (h.name === 'h3' ? { ...h, memBytes: GiB } : h)) }, { vm: 'b', to: 'h3' }, DEFAULT_SETTINGS);
+    assert.deepEqual(full.hard.map((v) => v.rule), ['DEST_MEM_FULL']);
+  });
+});
+
+describe('demand estimate and score', () => {
+  const demand = { ...DEFAULT_SETTINGS.demand, smoothingAlpha: 1, percentile: 0.5, horizonMs: 2 * 60_000, sampleIntervalMs: 60_000 };
+  it('takes a percentile of the window and adds a rising trend over the horizon', () => {
+    assert.equal(predictDemand([1, 1, 1, 1, 1], demand), 1);
+    // 1..5 rising by 1 per sample: median 3 + 2 samples of trend.
+    assert.equal(predictDemand([1, 2, 3, 4, 5], demand), 5);
+    // A falling trend is not extrapolated.
+    assert.equal(predictDemand([5, 4, 3, 2, 1], demand), 3);
+    assert.equal(predictDemand([], demand), 0);
+  });
+
+  it('imbalance is 0 for a flat cluster and grows with the spread', () => {
+    const flat = snapshot([host('h0'), host('h1')], [vm('a', 'h0', 2), vm('b', 'h1', 2)]);
+    const skewed = snapshot([host('h0'), host('h1')], [vm('a', 'h0', 4), vm('b', 'h0', 0)]);
+    assert.equal(imbalance(flat, { cpu: 1, mem: 0, disk: 0, net: 0 }), 0);
+    // CPU use 0.5 and 0: σ = 0.25.
+    assert.ok(Math.abs(imbalance(skewed, { cpu: 1, mem: 0, disk: 0, net: 0 }) - 0.25) < 1e-12);
+  });
+});

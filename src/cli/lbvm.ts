@@ -3,10 +3,12 @@
  * and the simulator and demo. One file per command under ./commands.
  */
 import { Command } from 'commander';
+import { agentCommand } from './commands/agent.ts';
 import { collectCommand } from './commands/collect.ts';
 import { configCommand } from './commands/config.ts';
 import { pendingCommand } from './commands/pending.ts';
 import { simulateCommand } from './commands/simulate.ts';
+import { workerCommand } from './commands/worker.ts';
 import { CONFIG_HELP } from './help.ts';
 import { runProgram } from './run.ts';
 
@@ -31,18 +33,8 @@ export function lbvmProgram(): Command {
       examples: ['lbvm monitor', 'LBVM_MONITOR_MODE=report lbvm monitor'],
     }, 'issue #6'),
   );
-  program.addCommand(
-    pendingCommand('worker', '', {
-      summary: 'carry out queued migrations through the configured hypervisor driver',
-      examples: ['lbvm worker'],
-    }, 'issue #5'),
-  );
-  program.addCommand(
-    pendingCommand('agent', '', {
-      summary: 'own this host\'s QEMU guests (qemu driver): start, stop, prepare incoming migrations',
-      examples: ['LBVM_AGENT_TOKEN=... lbvm agent --listen 127.0.0.1:7300'],
-    }, 'issue #5'),
-  );
+  program.addCommand(workerCommand());
+  program.addCommand(agentCommand());
   program.addCommand(simulateCommand());
   program.addCommand(
     pendingCommand('demo', '', {

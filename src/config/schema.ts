@@ -255,6 +255,14 @@ export const configSchema = z
         /** A migration taking longer than this is cancelled (guest stays on its source). */
         timeout: duration('10m'),
         attempts: positiveInt(3),
+        /** First retry delay after a failed attempt; doubles with each further attempt. */
+        backoff: duration('10s'),
+        /** A worker that cannot renew its hold on a job this long loses it (BullMQ lock; also the life of its slots). */
+        lockDuration: duration('30s'),
+        /** A job that finds no free slot (or its VM busy) is delayed this long (plus jitter), without using an attempt. */
+        slotWait: duration('2s'),
+        /** Migrations one `lbvm worker` process runs at once (the limits still hold across all workers). */
+        workerConcurrency: positiveInt(4),
       })
       .strict()
       .default({}),
@@ -282,6 +290,10 @@ export const configSchema = z
         /** Probability that a simulated migration fails. */
         failureRate: share(0),
         seed: z.number().int().default(1),
+        /** Period of the simulated daily-like CPU pattern of each VM. */
+        period: duration('1h'),
+        /** Simulated migrations take memory ÷ bandwidth ÷ this (10 = ten times faster than real). */
+        speedup: z.number().positive('expected a number > 0').default(1),
       })
       .strict()
       .default({}),

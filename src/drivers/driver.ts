@@ -62,6 +62,12 @@ export interface MigrateRequest {
   bandwidthBytesPerSec: number;
   /** Aborting cancels the migration; the guest must keep running on `from`. */
   signal: AbortSignal;
+  /**
+   * Unique per attempt (the worker passes its job id and lock token). A driver whose migrations
+   * outlive the caller (the qemu agent runs them) lets a later attempt take over a migration that is
+   * still running, and ignores a cancel from an attempt that no longer owns it.
+   */
+  attemptId?: string;
   onProgress?: (progress: MigrationProgress) => void;
 }
 

@@ -1,11 +1,15 @@
 /**
- * The driver registry: `createDriver(config)` builds the driver named by `collect.driver` (or the
- * name given). Drivers not built yet say so loudly (NotImplemented) instead of pretending.
+ * The driver registry: `createDriver(name, { config, log })` builds the driver named (usually
+ * `collect.driver`). Built here: `sim` (simulated cluster in Redis) and `qemu` (through each host's
+ * `lbvm agent`). libvirt, proxmox and openvz say loudly that they are not built yet.
  */
 import type { LbvmConfig } from '../config/schema.ts';
 import { NotImplemented } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import { connectRedis } from '../queue/redis.ts';
 import type { Driver } from './driver.ts';
+import { QemuDriver } from './qemu/driver.ts';
+import { SimDriver } from './sim.ts';
 
 export type { Driver } from './driver.ts';
 
@@ -14,6 +18,16 @@ export interface DriverContext {
   log: Logger;
 }
 
-export async function createDriver(name: LbvmConfig['collect']['driver'], _context: DriverContext): Promise<Driver> {
-  throw new NotImplemented(`the ${name} driver (issue #5 builds qemu and sim; issue #9 libvirt, proxmox, openvz)`);
+export async function createDriver(name: LbvmConfig['collect']['driver'], context: DriverContext): Promise<Driver> {
+  switch (name) {
+    case 'sim': {
+      const driver = new SimDriver({ config: context.config, redis: connectRedis(context.config.redis.url), ownsRedis: true });
+      await driver.cluster.ensure(context.config.sim);
+      return driver;
+    }
+    case 'qemu':
+      return QemuDriver.fromConfig(context.config, context.log);
+    default:
+      throw new NotImplemented(`the ${name} driver (issue #9 builds libvirt, proxmox, openvz)`);
+  }
 }

@@ -1,0 +1,74 @@
+/** `lbvm worker`: carries out queued migrations through the configured driver, until SIGTERM. */
+import { Command } from 'commander';
+import { createDriver } from '../../drivers/index.ts';
+import { loggerFor, logStartup } from '../../log.ts';
+import { assertRedisFitForQueue, connectRedis, logConnectionTrouble } from '../../queue/redis.ts';
+import { startMigrationWorker } from '../../queue/worker.ts';
+import { DRIVER_NAMES } from '../../config/schema.ts';
+import { UsageError } from '../../errors.ts';
+import { teach } from '../help.ts';
+import { loadFor, withCommon, type CommonOptions } from '../run.ts';
+
+interface WorkerOptions extends CommonOptions {
+  driver?: string;
+  concurrency?: string;
+}
+
+export function workerCommand(): Command {
+  const command = withCommon(new Command('worker'))
+    .option('--driver <name>', `hypervisor driver: ${DRIVER_NAMES.join(', ')} (default: collect.driver)`)
+    .option('--concurrency <n>', 'migrations this process runs at once (default: migration.workerConcurrency)');
+  teach(command, {
+    summary: 'carry out queued migrations through the configured hypervisor driver',
+    details:
+      'Takes jobs from the "migrations" queue on Redis (redis.url) and runs them through the driver,\n' +
+      'within the per-source-host, per-destination-host and cluster-wide limits (limits.*), which hold\n' +
+      'across every worker process. Run as many workers as you like, on any host. Refuses to start when\n' +
+      'Redis may evict keys (maxmemory-policy other than noeviction) or has persistence off.\n' +
+      'SIGTERM: stops taking jobs and lets running migrations finish; a second SIGTERM cancels them.',
+    examples: ['lbvm worker', 'lbvm worker --driver sim --concurrency 8', 'LBVM_REDIS_URL=rediss://:pw@redis:6380 lbvm worker'],
+  });
+  return command.action(async (options: WorkerOptions) => {
+    const overrides: Record<string, unknown> = {};
+    if (options.driver) overrides['collect.driver'] = options.driver;
+    const { config, file } = loadFor(options, overrides);
+    const concurrency = options.concurrency === undefined ? undefined : Number(options.concurrency);
+    if (concurrency !== undefined && !(Number.isInteger(concurrency) && concurrency >= 1)) throw new UsageError(`--concurrency ${options.concurrency}: expected a whole number >= 1`);
+    const log = loggerFor(config, 'worker');
+    logStartup(log, config, file);
+    const connection = connectRedis(config.redis.url, { blocking: true });
+    logConnectionTrouble(connection, log, config.redis.url);
+    try {
+      await assertRedisFitForQueue(connection, config.redis.url);
+    } catch (error) {
+      connection.disconnect();
+      throw error;
+    }
+    const driver = await createDriver(config.collect.driver, { config, log });
+    const worker = startMigrationWorker({ config, driver, log, connection, concurrency });
+    log.info({ driver: driver.name, concurrency: concurrency ?? config.migration.workerConcurrency }, 'worker ready');
+    await new Promise<void>((resolve) => {
+      let stopping = false;
+      const stop = (signal: string) => {
+        if (stopping) {
+          log.warn({ signal }, 'second signal: cancelling running migrations (their guests stay on their sources)');
+          void worker.close(true);
+          return;
+        }
+        stopping = true;
+        log.info({ signal }, 'stopping: no new jobs; waiting for running migrations');
+        worker
+          .close()
+          .catch((error: Error) => log.warn({ error: error.message }, 'error while stopping'))
+          .finally(async () => {
+            await driver.close().catch(() => {});
+            connection.disconnect();
+            log.info('stopped');
+            resolve();
+          });
+      };
+      process.on('SIGTERM', () => stop('SIGTERM'));
+      process.on('SIGINT', () => stop('SIGINT'));
+    });
+  });
+}

@@ -1,0 +1,125 @@
+/**
+ * The client side of an agent's control port: JSON calls with the shared token. Used by the qemu
+ * driver (in workers and collectors), by tests, and by anyone scripting an agent.
+ */
+import type { VmInventory } from '../driver.ts';
+import type { GuestSpecInput } from './guest.ts';
+
+export class AgentCallError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'AgentCallError';
+  }
+}
+
+export interface GuestInfo {
+  name: string;
+  role: 'running' | 'incoming' | 'checkpointing' | 'stopped';
+  status: string;
+  pid: number | null;
+  vcpus: number;
+  memBytes: number;
+  migrating: { to: string; status: string } | null;
+}
+
+export interface MigrationStatus {
+  status: string;
+  to: string;
+  attemptId: string;
+  bytesCopied: number;
+  bytesRemaining: number;
+  bytesTotal: number;
+  expectedDowntimeMs: number | null;
+  downtimeMs: number | null;
+  totalMs: number;
+  error: string | null;
+  autoConverge: boolean;
+  dirtyBytesPerSec: number | null;
+}
+
+export class AgentClient {
+  readonly baseUrl: string;
+
+  constructor(
+    /** host:port of the agent's control port. */
+    readonly address: string,
+    private readonly token: string,
+    readonly host = address,
+  ) {
+    this.baseUrl = `http://${address}`;
+  }
+
+  async call<T>(route: string, body: Record<string, unknown> = {}, timeoutMs = 30_000): Promise<T> {
+    let response: Response;
+    try {
+      response = await fetch(`${this.baseUrl}${route}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${this.token}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+    } catch (error) {
+      throw new AgentCallError(0, `agent of ${this.host} at ${this.address} unreachable: ${(error as Error).message}`);
+    }
+    const text = await response.text();
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      parsed = { error: text };
+    }
+    if (!response.ok) throw new AgentCallError(response.status, `agent of ${this.host}: ${route}: ${(parsed as { error?: string }).error ?? response.statusText}`);
+    return parsed as T;
+  }
+
+  health(timeoutMs = 5000): Promise<{ host: string; guests: number }> {
+    return fetch(`${this.baseUrl}/v1/health`, { headers: { authorization: `Bearer ${this.token}` }, signal: AbortSignal.timeout(timeoutMs) }).then(async (response) => {
+      if (!response.ok) throw new AgentCallError(response.status, `agent of ${this.host}: health: ${response.status}`);
+      return (await response.json()) as { host: string; guests: number };
+    });
+  }
+
+  list(): Promise<{ host: string; guests: GuestInfo[] }> {
+    return this.call('/v1/guests/list');
+  }
+
+  get(name: string): Promise<GuestInfo & { spec: GuestSpecInput }> {
+    return this.call('/v1/guests/get', { name });
+  }
+
+  start(spec: GuestSpecInput): Promise<GuestInfo> {
+    return this.call('/v1/guests/start', { spec });
+  }
+
+  stop(name: string): Promise<{ stopped: boolean }> {
+    return this.call('/v1/guests/stop', { name });
+  }
+
+  inventory(): Promise<{ host: string; vms: VmInventory[] }> {
+    return this.call('/v1/inventory');
+  }
+
+  /** Streams a saved checkpoint from this (source) agent into `to` (destination) agent. */
+  async copyCheckpoint(name: string, to: AgentClient, signal: AbortSignal): Promise<number> {
+    const download = await fetch(`${this.baseUrl}/v1/checkpoint/download`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${this.token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ name }),
+      signal,
+    });
+    if (!download.ok || !download.body) throw new AgentCallError(download.status, `agent of ${this.host}: checkpoint download: ${await download.text()}`);
+    const upload = await fetch(`${to.baseUrl}/v1/checkpoint/upload?${new URLSearchParams({ name })}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${to.token}`, 'content-type': 'application/octet-stream' },
+      body: download.body,
+      signal,
+      duplex: 'half',
+    } as RequestInit);
+    const text = await upload.text();
+    if (!upload.ok) throw new AgentCallError(upload.status, `agent of ${to.host}: checkpoint upload: ${text}`);
+    return (JSON.parse(text) as { bytes: number }).bytes;
+  }
+}

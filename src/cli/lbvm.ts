@@ -6,6 +6,7 @@ import { Command } from 'commander';
 import { agentCommand } from './commands/agent.ts';
 import { collectCommand } from './commands/collect.ts';
 import { configCommand } from './commands/config.ts';
+import { monitorCommand } from './commands/monitor.ts';
 import { pendingCommand } from './commands/pending.ts';
 import { simulateCommand } from './commands/simulate.ts';
 import { workerCommand } from './commands/worker.ts';
@@ -27,12 +28,7 @@ export function lbvmProgram(): Command {
     );
   program.addCommand(configCommand());
   program.addCommand(collectCommand());
-  program.addCommand(
-    pendingCommand('monitor', '', {
-      summary: 'the long-running balancer: read samples, plan, enqueue live migrations',
-      examples: ['lbvm monitor', 'LBVM_MONITOR_MODE=report lbvm monitor'],
-    }, 'issue #6'),
-  );
+  program.addCommand(monitorCommand());
   program.addCommand(workerCommand());
   program.addCommand(agentCommand());
   program.addCommand(simulateCommand());

@@ -1,0 +1,85 @@
+/**
+ * What commands open: the config, a logger, Redis (the queue, the lease, controls, events) and the
+ * sample store. Opened lazily, closed together; failures become errors an operator can act on
+ * (which URL, what to check), never a stack trace.
+ */
+import type { Redis } from 'ioredis';
+import type { LbvmConfig } from '../config/schema.ts';
+import { redactUrl } from '../config/load.ts';
+import { QueueUnavailable } from '../errors.ts';
+import { createLogger, loggerFor, type Logger } from '../log.ts';
+import { MigrationQueue } from '../queue/queue.ts';
+import { connectRedis } from '../queue/redis.ts';
+import { openStore, type SampleStore } from '../store/index.ts';
+import { loadFor, type CommonOptions } from './run.ts';
+
+export class CliContext {
+  private redisClient: Redis | null = null;
+  private storeHandle: SampleStore | null = null;
+  private queueHandle: MigrationQueue | null = null;
+  readonly log: Logger;
+
+  constructor(
+    readonly config: LbvmConfig,
+    readonly configFile: string | null,
+    name: string,
+    /** Daemons retry Redis forever with backoff; one-shot commands fail fast with a clear message. */
+    private readonly mode: 'daemon' | 'command',
+  ) {
+    this.log = mode === 'daemon' ? loggerFor(config, name) : createLogger({ level: config.log.level === 'info' ? 'warn' : config.log.level, format: config.log.format, name });
+  }
+
+  static open(options: CommonOptions, name: string, mode: 'daemon' | 'command' = 'command', overrides: Record<string, unknown> = {}): CliContext {
+    const { config, file } = loadFor(options, overrides);
+    return new CliContext(config, file, name, mode);
+  }
+
+  /** A connected Redis client; a one-shot command fails with what to check when Redis is away. */
+  async redis(): Promise<Redis> {
+    if (this.redisClient) return this.redisClient;
+    const url = this.config.redis.url;
+    const client = connectRedis(url, { failFast: this.mode === 'command' });
+    if (this.mode === 'command') {
+      try {
+        await client.ping();
+      } catch (error) {
+        client.disconnect();
+        throw new QueueUnavailable(
+          `Redis at ${redactUrl(url)} is unreachable (${(error as Error).message}). Check that redis-server runs there, and redis.url in ${this.configFile ?? 'the config'} or LBVM_REDIS_URL (password: redis://:PASSWORD@host:6379).`,
+          error,
+        );
+      }
+    }
+    this.redisClient = client;
+    return client;
+  }
+
+  async queue(): Promise<MigrationQueue> {
+    this.queueHandle ??= new MigrationQueue(await this.redis(), this.config);
+    return this.queueHandle;
+  }
+
+  store(): SampleStore {
+    this.storeHandle ??= openStore(this.config.store.url, {
+      retentionMs: this.config.store.retention,
+      batchSize: this.config.store.batchSize,
+      log: this.log,
+    });
+    return this.storeHandle;
+  }
+
+  /** Closes everything opened, each step even when an earlier one fails. */
+  async close(): Promise<void> {
+    const steps: (() => Promise<unknown>)[] = [];
+    if (this.queueHandle) steps.push(() => this.queueHandle!.close());
+    if (this.storeHandle) steps.push(() => this.storeHandle!.close());
+    if (this.redisClient) steps.push(async () => this.redisClient!.quit().catch(() => this.redisClient!.disconnect()));
+    for (const step of steps) {
+      try {
+        await step();
+      } catch {
+        /* keep closing the rest */
+      }
+    }
+  }
+}

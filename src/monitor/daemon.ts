@@ -1,0 +1,278 @@
+/**
+ * The monitor: every interval, when it holds the lease, it reads the sample window, builds the
+ * snapshot, runs the policies in order, reconciles with the migrations in flight and enqueues what
+ * is left, carrying its fencing token. Each round is one structured record (logged, kept in Redis
+ * for `lbm status`, and stored as a `monitor.round` event for `lbm report`).
+ *
+ * Safety, in the order it is checked: not leader → nothing; paused → plan only; too many unknown
+ * hosts → nothing; report mode → plan only; then the per-round and per-hour budgets; the lease is
+ * checked again before every single enqueue, so a monitor that loses it stops at once.
+ */
+import { performance } from 'node:perf_hooks';
+import type { Redis } from 'ioredis';
+import type { LbvmConfig } from '../config/schema.ts';
+import { policySettingsFromConfig, rulesFromConfig } from '../config/policy-settings.ts';
+import type { Logger } from '../log.ts';
+import type { LbvmEvent, Move, Plan, Snapshot } from '../model/index.ts';
+import { imbalance, planRound } from '../../policies/index.ts';
+import type { RedisEventLog } from '../queue/events.ts';
+import type { MigrationQueue } from '../queue/queue.ts';
+import type { SampleStore } from '../store/types.ts';
+import { readMaintenance, readPause } from './control.ts';
+import { LeaderLease } from './lease.ts';
+import { MonitorMetrics } from './metrics.ts';
+import { reconcile, type HeldBack } from './reconcile.ts';
+import { SnapshotBuilder } from './snapshot.ts';
+
+export type RoundMode = 'enforce' | 'report' | 'paused' | 'standby' | 'halted';
+
+export interface RoundRecord {
+  roundId: string;
+  timeMs: number;
+  monitor: string;
+  mode: RoundMode;
+  fencingToken: number | null;
+  inputs: { hosts: number; vms: number; unknownHosts: string[]; maintenanceHosts: string[]; samplesSkipped: number; inFlight: number };
+  imbalanceBefore: number | null;
+  imbalanceAfter: number | null;
+  moves: { vm: string; from: string; to: string; policy: string; reason: string; gain: number; costMs: number }[];
+  enqueued: { vm: string; from: string; to: string; jobId: string; status: string }[];
+  heldBack: { vm: string; reason: string; detail: string }[];
+  notes: string[];
+  planMs: number | null;
+  roundMs: number;
+}
+
+export interface MonitorDeps {
+  config: LbvmConfig;
+  log: Logger;
+  store: SampleStore;
+  redis: Redis;
+  queue: MigrationQueue;
+  events: RedisEventLog;
+  /** This monitor's id in the lease (hostname:pid by default). */
+  id: string;
+  clock?: () => number;
+  metrics?: MonitorMetrics;
+}
+
+export function roundKeys(prefix: string) {
+  return { lastRound: `${prefix}:monitor:last-round`, movesLog: `${prefix}:monitor:moves` };
+}
+
+export class Monitor {
+  readonly lease: LeaderLease;
+  readonly metrics: MonitorMetrics;
+  private readonly clock: () => number;
+  private timer: NodeJS.Timeout | null = null;
+  private current: Promise<RoundRecord | null> | null = null;
+  private stopping = false;
+  lastRecord: RoundRecord | null = null;
+
+  constructor(private readonly deps: MonitorDeps) {
+    this.clock = deps.clock ?? Date.now;
+    this.metrics = deps.metrics ?? new MonitorMetrics();
+    const { log } = deps;
+    this.lease = new LeaderLease(deps.redis, deps.config.redis.prefix, deps.id, deps.config.monitor.lease, {
+      onAcquired: (token) => {
+        log.info({ fencingToken: token }, 'became the active monitor (leader)');
+        this.metrics.leader.set(1);
+        this.metrics.fencingToken.set(token);
+      },
+      onLost: (reason) => {
+        log.warn({ reason }, 'lost the lease: standing by, enqueuing nothing');
+        this.metrics.leader.set(0);
+        this.metrics.fencingToken.set(0);
+      },
+    }, this.clock);
+    this.metrics.health = () => ({ monitor: deps.id, leader: this.lease.isLeader(), fencingToken: this.lease.token, lastRound: this.lastRecord?.roundId ?? null });
+  }
+
+  /** Starts the lease and the round loop. Rounds run every `monitor.interval`, never two at once. */
+  start(): void {
+    this.lease.start();
+    const loop = async () => {
+      if (this.stopping) return;
+      await this.runRound();
+      if (!this.stopping) this.timer = setTimeout(loop, this.deps.config.monitor.interval);
+    };
+    this.timer = setTimeout(loop, 0);
+  }
+
+  /** Finishes the round in progress, then releases the lease so a standby takes over at once. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.current;
+    await this.lease.release();
+  }
+
+  private async runRound(): Promise<RoundRecord | null> {
+    this.current = this.round().catch((error: Error) => {
+      this.metrics.rounds.inc({ outcome: 'error' });
+      this.deps.log.error({ error: error.message }, 'round failed; trying again next interval');
+      return null;
+    });
+    const record = await this.current;
+    this.current = null;
+    return record;
+  }
+
+  /** One round. Public for tests and `lbm plan`'s sibling code paths. */
+  async round(): Promise<RoundRecord> {
+    const started = performance.now();
+    const { config, log, store, redis, queue, events } = this.deps;
+    const prefix = config.redis.prefix;
+    await this.lease.tick();
+    const nowMs = this.clock();
+    const token = this.lease.token;
+    const roundId = `r${nowMs}-${token ?? 's'}`;
+    const base: RoundRecord = {
+      roundId, timeMs: nowMs, monitor: this.deps.id, mode: 'standby', fencingToken: token,
+      inputs: { hosts: 0, vms: 0, unknownHosts: [], maintenanceHosts: [], samplesSkipped: 0, inFlight: 0 },
+      imbalanceBefore: null, imbalanceAfter: null, moves: [], enqueued: [], heldBack: [], notes: [], planMs: null, roundMs: 0,
+    };
+    if (token === null) {
+      base.notes.push('standing by: another monitor holds the lease');
+      base.roundMs = performance.now() - started;
+      this.metrics.rounds.inc({ outcome: 'standby' });
+      this.lastRecord = base;
+      return base;
+    }
+
+    const [pause, maintenance, inFlight] = await Promise.all([readPause(redis, prefix), readMaintenance(redis, prefix), queue.inFlight()]);
+    const snapshot = await this.buildSnapshot(nowMs, new Set(maintenance.keys()), inFlight);
+    const { snapshot: snap, skipped } = snapshot;
+    const settings = policySettingsFromConfig(config);
+    const unknown = snap.hosts.filter((host) => host.status !== 'up').map((host) => host.name);
+    Object.assign(base.inputs, {
+      hosts: snap.hosts.length, vms: snap.vms.length, unknownHosts: unknown,
+      maintenanceHosts: [...maintenance.keys()].sort(), samplesSkipped: skipped, inFlight: inFlight.length,
+    });
+    this.metrics.hosts.set(snap.hosts.length);
+    this.metrics.vms.set(snap.vms.length);
+    this.metrics.hostsUnknown.set(unknown.length);
+
+    const planStarted = performance.now();
+    const plan: Plan = planRound(snap, settings, config.monitor.policies);
+    base.planMs = performance.now() - planStarted;
+    this.metrics.planSeconds.observe(base.planMs / 1000);
+    base.imbalanceBefore = plan.scoreBefore;
+    base.imbalanceAfter = plan.scoreAfter;
+    this.metrics.imbalance.set(plan.scoreBefore);
+    base.moves = plan.moves.map(summariseMove);
+    base.notes.push(...plan.notes);
+
+    const hold = (moves: Move[], reason: HeldBack['reason'], detail: string) => {
+      for (const move of moves) base.heldBack.push({ vm: move.vm, reason, detail });
+    };
+    const unknownShare = snap.hosts.length ? unknown.length / snap.hosts.length : 1;
+    if (snap.hosts.length === 0) {
+      base.mode = 'halted';
+      base.notes.push(`no host has sent a sample in the last ${Math.round(config.monitor.window / 60000)} min: check that \`lbvm collect\` runs on the hosts and writes to ${store.displayUrl}`);
+    } else if (unknownShare > config.monitor.maxUnknownHostShare) {
+      base.mode = 'halted';
+      hold(plan.moves, 'TOO_MANY_UNKNOWN_HOSTS', `${unknown.length} of ${snap.hosts.length} hosts unknown`);
+      base.notes.push(
+        `moving nothing: ${unknown.length} of ${snap.hosts.length} hosts are unknown (${Math.round(unknownShare * 100)}% > ${Math.round(config.monitor.maxUnknownHostShare * 100)}% allowed by monitor.maxUnknownHostShare); no sample for over ${config.monitor.staleAfterIntervals} intervals from: ${unknown.slice(0, 10).join(', ')}${unknown.length > 10 ? ', ...' : ''}`,
+      );
+    } else if (pause.paused) {
+      base.mode = 'paused';
+      hold(plan.moves, 'PAUSED', `paused by ${pause.by ?? 'an operator'}${pause.reason ? `: ${pause.reason}` : ''}`);
+      base.notes.push(`paused by ${pause.by ?? 'an operator'} (lbm resume to continue): planned ${plan.moves.length} moves, moved nothing`);
+    } else if (config.monitor.mode === 'report') {
+      base.mode = 'report';
+      hold(plan.moves, 'REPORT_MODE', 'monitor.mode is report');
+      base.notes.push(`report mode: planned ${plan.moves.length} moves, moved nothing`);
+    } else {
+      base.mode = 'enforce';
+      const hourCount = await this.movesInLastHour(nowMs);
+      const { enqueue, heldBack } = reconcile(plan.moves, inFlight, {
+        round: config.limits.movesPerRound,
+        hour: Math.max(0, config.limits.movesPerHour - hourCount),
+      });
+      for (const held of heldBack) base.heldBack.push({ vm: held.move.vm, reason: held.reason, detail: held.detail });
+      for (const move of enqueue) {
+        if (!this.lease.isLeader() || this.lease.token !== token) {
+          hold([move], 'NOT_LEADER', 'the lease was lost during the round');
+          continue;
+        }
+        const result = await queue.enqueue({
+          vm: move.vm, from: move.from, to: move.to, reason: move.reason, planId: roundId,
+          requestedBy: 'monitor', fencingToken: token, mode: move.mode ?? config.migration.mode,
+        });
+        base.enqueued.push({ vm: move.vm, from: move.from, to: move.to, jobId: result.jobId, status: result.status });
+        if (result.status === 'queued') {
+          this.metrics.movesEnqueued.inc({ policy: move.policy });
+          await redis.zadd(roundKeys(prefix).movesLog, nowMs, `${roundId}:${move.vm}`);
+        }
+      }
+    }
+    for (const held of base.heldBack) this.metrics.movesHeldBack.inc({ reason: held.reason });
+    base.roundMs = performance.now() - started;
+    this.metrics.roundSeconds.observe(base.roundMs / 1000);
+    this.metrics.rounds.inc({ outcome: base.mode });
+    this.metrics.lastRoundMs = this.clock();
+    this.lastRecord = base;
+    await this.record(base, events);
+    log.info({ round: base }, `round ${base.mode}: ${base.enqueued.filter((e) => e.status === 'queued').length} enqueued, ${base.heldBack.length} held back, imbalance ${fmt(base.imbalanceBefore)} → ${fmt(base.imbalanceAfter)}`);
+    return base;
+  }
+
+  /** Reads the window and the migration history into a snapshot. */
+  async buildSnapshot(nowMs: number, maintenance: Set<string>, inFlight: Snapshot['inFlight']): Promise<{ snapshot: Snapshot; skipped: number }> {
+    const { config, store } = this.deps;
+    const builder = new SnapshotBuilder();
+    const stream = store.readSamples({ fromMs: nowMs - config.monitor.window, toMs: nowMs, nowMs });
+    for await (const sample of stream) builder.addSample(sample);
+    const historyMs = Math.max(config.limits.cooldown, config.limits.quarantine, config.monitor.window);
+    for (const stored of await this.recentMigrationEvents(nowMs - historyMs)) builder.addEvent(stored);
+    const snapshot = builder.build({
+      nowMs,
+      intervalMs: config.monitor.interval,
+      staleAfterIntervals: config.monitor.staleAfterIntervals,
+      configuredHosts: Object.fromEntries(Object.entries(config.hosts).map(([name, host]) => [name, { cpuCores: host.cpuCores, memBytes: host.memBytes }])),
+      maintenance,
+      rules: rulesFromConfig(config),
+      inFlight,
+      quarantineAfterFailures: config.limits.quarantineAfterFailures,
+      quarantineMs: config.limits.quarantine,
+    });
+    return { snapshot, skipped: stream.skips.skipped };
+  }
+
+  /** Migration outcomes since `sinceMs`, from the Redis event stream (ids are ms timestamps). */
+  private async recentMigrationEvents(sinceMs: number): Promise<LbvmEvent[]> {
+    const stored = await this.deps.events.read({ after: `${Math.max(0, sinceMs)}-0`, count: 100_000 });
+    return stored.map((entry) => entry.event).filter((event) => event.type === 'migration.finished' || event.type === 'migration.failed');
+  }
+
+  private async movesInLastHour(nowMs: number): Promise<number> {
+    const key = roundKeys(this.deps.config.redis.prefix).movesLog;
+    await this.deps.redis.zremrangebyscore(key, 0, nowMs - 3_600_000);
+    return this.deps.redis.zcard(key);
+  }
+
+  private async record(record: RoundRecord, events: RedisEventLog): Promise<void> {
+    const prefix = this.deps.config.redis.prefix;
+    await this.deps.redis.set(roundKeys(prefix).lastRound, JSON.stringify(record));
+    const event: LbvmEvent = {
+      type: 'monitor.round', timeMs: record.timeMs, planId: record.roundId,
+      detail: { mode: record.mode, imbalanceBefore: record.imbalanceBefore, imbalanceAfter: record.imbalanceAfter, enqueued: record.enqueued.length, heldBack: record.heldBack.length, unknownHosts: record.inputs.unknownHosts.length },
+    };
+    await events.emit(event);
+    try {
+      await this.deps.store.writeEvents([event]);
+    } catch (error) {
+      this.deps.log.warn({ error: (error as Error).message, store: this.deps.store.displayUrl }, 'could not store the round record; it is in Redis');
+    }
+  }
+}
+
+function summariseMove(move: Move): RoundRecord['moves'][number] {
+  return { vm: move.vm, from: move.from, to: move.to, policy: move.policy, reason: move.reason, gain: move.gain, costMs: move.cost.durationMs };
+}
+
+function fmt(value: number | null): string {
+  return value === null ? '-' : value.toFixed(3);
+}

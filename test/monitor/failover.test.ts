@@ -1,0 +1,116 @@
+/**
+ * Two real `lbvm monitor` processes on one Redis: exactly one enqueues; SIGKILL the leader and the
+ * standby takes over within two lease periods; no decision is enqueued twice across the handover.
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import YAML from 'yaml';
+import { collectRound } from '../../collectors/collect.ts';
+import { loadConfig } from '../../src/config/load.ts';
+import { SimDriver } from '../../src/drivers/sim.ts';
+import { createLogger } from '../../src/log.ts';
+import { leaseKeys } from '../../src/monitor/lease.ts';
+import { MigrationQueue } from '../../src/queue/queue.ts';
+import { connectRedis } from '../../src/queue/redis.ts';
+import { openStore, Spool } from '../../src/store/index.ts';
+import { ROOT, cleanEnv } from '../helpers/cli.ts';
+import { spawnTracked, waitFor, type Tracked } from '../helpers/processes.ts';
+import { startRedis, type RedisServer } from '../helpers/redis.ts';
+import { tmpDir } from '../helpers/tmp.ts';
+
+const GiB = 1024 ** 3;
+const LEASE_MS = 2000;
+
+describe('two monitors: one leader, fast takeover, nothing enqueued twice', () => {
+  let server: RedisServer;
+  const monitors: Tracked[] = [];
+  let stopCollecting = false;
+  let collector: Promise<void> | null = null;
+  before(async () => {
+    server = await startRedis();
+  });
+  after(async () => {
+    stopCollecting = true;
+    await collector;
+    for (const monitor of monitors) await monitor.stop();
+    await server.stop();
+  });
+
+  it('hands over within two lease periods after the leader is SIGKILLed', async () => {
+    const dir = tmpDir('lbvm-failover-');
+    const settings = {
+      redis: { url: server.url, prefix: 'fo' },
+      store: { url: `files:${path.join(dir, 'samples')}`, spoolDir: path.join(dir, 'spool') },
+      collect: { stateFile: path.join(dir, 'state.json') },
+      monitor: { interval: '500ms', window: '30s', lease: `${LEASE_MS}ms`, listen: '127.0.0.1:0' },
+      limits: { movesPerRound: 2, migrationsPerSourceHost: 8, migrationsPerDestinationHost: 8, migrationsInCluster: 16, cooldown: '1s' },
+      log: { level: 'info', format: 'json' },
+    };
+    const configFile = path.join(dir, 'lbvm.yaml');
+    fs.writeFileSync(configFile, YAML.stringify(settings));
+    const { config } = loadConfig({ configPath: configFile, env: {} });
+    const redis = connectRedis(server.url);
+    const log = createLogger({ level: 'error', format: 'json' });
+    const driver = new SimDriver({ config, redis });
+    const vms = Array.from({ length: 12 }, (_, i) => ({ name: `vm-${i}`, vcpus: 1, memBytes: 2 * GiB, cpuBase: 0.3, cpuSwing: 0, phase: 0, memUse: 0.5 }));
+    await driver.cluster.define(
+      ['h1', 'h2', 'h3', 'h4'].map((name) => ({ name, cpuCores: 4, memBytes: 16 * GiB })),
+      vms,
+      Object.fromEntries(vms.map((vm) => [vm.name, 'h1'])),
+    );
+    // Collectors for the four hosts, in this process, every 400 ms (no worker: jobs stay queued).
+    const store = openStore(config.store.url, { log });
+    const spool = new Spool({ dir: config.store.spoolDir, maxBytes: config.store.spoolMaxBytes, log });
+    const collectAll = async () => {
+      for (const node of ['h1', 'h2', 'h3', 'h4']) {
+        await collectRound({ node, store, spool, driver, stateFile: config.collect.stateFile, logicalCapacity: { cpuCores: 4, memBytes: 16 * GiB }, log, baselineWaitMs: 0 });
+      }
+    };
+    await collectAll();
+    collector = (async () => {
+      while (!stopCollecting) {
+        await sleep(400);
+        await collectAll().catch(() => {});
+      }
+    })();
+
+    for (let i = 0; i < 2; i++) {
+      monitors.push(spawnTracked(process.execPath, [path.join(ROOT, 'bin/lbvm.js'), 'monitor', '--config', configFile], { env: cleanEnv() }));
+    }
+    const keys = leaseKeys('fo');
+    const holder = async () => (await redis.get(keys.lease)) ?? '';
+    await waitFor('a leader', async () => (await holder()) !== '', { timeoutMs: 30_000 });
+    const queue = new MigrationQueue(redis, config);
+    await waitFor('the leader enqueues', async () => (await queue.jobs()).length >= 4, { timeoutMs: 30_000 });
+
+    const leaderPid = Number((await holder()).split(':').pop());
+    const leader = monitors.find((m) => m.child.pid === leaderPid);
+    assert.ok(leader, `the lease holder ${await holder()} is not one of the monitors`);
+    const standby = monitors.find((m) => m !== leader)!;
+    const firstJobs = await queue.jobs();
+    const firstToken = Number(await redis.get(keys.fence));
+    assert.ok(firstJobs.every((job) => job.data.fencingToken === firstToken), 'every job carries the one leader\'s token');
+    assert.doesNotMatch(standby.output(), /"enqueued":\[\{/, 'the standby enqueued something');
+
+    const killedAt = Date.now();
+    leader.child.kill('SIGKILL');
+    await waitFor('the standby takes over', async () => (await holder()).endsWith(`:${standby.child.pid}`), { timeoutMs: 4 * LEASE_MS });
+    const takeoverMs = Date.now() - killedAt;
+    assert.ok(takeoverMs <= 2 * LEASE_MS + 500, `takeover took ${takeoverMs} ms; the lease is ${LEASE_MS} ms`);
+    assert.ok(Number(await redis.get(keys.fence)) > firstToken, 'the new leader has a higher fencing token');
+
+    await waitFor('the new leader enqueues', async () => (await queue.jobs()).length > firstJobs.length, { timeoutMs: 20_000 });
+    await sleep(1500);
+    const jobs = await queue.jobs();
+    const perVm = new Map<string, number>();
+    for (const job of jobs) perVm.set(job.data.vm, (perVm.get(job.data.vm) ?? 0) + 1);
+    const twice = [...perVm.entries()].filter(([, count]) => count > 1);
+    assert.deepEqual(twice, [], `VMs enqueued twice across the handover: ${JSON.stringify(twice)}`);
+    await queue.close();
+    await store.close();
+    redis.disconnect();
+  });
+});

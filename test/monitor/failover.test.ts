@@ -95,6 +95,16 @@ describe('two monitors: one leader, fast takeover, nothing enqueued twice', () =
     assert.ok(firstJobs.every((job) => job.data.fencingToken === firstToken), 'every job carries the one leader\'s token');
     assert.doesNotMatch(standby.output(), /"enqueued":\[\{/, 'the standby enqueued something');
 
+    // The leader serves /healthz and /metrics on the address it logged.
+    const listen = leader.output().match(/"listen":"([^"]+)".*serving \/healthz/)?.[1];
+    assert.ok(listen, `no listen address in the leader's log:\n${leader.output().slice(-2000)}`);
+    const health = (await (await fetch(`http://${listen}/healthz`)).json()) as { ok: boolean; leader: boolean; fencingToken: number };
+    assert.deepEqual([health.ok, health.leader, health.fencingToken], [true, true, firstToken]);
+    const metrics = await (await fetch(`http://${listen}/metrics`)).text();
+    assert.match(metrics, /^lbvm_monitor_leader 1$/m);
+    assert.match(metrics, /^lbvm_moves_enqueued_total\{policy="[a-z]+"\} [1-9]/m);
+    assert.match(metrics, /^lbvm_monitor_rounds_total\{outcome="enforce"\} [1-9]/m);
+
     const killedAt = Date.now();
     leader.child.kill('SIGKILL');
     await waitFor('the standby takes over', async () => (await holder()).endsWith(`:${standby.child.pid}`), { timeoutMs: 4 * LEASE_MS });
@@ -109,6 +119,14 @@ describe('two monitors: one leader, fast takeover, nothing enqueued twice', () =
     for (const job of jobs) perVm.set(job.data.vm, (perVm.get(job.data.vm) ?? 0) + 1);
     const twice = [...perVm.entries()].filter(([, count]) => count > 1);
     assert.deepEqual(twice, [], `VMs enqueued twice across the handover: ${JSON.stringify(twice)}`);
+
+    // SIGTERM: the new leader finishes its round, releases the lease at once and exits 0.
+    const stoppedAt = Date.now();
+    standby.child.kill('SIGTERM');
+    const exit = await standby.exited;
+    assert.equal(exit.code, 0, standby.output().slice(-2000));
+    assert.equal(await holder(), '', 'the lease was not released');
+    assert.ok(Date.now() - stoppedAt < LEASE_MS * 2, 'a graceful stop took longer than the lease');
     await queue.close();
     await store.close();
     redis.disconnect();

@@ -107,9 +107,11 @@ export function simCpuUsedCores(vm: SimVm, timeMs: number, periodMs: number): nu
   return share * vm.vcpus;
 }
 
-// KEYS: placement, migrating. ARGV: vm, from, to. Moves only if the VM is still on `from`.
+// KEYS: placement, migrating. ARGV: vm, from, to, attempt. Moves only if the VM is still on `from`
+// and no later attempt took the migration over (the point of no return, as in a real hypervisor).
 const COMMIT_MOVE = `
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[4] then return -1 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 redis.call('HDEL', KEYS[2], ARGV[1])
 return 1
@@ -237,7 +239,8 @@ export class SimDriver implements Driver {
     if (!hosts[0]) throw new Error(`sim: no host named ${JSON.stringify(request.to)}`);
     const startedMs = Date.now();
     const durationMs = (spec.memBytes / request.bandwidthBytesPerSec / this.options.config.sim.speedup) * 1000;
-    await redis.hset(this.cluster.keys.migrating, request.vm, request.to);
+    const attempt = request.attemptId ?? `${process.pid}-${startedMs}-${Math.random()}`;
+    await redis.hset(this.cluster.keys.migrating, request.vm, attempt);
     try {
       const tickMs = Math.max(10, Math.min(500, durationMs / 10));
       while (Date.now() - startedMs < durationMs) {
@@ -251,11 +254,13 @@ export class SimDriver implements Driver {
       if (failureRate > 0 && randomInt(1_000_000) < failureRate * 1_000_000) {
         throw new Error(`sim: simulated migration failure (sim.failureRate ${failureRate}); ${request.vm} stays on ${request.from}`);
       }
-      const moved = await redis.eval(COMMIT_MOVE, 2, this.cluster.keys.placement, this.cluster.keys.migrating, request.vm, request.from, request.to);
+      const moved = await redis.eval(COMMIT_MOVE, 2, this.cluster.keys.placement, this.cluster.keys.migrating, request.vm, request.from, request.to, attempt);
+      if (moved === -1) throw new Error(`sim: another attempt took over the migration of ${request.vm}; this one does not count`);
       if (moved !== 1) throw new Error(`sim: ${request.vm} left ${request.from} during the migration`);
       return { totalMs: Date.now() - startedMs, downtimeMs: request.mode === 'live' ? 30 : durationMs, bytesCopied: spec.memBytes };
     } finally {
-      await redis.hdel(this.cluster.keys.migrating, request.vm).catch(() => {});
+      // Clear the mark only if it is still ours.
+      await redis.eval(`if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end return 1`, 1, this.cluster.keys.migrating, request.vm, attempt).catch(() => {});
     }
   }
 

@@ -16,6 +16,7 @@
  * A run whose lock was lost never reports success: its result is thrown away (BullMQ also refuses
  * its moveToCompleted), and the run that took over finds the VM where it really is.
  */
+import os from 'node:os';
 import { DelayedError, UnrecoverableError, Worker, type ConnectionOptions, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { LbvmConfig } from '../config/schema.ts';
@@ -67,6 +68,8 @@ export function startMigrationWorker(options: WorkerOptions): MigrationWorker {
     }
   };
 
+  /** Who ran an attempt, in its events: host name and process id. */
+  const workerId = `${os.hostname()}:${process.pid}`;
   const processor = async (job: Job<MigrationJobData, MigrationResult>, token: string | undefined, bullSignal?: AbortSignal): Promise<MigrationResult> => {
     const data = job.data;
     const jobId = job.id!;
@@ -116,7 +119,7 @@ export function startMigrationWorker(options: WorkerOptions): MigrationWorker {
     const startedMs = Date.now();
     let lastProgressMs = 0;
     try {
-      await emit({ ...base, type: 'migration.started', timeMs: startedMs, reason: data.reason, detail: { attempt } });
+      await emit({ ...base, type: 'migration.started', timeMs: startedMs, reason: data.reason, detail: { attempt, worker: workerId } });
       jobLog.info({ mode: data.mode }, 'migration started');
 
       // 3. Where is the VM now?
@@ -146,7 +149,9 @@ export function startMigrationWorker(options: WorkerOptions): MigrationWorker {
         });
         result = { outcome: 'migrated', ...outcome };
       }
-      // A run that lost its lock must not report success, even if the move happened.
+      // A run that lost its lock must not report success, even if the move happened. The abort
+      // signal can lag (a paused process runs its timers late), so ask Redis too.
+      if (!controller.signal.aborted && !(await slots.renew(slotRequest))) abort(new LockLost('migration slots expired while migrating: another worker may run this job now'));
       if (controller.signal.aborted) throw controller.signal.reason as Error;
       // 5. Record, then release.
       await emit({ ...base, type: 'migration.finished', timeMs: Date.now(), totalMs: result.totalMs, downtimeMs: result.downtimeMs, bytesCopied: result.bytesCopied, detail: { attempt, outcome: result.outcome } });

@@ -6,8 +6,8 @@ import { Command } from 'commander';
 import { agentCommand } from './commands/agent.ts';
 import { collectCommand } from './commands/collect.ts';
 import { configCommand } from './commands/config.ts';
+import { demoCommand } from './commands/demo.ts';
 import { monitorCommand } from './commands/monitor.ts';
-import { pendingCommand } from './commands/pending.ts';
 import { simulateCommand } from './commands/simulate.ts';
 import { workerCommand } from './commands/worker.ts';
 import { CONFIG_HELP } from './help.ts';
@@ -32,12 +32,7 @@ export function lbvmProgram(): Command {
   program.addCommand(workerCommand());
   program.addCommand(agentCommand());
   program.addCommand(simulateCommand());
-  program.addCommand(
-    pendingCommand('demo', '', {
-      summary: 'start a throwaway local cluster and watch LBVM balance it live',
-      examples: ['lbvm demo', 'lbvm demo --sim --json'],
-    }, 'issue #8'),
-  );
+  program.addCommand(demoCommand());
   return program;
 }
 

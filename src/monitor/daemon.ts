@@ -11,18 +11,17 @@
 import { performance } from 'node:perf_hooks';
 import type { Redis } from 'ioredis';
 import type { LbvmConfig } from '../config/schema.ts';
-import { policySettingsFromConfig, rulesFromConfig } from '../config/policy-settings.ts';
+import { policySettingsFromConfig } from '../config/policy-settings.ts';
 import type { Logger } from '../log.ts';
-import type { LbvmEvent, Move, Plan, Snapshot } from '../model/index.ts';
-import { imbalance, planRound } from '../../policies/index.ts';
+import type { LbvmEvent, Move, Plan } from '../model/index.ts';
+import { planRound } from '../../policies/index.ts';
 import type { RedisEventLog } from '../queue/events.ts';
 import type { MigrationQueue } from '../queue/queue.ts';
 import type { SampleStore } from '../store/types.ts';
-import { readMaintenance, readPause } from './control.ts';
+import { readCluster } from './read.ts';
 import { LeaderLease } from './lease.ts';
 import { MonitorMetrics } from './metrics.ts';
 import { reconcile, type HeldBack } from './reconcile.ts';
-import { SnapshotBuilder } from './snapshot.ts';
 
 export type RoundMode = 'enforce' | 'report' | 'paused' | 'standby' | 'halted';
 
@@ -140,9 +139,8 @@ export class Monitor {
       return base;
     }
 
-    const [pause, maintenance, inFlight] = await Promise.all([readPause(redis, prefix), readMaintenance(redis, prefix), queue.inFlight()]);
-    const snapshot = await this.buildSnapshot(nowMs, new Set(maintenance.keys()), inFlight);
-    const { snapshot: snap, skipped } = snapshot;
+    const view = await readCluster({ config, store, redis, queue, events }, nowMs);
+    const { snapshot: snap, samplesSkipped: skipped, pause, maintenance, inFlight } = view;
     const settings = policySettingsFromConfig(config);
     const unknown = snap.hosts.filter((host) => host.status !== 'up').map((host) => host.name);
     Object.assign(base.inputs, {
@@ -217,34 +215,6 @@ export class Monitor {
     await this.record(base, events);
     log.info({ round: base }, `round ${base.mode}: ${base.enqueued.filter((e) => e.status === 'queued').length} enqueued, ${base.heldBack.length} held back, imbalance ${fmt(base.imbalanceBefore)} → ${fmt(base.imbalanceAfter)}`);
     return base;
-  }
-
-  /** Reads the window and the migration history into a snapshot. */
-  async buildSnapshot(nowMs: number, maintenance: Set<string>, inFlight: Snapshot['inFlight']): Promise<{ snapshot: Snapshot; skipped: number }> {
-    const { config, store } = this.deps;
-    const builder = new SnapshotBuilder();
-    const stream = store.readSamples({ fromMs: nowMs - config.monitor.window, toMs: nowMs, nowMs });
-    for await (const sample of stream) builder.addSample(sample);
-    const historyMs = Math.max(config.limits.cooldown, config.limits.quarantine, config.monitor.window);
-    for (const stored of await this.recentMigrationEvents(nowMs - historyMs)) builder.addEvent(stored);
-    const snapshot = builder.build({
-      nowMs,
-      intervalMs: config.monitor.interval,
-      staleAfterIntervals: config.monitor.staleAfterIntervals,
-      configuredHosts: Object.fromEntries(Object.entries(config.hosts).map(([name, host]) => [name, { cpuCores: host.cpuCores, memBytes: host.memBytes }])),
-      maintenance,
-      rules: rulesFromConfig(config),
-      inFlight,
-      quarantineAfterFailures: config.limits.quarantineAfterFailures,
-      quarantineMs: config.limits.quarantine,
-    });
-    return { snapshot, skipped: stream.skips.skipped };
-  }
-
-  /** Migration outcomes since `sinceMs`, from the Redis event stream (ids are ms timestamps). */
-  private async recentMigrationEvents(sinceMs: number): Promise<LbvmEvent[]> {
-    const stored = await this.deps.events.read({ after: `${Math.max(0, sinceMs)}-0`, count: 100_000 });
-    return stored.map((entry) => entry.event).filter((event) => event.type === 'migration.finished' || event.type === 'migration.failed');
   }
 
   private async movesInLastHour(nowMs: number): Promise<number> {

@@ -3,3 +3,4 @@ export * from './reconcile.ts';
 export * from './lease.ts';
 export * from './control.ts';
 export * from './metrics.ts';
+export * from './read.ts';

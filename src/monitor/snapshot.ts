@@ -7,7 +7,7 @@
  *   reported is stale too.
  * - Where a VM is now: its newest sample, overridden by a newer `migration.finished` event.
  * - A VM missing from its host's newest round is gone (stopped, or moved out of our sight).
- * - Rules: the config's, plus those read from VM tags (see `rulesFromTags`).
+ * - Rules: the config's (globs expanded against the VMs seen), plus those read from VM tags.
  * - Cooldown and ping-pong come from the last finished migration; quarantine from failures in a row.
  */
 import type { HostSample, HostState, InFlightMigration, LbvmEvent, Rules, Sample, Snapshot, VmSample, VmState } from '../model/index.ts';
@@ -19,7 +19,8 @@ export interface SnapshotInputs {
   /** Hosts from config, with capacity overriding what samples say (logical hosts). */
   configuredHosts: Record<string, { cpuCores: number; memBytes: number }>;
   maintenance: Set<string>;
-  rules: Rules;
+  /** The configured rules for these VM names (config globs such as `db-*` expand against them). */
+  rules: Rules | ((vmNames: string[]) => Rules);
   inFlight: InFlightMigration[];
   quarantineAfterFailures: number;
   quarantineMs: number;
@@ -117,7 +118,9 @@ export class SnapshotBuilder {
       });
     }
 
-    const rules = mergeRules(inputs.rules, rulesFromTags(vms), vms.map((vm) => vm.name));
+    const names = vms.map((vm) => vm.name);
+    const configured = typeof inputs.rules === 'function' ? inputs.rules(names) : inputs.rules;
+    const rules = mergeRules(configured, rulesFromTags(vms));
     return {
       nowMs: inputs.nowMs,
       // Seeded from the round's time, so a plan can be replayed from the same inputs.
@@ -204,24 +207,11 @@ function splitTag(tag: string): [string, string?] {
   return index < 0 ? [tag] : [tag.slice(0, index), tag.slice(index + 1)];
 }
 
-/** Config rules plus tag rules; `ignoredVms` entries may be globs (`db-*`), expanded against known VMs. */
-export function mergeRules(configRules: Rules, tagRules: Rules, vmNames: string[]): Rules {
-  const ignored = new Set<string>(tagRules.ignoredVms);
-  for (const pattern of configRules.ignoredVms) {
-    if (!/[*?]/.test(pattern)) ignored.add(pattern);
-    else {
-      const regex = globToRegExp(pattern);
-      for (const name of vmNames) if (regex.test(name)) ignored.add(name);
-    }
-  }
+/** Config rules plus tag rules. */
+export function mergeRules(configRules: Rules, tagRules: Rules): Rules {
   return {
     groups: [...configRules.groups, ...tagRules.groups],
     pins: [...configRules.pins, ...tagRules.pins],
-    ignoredVms: [...ignored].sort(),
+    ignoredVms: [...new Set([...configRules.ignoredVms, ...tagRules.ignoredVms])].sort(),
   };
-}
-
-export function globToRegExp(pattern: string): RegExp {
-  const escaped = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
-  return new RegExp(`^${escaped}$`);
 }

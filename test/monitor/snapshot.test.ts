@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { HostSample, LbvmEvent, VmSample } from '../../src/model/index.ts';
 import { NO_RULES } from '../../src/model/index.ts';
+import { rulesFromConfig } from '../../src/config/policy-settings.ts';
+import { loadConfig } from '../../src/config/load.ts';
 import { SnapshotBuilder, reconcile, rulesFromTags, type SnapshotInputs } from '../../src/monitor/index.ts';
 
 const MIN = 60_000;
@@ -74,7 +76,8 @@ describe('snapshot builder', () => {
     builder.addSample(vm('dns-1', 'n1', 0, 0.1, ['lbvm.anti-affinity=dns']));
     builder.addSample(vm('dns-2', 'n1', 0, 0.1, ['lbvm.anti-affinity=dns', 'lbvm.pin=n1,n2']));
     builder.addSample(vm('db-1', 'n1', 0, 0.1, ['lbvm.prefer=n3']));
-    const snapshot = builder.build(inputs(0, { rules: { groups: [], pins: [], ignoredVms: ['db-*'] } }));
+    const { config } = loadConfig({ env: {}, overrides: { 'rules.ignore': ['db-*'] }, cwd: '/nonexistent' });
+    const snapshot = builder.build(inputs(0, { rules: (names) => rulesFromConfig(config, names) }));
     assert.deepEqual(snapshot.rules.groups, [{ name: 'tag:anti-affinity=dns', kind: 'anti-affinity', hard: true, vms: ['dns-1', 'dns-2'] }]);
     assert.deepEqual(snapshot.rules.pins.map((p) => [p.vm, p.hosts, p.hard]), [['db-1', ['n3'], false], ['dns-2', ['n1', 'n2'], true]]);
     assert.deepEqual(snapshot.rules.ignoredVms, ['db-1']);

@@ -1,0 +1,63 @@
+/**
+ * Reads what the monitor believes now: the sample window, migration history, controls and the jobs
+ * in flight, built into a Snapshot. The monitor's rounds, `lbm plan`, `lbm status` and `lbm migrate`
+ * all call this one function, so the operator sees exactly what the monitor sees.
+ */
+import type { Redis } from 'ioredis';
+import type { LbvmConfig } from '../config/schema.ts';
+import { rulesFromConfig } from '../config/policy-settings.ts';
+import type { InFlightMigration, LbvmEvent, Snapshot } from '../model/index.ts';
+import type { RedisEventLog } from '../queue/events.ts';
+import type { MigrationQueue } from '../queue/queue.ts';
+import type { SampleStore } from '../store/types.ts';
+import { readMaintenance, readPause, type MaintenanceFlag, type PauseState } from './control.ts';
+import { SnapshotBuilder } from './snapshot.ts';
+
+export interface ClusterSources {
+  config: LbvmConfig;
+  store: SampleStore;
+  redis: Redis;
+  queue: MigrationQueue;
+  events: RedisEventLog;
+}
+
+export interface ClusterView {
+  snapshot: Snapshot;
+  /** Samples the store skipped as invalid while reading the window. */
+  samplesSkipped: number;
+  pause: PauseState;
+  maintenance: Map<string, MaintenanceFlag>;
+  inFlight: InFlightMigration[];
+  /** Migration events (started, finished, failed, dropped) of the history window, oldest first. */
+  migrationEvents: LbvmEvent[];
+}
+
+export async function readCluster(sources: ClusterSources, nowMs: number): Promise<ClusterView> {
+  const { config, store, redis, queue, events } = sources;
+  const prefix = config.redis.prefix;
+  const historyMs = Math.max(config.limits.cooldown, config.limits.quarantine, config.monitor.window);
+  const [pause, maintenance, inFlight, stored] = await Promise.all([
+    readPause(redis, prefix),
+    readMaintenance(redis, prefix),
+    queue.inFlight(),
+    // Stream ids begin with the ms time the event was added, so this reads the history window only.
+    events.read({ after: `${Math.max(0, nowMs - historyMs)}-0`, count: 100_000 }),
+  ]);
+  const migrationEvents = stored.map((entry) => entry.event).filter((event) => event.type.startsWith('migration.'));
+  const builder = new SnapshotBuilder();
+  const stream = store.readSamples({ fromMs: nowMs - config.monitor.window, toMs: nowMs, nowMs });
+  for await (const sample of stream) builder.addSample(sample);
+  for (const event of migrationEvents) builder.addEvent(event);
+  const snapshot = builder.build({
+    nowMs,
+    intervalMs: config.monitor.interval,
+    staleAfterIntervals: config.monitor.staleAfterIntervals,
+    configuredHosts: Object.fromEntries(Object.entries(config.hosts).map(([name, host]) => [name, { cpuCores: host.cpuCores, memBytes: host.memBytes }])),
+    maintenance: new Set(maintenance.keys()),
+    rules: (vmNames) => rulesFromConfig(config, vmNames),
+    inFlight,
+    quarantineAfterFailures: config.limits.quarantineAfterFailures,
+    quarantineMs: config.limits.quarantine,
+  });
+  return { snapshot, samplesSkipped: stream.skips.skipped, pause, maintenance, inFlight, migrationEvents };
+}

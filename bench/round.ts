@@ -69,7 +69,7 @@ async function measure(name: string, storeUrl: string, redisUrl: string, prefix:
   for (let round = 0; round < ROUNDS; round++) {
     // Each round starts from an empty queue, as a steady-state round would find it.
     await queue.queue.obliterate({ force: true });
-    await redis.del(`${prefix}:vm-claims`);
+    await redis.del(`${prefix}:migrations:vm-claims`);
     const started = performance.now();
     const record = await monitor.round();
     roundMs.push(performance.now() - started);

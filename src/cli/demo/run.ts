@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Redis } from 'ioredis';
+import { standardDeviation } from 'simple-statistics';
 import { collectRound } from '../../../collectors/collect.ts';
 import { loadConfig } from '../../config/load.ts';
 import type { LbvmConfig } from '../../config/schema.ts';
@@ -265,9 +266,7 @@ interface WatchContext {
  */
 export function cpuImbalance(hosts: HostLine[]): number {
   if (hosts.length === 0) return 0;
-  const shares = hosts.map((h) => (h.cpuCores > 0 ? h.cpuUsedCores / h.cpuCores : 0));
-  const mean = shares.reduce((sum, v) => sum + v, 0) / shares.length;
-  return Math.sqrt(shares.reduce((sum, v) => sum + (v - mean) ** 2, 0) / shares.length);
+  return standardDeviation(hosts.map((h) => (h.cpuCores > 0 ? h.cpuUsedCores / h.cpuCores : 0)));
 }
 
 /** Follows rounds, events, jobs and samples until the cluster is balanced or time is up. */

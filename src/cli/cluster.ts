@@ -1,0 +1,65 @@
+/**
+ * Opening the cluster for `lbm`: the same readCluster() the monitor uses, plus helpers to name a
+ * host or VM the operator typed (with the closest known names when it is unknown).
+ */
+import { standardDeviation } from 'simple-statistics';
+import { ExitError } from '../errors.ts';
+import type { HostState, VmState } from '../model/index.ts';
+import { readCluster, type ClusterView } from '../monitor/read.ts';
+import { closestNames } from '../util/closest.ts';
+import type { CliContext } from './context.ts';
+
+export async function openCluster(context: CliContext, nowMs = Date.now()): Promise<ClusterView> {
+  const redis = await context.redis();
+  const queue = await context.queue();
+  return readCluster({ config: context.config, store: context.store(), redis, queue, events: queue.events }, nowMs);
+}
+
+/** Exit code 5: the operator named something that does not exist. */
+export class UnknownName extends ExitError {
+  constructor(message: string) {
+    super(message, 5);
+    this.name = 'UnknownName';
+  }
+}
+
+function unknown(kind: string, name: string, known: string[], where: string): UnknownName {
+  const close = closestNames(name, known);
+  return new UnknownName(
+    `unknown ${kind} ${JSON.stringify(name)}${close.length ? `; did you mean ${close.map((n) => JSON.stringify(n)).join(', ')}?` : ''} (${known.length} ${kind}s ${where})`,
+  );
+}
+
+export function findVm(view: ClusterView, name: string): VmState {
+  const vm = view.snapshot.vms.find((candidate) => candidate.name === name);
+  if (!vm) throw unknown('VM', name, view.snapshot.vms.map((v) => v.name), 'seen in the sample window; `lbm vms` lists them');
+  return vm;
+}
+
+export function findHost(view: ClusterView, name: string): HostState {
+  const host = view.snapshot.hosts.find((candidate) => candidate.name === name);
+  if (!host) throw unknown('host', name, view.snapshot.hosts.map((h) => h.name), 'known from samples and config; `lbm hosts` lists them');
+  return host;
+}
+
+/** A host's latest measured CPU use in cores (the newest entry of its window). */
+export function hostCpuUsed(host: HostState): number {
+  return host.cpuUsedWindowCores.length ? host.cpuUsedWindowCores[host.cpuUsedWindowCores.length - 1]! : 0;
+}
+
+/** Population standard deviation of the hosts' measured CPU share: the imbalance `lbm` shows. */
+export function measuredImbalance(hosts: HostState[]): number {
+  const live = hosts.filter((h) => h.status === 'up' && h.cpuCores > 0);
+  if (live.length === 0) return 0;
+  return standardDeviation(live.map((h) => hostCpuUsed(h) / h.cpuCores));
+}
+
+/** "12s ago", "3m ago", "2h ago". */
+export function ago(timeMs: number | null | undefined, nowMs: number): string {
+  if (timeMs === null || timeMs === undefined) return 'never';
+  const seconds = Math.max(0, Math.round((nowMs - timeMs) / 1000));
+  if (seconds < 90) return `${seconds}s ago`;
+  if (seconds < 5400) return `${Math.round(seconds / 60)}m ago`;
+  if (seconds < 172_800) return `${Math.round(seconds / 3600)}h ago`;
+  return `${Math.round(seconds / 86400)}d ago`;
+}

@@ -1,0 +1,64 @@
+/** `lbm explain VM`: why a VM is where it is — its last moves and their reasons, its rules, what the plan says. */
+import { Command } from 'commander';
+import { policySettingsFromConfig } from '../../../config/policy-settings.ts';
+import { planRound, predictDemand } from '../../../../policies/index.ts';
+import { formatBytes } from '../../../units.ts';
+import { ago, findVm, openCluster } from '../../cluster.ts';
+import { CliContext } from '../../context.ts';
+import { teach } from '../../help.ts';
+import { output, withCommon, type CommonOptions } from '../../run.ts';
+
+export function explainCommand(): Command {
+  const command = withCommon(new Command('explain')).argument('<vm>', 'the VM');
+  teach(command, {
+    summary: 'why a VM is where it is: its last moves and their reasons, its rules, and what the plan says now',
+    examples: ['lbm explain vm-17', 'lbm explain vm-17 --json'],
+  });
+  return command.action(async (name: string, options: CommonOptions) => {
+    const context = CliContext.open(options, 'explain');
+    try {
+      const nowMs = Date.now();
+      const view = await openCluster(context, nowMs);
+      const vm = findVm(view, name);
+      const settings = policySettingsFromConfig(context.config);
+      const plan = planRound(view.snapshot, settings, context.config.monitor.policies);
+      const queue = await context.queue();
+      const history = (await queue.events.latest(5000)).map((e) => e.event).filter((e) => e.vm === name && e.type.startsWith('migration.'));
+      const rules = view.snapshot.rules;
+      const data = {
+        vm: name,
+        host: vm.host,
+        vcpus: vm.vcpus,
+        memBytes: vm.memBytes,
+        cpuEstimateCores: predictDemand(vm.cpuUsedWindowCores, settings.demand),
+        rules: [
+          ...rules.groups.filter((g) => g.vms.includes(name)).map((g) => ({ rule: g.name, kind: g.kind, hard: g.hard, with: g.vms.filter((v) => v !== name) })),
+          ...rules.pins.filter((p) => p.vm === name).map((p) => ({ rule: p.name, kind: p.hard ? 'pin' : 'prefer', hard: p.hard, hosts: p.hosts })),
+        ],
+        ignored: rules.ignoredVms.includes(name),
+        inFlight: view.inFlight.find((job) => job.vm === name) ?? null,
+        quarantinedUntilMs: vm.quarantinedUntilMs ?? null,
+        history: history.slice(-20),
+        plannedMove: plan.moves.find((m) => m.vm === name) ?? null,
+        passedOver: plan.skipped.filter((s) => s.vm === name),
+      };
+      output(options, data, () => {
+        const lines = [`${name} runs on ${vm.host}: ${vm.vcpus} vCPU, ${formatBytes(vm.memBytes)}, CPU estimate ${data.cpuEstimateCores.toFixed(2)} cores`];
+        if (data.ignored) lines.push('  ignored by the balancer (rules.ignore or tag lbvm.ignore): never moved');
+        for (const rule of data.rules) lines.push(`  rule ${rule.rule}: ${rule.kind}${rule.hard ? '' : ' (soft)'} ${'with' in rule ? `with ${rule.with.join(', ')}` : `on ${rule.hosts.join(', ')}`}`);
+        if (data.inFlight) lines.push(`  migrating now: ${data.inFlight.from} → ${data.inFlight.to} (job ${data.inFlight.jobId}, ${data.inFlight.state})`);
+        if (data.quarantinedUntilMs) lines.push(`  quarantined after repeated failed migrations until ${new Date(data.quarantinedUntilMs).toISOString()}`);
+        lines.push(history.length ? '  history:' : '  history: no migration recorded');
+        for (const event of data.history) {
+          lines.push(`    ${ago(event.timeMs, nowMs).padEnd(8)} ${event.type.replace('migration.', '').padEnd(8)} ${event.from} → ${event.to}${event.requestedBy ? ` by ${event.requestedBy}` : ''}${event.reason ? `: ${event.reason}` : ''}${event.error ? ` (${event.error})` : ''}`);
+        }
+        if (data.plannedMove) lines.push(`  the plan now moves it: ${data.plannedMove.reason}`);
+        else if (data.passedOver.length) for (const skip of data.passedOver.slice(0, 5)) lines.push(`  the plan passes it over: ${skip.reason}: ${skip.detail}`);
+        else lines.push('  the plan leaves it where it is');
+        return lines.join('\n');
+      });
+    } finally {
+      await context.close();
+    }
+  });
+}

@@ -1,0 +1,70 @@
+/** `lbm report [--since 24h] [--html FILE]`: what happened — imbalance over time, migrations, failures, overloads. */
+import fs from 'node:fs';
+import path from 'node:path';
+import { Command } from 'commander';
+import { UsageError } from '../../../errors.ts';
+import type { Sample } from '../../../model/index.ts';
+import { formatDuration, parseDurationMs } from '../../../units.ts';
+import { CliContext } from '../../context.ts';
+import { teach } from '../../help.ts';
+import { buildReport } from '../../report/data.ts';
+import { renderHtml } from '../../report/html.ts';
+import { sparkline, table } from '../../render.ts';
+import { output, withCommon, type CommonOptions } from '../../run.ts';
+
+export function reportCommand(): Command {
+  const command = withCommon(new Command('report'))
+    .option('--since <duration>', 'the period to report on', '24h')
+    .option('--html <file>', 'also write one self-contained HTML page with charts (opens without network)');
+  teach(command, {
+    summary: 'what happened: imbalance over time, migrations (who, why, how long, downtime), failures, overloaded hosts',
+    examples: ['lbm report', 'lbm report --since 7d --html /tmp/lbvm-week.html', 'lbm report --json'],
+  });
+  return command.action(async (options: CommonOptions & { since: string; html?: string }) => {
+    const sinceMs = parseDurationMs(options.since);
+    if (sinceMs === null) throw new UsageError(`--since ${JSON.stringify(options.since)}: expected a duration like 6h, 24h or 7d`);
+    const context = CliContext.open(options, 'report');
+    try {
+      const toMs = Date.now();
+      const fromMs = toMs - sinceMs;
+      const samples: Sample[] = [];
+      for await (const sample of context.store().readSamples({ fromMs, toMs, kinds: ['host'], nowMs: toMs })) samples.push(sample);
+      const queue = await context.queue();
+      const events = (await queue.events.read({ after: `${fromMs}-0`, count: 1_000_000 })).map((entry) => entry.event);
+      const highWatermark = context.config.policies.overload.highWatermark;
+      const data = buildReport({ fromMs, toMs, samples, events, highWatermark });
+      let htmlFile: string | null = null;
+      if (options.html) {
+        htmlFile = path.resolve(options.html);
+        fs.writeFileSync(htmlFile, renderHtml(data, { highWatermark, generatedMs: toMs }));
+      }
+      output(options, { ...data, htmlFile }, () => {
+        const t = data.totals;
+        const lines = [
+          `LBVM report, last ${options.since}: ${data.hosts.length} hosts · ${t.migrations} migrations, ${t.failed} failed attempts, ${t.dropped} dropped · median downtime ${t.medianDowntimeMs === null ? '-' : `${Math.round(t.medianDowntimeMs)} ms`} · ${t.overloadedHostMinutes} overloaded host-minutes`,
+          `imbalance: ${data.imbalance.length ? `${sparkline(data.imbalance.slice(-60).map((p) => p.value))}  ${data.imbalance[0]!.value.toFixed(3)} → ${data.imbalance[data.imbalance.length - 1]!.value.toFixed(3)}` : 'no monitor round in this period'}`,
+        ];
+        if (data.migrations.length) {
+          lines.push('', 'migrations (newest last):');
+          lines.push(
+            table(
+              ['TIME (UTC)', 'VM', 'MOVE', 'BY', 'OUTCOME', 'TOOK', 'DOWNTIME', 'WHY'],
+              data.migrations.slice(-25).map((m) => [
+                new Date(m.endMs).toISOString().slice(11, 19), m.vm, `${m.from} → ${m.to}`, m.requestedBy, m.outcome + (m.error ? `: ${m.error.slice(0, 40)}` : ''),
+                m.totalMs === null ? '-' : formatDuration(m.totalMs), m.downtimeMs === null ? '-' : `${Math.round(m.downtimeMs)} ms`, m.reason.slice(0, 70),
+              ]),
+            ),
+          );
+        }
+        if (data.overloads.length) {
+          lines.push('', `overloaded hosts (above ${Math.round(highWatermark * 100)}%):`);
+          lines.push(table(['HOST', 'FROM', 'TO', 'FOR', 'PEAK'], data.overloads.map((o) => [o.host, new Date(o.fromMs).toISOString().slice(11, 19), new Date(o.toMs).toISOString().slice(11, 19), formatDuration(o.toMs - o.fromMs), `${Math.round(o.peakShare * 100)}%`])));
+        }
+        if (htmlFile) lines.push('', `HTML report: ${htmlFile}`);
+        return lines.join('\n');
+      });
+    } finally {
+      await context.close();
+    }
+  });
+}

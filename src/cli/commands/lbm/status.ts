@@ -1,0 +1,108 @@
+/** `lbm status`: the cluster in one screen. */
+import { Command } from 'commander';
+import { currentLeader } from '../../../monitor/lease.ts';
+import { roundKeys, type RoundRecord } from '../../../monitor/daemon.ts';
+import { formatBytes } from '../../../units.ts';
+import { ago, hostCpuUsed, measuredImbalance, openCluster } from '../../cluster.ts';
+import { CliContext } from '../../context.ts';
+import { teach } from '../../help.ts';
+import { bar, table } from '../../render.ts';
+import { output, withCommon, type CommonOptions } from '../../run.ts';
+
+export interface HostStatus {
+  host: string;
+  cpuCores: number;
+  cpuUsedCores: number;
+  memBytes: number;
+  memUsedBytes: number;
+  vms: number;
+  status: string;
+  maintenance: boolean;
+  evacuate: boolean;
+  lastSampleMs: number | null;
+}
+
+export function statusCommand(): Command {
+  const command = withCommon(new Command('status'));
+  teach(command, {
+    summary: 'the cluster in one screen: hosts with CPU and memory bars, imbalance, monitor, migrations',
+    details: 'Reads the sample window and Redis exactly as the monitor does. A host is "unknown" when its\nlast sample is older than monitor.staleAfterIntervals intervals: nothing moves to it.',
+    examples: ['lbm status', 'lbm status --json | jq .imbalance'],
+  });
+  return command.action(async (options: CommonOptions) => {
+    const context = CliContext.open(options, 'status');
+    try {
+      const nowMs = Date.now();
+      const view = await openCluster(context, nowMs);
+      const redis = await context.redis();
+      const prefix = context.config.redis.prefix;
+      const [leader, rawRound, jobs] = await Promise.all([currentLeader(redis, prefix), redis.get(roundKeys(prefix).lastRound), (await context.queue()).jobs(200)]);
+      const round = rawRound ? (JSON.parse(rawRound) as RoundRecord) : null;
+      const vmCount = new Map<string, number>();
+      for (const vm of view.snapshot.vms) vmCount.set(vm.host, (vmCount.get(vm.host) ?? 0) + 1);
+      const hosts: HostStatus[] = view.snapshot.hosts.map((h) => ({
+        host: h.name,
+        cpuCores: h.cpuCores,
+        cpuUsedCores: hostCpuUsed(h),
+        memBytes: h.memBytes,
+        memUsedBytes: h.memUsedBytes,
+        vms: vmCount.get(h.name) ?? 0,
+        status: h.status === 'up' ? 'up' : 'unknown',
+        maintenance: h.maintenance,
+        evacuate: view.maintenance.get(h.name)?.evacuate ?? false,
+        lastSampleMs: h.lastSampleMs,
+      }));
+      const data = {
+        timeMs: nowMs,
+        hosts,
+        vms: view.snapshot.vms.length,
+        unknownHosts: hosts.filter((h) => h.status !== 'up').map((h) => h.host),
+        imbalance: measuredImbalance(view.snapshot.hosts),
+        monitor: {
+          leader,
+          paused: view.pause,
+          mode: round?.mode ?? null,
+          lastRoundMs: round?.timeMs ?? null,
+          lastRoundScore: round?.imbalanceBefore ?? null,
+          lastRoundEnqueued: round?.enqueued.filter((e) => e.status === 'queued').length ?? 0,
+          lastRoundHeldBack: round?.heldBack.length ?? 0,
+          notes: round?.notes.slice(0, 5) ?? [],
+        },
+        migrations: {
+          running: jobs.filter((j) => j.state === 'active').map((j) => ({ jobId: j.jobId, vm: j.data.vm, from: j.data.from, to: j.data.to, fraction: j.progress?.fraction ?? 0 })),
+          queued: jobs.filter((j) => j.state === 'waiting' || j.state === 'delayed' || j.state === 'prioritized').map((j) => ({ jobId: j.jobId, vm: j.data.vm, from: j.data.from, to: j.data.to })),
+        },
+      };
+      output(options, data, () => {
+        const lines: string[] = [];
+        lines.push(`LBVM cluster: ${hosts.length} hosts${data.unknownHosts.length ? ` (${data.unknownHosts.length} unknown)` : ''}, ${data.vms} VMs · imbalance ${data.imbalance.toFixed(3)} (std dev of hosts' CPU share)`);
+        lines.push(
+          `monitor: ${leader ? `leader ${leader}` : 'NO LEADER (is `lbvm monitor` running?)'} · ${round ? `mode ${round.mode}, last round ${ago(round.timeMs, nowMs)}: ${data.monitor.lastRoundEnqueued} enqueued, ${data.monitor.lastRoundHeldBack} held back` : 'no round recorded yet'}`,
+        );
+        if (view.pause.paused) lines.push(`PAUSED by ${view.pause.by ?? '?'}${view.pause.reason ? ` (${view.pause.reason})` : ''} ${ago(view.pause.sinceMs, nowMs)}: no new moves (lbm resume)`);
+        lines.push('');
+        lines.push(
+          table(
+            ['HOST', 'CPU', '', 'MEMORY', '', 'VMS', 'FLAGS'],
+            hosts.map((h) => {
+              const cpu = h.cpuCores ? h.cpuUsedCores / h.cpuCores : 0;
+              const mem = h.memBytes ? h.memUsedBytes / h.memBytes : 0;
+              const flags = [
+                h.status !== 'up' ? `unknown: last sample ${ago(h.lastSampleMs, nowMs)}` : '',
+                h.maintenance ? `maintenance${h.evacuate ? ' (evacuate)' : ''}` : '',
+              ].filter(Boolean);
+              return [h.host, `${bar(cpu, 16)} ${Math.round(cpu * 100)}%`, `${h.cpuUsedCores.toFixed(1)}/${h.cpuCores} cores`, `${bar(mem, 16)} ${Math.round(mem * 100)}%`, `${formatBytes(h.memUsedBytes)}/${formatBytes(h.memBytes)}`, String(h.vms), flags.join(', ')];
+            }),
+          ),
+        );
+        lines.push('');
+        lines.push(`migrations: ${data.migrations.running.length} running, ${data.migrations.queued.length} queued`);
+        for (const m of data.migrations.running) lines.push(`  ⇄ ${m.vm} ${m.from} → ${m.to} ${bar(m.fraction, 12)} ${Math.round(m.fraction * 100)}%`);
+        for (const m of data.migrations.queued.slice(0, 10)) lines.push(`  … ${m.vm} ${m.from} → ${m.to} (queued)`);
+        return lines.join('\n');
+      });
+    } finally {
+      await context.close();
+    }
+  });
+}

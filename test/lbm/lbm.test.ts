@@ -1,0 +1,212 @@
+/**
+ * `lbm` against a real Redis, a real files store with samples collected from the sim driver, and
+ * the real worker: every command's --json output and its text's key lines.
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import YAML from 'yaml';
+import { collectRound } from '../../collectors/collect.ts';
+import { loadConfig } from '../../src/config/load.ts';
+import type { LbvmConfig } from '../../src/config/schema.ts';
+import { SimDriver } from '../../src/drivers/sim.ts';
+import { createLogger } from '../../src/log.ts';
+import { Monitor } from '../../src/monitor/daemon.ts';
+import { MigrationQueue } from '../../src/queue/queue.ts';
+import { connectRedis } from '../../src/queue/redis.ts';
+import { startMigrationWorker, type MigrationWorker } from '../../src/queue/worker.ts';
+import { openStore, Spool, type SampleStore } from '../../src/store/index.ts';
+import { cleanEnv, runCli } from '../helpers/cli.ts';
+import { startRedis, type RedisServer } from '../helpers/redis.ts';
+import { tmpDir } from '../helpers/tmp.ts';
+
+const GiB = 1024 ** 3;
+const log = createLogger({ level: 'error', format: 'json' });
+
+describe('lbm (real Redis, files store, worker; sim driver)', () => {
+  let server: RedisServer;
+  let config: LbvmConfig;
+  let configFile: string;
+  let store: SampleStore;
+  let driver: SimDriver;
+  let worker: MigrationWorker | null = null;
+  const clients: ReturnType<typeof connectRedis>[] = [];
+  const lbm = (...args: string[]) => runCli('lbm', [...args, '--config', configFile], { env: cleanEnv() });
+  const json = async <T>(...args: string[]): Promise<T> => {
+    const result = await lbm(...args, '--json');
+    assert.equal(result.code, 0, `lbm ${args.join(' ')}: ${result.stderr}`);
+    return JSON.parse(result.stdout) as T;
+  };
+  const collect = async () => {
+    const spool = new Spool({ dir: config.store.spoolDir, maxBytes: config.store.spoolMaxBytes, log });
+    for (const node of ['h1', 'h2', 'h3', 'h4']) {
+      await collectRound({ node, store, spool, driver, stateFile: config.collect.stateFile, logicalCapacity: { cpuCores: 4, memBytes: 16 * GiB }, log, baselineWaitMs: 0 });
+    }
+  };
+
+  before(async () => {
+    server = await startRedis();
+    const dir = tmpDir('lbvm-lbm-');
+    configFile = path.join(dir, 'lbvm.yaml');
+    fs.writeFileSync(
+      configFile,
+      YAML.stringify({
+        redis: { url: server.url, prefix: 'lbm' },
+        store: { url: `files:${path.join(dir, 'samples')}`, spoolDir: path.join(dir, 'spool') },
+        collect: { stateFile: path.join(dir, 'state.json'), driver: 'sim' },
+        monitor: { interval: '1m', window: '10m' },
+        limits: { migrationsPerSourceHost: 4, migrationsPerDestinationHost: 4, migrationsInCluster: 8, cooldown: '1s' },
+        migration: { slotWait: '200ms' },
+        sim: { speedup: 100 },
+        rules: { antiAffinity: [{ name: 'dns-pair', vms: ['dns-1', 'dns-2'], hard: true }] },
+      }),
+    );
+    config = loadConfig({ configPath: configFile, env: {} }).config;
+    const redis = connectRedis(server.url);
+    clients.push(redis);
+    driver = new SimDriver({ config, redis });
+    const vms = [
+      ...Array.from({ length: 6 }, (_, i) => ({ name: `web-${i + 1}`, vcpus: 1, memBytes: 2 * GiB, cpuBase: 0.5, cpuSwing: 0, phase: 0, memUse: 0.5 })),
+      { name: 'dns-1', vcpus: 1, memBytes: GiB, cpuBase: 0.1, cpuSwing: 0, phase: 0, memUse: 0.5 },
+      { name: 'dns-2', vcpus: 1, memBytes: GiB, cpuBase: 0.1, cpuSwing: 0, phase: 0, memUse: 0.5 },
+    ];
+    const placement: Record<string, string> = Object.fromEntries(vms.map((vm) => [vm.name, 'h1']));
+    placement['dns-2'] = 'h2';
+    await driver.cluster.define(['h1', 'h2', 'h3', 'h4'].map((name) => ({ name, cpuCores: 4, memBytes: 16 * GiB })), vms, placement);
+    store = openStore(config.store.url, { log });
+    await collect();
+    await collect();
+    const blocking = connectRedis(server.url, { blocking: true });
+    clients.push(blocking);
+    worker = startMigrationWorker({ config, driver, log, connection: blocking });
+  });
+  after(async () => {
+    await worker?.close(true);
+    await store.close();
+    for (const client of clients) client.disconnect();
+    await server.stop();
+  });
+
+  it('status: hosts with bars, VM counts, imbalance, no leader yet', async () => {
+    const status = await json<{ hosts: { host: string; vms: number; status: string }[]; vms: number; imbalance: number; monitor: { leader: string | null } }>('status');
+    assert.deepEqual(status.hosts.map((h) => [h.host, h.vms, h.status]), [['h1', 7, 'up'], ['h2', 1, 'up'], ['h3', 0, 'up'], ['h4', 0, 'up']]);
+    assert.equal(status.vms, 8);
+    assert.ok(status.imbalance > 0.2, `imbalance ${status.imbalance}`);
+    assert.equal(status.monitor.leader, null);
+    const text = await lbm('status');
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(text.stdout, /LBVM cluster: 4 hosts, 8 VMs · imbalance 0\.\d{3}/);
+    assert.match(text.stdout, /NO LEADER/);
+    assert.match(text.stdout, /^h1 +█+░* +\d+% +[\d.]+\/4 cores/m);
+  });
+
+  it('hosts and vms: tables, --host filter, rules shown', async () => {
+    const hosts = await json<{ hosts: { host: string }[] }>('hosts');
+    assert.equal(hosts.hosts.length, 4);
+    const vms = await json<{ vms: { vm: string; host: string; rules: string[]; cpuEstimateCores: number }[] }>('vms', '--host', 'h2');
+    assert.deepEqual(vms.vms.map((v) => [v.vm, v.rules]), [['dns-2', ['anti-affinity:dns-pair']]]);
+    const text = await lbm('vms');
+    assert.match(text.stdout, /^VM +HOST +VCPUS +MEMORY +CPU NOW +CPU EST\. +RULES +LAST MOVE$/m);
+    assert.match(text.stdout, /^web-1 +h1 +1 +2 GiB +0\.\d\d +\d\.\d\d +- +-$/m);
+    const unknown = await lbm('vms', '--host', 'h9');
+    assert.equal(unknown.code, 5);
+    assert.match(unknown.stderr, /unknown host "h9"; did you mean "h1", "h2", "h3"/);
+  });
+
+  it('logs: a host\'s and a VM\'s resource log as JSON, chart and table; unknown names get suggestions', async () => {
+    const host = await json<{ kind: string; points: { value: number }[] }>('logs', 'h1', '--since', '10m');
+    assert.equal(host.kind, 'host');
+    assert.ok(host.points.length >= 2 && host.points.every((p) => p.value > 2), JSON.stringify(host.points));
+    const vm = await lbm('logs', 'web-3', '--metric', 'mem', '--since', '10m');
+    assert.equal(vm.code, 0, vm.stderr);
+    assert.match(vm.stdout, /^vm web-3 \(on h1\): mem, last 10m, \d+ samples/);
+    assert.match(vm.stdout, /┤/);
+    const typo = await lbm('logs', 'web-33');
+    assert.equal(typo.code, 5);
+    assert.match(typo.stderr, /did you mean "web-3"/);
+    const badMetric = await lbm('logs', 'h1', '--metric', 'gpu');
+    assert.equal(badMetric.code, 2);
+    assert.match(badMetric.stderr, /--metric "gpu": expected one of cpu, mem, disk, net/);
+  });
+
+  it('plan: moves with reasons, gains and costs; moves nothing', async () => {
+    const plan = await json<{ moves: { vm: string; from: string; to: string; reason: string; gain: number }[]; scoreBefore: number; scoreAfter: number }>('plan');
+    assert.ok(plan.moves.length > 0);
+    assert.ok(plan.moves.every((m) => m.from === 'h1' && m.reason.length > 10 && m.gain > 0));
+    assert.ok(plan.scoreAfter < plan.scoreBefore);
+    assert.ok(plan.moves.every((m) => !(m.vm === 'dns-1' && m.to === 'h2')), 'the plan broke the anti-affinity rule');
+    const jobs = await json<{ jobs: unknown[] }>('jobs');
+    assert.deepEqual(jobs.jobs, [], 'lbm plan enqueued something');
+    const text = await lbm('plan', '--policy', 'balance');
+    assert.match(text.stdout, /^plan \(balance\): \d+ moves, imbalance score/);
+    const bad = await lbm('plan', '--policy', 'random');
+    assert.equal(bad.code, 2);
+  });
+
+  it('migrate: refuses a hard anti-affinity break naming the rule, unknown names with suggestions; --wait moves the VM', async () => {
+    const refused = await lbm('migrate', 'dns-1', 'h2');
+    assert.equal(refused.code, 4, refused.stderr);
+    assert.match(refused.stderr, /refused: moving dns-1 to h2 breaks ANTI_AFFINITY \(.*dns-pair/);
+    const unknownVm = await lbm('migrate', 'web-7', 'h3');
+    assert.equal(unknownVm.code, 5);
+    assert.match(unknownVm.stderr, /unknown VM "web-7"; did you mean "web-1"/);
+    const unknownHost = await lbm('migrate', 'web-1', 'h7');
+    assert.equal(unknownHost.code, 5);
+    assert.match(unknownHost.stderr, /unknown host "h7"/);
+    assert.equal((await json<{ jobs: unknown[] }>('jobs')).jobs.length, 0, 'a refused move was enqueued');
+
+    const moved = await lbm('migrate', 'web-1', 'h3', '--wait');
+    assert.equal(moved.code, 0, moved.stderr);
+    assert.match(moved.stdout, /^done: web-1 h1 → h3 in .*, downtime \d+ ms/m);
+    assert.equal(await driver.locate('web-1'), 'h3');
+    const jobs = await json<{ jobs: { data: { vm: string; requestedBy: string }; state: string }[] }>('jobs');
+    assert.equal(jobs.jobs[0]!.state, 'completed');
+    assert.match(jobs.jobs[0]!.data.requestedBy, /^operator:/);
+  });
+
+  it('explain: where a VM is and why, with its history and rules', async () => {
+    const explained = await json<{ host: string; history: { type: string }[]; rules: { rule: string }[] }>('explain', 'web-1');
+    assert.equal(explained.host, 'h3');
+    assert.ok(explained.history.some((e) => e.type === 'migration.finished'));
+    const text = await lbm('explain', 'dns-1');
+    assert.match(text.stdout, /^dns-1 runs on h1/);
+    assert.match(text.stdout, /rule dns-pair: anti-affinity with dns-2/);
+  });
+
+  it('pause, resume and maintenance persist in Redis and show in status', async () => {
+    assert.match((await lbm('pause', '--reason', 'testing')).stdout, /^paused by .*\(testing\)/);
+    assert.match((await lbm('status')).stdout, /PAUSED by .* \(testing\)/);
+    assert.match((await lbm('resume')).stdout, /^resumed/);
+    const on = await json<{ maintenance: boolean; evacuate: boolean }>('maintenance', 'h4', 'on', '--evacuate');
+    assert.deepEqual([on.maintenance, on.evacuate], [true, true]);
+    assert.match((await lbm('status')).stdout, /^h4 .*maintenance \(evacuate\)$/m);
+    assert.equal((await lbm('maintenance', 'h4', 'sideways')).code, 2);
+    await lbm('maintenance', 'h4', 'off');
+  });
+
+  it('report: migrations and imbalance as text, JSON and a self-contained HTML page', async () => {
+    const redis = connectRedis(server.url);
+    clients.push(redis);
+    const queue = new MigrationQueue(redis, config);
+    await collect();
+    await new Monitor({ config, log, store, redis, queue, events: queue.events, id: 'test' }).round();
+    await queue.close();
+    const html = path.join(tmpDir(), 'report.html');
+    const report = await json<{ totals: { migrations: number }; imbalance: unknown[]; htmlFile: string }>('report', '--since', '1h', '--html', html);
+    assert.ok(report.totals.migrations >= 1);
+    assert.ok(report.imbalance.length >= 1);
+    assert.equal(report.htmlFile, html);
+    assert.match(fs.readFileSync(html, 'utf8'), /<svg id="chart-cpu"/);
+    const text = await lbm('report', '--since', '1h');
+    assert.match(text.stdout, /^LBVM report, last 1h: 4 hosts · \d+ migrations/);
+    assert.match(text.stdout, /web-1 +h1 → h3 +operator:/);
+  });
+
+  it('Redis unreachable: says which URL and what to check, exit 3, no stack', async () => {
+    const result = await runCli('lbm', ['status', '--config', configFile], { env: cleanEnv({ LBVM_REDIS_URL: 'redis://127.0.0.1:1' }) });
+    assert.equal(result.code, 3, result.stderr);
+    assert.match(result.stderr, /Redis at redis:\/\/127\.0\.0\.1:1 is unreachable .*Check that redis-server runs there/);
+    assert.doesNotMatch(result.stderr, /\n\s+at /);
+  });
+});

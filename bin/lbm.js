@@ -1,7 +1,5 @@
 #!/usr/bin/env node
-// Entry point of `lbm`: TypeScript sources are loaded through tsx, no build step.
-import { register } from 'tsx/esm/api';
+// `lbm`: the operator's tool. See src/cli/lbm.ts.
+import { run } from './entry.js';
 
-register();
-const { main } = await import('../src/cli/lbm.ts');
-await main(process.argv);
+await run('lbm');

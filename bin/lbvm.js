@@ -1,7 +1,5 @@
 #!/usr/bin/env node
-// Entry point of `lbvm`: TypeScript sources are loaded through tsx, no build step.
-import { register } from 'tsx/esm/api';
+// `lbvm`: the runtime (collect, monitor, worker, agent, simulate, demo). See src/cli/lbvm.ts.
+import { run } from './entry.js';
 
-register();
-const { main } = await import('../src/cli/lbvm.ts');
-await main(process.argv);
+await run('lbvm');

@@ -5,7 +5,8 @@
 #     HTML report in its test)
 #     (installed with apt-get when running as root; otherwise it says what to install and exits 1);
 #  2. npm ci, when node_modules does not match package-lock.json;
-#  3. the test guest (kernel + busybox initramfs) in .cache/guest.
+#  3. the compiled JavaScript in dist/ (deploy/build.sh);
+#  4. the test guest (kernel + busybox initramfs) in .cache/guest.
 # Usage: deploy/setup.sh [--quiet]
 set -euo pipefail
 quiet=0
@@ -54,6 +55,9 @@ if [ ! -f node_modules/.lbvm-lock-hash ] || [ "$(cat node_modules/.lbvm-lock-has
   }
   echo "$lock_hash" > node_modules/.lbvm-lock-hash
 fi
+
+# The compiled JavaScript the commands run (rebuilt only when a source changed).
+bash deploy/build.sh
 
 # The test guest (rebuilt only when its init script or the kernel changed).
 if [ "$quiet" = 1 ]; then bash deploy/guest/build.sh >/dev/null; else bash deploy/guest/build.sh; fi

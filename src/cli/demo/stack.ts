@@ -12,7 +12,12 @@ import YAML from 'yaml';
 import { spawnTracked, type Tracked } from '../../util/processes.ts';
 import { startRedisServer, type RedisServer } from '../../util/redis-server.ts';
 
-export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+/** The checkout's root: the nearest folder above this file with a package.json (works from dist/ too). */
+export const REPO_ROOT = (() => {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  while (!fs.existsSync(path.join(dir, 'package.json')) && path.dirname(dir) !== dir) dir = path.dirname(dir);
+  return dir;
+})();
 const LBVM_BIN = path.join(REPO_ROOT, 'bin', 'lbvm.js');
 
 export interface StackProcess {

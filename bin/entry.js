@@ -1,0 +1,38 @@
+// Shared by bin/lbvm.js and bin/lbm.js: run the compiled JavaScript in dist/ when it is at least as
+// new as every TypeScript source (deploy/setup.sh builds it), else the sources through tsx. The
+// compiled path starts about half a second faster per command.
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+function newestSourceMs(dir) {
+  let newest = 0;
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+    const full = path.join(dir, entry.name);
+    if (entry.isDirectory()) newest = Math.max(newest, newestSourceMs(full));
+    else if (entry.name.endsWith('.ts')) newest = Math.max(newest, fs.statSync(full).mtimeMs);
+  }
+  return newest;
+}
+
+function compiledIsFresh() {
+  const stamp = path.join(root, 'dist', '.build-stamp');
+  if (process.env.LBVM_FROM_SOURCE === '1' || !fs.existsSync(stamp)) return false;
+  const built = fs.statSync(stamp).mtimeMs;
+  return ['src', 'collectors', 'policies'].every((dir) => newestSourceMs(path.join(root, dir)) <= built);
+}
+
+/** Runs `main` of src/cli/NAME.ts (or its compiled twin). */
+export async function run(name) {
+  let module;
+  if (compiledIsFresh()) {
+    module = await import(pathToFileURL(path.join(root, 'dist', 'src', 'cli', `${name}.js`)).href);
+  } else {
+    const { register } = await import('tsx/esm/api');
+    register();
+    module = await import(pathToFileURL(path.join(root, 'src', 'cli', `${name}.ts`)).href);
+  }
+  await module.main(process.argv);
+}

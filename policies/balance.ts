@@ -40,8 +40,8 @@ export const THRESHOLD_LEVELS: Record<ThresholdLevel, LevelRule> = {
 const SOURCE_HOSTS = 8;
 const DEST_HOSTS = 16;
 
-export function balance(snapshot: Snapshot, settings: PolicySettings, budget = settings.limits.movesPerRound): Plan {
-  const cluster = new Cluster(snapshot, settings);
+export function balance(snapshot: Snapshot, settings: PolicySettings, budget = settings.limits.movesPerRound, demandByVm?: ReadonlyMap<string, number>): Plan {
+  const cluster = new Cluster(snapshot, settings, settings.weights, demandByVm);
   const plan = new PlanBuilder('balance', cluster, budget);
   const level = settings.balance.threshold;
   mandatoryMoves(cluster, plan);

@@ -63,6 +63,8 @@ export interface Rel {
   vm: number;
 }
 
+const NONE: Rel[] = [];
+
 export class Cluster {
   readonly hosts: HostLoad[] = [];
   readonly vms: VmLoad[] = [];
@@ -77,7 +79,11 @@ export class Cluster {
   private readonly weightList: number[];
   private readonly weightTotal: number;
 
-  constructor(readonly snapshot: Snapshot, readonly settings: PolicySettings, weights: ResourceWeights = settings.weights) {
+  /**
+   * `demandByVm`: predicted demand already computed for this snapshot's windows (planRound computes it
+   * once for all its policies); missing VMs are estimated here.
+   */
+  constructor(readonly snapshot: Snapshot, readonly settings: PolicySettings, weights: ResourceWeights = settings.weights, demandByVm?: ReadonlyMap<string, number>) {
     this.nowMs = snapshot.nowMs;
     this.weightList = RESOURCES.map((r) => Math.max(0, weights[r]));
     this.weightTotal = this.weightList.reduce((a, b) => a + b, 0);
@@ -113,17 +119,18 @@ export class Cluster {
         name: vm.name,
         state: vm,
         host,
-        cpu: predictDemand(vm.cpuUsedWindowCores, settings.demand),
+        cpu: demandByVm?.get(vm.name) ?? predictDemand(vm.cpuUsedWindowCores, settings.demand),
         mem: vm.memBytes,
         disk: vm.diskBytesPerSec ?? 0,
         net: vm.netBytesPerSec ?? 0,
         inFlight: false,
         ignored: ignored.has(vm.name),
         moved: false,
-        antiHard: [],
-        antiSoft: [],
-        affinityHard: [],
-        affinitySoft: [],
+        // Shared empty lists; a VM named in a rule gets its own (see below).
+        antiHard: NONE,
+        antiSoft: NONE,
+        affinityHard: NONE,
+        affinitySoft: NONE,
         mustHosts: null,
         shouldHosts: null,
       };
@@ -148,8 +155,9 @@ export class Cluster {
       const members = group.vms.map((name) => this.vmByName.get(name)).filter((i): i is number => i !== undefined);
       for (const member of members) {
         const vm = this.vms[member]!;
-        const list = group.kind === 'anti-affinity' ? (group.hard ? vm.antiHard : vm.antiSoft) : group.hard ? vm.affinityHard : vm.affinitySoft;
-        for (const other of members) if (other !== member) list.push({ rule: group.name, vm: other });
+        const key = group.kind === 'anti-affinity' ? (group.hard ? 'antiHard' : 'antiSoft') : group.hard ? 'affinityHard' : 'affinitySoft';
+        if (vm[key] === NONE) vm[key] = [];
+        for (const other of members) if (other !== member) vm[key].push({ rule: group.name, vm: other });
       }
     }
     for (const pin of snapshot.rules.pins) {

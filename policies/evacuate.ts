@@ -12,8 +12,8 @@ import { byKeyThenName, describeRefusals, findDestination } from './placement.ts
 import { cpuShare, memShare, pct, PlanBuilder } from './plan-builder.ts';
 import type { PolicySettings } from './settings.ts';
 
-export function evacuate(snapshot: Snapshot, settings: PolicySettings, budget = settings.limits.movesPerRound): Plan {
-  const cluster = new Cluster(snapshot, settings);
+export function evacuate(snapshot: Snapshot, settings: PolicySettings, budget = settings.limits.movesPerRound, demandByVm?: ReadonlyMap<string, number>): Plan {
+  const cluster = new Cluster(snapshot, settings, settings.weights, demandByVm);
   const plan = new PlanBuilder('evacuate', cluster, budget);
   const high = settings.overload.highWatermark;
   const maintenance = cluster.hosts.filter((h) => h.state.maintenance).sort(byKeyThenName(() => 0));

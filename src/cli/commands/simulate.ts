@@ -6,8 +6,8 @@
 import fs from 'node:fs';
 import { Command } from 'commander';
 import type { ThresholdLevel } from '../../../policies/index.ts';
-import { policySettingsFromConfig } from '../../config/policy-settings.ts';
 import { UsageError } from '../../errors.ts';
+import { simulationSettings } from '../../sim/settings.ts';
 import { simulate, type SimResult } from '../../sim/simulate.ts';
 import { readTrace, TRACE_FORMATS } from '../../sim/traces.ts';
 import { teach } from '../help.ts';
@@ -141,15 +141,7 @@ export function simulateCommand(): Command {
     const threshold = options.threshold === undefined ? config.policies.balance.threshold : number(options.threshold, '--threshold', { integer: true, min: 1, max: 5 });
     const initial = options.initial ? readInitial(options.initial) : undefined;
     const trace = readTrace(traceDir, format);
-    const base = policySettingsFromConfig(config);
-    const settings = {
-      ...base,
-      balance: { threshold: threshold as ThresholdLevel },
-      // Trace steps are 5 minutes apart; the window covers monitor.window of them.
-      demand: { ...base.demand, sampleIntervalMs: trace.stepMs, maxWindowSamples: Math.max(1, Math.round(config.monitor.window / trace.stepMs)) },
-      // PlanetLab has no memory data (every VM gets the same made-up size): balance CPU only.
-      weights: trace.format === 'planetlab' ? { ...base.weights, mem: 0, disk: 0, net: 0, cpu: base.weights.cpu || 1 } : base.weights,
-    };
+    const settings = simulationSettings(config, trace, threshold as ThresholdLevel);
     let movesOut: number | null = null;
     if (options.movesOut) {
       try {

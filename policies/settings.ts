@@ -69,7 +69,7 @@ export const DEFAULT_SETTINGS: PolicySettings = {
   weights: { cpu: 1, mem: 1, disk: 0, net: 0 },
   diskCapacityBytesPerSec: 1e9,
   netCapacityBytesPerSec: 1.25e9,
-  demand: { percentile: 0.9, horizonMs: 10 * 60_000, sampleIntervalMs: 60_000, smoothingAlpha: 0.5, maxWindowSamples: 60 },
+  demand: { percentile: 0.5, horizonMs: 10 * 60_000, sampleIntervalMs: 60_000, smoothingAlpha: 0.5, maxWindowSamples: 60 },
   cost: { bandwidthBytesPerSec: 1024 ** 3, maxPrecopyRounds: 30, loadSlowdown: 1, scorePerSecond: 0.001 },
   limits: {
     movesPerRound: 10,

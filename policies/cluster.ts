@@ -69,7 +69,7 @@ export class Cluster {
   readonly hosts: HostLoad[] = [];
   readonly vms: VmLoad[] = [];
   readonly hostByName = new Map<string, number>();
-  readonly vmByName = new Map<string, number>();
+  private vmIndexByName: Map<string, number> | null = null;
   readonly nowMs: number;
   /** Migrations in flight plus planned in this round, cluster-wide. */
   migrations = 0;
@@ -112,7 +112,6 @@ export class Cluster {
     const ignored = new Set(snapshot.rules.ignoredVms);
     for (const vm of snapshot.vms) {
       const index = this.vms.length;
-      this.vmByName.set(vm.name, index);
       const host = this.hostByName.get(vm.host) ?? -1;
       const load: VmLoad = {
         index,
@@ -186,6 +185,12 @@ export class Cluster {
       }
     }
     for (const h of this.hosts) if (h.usable) this.addToScore(h, 1);
+  }
+
+  /** VM index by name, built on first use (only rules, in-flight migrations and checkMove need it). */
+  get vmByName(): ReadonlyMap<string, number> {
+    if (!this.vmIndexByName) this.vmIndexByName = new Map(this.vms.map((vm) => [vm.name, vm.index]));
+    return this.vmIndexByName;
   }
 
   /** Normalised use of a host for one resource (1 = full). */

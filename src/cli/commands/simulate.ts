@@ -110,14 +110,14 @@ export function simulateCommand(): Command {
   teach(command, {
     summary: 'replay a real utilisation trace through a policy and score the result',
     details:
-      'Hosts are h0 … h{N-1}. Step 0 places VMs from --initial (a JSON object VM → host) or round-robin in\n' +
-      'sorted name order. At step t the policy sees demands up to t; its moves apply before step t+1 is scored.\n' +
-      'Policies: balance, overload, consolidate, evacuate, several joined by commas (one round), or the\n' +
-      'baselines none, proxlb, xo. Other settings (watermarks, limits, weights) come from the config.',
+      'Hosts are h0 … h{N-1}. Step 0 places VMs from --initial (a JSON object VM → host) or round-robin in sorted name order. ' +
+      'At step t the policy sees demands up to t; its moves apply before step t+1 is scored.\n\n' +
+      'Policies: balance, overload, consolidate, evacuate, several joined by commas (one monitor round), ' +
+      'or the baselines none, proxlb, xo. Other settings (watermarks, limits, cooldown, weights) come from the config.',
     examples: [
       'lbvm simulate --trace ../shared/traces/planetlab/20110303 --format planetlab --hosts 60 --host-cores 4',
       'lbvm simulate --trace ../shared/traces/planetlab/20110303 --format planetlab --hosts 60 --host-cores 4 --policy balance --threshold 5 --json',
-      'lbvm simulate --trace ../shared/traces/bitbrains-rnd/2013-8 --format bitbrains --hosts 14 --host-cores 16 --host-mem-gib 512 --moves-out moves.jsonl',
+      'lbvm simulate --trace ../shared/traces/bitbrains-rnd/2013-8 --format bitbrains --hosts 13 --host-cores 16 --host-mem-gib 1024 --policy evacuate,overload,balance --moves-out moves.jsonl',
     ],
   });
   command

@@ -181,6 +181,18 @@ describe('policies: consolidate and checkMove', () => {
     assert.match(plan.notes.join('\n'), /can be powered down: h\d/);
   });
 
+  it('a round passes consolidate\'s power-down hosts on and gives the same plan for the same snapshot', () => {
+    const hosts = Array.from({ length: 5 }, (_, i) => host(`h${i}`));
+    const s = snapshot(hosts, Array.from({ length: 5 }, (_, i) => vm(`v${i}`, `h${i}`, 0.5)));
+    const settings = withSettings({ limits: { movesPerRound: 10, migrationsPerSourceHost: 5, migrationsPerDestinationHost: 5, migrationsInCluster: 10 } });
+    const round = planRound(s, settings, ['evacuate', 'overload', 'consolidate']);
+    assert.deepEqual(round, planRound(structuredClone(s), settings, ['evacuate', 'overload', 'consolidate']));
+    assert.deepEqual(round.plans.map((p) => p.policy), ['evacuate', 'overload', 'consolidate']);
+    assert.ok(round.moves.length > 0 && round.moves.every((m) => m.policy === 'consolidate'));
+    assert.ok((round.powerDownHosts ?? []).length > 0, JSON.stringify(round.notes));
+    assert.ok(round.notes.some((n) => n.startsWith('evacuate: nothing to do')));
+  });
+
   it('checkMove refuses hard rules by name and leaves soft ones to --force', () => {
     const base = hotCluster();
     const s: Snapshot = {

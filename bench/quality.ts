@@ -56,11 +56,12 @@ function setups(): Setup[] {
   return list;
 }
 
-type Row = Omit<SimSummary, 'trace' | 'vms' | 'hosts' | 'steps' | 'policy'>;
+/** What a trace's row keeps of a run's summary (every host stays active in these runs, so meanActiveHosts is left out). */
+type Row = Pick<SimSummary, 'migrations' | 'meanImbalance' | 'p95Imbalance' | 'overloadedHostSteps' | 'unservedFraction' | 'planMsMedian'>;
 
 function row(summary: SimSummary): Row {
-  const { trace: _t, vms: _v, hosts: _h, steps: _s, policy: _p, ...rest } = summary;
-  return rest;
+  const { migrations, meanImbalance, p95Imbalance, overloadedHostSteps, unservedFraction, planMsMedian } = summary;
+  return { migrations, meanImbalance, p95Imbalance, overloadedHostSteps, unservedFraction, planMsMedian };
 }
 
 function dominatingLevel(results: Record<string, Row>, baseline: Row): number | null {
@@ -117,6 +118,8 @@ for (const baseline of BASELINES) {
   const count = Object.values(perTraceLevels).filter((l) => l !== null).length;
   dominance[baseline] = { totalsLevel: dominatingLevel(totals as unknown as Record<string, Row>, totals[baseline] as unknown as Row), perTrace: perTraceLevels, tracesDominated: `${count}/${Object.keys(perTrace).length}` };
 }
-process.stdout.write(
-  `${JSON.stringify({ benchmark: 'quality', lbvmPolicy: LBVM_POLICY, seconds: Math.round((Date.now() - started) / 1000), totals, ratios, dominance, traces: perTrace }, null, 2)}\n`,
-);
+/** Pretty JSON with every object of plain values on one line (one row per policy). */
+function compact(value: unknown): string {
+  return JSON.stringify(value, null, 2).replace(/\{\n\s*([^{}[\]]*?)\n\s*\}/g, (_, body: string) => `{ ${body.split(/,\n\s*/).join(', ')} }`);
+}
+process.stdout.write(`${compact({ benchmark: 'quality', lbvmPolicy: LBVM_POLICY, seconds: Math.round((Date.now() - started) / 1000), totals, ratios, dominance, traces: perTrace })}\n`);

@@ -5,7 +5,8 @@
  *
  * Hosts are tried from the least loaded (fewest VMs, least CPU). A host is emptied only if a trial
  * placement of all its VMs succeeds (best fit: the most loaded receiver that stays under
- * 1 − headroom for CPU and memory); then as many of those moves as the limits allow are planned,
+ * min(1 − headroom, overload's low watermark) for CPU and memory, so the overload policy of the next
+ * round does not undo the packing); then as many of those moves as the limits allow are planned,
  * and the rest follow in the next rounds.
  */
 import type { Plan, Snapshot } from '../src/model/index.ts';
@@ -19,7 +20,8 @@ export function consolidate(snapshot: Snapshot, settings: PolicySettings, budget
   const cluster = new Cluster(snapshot, settings, settings.weights, demandByVm);
   const plan = new PlanBuilder('consolidate', cluster, budget);
   const { headroom, spareHosts } = settings.consolidate;
-  const fill = 1 - headroom;
+  // Never pack above the overload policy's low watermark, or the next round's overload would undo it.
+  const fill = Math.min(1 - headroom, settings.overload.lowWatermark);
   const usable = cluster.hosts.filter((h) => h.usable);
   const emptied = new Set<number>();
   const fits = (vm: VmLoad) => (dest: HostLoad): Refusal | null =>

@@ -32,7 +32,7 @@ export function overload(snapshot: Snapshot, settings: PolicySettings, budget = 
     );
     return plan.build();
   }
-  // Destinations: least loaded first (CPU, then memory).
+  // Destinations: least loaded first (CPU, then memory), or most loaded first for best fit.
   const underLow = (vm: VmLoad) => (dest: HostLoad): Refusal | null =>
     (dest.cpu + vm.cpu) / dest.cpuCores > low || (dest.mem + vm.mem) / dest.memBytes > low
       ? { reason: 'DEST_OVER_LOW_WATERMARK', detail: `${dest.name} would be above low ${pct(low)}` }
@@ -60,7 +60,8 @@ export function overload(snapshot: Snapshot, settings: PolicySettings, budget = 
       else if (relief(vm) > 0) candidates.push(vm);
     }
     candidates.sort(byKeyThenName((vm) => vm.mem / relief(vm)));
-    const destKey = (h: HostLoad) => cpuShare(h) + memShare(h) / 1000;
+    const sign = settings.overload.destinationOrder === 'best-fit' ? -1 : 1;
+    const destKey = (h: HostLoad) => sign * (cpuShare(h) + memShare(h) / 1000);
     const destinations = () => usable.slice().sort(byKeyThenName(destKey));
     let order = destinations();
     // Greedy placement (tentative: applied to the working state, reverted below).

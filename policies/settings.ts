@@ -60,7 +60,16 @@ export interface PolicySettings {
   /** Score units a move pays per soft rule it breaks (and earns per soft rule it repairs). */
   softRulePenalty: number;
   balance: { threshold: ThresholdLevel };
-  overload: { highWatermark: number; lowWatermark: number };
+  overload: {
+    highWatermark: number;
+    lowWatermark: number;
+    /**
+     * Where relieved VMs (overload) and evacuated VMs go: `least-loaded` spreads them (balancing);
+     * `best-fit` fills the most loaded host that still fits, leaving light hosts alone so
+     * consolidation can empty them. planRound picks `best-fit` when the round consolidates.
+     */
+    destinationOrder: 'least-loaded' | 'best-fit';
+  };
   consolidate: { headroom: number; spareHosts: number };
 }
 
@@ -81,7 +90,7 @@ export const DEFAULT_SETTINGS: PolicySettings = {
   },
   softRulePenalty: 0.05,
   balance: { threshold: 3 },
-  overload: { highWatermark: 0.8, lowWatermark: 0.6 },
+  overload: { highWatermark: 0.8, lowWatermark: 0.6, destinationOrder: 'least-loaded' },
   consolidate: { headroom: 0.2, spareHosts: 1 },
 };
 

@@ -193,6 +193,16 @@ describe('policies: consolidate and checkMove', () => {
     assert.ok(round.notes.some((n) => n.startsWith('evacuate: nothing to do')));
   });
 
+  it('in a consolidating round, overload sends VMs to the fullest host that fits, not the emptiest', () => {
+    const hosts = [host('h0'), host('h1'), host('h2'), host('h3')];
+    // h0 hot; h1 at 37%, h2 at 6%, h3 at 25%: alone, overload picks h2; packing, it picks h1.
+    const vms = [vm('a', 'h0', 0.7), vm('b', 'h0', 6.3), vm('c', 'h1', 3), vm('d', 'h2', 0.5), vm('e', 'h3', 2)];
+    const s = snapshot(hosts, vms);
+    const settings = withSettings({ limits: { movesPerRound: 1 } });
+    assert.equal(planRound(s, settings, ['overload', 'balance']).moves[0]!.to, 'h2');
+    assert.equal(planRound(s, settings, ['overload', 'consolidate']).moves[0]!.to, 'h1');
+  });
+
   it('checkMove refuses hard rules by name and leaves soft ones to --force', () => {
     const base = hotCluster();
     const s: Snapshot = {

@@ -30,7 +30,7 @@ export interface LevelRule {
 
 export const THRESHOLD_LEVELS: Record<ThresholdLevel, LevelRule> = {
   1: { targetImbalance: Number.POSITIVE_INFINITY, gainOverCost: Number.POSITIVE_INFINITY },
-  2: { targetImbalance: 0.2, gainOverCost: 8 },
+  2: { targetImbalance: 0.15, gainOverCost: 8 },
   3: { targetImbalance: 0.1, gainOverCost: 4 },
   4: { targetImbalance: 0.05, gainOverCost: 2 },
   5: { targetImbalance: 0.02, gainOverCost: 1 },
@@ -40,15 +40,16 @@ export const THRESHOLD_LEVELS: Record<ThresholdLevel, LevelRule> = {
 const SOURCE_HOSTS = 8;
 const DEST_HOSTS = 16;
 
-export function balance(snapshot: Snapshot, settings: PolicySettings, budget = settings.limits.movesPerRound): Plan {
-  const cluster = new Cluster(snapshot, settings);
+export function balance(snapshot: Snapshot, settings: PolicySettings, budget = settings.limits.movesPerRound, demandByVm?: ReadonlyMap<string, number>): Plan {
+  const cluster = new Cluster(snapshot, settings, settings.weights, demandByVm);
   const plan = new PlanBuilder('balance', cluster, budget);
   const level = settings.balance.threshold;
   mandatoryMoves(cluster, plan);
   if (level === 1) {
-    plan.notes.push(`threshold 1: only mandatory moves (hard rules, hosts over capacity); imbalance ${cluster.imbalance().toFixed(3)}`);
+    plan.notes.push(`threshold 1: only mandatory moves (VMs breaking a hard rule); imbalance ${cluster.imbalance().toFixed(3)}`);
     return plan.build();
   }
+  overCapacityMoves(cluster, plan);
   discretionaryMoves(cluster, plan, THRESHOLD_LEVELS[level], level);
   return plan.build();
 }
@@ -77,7 +78,11 @@ function mandatoryMoves(cluster: Cluster, plan: PlanBuilder): void {
     }
     plan.move(vm, found.dest, `mandatory, ${broken.detail}`);
   }
-  // Hosts whose predicted demand is above capacity.
+}
+
+/** Hosts whose predicted demand is above capacity shed VMs (level 2 and up: a large, certain gain). */
+function overCapacityMoves(cluster: Cluster, plan: PlanBuilder): void {
+  const hosts = usableHosts(cluster);
   const over = hosts.filter((h) => h.cpu > h.cpuLimitCores || h.mem > h.memBytes).sort(byKeyThenName((h) => -Math.max(cpuShare(h), memShare(h))));
   for (const host of over) {
     while (plan.remaining > 0 && (host.cpu > host.cpuLimitCores || host.mem > host.memBytes)) {
@@ -92,7 +97,7 @@ function mandatoryMoves(cluster: Cluster, plan: PlanBuilder): void {
         break;
       }
       const what = host.cpu > host.cpuLimitCores ? `CPU ${pct(cpuShare(host))} > capacity ${pct(host.cpuLimitCores / host.cpuCores)}` : `memory ${pct(memShare(host))} > 100%`;
-      plan.move(best.vm, best.dest, `mandatory, ${host.name} ${what}`);
+      plan.move(best.vm, best.dest, `${host.name} ${what}`);
     }
   }
 }

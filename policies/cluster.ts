@@ -63,11 +63,13 @@ export interface Rel {
   vm: number;
 }
 
+const NONE: Rel[] = [];
+
 export class Cluster {
   readonly hosts: HostLoad[] = [];
   readonly vms: VmLoad[] = [];
   readonly hostByName = new Map<string, number>();
-  readonly vmByName = new Map<string, number>();
+  private vmIndexByName: Map<string, number> | null = null;
   readonly nowMs: number;
   /** Migrations in flight plus planned in this round, cluster-wide. */
   migrations = 0;
@@ -77,7 +79,11 @@ export class Cluster {
   private readonly weightList: number[];
   private readonly weightTotal: number;
 
-  constructor(readonly snapshot: Snapshot, readonly settings: PolicySettings, weights: ResourceWeights = settings.weights) {
+  /**
+   * `demandByVm`: predicted demand already computed for this snapshot's windows (planRound computes it
+   * once for all its policies); missing VMs are estimated here.
+   */
+  constructor(readonly snapshot: Snapshot, readonly settings: PolicySettings, weights: ResourceWeights = settings.weights, demandByVm?: ReadonlyMap<string, number>) {
     this.nowMs = snapshot.nowMs;
     this.weightList = RESOURCES.map((r) => Math.max(0, weights[r]));
     this.weightTotal = this.weightList.reduce((a, b) => a + b, 0);
@@ -106,24 +112,24 @@ export class Cluster {
     const ignored = new Set(snapshot.rules.ignoredVms);
     for (const vm of snapshot.vms) {
       const index = this.vms.length;
-      this.vmByName.set(vm.name, index);
       const host = this.hostByName.get(vm.host) ?? -1;
       const load: VmLoad = {
         index,
         name: vm.name,
         state: vm,
         host,
-        cpu: predictDemand(vm.cpuUsedWindowCores, settings.demand),
+        cpu: demandByVm?.get(vm.name) ?? predictDemand(vm.cpuUsedWindowCores, settings.demand),
         mem: vm.memBytes,
         disk: vm.diskBytesPerSec ?? 0,
         net: vm.netBytesPerSec ?? 0,
         inFlight: false,
         ignored: ignored.has(vm.name),
         moved: false,
-        antiHard: [],
-        antiSoft: [],
-        affinityHard: [],
-        affinitySoft: [],
+        // Shared empty lists; a VM named in a rule gets its own (see below).
+        antiHard: NONE,
+        antiSoft: NONE,
+        affinityHard: NONE,
+        affinitySoft: NONE,
         mustHosts: null,
         shouldHosts: null,
       };
@@ -148,8 +154,9 @@ export class Cluster {
       const members = group.vms.map((name) => this.vmByName.get(name)).filter((i): i is number => i !== undefined);
       for (const member of members) {
         const vm = this.vms[member]!;
-        const list = group.kind === 'anti-affinity' ? (group.hard ? vm.antiHard : vm.antiSoft) : group.hard ? vm.affinityHard : vm.affinitySoft;
-        for (const other of members) if (other !== member) list.push({ rule: group.name, vm: other });
+        const key = group.kind === 'anti-affinity' ? (group.hard ? 'antiHard' : 'antiSoft') : group.hard ? 'affinityHard' : 'affinitySoft';
+        if (vm[key] === NONE) vm[key] = [];
+        for (const other of members) if (other !== member) vm[key].push({ rule: group.name, vm: other });
       }
     }
     for (const pin of snapshot.rules.pins) {
@@ -178,6 +185,12 @@ export class Cluster {
       }
     }
     for (const h of this.hosts) if (h.usable) this.addToScore(h, 1);
+  }
+
+  /** VM index by name, built on first use (only rules, in-flight migrations and checkMove need it). */
+  get vmByName(): ReadonlyMap<string, number> {
+    if (!this.vmIndexByName) this.vmIndexByName = new Map(this.vms.map((vm) => [vm.name, vm.index]));
+    return this.vmIndexByName;
   }
 
   /** Normalised use of a host for one resource (1 = full). */

@@ -5,21 +5,23 @@
  *
  * Hosts are tried from the least loaded (fewest VMs, least CPU). A host is emptied only if a trial
  * placement of all its VMs succeeds (best fit: the most loaded receiver that stays under
- * 1 − headroom for CPU and memory); then as many of those moves as the limits allow are planned,
+ * min(1 − headroom, overload's low watermark) for CPU and memory, so the overload policy of the next
+ * round does not undo the packing); then as many of those moves as the limits allow are planned,
  * and the rest follow in the next rounds.
  */
 import type { Plan, Snapshot } from '../src/model/index.ts';
 import { Cluster, type HostLoad, type VmLoad } from './cluster.ts';
 import { sourceRefusal, vmRefusal, type Refusal } from './constraints.ts';
-import { byKeyThenName, describeRefusals, findDestination } from './placement.ts';
+import { byKeyThenName, describeRefusals, findDestination, reposition } from './placement.ts';
 import { cpuShare, pct, PlanBuilder } from './plan-builder.ts';
 import type { PolicySettings } from './settings.ts';
 
-export function consolidate(snapshot: Snapshot, settings: PolicySettings, budget = settings.limits.movesPerRound): Plan {
-  const cluster = new Cluster(snapshot, settings);
+export function consolidate(snapshot: Snapshot, settings: PolicySettings, budget = settings.limits.movesPerRound, demandByVm?: ReadonlyMap<string, number>): Plan {
+  const cluster = new Cluster(snapshot, settings, settings.weights, demandByVm);
   const plan = new PlanBuilder('consolidate', cluster, budget);
   const { headroom, spareHosts } = settings.consolidate;
-  const fill = 1 - headroom;
+  // Never pack above the overload policy's low watermark, or the next round's overload would undo it.
+  const fill = Math.min(1 - headroom, settings.overload.lowWatermark);
   const usable = cluster.hosts.filter((h) => h.usable);
   const emptied = new Set<number>();
   const fits = (vm: VmLoad) => (dest: HostLoad): Refusal | null =>
@@ -47,14 +49,16 @@ export function consolidate(snapshot: Snapshot, settings: PolicySettings, budget
     emptied.add(host.index);
     const trial: { vm: VmLoad; dest: HostLoad }[] = [];
     let failed: string | null = null;
+    const receiverKey = (h: HostLoad) => -cpuShare(h);
+    const receivers = usable.slice().sort(byKeyThenName(receiverKey));
     for (const vm of vms) {
-      const receivers = usable.slice().sort(byKeyThenName((h) => -cpuShare(h)));
       const found = findDestination(cluster, vm, receivers, fits(vm), { ignoreLimits: true });
       if (!found.dest) {
         failed = `${vm.name} fits nowhere with ${pct(headroom)} headroom: ${describeRefusals(found.refused)}`;
         break;
       }
       cluster.apply(vm, found.dest);
+      reposition(receivers, found.dest, receiverKey);
       trial.push({ vm, dest: found.dest });
     }
     for (const step of trial.slice().reverse()) cluster.revert(step.vm, host);

@@ -12,8 +12,8 @@ import { byKeyThenName, describeRefusals, findDestination } from './placement.ts
 import { cpuShare, memShare, pct, PlanBuilder } from './plan-builder.ts';
 import type { PolicySettings } from './settings.ts';
 
-export function evacuate(snapshot: Snapshot, settings: PolicySettings, budget = settings.limits.movesPerRound): Plan {
-  const cluster = new Cluster(snapshot, settings);
+export function evacuate(snapshot: Snapshot, settings: PolicySettings, budget = settings.limits.movesPerRound, demandByVm?: ReadonlyMap<string, number>): Plan {
+  const cluster = new Cluster(snapshot, settings, settings.weights, demandByVm);
   const plan = new PlanBuilder('evacuate', cluster, budget);
   const high = settings.overload.highWatermark;
   const maintenance = cluster.hosts.filter((h) => h.state.maintenance).sort(byKeyThenName(() => 0));
@@ -22,7 +22,8 @@ export function evacuate(snapshot: Snapshot, settings: PolicySettings, budget = 
     return plan.build();
   }
   const usable = cluster.hosts.filter((h) => h.usable);
-  const destinations = () => usable.slice().sort(byKeyThenName((h) => cpuShare(h) + memShare(h) / 1000));
+  const sign = settings.overload.destinationOrder === 'best-fit' ? -1 : 1;
+  const destinations = () => usable.slice().sort(byKeyThenName((h) => sign * (cpuShare(h) + memShare(h) / 1000)));
   for (const host of maintenance) {
     if (host.state.status !== 'up') {
       plan.notes.push(`${host.name} is in maintenance but ${host.state.status}: its VMs cannot be moved live`);

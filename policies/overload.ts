@@ -13,12 +13,12 @@
 import type { Plan, Snapshot } from '../src/model/index.ts';
 import { Cluster, type HostLoad, type VmLoad } from './cluster.ts';
 import { sourceRefusal, vmRefusal, type Refusal } from './constraints.ts';
-import { byKeyThenName, describeRefusals, findDestination } from './placement.ts';
+import { byKeyThenName, describeRefusals, findDestination, reposition } from './placement.ts';
 import { cpuShare, memShare, pct, PlanBuilder } from './plan-builder.ts';
 import type { PolicySettings } from './settings.ts';
 
-export function overload(snapshot: Snapshot, settings: PolicySettings, budget = settings.limits.movesPerRound): Plan {
-  const cluster = new Cluster(snapshot, settings);
+export function overload(snapshot: Snapshot, settings: PolicySettings, budget = settings.limits.movesPerRound, demandByVm?: ReadonlyMap<string, number>): Plan {
+  const cluster = new Cluster(snapshot, settings, settings.weights, demandByVm);
   const plan = new PlanBuilder('overload', cluster, budget);
   const { highWatermark: high, lowWatermark: low } = settings.overload;
   const usable = cluster.hosts.filter((h) => h.usable);
@@ -32,7 +32,7 @@ export function overload(snapshot: Snapshot, settings: PolicySettings, budget = 
     );
     return plan.build();
   }
-  // Destinations: least loaded first (CPU, then memory).
+  // Destinations: least loaded first (CPU, then memory), or most loaded first for best fit.
   const underLow = (vm: VmLoad) => (dest: HostLoad): Refusal | null =>
     (dest.cpu + vm.cpu) / dest.cpuCores > low || (dest.mem + vm.mem) / dest.memBytes > low
       ? { reason: 'DEST_OVER_LOW_WATERMARK', detail: `${dest.name} would be above low ${pct(low)}` }
@@ -60,7 +60,9 @@ export function overload(snapshot: Snapshot, settings: PolicySettings, budget = 
       else if (relief(vm) > 0) candidates.push(vm);
     }
     candidates.sort(byKeyThenName((vm) => vm.mem / relief(vm)));
-    const destinations = () => usable.slice().sort(byKeyThenName((h) => cpuShare(h) + memShare(h) / 1000));
+    const sign = settings.overload.destinationOrder === 'best-fit' ? -1 : 1;
+    const destKey = (h: HostLoad) => sign * (cpuShare(h) + memShare(h) / 1000);
+    const destinations = () => usable.slice().sort(byKeyThenName(destKey));
     let order = destinations();
     // Greedy placement (tentative: applied to the working state, reverted below).
     const picked: { vm: VmLoad; dest: HostLoad }[] = [];
@@ -73,7 +75,7 @@ export function overload(snapshot: Snapshot, settings: PolicySettings, budget = 
       }
       cluster.apply(vm, found.dest);
       picked.push({ vm, dest: found.dest });
-      order = destinations();
+      reposition(order, found.dest, destKey);
     }
     // Drop VMs the set does not need, largest memory first.
     for (const pick of picked.slice().sort((a, b) => b.vm.mem - a.vm.mem || (a.vm.name < b.vm.name ? -1 : 1))) {

@@ -45,3 +45,21 @@ export function describeRefusals(refused: Map<SkipReason, number>): string {
 export function byKeyThenName<T extends { name: string }>(key: (item: T) => number): (a: T, b: T) => number {
   return (a, b) => key(a) - key(b) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
 }
+
+/**
+ * Keeps `order` sorted after `host`'s key changed (one host per move): remove it, binary-insert it.
+ * O(hosts) instead of re-sorting all hosts after every move.
+ */
+export function reposition<T extends { name: string }>(order: T[], item: T, key: (item: T) => number): void {
+  const at = order.indexOf(item);
+  if (at >= 0) order.splice(at, 1);
+  const compare = byKeyThenName(key);
+  let low = 0;
+  let high = order.length;
+  while (low < high) {
+    const mid = (low + high) >> 1;
+    if (compare(order[mid]!, item) < 0) low = mid + 1;
+    else high = mid;
+  }
+  order.splice(low, 0, item);
+}

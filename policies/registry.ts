@@ -9,7 +9,8 @@ import { evacuate } from './evacuate.ts';
 import { overload } from './overload.ts';
 import { DEFAULT_SETTINGS, type PolicySettings } from './settings.ts';
 
-export type PolicyFunction = (snapshot: Snapshot, settings: PolicySettings, budget?: number) => Plan;
+/** `budget`: moves left in the round; `demandByVm`: predicted demand already computed for this snapshot. */
+export type PolicyFunction = (snapshot: Snapshot, settings: PolicySettings, budget?: number, demandByVm?: ReadonlyMap<string, number>) => Plan;
 
 export interface PolicyEntry {
   name: PolicyName;

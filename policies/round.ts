@@ -5,6 +5,7 @@
  */
 import type { Plan, Snapshot } from '../src/model/index.ts';
 import { applyMovesToSnapshot } from './cluster.ts';
+import { predictDemand } from './demand.ts';
 import { POLICIES, type PolicyName } from './registry.ts';
 import type { PolicySettings } from './settings.ts';
 
@@ -13,12 +14,17 @@ export interface RoundPlan extends Plan {
   plans: Plan[];
 }
 
-export function planRound(snapshot: Snapshot, settings: PolicySettings, policyNames: readonly PolicyName[]): RoundPlan {
+export function planRound(snapshot: Snapshot, roundSettings: PolicySettings, policyNames: readonly PolicyName[]): RoundPlan {
+  // A consolidating round sends relieved and evacuated VMs to the fullest host that fits, so the
+  // hosts consolidation is emptying are not refilled by the policies before it.
+  const settings: PolicySettings = policyNames.includes('consolidate') ? { ...roundSettings, overload: { ...roundSettings.overload, destinationOrder: 'best-fit' } } : roundSettings;
   const plans: Plan[] = [];
+  // Moves do not change a VM's window: predict every VM's demand once for the whole round.
+  const demandByVm = new Map(snapshot.vms.map((vm) => [vm.name, predictDemand(vm.cpuUsedWindowCores, settings.demand)]));
   let current = snapshot;
   let budget = settings.limits.movesPerRound;
   for (const name of policyNames) {
-    const plan = POLICIES[name].run(current, settings, budget);
+    const plan = POLICIES[name].run(current, settings, budget, demandByVm);
     plans.push(plan);
     budget -= plan.moves.length;
     if (plan.moves.length > 0) {

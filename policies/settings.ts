@@ -60,7 +60,16 @@ export interface PolicySettings {
   /** Score units a move pays per soft rule it breaks (and earns per soft rule it repairs). */
   softRulePenalty: number;
   balance: { threshold: ThresholdLevel };
-  overload: { highWatermark: number; lowWatermark: number };
+  overload: {
+    highWatermark: number;
+    lowWatermark: number;
+    /**
+     * Where relieved VMs (overload) and evacuated VMs go: `least-loaded` spreads them (balancing);
+     * `best-fit` fills the most loaded host that still fits, leaving light hosts alone so
+     * consolidation can empty them. planRound picks `best-fit` when the round consolidates.
+     */
+    destinationOrder: 'least-loaded' | 'best-fit';
+  };
   consolidate: { headroom: number; spareHosts: number };
 }
 
@@ -69,7 +78,7 @@ export const DEFAULT_SETTINGS: PolicySettings = {
   weights: { cpu: 1, mem: 1, disk: 0, net: 0 },
   diskCapacityBytesPerSec: 1e9,
   netCapacityBytesPerSec: 1.25e9,
-  demand: { percentile: 0.9, horizonMs: 10 * 60_000, sampleIntervalMs: 60_000, smoothingAlpha: 0.5, maxWindowSamples: 60 },
+  demand: { percentile: 0.5, horizonMs: 10 * 60_000, sampleIntervalMs: 60_000, smoothingAlpha: 0.5, maxWindowSamples: 60 },
   cost: { bandwidthBytesPerSec: 1024 ** 3, maxPrecopyRounds: 30, loadSlowdown: 1, scorePerSecond: 0.001 },
   limits: {
     movesPerRound: 10,
@@ -81,7 +90,7 @@ export const DEFAULT_SETTINGS: PolicySettings = {
   },
   softRulePenalty: 0.05,
   balance: { threshold: 3 },
-  overload: { highWatermark: 0.8, lowWatermark: 0.6 },
+  overload: { highWatermark: 0.8, lowWatermark: 0.6, destinationOrder: 'least-loaded' },
   consolidate: { headroom: 0.2, spareHosts: 1 },
 };
 

@@ -32,7 +32,7 @@ export function policySettingsFromConfig(config: LbvmConfig): PolicySettings {
       pingPongWindowMs: Math.max(DEFAULT_SETTINGS.limits.pingPongWindowMs, 4 * config.limits.cooldown),
     },
     balance: { threshold: p.balance.threshold as ThresholdLevel },
-    overload: { highWatermark: p.overload.highWatermark, lowWatermark: p.overload.lowWatermark },
+    overload: { ...DEFAULT_SETTINGS.overload, highWatermark: p.overload.highWatermark, lowWatermark: p.overload.lowWatermark },
     consolidate: { headroom: p.consolidate.headroom, spareHosts: p.consolidate.spareHosts },
   };
 }

@@ -31,6 +31,8 @@ export interface SimOptions {
   settings: PolicySettings;
   /** Window entries the policy sees (default: 6 = 30 minutes of 5-minute steps). */
   windowSamples?: number;
+  /** A planner to use instead of `policy` (the label still names it), e.g. to record plans. */
+  planner?: (snapshot: Snapshot) => Plan;
   /** Called after each step's plan with the moves that will apply before the next step. */
   onStep?: (t: number, moves: { vm: string; from: string; to: string }[]) => void;
 }
@@ -106,7 +108,7 @@ export function initialPlacement(trace: Trace, hosts: number, initial?: Record<s
 
 export function simulate(trace: Trace, options: SimOptions): SimResult {
   const { hosts: hostCount, hostCores, hostMemBytes } = options;
-  const planner = plannerFor(options.policy, options.settings);
+  const planner = options.planner ?? plannerFor(options.policy, options.settings);
   const window = options.windowSamples ?? 6;
   const placement = initialPlacement(trace, hostCount, options.initial);
   const lastMoveMs: (number | undefined)[] = new Array(trace.vms.length).fill(undefined);

@@ -182,7 +182,7 @@ export function readBitbrains(dir: string): Trace {
     vms.push({ name, vcpus, memBytes, cpuCores: cpu, memUsedBytes: mem });
   }
   if (allOff.length) notes.push(`left out ${allOff.length} VM(s) off on every row (0 cores): ${allOff.join(', ')}`);
-  if (duplicateSteps) notes.push(`${duplicateSteps} row(s) fell on an already filled step (duplicate timestamps); averaged`);
+  if (duplicateSteps) notes.push(`${duplicateSteps} row(s) fell on an already filled step (duplicate timestamps, or uneven intervals rounding to one step); averaged`);
   if (filledSteps) notes.push(`${filledSteps} VM-step(s) had no row (gaps); the previous value was held`);
   vms.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   return { name: path.basename(path.resolve(dir)), format: 'bitbrains', stepMs: STEP_MS, startMs: t0 * 1000, steps, vms, notes };

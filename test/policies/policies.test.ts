@@ -181,6 +181,28 @@ describe('policies: consolidate and checkMove', () => {
     assert.match(plan.notes.join('\n'), /can be powered down: h\d/);
   });
 
+  it('a round passes consolidate\'s power-down hosts on and gives the same plan for the same snapshot', () => {
+    const hosts = Array.from({ length: 5 }, (_, i) => host(`h${i}`));
+    const s = snapshot(hosts, Array.from({ length: 5 }, (_, i) => vm(`v${i}`, `h${i}`, 0.5)));
+    const settings = withSettings({ limits: { movesPerRound: 10, migrationsPerSourceHost: 5, migrationsPerDestinationHost: 5, migrationsInCluster: 10 } });
+    const round = planRound(s, settings, ['evacuate', 'overload', 'consolidate']);
+    assert.deepEqual(round, planRound(structuredClone(s), settings, ['evacuate', 'overload', 'consolidate']));
+    assert.deepEqual(round.plans.map((p) => p.policy), ['evacuate', 'overload', 'consolidate']);
+    assert.ok(round.moves.length > 0 && round.moves.every((m) => m.policy === 'consolidate'));
+    assert.ok((round.powerDownHosts ?? []).length > 0, JSON.stringify(round.notes));
+    assert.ok(round.notes.some((n) => n.startsWith('evacuate: nothing to do')));
+  });
+
+  it('in a consolidating round, overload sends VMs to the fullest host that fits, not the emptiest', () => {
+    const hosts = [host('h0'), host('h1'), host('h2'), host('h3')];
+    // h0 hot; h1 at 37%, h2 at 6%, h3 at 25%: alone, overload picks h2; packing, it picks h1.
+    const vms = [vm('a', 'h0', 0.7), vm('b', 'h0', 6.3), vm('c', 'h1', 3), vm('d', 'h2', 0.5), vm('e', 'h3', 2)];
+    const s = snapshot(hosts, vms);
+    const settings = withSettings({ limits: { movesPerRound: 1 } });
+    assert.equal(planRound(s, settings, ['overload', 'balance']).moves[0]!.to, 'h2');
+    assert.equal(planRound(s, settings, ['overload', 'consolidate']).moves[0]!.to, 'h1');
+  });
+
   it('checkMove refuses hard rules by name and leaves soft ones to --force', () => {
     const base = hotCluster();
     const s: Snapshot = {

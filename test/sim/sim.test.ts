@@ -126,6 +126,16 @@ describe('simulate', () => {
     assert.ok(lbvm.meanImbalance < none.meanImbalance);
   });
 
+  it('a consolidating round runs the day on fewer hosts without more overloaded host-steps', () => {
+    const trace = readTrace(PLANETLAB_DAY, 'planetlab');
+    const options = { hosts: 60, hostCores: 4, hostMemBytes: 64 * 1024 ** 3, settings: simSettings };
+    const none = simulate(trace, { ...options, policy: 'none' }).summary;
+    const packed = simulate(trace, { ...options, policy: 'evacuate,overload,consolidate' }).summary;
+    assert.equal(none.meanActiveHosts, 60);
+    assert.ok(packed.meanActiveHosts < 50, `mean active hosts ${packed.meanActiveHosts}`);
+    assert.ok(packed.overloadedHostSteps <= none.overloadedHostSteps, `${packed.overloadedHostSteps} vs ${none.overloadedHostSteps}`);
+  });
+
   it('refuses --initial naming a VM not in the trace or a host out of range', () => {
     const trace = readTrace(smallPlanetLab(4, 3), 'planetlab');
     const options = { hosts: 2, hostCores: 4, hostMemBytes: 1024 ** 3 * 8, policy: 'balance', settings: DEFAULT_SETTINGS };

@@ -6,8 +6,8 @@
 import fs from 'node:fs';
 import { Command } from 'commander';
 import type { ThresholdLevel } from '../../../policies/index.ts';
-import { policySettingsFromConfig } from '../../config/policy-settings.ts';
 import { UsageError } from '../../errors.ts';
+import { simulationSettings } from '../../sim/settings.ts';
 import { simulate, type SimResult } from '../../sim/simulate.ts';
 import { readTrace, TRACE_FORMATS } from '../../sim/traces.ts';
 import { teach } from '../help.ts';
@@ -110,14 +110,14 @@ export function simulateCommand(): Command {
   teach(command, {
     summary: 'replay a real utilisation trace through a policy and score the result',
     details:
-      'Hosts are h0 … h{N-1}. Step 0 places VMs from --initial (a JSON object VM → host) or round-robin in\n' +
-      'sorted name order. At step t the policy sees demands up to t; its moves apply before step t+1 is scored.\n' +
-      'Policies: balance, overload, consolidate, evacuate, several joined by commas (one round), or the\n' +
-      'baselines none, proxlb, xo. Other settings (watermarks, limits, weights) come from the config.',
+      'Hosts are h0 … h{N-1}. Step 0 places VMs from --initial (a JSON object VM → host) or round-robin in sorted name order. ' +
+      'At step t the policy sees demands up to t; its moves apply before step t+1 is scored.\n\n' +
+      'Policies: balance, overload, consolidate, evacuate, several joined by commas (one monitor round), ' +
+      'or the baselines none, proxlb, xo. Other settings (watermarks, limits, cooldown, weights) come from the config.',
     examples: [
       'lbvm simulate --trace ../shared/traces/planetlab/20110303 --format planetlab --hosts 60 --host-cores 4',
       'lbvm simulate --trace ../shared/traces/planetlab/20110303 --format planetlab --hosts 60 --host-cores 4 --policy balance --threshold 5 --json',
-      'lbvm simulate --trace ../shared/traces/bitbrains-rnd/2013-8 --format bitbrains --hosts 14 --host-cores 16 --host-mem-gib 512 --moves-out moves.jsonl',
+      'lbvm simulate --trace ../shared/traces/bitbrains-rnd/2013-8 --format bitbrains --hosts 13 --host-cores 16 --host-mem-gib 1024 --policy evacuate,overload,balance --moves-out moves.jsonl',
     ],
   });
   command
@@ -141,15 +141,7 @@ export function simulateCommand(): Command {
     const threshold = options.threshold === undefined ? config.policies.balance.threshold : number(options.threshold, '--threshold', { integer: true, min: 1, max: 5 });
     const initial = options.initial ? readInitial(options.initial) : undefined;
     const trace = readTrace(traceDir, format);
-    const base = policySettingsFromConfig(config);
-    const settings = {
-      ...base,
-      balance: { threshold: threshold as ThresholdLevel },
-      // Trace steps are 5 minutes apart; the window covers monitor.window of them.
-      demand: { ...base.demand, sampleIntervalMs: trace.stepMs, maxWindowSamples: Math.max(1, Math.round(config.monitor.window / trace.stepMs)) },
-      // PlanetLab has no memory data (every VM gets the same made-up size): balance CPU only.
-      weights: trace.format === 'planetlab' ? { ...base.weights, mem: 0, disk: 0, net: 0, cpu: base.weights.cpu || 1 } : base.weights,
-    };
+    const settings = simulationSettings(config, trace, threshold as ThresholdLevel);
     let movesOut: number | null = null;
     if (options.movesOut) {
       try {

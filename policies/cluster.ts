@@ -5,7 +5,7 @@
  * sees its own earlier moves, and the per-host and per-round limits count them.
  */
 import type { HostState, Move, Snapshot, VmState } from '../src/model/index.ts';
-import { predictDemand } from './demand.ts';
+import { vmDemand } from './demand.ts';
 import type { PolicySettings, ResourceWeights } from './settings.ts';
 
 export const RESOURCES = ['cpu', 'mem', 'disk', 'net'] as const;
@@ -87,11 +87,11 @@ export class Cluster {
     this.nowMs = snapshot.nowMs;
     this.weightList = RESOURCES.map((r) => Math.max(0, weights[r]));
     this.weightTotal = this.weightList.reduce((a, b) => a + b, 0);
-    const hostEstimate: number[] = [];
+    const hostLatest: number[] = [];
     for (const host of snapshot.hosts) {
       const index = this.hosts.length;
       this.hostByName.set(host.name, index);
-      hostEstimate.push(host.cpuUsedWindowCores.length > 0 ? predictDemand(host.cpuUsedWindowCores, settings.demand) : 0);
+      hostLatest.push(host.cpuUsedWindowCores.length > 0 ? host.cpuUsedWindowCores[host.cpuUsedWindowCores.length - 1]! : 0);
       this.hosts.push({
         index,
         name: host.name,
@@ -110,6 +110,7 @@ export class Cluster {
       });
     }
     const ignored = new Set(snapshot.rules.ignoredVms);
+    const vmLatestByHost = new Array<number>(this.hosts.length).fill(0);
     for (const vm of snapshot.vms) {
       const index = this.vms.length;
       const host = this.hostByName.get(vm.host) ?? -1;
@@ -118,7 +119,7 @@ export class Cluster {
         name: vm.name,
         state: vm,
         host,
-        cpu: demandByVm?.get(vm.name) ?? predictDemand(vm.cpuUsedWindowCores, settings.demand),
+        cpu: demandByVm?.get(vm.name) ?? vmDemand(vm, settings.demand),
         mem: vm.memBytes,
         disk: vm.diskBytesPerSec ?? 0,
         net: vm.netBytesPerSec ?? 0,
@@ -136,6 +137,7 @@ export class Cluster {
       this.vms.push(load);
       if (host >= 0) {
         const h = this.hosts[host]!;
+        vmLatestByHost[host] += vm.cpuUsedWindowCores.length > 0 ? vm.cpuUsedWindowCores[vm.cpuUsedWindowCores.length - 1]! : 0;
         h.vms.push(index);
         h.cpu += load.cpu;
         h.mem += load.mem;
@@ -144,8 +146,11 @@ export class Cluster {
       }
     }
     for (const h of this.hosts) {
-      // The host's own estimate also holds what no VM accounts for (host processes, overhead).
-      h.cpu = Math.max(h.cpu, hostEstimate[h.index]!);
+      // What no VM accounts for (host processes, hypervisor overhead): the latest host measurement
+      // minus its VMs' latest measurements, never negative. Not the host's own window with a trend:
+      // that window holds the load of VMs that have since moved (and a trend across an arrival
+      // extrapolates the jump), so the host's demand is its VMs' predicted demand plus this.
+      h.cpu += Math.max(0, hostLatest[h.index]! - vmLatestByHost[h.index]!);
       h.mem = Math.max(h.mem, h.state.memUsedBytes);
       h.disk = Math.max(h.disk, h.state.diskBytesPerSec ?? 0);
       h.net = Math.max(h.net, h.state.netBytesPerSec ?? 0);

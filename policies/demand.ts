@@ -57,3 +57,12 @@ export function predictDemand(window: readonly number[], settings: DemandSetting
   }
   return Math.max(0, level + trend);
 }
+
+/**
+ * A VM's CPU demand estimate: `predictDemand` of its window, never more than its vCPUs (a guest
+ * cannot use more cores than it has, whatever its trend says).
+ */
+export function vmDemand(vm: { cpuUsedWindowCores: readonly number[]; vcpus: number }, settings: DemandSettings): number {
+  const predicted = predictDemand(vm.cpuUsedWindowCores, settings);
+  return vm.vcpus > 0 ? Math.min(predicted, vm.vcpus) : predicted;
+}

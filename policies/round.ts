@@ -5,7 +5,7 @@
  */
 import type { Plan, Snapshot } from '../src/model/index.ts';
 import { applyMovesToSnapshot } from './cluster.ts';
-import { predictDemand } from './demand.ts';
+import { vmDemand } from './demand.ts';
 import { POLICIES, type PolicyName } from './registry.ts';
 import type { PolicySettings } from './settings.ts';
 
@@ -20,7 +20,7 @@ export function planRound(snapshot: Snapshot, roundSettings: PolicySettings, pol
   const settings: PolicySettings = policyNames.includes('consolidate') ? { ...roundSettings, overload: { ...roundSettings.overload, destinationOrder: 'best-fit' } } : roundSettings;
   const plans: Plan[] = [];
   // Moves do not change a VM's window: predict every VM's demand once for the whole round.
-  const demandByVm = new Map(snapshot.vms.map((vm) => [vm.name, predictDemand(vm.cpuUsedWindowCores, settings.demand)]));
+  const demandByVm = new Map(snapshot.vms.map((vm) => [vm.name, vmDemand(vm, settings.demand)]));
   let current = snapshot;
   let budget = settings.limits.movesPerRound;
   for (const name of policyNames) {

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { imbalance, planRound, POLICIES, predictDemand, withSettings, type PolicySettings } from '../../policies/index.ts';
+import { imbalance, planRound, POLICIES, vmDemand, withSettings, type PolicySettings } from '../../policies/index.ts';
 import type { Plan, Snapshot } from '../../src/model/index.ts';
 import { randomSnapshot, rng } from '../helpers/snapshot.ts';
 
@@ -64,7 +64,7 @@ function hardBreaks(s: Snapshot, plan: Plan, settings: PolicySettings, mandatory
     const here = s.vms.filter((v) => where.get(v.name) === name);
     const mem = here.reduce((total, v) => total + v.memBytes, 0) + s.inFlight.filter((f) => f.to === name && where.get(f.vm) !== name).reduce((t, f) => t + (vms.get(f.vm)?.memBytes ?? 0), 0);
     if (mem > h.memBytes) problems.push(`${name} memory overfilled: ${mem} > ${h.memBytes}`);
-    const cpu = here.reduce((total, v) => total + predictDemand(v.cpuUsedWindowCores, settings.demand), 0);
+    const cpu = here.reduce((total, v) => total + vmDemand(v, settings.demand), 0);
     if (cpu > h.cpuCores * settings.cpuOvercommit + 1e-9) problems.push(`${name} CPU over capacity: ${cpu.toFixed(2)} > ${h.cpuCores * settings.cpuOvercommit}`);
   }
   for (const group of s.rules.groups) {

@@ -1,7 +1,7 @@
 /** `lbm explain VM`: why a VM is where it is — its last moves and their reasons, its rules, what the plan says. */
 import { Command } from 'commander';
 import { policySettingsFromConfig } from '../../../config/policy-settings.ts';
-import { planRound, predictDemand } from '../../../../policies/index.ts';
+import { planRound, vmDemand } from '../../../../policies/index.ts';
 import { formatBytes } from '../../../units.ts';
 import { ago, findVm, openCluster } from '../../cluster.ts';
 import { CliContext } from '../../context.ts';
@@ -30,7 +30,7 @@ export function explainCommand(): Command {
         host: vm.host,
         vcpus: vm.vcpus,
         memBytes: vm.memBytes,
-        cpuEstimateCores: predictDemand(vm.cpuUsedWindowCores, settings.demand),
+        cpuEstimateCores: vmDemand(vm, settings.demand),
         rules: [
           ...rules.groups.filter((g) => g.vms.includes(name)).map((g) => ({ rule: g.name, kind: g.kind, hard: g.hard, with: g.vms.filter((v) => v !== name) })),
           ...rules.pins.filter((p) => p.vm === name).map((p) => ({ rule: p.name, kind: p.hard ? 'pin' : 'prefer', hard: p.hard, hosts: p.hosts })),

@@ -1,7 +1,7 @@
 /** `lbm hosts`, `lbm vms [--host H]` and `lbm jobs [--failed]`: tables of what LBVM sees. */
 import { Command } from 'commander';
 import { policySettingsFromConfig } from '../../../config/policy-settings.ts';
-import { predictDemand } from '../../../../policies/index.ts';
+import { vmDemand } from '../../../../policies/index.ts';
 import { formatBytes } from '../../../units.ts';
 import { ago, findHost, hostCpuUsed, openCluster } from '../../cluster.ts';
 import { CliContext } from '../../context.ts';
@@ -63,7 +63,7 @@ export function vmsCommand(): Command {
       .map((vm) => ({
         vm: vm.name, host: vm.host, vcpus: vm.vcpus, memBytes: vm.memBytes, memUsedBytes: vm.memUsedBytes,
         cpuUsedCores: vm.cpuUsedWindowCores[vm.cpuUsedWindowCores.length - 1] ?? 0,
-        cpuEstimateCores: predictDemand(vm.cpuUsedWindowCores, settings.demand),
+        cpuEstimateCores: vmDemand(vm, settings.demand),
         rules: [
           ...rules.groups.filter((g) => g.vms.includes(vm.name)).map((g) => `${g.kind}${g.hard ? '' : '(soft)'}:${g.name}`),
           ...rules.pins.filter((p) => p.vm === vm.name).map((p) => `${p.hard ? 'pin' : 'prefer'}:${p.hosts.join('|')}`),

@@ -23,7 +23,7 @@
  * spool instead, which is durable.
  */
 import { createHash } from 'node:crypto';
-import influx from 'influx';
+import { createRequire } from 'node:module';
 import type { IPoint } from 'influx';
 import { StoreUnavailable } from '../errors.ts';
 import type { Logger } from '../log.ts';
@@ -34,7 +34,15 @@ import { warnSkips } from './files.ts';
 import type { SampleStore, SampleStream, SampleWindowQuery, SkipReport, WriteReport } from './types.ts';
 import { DEFAULT_FUTURE_TOLERANCE_MS, SkipCounter, screenSamples, validateEvent, validateSample } from './validate.ts';
 
-const { InfluxDB, escape } = influx;
+// Loaded on first use: a collector writing to a files store does not pay for the client at start.
+const require = createRequire(import.meta.url);
+type InfluxModule = typeof import('influx');
+let loaded: InfluxModule | undefined;
+const influxModule = (): InfluxModule => (loaded ??= require('influx') as InfluxModule);
+const escape = {
+  quoted: (value: string) => influxModule().escape.quoted(value),
+  stringLit: (value: string) => influxModule().escape.stringLit(value),
+};
 
 export const RAW_POLICY = 'lbvm_raw';
 export const DOWNSAMPLED_POLICY = 'lbvm_5m';
@@ -103,7 +111,7 @@ function bodyOf(error: unknown): string {
 export class InfluxStore implements SampleStore {
   readonly kind = 'influx' as const;
   readonly displayUrl: string;
-  private readonly client: InstanceType<typeof InfluxDB>;
+  private readonly client: InstanceType<InfluxModule['InfluxDB']>;
   private readonly database: string;
   private schemaReady: Promise<void> | null = null;
 
@@ -111,7 +119,7 @@ export class InfluxStore implements SampleStore {
     this.displayUrl = options.displayUrl;
     const url = options.url;
     this.database = decodeURIComponent(url.pathname.replace(/^\//, ''));
-    this.client = new InfluxDB({
+    this.client = new (influxModule().InfluxDB)({
       host: url.hostname,
       port: url.port ? Number(url.port) : 8086,
       protocol: url.protocol === 'influxs:' ? 'https' : 'http',

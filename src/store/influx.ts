@@ -131,8 +131,13 @@ export class InfluxStore implements SampleStore {
   }
 
   /** A StoreUnavailable for `error`, with a message naming the URL (redacted) and, for 401/403, authentication. */
-  private failure<T extends Sample | LbvmEvent>(what: string, error: unknown, unwritten: T[]): StoreWriteFailed<T> {
-    const status = statusOf(error);
+  private failure<T extends Sample | LbvmEvent>(what: string, rawError: unknown, unwritten: T[]): StoreWriteFailed<T> {
+    const status = statusOf(rawError);
+    // The client's RequestError keeps the request, Authorization header included: never pass it on,
+    // where a logger serialising `cause` would print the credentials.
+    const error = status
+      ? Object.assign(new Error(`${status}: ${bodyOf(rawError)}`), { res: { statusCode: status } })
+      : Object.assign(new Error(bodyOf(rawError)), { code: (rawError as NodeJS.ErrnoException)?.code });
     if (status === 401 || status === 403) {
       return new StoreAuthFailed(
         `InfluxDB at ${this.displayUrl} refused authentication (${status}) while ${what}: check the user and password in store.url (LBVM_STORE_URL)` +

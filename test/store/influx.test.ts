@@ -188,6 +188,19 @@ describe('influx store with authentication', () => {
         assert.match(error.message, /authentication/);
         assert.ok(error.message.includes(`127.0.0.1:${server.port}/authdb`), error.message);
         assert.ok(!error.message.includes('wrong-Pa55') && !error.message.includes(admin.password), error.message);
+        // Nothing reachable from the error (as a logger serialising it with its cause would) holds a secret.
+        const seen = new Set<unknown>();
+        const deep = JSON.stringify(error, (_key, value: unknown) => {
+          if (typeof value === 'object' && value !== null) {
+            if (seen.has(value)) return undefined;
+            seen.add(value);
+            if (value instanceof Error) return { ...value, message: value.message, cause: (value as { cause?: unknown }).cause };
+          }
+          return value;
+        });
+        for (const secret of ['wrong-Pa55', admin.password, Buffer.from(`${admin.username}:wrong-Pa55`).toString('base64')]) {
+          assert.ok(!deep.includes(secret), `the error carries a secret: ${deep.slice(0, 500)}`);
+        }
         return true;
       });
       const spool = new Spool({ dir: tmpDir(), maxBytes: 1e6, log: captured.log });

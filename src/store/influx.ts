@@ -315,7 +315,8 @@ export class InfluxStore implements SampleStore {
 
   private async select(text: string): Promise<{ columns: string[]; values: unknown[][] }[]> {
     try {
-      const raw = (await this.client.queryRaw(text, { precision: 'ms', database: this.database })) as {
+      // POST: a query naming many (or long) host names does not fit in a URL.
+      const raw = (await this.client.queryRaw(text, { precision: 'ms', database: this.database, method: 'POST' } as never)) as {
         results: { error?: string; series?: { columns: string[]; values: unknown[][] }[] }[];
       };
       checkResults(raw);
@@ -333,26 +334,27 @@ export class InfluxStore implements SampleStore {
     const nowMs = query.nowMs ?? Date.now();
     const futureToleranceMs = this.options.futureToleranceMs ?? DEFAULT_FUTURE_TOLERANCE_MS;
     const kinds = query.kinds ?? ['host', 'vm'];
-    const hostFilter =
-      query.hosts && query.hosts.length <= 200
-        ? ` AND (${query.hosts.map((host) => `"host" = ${escape.stringLit(encodeTag(host))}`).join(' OR ')})`
-        : '';
     const hostNames = query.hosts ? new Set(query.hosts) : null;
     async function* generate(): AsyncGenerator<Sample> {
       try {
         for (const kind of kinds) {
           const measurement = kind === 'host' ? HOST_MEASUREMENT : VM_MEASUREMENT;
-          // Time slices keep each answer bounded (the client buffers a whole answer in memory), and
-          // as few as that allows: every query costs InfluxDB a pass over all the series it touches.
-          let sliceMs = await store.sliceFor(kind, query.fromMs, query.toMs, hostFilter);
-          for (let from = query.fromMs; from <= query.toMs; ) {
-            const to = Math.min(query.toMs, from + sliceMs - 1);
-            const series = await store.select(
-              `SELECT * FROM ${escape.quoted(RAW_POLICY)}.${escape.quoted(measurement)} WHERE time >= ${from}ms AND time <= ${to}ms${hostFilter}`,
-            );
-            let rows = 0;
+          const plan = await store.planReads(kind, query);
+          // Two queries in flight (InfluxDB answers each on one core), answers used in plan order.
+          const inFlight: Promise<{ columns: string[]; values: unknown[][] }[]>[] = [];
+          let next = 0;
+          const launch = () => {
+            if (next >= plan.length) return;
+            const answer = store.select(plan[next++]!);
+            answer.catch(() => {}); // awaited below, in order; this only keeps an abandoned one quiet
+            inFlight.push(answer);
+          };
+          launch();
+          launch();
+          while (inFlight.length > 0) {
+            const series = await inFlight.shift()!;
+            launch();
             for (const { columns, values } of series) {
-              rows += values.length;
               for (const row of values) {
                 const record: Record<string, unknown> = { kind };
                 for (let index = 0; index < columns.length; index++) {
@@ -378,8 +380,6 @@ export class InfluxStore implements SampleStore {
                 yield verdict.value;
               }
             }
-            from = to + 1;
-            if (rows > 2 * ROWS_PER_QUERY) sliceMs = Math.max(60_000, Math.floor(sliceMs / 2));
           }
         }
       } finally {
@@ -395,18 +395,46 @@ export class InfluxStore implements SampleStore {
   }
 
   /**
-   * The slice length that gives about ROWS_PER_QUERY rows per query, from a cheap count over the host
-   * samples (one series per host) and the VM count each host sample carries.
+   * The queries that read one kind of sample in a window. Each answer is held whole in memory by the
+   * client, and InfluxDB's cost grows with series x fields per query, so the window is cut into
+   * about ROWS_PER_QUERY rows per query: by groups of hosts (run two at a time, on both cores), and by
+   * time when there are more rows than hosts can split. The row count comes from a cheap query over
+   * the host samples (one series per host; each carries its VM count).
    */
-  async sliceFor(kind: Sample['kind'], fromMs: number, toMs: number, hostFilter: string): Promise<number> {
-    const windowMs = toMs - fromMs + 1;
-    const series = await this.select(
-      `SELECT count("cpuUsedCores"), sum("vmCount") FROM ${escape.quoted(RAW_POLICY)}.${escape.quoted(HOST_MEASUREMENT)} WHERE time >= ${fromMs}ms AND time <= ${toMs}ms${hostFilter}`,
+  async planReads(kind: Sample['kind'], query: SampleWindowQuery): Promise<string[]> {
+    const measurement = kind === 'host' ? HOST_MEASUREMENT : VM_MEASUREMENT;
+    const hostClause = (hosts: string[]) => ` AND (${hosts.map((host) => `"host" = ${escape.stringLit(host)}`).join(' OR ')})`;
+    const wanted = query.hosts ? [...new Set(query.hosts.map(encodeTag))] : null;
+    const counts = await this.select(
+      `SELECT count("cpuUsedCores"), sum("vmCount") FROM ${escape.quoted(RAW_POLICY)}.${escape.quoted(HOST_MEASUREMENT)} WHERE time >= ${query.fromMs}ms AND time <= ${query.toMs}ms${wanted ? hostClause(wanted) : ''}`,
     );
-    const [, hostRows, vmRows] = (series[0]?.values[0] ?? [0, 0, 0]) as [unknown, number | null, number | null];
+    const [, hostRows, vmRows] = (counts[0]?.values[0] ?? [0, 0, 0]) as [unknown, number | null, number | null];
     const rows = kind === 'host' ? (hostRows ?? 0) : (vmRows ?? (hostRows ?? 0) * 30);
-    const slices = Math.max(1, Math.ceil(rows / ROWS_PER_QUERY));
-    return Math.max(60_000, Math.ceil(windowMs / slices));
+    const pieces = rows > 10_000 ? Math.max(2, Math.ceil(rows / ROWS_PER_QUERY)) : 1;
+    let hosts = wanted;
+    if (!hosts && pieces > 1) {
+      const tagValues = await this.select(`SHOW TAG VALUES FROM ${escape.quoted(measurement)} WITH KEY = "host"`);
+      hosts = tagValues.flatMap((entry) => entry.values.map((row) => String(row[1])));
+    }
+    const groups: (string[] | null)[] = [];
+    if (!hosts || hosts.length === 0) groups.push(null);
+    else {
+      const count = Math.max(1, Math.min(pieces, hosts.length));
+      const size = Math.ceil(hosts.length / count);
+      for (let start = 0; start < hosts.length; start += size) groups.push(hosts.slice(start, start + size));
+    }
+    const slices = Math.max(1, Math.ceil(pieces / groups.length));
+    const sliceMs = Math.max(1, Math.ceil((query.toMs - query.fromMs + 1) / slices));
+    const plan: string[] = [];
+    for (let from = query.fromMs; from <= query.toMs; from += sliceMs) {
+      const to = Math.min(query.toMs, from + sliceMs - 1);
+      for (const group of groups) {
+        plan.push(
+          `SELECT * FROM ${escape.quoted(RAW_POLICY)}.${escape.quoted(measurement)} WHERE time >= ${from}ms AND time <= ${to}ms${group ? hostClause(group) : ''}`,
+        );
+      }
+    }
+    return plan;
   }
 
   async lastSampleTimes(options: { sinceMs?: number; nowMs?: number } = {}): Promise<Map<string, number>> {

@@ -85,6 +85,26 @@ describe('influx store', () => {
     assert.equal(events[2]!.downtimeMs, 3);
   });
 
+  it('reads a large window in pieces (groups of hosts, two queries at a time), every sample once', async () => {
+    const store = openStore(server.storeUrl('large'));
+    const t0 = Date.now() - 20 * 60_000;
+    const written: Sample[] = [];
+    for (let host = 0; host < 150; host++) {
+      for (const minute of [0, 1, 2]) {
+        const timeMs = t0 + minute * 60_000;
+        written.push(hostSample(`h${host}`, timeMs, { vmCount: 30 }));
+        for (let vm = 0; vm < 30; vm++) written.push(vmSample(`h${host}-v${vm}`, `h${host}`, timeMs));
+      }
+    }
+    assert.equal((await store.writeSamples(written)).written, written.length);
+    const plan = await (store as unknown as { planReads: (kind: string, query: object) => Promise<string[]> }).planReads('vm', { fromMs: t0, toMs: t0 + 3 * 60_000 });
+    assert.ok(plan.length >= 2, `a ${written.length}-sample window is read in ${plan.length} queries`);
+    const back = await readAll(store, t0, t0 + 3 * 60_000);
+    assert.equal(back.length, written.length);
+    const keys = new Set(back.map((sample) => `${sample.kind}|${sample.host}|${sample.kind === 'vm' ? sample.vm : ''}|${sample.timeMs}`));
+    assert.equal(keys.size, written.length, 'no sample twice');
+  });
+
   it('sets aside points InfluxDB refuses (type conflict, beyond retention) with a count, and does not retry them', async () => {
     const captured = captureLog();
     const store = openStore(server.storeUrl('refused'), { retentionMs: 86_400_000, log: captured.log });

@@ -228,13 +228,29 @@ export class InfluxStore implements SampleStore {
     } catch (error) {
       throw this.failure('creating the database', error, valid);
     }
-    for (let start = 0; start < valid.length; start += this.options.batchSize) {
-      const batch = valid.slice(start, start + this.options.batchSize);
-      try {
-        await this.writeBatch(batch, batch.map((sample) => this.toPoint(sample)), 'ms', report);
-      } catch (error) {
-        throw this.failure('writing samples', error, valid.slice(start));
+    // Two batches in flight: the client builds one while InfluxDB ingests the other. Points are keyed
+    // by series and time, so their arrival order does not matter; on a failure, exactly the batches
+    // not confirmed go back to the caller, in their original order.
+    const batches: Sample[][] = [];
+    for (let start = 0; start < valid.length; start += this.options.batchSize) batches.push(valid.slice(start, start + this.options.batchSize));
+    const done = new Array<boolean>(batches.length).fill(false);
+    let firstError: unknown;
+    let next = 0;
+    const worker = async () => {
+      while (firstError === undefined && next < batches.length) {
+        const index = next++;
+        const batch = batches[index]!;
+        try {
+          await this.writeBatch(batch, batch.map((sample) => this.toPoint(sample)), 'ms', report);
+          done[index] = true;
+        } catch (error) {
+          firstError ??= error;
+        }
       }
+    };
+    await Promise.all([worker(), worker()]);
+    if (firstError !== undefined) {
+      throw this.failure('writing samples', firstError, batches.filter((_batch, index) => !done[index]).flat());
     }
     if (report.rejected > rejected) {
       this.options.log?.warn(

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Sample } from '../../src/model/index.ts';
-import { deliver, openStore, Spool, StoreAuthFailed, type SampleStore } from '../../src/store/index.ts';
+import { deliver, openStore, Spool, StoreAuthFailed, StoreWriteFailed, type SampleStore } from '../../src/store/index.ts';
 import { startInflux, type InfluxServer } from '../helpers/influx.ts';
 import { tmpDir } from '../helpers/tmp.ts';
 import { hostSample, vmSample } from './builders.ts';
@@ -103,6 +103,24 @@ describe('influx store', () => {
     assert.equal(back.length, written.length);
     const keys = new Set(back.map((sample) => `${sample.kind}|${sample.host}|${sample.kind === 'vm' ? sample.vm : ''}|${sample.timeMs}`));
     assert.equal(keys.size, written.length, 'no sample twice');
+  });
+
+  it('a write in many batches that fails returns exactly the unwritten samples, in their order', async () => {
+    const store = openStore(server.storeUrl('batches'), { batchSize: 7 });
+    const t0 = Date.now() - 60_000;
+    await store.writeSamples([hostSample('n0', t0 - 1000)]);
+    const samples = Array.from({ length: 50 }, (_unused, index) => hostSample(`n${index}`, t0 + index));
+    await server.stop();
+    try {
+      await assert.rejects(store.writeSamples(samples), (error: Error) => {
+        assert.ok(error instanceof StoreWriteFailed);
+        assert.deepEqual(error.unwritten, samples);
+        return true;
+      });
+    } finally {
+      await server.start();
+    }
+    assert.equal((await store.writeSamples(samples)).written, 50);
   });
 
   it('sets aside points InfluxDB refuses (type conflict, beyond retention) with a count, and does not retry them', async () => {

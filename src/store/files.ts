@@ -65,6 +65,8 @@ function quickTime(text: string): number | null {
 /**
  * A write cut short (disk full, crash) can leave a last line without its newline; the next line
  * appended would then be glued to it and lost with it. End such a line first (readers skip it).
+ * When another process's line is being written at that moment, this adds an empty line after it,
+ * which readers skip too: harmless, unlike a glued line.
  */
 function endLineIfCut(fd: number): void {
   const { size } = fs.fstatSync(fd);

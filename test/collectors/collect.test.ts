@@ -47,6 +47,12 @@ describe('lbvm collect', () => {
     assert.equal(again.code, 0, again.stderr);
     assert.match(again.stdout, /^n1: CPU \d+\.\d\d\/\d+ cores, memory .*; wrote 1 samples\n$/);
     assert.equal((await readAll(`files:${path.join(cwd, 'samples')}`)).length, 2);
+    // Day folders past store.retention are removed by the collectors themselves.
+    fs.mkdirSync(path.join(cwd, 'samples', '2001-01-01'));
+    fs.writeFileSync(path.join(cwd, 'samples', '2001-01-01', 'n1.jsonl'), '');
+    const third = await runCli('lbvm', ['collect', '--host-only', '--node', 'n1', '--store', 'files:./samples'], { cwd, env: cleanEnv() });
+    assert.equal(third.code, 0, third.stderr);
+    assert.ok(!fs.existsSync(path.join(cwd, 'samples', '2001-01-01')));
   });
 
   it('refuses --host-only for a logical host, whose use is the sum of its guests', async () => {

@@ -107,9 +107,19 @@ export function collectCommand(): Command {
       batchSize: config.store.batchSize,
       log,
     };
+    // Retention of the files store: every collector removes day folders past store.retention
+    // (idempotent, so many collectors sharing a folder do no harm). InfluxDB expires data itself.
+    const prune = async () => {
+      try {
+        await store.prune();
+      } catch (error) {
+        log.warn({ store: store.displayUrl, error: (error as Error).message }, `could not remove old samples from ${store.displayUrl}: ${(error as Error).message}`);
+      }
+    };
     try {
       if (intervalMs === undefined) {
         const result = await collectRound(options);
+        await prune();
         output(flags, result, summary);
         if (result.delivery.authFailed) throw new StoreAuthFailed(result.delivery.storeError!, []);
         if (result.driverError) throw new ExitError(`the round was written without VMs: ${result.driverError}`, 1);
@@ -125,6 +135,7 @@ export function collectCommand(): Command {
         signal: controller.signal,
         onRound: (result) => {
           if (result instanceof Error) return;
+          void prune();
           if (flags.json) process.stdout.write(`${JSON.stringify(result)}\n`);
           else process.stdout.write(`${new Date(result.timeMs).toISOString()} ${summary(result)}\n`);
         },

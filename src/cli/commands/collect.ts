@@ -8,8 +8,7 @@ import { createDriver } from '../../drivers/index.ts';
 import type { Driver } from '../../drivers/driver.ts';
 import { ExitError, UsageError } from '../../errors.ts';
 import { loggerFor, logStartup } from '../../log.ts';
-import { openStore } from '../../store/index.ts';
-import { Spool } from '../../store/spool.ts';
+import { openStoreFor, spoolFor } from '../../store/index.ts';
 import { StoreAuthFailed } from '../../store/errors.ts';
 import { formatBytes, parseDurationMs } from '../../units.ts';
 import { teach } from '../help.ts';
@@ -90,13 +89,8 @@ export function collectCommand(): Command {
     if (capacity && flags.hostOnly) throw new UsageError(`--host-only: ${config.node} is a logical host whose use is the sum of its guests; it needs a driver`);
     // Without a driver there are no VMs; a driver that is not built yet says so here, loudly.
     const driver: Driver | null = flags.hostOnly ? null : await createDriver(config.collect.driver, { config, log });
-    const store = openStore(config.store.url, {
-      retentionMs: config.store.retention,
-      downsampleRetentionMs: config.store.downsampleRetention,
-      batchSize: config.store.batchSize,
-      log,
-    });
-    const spool = new Spool({ dir: path.resolve(config.store.spoolDir), maxBytes: config.store.spoolMaxBytes, log });
+    const store = openStoreFor(config, log);
+    const spool = spoolFor(config, log);
     const options: CollectOptions = {
       node: config.node,
       store,

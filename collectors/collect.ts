@@ -158,11 +158,12 @@ function logRound(log: Logger | undefined, result: RoundResult, store: string): 
       `store ${store} did not take this round: ${delivery.storeError}; spooled ${delivery.spooled} samples (${delivery.spoolBytes} bytes waiting), replayed on the next successful write`,
     );
   } else {
-    log.info(fields, `collected ${1 + result.vmSamples} samples of ${result.node}${delivery.replayed ? ` and replayed ${delivery.replayed} spooled` : ''}`);
+    // debug: the command prints the same line on stdout; stderr stays for what needs attention (cron mails it).
+    log.debug(fields, `collected ${1 + result.vmSamples} samples of ${result.node}${delivery.replayed ? ` and replayed ${delivery.replayed} spooled` : ''}`);
   }
   if (result.driverError) log.error({ node: result.node, error: result.driverError }, `could not list the VMs: ${result.driverError}`);
   if (result.vmsWithoutBaseline.length > 0) {
-    log.info({ vms: result.vmsWithoutBaseline.slice(0, 20) }, `${result.vmsWithoutBaseline.length} VMs have no CPU figure yet (no earlier counters); they are sampled from the next round`);
+    log.debug({ vms: result.vmsWithoutBaseline.slice(0, 20) }, `${result.vmsWithoutBaseline.length} VMs have no CPU figure yet (no earlier counters); they are sampled from the next round`);
   }
 }
 

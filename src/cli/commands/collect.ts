@@ -62,7 +62,7 @@ export function collectCommand(): Command {
       'store with their measurement time. When the store cannot take them they go to a local spool\n' +
       '(store.spoolDir, bounded by store.spoolMaxBytes) and are replayed, in order, on the next round.\n' +
       'A logical host (collect.hostUse) reports the sum of its guests and its configured capacity.\n' +
-      'Cron: * * * * * cd /var/lib/lbvm && lbvm collect --config /etc/lbvm/lbvm.yaml',
+      'Cron: * * * * * cd /var/lib/lbvm && lbvm collect --config /etc/lbvm/lbvm.yaml >/dev/null',
     examples: [
       'lbvm collect',
       'lbvm collect --every 10s --store files:/shared/lbvm/samples',

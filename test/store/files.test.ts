@@ -208,6 +208,47 @@ describe('files store', () => {
     assert.equal(samples.length, writers * rounds * 2);
   });
 
+  it('enters a large time-ordered file at the window (bisection), naming bad lines by their true line number', async () => {
+    const dir = tmpDir();
+    const captured = captureLog();
+    const store = openStore(`files:${dir}`, { log: captured.log });
+    const dayStart = Date.UTC(2026, 0, 12);
+    const file = path.join(dir, '2026-01-12', 'n1.jsonl');
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(file, 'garbage before everything\n'); // a full scan would report this line
+    const samples = Array.from({ length: 20_000 }, (_unused, index) => vmSample(`vm-${index % 30}`, 'n1', dayStart + 1000 + index * 4000));
+    await store.writeSamples(samples);
+    assert.ok(fs.statSync(file).size > 2 * 1024 * 1024, `${fs.statSync(file).size} bytes`);
+    assert.ok(!fs.existsSync(`${file}.unsorted`), 'written in time order: no marker');
+    // A corrupt line inside the last hour: its true line number is 1 (garbage) + 19_990 + 1.
+    const lines = fs.readFileSync(file, 'utf8').split('\n');
+    lines.splice(19_991, 0, `{"timeMs":${dayStart + 1000 + 19_990 * 4000},"kind":"vm", broken`);
+    fs.writeFileSync(file, lines.join('\n'));
+    const fromMs = dayStart + 1000 + 19_100 * 4000;
+    const toMs = dayStart + 1000 + 19_999 * 4000;
+    const result = await collect(store, { fromMs, toMs, nowMs: toMs });
+    assert.equal(result.samples.length, 900);
+    assert.deepEqual(result.samples.map((sample) => sample.timeMs), samples.slice(19_100).map((sample) => sample.timeMs));
+    assert.equal(result.skips.skipped, 1, JSON.stringify(result.skips));
+    assert.match(result.skips.examples[0]!, new RegExp(`${file.replace(/[.]/g, '\\.')}:19992: not valid JSON`));
+  });
+
+  it('a sample appended out of time order marks its file, which readers then scan whole: nothing is missed', async () => {
+    const dir = tmpDir();
+    const store = openStore(`files:${dir}`);
+    const dayStart = Date.UTC(2026, 0, 12);
+    const samples = Array.from({ length: 20_000 }, (_unused, index) => vmSample(`vm-${index % 30}`, 'n1', dayStart + 3_600_000 + index * 1000));
+    await store.writeSamples(samples);
+    const file = path.join(dir, '2026-01-12', 'n1.jsonl');
+    assert.ok(!fs.existsSync(`${file}.unsorted`));
+    // A round written while another replayed its spool: an old sample after newer ones.
+    const late = vmSample('late', 'n1', dayStart + 60_000);
+    await store.writeSamples([late]);
+    assert.ok(fs.existsSync(`${file}.unsorted`));
+    const result = await collect(store, { fromMs: dayStart, toMs: dayStart + 120_000, nowMs: dayStart + 86_400_000 });
+    assert.deepEqual(result.samples.map((sample) => (sample.kind === 'vm' ? sample.vm : '')), ['late']);
+  });
+
   it('prunes day folders older than the retention, samples and events', async () => {
     const dir = tmpDir();
     const store = openStore(`files:${dir}`, { retentionMs: 2 * 86_400_000 });

@@ -7,8 +7,9 @@
  * Each host appends only to its own files, and each line goes down in one write(2) on a descriptor
  * opened with O_APPEND, so concurrent writers never interleave inside a line and a crash leaves at
  * worst one truncated last line, which readers skip. Names are encoded (names.ts): no name can
- * reach outside DIR. Readers stream file by file in bounded chunks and skip bad lines with one
- * warning per read that names file:line.
+ * reach outside DIR. Readers stream file by file in bounded chunks, enter a time-ordered file at the
+ * window by bisection (see UNSORTED_SUFFIX), and skip bad lines with one warning per read that names
+ * file:line.
  */
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';

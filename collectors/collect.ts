@@ -10,7 +10,7 @@ import type { Logger } from '../src/log.ts';
 import type { HostSample, Sample, VmSample } from '../src/model/index.ts';
 import { deliver, type DeliveryReport, type Spool } from '../src/store/spool.ts';
 import type { SampleStore } from '../src/store/types.ts';
-import { readProc, type ProcReading } from './proc.ts';
+import { cpuCoresBetween, readProc, type ProcReading } from './proc.ts';
 import { hostSampleFromProc, logicalHostSample, vmSamplesFromInventory, type VmCounters } from './samples.ts';
 import { loadNodeState, saveNodeState } from './state.ts';
 
@@ -68,7 +68,9 @@ export async function collectRound(options: CollectOptions): Promise<RoundResult
       hostBefore &&
       hostAfter.timeMs - hostBefore.timeMs > 0 &&
       hostAfter.timeMs - hostBefore.timeMs <= MAX_BASELINE_AGE_MS &&
-      hostBefore.stat.cpuCount === hostAfter.stat.cpuCount;
+      hostBefore.stat.cpuCount === hostAfter.stat.cpuCount &&
+      // counters that went backwards (a reboot since) give no rate
+      cpuCoresBetween(hostBefore.stat, hostAfter.stat) !== null;
     if (!usable) {
       // First run, a stale or foreign state: measure a fresh baseline now.
       hostBefore = hostAfter;

@@ -7,8 +7,10 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { Worker } from 'node:worker_threads';
 import type { HostSample, Sample } from '../../src/model/index.ts';
-import { openStore } from '../../src/store/index.ts';
+import { collectRound } from '../../collectors/collect.ts';
+import { openStore, Spool } from '../../src/store/index.ts';
 import { cleanEnv, ROOT, runCli } from '../helpers/cli.ts';
 import { startInflux, type InfluxServer } from '../helpers/influx.ts';
 import { waitFor } from '../helpers/processes.ts';
@@ -76,6 +78,25 @@ describe('lbvm collect', () => {
     child.kill('SIGTERM');
     assert.equal(await exited, 0);
     assert.ok((await readAll(`files:${path.join(cwd, 'samples')}`)).length >= 2);
+  });
+});
+
+describe('collect round', () => {
+  it('ignores a saved /proc reading whose counters are ahead of now (a reboot since) and measures afresh', async () => {
+    const dir = tmpDir();
+    const stateFile = path.join(dir, 'state.json');
+    const store = openStore(`files:${path.join(dir, 'samples')}`);
+    const spool = new Spool({ dir: path.join(dir, 'spool'), maxBytes: 1e6 });
+    await collectRound({ node: 'r1', store, spool, driver: null, stateFile, baselineWaitMs: 50 });
+    // Pretend the machine had run far longer before: every counter in the saved state is huge.
+    const state = JSON.parse(fs.readFileSync(stateFile, 'utf8')) as { nodes: { r1: { proc: { stat: { total: Record<string, number> } } } } };
+    for (const key of Object.keys(state.nodes.r1.proc.stat.total)) state.nodes.r1.proc.stat.total[key]! += 1e12;
+    fs.writeFileSync(stateFile, JSON.stringify(state));
+    // A thread keeps one core busy during the baseline, so the true use is clearly above zero.
+    const burner = new Worker('const end = Date.now() + 1500; while (Date.now() < end) Math.sqrt(Math.random());', { eval: true });
+    const result = await collectRound({ node: 'r1', store, spool, driver: null, stateFile, baselineWaitMs: 300 });
+    await burner.terminate();
+    assert.ok(result.host.cpuUsedCores > 0, `cpuUsedCores ${result.host.cpuUsedCores}: a fresh baseline, not a made-up 0`);
   });
 });
 

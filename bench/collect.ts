@@ -161,7 +161,8 @@ process.stdout.write(
       notMeasured: 'a round with 20 real QEMU guests through the qemu driver (issue #5): the driver is not built in this branch, so its own cost (reading /proc/<pid>/stat and io, QMP query-balloon and query-status for 20 guests) is not included',
       target: { cpuMs: 300, rssMiB: 80 },
       hostOnlyMeetsTarget: cpuMs < 300 && rssMiB < 80,
-      finding: 'a fresh process is dominated by Node start and tsx transpiling/loading the sources (node --import tsx on an empty file alone: ~0.5 s CPU, ~78 MB RSS here); the round itself costs a few ms. Until LBVM ships compiled JS, run `lbvm collect --every 60s` as a service rather than from cron to stay within the budget.',
+      finding:
+        'a fresh process is dominated by Node start, the tsx loader (nodeWithTsxOnly) and loading the sources and their packages; the round itself costs a few ms of CPU (loopRound). The cron CPU target cannot be met while LBVM runs from TypeScript through tsx; `lbvm collect --every 60s` as a service meets the CPU budget, and RSS stays near the tsx floor.',
       machine: { cpus: os.cpus().length, load1Before: loadBefore, load1After: os.loadavg()[0], note: 'shared with other engineers running QEMU tests: timings are noisy' },
     },
     null,

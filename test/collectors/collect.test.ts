@@ -5,11 +5,14 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import type { HostSample, Sample } from '../../src/model/index.ts';
 import { collectRound } from '../../collectors/collect.ts';
+import { logicalCapacity } from '../../src/cli/commands/collect.ts';
+import { loadConfig } from '../../src/config/index.ts';
 import { openStore, Spool } from '../../src/store/index.ts';
 import { cleanEnv, ROOT, runCli } from '../helpers/cli.ts';
 import { startInflux, type InfluxServer } from '../helpers/influx.ts';
@@ -78,6 +81,23 @@ describe('lbvm collect', () => {
     child.kill('SIGTERM');
     assert.equal(await exited, 0);
     assert.ok((await readAll(`files:${path.join(cwd, 'samples')}`)).length >= 2);
+  });
+});
+
+describe('logical hosts (collect.hostUse)', () => {
+  const configWith = (yaml: string) => {
+    const dir = tmpDir();
+    fs.writeFileSync(path.join(dir, 'lbvm.yaml'), yaml);
+    return loadConfig({ cwd: dir, env: {} }).config;
+  };
+  it('auto: a configured node that is not this machine is logical (capacity from config); this machine reads /proc', () => {
+    assert.deepEqual(logicalCapacity(configWith('node: n2\nhosts:\n  n2: { cpuCores: 4, memBytes: 8GiB }\n')), { cpuCores: 4, memBytes: 8 * 2 ** 30 });
+    assert.equal(logicalCapacity(configWith(`node: ${JSON.stringify(os.hostname())}\nhosts:\n  ${JSON.stringify(os.hostname())}: { cpuCores: 4 }\n`)), undefined);
+    assert.equal(logicalCapacity(configWith('node: n3\n')), undefined);
+  });
+  it('guests without a configured capacity is refused with the key to add; proc is never logical', () => {
+    assert.throws(() => logicalCapacity(configWith('node: n4\ncollect:\n  hostUse: guests\n')), /hosts\.n4 gives no capacity/);
+    assert.equal(logicalCapacity(configWith('node: n2\ncollect:\n  hostUse: proc\nhosts:\n  n2: { cpuCores: 4 }\n')), undefined);
   });
 });
 

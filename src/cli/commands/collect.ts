@@ -57,12 +57,14 @@ export function collectCommand(): Command {
   teach(command, {
     summary: 'sample this host and its VMs once (for cron) or every --every, into the sample store',
     details:
-      'Measures the host from /proc (CPU from /proc/stat deltas kept in collect.stateFile, memory, load,\n' +
-      'disk and network rates, steal) and each VM through the driver\'s inventory, and writes them to the\n' +
-      'store with their measurement time. When the store cannot take them they go to a local spool\n' +
-      '(store.spoolDir, bounded by store.spoolMaxBytes) and are replayed, in order, on the next round.\n' +
-      'A logical host (collect.hostUse) reports the sum of its guests and its configured capacity.\n' +
-      'Cron: * * * * * cd /var/lib/lbvm && lbvm collect --config /etc/lbvm/lbvm.yaml >/dev/null',
+      'Measures the host from /proc (CPU from /proc/stat deltas kept in\n' +
+      'collect.stateFile, memory, load, disk and network rates, steal) and each VM\n' +
+      "through the driver's inventory, and writes them to the store with their\n" +
+      'measurement time. When the store cannot take them they go to a local spool\n' +
+      '(store.spoolDir, at most store.spoolMaxBytes), replayed in order next round.\n' +
+      'A logical host (collect.hostUse) reports the sum of its guests and its\n' +
+      'configured capacity. For cron (stderr, i.e. warnings, gets mailed):\n' +
+      '  * * * * * cd /var/lib/lbvm && lbvm collect -c /etc/lbvm/lbvm.yaml >/dev/null',
     examples: [
       'lbvm collect',
       'lbvm collect --every 10s --store files:/shared/lbvm/samples',

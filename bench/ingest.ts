@@ -91,7 +91,7 @@ process.stdout.write(
       samplesPerRound: HOSTS * (VMS_PER_HOST + 1),
       repetitions: REPETITIONS,
       window: 'one hour holding one full round (rounds one hour apart)',
-      note: 'files: a window read scans each host\'s whole day file (lines outside the window are skipped by their time prefix without JSON parsing), so its cost grows with the day\'s data, not only the window\'s',
+      note: 'files: a window read enters each host\'s day file by bisection (files are in time order; lines outside the window are skipped by their time prefix without JSON parsing); influx: queries of ~50k rows by host groups, two in flight',
       machine: { cpus: os.cpus().length, load1Before: loadBefore, load1After: os.loadavg()[0], note: 'shared with other engineers running QEMU tests: timings are noisy' },
       files,
       influx,

@@ -10,7 +10,7 @@ import type { Logger } from '../src/log.ts';
 import type { HostSample, Sample, VmSample } from '../src/model/index.ts';
 import { deliver, type DeliveryReport, type Spool } from '../src/store/spool.ts';
 import type { SampleStore } from '../src/store/types.ts';
-import { readProc, type ProcReading } from './proc.ts';
+import { cpuCoresBetween, readProc, type ProcReading } from './proc.ts';
 import { hostSampleFromProc, logicalHostSample, vmSamplesFromInventory, type VmCounters } from './samples.ts';
 import { loadNodeState, saveNodeState } from './state.ts';
 
@@ -68,7 +68,9 @@ export async function collectRound(options: CollectOptions): Promise<RoundResult
       hostBefore &&
       hostAfter.timeMs - hostBefore.timeMs > 0 &&
       hostAfter.timeMs - hostBefore.timeMs <= MAX_BASELINE_AGE_MS &&
-      hostBefore.stat.cpuCount === hostAfter.stat.cpuCount;
+      hostBefore.stat.cpuCount === hostAfter.stat.cpuCount &&
+      // counters that went backwards (a reboot since) give no rate
+      cpuCoresBetween(hostBefore.stat, hostAfter.stat) !== null;
     if (!usable) {
       // First run, a stale or foreign state: measure a fresh baseline now.
       hostBefore = hostAfter;
@@ -158,11 +160,12 @@ function logRound(log: Logger | undefined, result: RoundResult, store: string): 
       `store ${store} did not take this round: ${delivery.storeError}; spooled ${delivery.spooled} samples (${delivery.spoolBytes} bytes waiting), replayed on the next successful write`,
     );
   } else {
-    log.info(fields, `collected ${1 + result.vmSamples} samples of ${result.node}${delivery.replayed ? ` and replayed ${delivery.replayed} spooled` : ''}`);
+    // debug: the command prints the same line on stdout; stderr stays for what needs attention (cron mails it).
+    log.debug(fields, `collected ${1 + result.vmSamples} samples of ${result.node}${delivery.replayed ? ` and replayed ${delivery.replayed} spooled` : ''}`);
   }
   if (result.driverError) log.error({ node: result.node, error: result.driverError }, `could not list the VMs: ${result.driverError}`);
   if (result.vmsWithoutBaseline.length > 0) {
-    log.info({ vms: result.vmsWithoutBaseline.slice(0, 20) }, `${result.vmsWithoutBaseline.length} VMs have no CPU figure yet (no earlier counters); they are sampled from the next round`);
+    log.debug({ vms: result.vmsWithoutBaseline.slice(0, 20) }, `${result.vmsWithoutBaseline.length} VMs have no CPU figure yet (no earlier counters); they are sampled from the next round`);
   }
 }
 

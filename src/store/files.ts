@@ -7,8 +7,9 @@
  * Each host appends only to its own files, and each line goes down in one write(2) on a descriptor
  * opened with O_APPEND, so concurrent writers never interleave inside a line and a crash leaves at
  * worst one truncated last line, which readers skip. Names are encoded (names.ts): no name can
- * reach outside DIR. Readers stream file by file in bounded chunks and skip bad lines with one
- * warning per read that names file:line.
+ * reach outside DIR. Readers stream file by file in bounded chunks, enter a time-ordered file at the
+ * window by bisection (see UNSORTED_SUFFIX), and skip bad lines with one warning per read that names
+ * file:line.
  */
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
@@ -65,14 +66,43 @@ function quickTime(text: string): number | null {
 /**
  * A write cut short (disk full, crash) can leave a last line without its newline; the next line
  * appended would then be glued to it and lost with it. End such a line first (readers skip it).
+ * When another process's line is being written at that moment, this adds an empty line after it,
+ * which readers skip too: harmless, unlike a glued line.
  */
-function endLineIfCut(fd: number): void {
+function endLineIfCut(fd: number): number | null {
   const { size } = fs.fstatSync(fd);
-  if (size === 0) return;
+  if (size === 0) return null;
   const last = Buffer.alloc(1);
   fs.readSync(fd, last, 0, 1, size - 1);
-  if (last[0] !== 10) fs.writeSync(fd, '\n');
+  if (last[0] !== 10) {
+    fs.writeSync(fd, '\n');
+    return null;
+  }
+  return lastLineTime(fd, size);
 }
+
+/** The time of the last complete line of a file (from its `{"timeMs":` prefix), or null when it cannot tell. */
+function lastLineTime(fd: number, size: number): number | null {
+  for (const span of [4096, 65_536]) {
+    const length = Math.min(size, span);
+    const buffer = Buffer.alloc(length);
+    fs.readSync(fd, buffer, 0, length, size - length);
+    // buffer ends with "\n"; the last line starts after the newline before it.
+    const start = buffer.lastIndexOf(10, length - 2);
+    if (start === -1 && length < size) continue;
+    return quickTime(buffer.toString('utf8', start + 1, Math.min(length, start + 1 + 40)));
+  }
+  return null;
+}
+
+/**
+ * Sample files are normally in time order (a host appends its rounds as it takes them; a spool
+ * replays before the next round). Readers then seek to a window by bisection instead of scanning
+ * the whole day. A writer that appends a sample older than the file's last line (clock stepped back,
+ * a round written while another replayed its spool) drops this marker beside the file, and readers
+ * scan that file whole.
+ */
+export const UNSORTED_SUFFIX = '.unsorted';
 
 export class FilesStore implements SampleStore {
   readonly kind = 'files' as const;
@@ -137,9 +167,19 @@ export class FilesStore implements SampleStore {
           this.madeDirs.add(dir);
         }
         fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_APPEND | fs.constants.O_CREAT, 0o644);
-        endLineIfCut(fd);
+        let lastTimeMs = endLineIfCut(fd);
+        // When the last line tells no time (cut, foreign), order is judged from the lines written now.
+        let sorted = what === 'samples';
         for (const index of indices) {
-          const buffer = Buffer.from(lineOf(items[index]!), 'utf8');
+          const item = items[index]!;
+          if (sorted) {
+            if (lastTimeMs !== null && item.timeMs < lastTimeMs) {
+              fs.closeSync(fs.openSync(`${file}${UNSORTED_SUFFIX}`, 'a'));
+              sorted = false;
+            }
+            lastTimeMs = Math.max(lastTimeMs ?? 0, item.timeMs);
+          }
+          const buffer = Buffer.from(lineOf(item), 'utf8');
           const bytes = fs.writeSync(fd, buffer);
           if (bytes !== buffer.length) {
             // A short write (disk full): end the partial line so readers skip it, then give up.
@@ -190,11 +230,24 @@ export class FilesStore implements SampleStore {
           for (const name of names) {
             if (wantHosts && !wantHosts.has(name)) continue;
             const file = path.join(dayDir, name);
-            for await (const line of readLines(file)) {
+            // A file in time order is entered at the window by bisection and left after it.
+            const sorted = !fs.existsSync(`${file}${UNSORTED_SUFFIX}`);
+            const startOffset = sorted ? await seekTo(file, query.fromMs) : 0;
+            let linesBefore: number | null = startOffset === 0 ? 0 : null;
+            const whereOf = async (number: number) => {
+              linesBefore ??= await countLines(file, startOffset);
+              return `${file}:${linesBefore + number}`;
+            };
+            for await (const line of readLines(file, startOffset)) {
               if (line.text.length === 0 && !line.oversized) continue;
               const quick = quickTime(line.text);
-              if (quick !== null && !line.unterminated && (quick < query.fromMs || quick > query.toMs)) continue;
-              const where = `${file}:${line.number}`;
+              if (quick !== null && !line.unterminated && (quick < query.fromMs || quick > query.toMs)) {
+                // In a time-ordered file nothing after a later line is in the window (a line from
+                // the future is no proof of that: it is skipped, not trusted).
+                if (sorted && quick > query.toMs && quick <= nowMs + futureToleranceMs) break;
+                continue;
+              }
+              const where = await whereOf(line.number);
               if (line.oversized) {
                 counter.add(where, 'line longer than 1 MiB');
                 continue;
@@ -332,6 +385,62 @@ export class FilesStore implements SampleStore {
   }
 
   async close(): Promise<void> {}
+}
+
+/** Below this size a file is simply read from its start. */
+const SEEK_MIN_BYTES = 1024 * 1024;
+
+/**
+ * The offset of a line start in a time-ordered file such that every line before it is older than
+ * `timeMs`: bisection on the `{"timeMs":` prefix of the first whole line after each probe. Falls back
+ * to an earlier offset (never a later one) whenever a probe cannot tell.
+ */
+async function seekTo(file: string, timeMs: number): Promise<number> {
+  let handle: fsp.FileHandle;
+  try {
+    handle = await fsp.open(file, 'r');
+  } catch {
+    return 0;
+  }
+  try {
+    const { size } = await handle.stat();
+    if (size < SEEK_MIN_BYTES) return 0;
+    const probe = Buffer.alloc(64 * 1024);
+    let low = 0;
+    let high = size;
+    while (high - low > 256 * 1024) {
+      const middle = Math.floor((low + high) / 2);
+      const { bytesRead } = await handle.read(probe, 0, probe.length, middle);
+      const newline = probe.subarray(0, bytesRead).indexOf(10);
+      if (newline === -1 || newline + 1 >= bytesRead) return low;
+      const lineStart = middle + newline + 1;
+      const time = quickTime(probe.toString('utf8', newline + 1, Math.min(bytesRead, newline + 41)));
+      if (time === null) return low;
+      if (time < timeMs) low = lineStart;
+      else high = middle;
+    }
+    return low;
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Newlines in the first `bytes` of a file: the line number of what follows, for warnings. */
+async function countLines(file: string, bytes: number): Promise<number> {
+  const handle = await fsp.open(file, 'r');
+  try {
+    const buffer = Buffer.alloc(256 * 1024);
+    let count = 0;
+    for (let position = 0; position < bytes; ) {
+      const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, bytes - position), position);
+      if (bytesRead === 0) break;
+      for (let index = buffer.indexOf(10, 0); index !== -1 && index < bytesRead; index = buffer.indexOf(10, index + 1)) count++;
+      position += bytesRead;
+    }
+    return count;
+  } finally {
+    await handle.close();
+  }
 }
 
 /** One warning per read: how many were skipped, why, and the first places (file:line). */

@@ -4,11 +4,12 @@
  * store. May import: model, errors, log. Imported by: collectors, monitor, cli.
  */
 import path from 'node:path';
-import { redactUrl } from '../config/load.ts';
+import type { LbvmConfig } from '../config/schema.ts';
 import { UsageError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { FilesStore } from './files.ts';
 import { InfluxStore } from './influx.ts';
+import { Spool } from './spool.ts';
 import type { SampleStore } from './types.ts';
 
 export * from './types.ts';
@@ -34,6 +35,29 @@ export interface OpenStoreOptions {
   futureToleranceMs?: number;
   /** InfluxDB request timeout. Default 10 s. */
   requestTimeoutMs?: number;
+}
+
+/** `scheme://user:secret@host` -> `scheme://user:***@host`: store URLs are shown only like this. */
+export function redactUrl(text: string): string {
+  return text.replace(/^([a-z][a-z0-9+.-]*:\/\/)([^@/]*)@/i, (_match, scheme: string, auth: string) => {
+    const user = auth.includes(':') ? auth.slice(0, auth.indexOf(':')) : auth;
+    return `${scheme}${user ? `${user}:` : ':'}***@`;
+  });
+}
+
+/** The store as the config describes it (store.url, retention, batch size). For daemons and lbm. */
+export function openStoreFor(config: LbvmConfig, log?: Logger): SampleStore {
+  return openStore(config.store.url, {
+    retentionMs: config.store.retention,
+    downsampleRetentionMs: config.store.downsampleRetention,
+    batchSize: config.store.batchSize,
+    log,
+  });
+}
+
+/** The local spool as the config describes it (store.spoolDir, store.spoolMaxBytes). */
+export function spoolFor(config: LbvmConfig, log?: Logger): Spool {
+  return new Spool({ dir: path.resolve(config.store.spoolDir), maxBytes: config.store.spoolMaxBytes, log });
 }
 
 export const DEFAULT_RETENTION_MS = 14 * 86_400_000;

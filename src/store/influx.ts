@@ -23,7 +23,7 @@
  * spool instead, which is durable.
  */
 import { createHash } from 'node:crypto';
-import influx from 'influx';
+import { createRequire } from 'node:module';
 import type { IPoint } from 'influx';
 import { StoreUnavailable } from '../errors.ts';
 import type { Logger } from '../log.ts';
@@ -34,7 +34,15 @@ import { warnSkips } from './files.ts';
 import type { SampleStore, SampleStream, SampleWindowQuery, SkipReport, WriteReport } from './types.ts';
 import { DEFAULT_FUTURE_TOLERANCE_MS, SkipCounter, screenSamples, validateEvent, validateSample } from './validate.ts';
 
-const { InfluxDB, escape } = influx;
+// Loaded on first use: a collector writing to a files store does not pay for the client at start.
+const require = createRequire(import.meta.url);
+type InfluxModule = typeof import('influx');
+let loaded: InfluxModule | undefined;
+const influxModule = (): InfluxModule => (loaded ??= require('influx') as InfluxModule);
+const escape = {
+  quoted: (value: string) => influxModule().escape.quoted(value),
+  stringLit: (value: string) => influxModule().escape.stringLit(value),
+};
 
 export const RAW_POLICY = 'lbvm_raw';
 export const DOWNSAMPLED_POLICY = 'lbvm_5m';
@@ -103,7 +111,7 @@ function bodyOf(error: unknown): string {
 export class InfluxStore implements SampleStore {
   readonly kind = 'influx' as const;
   readonly displayUrl: string;
-  private readonly client: InstanceType<typeof InfluxDB>;
+  private readonly client: InstanceType<InfluxModule['InfluxDB']>;
   private readonly database: string;
   private schemaReady: Promise<void> | null = null;
 
@@ -111,7 +119,7 @@ export class InfluxStore implements SampleStore {
     this.displayUrl = options.displayUrl;
     const url = options.url;
     this.database = decodeURIComponent(url.pathname.replace(/^\//, ''));
-    this.client = new InfluxDB({
+    this.client = new (influxModule().InfluxDB)({
       host: url.hostname,
       port: url.port ? Number(url.port) : 8086,
       protocol: url.protocol === 'influxs:' ? 'https' : 'http',
@@ -123,8 +131,13 @@ export class InfluxStore implements SampleStore {
   }
 
   /** A StoreUnavailable for `error`, with a message naming the URL (redacted) and, for 401/403, authentication. */
-  private failure<T extends Sample | LbvmEvent>(what: string, error: unknown, unwritten: T[]): StoreWriteFailed<T> {
-    const status = statusOf(error);
+  private failure<T extends Sample | LbvmEvent>(what: string, rawError: unknown, unwritten: T[]): StoreWriteFailed<T> {
+    const status = statusOf(rawError);
+    // The client's RequestError keeps the request, Authorization header included: never pass it on,
+    // where a logger serialising `cause` would print the credentials.
+    const error = status
+      ? Object.assign(new Error(`${status}: ${bodyOf(rawError)}`), { res: { statusCode: status } })
+      : Object.assign(new Error(bodyOf(rawError)), { code: (rawError as NodeJS.ErrnoException)?.code });
     if (status === 401 || status === 403) {
       return new StoreAuthFailed(
         `InfluxDB at ${this.displayUrl} refused authentication (${status}) while ${what}: check the user and password in store.url (LBVM_STORE_URL)` +
@@ -215,13 +228,29 @@ export class InfluxStore implements SampleStore {
     } catch (error) {
       throw this.failure('creating the database', error, valid);
     }
-    for (let start = 0; start < valid.length; start += this.options.batchSize) {
-      const batch = valid.slice(start, start + this.options.batchSize);
-      try {
-        await this.writeBatch(batch, batch.map((sample) => this.toPoint(sample)), 'ms', report);
-      } catch (error) {
-        throw this.failure('writing samples', error, valid.slice(start));
+    // Two batches in flight: the client builds one while InfluxDB ingests the other. Points are keyed
+    // by series and time, so their arrival order does not matter; on a failure, exactly the batches
+    // not confirmed go back to the caller, in their original order.
+    const batches: Sample[][] = [];
+    for (let start = 0; start < valid.length; start += this.options.batchSize) batches.push(valid.slice(start, start + this.options.batchSize));
+    const done = new Array<boolean>(batches.length).fill(false);
+    let firstError: unknown;
+    let next = 0;
+    const worker = async () => {
+      while (firstError === undefined && next < batches.length) {
+        const index = next++;
+        const batch = batches[index]!;
+        try {
+          await this.writeBatch(batch, batch.map((sample) => this.toPoint(sample)), 'ms', report);
+          done[index] = true;
+        } catch (error) {
+          firstError ??= error;
+        }
       }
+    };
+    await Promise.all([worker(), worker()]);
+    if (firstError !== undefined) {
+      throw this.failure('writing samples', firstError, batches.filter((_batch, index) => !done[index]).flat());
     }
     if (report.rejected > rejected) {
       this.options.log?.warn(
@@ -302,7 +331,8 @@ export class InfluxStore implements SampleStore {
 
   private async select(text: string): Promise<{ columns: string[]; values: unknown[][] }[]> {
     try {
-      const raw = (await this.client.queryRaw(text, { precision: 'ms', database: this.database })) as {
+      // POST: a query naming many (or long) host names does not fit in a URL.
+      const raw = (await this.client.queryRaw(text, { precision: 'ms', database: this.database, method: 'POST' } as never)) as {
         results: { error?: string; series?: { columns: string[]; values: unknown[][] }[] }[];
       };
       checkResults(raw);
@@ -320,26 +350,27 @@ export class InfluxStore implements SampleStore {
     const nowMs = query.nowMs ?? Date.now();
     const futureToleranceMs = this.options.futureToleranceMs ?? DEFAULT_FUTURE_TOLERANCE_MS;
     const kinds = query.kinds ?? ['host', 'vm'];
-    const hostFilter =
-      query.hosts && query.hosts.length <= 200
-        ? ` AND (${query.hosts.map((host) => `"host" = ${escape.stringLit(encodeTag(host))}`).join(' OR ')})`
-        : '';
     const hostNames = query.hosts ? new Set(query.hosts) : null;
     async function* generate(): AsyncGenerator<Sample> {
       try {
         for (const kind of kinds) {
           const measurement = kind === 'host' ? HOST_MEASUREMENT : VM_MEASUREMENT;
-          // Time slices keep each answer bounded (the client buffers a whole answer in memory), and
-          // as few as that allows: every query costs InfluxDB a pass over all the series it touches.
-          let sliceMs = await store.sliceFor(kind, query.fromMs, query.toMs, hostFilter);
-          for (let from = query.fromMs; from <= query.toMs; ) {
-            const to = Math.min(query.toMs, from + sliceMs - 1);
-            const series = await store.select(
-              `SELECT * FROM ${escape.quoted(RAW_POLICY)}.${escape.quoted(measurement)} WHERE time >= ${from}ms AND time <= ${to}ms${hostFilter}`,
-            );
-            let rows = 0;
+          const plan = await store.planReads(kind, query);
+          // Two queries in flight (InfluxDB answers each on one core), answers used in plan order.
+          const inFlight: Promise<{ columns: string[]; values: unknown[][] }[]>[] = [];
+          let next = 0;
+          const launch = () => {
+            if (next >= plan.length) return;
+            const answer = store.select(plan[next++]!);
+            answer.catch(() => {}); // awaited below, in order; this only keeps an abandoned one quiet
+            inFlight.push(answer);
+          };
+          launch();
+          launch();
+          while (inFlight.length > 0) {
+            const series = await inFlight.shift()!;
+            launch();
             for (const { columns, values } of series) {
-              rows += values.length;
               for (const row of values) {
                 const record: Record<string, unknown> = { kind };
                 for (let index = 0; index < columns.length; index++) {
@@ -365,8 +396,6 @@ export class InfluxStore implements SampleStore {
                 yield verdict.value;
               }
             }
-            from = to + 1;
-            if (rows > 2 * ROWS_PER_QUERY) sliceMs = Math.max(60_000, Math.floor(sliceMs / 2));
           }
         }
       } finally {
@@ -382,18 +411,46 @@ export class InfluxStore implements SampleStore {
   }
 
   /**
-   * The slice length that gives about ROWS_PER_QUERY rows per query, from a cheap count over the host
-   * samples (one series per host) and the VM count each host sample carries.
+   * The queries that read one kind of sample in a window. Each answer is held whole in memory by the
+   * client, and InfluxDB's cost grows with series x fields per query, so the window is cut into
+   * about ROWS_PER_QUERY rows per query: by groups of hosts (run two at a time, on both cores), and by
+   * time when there are more rows than hosts can split. The row count comes from a cheap query over
+   * the host samples (one series per host; each carries its VM count).
    */
-  async sliceFor(kind: Sample['kind'], fromMs: number, toMs: number, hostFilter: string): Promise<number> {
-    const windowMs = toMs - fromMs + 1;
-    const series = await this.select(
-      `SELECT count("cpuUsedCores"), sum("vmCount") FROM ${escape.quoted(RAW_POLICY)}.${escape.quoted(HOST_MEASUREMENT)} WHERE time >= ${fromMs}ms AND time <= ${toMs}ms${hostFilter}`,
+  async planReads(kind: Sample['kind'], query: SampleWindowQuery): Promise<string[]> {
+    const measurement = kind === 'host' ? HOST_MEASUREMENT : VM_MEASUREMENT;
+    const hostClause = (hosts: string[]) => ` AND (${hosts.map((host) => `"host" = ${escape.stringLit(host)}`).join(' OR ')})`;
+    const wanted = query.hosts ? [...new Set(query.hosts.map(encodeTag))] : null;
+    const counts = await this.select(
+      `SELECT count("cpuUsedCores"), sum("vmCount") FROM ${escape.quoted(RAW_POLICY)}.${escape.quoted(HOST_MEASUREMENT)} WHERE time >= ${query.fromMs}ms AND time <= ${query.toMs}ms${wanted ? hostClause(wanted) : ''}`,
     );
-    const [, hostRows, vmRows] = (series[0]?.values[0] ?? [0, 0, 0]) as [unknown, number | null, number | null];
+    const [, hostRows, vmRows] = (counts[0]?.values[0] ?? [0, 0, 0]) as [unknown, number | null, number | null];
     const rows = kind === 'host' ? (hostRows ?? 0) : (vmRows ?? (hostRows ?? 0) * 30);
-    const slices = Math.max(1, Math.ceil(rows / ROWS_PER_QUERY));
-    return Math.max(60_000, Math.ceil(windowMs / slices));
+    const pieces = rows > 10_000 ? Math.max(2, Math.ceil(rows / ROWS_PER_QUERY)) : 1;
+    let hosts = wanted;
+    if (!hosts && pieces > 1) {
+      const tagValues = await this.select(`SHOW TAG VALUES FROM ${escape.quoted(measurement)} WITH KEY = "host"`);
+      hosts = tagValues.flatMap((entry) => entry.values.map((row) => String(row[1])));
+    }
+    const groups: (string[] | null)[] = [];
+    if (!hosts || hosts.length === 0) groups.push(null);
+    else {
+      const count = Math.max(1, Math.min(pieces, hosts.length));
+      const size = Math.ceil(hosts.length / count);
+      for (let start = 0; start < hosts.length; start += size) groups.push(hosts.slice(start, start + size));
+    }
+    const slices = Math.max(1, Math.ceil(pieces / groups.length));
+    const sliceMs = Math.max(1, Math.ceil((query.toMs - query.fromMs + 1) / slices));
+    const plan: string[] = [];
+    for (let from = query.fromMs; from <= query.toMs; from += sliceMs) {
+      const to = Math.min(query.toMs, from + sliceMs - 1);
+      for (const group of groups) {
+        plan.push(
+          `SELECT * FROM ${escape.quoted(RAW_POLICY)}.${escape.quoted(measurement)} WHERE time >= ${from}ms AND time <= ${to}ms${group ? hostClause(group) : ''}`,
+        );
+      }
+    }
+    return plan;
   }
 
   async lastSampleTimes(options: { sinceMs?: number; nowMs?: number } = {}): Promise<Map<string, number>> {

@@ -81,7 +81,7 @@ export class Spool {
   /** Appends items after the ones already waiting; drops the oldest when `maxBytes` would be passed. */
   async append(items: readonly SpoolItem[]): Promise<{ appended: number; dropped: number }> {
     if (items.length === 0) return { appended: 0, dropped: 0 };
-    return this.locked(async () => {
+    return this.locked(undefined, async () => {
       let lines = items.map((item) => `${JSON.stringify(item)}\n`);
       let newBytes = lines.reduce((sum, line) => sum + Buffer.byteLength(line), 0);
       let dropped = 0;
@@ -116,9 +116,9 @@ export class Spool {
    * Writes spooled items to `store`, oldest first, in batches. Stops at the first failure; what the
    * store did not take stays in the spool, in order. Removes the spool when everything went through.
    */
-  async replay(store: SampleStore, batchSize = 5000): Promise<ReplayResult> {
+  async replay(store: SampleStore, batchSize = 5000, lockWaitMs?: number): Promise<ReplayResult> {
     if (this.pendingBytes() === 0) return { replayed: 0, corrupt: 0 };
-    return this.locked(async () => {
+    return this.locked(lockWaitMs, async () => {
       let offset = this.readOffset();
       let replayed = 0;
       let corrupt = 0;
@@ -256,9 +256,9 @@ export class Spool {
     return dropped;
   }
 
-  private async locked<T>(work: () => Promise<T>): Promise<T> {
+  private async locked<T>(waitMs: number | undefined, work: () => Promise<T>): Promise<T> {
     fs.mkdirSync(this.options.dir, { recursive: true });
-    const deadline = Date.now() + (this.options.lockTimeoutMs ?? 30_000);
+    const deadline = Date.now() + (waitMs ?? this.options.lockTimeoutMs ?? 30_000);
     for (;;) {
       try {
         const fd = fs.openSync(this.lockFile, 'wx', 0o600);
@@ -274,7 +274,7 @@ export class Spool {
           continue;
         }
         if (Date.now() > deadline) {
-          throw new StoreUnavailable(`the spool ${this.options.dir} is locked by process ${holder}, which still runs; another collector round is stuck?`);
+          throw new SpoolBusy(`the spool ${this.options.dir} is locked by process ${holder}, which still runs (a long replay, or a stuck collector round)`);
         }
         await sleep(50);
       }
@@ -284,6 +284,14 @@ export class Spool {
     } finally {
       fs.rmSync(this.lockFile, { force: true });
     }
+  }
+}
+
+/** Another live process holds the spool (replaying it); nothing was changed. */
+export class SpoolBusy extends StoreUnavailable {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SpoolBusy';
   }
 }
 
@@ -333,7 +341,15 @@ export async function deliver(
   const events = items.events ?? [];
   const toSpool: SpoolItem[] = [];
   let failure: StoreUnavailable | undefined;
-  const replay = await spool.replay(store, options.batchSize);
+  let replay: ReplayResult;
+  try {
+    replay = await spool.replay(store, options.batchSize, 2000);
+  } catch (error) {
+    // Another round is replaying a long spool: do not wait for it; write this round directly
+    // (its samples then arrive before the older spooled ones, but none is lost or doubled).
+    if (!(error instanceof SpoolBusy)) throw error;
+    replay = { replayed: 0, corrupt: 0 };
+  }
   report.replayed = replay.replayed;
   failure = replay.error;
   if (failure) {

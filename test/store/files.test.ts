@@ -3,6 +3,7 @@
  * skipped with one warning naming file:line; hostile names never leave the store's folder.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
@@ -10,6 +11,7 @@ import v8 from 'node:v8';
 import vm from 'node:vm';
 import type { Sample } from '../../src/model/index.ts';
 import { FilesStore, openStore, type SampleStore } from '../../src/store/index.ts';
+import { ROOT } from '../helpers/cli.ts';
 import { tmpDir } from '../helpers/tmp.ts';
 import { hostSample, vmSample } from './builders.ts';
 import { captureLog } from './log-capture.ts';
@@ -173,6 +175,78 @@ describe('files store', () => {
     }
     assert.equal(count, 100_000);
     assert.ok(peak < size / 10, `heap grew by ${peak} bytes while reading a ${size}-byte file`);
+  });
+
+  it('many processes appending to the same files at once never interleave inside a line', async () => {
+    const dir = tmpDir();
+    const writers = 4;
+    const rounds = 300;
+    const script = (writer: number) =>
+      `import { openStore } from ${JSON.stringify(path.join(ROOT, 'src/store/index.ts'))};
+       const store = openStore(${JSON.stringify(`files:${dir}`)});
+       for (let round = 0; round < ${rounds}; round++) {
+         const timeMs = ${T0} + round;
+         await store.writeSamples([
+           { kind: 'host', host: 'shared', timeMs, cpuCores: 8, cpuUsedCores: ${writer}, memBytes: 1, memUsedBytes: 1 },
+           { kind: 'vm', vm: 'w${writer}-' + round + '-' + 'x'.repeat(3000), host: 'shared', timeMs, vcpus: 1, cpuUsedCores: 0, memBytes: 1, memUsedBytes: 1 },
+         ]);
+       }`;
+    const children = Array.from({ length: writers }, (_unused, writer) =>
+      new Promise<number | null>((resolve) => {
+        const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script(writer)], { cwd: ROOT, stdio: 'inherit' });
+        child.on('exit', resolve);
+      }),
+    );
+    assert.deepEqual(await Promise.all(children), new Array(writers).fill(0));
+    // An empty line may appear when a writer sees another's line half-written and ends it (see
+    // endLineIfCut); readers skip empty lines. What must never happen is a torn or glued line.
+    const lines = fs.readFileSync(path.join(dir, '2026-01-10', 'shared.jsonl'), 'utf8').split('\n').filter(Boolean);
+    assert.equal(lines.length, writers * rounds * 2);
+    for (const line of lines) JSON.parse(line); // throws on a torn or interleaved line
+    const { samples, skips } = await collect(openStore(`files:${dir}`), { fromMs: T0, toMs: T0 + rounds, nowMs: T0 + 60_000 });
+    assert.equal(skips.skipped, 0);
+    assert.equal(samples.length, writers * rounds * 2);
+  });
+
+  it('enters a large time-ordered file at the window (bisection), naming bad lines by their true line number', async () => {
+    const dir = tmpDir();
+    const captured = captureLog();
+    const store = openStore(`files:${dir}`, { log: captured.log });
+    const dayStart = Date.UTC(2026, 0, 12);
+    const file = path.join(dir, '2026-01-12', 'n1.jsonl');
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(file, 'garbage before everything\n'); // a full scan would report this line
+    const samples = Array.from({ length: 20_000 }, (_unused, index) => vmSample(`vm-${index % 30}`, 'n1', dayStart + 1000 + index * 4000));
+    await store.writeSamples(samples);
+    assert.ok(fs.statSync(file).size > 2 * 1024 * 1024, `${fs.statSync(file).size} bytes`);
+    assert.ok(!fs.existsSync(`${file}.unsorted`), 'written in time order: no marker');
+    // A corrupt line inside the last hour: its true line number is 1 (garbage) + 19_990 + 1.
+    const lines = fs.readFileSync(file, 'utf8').split('\n');
+    lines.splice(19_991, 0, `{"timeMs":${dayStart + 1000 + 19_990 * 4000},"kind":"vm", broken`);
+    fs.writeFileSync(file, lines.join('\n'));
+    const fromMs = dayStart + 1000 + 19_100 * 4000;
+    const toMs = dayStart + 1000 + 19_999 * 4000;
+    const result = await collect(store, { fromMs, toMs, nowMs: toMs });
+    assert.equal(result.samples.length, 900);
+    assert.deepEqual(result.samples.map((sample) => sample.timeMs), samples.slice(19_100).map((sample) => sample.timeMs));
+    assert.equal(result.skips.skipped, 1, JSON.stringify(result.skips));
+    assert.match(result.skips.examples[0]!, new RegExp(`${file.replace(/[.]/g, '\\.')}:19992: not valid JSON`));
+  });
+
+  it('a sample appended out of time order marks its file, which readers then scan whole: nothing is missed', async () => {
+    const dir = tmpDir();
+    const store = openStore(`files:${dir}`);
+    const dayStart = Date.UTC(2026, 0, 12);
+    const samples = Array.from({ length: 20_000 }, (_unused, index) => vmSample(`vm-${index % 30}`, 'n1', dayStart + 3_600_000 + index * 1000));
+    await store.writeSamples(samples);
+    const file = path.join(dir, '2026-01-12', 'n1.jsonl');
+    assert.ok(!fs.existsSync(`${file}.unsorted`));
+    // A round written while another replayed its spool: an old sample after newer ones.
+    const late = vmSample('late', 'n1', dayStart + 60_000);
+    await store.writeSamples([late]);
+    assert.ok(fs.existsSync(`${file}.unsorted`));
+    const result = await collect(store, { fromMs: dayStart, toMs: dayStart + 120_000, nowMs: dayStart + 86_400_000 });
+    assert.deepEqual(result.samples.map((sample) => (sample.kind === 'vm' ? sample.vm : '')), ['late']);
   });
 
   it('prunes day folders older than the retention, samples and events', async () => {

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Sample } from '../../src/model/index.ts';
-import { deliver, openStore, Spool, StoreAuthFailed, type SampleStore } from '../../src/store/index.ts';
+import { deliver, openStore, Spool, StoreAuthFailed, StoreWriteFailed, type SampleStore } from '../../src/store/index.ts';
 import { startInflux, type InfluxServer } from '../helpers/influx.ts';
 import { tmpDir } from '../helpers/tmp.ts';
 import { hostSample, vmSample } from './builders.ts';
@@ -45,6 +45,29 @@ describe('influx store', () => {
     const text = JSON.stringify(cqs);
     assert.match(text, /lbvm_host_5m.*mean\(\*\).*GROUP BY time\(5m\)/);
     assert.match(text, /lbvm_vm_5m/);
+    // The continuous queries' SELECT, run by hand over a closed 5-minute interval, writes the means
+    // (InfluxDB would run it at the end of each interval; string fields such as state are left out).
+    const store2 = openStore(server.storeUrl('schema'));
+    const start = Math.floor((Date.now() - 3_600_000) / 300_000) * 300_000;
+    await store2.writeSamples([
+      hostSample('n1', start + 1000, { cpuUsedCores: 1 }),
+      hostSample('n1', start + 61_000, { cpuUsedCores: 3 }),
+      vmSample('v1', 'n1', start + 1000, { cpuUsedCores: 0.25 }),
+      vmSample('v1', 'n1', start + 61_000, { cpuUsedCores: 0.75 }),
+    ]);
+    const selectOf = (name: string) => {
+      const cq = cqs.results[0]!.series![0]!.values.find((row) => row[0] === name)![1] as string;
+      return cq.replace(/^.* BEGIN /, '').replace(/ GROUP BY/, ` WHERE time >= ${start}ms AND time < ${start + 300_000}ms GROUP BY`).replace(/ END$/, '');
+    };
+    for (const name of ['lbvm_host_5m', 'lbvm_vm_5m']) {
+      const ran = await query(server, 'schema', selectOf(name));
+      assert.equal(ran.results[0]!.error, undefined, JSON.stringify(ran));
+    }
+    const hostMeans = await query(server, 'schema', `SELECT mean_cpuUsedCores FROM "lbvm_5m"."host_sample_5m" WHERE time = ${start}ms`);
+    assert.deepEqual(hostMeans.results[0]!.series![0]!.values, [[start, 2]]);
+    const vmMeans = await query(server, 'schema', `SELECT mean_cpuUsedCores FROM "lbvm_5m"."vm_sample_5m" WHERE time = ${start}ms GROUP BY "vm"`);
+    assert.deepEqual(vmMeans.results[0]!.series![0]!.values, [[start, 0.5]]);
+    assert.equal(vmMeans.results[0]!.series![0]!.tags?.vm, 'v1', 'tags are kept by GROUP BY *');
     // Opening again (another collector, a restart) changes nothing and fails nothing.
     await openStore(server.storeUrl('schema'), { retentionMs: 7 * 86_400_000 }).writeSamples([hostSample('n1', Date.now())]);
   });
@@ -83,6 +106,44 @@ describe('influx store', () => {
     assert.deepEqual(events.slice(0, 2).map((event) => event.vm).sort(), ['vm-1', 'vm-2']);
     assert.equal(events[2]!.type, 'migration.finished');
     assert.equal(events[2]!.downtimeMs, 3);
+  });
+
+  it('reads a large window in pieces (groups of hosts, two queries at a time), every sample once', async () => {
+    const store = openStore(server.storeUrl('large'));
+    const t0 = Date.now() - 20 * 60_000;
+    const written: Sample[] = [];
+    for (let host = 0; host < 150; host++) {
+      for (const minute of [0, 1, 2]) {
+        const timeMs = t0 + minute * 60_000;
+        written.push(hostSample(`h${host}`, timeMs, { vmCount: 30 }));
+        for (let vm = 0; vm < 30; vm++) written.push(vmSample(`h${host}-v${vm}`, `h${host}`, timeMs));
+      }
+    }
+    assert.equal((await store.writeSamples(written)).written, written.length);
+    const plan = await (store as unknown as { planReads: (kind: string, query: object) => Promise<string[]> }).planReads('vm', { fromMs: t0, toMs: t0 + 3 * 60_000 });
+    assert.ok(plan.length >= 2, `a ${written.length}-sample window is read in ${plan.length} queries`);
+    const back = await readAll(store, t0, t0 + 3 * 60_000);
+    assert.equal(back.length, written.length);
+    const keys = new Set(back.map((sample) => `${sample.kind}|${sample.host}|${sample.kind === 'vm' ? sample.vm : ''}|${sample.timeMs}`));
+    assert.equal(keys.size, written.length, 'no sample twice');
+  });
+
+  it('a write in many batches that fails returns exactly the unwritten samples, in their order', async () => {
+    const store = openStore(server.storeUrl('batches'), { batchSize: 7 });
+    const t0 = Date.now() - 60_000;
+    await store.writeSamples([hostSample('n0', t0 - 1000)]);
+    const samples = Array.from({ length: 50 }, (_unused, index) => hostSample(`n${index}`, t0 + index));
+    await server.stop();
+    try {
+      await assert.rejects(store.writeSamples(samples), (error: Error) => {
+        assert.ok(error instanceof StoreWriteFailed);
+        assert.deepEqual(error.unwritten, samples);
+        return true;
+      });
+    } finally {
+      await server.start();
+    }
+    assert.equal((await store.writeSamples(samples)).written, 50);
   });
 
   it('sets aside points InfluxDB refuses (type conflict, beyond retention) with a count, and does not retry them', async () => {
@@ -188,6 +249,19 @@ describe('influx store with authentication', () => {
         assert.match(error.message, /authentication/);
         assert.ok(error.message.includes(`127.0.0.1:${server.port}/authdb`), error.message);
         assert.ok(!error.message.includes('wrong-Pa55') && !error.message.includes(admin.password), error.message);
+        // Nothing reachable from the error (as a logger serialising it with its cause would) holds a secret.
+        const seen = new Set<unknown>();
+        const deep = JSON.stringify(error, (_key, value: unknown) => {
+          if (typeof value === 'object' && value !== null) {
+            if (seen.has(value)) return undefined;
+            seen.add(value);
+            if (value instanceof Error) return { ...value, message: value.message, cause: (value as { cause?: unknown }).cause };
+          }
+          return value;
+        });
+        for (const secret of ['wrong-Pa55', admin.password, Buffer.from(`${admin.username}:wrong-Pa55`).toString('base64')]) {
+          assert.ok(!deep.includes(secret), `the error carries a secret: ${deep.slice(0, 500)}`);
+        }
         return true;
       });
       const spool = new Spool({ dir: tmpDir(), maxBytes: 1e6, log: captured.log });

@@ -100,6 +100,41 @@ describe('spool', () => {
     assert.deepEqual(new Set(stored.map((sample) => sample.timeMs)).size, round.length);
   });
 
+  it('keeps events too: samples and events taken during an outage all arrive after it, in order', async () => {
+    const shared = tmpfs();
+    const storeDir = path.join(shared, 'samples');
+    const store = openStore(`files:${storeDir}`);
+    const spool = new Spool({ dir: tmpDir(), maxBytes: 1e6 });
+    const t0 = Date.now() - 60_000;
+    remount(shared, 'ro');
+    const first = await deliver(store, spool, { samples: [hostSample('n1', t0)], events: [{ type: 'migration.started', timeMs: t0, vm: 'a' }] });
+    const second = await deliver(store, spool, { samples: [hostSample('n1', t0 + 1000)], events: [{ type: 'migration.finished', timeMs: t0 + 1000, vm: 'a' }] });
+    assert.deepEqual([first.spooled, second.spooled], [2, 2]);
+    remount(shared, 'rw');
+    const back = await deliver(store, spool, {});
+    assert.equal(back.replayed, 4);
+    const events = await store.readEvents({ fromMs: t0, toMs: t0 + 1000 });
+    assert.deepEqual(events.map((event) => event.type), ['migration.started', 'migration.finished']);
+    assert.deepEqual((await readAll(`files:${storeDir}`, t0, t0 + 1000)).map((sample) => sample.timeMs), [t0, t0 + 1000]);
+  });
+
+  it('while another live process holds the spool (a long replay), a round writes directly instead of waiting or failing', async () => {
+    const dir = tmpDir();
+    const store = openStore(`files:${path.join(dir, 'samples')}`);
+    const spool = new Spool({ dir: path.join(dir, 'spool'), maxBytes: 1e6 });
+    const t0 = Date.now() - 60_000;
+    await spool.append([{ sample: hostSample('n1', t0) }]);
+    // The lock of a process that still runs (this test's parent).
+    fs.writeFileSync(path.join(dir, 'spool', 'spool.lock'), String(process.ppid));
+    const busy = await deliver(store, spool, { samples: [hostSample('n1', t0 + 1000)] });
+    assert.deepEqual([busy.written, busy.replayed, busy.spooled, busy.storeError], [1, 0, 0, undefined]);
+    fs.rmSync(path.join(dir, 'spool', 'spool.lock'));
+    const free = await deliver(store, spool, { samples: [hostSample('n1', t0 + 2000)] });
+    assert.deepEqual([free.written, free.replayed], [1, 1]);
+    const stored = await readAll(`files:${path.join(dir, 'samples')}`, t0, t0 + 2000);
+    assert.deepEqual(stored.map((sample) => sample.timeMs).sort((a, b) => a - b), [t0, t0 + 1000, t0 + 2000]);
+  });
+
   it('is bounded: past spoolMaxBytes the oldest are dropped, with a warning saying how many', async () => {
     const captured = captureLog();
     const spool = new Spool({ dir: tmpDir(), maxBytes: 10_000, log: captured.log });

@@ -8,8 +8,7 @@ import { createDriver } from '../../drivers/index.ts';
 import type { Driver } from '../../drivers/driver.ts';
 import { ExitError, UsageError } from '../../errors.ts';
 import { loggerFor, logStartup } from '../../log.ts';
-import { openStore } from '../../store/index.ts';
-import { Spool } from '../../store/spool.ts';
+import { openStoreFor, spoolFor } from '../../store/index.ts';
 import { StoreAuthFailed } from '../../store/errors.ts';
 import { formatBytes, parseDurationMs } from '../../units.ts';
 import { teach } from '../help.ts';
@@ -58,12 +57,14 @@ export function collectCommand(): Command {
   teach(command, {
     summary: 'sample this host and its VMs once (for cron) or every --every, into the sample store',
     details:
-      'Measures the host from /proc (CPU from /proc/stat deltas kept in collect.stateFile, memory, load,\n' +
-      'disk and network rates, steal) and each VM through the driver\'s inventory, and writes them to the\n' +
-      'store with their measurement time. When the store cannot take them they go to a local spool\n' +
-      '(store.spoolDir, bounded by store.spoolMaxBytes) and are replayed, in order, on the next round.\n' +
-      'A logical host (collect.hostUse) reports the sum of its guests and its configured capacity.\n' +
-      'Cron: * * * * * cd /var/lib/lbvm && lbvm collect --config /etc/lbvm/lbvm.yaml',
+      'Measures the host from /proc (CPU from /proc/stat deltas kept in\n' +
+      'collect.stateFile, memory, load, disk and network rates, steal) and each VM\n' +
+      "through the driver's inventory, and writes them to the store with their\n" +
+      'measurement time. When the store cannot take them they go to a local spool\n' +
+      '(store.spoolDir, at most store.spoolMaxBytes), replayed in order next round.\n' +
+      'A logical host (collect.hostUse) reports the sum of its guests and its\n' +
+      'configured capacity. For cron (stderr, i.e. warnings, gets mailed):\n' +
+      '  * * * * * cd /var/lib/lbvm && lbvm collect -c /etc/lbvm/lbvm.yaml >/dev/null',
     examples: [
       'lbvm collect',
       'lbvm collect --every 10s --store files:/shared/lbvm/samples',
@@ -90,13 +91,8 @@ export function collectCommand(): Command {
     if (capacity && flags.hostOnly) throw new UsageError(`--host-only: ${config.node} is a logical host whose use is the sum of its guests; it needs a driver`);
     // Without a driver there are no VMs; a driver that is not built yet says so here, loudly.
     const driver: Driver | null = flags.hostOnly ? null : await createDriver(config.collect.driver, { config, log });
-    const store = openStore(config.store.url, {
-      retentionMs: config.store.retention,
-      downsampleRetentionMs: config.store.downsampleRetention,
-      batchSize: config.store.batchSize,
-      log,
-    });
-    const spool = new Spool({ dir: path.resolve(config.store.spoolDir), maxBytes: config.store.spoolMaxBytes, log });
+    const store = openStoreFor(config, log);
+    const spool = spoolFor(config, log);
     const options: CollectOptions = {
       node: config.node,
       store,
@@ -107,9 +103,19 @@ export function collectCommand(): Command {
       batchSize: config.store.batchSize,
       log,
     };
+    // Retention of the files store: every collector removes day folders past store.retention
+    // (idempotent, so many collectors sharing a folder do no harm). InfluxDB expires data itself.
+    const prune = async () => {
+      try {
+        await store.prune();
+      } catch (error) {
+        log.warn({ store: store.displayUrl, error: (error as Error).message }, `could not remove old samples from ${store.displayUrl}: ${(error as Error).message}`);
+      }
+    };
     try {
       if (intervalMs === undefined) {
         const result = await collectRound(options);
+        await prune();
         output(flags, result, summary);
         if (result.delivery.authFailed) throw new StoreAuthFailed(result.delivery.storeError!, []);
         if (result.driverError) throw new ExitError(`the round was written without VMs: ${result.driverError}`, 1);
@@ -125,6 +131,7 @@ export function collectCommand(): Command {
         signal: controller.signal,
         onRound: (result) => {
           if (result instanceof Error) return;
+          void prune();
           if (flags.json) process.stdout.write(`${JSON.stringify(result)}\n`);
           else process.stdout.write(`${new Date(result.timeMs).toISOString()} ${summary(result)}\n`);
         },

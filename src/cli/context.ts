@@ -10,7 +10,7 @@ import { QueueUnavailable } from '../errors.ts';
 import { createLogger, loggerFor, type Logger } from '../log.ts';
 import { MigrationQueue } from '../queue/queue.ts';
 import { connectRedis } from '../queue/redis.ts';
-import { openStore, type SampleStore } from '../store/index.ts';
+import { openStoreFor, type SampleStore } from '../store/index.ts';
 import { loadFor, type CommonOptions } from './run.ts';
 
 export class CliContext {
@@ -60,11 +60,7 @@ export class CliContext {
   }
 
   store(): SampleStore {
-    this.storeHandle ??= openStore(this.config.store.url, {
-      retentionMs: this.config.store.retention,
-      batchSize: this.config.store.batchSize,
-      log: this.log,
-    });
+    this.storeHandle ??= openStoreFor(this.config, this.log);
     return this.storeHandle;
   }
 

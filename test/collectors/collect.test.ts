@@ -26,14 +26,16 @@ async function readAll(url: string): Promise<Sample[]> {
 }
 
 describe('lbvm collect', () => {
-  it('fails loudly, naming the driver, while that driver is not built; nothing is written', async () => {
+  it('fails loudly, naming what the driver lacks (token, agent addresses, Redis); nothing is written', async () => {
     const cwd = tmpDir();
-    for (const driver of ['qemu', 'sim']) {
-      const result = await runCli('lbvm', ['collect', '--driver', driver, '--store', 'files:./samples'], { cwd, env: cleanEnv() });
-      assert.equal(result.code, 70, result.stderr);
-      assert.match(result.stderr, new RegExp(`the ${driver} driver .*not implemented yet`));
-      assert.doesNotMatch(result.stderr, /\bat .*\.ts:\d+/);
-    }
+    const qemu = await runCli('lbvm', ['collect', '--driver', 'qemu', '--store', 'files:./samples'], { cwd, env: cleanEnv() });
+    assert.equal(qemu.code, 2, qemu.stderr);
+    assert.match(qemu.stderr, /LBVM_AGENT_TOKEN: not set/);
+    assert.match(qemu.stderr, /hosts\.<name>\.agent/);
+    const sim = await runCli('lbvm', ['collect', '--driver', 'sim', '--store', 'files:./samples'], { cwd, env: cleanEnv({ LBVM_REDIS_URL: 'redis://127.0.0.1:1' }) });
+    assert.notEqual(sim.code, 0, sim.stderr);
+    assert.match(sim.stderr, /redis:\/\/127\.0\.0\.1:1/);
+    for (const result of [qemu, sim]) assert.doesNotMatch(result.stderr, /\bat .*\.(ts|js):\d+/);
     assert.ok(!fs.existsSync(path.join(cwd, 'samples')));
   });
 

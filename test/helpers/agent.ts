@@ -15,14 +15,21 @@ import { tmpDir } from './tmp.ts';
 
 const stateDirs: string[] = [];
 process.on('exit', () => {
-  for (const dir of stateDirs) for (const pid of qemuPids(dir)) {
+  // By command line, not by pid file: tmp.ts may already have removed the state folders.
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
     try {
-      process.kill(pid, 'SIGKILL');
+      const cmdline = fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8');
+      if (cmdline.startsWith('qemu-system') && stateDirs.some((dir) => cmdline.includes(`${dir}/guests/`))) process.kill(Number(entry), 'SIGKILL');
     } catch {
       /* gone */
     }
   }
 });
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  // Make these signals run the exit hooks above (Node's default for them skips 'exit' listeners).
+  if (process.listenerCount(signal) === 0) process.once(signal, () => process.exit(128 + (signal === 'SIGINT' ? 2 : 15)));
+}
 
 /** Pids of live QEMU processes of guests under an agent's state folder. */
 export function qemuPids(stateDir: string): number[] {

@@ -5,6 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { guestKernelArgs, qemuArgv, guestSpecSchema } from '../../src/drivers/qemu/guest.ts';
 import { spawnTracked, waitFor, type Tracked } from './processes.ts';
 import { tmpDir } from './tmp.ts';
 
@@ -34,10 +35,8 @@ export interface Guest {
   stop(): Promise<void>;
 }
 
-/** The kernel command line that tells the guest's init what to burn and dirty. */
-export function guestKernelArgs(options: GuestOptions): string {
-  return `console=ttyS0 quiet panic=-1 lbvm.cpu=${options.cpuPercent ?? 0} lbvm.mem=${options.memPercent ?? 0} lbvm.dirty=${options.dirtyPercent ?? 0}`;
-}
+/** The kernel command line that tells the guest's init what to burn and dirty (built by the qemu driver). */
+export { guestKernelArgs };
 
 export function assertGuestImage(): void {
   for (const file of ['vmlinuz', 'initramfs.cpio.gz']) {
@@ -53,20 +52,16 @@ export async function startGuest(options: GuestOptions = {}): Promise<Guest> {
   const name = options.name ?? 'guest';
   const qmpSocket = path.join(dir, 'qmp.sock');
   const serialLog = path.join(dir, 'serial.log');
-  const process = spawnTracked('qemu-system-x86_64', [
-    '-name', name,
-    '-accel', 'tcg',
-    '-m', String(options.memMiB ?? 128),
-    '-smp', '1',
-    '-nodefaults',
-    '-display', 'none',
-    '-no-reboot',
-    '-kernel', path.join(GUEST_DIR, 'vmlinuz'),
-    '-initrd', path.join(GUEST_DIR, 'initramfs.cpio.gz'),
-    '-append', guestKernelArgs(options),
-    '-serial', `file:${serialLog}`,
-    '-qmp', `unix:${qmpSocket},server=on,wait=off`,
-  ]);
+  // The same argv the qemu driver's agent uses for a guest.
+  const spec = guestSpecSchema.parse({
+    name,
+    memMiB: options.memMiB ?? 128,
+    vcpus: 1,
+    kernel: path.join(GUEST_DIR, 'vmlinuz'),
+    initrd: path.join(GUEST_DIR, 'initramfs.cpio.gz'),
+    append: guestKernelArgs(options),
+  });
+  const process = spawnTracked('qemu-system-x86_64', qemuArgv(spec, { qmpSocket, serialLog, pidFile: path.join(dir, 'qemu.pid'), accel: 'tcg' }));
   const consoleLines = () => (fs.existsSync(serialLog) ? fs.readFileSync(serialLog, 'utf8').split('\n') : []);
   const guest: Guest = {
     name,

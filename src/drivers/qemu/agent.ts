@@ -146,7 +146,12 @@ export class Agent {
     fs.renameSync(path.join(guest.dir, 'state.json.tmp'), path.join(guest.dir, 'state.json'));
   }
 
-  private forget(guest: ManagedGuest, why: string): void {
+  private forget(guest: ManagedGuest, why: string, unexpected = false): void {
+    if (unexpected) {
+      // Keep the evidence in the agent's log before the folder goes.
+      const tail = (file: string) => safeRead(path.join(guest.dir, file)).split('\n').filter((line) => !line.startsWith('lbvm-guest: tick')).slice(-15).join('\n');
+      this.log.warn({ vm: guest.spec.name, why, qemuLog: tail('qemu.log'), console: tail('serial.log') }, 'guest ended unexpectedly');
+    }
     guest.qmp?.close();
     this.guests.delete(guest.spec.name);
     fs.rmSync(guest.dir, { recursive: true, force: true });
@@ -314,13 +319,14 @@ export class Agent {
   private async tickGuest(guest: ManagedGuest): Promise<void> {
     const alive = guest.pid !== null && isOurQemu(guest.pid, guest.id);
     if (!alive) {
-      if (guest.role === 'incoming') return this.forget(guest, 'incoming QEMU exited (migration failed or cancelled)');
+      if (guest.role === 'incoming') return this.forget(guest, 'incoming QEMU exited (migration failed or cancelled)', true);
       if (guest.role !== 'stopped') {
         guest.role = 'stopped';
         guest.pid = null;
         guest.qmp?.close();
         this.save(guest);
-        this.log.warn({ vm: guest.spec.name }, 'guest QEMU exited');
+        const tail = (file: string) => safeRead(path.join(guest.dir, file)).split('\n').filter((line) => !line.startsWith('lbvm-guest: tick')).slice(-15).join('\n');
+        this.log.warn({ vm: guest.spec.name, qemuLog: tail('qemu.log'), console: tail('serial.log') }, 'guest QEMU exited');
       }
       return;
     }

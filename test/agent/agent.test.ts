@@ -1,0 +1,182 @@
+/**
+ * `lbvm agent` and the qemu driver with real QEMU guests under TCG: two agents on this machine are
+ * two hosts. A running guest (its tick counter going) moves live and by checkpoint through the
+ * queue and a worker; it ends on one host only, its counter never goes backwards, and the source
+ * keeps no QEMU. Calls without the token are refused; hostile VM names stay plain data; an agent
+ * restart re-adopts running guests; a cancelled migration leaves the guest on its source.
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { QemuDriver } from '../../src/drivers/qemu/driver.ts';
+import { guestId } from '../../src/drivers/qemu/guest.ts';
+import { createLogger } from '../../src/log.ts';
+import { MigrationQueue } from '../../src/queue/queue.ts';
+import { connectRedis } from '../../src/queue/redis.ts';
+import { startMigrationWorker, type MigrationWorker } from '../../src/queue/worker.ts';
+import { qemuPids, qemuProcessesOf, startAgent, testGuestSpec, ticks, waitBooted, type TestAgent } from '../helpers/agent.ts';
+import { startRedis, type RedisServer } from '../helpers/redis.ts';
+import { tmpDir } from '../helpers/tmp.ts';
+import { eventsOf, job, testConfig, until } from '../queue/support.ts';
+
+const GUEST = 'web-1';
+
+describe('lbvm agent and the qemu driver (real QEMU guests)', () => {
+  let redis: RedisServer;
+  let a: TestAgent;
+  let b: TestAgent;
+  let driver: QemuDriver;
+  const closers: (() => Promise<unknown>)[] = [];
+  const log = createLogger({ level: 'warn', format: 'json' });
+
+  before(async () => {
+    [redis, a, b] = await Promise.all([startRedis(), startAgent('host-a'), startAgent('host-b')]);
+    driver = new QemuDriver(new Map([[a.host, a.client], [b.host, b.client]]), log);
+    // 40% of RAM held and 2% rewritten each second: there is real memory to copy.
+    await a.client.start(testGuestSpec(GUEST, { cpuPercent: 10, memPercent: 40, dirtyPercent: 2 }));
+    await waitBooted(a, GUEST);
+  });
+  after(async () => {
+    for (const close of closers) await close().catch(() => {});
+    for (const agent of [a, b]) {
+      if (!agent) continue;
+      for (const guest of (await agent.client.list().catch(() => ({ guests: [] }))).guests) await agent.client.stop(guest.name).catch(() => {});
+      await agent.stop();
+    }
+    await redis?.stop();
+  });
+
+  /** Queue, worker and driver wired as `lbvm worker` wires them. */
+  function rig(overrides: Record<string, unknown> = {}) {
+    const config = testConfig(redis.url, { 'migration.lockDuration': '10s', 'migration.slotWait': '200ms', ...overrides });
+    const connection = connectRedis(redis.url, { blocking: true });
+    const queue = new MigrationQueue(connection, config);
+    const worker: MigrationWorker = startMigrationWorker({ config, driver, log, connection });
+    closers.push(() => worker.close(true), () => queue.close());
+    return { config, queue, events: queue.events };
+  }
+
+  it('refuses a call without the token, or with a wrong one, and starts nothing', async () => {
+    const before = (await a.client.list()).guests.length;
+    const spec = testGuestSpec('intruder');
+    const attempts: Record<string, string>[] = [{}, { authorization: 'Bearer wrong-token' }, { authorization: a.token }];
+    for (const headers of attempts) {
+      const response = await fetch(`http://${a.address}/v1/guests/start`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify({ spec }) });
+      assert.equal(response.status, 401);
+    }
+    assert.equal((await fetch(`http://${a.address}/v1/health`)).status, 401);
+    assert.equal((await a.client.list()).guests.length, before);
+    assert.deepEqual(qemuProcessesOf('intruder'), []);
+    assert.ok(!fs.existsSync(path.join(a.stateDir, 'guests', guestId('intruder'))));
+  });
+
+  it('passes hostile VM names as plain data: nothing runs, no file is written outside the state folder', async () => {
+    const marker = path.join(tmpDir(), 'pwned');
+    const names: string[] = [`x; rm -rf ${path.dirname(marker)}; touch ${marker}`, `$(touch ${marker})`, '../../etc', `\`touch ${marker}\`,id=evil`];
+    for (const name of names) {
+      const started = await a.client.start(testGuestSpec(name));
+      assert.equal(started.name, name);
+    }
+    const listed = (await a.client.list()).guests.map((guest) => guest.name);
+    for (const name of names) {
+      assert.ok(listed.includes(name), `${name} listed as it was given`);
+      const pids = qemuProcessesOf(name);
+      assert.equal(pids.length, 1);
+      assert.ok(!fs.readFileSync(`/proc/${pids[0]}/cmdline`, 'utf8').includes(name), 'the name never reaches QEMU\'s command line');
+    }
+    assert.ok(fs.existsSync(path.dirname(marker)), 'the folder named in the VM name is still there');
+    assert.ok(!fs.existsSync(marker), 'no command in a VM name ran');
+    assert.deepEqual(fs.readdirSync(path.join(a.stateDir, 'guests')).filter((entry) => !/^[0-9a-f]{20}$/.test(entry)), []);
+    assert.equal(await driver.locate(names[0]!), a.host);
+    for (const name of names) await a.client.stop(name);
+    for (const name of names) assert.deepEqual(qemuProcessesOf(name), []);
+    assert.deepEqual((await a.client.list()).guests.map((guest) => guest.name), [GUEST]);
+  });
+
+  it('moves a running guest live from A to B through the queue: it runs on B only, its counter never went backwards', async () => {
+    const { queue, events } = rig();
+    await sleep(1500);
+    const ticksOnA = ticks(a.console(GUEST));
+    assert.ok(ticksOnA.length > 0, 'the guest is counting on A');
+    const queued = await queue.enqueue(job(GUEST, a.host, b.host, { planId: 'live-1' }));
+    assert.equal(queued.status, 'queued');
+    await until('the live migration to finish', async () => ['completed', 'failed'].includes((await queue.job(queued.jobId))?.state ?? ''), 120_000);
+    const view = await queue.job(queued.jobId);
+    assert.equal(view?.state, 'completed', view?.failedReason ?? '');
+    assert.equal(view?.result?.outcome, 'migrated');
+    assert.ok((view?.result?.bytesCopied ?? 0) > 40 * 1024 * 1024, `copied ${view?.result?.bytesCopied} bytes`);
+    assert.ok(view?.result?.downtimeMs !== null && view!.result!.downtimeMs! >= 0, 'downtime reported by QMP');
+    // On B only; A has no QEMU left for it.
+    assert.equal(await driver.locate(GUEST), b.host);
+    assert.deepEqual((await a.client.list()).guests.map((guest) => guest.name), []);
+    assert.deepEqual(qemuPids(a.stateDir), []);
+    const processes = qemuProcessesOf(GUEST);
+    assert.equal(processes.length, 1, `one QEMU for ${GUEST} on this machine, found ${processes.length}`);
+    assert.deepEqual(qemuPids(b.stateDir), processes);
+    // The counter continues on B from where it was on A.
+    await sleep(2500);
+    const ticksOnB = ticks(b.console(GUEST));
+    assert.ok(ticksOnB.length >= 2, 'the guest keeps counting on B');
+    assert.ok(ticksOnB[0]! >= ticksOnA[ticksOnA.length - 1]!, `counter went backwards: A ended at ${ticksOnA.at(-1)}, B began at ${ticksOnB[0]}`);
+    for (let index = 1; index < ticksOnB.length; index++) assert.ok(ticksOnB[index]! > ticksOnB[index - 1]!);
+    const types = (await eventsOf({ events })).map((event) => event.type);
+    assert.deepEqual(types, ['migration.queued', 'migration.started', 'migration.finished']);
+    const inventory = await driver.inventory(b.host);
+    const vm = inventory.vms.find((entry) => entry.name === GUEST)!;
+    assert.equal(vm.state, 'running');
+    assert.equal(vm.memBytes, 128 * 1024 * 1024);
+    assert.match(vm.instanceId ?? '', /^\d+:\d+$/);
+    assert.ok((vm.cpuTimeMs ?? 0) > 0 && vm.memUsedBytes > 0);
+  });
+
+  it('re-adopts a running guest when its agent restarts (same QEMU, counter going)', async () => {
+    const pidBefore = qemuPids(b.stateDir);
+    await b.stop();
+    await sleep(1500);
+    assert.deepEqual(qemuPids(b.stateDir), pidBefore, 'the guest survived its agent');
+    await b.start();
+    const listed = (await b.client.list()).guests;
+    assert.equal(listed.length, 1);
+    assert.equal(listed[0]!.role, 'running');
+    assert.equal(listed[0]!.pid, pidBefore[0]);
+    const tick = ticks(b.console(GUEST)).at(-1)!;
+    await sleep(2000);
+    assert.ok(ticks(b.console(GUEST)).at(-1)! > tick);
+  });
+
+  it('cancelling a live migration leaves the guest running on its source and nothing on the destination', async () => {
+    const controller = new AbortController();
+    const progress: number[] = [];
+    // 1 MiB/s: the guest's 50 MiB of held memory cannot be copied before we cancel.
+    const moving = driver.migrate({ vm: GUEST, from: b.host, to: a.host, mode: 'live', downtimeLimitMs: 300, bandwidthBytesPerSec: 1024 * 1024, signal: controller.signal, attemptId: 'cancel-test', onProgress: (p) => progress.push(p.bytesCopied) });
+    await until('the migration to be under way', async () => progress.some((bytes) => bytes > 0), 30_000);
+    controller.abort(new Error('cancelled by the test'));
+    await assert.rejects(moving, /cancelled by the test/);
+    await until('the destination to be clean', async () => (await a.client.list()).guests.length === 0 && qemuPids(a.stateDir).length === 0, 15_000);
+    assert.equal(await driver.locate(GUEST), b.host);
+    const guest = (await b.client.list()).guests[0]!;
+    assert.equal(guest.status, 'running');
+    const tick = ticks(b.console(GUEST)).at(-1)!;
+    await sleep(2000);
+    assert.ok(ticks(b.console(GUEST)).at(-1)! > tick, 'the guest keeps counting on its source');
+  });
+
+  it('moves the guest back by checkpoint (stop, save, copy, restore): one place, counter not backwards', async () => {
+    const { queue } = rig();
+    const ticksOnB = ticks(b.console(GUEST));
+    const queued = await queue.enqueue(job(GUEST, b.host, a.host, { planId: 'checkpoint-1', mode: 'checkpoint' }));
+    await until('the checkpoint migration to finish', async () => ['completed', 'failed'].includes((await queue.job(queued.jobId))?.state ?? ''), 120_000);
+    const view = await queue.job(queued.jobId);
+    assert.equal(view?.state, 'completed', view?.failedReason ?? '');
+    assert.ok((view?.result?.bytesCopied ?? 0) > 40 * 1024 * 1024);
+    assert.equal(await driver.locate(GUEST), a.host);
+    assert.deepEqual(qemuPids(b.stateDir), []);
+    assert.equal(qemuProcessesOf(GUEST).length, 1);
+    await sleep(2500);
+    const ticksOnA = ticks(a.console(GUEST));
+    assert.ok(ticksOnA.length >= 2, 'the guest keeps counting after the restore');
+    assert.ok(ticksOnA[0]! >= ticksOnB.at(-1)!, `counter went backwards: ${ticksOnB.at(-1)} then ${ticksOnA[0]}`);
+  });
+});

@@ -1,0 +1,127 @@
+/**
+ * Real `lbvm agent` processes for tests: each with its own state folder, port and host name, so
+ * several make a multi-host cluster on one machine. Guests' QEMU processes run detached from the
+ * agent (they survive its restart), so this helper kills every QEMU it finds under its state
+ * folders when the test process exits.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { AgentClient } from '../../src/drivers/qemu/client.ts';
+import { guestId, guestKernelArgs, type GuestSpecInput, type TestGuestLoad } from '../../src/drivers/qemu/guest.ts';
+import { cleanEnv, ROOT } from './cli.ts';
+import { freePort, spawnTracked, waitFor, type Tracked } from './processes.ts';
+import { assertGuestImage, GUEST_DIR } from './qemu.ts';
+import { tmpDir } from './tmp.ts';
+
+const stateDirs: string[] = [];
+process.on('exit', () => {
+  // By command line, not by pid file: tmp.ts may already have removed the state folders.
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const cmdline = fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8');
+      if (cmdline.startsWith('qemu-system') && stateDirs.some((dir) => cmdline.includes(`${dir}/guests/`))) process.kill(Number(entry), 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+});
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  // Make these signals run the exit hooks above (Node's default for them skips 'exit' listeners).
+  if (process.listenerCount(signal) === 0) process.once(signal, () => process.exit(128 + (signal === 'SIGINT' ? 2 : 15)));
+}
+
+/** Pids of live QEMU processes of guests under an agent's state folder. */
+export function qemuPids(stateDir: string): number[] {
+  const guests = path.join(stateDir, 'guests');
+  if (!fs.existsSync(guests)) return [];
+  const pids: number[] = [];
+  for (const entry of fs.readdirSync(guests)) {
+    try {
+      const pid = Number(fs.readFileSync(path.join(guests, entry, 'qemu.pid'), 'utf8').trim());
+      if (pid > 0 && fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(`lbvm-${entry}`)) pids.push(pid);
+    } catch {
+      /* no pid file or process gone */
+    }
+  }
+  return pids;
+}
+
+/** Every process on this machine running the QEMU of guest `name` (whoever started it). */
+export function qemuProcessesOf(name: string): number[] {
+  const marker = `lbvm-${guestId(name)}`;
+  const found: number[] = [];
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const cmdline = fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8');
+      if (cmdline.includes(marker) && cmdline.includes('qemu-system')) found.push(Number(entry));
+    } catch {
+      /* gone */
+    }
+  }
+  return found;
+}
+
+export interface TestAgent {
+  host: string;
+  address: string;
+  stateDir: string;
+  token: string;
+  client: AgentClient;
+  process: Tracked;
+  /** The guest's serial console lines on this host (empty when it is not here). */
+  console(name: string): string[];
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  kill(): Promise<void>;
+}
+
+export async function startAgent(host: string, token = 'test-token-0123456789'): Promise<TestAgent> {
+  const stateDir = tmpDir(`lbvm-agent-${host}-`);
+  stateDirs.push(stateDir);
+  const port = await freePort();
+  const address = `127.0.0.1:${port}`;
+  const agent: TestAgent = {
+    host,
+    address,
+    stateDir,
+    token,
+    client: new AgentClient(address, token, host),
+    process: undefined as unknown as Tracked,
+    console(name) {
+      const file = path.join(stateDir, 'guests', guestId(name), 'serial.log');
+      return fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('\n') : [];
+    },
+    async start() {
+      agent.process = spawnTracked(process.execPath, [path.join(ROOT, 'bin/lbvm.js'), 'agent', '--node', host, '--listen', address, '--state-dir', stateDir], {
+        env: cleanEnv({ LBVM_AGENT_TOKEN: token, LBVM_LOG_FORMAT: 'json', LBVM_LOG_LEVEL: 'info' }),
+        cwd: stateDir,
+      });
+      await waitFor(`lbvm agent ${host} on ${address}`, async () => (await agent.client.health(1000)).host === host, { process: agent.process, timeoutMs: 30_000, intervalMs: 200 });
+    },
+    stop: () => agent.process.stop(),
+    async kill() {
+      agent.process.child.kill('SIGKILL');
+      await agent.process.exited;
+    },
+  };
+  await agent.start();
+  return agent;
+}
+
+/** The spec of the LBVM test guest (deploy/guest), as an agent starts it. */
+export function testGuestSpec(name: string, load: TestGuestLoad = {}, memMiB = 128): GuestSpecInput {
+  assertGuestImage();
+  return { name, memMiB, vcpus: 1, kernel: path.join(GUEST_DIR, 'vmlinuz'), initrd: path.join(GUEST_DIR, 'initramfs.cpio.gz'), append: guestKernelArgs(load) };
+}
+
+/** Tick numbers the guest printed on a console, in order. */
+export function ticks(lines: string[]): number[] {
+  return lines.filter((line) => line.startsWith('lbvm-guest: tick ')).map((line) => Number(line.slice('lbvm-guest: tick '.length)));
+}
+
+/** Waits until the guest printed "lbvm-guest: up" on `agent`. */
+export async function waitBooted(agent: TestAgent, name: string, timeoutMs = 120_000): Promise<void> {
+  await waitFor(`guest ${name} to boot on ${agent.host}`, () => agent.console(name).some((line) => line.startsWith('lbvm-guest: up')), { timeoutMs, intervalMs: 250 });
+}

@@ -1,0 +1,44 @@
+/**
+ * Redis restarted (AOF on) while one migration runs and others wait, and away for a few seconds:
+ * the worker reconnects by itself, the waiting jobs run after the restart, the running one
+ * completes or fails cleanly, and no VM is migrated twice.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { startRedis, type RedisServer } from '../helpers/redis.ts';
+import { eventsOf, job, MIB, queueRig, until, type QueueRig } from './support.ts';
+
+describe('Redis restarted under a running worker', () => {
+  let redis: RedisServer;
+  let rig: QueueRig | undefined;
+  before(async () => {
+    redis = await startRedis();
+  });
+  after(async () => {
+    await rig?.close();
+    await redis?.stop();
+  });
+
+  it('waiting jobs run after the restart, the running one ends cleanly, none runs twice', async () => {
+    const placement = { vm1: 'src', vm2: 'src', vm3: 'src', vm4: 'src' };
+    rig = await queueRig(redis.url, ['src', 'd1', 'd2', 'd3', 'd4'], placement, { 'migration.bandwidthBytesPerSec': 32 * MIB, 'migration.lockDuration': '10s', 'migration.slotWait': '200ms', 'limits.migrationsPerSourceHost': 1, 'migration.backoff': '500ms' }, 64 * MIB);
+    const ids: string[] = [];
+    for (let index = 1; index <= 4; index++) ids.push((await rig.queue.enqueue(job(`vm${index}`, 'src', `d${index}`))).jobId);
+    rig.startWorker();
+    await until('the first migration to start', async () => (await eventsOf(rig!, 'migration.started')).length === 1);
+    await redis.stop();
+    await sleep(3000);
+    await redis.start();
+    await until('all four jobs to end', async () => {
+      const states = await Promise.all(ids.map(async (id) => (await rig!.queue.job(id))?.state));
+      return states.every((state) => state === 'completed' || state === 'failed');
+    }, 90_000);
+    const states = await Promise.all(ids.map(async (id) => (await rig!.queue.job(id))?.state));
+    assert.deepEqual(states, ['completed', 'completed', 'completed', 'completed']);
+    for (let index = 1; index <= 4; index++) assert.equal(await rig.driver.locate(`vm${index}`), `d${index}`);
+    const migrated = (await eventsOf(rig, 'migration.finished')).filter((event) => event.detail?.outcome === 'migrated');
+    assert.equal(new Set(migrated.map((event) => event.vm)).size, migrated.length, 'no VM was migrated twice');
+    assert.equal(migrated.length, 4);
+  });
+});

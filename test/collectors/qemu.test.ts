@@ -1,0 +1,77 @@
+/**
+ * `lbvm collect` with the qemu driver on a real TCG guest told to burn 50% of a core, into a real
+ * files store and a real InfluxDB: the samples arrive with plausible values.
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import YAML from 'yaml';
+import type { HostSample, Sample, VmSample } from '../../src/model/index.ts';
+import { openStore } from '../../src/store/index.ts';
+import { startAgent, testGuestSpec, waitBooted, type TestAgent } from '../helpers/agent.ts';
+import { cleanEnv, runCli } from '../helpers/cli.ts';
+import { startInflux, type InfluxServer } from '../helpers/influx.ts';
+import { tmpDir } from '../helpers/tmp.ts';
+
+const GiB = 1024 ** 3;
+
+async function samplesOf(url: string): Promise<Sample[]> {
+  const store = openStore(url);
+  const samples: Sample[] = [];
+  for await (const sample of store.readSamples({ fromMs: Date.now() - 600_000, toMs: Date.now() })) samples.push(sample);
+  await store.close();
+  return samples.sort((a, b) => a.timeMs - b.timeMs);
+}
+
+describe('lbvm collect --driver qemu (real agent, real TCG guest)', () => {
+  let agent: TestAgent;
+  let influx: InfluxServer;
+  before(async () => {
+    [agent, influx] = await Promise.all([startAgent('h1'), startInflux()]);
+    await agent.client.start(testGuestSpec('burner', { cpuPercent: 50 }, 128));
+    await waitBooted(agent, 'burner');
+  });
+  after(async () => {
+    await agent.client.stop('burner').catch(() => {});
+    await Promise.all([agent.stop(), influx.stop()]);
+  });
+
+  it('a guest told to burn 50% of a core shows 0.4–0.6 cores used, in the files store and in InfluxDB', async () => {
+    const dir = tmpDir('lbvm-qemu-collect-');
+    const configFile = path.join(dir, 'lbvm.yaml');
+    fs.writeFileSync(
+      configFile,
+      YAML.stringify({
+        node: 'h1',
+        hosts: { h1: { cpuCores: 2, memBytes: '4GiB', agent: agent.address } },
+        collect: { driver: 'qemu', stateFile: path.join(dir, 'state.json') },
+        store: { spoolDir: path.join(dir, 'spool') },
+      }),
+    );
+    const env = cleanEnv({ LBVM_AGENT_TOKEN: agent.token });
+    for (const store of [`files:${path.join(dir, 'samples')}`, influx.storeUrl('lbvm_collect')]) {
+      // Three rounds two seconds apart: the first sets the counters' baseline, the next measure.
+      for (let round = 0; round < 3; round++) {
+        const result = await runCli('lbvm', ['collect', '--config', configFile, '--store', store], { env, cwd: dir });
+        assert.equal(result.code, 0, `${store}: ${result.stderr}`);
+        await new Promise((resolve) => setTimeout(resolve, 2000));
+      }
+      const samples = await samplesOf(store);
+      const vm = samples.filter((s): s is VmSample => s.kind === 'vm' && s.vm === 'burner');
+      assert.ok(vm.length >= 2, `${store}: ${vm.length} VM samples`);
+      const measured = vm.slice(-2);
+      for (const sample of measured) {
+        assert.equal(sample.host, 'h1');
+        assert.equal(sample.vcpus, 1);
+        assert.equal(sample.memBytes, 128 * 1024 * 1024);
+        assert.ok(sample.cpuUsedCores >= 0.4 && sample.cpuUsedCores <= 0.6, `${store}: a guest burning 50% of a core showed ${sample.cpuUsedCores.toFixed(3)} cores`);
+        assert.ok(sample.memUsedBytes > 0 && sample.memUsedBytes < GiB);
+        assert.equal(sample.state, 'running');
+      }
+      const host = samples.filter((s): s is HostSample => s.kind === 'host' && s.host === 'h1').slice(-1)[0]!;
+      assert.equal(host.cpuCores, 2, 'a logical host takes its capacity from config');
+      assert.ok(Math.abs(host.cpuUsedCores - measured[measured.length - 1]!.cpuUsedCores) < 0.05, 'a logical host\'s use is the sum of its guests');
+    }
+  });
+});

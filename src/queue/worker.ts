@@ -44,6 +44,16 @@ export interface MigrationWorker {
   worker: Worker<MigrationJobData, MigrationResult>;
   /** Stops taking jobs, waits for running ones (or aborts them when `force`), and closes. */
   close(force?: boolean): Promise<void>;
+  /** Cancels `jobId` if this process runs it (the guest stays on its source; no retry). True when it did. */
+  cancel(jobId: string, reason: string): boolean;
+}
+
+/** An operator asked for the migration to stop (`lbm migrate --wait`, Ctrl-C): no retry. */
+class CancelledByOperator extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'CancelledByOperator';
+  }
 }
 
 class LockLost extends Error {
@@ -100,6 +110,7 @@ export function startMigrationWorker(options: WorkerOptions): MigrationWorker {
     }
 
     const controller = new AbortController();
+    byJob.set(jobId, controller);
     const abort = (reason: Error) => {
       if (!controller.signal.aborted) controller.abort(reason);
     };
@@ -161,15 +172,18 @@ export function startMigrationWorker(options: WorkerOptions): MigrationWorker {
     } catch (error) {
       const reason = controller.signal.aborted ? (controller.signal.reason as Error) : (error as Error);
       const lockLost = reason instanceof LockLost;
-      const final = !lockLost && (error instanceof UnrecoverableError || attempt >= (job.opts.attempts ?? 1));
+      const cancelled = reason instanceof CancelledByOperator;
+      const final = !lockLost && (cancelled || error instanceof UnrecoverableError || attempt >= (job.opts.attempts ?? 1));
       await emit({ ...base, type: 'migration.failed', timeMs: Date.now(), error: reason.message, totalMs: Date.now() - startedMs, detail: { attempt, willRetry: !final, lockLost } });
       if (lockLost) jobLog.warn({ error: reason.message }, 'migration abandoned: this worker lost the job; its result does not count');
       else jobLog.warn({ error: reason.message, willRetry: !final }, 'migration failed');
       if (final) await claims.releaseClaim(data.vm, jobId);
       if (error instanceof UnrecoverableError) throw error;
+      if (cancelled) throw new UnrecoverableError(reason.message);
       throw reason;
     } finally {
       running.delete(controller);
+      byJob.delete(jobId);
       clearInterval(renewal);
       clearTimeout(timeout);
       bullSignal?.removeEventListener('abort', onBullAbort);
@@ -178,6 +192,7 @@ export function startMigrationWorker(options: WorkerOptions): MigrationWorker {
   };
 
   const running = new Set<AbortController>();
+  const byJob = new Map<string, AbortController>();
   const worker = new Worker<MigrationJobData, MigrationResult>(QUEUE_NAME, processor, {
     connection: connection as unknown as ConnectionOptions,
     prefix,
@@ -205,6 +220,12 @@ export function startMigrationWorker(options: WorkerOptions): MigrationWorker {
   });
   return {
     worker,
+    cancel(jobId, reason) {
+      const controller = byJob.get(jobId);
+      if (!controller || controller.signal.aborted) return false;
+      controller.abort(new CancelledByOperator(reason));
+      return true;
+    },
     async close(force = false) {
       if (force) for (const controller of running) controller.abort(new Error('worker stopping'));
       await worker.close(force);

@@ -3,7 +3,10 @@ import { Command } from 'commander';
 import { createDriver } from '../../drivers/index.ts';
 import { loggerFor, logStartup } from '../../log.ts';
 import { assertRedisFitForQueue, connectRedis, logConnectionTrouble } from '../../queue/redis.ts';
+import { listenForCancels } from '../../queue/cancel.ts';
+import { RedisEventLog, type EventSink } from '../../queue/events.ts';
 import { startMigrationWorker } from '../../queue/worker.ts';
+import { openStoreFor } from '../../store/index.ts';
 import { DRIVER_NAMES } from '../../config/schema.ts';
 import { UsageError } from '../../errors.ts';
 import { teach } from '../help.ts';
@@ -45,7 +48,29 @@ export function workerCommand(): Command {
       throw error;
     }
     const driver = await createDriver(config.collect.driver, { config, log });
-    const worker = startMigrationWorker({ config, driver, log, connection, concurrency });
+    // Events go to the Redis stream (the monitor and lbm read it) and next to the samples in the
+    // store (long-term reports); a store that is down costs a warning, not the migration.
+    const redisEvents = new RedisEventLog(connection, config.redis.prefix);
+    const store = openStoreFor(config, log);
+    let storeWarned = false;
+    const events: EventSink = {
+      async emit(event) {
+        await redisEvents.emit(event);
+        try {
+          await store.writeEvents([event]);
+          storeWarned = false;
+        } catch (error) {
+          if (!storeWarned) log.warn({ error: (error as Error).message, store: store.displayUrl }, 'could not copy migration events to the store; they are in Redis');
+          storeWarned = true;
+        }
+      },
+    };
+    const worker = startMigrationWorker({ config, driver, log, connection, concurrency, events });
+    // `lbm migrate --wait` asks for a cancel on a channel every worker listens to.
+    const subscriber = connectRedis(config.redis.url);
+    await listenForCancels(subscriber, config.redis.prefix, (jobId) => {
+      if (worker.cancel(jobId, 'cancelled by an operator')) log.warn({ jobId }, 'migration cancelled by an operator; the guest stays on its source');
+    });
     log.info({ driver: driver.name, concurrency: concurrency ?? config.migration.workerConcurrency }, 'worker ready');
     await new Promise<void>((resolve) => {
       let stopping = false;
@@ -62,6 +87,8 @@ export function workerCommand(): Command {
           .catch((error: Error) => log.warn({ error: error.message }, 'error while stopping'))
           .finally(async () => {
             await driver.close().catch(() => {});
+            await store.close().catch(() => {});
+            subscriber.disconnect();
             connection.disconnect();
             log.info('stopped');
             resolve();

@@ -80,6 +80,7 @@ export async function queueRig(redisUrl: string, hosts: string[], placement: Rec
   const driver = await defineCluster(redis, config, hosts, placement, memBytes);
   const queue = new MigrationQueue(redis, config);
   const log = createLogger({ level: 'warn', format: 'json' });
+  const connections: Redis[] = [];
   const rig: QueueRig = {
     config,
     redis,
@@ -88,12 +89,15 @@ export async function queueRig(redisUrl: string, hosts: string[], placement: Rec
     driver,
     workers: [],
     startWorker(concurrency) {
-      const worker = startMigrationWorker({ config, driver, log, connection: connectRedis(redisUrl, { blocking: true }), concurrency });
+      const connection = connectRedis(redisUrl, { blocking: true });
+      const worker = startMigrationWorker({ config, driver, log, connection, concurrency });
       rig.workers.push(worker);
+      connections.push(connection);
       return worker;
     },
     async close() {
       await Promise.all(rig.workers.map((worker) => worker.close(true).catch(() => {})));
+      for (const connection of connections) connection.disconnect();
       await queue.close().catch(() => {});
       redis.disconnect();
     },

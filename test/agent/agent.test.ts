@@ -54,7 +54,7 @@ describe('lbvm agent and the qemu driver (real QEMU guests)', () => {
     const connection = connectRedis(redis.url, { blocking: true });
     const queue = new MigrationQueue(connection, config);
     const worker: MigrationWorker = startMigrationWorker({ config, driver, log, connection });
-    closers.push(() => worker.close(true), () => queue.close());
+    closers.push(() => worker.close(true), () => queue.close(), async () => connection.disconnect());
     return { config, queue, events: queue.events };
   }
 
@@ -149,11 +149,16 @@ describe('lbvm agent and the qemu driver (real QEMU guests)', () => {
   it('cancelling a live migration leaves the guest running on its source and nothing on the destination', async () => {
     const controller = new AbortController();
     const progress: number[] = [];
-    // 1 MiB/s: the guest's 50 MiB of held memory cannot be copied before we cancel.
-    const moving = driver.migrate({ vm: GUEST, from: b.host, to: a.host, mode: 'live', downtimeLimitMs: 300, bandwidthBytesPerSec: 1024 * 1024, signal: controller.signal, attemptId: 'cancel-test', onProgress: (p) => progress.push(p.bytesCopied) });
+    // 128 KiB/s: the guest's 50 MiB of held memory cannot be copied before we cancel, and the
+    // guest dirties memory faster than that, so the agent switches auto-converge on.
+    const moving = driver.migrate({ vm: GUEST, from: b.host, to: a.host, mode: 'live', downtimeLimitMs: 300, bandwidthBytesPerSec: 128 * 1024, signal: controller.signal, attemptId: 'cancel-test', onProgress: (p) => progress.push(p.bytesCopied) });
     await until('the migration to be under way', async () => progress.some((bytes) => bytes > 0), 30_000);
     controller.abort(new Error('cancelled by the test'));
     await assert.rejects(moving, /cancelled by the test/);
+    const status = await b.client.call<{ status: string; autoConverge: boolean; dirtyBytesPerSec: number | null }>('/v1/migrate/status', { name: GUEST });
+    assert.equal(status.status, 'cancelled');
+    assert.ok((status.dirtyBytesPerSec ?? 0) > 128 * 1024, `measured dirty rate ${status.dirtyBytesPerSec} B/s`);
+    assert.equal(status.autoConverge, true, 'auto-converge on for a guest dirtying faster than the bandwidth cap');
     await until('the destination to be clean', async () => (await a.client.list()).guests.length === 0 && qemuPids(a.stateDir).length === 0, 15_000);
     assert.equal(await driver.locate(GUEST), b.host);
     const guest = (await b.client.list()).guests[0]!;

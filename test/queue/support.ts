@@ -80,7 +80,7 @@ export async function queueRig(redisUrl: string, hosts: string[], placement: Rec
   const driver = await defineCluster(redis, config, hosts, placement, memBytes);
   const queue = new MigrationQueue(redis, config);
   const log = createLogger({ level: 'warn', format: 'json' });
-  const connections: ReturnType<typeof connectRedis>[] = [];
+  const connections: Redis[] = [];
   const rig: QueueRig = {
     config,
     redis,
@@ -90,17 +90,15 @@ export async function queueRig(redisUrl: string, hosts: string[], placement: Rec
     workers: [],
     startWorker(concurrency) {
       const connection = connectRedis(redisUrl, { blocking: true });
-      connections.push(connection);
       const worker = startMigrationWorker({ config, driver, log, connection, concurrency });
       rig.workers.push(worker);
+      connections.push(connection);
       return worker;
     },
     async close() {
       await Promise.all(rig.workers.map((worker) => worker.close(true).catch(() => {})));
-      await queue.close().catch(() => {});
-      // The workers were given their connections: they do not close them (BullMQ leaves a shared
-      // connection open), and a connection left open keeps reconnecting after Redis stops.
       for (const connection of connections) connection.disconnect();
+      await queue.close().catch(() => {});
       redis.disconnect();
     },
   };

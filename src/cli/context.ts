@@ -79,3 +79,13 @@ export class CliContext {
     }
   }
 }
+
+/** Opens a one-shot command's context, runs `body`, and closes everything it opened. */
+export async function withContext<T>(options: CommonOptions, name: string, body: (context: CliContext) => Promise<T>): Promise<T> {
+  const context = CliContext.open(options, name);
+  try {
+    return await body(context);
+  } finally {
+    await context.close();
+  }
+}

@@ -3,7 +3,7 @@ import os from 'node:os';
 import { Command } from 'commander';
 import { UsageError } from '../../../errors.ts';
 import { readMaintenance, readPause, setMaintenance, setPaused } from '../../../monitor/control.ts';
-import { CliContext } from '../../context.ts';
+import { withContext } from '../../context.ts';
 import { teach } from '../../help.ts';
 import { output, withCommon, type CommonOptions } from '../../run.ts';
 
@@ -11,14 +11,6 @@ function operator(): string {
   return `${process.env.SUDO_USER ?? process.env.USER ?? 'operator'}@${os.hostname()}`;
 }
 
-async function withContext<T>(options: CommonOptions, name: string, body: (context: CliContext) => Promise<T>): Promise<T> {
-  const context = CliContext.open(options, name);
-  try {
-    return await body(context);
-  } finally {
-    await context.close();
-  }
-}
 
 export function pauseCommand(): Command {
   const command = withCommon(new Command('pause')).option('--reason <text>', 'why, shown by lbm status and in the monitor log');

@@ -4,19 +4,11 @@ import { policySettingsFromConfig } from '../../../config/policy-settings.ts';
 import { vmDemand } from '../../../../policies/index.ts';
 import { formatBytes } from '../../../units.ts';
 import { ago, findHost, hostCpuUsed, openCluster } from '../../cluster.ts';
-import { CliContext } from '../../context.ts';
+import { withContext } from '../../context.ts';
 import { teach } from '../../help.ts';
 import { table } from '../../render.ts';
 import { output, withCommon, type CommonOptions } from '../../run.ts';
 
-async function withContext<T>(options: CommonOptions, name: string, body: (context: CliContext) => Promise<T>): Promise<T> {
-  const context = CliContext.open(options, name);
-  try {
-    return await body(context);
-  } finally {
-    await context.close();
-  }
-}
 
 export function hostsCommand(): Command {
   const command = withCommon(new Command('hosts'));

@@ -35,4 +35,7 @@ export async function run(name) {
     module = await import(pathToFileURL(path.join(root, 'src', 'cli', `${name}.ts`)).href);
   }
   await module.main(process.argv);
+  // The command is done (daemons return only after their shutdown). A client a command forgot to
+  // close must not keep the process alive, retrying: leave 2 s for a natural exit, then end it.
+  setTimeout(() => process.exit(process.exitCode ?? 0), 2000).unref();
 }

@@ -4,7 +4,8 @@
  * `lbvm agent`). libvirt, proxmox and openvz say loudly that they are not built yet.
  */
 import type { LbvmConfig } from '../config/schema.ts';
-import { NotImplemented } from '../errors.ts';
+import { redactUrl } from '../config/load.ts';
+import { NotImplemented, QueueUnavailable } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { connectRedis } from '../queue/redis.ts';
 import type { Driver } from './driver.ts';
@@ -21,8 +22,17 @@ export interface DriverContext {
 export async function createDriver(name: LbvmConfig['collect']['driver'], context: DriverContext): Promise<Driver> {
   switch (name) {
     case 'sim': {
-      const driver = new SimDriver({ config: context.config, redis: connectRedis(context.config.redis.url), ownsRedis: true });
-      await driver.cluster.ensure(context.config.sim);
+      const redis = connectRedis(context.config.redis.url);
+      const driver = new SimDriver({ config: context.config, redis, ownsRedis: true });
+      try {
+        await driver.cluster.ensure(context.config.sim);
+      } catch (error) {
+        redis.disconnect();
+        throw new QueueUnavailable(
+          `the sim driver keeps its cluster in Redis at ${redactUrl(context.config.redis.url)}, which is unreachable (${(error as Error).message}). Start Redis or fix redis.url (LBVM_REDIS_URL).`,
+          error,
+        );
+      }
       return driver;
     }
     case 'qemu':

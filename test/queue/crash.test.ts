@@ -83,8 +83,9 @@ describe('worker processes killed or paused mid-migration', () => {
     for (let index = 0; index < 50; index++) assert.equal((await r.queue.enqueue(job(`vm${index}`, `s${index % 10}`, 'dst'))).status, 'queued');
     const victim = spawnWorker(r);
     const survivor = spawnWorker(r);
-    await until('some migrations to start', async () => (await eventsOf(r, 'migration.started')).length >= 3, 30_000, async () => victim.output());
     const victimId = `${os.hostname()}:${victim.child.pid}`;
+    // Kill the victim once it holds a slot (it may start after the survivor has taken the first jobs).
+    await until('the victim to start a migration', async () => (await eventsOf(r, 'migration.started')).some((event) => event.detail?.worker === victimId), 30_000, async () => victim.output());
     victim.child.kill('SIGKILL');
     await victim.exited;
     const killedMs = Date.now();

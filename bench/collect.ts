@@ -37,7 +37,7 @@ function runRound(cwd: string): Promise<ChildUsage> {
     const started = performance.now();
     const child = spawn(
       process.execPath,
-      ['--import', import.meta.resolve('tsx'), path.join(ROOT, 'bench/_collect-child.ts'), 'collect', '--host-only', '--node', 'bench', '--store', 'files:./samples'],
+      [path.join(ROOT, 'bench/_collect-child.mjs'), 'collect', '--host-only', '--node', 'bench', '--store', 'files:./samples'],
       { cwd, stdio: ['ignore', 'ignore', 'pipe', 'pipe'], env: { ...process.env, LBVM_LOG_LEVEL: 'warn' } },
     );
     let usage = '';
@@ -132,7 +132,7 @@ process.stdout.write(
       bench: 'collect',
       measured: {
         hostOnlyRound: {
-          what: 'a whole `lbvm collect --host-only` process into a files store, warm state file (process start and tsx loading included)',
+          what: 'a whole `lbvm collect --host-only` process as bin/lbvm.js runs it (compiled dist/ when fresh) into a files store, warm state file',
           runs: RUNS,
           cpuMsMedian: Math.round(cpuMs),
           wallMsMedian: Math.round(median(rounds.map((round) => round.wallMs))),
@@ -158,11 +158,11 @@ process.stdout.write(
           writeMsMedian: Number(median(writeMs).toFixed(2)),
         },
       },
-      notMeasured: 'a round with 20 real QEMU guests through the qemu driver (issue #5): the driver is not built in this branch, so its own cost (reading /proc/<pid>/stat and io, QMP query-balloon and query-status for 20 guests) is not included',
+      notMeasured: 'a round with 20 real QEMU guests through the qemu driver: its own cost (the agent reading /proc/<pid>/stat and io, QMP query-balloon and query-status for 20 guests) is not in these figures yet',
       target: { cpuMs: 300, rssMiB: 80 },
       hostOnlyMeetsTarget: cpuMs < 300 && rssMiB < 80,
       finding:
-        'a fresh process is dominated by Node start, the tsx loader (nodeWithTsxOnly) and loading the sources and their packages; the round itself costs a few ms of CPU (loopRound). The cron CPU target cannot be met while LBVM runs from TypeScript through tsx; `lbvm collect --every 60s` as a service meets the CPU budget, and RSS stays near the tsx floor.',
+        'a fresh process is dominated by Node start and loading modules (bin/ runs the compiled dist/ and loads only the collect command and the chosen driver); the round itself costs a few ms of CPU (loopRound); `lbvm collect --every 60s` as a service costs that alone.',
       machine: { cpus: os.cpus().length, load1Before: loadBefore, load1After: os.loadavg()[0], note: 'shared with other engineers running QEMU tests: timings are noisy' },
     },
     null,

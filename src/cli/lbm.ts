@@ -3,18 +3,27 @@
  * triggers manual moves, pause, resume and maintenance. One file per command under ./commands/lbm.
  */
 import { Command } from 'commander';
-import { maintenanceCommand, pauseCommand, resumeCommand } from './commands/lbm/control.ts';
-import { explainCommand } from './commands/lbm/explain.ts';
-import { logsCommand } from './commands/lbm/logs.ts';
-import { migrateCommand } from './commands/lbm/migrate.ts';
-import { planCommand } from './commands/lbm/plan.ts';
-import { reportCommand } from './commands/lbm/report.ts';
-import { statusCommand } from './commands/lbm/status.ts';
-import { hostsCommand, jobsCommand, vmsCommand } from './commands/lbm/tables.ts';
 import { CONFIG_HELP } from './help.ts';
-import { runProgram } from './run.ts';
+import { commandToLoad, runProgram } from './run.ts';
 
-export function lbmProgram(): Command {
+/** Each command's module is loaded only when that command runs (or for the full --help). */
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  status: async () => (await import('./commands/lbm/status.ts')).statusCommand(),
+  hosts: async () => (await import('./commands/lbm/tables.ts')).hostsCommand(),
+  vms: async () => (await import('./commands/lbm/tables.ts')).vmsCommand(),
+  logs: async () => (await import('./commands/lbm/logs.ts')).logsCommand(),
+  report: async () => (await import('./commands/lbm/report.ts')).reportCommand(),
+  plan: async () => (await import('./commands/lbm/plan.ts')).planCommand(),
+  migrate: async () => (await import('./commands/lbm/migrate.ts')).migrateCommand(),
+  jobs: async () => (await import('./commands/lbm/tables.ts')).jobsCommand(),
+  explain: async () => (await import('./commands/lbm/explain.ts')).explainCommand(),
+  pause: async () => (await import('./commands/lbm/control.ts')).pauseCommand(),
+  resume: async () => (await import('./commands/lbm/control.ts')).resumeCommand(),
+  maintenance: async () => (await import('./commands/lbm/control.ts')).maintenanceCommand(),
+};
+
+/** The program with every command, or only `only` when it names one. */
+export async function lbmProgram(only?: string): Promise<Command> {
   const program = new Command('lbm')
     .description(
       'LBM, the operator\'s tool for an LBVM cluster: is it balanced, what did LBVM do and why,\n' +
@@ -23,15 +32,10 @@ export function lbmProgram(): Command {
     .version('0.1.0')
     .showHelpAfterError('(run with --help for usage)')
     .addHelpText('after', `\nExamples:\n  $ lbm status\n  $ lbm vms --host n3\n  $ lbm migrate vm-17 n5 --wait\n\n${CONFIG_HELP}\n`);
-  for (const command of [
-    statusCommand(), hostsCommand(), vmsCommand(), logsCommand(), reportCommand(), planCommand(), migrateCommand(),
-    jobsCommand(), explainCommand(), pauseCommand(), resumeCommand(), maintenanceCommand(),
-  ]) {
-    program.addCommand(command);
-  }
+  for (const name of only && COMMANDS[only] ? [only] : Object.keys(COMMANDS)) program.addCommand(await COMMANDS[name]!());
   return program;
 }
 
 export async function main(argv = process.argv): Promise<void> {
-  await runProgram(lbmProgram(), argv);
+  await runProgram(await lbmProgram(commandToLoad(argv)), argv);
 }

@@ -3,17 +3,25 @@
  * and the simulator and demo. One file per command under ./commands.
  */
 import { Command } from 'commander';
-import { agentCommand } from './commands/agent.ts';
-import { collectCommand } from './commands/collect.ts';
-import { configCommand } from './commands/config.ts';
-import { demoCommand } from './commands/demo.ts';
-import { monitorCommand } from './commands/monitor.ts';
-import { simulateCommand } from './commands/simulate.ts';
-import { workerCommand } from './commands/worker.ts';
 import { CONFIG_HELP } from './help.ts';
-import { runProgram } from './run.ts';
+import { commandToLoad, runProgram } from './run.ts';
 
-export function lbvmProgram(): Command {
+/**
+ * Each command's module is loaded only when that command runs (or for the full --help): a cron
+ * `lbvm collect` should not pay for BullMQ, the policies and the demo.
+ */
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  config: async () => (await import('./commands/config.ts')).configCommand(),
+  collect: async () => (await import('./commands/collect.ts')).collectCommand(),
+  monitor: async () => (await import('./commands/monitor.ts')).monitorCommand(),
+  worker: async () => (await import('./commands/worker.ts')).workerCommand(),
+  agent: async () => (await import('./commands/agent.ts')).agentCommand(),
+  simulate: async () => (await import('./commands/simulate.ts')).simulateCommand(),
+  demo: async () => (await import('./commands/demo.ts')).demoCommand(),
+};
+
+/** The program with every command, or only `only` when it names one. */
+export async function lbvmProgram(only?: string): Promise<Command> {
   const program = new Command('lbvm')
     .description(
       'LBVM keeps a cluster of hypervisor hosts balanced by moving running VMs live.\n' +
@@ -26,16 +34,10 @@ export function lbvmProgram(): Command {
       'after',
       `\nExamples:\n  $ lbvm collect --every 10s        sample this host and its VMs in a loop\n  $ lbvm monitor                    the long-running balancer\n  $ lbvm simulate --trace ../shared/traces/planetlab/20110303 --format planetlab --hosts 60 --host-cores 4\n  $ lbvm demo                       a local cluster balanced live\n\n${CONFIG_HELP}\n`,
     );
-  program.addCommand(configCommand());
-  program.addCommand(collectCommand());
-  program.addCommand(monitorCommand());
-  program.addCommand(workerCommand());
-  program.addCommand(agentCommand());
-  program.addCommand(simulateCommand());
-  program.addCommand(demoCommand());
+  for (const name of only && COMMANDS[only] ? [only] : Object.keys(COMMANDS)) program.addCommand(await COMMANDS[name]!());
   return program;
 }
 
 export async function main(argv = process.argv): Promise<void> {
-  await runProgram(lbvmProgram(), argv);
+  await runProgram(await lbvmProgram(commandToLoad(argv)), argv);
 }

@@ -12,6 +12,12 @@ export interface CommonOptions {
   json?: boolean;
 }
 
+/** The command named on the command line (the first word after the program), if any. */
+export function commandToLoad(argv: string[]): string | undefined {
+  const first = argv[2];
+  return first && !first.startsWith('-') && first !== 'help' ? first : undefined;
+}
+
 /** Adds `--config FILE` and `--json` to a command. */
 export function withCommon(command: Command): Command {
   return command

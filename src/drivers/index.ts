@@ -7,10 +7,7 @@ import type { LbvmConfig } from '../config/schema.ts';
 import { redactUrl } from '../config/load.ts';
 import { NotImplemented, QueueUnavailable } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { connectRedis } from '../queue/redis.ts';
 import type { Driver } from './driver.ts';
-import { QemuDriver } from './qemu/driver.ts';
-import { SimDriver } from './sim.ts';
 
 export type { Driver } from './driver.ts';
 
@@ -21,7 +18,9 @@ export interface DriverContext {
 
 export async function createDriver(name: LbvmConfig['collect']['driver'], context: DriverContext): Promise<Driver> {
   switch (name) {
+    // Each driver's module is loaded only when chosen (a qemu host's cron collector skips ioredis).
     case 'sim': {
+      const [{ connectRedis }, { SimDriver }] = await Promise.all([import('../queue/redis.ts'), import('./sim.ts')]);
       const redis = connectRedis(context.config.redis.url);
       const driver = new SimDriver({ config: context.config, redis, ownsRedis: true });
       try {
@@ -35,8 +34,10 @@ export async function createDriver(name: LbvmConfig['collect']['driver'], contex
       }
       return driver;
     }
-    case 'qemu':
+    case 'qemu': {
+      const { QemuDriver } = await import('./qemu/driver.ts');
       return QemuDriver.fromConfig(context.config, context.log);
+    }
     default:
       throw new NotImplemented(`the ${name} driver (issue #9 builds libvirt, proxmox, openvz)`);
   }

@@ -4,7 +4,7 @@ import { lbmProgram } from '../../src/cli/lbm.ts';
 import { lbvmProgram } from '../../src/cli/lbvm.ts';
 import { cleanEnv, runCli } from '../helpers/cli.ts';
 
-const tools = { lbvm: lbvmProgram(), lbm: lbmProgram() } as const;
+const tools = { lbvm: await lbvmProgram(), lbm: await lbmProgram() } as const;
 
 describe('--help teaches', () => {
   for (const [tool, program] of Object.entries(tools) as [keyof typeof tools, (typeof tools)[keyof typeof tools]][]) {

@@ -15,6 +15,7 @@ import { connectRedis } from '../src/queue/redis.ts';
 import { startMigrationWorker } from '../src/queue/worker.ts';
 import { startRedis } from '../test/helpers/redis.ts';
 import { tmpDir } from '../test/helpers/tmp.ts';
+import { peakConcurrency } from '../test/queue/support.ts';
 
 const HOSTS = 50;
 const JOBS = 1000;
@@ -86,25 +87,9 @@ for (const event of events) {
 const waits = [...startedAt.entries()].map(([jobId, started]) => started - queuedAt.get(jobId)!).sort((x, y) => x - y);
 const quantile = (q: number) => waits[Math.min(waits.length - 1, Math.floor(q * waits.length))]!;
 
-// Replay the stream: the most migrations any host had at once, as source and as destination.
-const running = new Map<string, LbvmEvent>();
-let peakSource = 0;
-let peakDestination = 0;
-let peakCluster = 0;
-for (const event of events) {
-  if (event.type === 'migration.started') running.set(event.jobId!, event);
-  else if (event.type === 'migration.finished' || event.type === 'migration.failed') running.delete(event.jobId!);
-  else continue;
-  const bySource = new Map<string, number>();
-  const byDestination = new Map<string, number>();
-  for (const active of running.values()) {
-    bySource.set(active.from!, (bySource.get(active.from!) ?? 0) + 1);
-    byDestination.set(active.to!, (byDestination.get(active.to!) ?? 0) + 1);
-  }
-  peakSource = Math.max(peakSource, ...bySource.values(), 0);
-  peakDestination = Math.max(peakDestination, ...byDestination.values(), 0);
-  peakCluster = Math.max(peakCluster, running.size);
-}
+// Replay the stream: the most migrations any host had at once, as source and as destination
+// (the same replay the queue tests assert with).
+const peak = peakConcurrency(events);
 const finalPlacement = await driver.cluster.placement();
 const failed = events.filter((event) => event.type === 'migration.failed').length;
 
@@ -120,10 +105,10 @@ const result = {
   wallMs,
   migrationsPerSec: Number((JOBS / (wallMs / 1000)).toFixed(1)),
   enqueueToStartMs: { median: quantile(0.5), p99: quantile(0.99), max: waits.at(-1) },
-  peakPerSourceHost: peakSource,
-  peakPerDestinationHost: peakDestination,
-  peakCluster,
-  limitNeverExceeded: peakSource <= PER_HOST && peakDestination <= PER_HOST,
+  peakPerSourceHost: peak.source,
+  peakPerDestinationHost: peak.destination,
+  peakCluster: peak.cluster,
+  limitNeverExceeded: peak.source <= PER_HOST && peak.destination <= PER_HOST,
   failed,
   moved: Object.entries(finalPlacement).filter(([vm, host]) => host !== placement[vm]).length,
 };

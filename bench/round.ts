@@ -11,6 +11,7 @@ import { loadConfig } from '../src/config/load.ts';
 import { createLogger } from '../src/log.ts';
 import type { Sample } from '../src/model/index.ts';
 import { Monitor } from '../src/monitor/daemon.ts';
+import { queueKeys } from '../src/queue/keys.ts';
 import { MigrationQueue } from '../src/queue/queue.ts';
 import { connectRedis } from '../src/queue/redis.ts';
 import { openStore, type SampleStore } from '../src/store/index.ts';
@@ -60,7 +61,7 @@ async function measure(name: string, storeUrl: string, redisUrl: string, prefix:
   for (let i = 0; i < samples.length; i += 50_000) await store.writeSamples(samples.slice(i, i + 50_000));
   const redis = connectRedis(redisUrl);
   const queue = new MigrationQueue(redis, config);
-  const monitor = new Monitor({ config, log, store, redis, queue, events: queue.events, id: 'bench', clock: () => nowMs });
+  const monitor = new Monitor({ config, log, store, redis, queue, id: 'bench', clock: () => nowMs });
   const roundMs: number[] = [];
   const planMs: number[] = [];
   let enqueued = 0;
@@ -69,7 +70,7 @@ async function measure(name: string, storeUrl: string, redisUrl: string, prefix:
   for (let round = 0; round < ROUNDS; round++) {
     // Each round starts from an empty queue, as a steady-state round would find it.
     await queue.queue.obliterate({ force: true });
-    await redis.del(`${prefix}:migrations:vm-claims`);
+    await redis.del(queueKeys(prefix).vmClaims);
     const started = performance.now();
     const record = await monitor.round();
     roundMs.push(performance.now() - started);

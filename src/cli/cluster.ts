@@ -12,7 +12,7 @@ import type { CliContext } from './context.ts';
 export async function openCluster(context: CliContext, nowMs = Date.now()): Promise<ClusterView> {
   const redis = await context.redis();
   const queue = await context.queue();
-  return readCluster({ config: context.config, store: context.store(), redis, queue, events: queue.events }, nowMs);
+  return readCluster({ config: context.config, store: context.store(), redis, queue }, nowMs);
 }
 
 /** Exit code 5: the operator named something that does not exist. */

@@ -15,6 +15,7 @@
 import { createHash, randomInt } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { LbvmConfig } from '../config/schema.ts';
+import { prng } from '../util/prng.ts';
 import type { Driver, DriverCapabilities, HostInventory, MigrateOutcome, MigrateRequest, VmInventory } from './driver.ts';
 
 export interface SimHost {
@@ -38,18 +39,6 @@ export interface SimVm {
 }
 
 const GIB = 1024 ** 3;
-
-/** mulberry32: a small seeded PRNG, so a seed gives the same cluster everywhere. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A number in [0,1) fixed by its inputs (per-VM, per-minute noise). */
 function hashUnit(...parts: (string | number)[]): number {

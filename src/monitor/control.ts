@@ -14,6 +14,11 @@ export function controlKeys(prefix: string): ControlKeys {
   return { paused: `${prefix}:control:paused`, maintenance: `${prefix}:control:maintenance` };
 }
 
+/** Where the monitor keeps its last round record (for `lbm status`) and its recent moves (per-hour limit). */
+export function roundKeys(prefix: string) {
+  return { lastRound: `${prefix}:monitor:last-round`, movesLog: `${prefix}:monitor:moves` };
+}
+
 export interface PauseState {
   paused: boolean;
   by?: string;

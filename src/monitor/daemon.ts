@@ -18,6 +18,7 @@ import { planRound } from '../../policies/index.ts';
 import type { RedisEventLog } from '../queue/events.ts';
 import type { MigrationQueue } from '../queue/queue.ts';
 import type { SampleStore } from '../store/types.ts';
+import { roundKeys } from './control.ts';
 import { readCluster } from './read.ts';
 import { LeaderLease } from './lease.ts';
 import { MonitorMetrics } from './metrics.ts';
@@ -48,15 +49,10 @@ export interface MonitorDeps {
   store: SampleStore;
   redis: Redis;
   queue: MigrationQueue;
-  events: RedisEventLog;
   /** This monitor's id in the lease (hostname:pid by default). */
   id: string;
   clock?: () => number;
   metrics?: MonitorMetrics;
-}
-
-export function roundKeys(prefix: string) {
-  return { lastRound: `${prefix}:monitor:last-round`, movesLog: `${prefix}:monitor:moves` };
 }
 
 export class Monitor {
@@ -120,7 +116,8 @@ export class Monitor {
   /** One round. Public for tests and `lbm plan`'s sibling code paths. */
   async round(): Promise<RoundRecord> {
     const started = performance.now();
-    const { config, log, store, redis, queue, events } = this.deps;
+    const { config, log, store, redis, queue } = this.deps;
+    const { events } = queue;
     const prefix = config.redis.prefix;
     await this.lease.tick();
     const nowMs = this.clock();
@@ -139,7 +136,7 @@ export class Monitor {
       return base;
     }
 
-    const view = await readCluster({ config, store, redis, queue, events }, nowMs);
+    const view = await readCluster({ config, store, redis, queue }, nowMs);
     const { snapshot: snap, samplesSkipped: skipped, pause, maintenance, inFlight } = view;
     const settings = policySettingsFromConfig(config);
     const unknown = snap.hosts.filter((host) => host.status !== 'up').map((host) => host.name);

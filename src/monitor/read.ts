@@ -7,7 +7,6 @@ import type { Redis } from 'ioredis';
 import type { LbvmConfig } from '../config/schema.ts';
 import { rulesFromConfig } from '../config/policy-settings.ts';
 import type { InFlightMigration, LbvmEvent, Snapshot } from '../model/index.ts';
-import type { RedisEventLog } from '../queue/events.ts';
 import type { MigrationQueue } from '../queue/queue.ts';
 import type { SampleStore } from '../store/types.ts';
 import { readMaintenance, readPause, type MaintenanceFlag, type PauseState } from './control.ts';
@@ -18,7 +17,6 @@ export interface ClusterSources {
   store: SampleStore;
   redis: Redis;
   queue: MigrationQueue;
-  events: RedisEventLog;
 }
 
 export interface ClusterView {
@@ -33,7 +31,7 @@ export interface ClusterView {
 }
 
 export async function readCluster(sources: ClusterSources, nowMs: number): Promise<ClusterView> {
-  const { config, store, redis, queue, events } = sources;
+  const { config, store, redis, queue } = sources;
   const prefix = config.redis.prefix;
   const historyMs = Math.max(config.limits.cooldown, config.limits.quarantine, config.monitor.window);
   const [pause, maintenance, inFlight, stored] = await Promise.all([
@@ -41,7 +39,7 @@ export async function readCluster(sources: ClusterSources, nowMs: number): Promi
     readMaintenance(redis, prefix),
     queue.inFlight(),
     // Stream ids begin with the ms time the event was added, so this reads the history window only.
-    events.read({ after: `${Math.max(0, nowMs - historyMs)}-0`, count: 100_000 }),
+    queue.events.read({ after: `${Math.max(0, nowMs - historyMs)}-0`, count: 100_000 }),
   ]);
   const migrationEvents = stored.map((entry) => entry.event).filter((event) => event.type.startsWith('migration.'));
   const builder = new SnapshotBuilder();

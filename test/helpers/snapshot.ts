@@ -2,6 +2,7 @@
  * Builders for plain snapshots with overrides, for policy and simulator tests, plus a small seeded
  * generator of random clusters for property tests (no dependency: mulberry32).
  */
+import { prng } from '../../src/util/prng.ts';
 import type { HostState, Rules, Snapshot, VmState } from '../../src/model/index.ts';
 
 export const GiB = 1024 ** 3;
@@ -32,16 +33,7 @@ export function snapshot(hosts: HostState[], vms: VmState[], overrides: Partial<
 }
 
 /** Deterministic PRNG (mulberry32), for generators only: policies never use randomness. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const rng = prng;
 
 /**
  * A random cluster that breaks no hard rule to begin with: 3..12 hosts (some stale, down or in

@@ -190,7 +190,7 @@ describe('lbm (real Redis, files store, worker; sim driver)', () => {
     clients.push(redis);
     const queue = new MigrationQueue(redis, config);
     await collect();
-    await new Monitor({ config, log, store, redis, queue, events: queue.events, id: 'test' }).round();
+    await new Monitor({ config, log, store, redis, queue, id: 'test' }).round();
     await queue.close();
     const html = path.join(tmpDir(), 'report.html');
     const report = await json<{ totals: { migrations: number }; imbalance: unknown[]; htmlFile: string }>('report', '--since', '1h', '--html', html);

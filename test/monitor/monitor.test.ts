@@ -87,7 +87,7 @@ async function cluster(options: { hosts: number; vms: SimVm[]; placement?: Recor
       }
     },
     monitor() {
-      const monitor = new Monitor({ config, log, store, redis, queue, events: queue.events, id: `test-${monitors.length}` });
+      const monitor = new Monitor({ config, log, store, redis, queue, id: `test-${monitors.length}` });
       monitors.push(monitor);
       return monitor;
     },

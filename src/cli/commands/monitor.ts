@@ -50,7 +50,7 @@ export function monitorCommand(): Command {
     logConnectionTrouble(redis, log, config.redis.url);
     await assertRedisFitForQueue(redis, config.redis.url);
     const queue = await context.queue();
-    const monitor = new Monitor({ config, log, store: context.store(), redis, queue, events: queue.events, id: `${os.hostname()}:${process.pid}` });
+    const monitor = new Monitor({ config, log, store: context.store(), redis, queue, id: `${os.hostname()}:${process.pid}` });
     if (options.once) {
       try {
         const record = await monitor.round();

@@ -20,11 +20,12 @@ import { guestId, guestKernelArgs } from '../../drivers/qemu/guest.ts';
 import { SimDriver, generateSimCluster, type SimVm } from '../../drivers/sim.ts';
 import { createLogger } from '../../log.ts';
 import type { LbvmEvent, Sample } from '../../model/index.ts';
-import { roundKeys, type RoundRecord } from '../../monitor/daemon.ts';
+import { roundKeys } from '../../monitor/control.ts';
+import type { RoundRecord } from '../../monitor/daemon.ts';
 import { RedisEventLog } from '../../queue/events.ts';
 import { MigrationQueue } from '../../queue/queue.ts';
 import { connectRedis } from '../../queue/redis.ts';
-import { openStore, Spool, type SampleStore } from '../../store/index.ts';
+import { openStore, spoolFor, type SampleStore } from '../../store/index.ts';
 import { formatDuration } from '../../units.ts';
 import { freePort, waitFor } from '../../util/processes.ts';
 import { buildReport } from '../report/data.ts';
@@ -178,7 +179,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       view.say(`sim cluster: 20 hosts of 32 cores and 192 GiB, 300 VMs packed onto ${used} of them on purpose`);
       view.say('starting collectors (every 2 s, in this process), a monitor and a worker');
       store = openStore(config.store.url, { log: createLogger({ level: 'error', format: 'json' }) });
-      const spool = new Spool({ dir: config.store.spoolDir, maxBytes: config.store.spoolMaxBytes, log: createLogger({ level: 'error', format: 'json' }) });
+      const spool = spoolFor(config, createLogger({ level: 'error', format: 'json' }));
       const collectAll = async () => {
         for (const host of cluster.hosts) {
           await collectRound({ node: host.name, store: store!, spool, driver: sim, stateFile: path.join(stack.dir, 'collect-state.json'), logicalCapacity: { cpuCores: host.cpuCores, memBytes: host.memBytes }, baselineWaitMs: 0 });

@@ -1,7 +1,8 @@
 /** `lbm status`: the cluster in one screen. */
 import { Command } from 'commander';
 import { currentLeader } from '../../../monitor/lease.ts';
-import { roundKeys, type RoundRecord } from '../../../monitor/daemon.ts';
+import { roundKeys } from '../../../monitor/control.ts';
+import type { RoundRecord } from '../../../monitor/daemon.ts';
 import { formatBytes } from '../../../units.ts';
 import { ago, hostCpuUsed, measuredImbalance, openCluster } from '../../cluster.ts';
 import { CliContext } from '../../context.ts';

@@ -1,6 +1,6 @@
 /**
  * The demo: a throwaway local cluster balanced live. QEMU mode: 3 `lbvm agent` hosts (logical hosts
- * of 1 core and 1 GiB each) with 6 real TCG guests, all started on h1 on purpose, each burning its
+ * of 1 core and 2 GiB each) with 6 real TCG guests, all started on h1 on purpose, each burning its
  * own CPU share; `lbvm collect` per host every 2 s, one `lbvm monitor`, one `lbvm worker`. Sim mode
  * (`--sim`, or when QEMU or the test guest is missing): the `sim` driver with 20 hosts and 300 VMs
  * packed onto the fewest hosts. The story is shown live; the end is a report (text and HTML) and a
@@ -34,6 +34,7 @@ import { DemoStack, REPO_ROOT } from './stack.ts';
 import { DemoView, type HostLine } from './view.ts';
 
 const GiB = 1024 ** 3;
+const QUIET_ROUNDS = 5;
 export const GUEST_DIR = path.join(REPO_ROOT, '.cache', 'guest');
 
 export interface DemoOptions {
@@ -308,7 +309,9 @@ async function watch(context: WatchContext): Promise<void> {
     if (lines.length >= expectedHosts && vmHost.size >= expectedVms && newest > lastSampleMs) {
       lastSampleMs = newest;
       const value = cpuImbalance(lines);
-      result.imbalanceBefore ??= value;
+      // "Before" is the cluster as placed: the worst imbalance measured until the first move lands
+      // (a collector's first round has no CPU baseline for its VMs yet, so it reads low).
+      if (lastMoveMs === 0) result.imbalanceBefore = Math.max(result.imbalanceBefore ?? 0, value);
       result.imbalanceAfter = value;
     }
 
@@ -346,7 +349,9 @@ async function watch(context: WatchContext): Promise<void> {
     );
 
     const inFlight = await queue.inFlight();
-    if (result.migrations.length > 0 && inFlight.length === 0 && quietRoundsAfterMove >= 2) {
+    // Balanced: moves were made, none is running, and the monitor has found nothing worth moving for
+    // QUIET_ROUNDS rounds in a row (cooldowns and fresh samples have had time to settle).
+    if (result.migrations.length > 0 && inFlight.length === 0 && quietRoundsAfterMove >= QUIET_ROUNDS) {
       result.balanced = true;
       view.say(`balanced: imbalance ${result.imbalanceBefore?.toFixed(3)} → ${result.imbalanceAfter?.toFixed(3)}, nothing more worth moving`);
       return;

@@ -54,7 +54,7 @@ async function measure(name: string, store: SampleStore) {
     if (report.written !== samples.length) throw new Error(`${name}: wrote ${report.written} of ${samples.length}`);
     started = performance.now();
     let count = 0;
-    for await (const _sample of store.readSamples({ fromMs: timeMs - HOUR + 1, toMs: timeMs })) count++;
+    for await (const batch of store.readSamples({ fromMs: timeMs - HOUR + 1, toMs: timeMs }).batches()) count += batch.length;
     readMs.push(performance.now() - started);
     if (count !== samples.length) throw new Error(`${name}: read ${count} of ${samples.length}`);
     readCount = count;

@@ -44,7 +44,7 @@ export async function readCluster(sources: ClusterSources, nowMs: number): Promi
   const migrationEvents = stored.map((entry) => entry.event).filter((event) => event.type.startsWith('migration.'));
   const builder = new SnapshotBuilder();
   const stream = store.readSamples({ fromMs: nowMs - config.monitor.window, toMs: nowMs, nowMs });
-  for await (const sample of stream) builder.addSample(sample);
+  for await (const batch of stream.batches()) for (const sample of batch) builder.addSample(sample);
   for (const event of migrationEvents) builder.addEvent(event);
   const snapshot = builder.build({
     nowMs,

@@ -18,9 +18,10 @@ import path from 'node:path';
 import type { Logger } from '../log.ts';
 import type { LbvmEvent, Sample } from '../model/index.ts';
 import { StoreWriteFailed } from './errors.ts';
-import { readLines, readTail } from './lines.ts';
+import { readLineBatches, readLines, readTail } from './lines.ts';
+import { sampleStream, warnSkips } from './stream.ts';
 import { encodeName } from './names.ts';
-import type { SampleStore, SampleStream, SampleWindowQuery, SkipReport, WriteReport } from './types.ts';
+import type { SampleStore, SampleStream, SampleWindowQuery, WriteReport } from './types.ts';
 import { DEFAULT_FUTURE_TOLERANCE_MS, SkipCounter, screenSamples, validateEvent, validateSample } from './validate.ts';
 
 const DAY_MS = 86_400_000;
@@ -216,72 +217,72 @@ export class FilesStore implements SampleStore {
     const hostNames = query.hosts ? new Set(query.hosts) : null;
     const kinds = new Set(query.kinds ?? ['host', 'vm']);
     const futureToleranceMs = this.options.futureToleranceMs ?? DEFAULT_FUTURE_TOLERANCE_MS;
-    async function* generate(): AsyncGenerator<Sample> {
-      try {
-        for (const day of daysBetween(query.fromMs, query.toMs)) {
-          const dayDir = path.join(store.samplesDir, day);
-          let names: string[];
-          try {
-            names = (await fsp.readdir(dayDir)).filter((name) => name.endsWith('.jsonl')).sort();
-          } catch (error) {
-            if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
-            throw error;
-          }
-          for (const name of names) {
-            if (wantHosts && !wantHosts.has(name)) continue;
-            const file = path.join(dayDir, name);
-            // A file in time order is entered at the window by bisection and left after it.
-            const sorted = !fs.existsSync(`${file}${UNSORTED_SUFFIX}`);
-            const startOffset = sorted ? await seekTo(file, query.fromMs) : 0;
-            let linesBefore: number | null = startOffset === 0 ? 0 : null;
-            const whereOf = async (number: number) => {
-              linesBefore ??= await countLines(file, startOffset);
-              return `${file}:${linesBefore + number}`;
-            };
-            for await (const line of readLines(file, startOffset)) {
+    async function* produce(): AsyncGenerator<Sample[]> {
+      for (const day of daysBetween(query.fromMs, query.toMs)) {
+        const dayDir = path.join(store.samplesDir, day);
+        let names: string[];
+        try {
+          names = (await fsp.readdir(dayDir)).filter((name) => name.endsWith('.jsonl')).sort();
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
+          throw error;
+        }
+        for (const name of names) {
+          if (wantHosts && !wantHosts.has(name)) continue;
+          const file = path.join(dayDir, name);
+          // A file in time order is entered at the window by bisection and left after it.
+          const sorted = !fs.existsSync(`${file}${UNSORTED_SUFFIX}`);
+          const startOffset = sorted ? seekTo(file, query.fromMs) : 0;
+          // Line numbers count from the offset; the lines before it are counted only for a warning.
+          let linesBefore: number | null = startOffset === 0 ? 0 : null;
+          const skip = async (number: number, reason: string) => {
+            linesBefore ??= await countLines(file, startOffset);
+            counter.add(`${file}:${linesBefore + number}`, reason);
+          };
+          let done = false;
+          for await (const lines of readLineBatches(file, startOffset)) {
+            const batch: Sample[] = [];
+            for (const line of lines) {
               if (line.text.length === 0 && !line.oversized) continue;
               const quick = quickTime(line.text);
               if (quick !== null && !line.unterminated && (quick < query.fromMs || quick > query.toMs)) {
                 // In a time-ordered file nothing after a later line is in the window (a line from
                 // the future is no proof of that: it is skipped, not trusted).
-                if (sorted && quick > query.toMs && quick <= nowMs + futureToleranceMs) break;
+                if (sorted && quick > query.toMs && quick <= nowMs + futureToleranceMs) {
+                  done = true;
+                  break;
+                }
                 continue;
               }
-              const where = await whereOf(line.number);
               if (line.oversized) {
-                counter.add(where, 'line longer than 1 MiB');
+                await skip(line.number, 'line longer than 1 MiB');
                 continue;
               }
               let parsed: unknown;
               try {
                 parsed = JSON.parse(line.text);
               } catch {
-                counter.add(where, line.unterminated ? 'truncated line (no newline at the end of the file)' : 'not valid JSON');
+                await skip(line.number, line.unterminated ? 'truncated line (no newline at the end of the file)' : 'not valid JSON');
                 continue;
               }
               const verdict = validateSample(parsed, { nowMs, futureToleranceMs });
               if (!verdict.ok) {
-                counter.add(where, verdict.reason);
+                await skip(line.number, verdict.reason);
                 continue;
               }
               const sample = verdict.value;
               if (sample.timeMs < query.fromMs || sample.timeMs > query.toMs) continue;
               if (!kinds.has(sample.kind)) continue;
               if (hostNames && !hostNames.has(sample.host)) continue;
-              yield sample;
+              batch.push(sample);
             }
+            if (batch.length > 0) yield batch;
+            if (done) break;
           }
         }
-      } finally {
-        stream.skips = counter.report();
-        warnSkips(store.options.log, counter, store.displayUrl);
       }
     }
-    const stream: { skips: SkipReport; [Symbol.asyncIterator]: () => AsyncGenerator<Sample> } = {
-      skips: counter.report(),
-      [Symbol.asyncIterator]: generate,
-    };
-    return stream;
+    return sampleStream(counter, { log: this.options.log, store: this.displayUrl }, produce);
   }
 
   async lastSampleTimes(options: { sinceMs?: number; nowMs?: number } = {}): Promise<Map<string, number>> {
@@ -395,22 +396,22 @@ const SEEK_MIN_BYTES = 1024 * 1024;
  * `timeMs`: bisection on the `{"timeMs":` prefix of the first whole line after each probe. Falls back
  * to an earlier offset (never a later one) whenever a probe cannot tell.
  */
-async function seekTo(file: string, timeMs: number): Promise<number> {
-  let handle: fsp.FileHandle;
+function seekTo(file: string, timeMs: number): number {
+  let fd: number;
   try {
-    handle = await fsp.open(file, 'r');
+    fd = fs.openSync(file, 'r');
   } catch {
     return 0;
   }
   try {
-    const { size } = await handle.stat();
+    const { size } = fs.fstatSync(fd);
     if (size < SEEK_MIN_BYTES) return 0;
     const probe = Buffer.alloc(64 * 1024);
     let low = 0;
     let high = size;
     while (high - low > 256 * 1024) {
       const middle = Math.floor((low + high) / 2);
-      const { bytesRead } = await handle.read(probe, 0, probe.length, middle);
+      const bytesRead = fs.readSync(fd, probe, 0, probe.length, middle);
       const newline = probe.subarray(0, bytesRead).indexOf(10);
       if (newline === -1 || newline + 1 >= bytesRead) return low;
       const lineStart = middle + newline + 1;
@@ -421,7 +422,7 @@ async function seekTo(file: string, timeMs: number): Promise<number> {
     }
     return low;
   } finally {
-    await handle.close();
+    fs.closeSync(fd);
   }
 }
 
@@ -441,13 +442,4 @@ async function countLines(file: string, bytes: number): Promise<number> {
   } finally {
     await handle.close();
   }
-}
-
-/** One warning per read: how many were skipped, why, and the first places (file:line). */
-export function warnSkips(log: Logger | undefined, counter: SkipCounter, store: string, what = 'samples'): void {
-  if (!log || counter.skipped === 0) return;
-  log.warn(
-    { store, skipped: counter.skipped, byReason: counter.byReason, examples: counter.examples },
-    `skipped ${counter.skipped} bad ${what} while reading ${store}: ${counter.examples.slice(0, 3).join('; ')}${counter.skipped > 3 ? '; ...' : ''}`,
-  );
 }

@@ -30,8 +30,8 @@ import type { Logger } from '../log.ts';
 import type { HostSample, LbvmEvent, Sample, VmSample } from '../model/index.ts';
 import { HOST_NUMERIC_FIELDS, VM_NUMERIC_FIELDS } from '../model/index.ts';
 import { StoreAuthFailed, StoreWriteFailed } from './errors.ts';
-import { warnSkips } from './files.ts';
-import type { SampleStore, SampleStream, SampleWindowQuery, SkipReport, WriteReport } from './types.ts';
+import { sampleStream, warnSkips } from './stream.ts';
+import type { SampleStore, SampleStream, SampleWindowQuery, WriteReport } from './types.ts';
 import { DEFAULT_FUTURE_TOLERANCE_MS, SkipCounter, screenSamples, validateEvent, validateSample } from './validate.ts';
 
 // Loaded on first use: a collector writing to a files store does not pay for the client at start.
@@ -351,63 +351,56 @@ export class InfluxStore implements SampleStore {
     const futureToleranceMs = this.options.futureToleranceMs ?? DEFAULT_FUTURE_TOLERANCE_MS;
     const kinds = query.kinds ?? ['host', 'vm'];
     const hostNames = query.hosts ? new Set(query.hosts) : null;
-    async function* generate(): AsyncGenerator<Sample> {
-      try {
-        for (const kind of kinds) {
-          const measurement = kind === 'host' ? HOST_MEASUREMENT : VM_MEASUREMENT;
-          const plan = await store.planReads(kind, query);
-          // Two queries in flight (InfluxDB answers each on one core), answers used in plan order.
-          const inFlight: Promise<{ columns: string[]; values: unknown[][] }[]>[] = [];
-          let next = 0;
-          const launch = () => {
-            if (next >= plan.length) return;
-            const answer = store.select(plan[next++]!);
-            answer.catch(() => {}); // awaited below, in order; this only keeps an abandoned one quiet
-            inFlight.push(answer);
-          };
+    async function* produce(): AsyncGenerator<Sample[]> {
+      for (const kind of kinds) {
+        const measurement = kind === 'host' ? HOST_MEASUREMENT : VM_MEASUREMENT;
+        const plan = await store.planReads(kind, query);
+        // Two queries in flight (InfluxDB answers each on one core), answers used in plan order.
+        const inFlight: Promise<{ columns: string[]; values: unknown[][] }[]>[] = [];
+        let next = 0;
+        const launch = () => {
+          if (next >= plan.length) return;
+          const answer = store.select(plan[next++]!);
+          answer.catch(() => {}); // awaited below, in order; this only keeps an abandoned one quiet
+          inFlight.push(answer);
+        };
+        launch();
+        launch();
+        while (inFlight.length > 0) {
+          const series = await inFlight.shift()!;
           launch();
-          launch();
-          while (inFlight.length > 0) {
-            const series = await inFlight.shift()!;
-            launch();
-            for (const { columns, values } of series) {
-              for (const row of values) {
-                const record: Record<string, unknown> = { kind };
-                for (let index = 0; index < columns.length; index++) {
-                  const column = columns[index]!;
-                  const value = row[index];
-                  if (value === null || value === undefined) continue;
-                  if (column === 'time') record.timeMs = value;
-                  else if (column === 'host' || column === 'vm') record[column] = decodeTag(String(value));
-                  else if (column === 'tags') {
-                    try {
-                      record.tags = JSON.parse(String(value));
-                    } catch {
-                      record.tags = value;
-                    }
-                  } else record[column] = value;
-                }
-                const verdict = validateSample(record, { nowMs, futureToleranceMs });
-                if (!verdict.ok) {
-                  counter.add(`${measurement} host=${String(record.host).slice(0, 80)}${kind === 'vm' ? ` vm=${String(record.vm).slice(0, 80)}` : ''} time=${String(record.timeMs)}`, verdict.reason);
-                  continue;
-                }
-                if (hostNames && !hostNames.has(verdict.value.host)) continue;
-                yield verdict.value;
+          const batch: Sample[] = [];
+          for (const { columns, values } of series) {
+            for (const row of values) {
+              const record: Record<string, unknown> = { kind };
+              for (let index = 0; index < columns.length; index++) {
+                const column = columns[index]!;
+                const value = row[index];
+                if (value === null || value === undefined) continue;
+                if (column === 'time') record.timeMs = value;
+                else if (column === 'host' || column === 'vm') record[column] = decodeTag(String(value));
+                else if (column === 'tags') {
+                  try {
+                    record.tags = JSON.parse(String(value));
+                  } catch {
+                    record.tags = value;
+                  }
+                } else record[column] = value;
               }
+              const verdict = validateSample(record, { nowMs, futureToleranceMs });
+              if (!verdict.ok) {
+                counter.add(`${measurement} host=${String(record.host).slice(0, 80)}${kind === 'vm' ? ` vm=${String(record.vm).slice(0, 80)}` : ''} time=${String(record.timeMs)}`, verdict.reason);
+                continue;
+              }
+              if (hostNames && !hostNames.has(verdict.value.host)) continue;
+              batch.push(verdict.value);
             }
           }
+          if (batch.length > 0) yield batch;
         }
-      } finally {
-        stream.skips = counter.report();
-        warnSkips(store.options.log, counter, store.displayUrl);
       }
     }
-    const stream: { skips: SkipReport; [Symbol.asyncIterator]: () => AsyncGenerator<Sample> } = {
-      skips: counter.report(),
-      [Symbol.asyncIterator]: generate,
-    };
-    return stream;
+    return sampleStream(counter, { log: this.options.log, store: this.displayUrl }, produce);
   }
 
   /**

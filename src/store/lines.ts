@@ -1,4 +1,5 @@
 /** Reading JSON-lines files in fixed-size chunks: memory stays bounded whatever the file size. */
+import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 
 const CHUNK_BYTES = 256 * 1024;
@@ -17,9 +18,20 @@ export interface Line {
 
 /** Yields every line of `file`, in order. A missing file yields nothing. */
 export async function* readLines(file: string, startOffset = 0): AsyncGenerator<Line> {
-  let handle: fs.FileHandle;
+  for await (const batch of readLineBatches(file, startOffset)) yield* batch;
+}
+
+/**
+ * The lines of `file` from `startOffset`, a chunk's worth at a time: each chunk is decoded once and
+ * cut at its newlines (a newline byte never occurs inside a UTF-8 sequence), which is several times
+ * cheaper than a string and a promise per line when a reader goes through a day of samples.
+ */
+export async function* readLineBatches(file: string, startOffset = 0): AsyncGenerator<Line[]> {
+  // Synchronous reads: a reader goes through hundreds of small files, and under load each trip
+  // through libuv's thread pool costs more than the read itself.
+  let fd: number;
   try {
-    handle = await fs.open(file, 'r');
+    fd = fsSync.openSync(file, 'r');
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
     throw error;
@@ -27,49 +39,58 @@ export async function* readLines(file: string, startOffset = 0): AsyncGenerator<
   try {
     const buffer = Buffer.allocUnsafe(CHUNK_BYTES);
     let position = startOffset;
+    // The start of a line that runs on past the chunk read so far.
     let pending: Buffer[] = [];
     let pendingBytes = 0;
     let oversized = false;
     let number = 0;
     for (;;) {
-      const { bytesRead } = await handle.read(buffer, 0, CHUNK_BYTES, position);
+      const bytesRead = fsSync.readSync(fd, buffer, 0, CHUNK_BYTES, position);
       if (bytesRead === 0) break;
       position += bytesRead;
+      const batch: Line[] = [];
       let start = 0;
-      for (;;) {
-        const newline = buffer.indexOf(10, start);
-        if (newline === -1 || newline >= bytesRead) break;
+      const firstNewline = buffer.indexOf(10, 0);
+      if (firstNewline !== -1 && firstNewline < bytesRead && (pendingBytes > 0 || oversized)) {
+        pending.push(buffer.subarray(0, firstNewline));
         number++;
-        let text: string;
-        if (pendingBytes > 0) {
-          pending.push(buffer.subarray(start, newline));
-          text = oversized ? '' : Buffer.concat(pending).toString('utf8');
-          pending = [];
-          pendingBytes = 0;
-        } else {
-          text = buffer.toString('utf8', start, newline);
-        }
-        yield { number, text, unterminated: false, oversized };
+        batch.push({ number, text: oversized ? '' : Buffer.concat(pending).toString('utf8'), unterminated: false, oversized });
+        pending = [];
+        pendingBytes = 0;
         oversized = false;
-        start = newline + 1;
+        start = firstNewline + 1;
+      }
+      const lastNewline = firstNewline === -1 || firstNewline >= bytesRead ? -1 : buffer.lastIndexOf(10, bytesRead - 1);
+      if (lastNewline >= start) {
+        const text = buffer.toString('utf8', start, lastNewline);
+        for (let from = 0; ; ) {
+          const newline = text.indexOf('\n', from);
+          const end = newline === -1 ? text.length : newline;
+          number++;
+          batch.push({ number, text: text.slice(from, end), unterminated: false, oversized: false });
+          if (newline === -1) break;
+          from = newline + 1;
+        }
+        start = lastNewline + 1;
       }
       if (start < bytesRead) {
-        if (pendingBytes + (bytesRead - start) > MAX_LINE_BYTES) {
+        if (oversized || pendingBytes + (bytesRead - start) > MAX_LINE_BYTES) {
           oversized = true;
           pending = [];
-          pendingBytes = 1;
+          pendingBytes = 0;
         } else {
           pending.push(Buffer.from(buffer.subarray(start, bytesRead)));
           pendingBytes += bytesRead - start;
         }
       }
+      if (batch.length > 0) yield batch;
     }
-    if (pendingBytes > 0) {
+    if (pendingBytes > 0 || oversized) {
       number++;
-      yield { number, text: oversized ? '' : Buffer.concat(pending).toString('utf8'), unterminated: true, oversized };
+      yield [{ number, text: oversized ? '' : Buffer.concat(pending).toString('utf8'), unterminated: true, oversized }];
     }
   } finally {
-    await handle.close();
+    fsSync.closeSync(fd);
   }
 }
 

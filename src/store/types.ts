@@ -27,10 +27,12 @@ export interface SkipReport {
 /**
  * A window of samples, streamed: iterate it once. Samples arrive grouped by host (files) or by
  * time slice (influx); within a host file in the order they were written. Not globally sorted.
- * `skips` is complete once the iteration has ended.
+ * `skips` is complete once the iteration has ended. `batches()` gives the same samples a batch at
+ * a time (the way to read a large window: one promise per batch, not per sample).
  */
 export interface SampleStream extends AsyncIterable<Sample> {
   readonly skips: SkipReport;
+  batches(): AsyncIterable<Sample[]>;
 }
 
 export interface WriteReport {

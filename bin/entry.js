@@ -1,6 +1,7 @@
-// Shared by bin/lbvm.js and bin/lbm.js: run the compiled JavaScript in dist/ when it is at least as
-// new as every TypeScript source (deploy/setup.sh builds it), else the sources through tsx. The
-// compiled path starts about half a second faster per command.
+// Shared by bin/lbvm.js and bin/lbm.js: run the compiled JavaScript in dist/ (the bundle in
+// dist/bundle/ when there is one) when it is at least as new as every TypeScript source
+// (deploy/setup.sh builds it), else the sources through tsx. The compiled path starts about half a
+// second faster per command, the bundle a quarter of a second faster again.
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -26,9 +27,16 @@ function compiledIsFresh() {
 
 /** Runs `main` of src/cli/NAME.ts (or its compiled twin). */
 export async function run(name) {
+  // `lbm jobs | head`: a reader that stops early is not an error.
+  process.stdout.on('error', (error) => {
+    if (error.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw error;
+  });
   let module;
   if (compiledIsFresh()) {
-    module = await import(pathToFileURL(path.join(root, 'dist', 'src', 'cli', `${name}.js`)).href);
+    const bundled = path.join(root, 'dist', 'bundle', `${name}.js`);
+    const compiled = fs.existsSync(bundled) ? bundled : path.join(root, 'dist', 'src', 'cli', `${name}.js`);
+    module = await import(pathToFileURL(compiled).href);
   } else {
     const { register } = await import('tsx/esm/api');
     register();

@@ -37,6 +37,14 @@ export function overload(snapshot: Snapshot, settings: PolicySettings, budget = 
     (dest.cpu + vm.cpu) / dest.cpuCores > low || (dest.mem + vm.mem) / dest.memBytes > low
       ? { reason: 'DEST_OVER_LOW_WATERMARK', detail: `${dest.name} would be above low ${pct(low)}` }
       : null;
+  // Destinations, kept sorted across all hot hosts: every change of a host's load repositions it
+  // (one binary insertion) instead of re-sorting a thousand hosts for each hot one.
+  const sign = settings.overload.destinationOrder === 'best-fit' ? -1 : 1;
+  const destKey = (h: HostLoad) => sign * (cpuShare(h) + memShare(h) / 1000);
+  const order = usable.slice().sort(byKeyThenName(destKey));
+  const moved = (...hosts: HostLoad[]) => {
+    for (const h of hosts) if (h.usable) reposition(order, h, destKey);
+  };
   for (const host of hot) {
     if (plan.remaining <= 0) {
       plan.skip({ reason: 'ROUND_MOVE_LIMIT', detail: `${host.name} still above high ${pct(high)}: ${plan.budget} moves this round (limits.movesPerRound)` }, undefined, host);
@@ -60,10 +68,6 @@ export function overload(snapshot: Snapshot, settings: PolicySettings, budget = 
       else if (relief(vm) > 0) candidates.push(vm);
     }
     candidates.sort(byKeyThenName((vm) => vm.mem / relief(vm)));
-    const sign = settings.overload.destinationOrder === 'best-fit' ? -1 : 1;
-    const destKey = (h: HostLoad) => sign * (cpuShare(h) + memShare(h) / 1000);
-    const destinations = () => usable.slice().sort(byKeyThenName(destKey));
-    let order = destinations();
     // Greedy placement (tentative: applied to the working state, reverted below).
     const picked: { vm: VmLoad; dest: HostLoad }[] = [];
     for (const vm of candidates) {
@@ -75,7 +79,7 @@ export function overload(snapshot: Snapshot, settings: PolicySettings, budget = 
       }
       cluster.apply(vm, found.dest);
       picked.push({ vm, dest: found.dest });
-      reposition(order, found.dest, destKey);
+      moved(found.dest, host);
     }
     // Drop VMs the set does not need, largest memory first.
     for (const pick of picked.slice().sort((a, b) => b.vm.mem - a.vm.mem || (a.vm.name < b.vm.name ? -1 : 1))) {
@@ -83,14 +87,17 @@ export function overload(snapshot: Snapshot, settings: PolicySettings, budget = 
       cluster.revert(pick.vm, host);
       if (covered()) picked.splice(picked.indexOf(pick), 1);
       else cluster.apply(pick.vm, pick.dest);
+      moved(pick.dest, host);
     }
     const wasCovered = covered();
-    for (const pick of picked.slice().reverse()) cluster.revert(pick.vm, host);
+    for (const pick of picked.slice().reverse()) {
+      cluster.revert(pick.vm, host);
+      moved(pick.dest, host);
+    }
     let chosen = picked;
     // A single VM that covers alone, with less memory than the set.
     const setMem = picked.reduce((total, pick) => total + pick.vm.mem, 0);
     const singles = candidates.filter((vm) => (needCpu === 0 || vm.cpu >= needCpu) && (needMem === 0 || vm.mem >= needMem) && (!wasCovered || vm.mem < setMem || allowed < picked.length));
-    order = destinations();
     for (const vm of singles.sort(byKeyThenName((vm) => vm.mem))) {
       const found = findDestination(cluster, vm, order, underLow(vm));
       if (found.dest) {
@@ -112,12 +119,13 @@ export function overload(snapshot: Snapshot, settings: PolicySettings, budget = 
       // The destination was chosen against the state before this host's moves; re-check it now.
       let dest: HostLoad | null = pick.dest;
       const recheck = findDestination(cluster, pick.vm, [pick.dest], underLow(pick.vm));
-      if (!recheck.dest) dest = findDestination(cluster, pick.vm, destinations(), underLow(pick.vm)).dest;
+      if (!recheck.dest) dest = findDestination(cluster, pick.vm, order, underLow(pick.vm)).dest;
       if (!dest) {
         plan.skip({ reason: 'NO_DESTINATION', detail: `no host for ${pick.vm.name} stays under low ${pct(low)}` }, pick.vm);
         continue;
       }
       plan.move(pick.vm, dest, `${host.name} ${what}`);
+      moved(dest, host);
     }
     if (!covered()) plan.notes.push(`${host.name} still above high ${pct(high)} after this round (CPU ${pct(cpuShare(host))}, mem ${pct(memShare(host))})`);
   }

@@ -43,8 +43,18 @@ export async function readCluster(sources: ClusterSources, nowMs: number): Promi
   ]);
   const migrationEvents = stored.map((entry) => entry.event).filter((event) => event.type.startsWith('migration.'));
   const builder = new SnapshotBuilder();
-  const stream = store.readSamples({ fromMs: nowMs - config.monitor.window, toMs: nowMs, nowMs });
-  for await (const batch of stream.batches()) for (const sample of batch) builder.addSample(sample);
+  const window = { fromMs: nowMs - config.monitor.window, toMs: nowMs, nowMs };
+  let samplesSkipped: number;
+  if (store.readDigest) {
+    const digest = await store.readDigest(window);
+    for (const sample of digest.latest) builder.addLatest(sample);
+    for (const point of digest.cpu) builder.addCpuPoint(point.kind, point.name, point.timeMs, point.cores);
+    samplesSkipped = digest.skips.skipped;
+  } else {
+    const stream = store.readSamples(window);
+    for await (const batch of stream.batches()) for (const sample of batch) builder.addSample(sample);
+    samplesSkipped = stream.skips.skipped;
+  }
   for (const event of migrationEvents) builder.addEvent(event);
   const snapshot = builder.build({
     nowMs,
@@ -57,5 +67,5 @@ export async function readCluster(sources: ClusterSources, nowMs: number): Promi
     quarantineAfterFailures: config.limits.quarantineAfterFailures,
     quarantineMs: config.limits.quarantine,
   });
-  return { snapshot, samplesSkipped: stream.skips.skipped, pause, maintenance, inFlight, migrationEvents };
+  return { snapshot, samplesSkipped, pause, maintenance, inFlight, migrationEvents };
 }

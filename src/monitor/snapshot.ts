@@ -26,37 +26,38 @@ export interface SnapshotInputs {
   quarantineMs: number;
 }
 
-interface HostAccumulator {
-  latest: HostSample;
-  cpuWindow: { timeMs: number; cores: number }[];
-}
-
-interface VmAccumulator {
-  latest: VmSample;
+interface Accumulator<T extends Sample> {
+  /** The newest full sample; a CPU point may arrive before it (or without it, then it is dropped). */
+  latest?: T;
   cpuWindow: { timeMs: number; cores: number }[];
 }
 
 export class SnapshotBuilder {
-  private readonly hosts = new Map<string, HostAccumulator>();
-  private readonly vms = new Map<string, VmAccumulator>();
+  private readonly hosts = new Map<string, Accumulator<HostSample>>();
+  private readonly vms = new Map<string, Accumulator<VmSample>>();
   private readonly events: LbvmEvent[] = [];
 
+  /** A sample of the window: its CPU point, and the newest one per host or VM is kept whole. */
   addSample(sample: Sample): void {
-    if (sample.kind === 'host') {
-      const current = this.hosts.get(sample.host);
-      if (!current) this.hosts.set(sample.host, { latest: sample, cpuWindow: [{ timeMs: sample.timeMs, cores: sample.cpuUsedCores }] });
-      else {
-        current.cpuWindow.push({ timeMs: sample.timeMs, cores: sample.cpuUsedCores });
-        if (sample.timeMs >= current.latest.timeMs) current.latest = sample;
-      }
-    } else {
-      const current = this.vms.get(sample.vm);
-      if (!current) this.vms.set(sample.vm, { latest: sample, cpuWindow: [{ timeMs: sample.timeMs, cores: sample.cpuUsedCores }] });
-      else {
-        current.cpuWindow.push({ timeMs: sample.timeMs, cores: sample.cpuUsedCores });
-        if (sample.timeMs >= current.latest.timeMs) current.latest = sample;
-      }
-    }
+    this.addCpuPoint(sample.kind, sample.kind === 'host' ? sample.host : sample.vm, sample.timeMs, sample.cpuUsedCores);
+    this.addLatest(sample);
+  }
+
+  /** A CPU point alone (a store that reads CPU points and newest samples apart, see readDigest). */
+  addCpuPoint(kind: Sample['kind'], name: string, timeMs: number, cores: number): void {
+    const map: Map<string, Accumulator<Sample>> = kind === 'host' ? this.hosts : this.vms;
+    const current = map.get(name);
+    if (current) current.cpuWindow.push({ timeMs, cores });
+    else map.set(name, { cpuWindow: [{ timeMs, cores }] });
+  }
+
+  /** A full sample that only competes for newest (its CPU point is added apart). */
+  addLatest(sample: Sample): void {
+    const map: Map<string, Accumulator<Sample>> = sample.kind === 'host' ? this.hosts : this.vms;
+    const name = sample.kind === 'host' ? sample.host : sample.vm;
+    const current = map.get(name);
+    if (!current) map.set(name, { latest: sample, cpuWindow: [] });
+    else if (!current.latest || sample.timeMs >= current.latest.timeMs) current.latest = sample;
   }
 
   addEvent(event: LbvmEvent): void {
@@ -65,11 +66,12 @@ export class SnapshotBuilder {
 
   build(inputs: SnapshotInputs): Snapshot {
     const staleAfterMs = inputs.staleAfterIntervals * inputs.intervalMs;
-    const hostNames = new Set([...this.hosts.keys(), ...Object.keys(inputs.configuredHosts)]);
+    const hostNames = new Set([...[...this.hosts].filter(([, acc]) => acc.latest).map(([name]) => name), ...Object.keys(inputs.configuredHosts)]);
     const hosts: HostState[] = [];
     const hostLatest = new Map<string, number>();
     for (const name of [...hostNames].sort()) {
-      const seen = this.hosts.get(name);
+      const accumulated = this.hosts.get(name);
+      const seen = accumulated?.latest ? (accumulated as Required<Accumulator<HostSample>>) : undefined;
       const configured = inputs.configuredHosts[name];
       const lastSampleMs = seen ? seen.latest.timeMs : null;
       if (lastSampleMs !== null) hostLatest.set(name, lastSampleMs);
@@ -92,6 +94,7 @@ export class SnapshotBuilder {
     const vms: VmState[] = [];
     for (const [name, acc] of [...this.vms.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
       const latest = acc.latest;
+      if (!latest) continue;
       const moved = history.get(name);
       let host = latest.host;
       if (moved?.lastFinished && moved.lastFinished.timeMs > latest.timeMs && moved.lastFinished.to) host = moved.lastFinished.to;

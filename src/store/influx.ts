@@ -31,8 +31,8 @@ import type { HostSample, LbvmEvent, Sample, VmSample } from '../model/index.ts'
 import { HOST_NUMERIC_FIELDS, VM_NUMERIC_FIELDS } from '../model/index.ts';
 import { StoreAuthFailed, StoreWriteFailed } from './errors.ts';
 import { sampleStream, warnSkips } from './stream.ts';
-import type { SampleStore, SampleStream, SampleWindowQuery, WriteReport } from './types.ts';
-import { DEFAULT_FUTURE_TOLERANCE_MS, SkipCounter, screenSamples, validateEvent, validateSample } from './validate.ts';
+import type { CpuPoint, SampleStore, SampleStream, SampleWindowQuery, WindowDigest, WriteReport } from './types.ts';
+import { DEFAULT_FUTURE_TOLERANCE_MS, SkipCounter, maxVmCores, screenSamples, validateEvent, validateSample } from './validate.ts';
 
 // Loaded on first use: a collector writing to a files store does not pay for the client at start.
 const require = createRequire(import.meta.url);
@@ -43,6 +43,13 @@ const escape = {
   quoted: (value: string) => influxModule().escape.quoted(value),
   stringLit: (value: string) => influxModule().escape.stringLit(value),
 };
+
+/** One series of an InfluxDB answer (`tags` when the query had GROUP BY). */
+interface Series {
+  columns: string[];
+  values: unknown[][];
+  tags?: Record<string, string>;
+}
 
 export const RAW_POLICY = 'lbvm_raw';
 export const DOWNSAMPLED_POLICY = 'lbvm_5m';
@@ -329,11 +336,11 @@ export class InfluxStore implements SampleStore {
     return report;
   }
 
-  private async select(text: string): Promise<{ columns: string[]; values: unknown[][] }[]> {
+  private async select(text: string): Promise<Series[]> {
     try {
       // POST: a query naming many (or long) host names does not fit in a URL.
       const raw = (await this.client.queryRaw(text, { precision: 'ms', database: this.database, method: 'POST' } as never)) as {
-        results: { error?: string; series?: { columns: string[]; values: unknown[][] }[] }[];
+        results: { error?: string; series?: Series[] }[];
       };
       checkResults(raw);
       return raw.results.flatMap((result) => result.series ?? []);
@@ -353,47 +360,12 @@ export class InfluxStore implements SampleStore {
     const hostNames = query.hosts ? new Set(query.hosts) : null;
     async function* produce(): AsyncGenerator<Sample[]> {
       for (const kind of kinds) {
-        const measurement = kind === 'host' ? HOST_MEASUREMENT : VM_MEASUREMENT;
-        const plan = await store.planReads(kind, query);
-        // Two queries in flight (InfluxDB answers each on one core), answers used in plan order.
-        const inFlight: Promise<{ columns: string[]; values: unknown[][] }[]>[] = [];
-        let next = 0;
-        const launch = () => {
-          if (next >= plan.length) return;
-          const answer = store.select(plan[next++]!);
-          answer.catch(() => {}); // awaited below, in order; this only keeps an abandoned one quiet
-          inFlight.push(answer);
-        };
-        launch();
-        launch();
-        while (inFlight.length > 0) {
-          const series = await inFlight.shift()!;
-          launch();
+        for await (const series of store.answers(await store.planReads(kind, query))) {
           const batch: Sample[] = [];
-          for (const { columns, values } of series) {
+          for (const { columns, values, tags } of series) {
             for (const row of values) {
-              const record: Record<string, unknown> = { kind };
-              for (let index = 0; index < columns.length; index++) {
-                const column = columns[index]!;
-                const value = row[index];
-                if (value === null || value === undefined) continue;
-                if (column === 'time') record.timeMs = value;
-                else if (column === 'host' || column === 'vm') record[column] = decodeTag(String(value));
-                else if (column === 'tags') {
-                  try {
-                    record.tags = JSON.parse(String(value));
-                  } catch {
-                    record.tags = value;
-                  }
-                } else record[column] = value;
-              }
-              const verdict = validateSample(record, { nowMs, futureToleranceMs });
-              if (!verdict.ok) {
-                counter.add(`${measurement} host=${String(record.host).slice(0, 80)}${kind === 'vm' ? ` vm=${String(record.vm).slice(0, 80)}` : ''} time=${String(record.timeMs)}`, verdict.reason);
-                continue;
-              }
-              if (hostNames && !hostNames.has(verdict.value.host)) continue;
-              batch.push(verdict.value);
+              const sample = store.sampleOf(kind, columns, row, tags, { nowMs, futureToleranceMs }, counter);
+              if (sample && (!hostNames || hostNames.has(sample.host))) batch.push(sample);
             }
           }
           if (batch.length > 0) yield batch;
@@ -404,13 +376,145 @@ export class InfluxStore implements SampleStore {
   }
 
   /**
+   * The snapshot's view of a window at a fraction of `SELECT *`'s cost: InfluxDB keeps each field of
+   * each series apart, so the VMs' window is read as one field (cpuUsedCores) plus the newest row of
+   * each series (GROUP BY host, vm ... LIMIT 1). Host samples are few and read whole. Every CPU
+   * point is checked by itself (a number from 0 to what its series' newest size allows); the other
+   * fields of rows older than the newest are not read, so unlike readSamples a bad value there does
+   * not cost the row its CPU point.
+   */
+  async readDigest(query: SampleWindowQuery): Promise<WindowDigest> {
+    const counter = new SkipCounter();
+    const nowMs = query.nowMs ?? Date.now();
+    const checks = { nowMs, futureToleranceMs: this.options.futureToleranceMs ?? DEFAULT_FUTURE_TOLERANCE_MS };
+    const kinds = query.kinds ?? ['host', 'vm'];
+    const hostNames = query.hosts ? new Set(query.hosts) : null;
+    const latest: Sample[] = [];
+    const cpu: CpuPoint[] = [];
+    const keep = (sample: Sample | null): sample is Sample => sample !== null && (!hostNames || hostNames.has(sample.host));
+    try {
+      if (kinds.includes('host')) {
+        for await (const series of this.answers(await this.planReads('host', query))) {
+          for (const { columns, values, tags } of series) {
+            for (const row of values) {
+              const sample = this.sampleOf('host', columns, row, tags, checks, counter);
+              if (!keep(sample)) continue;
+              latest.push(sample);
+              cpu.push({ kind: 'host', name: sample.host, timeMs: sample.timeMs, cores: sample.cpuUsedCores });
+            }
+          }
+        }
+      }
+      if (kinds.includes('vm')) {
+        const grouped = ' GROUP BY "host", "vm"';
+        const keyOf = (tags: Record<string, string> | undefined) => `${tags?.host ?? ''}\n${tags?.vm ?? ''}`;
+        // The newest row of each series. A series whose newest row is bad is read whole instead
+        // (below), so its older good rows count as they would in readSamples.
+        const vcpusOf = new Map<string, number>();
+        const suspect: Record<string, string>[] = [];
+        const quiet = new SkipCounter(0);
+        for await (const answer of this.answers(await this.planReads('vm', query, { suffix: `${grouped} ORDER BY time DESC LIMIT 1`, byTime: false }))) {
+          for (const { columns, values, tags } of answer) {
+            const sample = values[0] ? this.sampleOf('vm', columns, values[0], tags, checks, quiet) : null;
+            if (!sample || sample.kind !== 'vm') {
+              if (tags) suspect.push(tags);
+              continue;
+            }
+            vcpusOf.set(keyOf(tags), sample.vcpus);
+            if (keep(sample)) latest.push(sample);
+          }
+        }
+        for (let start = 0; start < suspect.length; start += 100) {
+          const clause = suspect
+            .slice(start, start + 100)
+            .map((tags) => `("host" = ${escape.stringLit(tags.host ?? '')} AND "vm" = ${escape.stringLit(tags.vm ?? '')})`)
+            .join(' OR ');
+          const text = `SELECT * FROM ${escape.quoted(RAW_POLICY)}.${escape.quoted(VM_MEASUREMENT)} WHERE time >= ${query.fromMs}ms AND time <= ${query.toMs}ms AND (${clause})`;
+          for (const { columns, values, tags } of await this.select(text)) {
+            for (const row of values) {
+              const sample = this.sampleOf('vm', columns, row, tags, checks, counter);
+              if (!keep(sample) || sample.kind !== 'vm') continue;
+              latest.push(sample);
+              cpu.push({ kind: 'vm', name: sample.vm, timeMs: sample.timeMs, cores: sample.cpuUsedCores });
+            }
+          }
+        }
+        // Every CPU point of the window, checked by itself against its series' newest size.
+        for await (const answer of this.answers(await this.planReads('vm', query, { select: '"cpuUsedCores"', suffix: grouped }))) {
+          for (const { values, tags } of answer) {
+            const vcpus = vcpusOf.get(keyOf(tags));
+            if (vcpus === undefined) continue; // read whole above
+            const host = decodeTag(String(tags?.host ?? ''));
+            if (hostNames && !hostNames.has(host)) continue;
+            const vm = decodeTag(String(tags?.vm ?? ''));
+            for (const [timeMs, cores] of values as [number, unknown][]) {
+              if (typeof cores !== 'number' || !Number.isFinite(cores) || cores < 0 || cores > maxVmCores(vcpus)) {
+                counter.add(`${VM_MEASUREMENT} host=${host.slice(0, 80)} vm=${vm.slice(0, 80)} time=${timeMs}`, `cpuUsedCores ${String(cores)} is not from 0 to ${maxVmCores(vcpus)} cores (${vcpus} vCPUs)`);
+                continue;
+              }
+              cpu.push({ kind: 'vm', name: vm, timeMs, cores });
+            }
+          }
+        }
+      }
+    } finally {
+      warnSkips(this.options.log, counter, this.displayUrl);
+    }
+    return { latest, cpu, skips: counter.report() };
+  }
+
+  /** The answers to `plan`'s queries in plan order, two in flight (InfluxDB answers each on one core). */
+  private async *answers(plan: string[]): AsyncGenerator<Series[]> {
+    const inFlight: Promise<Series[]>[] = [];
+    let next = 0;
+    const launch = () => {
+      if (next >= plan.length) return;
+      const answer = this.select(plan[next++]!);
+      answer.catch(() => {}); // awaited below, in order; this only keeps an abandoned one quiet
+      inFlight.push(answer);
+    };
+    launch();
+    launch();
+    while (inFlight.length > 0) {
+      const series = await inFlight.shift()!;
+      launch();
+      yield series;
+    }
+  }
+
+  /** One row of an answer as a checked sample, or null (counted in `counter`) when it is not valid. */
+  private sampleOf(kind: Sample['kind'], columns: string[], row: unknown[], tags: Record<string, string> | undefined, checks: { nowMs: number; futureToleranceMs: number }, counter: SkipCounter): Sample | null {
+    const record: Record<string, unknown> = { kind };
+    for (const [tag, value] of Object.entries(tags ?? {})) if (tag === 'host' || tag === 'vm') record[tag] = decodeTag(value);
+    for (let index = 0; index < columns.length; index++) {
+      const column = columns[index]!;
+      const value = row[index];
+      if (value === null || value === undefined) continue;
+      if (column === 'time') record.timeMs = value;
+      else if (column === 'host' || column === 'vm') record[column] = decodeTag(String(value));
+      else if (column === 'tags') {
+        try {
+          record.tags = JSON.parse(String(value));
+        } catch {
+          record.tags = value;
+        }
+      } else record[column] = value;
+    }
+    const verdict = validateSample(record, checks);
+    if (verdict.ok) return verdict.value;
+    const measurement = kind === 'host' ? HOST_MEASUREMENT : VM_MEASUREMENT;
+    counter.add(`${measurement} host=${String(record.host).slice(0, 80)}${kind === 'vm' ? ` vm=${String(record.vm).slice(0, 80)}` : ''} time=${String(record.timeMs)}`, verdict.reason);
+    return null;
+  }
+
+  /**
    * The queries that read one kind of sample in a window. Each answer is held whole in memory by the
    * client, and InfluxDB's cost grows with series x fields per query, so the window is cut into
    * about ROWS_PER_QUERY rows per query: by groups of hosts (run two at a time, on both cores), and by
    * time when there are more rows than hosts can split. The row count comes from a cheap query over
    * the host samples (one series per host; each carries its VM count).
    */
-  async planReads(kind: Sample['kind'], query: SampleWindowQuery): Promise<string[]> {
+  async planReads(kind: Sample['kind'], query: SampleWindowQuery, shape: { select?: string; suffix?: string; byTime?: boolean } = {}): Promise<string[]> {
     const measurement = kind === 'host' ? HOST_MEASUREMENT : VM_MEASUREMENT;
     const hostClause = (hosts: string[]) => ` AND (${hosts.map((host) => `"host" = ${escape.stringLit(host)}`).join(' OR ')})`;
     const wanted = query.hosts ? [...new Set(query.hosts.map(encodeTag))] : null;
@@ -432,14 +536,15 @@ export class InfluxStore implements SampleStore {
       const size = Math.ceil(hosts.length / count);
       for (let start = 0; start < hosts.length; start += size) groups.push(hosts.slice(start, start + size));
     }
-    const slices = Math.max(1, Math.ceil(pieces / groups.length));
+    // A query that keeps one row per series (LIMIT 1) is cut by hosts only.
+    const slices = shape.byTime === false ? 1 : Math.max(1, Math.ceil(pieces / groups.length));
     const sliceMs = Math.max(1, Math.ceil((query.toMs - query.fromMs + 1) / slices));
     const plan: string[] = [];
     for (let from = query.fromMs; from <= query.toMs; from += sliceMs) {
       const to = Math.min(query.toMs, from + sliceMs - 1);
       for (const group of groups) {
         plan.push(
-          `SELECT * FROM ${escape.quoted(RAW_POLICY)}.${escape.quoted(measurement)} WHERE time >= ${from}ms AND time <= ${to}ms${group ? hostClause(group) : ''}`,
+          `SELECT ${shape.select ?? '*'} FROM ${escape.quoted(RAW_POLICY)}.${escape.quoted(measurement)} WHERE time >= ${from}ms AND time <= ${to}ms${group ? hostClause(group) : ''}${shape.suffix ?? ''}`,
         );
       }
     }

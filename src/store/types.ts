@@ -35,6 +35,22 @@ export interface SampleStream extends AsyncIterable<Sample> {
   batches(): AsyncIterable<Sample[]>;
 }
 
+/** One CPU measurement of a host (`name` = host) or a VM (`name` = VM) in a window. */
+export interface CpuPoint {
+  kind: Sample['kind'];
+  name: string;
+  timeMs: number;
+  cores: number;
+}
+
+export interface WindowDigest {
+  /** The newest valid sample of each series (host, or VM on a host) in the window. */
+  latest: Sample[];
+  /** Every valid CPU point of the window, of the same hosts and VMs. */
+  cpu: CpuPoint[];
+  skips: SkipReport;
+}
+
 export interface WriteReport {
   /** Items the store accepted. */
   written: number;
@@ -59,6 +75,13 @@ export interface SampleStore {
   writeEvents(events: readonly LbvmEvent[]): Promise<WriteReport>;
   /** Streams the valid samples of a time window; bad ones are skipped and reported, never thrown. */
   readSamples(query: SampleWindowQuery): SampleStream;
+  /**
+   * What a snapshot needs of a window, where a backend can read it cheaper than every sample whole:
+   * each host's and VM's CPU points, and its newest full sample. InfluxDB stores every field apart,
+   * so reading one field of the window and the last row of each series costs a fraction of
+   * `SELECT *`. Backends without a cheaper way leave it out; callers then use `readSamples`.
+   */
+  readDigest?(query: SampleWindowQuery): Promise<WindowDigest>;
   /**
    * The time of the newest sample of each host seen since `sinceMs` (default: the retention period),
    * so the monitor can tell a silent host (unknown) from an idle one.

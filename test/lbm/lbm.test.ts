@@ -7,7 +7,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import YAML from 'yaml';
-import { collectRound } from '../../collectors/collect.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import type { LbvmConfig } from '../../src/config/schema.ts';
 import { SimDriver } from '../../src/drivers/sim.ts';
@@ -16,9 +15,10 @@ import { Monitor } from '../../src/monitor/daemon.ts';
 import { MigrationQueue } from '../../src/queue/queue.ts';
 import { connectRedis } from '../../src/queue/redis.ts';
 import { startMigrationWorker, type MigrationWorker } from '../../src/queue/worker.ts';
-import { openStore, Spool, type SampleStore } from '../../src/store/index.ts';
+import { openStore, type SampleStore } from '../../src/store/index.ts';
 import { cleanEnv, runCli } from '../helpers/cli.ts';
 import { startRedis, type RedisServer } from '../helpers/redis.ts';
+import { collectSim, simConfigBase } from '../helpers/sim.ts';
 import { tmpDir } from '../helpers/tmp.ts';
 
 const GiB = 1024 ** 3;
@@ -38,12 +38,7 @@ describe('lbm (real Redis, files store, worker; sim driver)', () => {
     assert.equal(result.code, 0, `lbm ${args.join(' ')}: ${result.stderr}`);
     return JSON.parse(result.stdout) as T;
   };
-  const collect = async () => {
-    const spool = new Spool({ dir: config.store.spoolDir, maxBytes: config.store.spoolMaxBytes, log });
-    for (const node of ['h1', 'h2', 'h3', 'h4']) {
-      await collectRound({ node, store, spool, driver, stateFile: config.collect.stateFile, logicalCapacity: { cpuCores: 4, memBytes: 16 * GiB }, log, baselineWaitMs: 0 });
-    }
-  };
+  const collect = () => collectSim({ config, store, driver, nodes: ['h1', 'h2', 'h3', 'h4'], capacity: { cpuCores: 4, memBytes: 16 * GiB }, log });
 
   before(async () => {
     server = await startRedis();
@@ -52,9 +47,7 @@ describe('lbm (real Redis, files store, worker; sim driver)', () => {
     fs.writeFileSync(
       configFile,
       YAML.stringify({
-        redis: { url: server.url, prefix: 'lbm' },
-        store: { url: `files:${path.join(dir, 'samples')}`, spoolDir: path.join(dir, 'spool') },
-        collect: { stateFile: path.join(dir, 'state.json'), driver: 'sim' },
+        ...simConfigBase(dir, server.url, 'lbm'),
         monitor: { interval: '1m', window: '10m' },
         limits: { migrationsPerSourceHost: 4, migrationsPerDestinationHost: 4, migrationsInCluster: 8, cooldown: '1s' },
         migration: { slotWait: '200ms' },

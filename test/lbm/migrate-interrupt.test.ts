@@ -14,11 +14,11 @@ import { loadConfig } from '../../src/config/load.ts';
 import { SimDriver } from '../../src/drivers/sim.ts';
 import { createLogger } from '../../src/log.ts';
 import { connectRedis } from '../../src/queue/redis.ts';
-import { collectRound } from '../../collectors/collect.ts';
-import { openStore, Spool } from '../../src/store/index.ts';
+import { openStore } from '../../src/store/index.ts';
 import { ROOT, cleanEnv, runCli } from '../helpers/cli.ts';
 import { spawnTracked, waitFor, type Tracked } from '../helpers/processes.ts';
 import { startRedis, type RedisServer } from '../helpers/redis.ts';
+import { collectSim, simConfigBase } from '../helpers/sim.ts';
 import { tmpDir } from '../helpers/tmp.ts';
 
 const GiB = 1024 ** 3;
@@ -39,9 +39,7 @@ describe('lbm migrate --wait, interrupted', () => {
     fs.writeFileSync(
       configFile,
       YAML.stringify({
-        redis: { url: server.url, prefix: 'int' },
-        store: { url: `files:${path.join(dir, 'samples')}`, spoolDir: path.join(dir, 'spool') },
-        collect: { stateFile: path.join(dir, 'state.json'), driver: 'sim' },
+        ...simConfigBase(dir, server.url, 'int'),
         // 8 GiB at 128 MiB/s: a minute of copying, time enough to interrupt.
         migration: { bandwidthBytesPerSec: '128MiB' },
         limits: { migrationsPerSourceHost: 4, migrationsPerDestinationHost: 4, migrationsInCluster: 8 },
@@ -53,12 +51,7 @@ describe('lbm migrate --wait, interrupted', () => {
     const vm = (name: string) => ({ name, vcpus: 2, memBytes: 8 * GiB, cpuBase: 0.5, cpuSwing: 0, phase: 0, memUse: 0.5 });
     await driver.cluster.define(['h1', 'h2'].map((name) => ({ name, cpuCores: 8, memBytes: 64 * GiB })), [vm('big-1'), vm('big-2')], { 'big-1': 'h1', 'big-2': 'h1' });
     const store = openStore(config.store.url, { log });
-    const spool = new Spool({ dir: config.store.spoolDir, maxBytes: config.store.spoolMaxBytes, log });
-    for (let round = 0; round < 2; round++) {
-      for (const node of ['h1', 'h2']) {
-        await collectRound({ node, store, spool, driver, stateFile: config.collect.stateFile, logicalCapacity: { cpuCores: 8, memBytes: 64 * GiB }, log, baselineWaitMs: 0 });
-      }
-    }
+    await collectSim({ config, store, driver, nodes: ['h1', 'h2'], capacity: { cpuCores: 8, memBytes: 64 * GiB }, log, rounds: 2 });
     await store.close();
     worker = spawnTracked(process.execPath, [path.join(ROOT, 'bin/lbvm.js'), 'worker', '--config', configFile], { env: cleanEnv() });
     await waitFor('the worker', () => worker.output().includes('worker ready'), { process: worker, timeoutMs: 30_000 });

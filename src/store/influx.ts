@@ -32,7 +32,7 @@ import { HOST_NUMERIC_FIELDS, VM_NUMERIC_FIELDS } from '../model/index.ts';
 import { StoreAuthFailed, StoreWriteFailed } from './errors.ts';
 import { warnSkips } from './files.ts';
 import type { SampleStore, SampleStream, SampleWindowQuery, SkipReport, WriteReport } from './types.ts';
-import { DEFAULT_FUTURE_TOLERANCE_MS, SkipCounter, screenSamples, validateEvent, validateSample } from './validate.ts';
+import { DEFAULT_FUTURE_TOLERANCE_MS, HostCrossCheck, SkipCounter, screenSamples, validateEvent, validateSample } from './validate.ts';
 
 // Loaded on first use: a collector writing to a files store does not pay for the client at start.
 const require = createRequire(import.meta.url);
@@ -283,7 +283,8 @@ export class InfluxStore implements SampleStore {
       const body = bodyOf(error);
       const partial = body.match(/partial write: (.*?) dropped=(\d+)/s);
       if (partial) {
-        const dropped = Number(partial[2]);
+        // Lines InfluxDB could not parse are dropped too, yet not counted in its "dropped=".
+        const dropped = Number(partial[2]) + (partial[1]!.match(/unable to parse '/g)?.length ?? 0);
         report.rejected += dropped;
         report.written += points.length - dropped;
         report.rejectedReasons.push(`${dropped} points refused by InfluxDB: ${partial[1]!.replace(/^"|"$/g, '').slice(0, 300)}`);
@@ -346,6 +347,7 @@ export class InfluxStore implements SampleStore {
 
   readSamples(query: SampleWindowQuery): SampleStream {
     const counter = new SkipCounter();
+    const crossCheck = new HostCrossCheck();
     const store = this;
     const nowMs = query.nowMs ?? Date.now();
     const futureToleranceMs = this.options.futureToleranceMs ?? DEFAULT_FUTURE_TOLERANCE_MS;
@@ -388,10 +390,12 @@ export class InfluxStore implements SampleStore {
                   } else record[column] = value;
                 }
                 const verdict = validateSample(record, { nowMs, futureToleranceMs });
-                if (!verdict.ok) {
-                  counter.add(`${measurement} host=${String(record.host).slice(0, 80)}${kind === 'vm' ? ` vm=${String(record.vm).slice(0, 80)}` : ''} time=${String(record.timeMs)}`, verdict.reason);
+                const problem = verdict.ok ? crossCheck.check(verdict.value) : verdict.reason;
+                if (problem !== null) {
+                  counter.add(`${measurement} host=${String(record.host).slice(0, 80)}${kind === 'vm' ? ` vm=${String(record.vm).slice(0, 80)}` : ''} time=${String(record.timeMs)}`, problem);
                   continue;
                 }
+                if (!verdict.ok) continue;
                 if (hostNames && !hostNames.has(verdict.value.host)) continue;
                 yield verdict.value;
               }

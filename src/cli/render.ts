@@ -50,15 +50,19 @@ export function safeJson(value: unknown, indent?: number): string {
   return JSON.stringify(value, null, indent).replace(UNSAFE_IN_JSON, escapeChar);
 }
 
-/** The widest a table cell gets: a 10 KB name is cut (its length said), the table stays readable. */
+/**
+ * The widest a table cell gets: a 10 KB name is cut (its length said), the table stays readable. The
+ * last column, where tables put free text (a reason, an error), gets more room.
+ */
 export const MAX_CELL = 64;
+export const MAX_LAST_CELL = 200;
 
 /**
  * Pads columns to their widest cell; numbers (and cells starting with a digit) are right-aligned.
- * Cells are made safe (`safeText`) and cut at MAX_CELL characters.
+ * Cells are made safe (`safeText`) and cut at MAX_CELL characters (MAX_LAST_CELL in the last column).
  */
 export function table(header: string[], rawRows: string[][]): string {
-  const rows = rawRows.map((row) => row.map((cell) => safeText(cell, MAX_CELL)));
+  const rows = rawRows.map((row) => row.map((cell, index) => safeText(cell, index === header.length - 1 ? MAX_LAST_CELL : MAX_CELL)));
   const widths = header.map((title, index) => Math.max(visibleLength(title), ...rows.map((row) => visibleLength(row[index] ?? ''))));
   const numeric = header.map((_, index) => rows.length > 0 && rows.every((row) => /^[-+]?\d/.test(row[index] ?? '') || (row[index] ?? '') === '-'));
   const line = (cells: string[]) =>

@@ -1,8 +1,9 @@
 /**
  * The one check every sample passes before it is written and again when it is read back: the right
  * kind, names that are non-empty strings, numbers that are finite, not negative and not absurd, and a
- * time that is neither before 2000 nor in the future. A reader skips what fails; nothing bad reaches
- * a policy. The result is a fresh object holding only the model's fields.
+ * time that is neither before 2000 nor in the future (nor, checked even on write, after 2200). A
+ * reader skips what fails, and what `HostCrossCheck` refuses; nothing bad reaches a policy. The result
+ * is a fresh object holding only the model's fields.
  */
 import {
   HOST_NUMERIC_FIELDS,

@@ -44,8 +44,12 @@ export class CliContext {
         await client.ping();
       } catch (error) {
         client.disconnect();
+        const reason = (error as Error).message;
+        const where = `redis.url in ${this.configFile ?? 'the config'} or LBVM_REDIS_URL (password: redis://:PASSWORD@host:6379)`;
         throw new QueueUnavailable(
-          `Redis at ${redactUrl(url)} is unreachable (${(error as Error).message}). Check that redis-server runs there, and redis.url in ${this.configFile ?? 'the config'} or LBVM_REDIS_URL (password: redis://:PASSWORD@host:6379).`,
+          /NOAUTH|WRONGPASS|invalid password|invalid username-password/i.test(reason)
+            ? `Redis at ${redactUrl(url)} refused authentication (${reason}). Check the password in ${where}.`
+            : `Redis at ${redactUrl(url)} is unreachable (${reason}). Check that redis-server runs there, and ${where}.`,
           error,
         );
       }

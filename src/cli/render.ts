@@ -11,8 +11,58 @@ export function bar(share: number, width = 20): string {
   return `${'█'.repeat(over ? width - 1 : full)}${over ? '▶' : '░'.repeat(width - full)}`;
 }
 
-/** Pads columns to their widest cell; numbers (and cells starting with a digit) are right-aligned. */
-export function table(header: string[], rows: string[][]): string {
+/**
+ * Characters a terminal acts on instead of showing: C0 controls (ESC starts a command that can clear
+ * the screen, retitle the window or rewrite what was printed), DEL, C1 controls (U+009B is a CSI on
+ * its own), line and paragraph separators, bidirectional overrides (which reorder what is shown),
+ * and UTF-16 halves without their partner (not text at all).
+ */
+// eslint-disable-next-line no-control-regex
+const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+// eslint-disable-next-line no-control-regex
+const UNSAFE_BUT_NEWLINE = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+
+const escapeChar = (char: string) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`;
+
+/**
+ * Text from outside (VM and host names, error messages, tags) made safe to print: every character
+ * in UNSAFE is shown as `\uXXXX`, newlines included, so a name stays on its line and cannot act on
+ * the terminal. Names longer than `maxLength` are cut, with their length said.
+ */
+export function safeText(text: string, maxLength = Infinity): string {
+  const escaped = text.replace(UNSAFE, escapeChar);
+  if (escaped.length <= maxLength) return escaped;
+  return `${escaped.slice(0, Math.max(1, maxLength - 16))}…(${text.length} chars)`;
+}
+
+/** The last line of defence for a whole text about to be printed: as `safeText`, newlines kept. */
+export function safeOutput(text: string): string {
+  return text.replace(UNSAFE_BUT_NEWLINE, escapeChar);
+}
+
+const UNSAFE_IN_JSON = /[\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+
+/**
+ * JSON with every character of UNSAFE escaped: JSON.stringify already escapes C0 controls and lone
+ * surrogates inside strings; this escapes the rest (only ever inside strings), so it stays valid JSON.
+ */
+export function safeJson(value: unknown, indent?: number): string {
+  return JSON.stringify(value, null, indent).replace(UNSAFE_IN_JSON, escapeChar);
+}
+
+/**
+ * The widest a table cell gets: a 10 KB name is cut (its length said), the table stays readable. The
+ * last column, where tables put free text (a reason, an error), gets more room.
+ */
+export const MAX_CELL = 64;
+export const MAX_LAST_CELL = 200;
+
+/**
+ * Pads columns to their widest cell; numbers (and cells starting with a digit) are right-aligned.
+ * Cells are made safe (`safeText`) and cut at MAX_CELL characters (MAX_LAST_CELL in the last column).
+ */
+export function table(header: string[], rawRows: string[][]): string {
+  const rows = rawRows.map((row) => row.map((cell, index) => safeText(cell, index === header.length - 1 ? MAX_LAST_CELL : MAX_CELL)));
   const widths = header.map((title, index) => Math.max(visibleLength(title), ...rows.map((row) => visibleLength(row[index] ?? ''))));
   const numeric = header.map((_, index) => rows.length > 0 && rows.every((row) => /^[-+]?\d/.test(row[index] ?? '') || (row[index] ?? '') === '-'));
   const line = (cells: string[]) =>

@@ -6,6 +6,7 @@
 import type { Command } from 'commander';
 import { loadConfig, type LoadedConfig } from '../config/load.ts';
 import { ExitError } from '../errors.ts';
+import { safeJson, safeOutput } from './render.ts';
 
 export interface CommonOptions {
   config?: string;
@@ -29,10 +30,13 @@ export function loadFor(options: CommonOptions, overrides: Record<string, unknow
   return loadConfig({ configPath: options.config, overrides });
 }
 
-/** Prints a result: JSON when asked for, else the text rendering of the same data. */
+/**
+ * Prints a result: JSON when asked for, else the text rendering of the same data. Either way nothing
+ * that came from outside (a VM named with an escape sequence) reaches the terminal as a control.
+ */
 export function output<T>(options: CommonOptions, data: T, text: (data: T) => string): void {
-  if (options.json) process.stdout.write(`${JSON.stringify(data, null, 2)}\n`);
-  else process.stdout.write(text(data).replace(/\n?$/, '\n'));
+  if (options.json) process.stdout.write(`${safeJson(data, 2)}\n`);
+  else process.stdout.write(safeOutput(text(data)).replace(/\n?$/, '\n'));
 }
 
 /** Runs a CLI program: typed errors print their message and exit with their code; bugs print a stack. */
@@ -50,7 +54,7 @@ export async function runProgram(program: Command, argv: string[]): Promise<void
       return;
     }
     if (error instanceof ExitError) {
-      process.stderr.write(`${program.name()}: ${error.message.split('\n').join(`\n${program.name()}: `)}\n`);
+      process.stderr.write(`${program.name()}: ${safeOutput(error.message).split('\n').join(`\n${program.name()}: `)}\n`);
       process.exitCode = error.exitCode;
       return;
     }

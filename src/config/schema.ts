@@ -196,10 +196,10 @@ export const configSchema = z
             threshold: z.number().int('expected a whole number from 1 to 5').min(1, 'expected a whole number from 1 to 5').max(5, 'expected a whole number from 1 to 5').default(3),
             weights: z
               .object({
-                cpu: z.number().min(0).default(1),
-                mem: z.number().min(0).default(1),
-                disk: z.number().min(0).default(0),
-                net: z.number().min(0).default(0),
+                cpu: z.number().min(0, 'expected a number >= 0').default(1),
+                mem: z.number().min(0, 'expected a number >= 0').default(1),
+                disk: z.number().min(0, 'expected a number >= 0').default(0),
+                net: z.number().min(0, 'expected a number >= 0').default(0),
               })
               .strict()
               .default({}),

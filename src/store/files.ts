@@ -22,7 +22,7 @@ import { readLineBatches, readLines, readTail } from './lines.ts';
 import { sampleStream, warnSkips } from './stream.ts';
 import { encodeName } from './names.ts';
 import type { SampleStore, SampleStream, SampleWindowQuery, WriteReport } from './types.ts';
-import { DEFAULT_FUTURE_TOLERANCE_MS, SkipCounter, screenSamples, validateEvent, validateSample } from './validate.ts';
+import { DEFAULT_FUTURE_TOLERANCE_MS, futureDated, HostCrossCheck, SkipCounter, screenSamples, validateEvent, validateSample } from './validate.ts';
 
 const DAY_MS = 86_400_000;
 
@@ -211,6 +211,7 @@ export class FilesStore implements SampleStore {
 
   readSamples(query: SampleWindowQuery): SampleStream {
     const counter = new SkipCounter();
+    const crossCheck = new HostCrossCheck();
     const store = this;
     const nowMs = query.nowMs ?? Date.now();
     const wantHosts = query.hosts ? new Set(query.hosts.map((host) => `${encodeName(host)}.jsonl`)) : null;
@@ -246,9 +247,14 @@ export class FilesStore implements SampleStore {
               if (line.text.length === 0 && !line.oversized) continue;
               const quick = quickTime(line.text);
               if (quick !== null && !line.unterminated && (quick < query.fromMs || quick > query.toMs)) {
-                // In a time-ordered file nothing after a later line is in the window (a line from
-                // the future is no proof of that: it is skipped, not trusted).
-                if (sorted && quick > query.toMs && quick <= nowMs + futureToleranceMs) {
+                // A line from the future is a broken clock: said, even beyond the window, and no
+                // proof of where the window ends.
+                if (quick > nowMs + futureToleranceMs) {
+                  await skip(line.number, futureDated(quick, nowMs));
+                  continue;
+                }
+                // In a time-ordered file nothing after a later line is in the window.
+                if (sorted && quick > query.toMs) {
                   done = true;
                   break;
                 }
@@ -271,6 +277,11 @@ export class FilesStore implements SampleStore {
                 continue;
               }
               const sample = verdict.value;
+              const crossProblem = crossCheck.check(sample);
+              if (crossProblem) {
+                await skip(line.number, crossProblem);
+                continue;
+              }
               if (sample.timeMs < query.fromMs || sample.timeMs > query.toMs) continue;
               if (!kinds.has(sample.kind)) continue;
               if (hostNames && !hostNames.has(sample.host)) continue;

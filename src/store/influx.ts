@@ -32,7 +32,7 @@ import { HOST_NUMERIC_FIELDS, VM_NUMERIC_FIELDS } from '../model/index.ts';
 import { StoreAuthFailed, StoreWriteFailed } from './errors.ts';
 import { sampleStream, warnSkips } from './stream.ts';
 import type { CpuPoint, SampleStore, SampleStream, SampleWindowQuery, WindowDigest, WriteReport } from './types.ts';
-import { DEFAULT_FUTURE_TOLERANCE_MS, SkipCounter, maxVmCores, screenSamples, validateEvent, validateSample } from './validate.ts';
+import { DEFAULT_FUTURE_TOLERANCE_MS, HostCrossCheck, SkipCounter, maxVmCores, screenSamples, validateEvent, validateSample } from './validate.ts';
 
 // Loaded on first use: a collector writing to a files store does not pay for the client at start.
 const require = createRequire(import.meta.url);
@@ -290,7 +290,8 @@ export class InfluxStore implements SampleStore {
       const body = bodyOf(error);
       const partial = body.match(/partial write: (.*?) dropped=(\d+)/s);
       if (partial) {
-        const dropped = Number(partial[2]);
+        // Lines InfluxDB could not parse are dropped too, yet not counted in its "dropped=".
+        const dropped = Number(partial[2]) + (partial[1]!.match(/unable to parse '/g)?.length ?? 0);
         report.rejected += dropped;
         report.written += points.length - dropped;
         report.rejectedReasons.push(`${dropped} points refused by InfluxDB: ${partial[1]!.replace(/^"|"$/g, '').slice(0, 300)}`);
@@ -353,6 +354,7 @@ export class InfluxStore implements SampleStore {
 
   readSamples(query: SampleWindowQuery): SampleStream {
     const counter = new SkipCounter();
+    const crossCheck = new HostCrossCheck();
     const store = this;
     const nowMs = query.nowMs ?? Date.now();
     const futureToleranceMs = this.options.futureToleranceMs ?? DEFAULT_FUTURE_TOLERANCE_MS;
@@ -364,7 +366,7 @@ export class InfluxStore implements SampleStore {
           const batch: Sample[] = [];
           for (const { columns, values, tags } of series) {
             for (const row of values) {
-              const sample = store.sampleOf(kind, columns, row, tags, { nowMs, futureToleranceMs }, counter);
+              const sample = store.sampleOf(kind, columns, row, tags, { nowMs, futureToleranceMs }, counter, crossCheck);
               if (sample && (!hostNames || hostNames.has(sample.host))) batch.push(sample);
             }
           }
@@ -385,6 +387,8 @@ export class InfluxStore implements SampleStore {
    */
   async readDigest(query: SampleWindowQuery): Promise<WindowDigest> {
     const counter = new SkipCounter();
+    // Hosts are read first, so every VM row and CPU point is checked against its host's size.
+    const crossCheck = new HostCrossCheck();
     const nowMs = query.nowMs ?? Date.now();
     const checks = { nowMs, futureToleranceMs: this.options.futureToleranceMs ?? DEFAULT_FUTURE_TOLERANCE_MS };
     const kinds = query.kinds ?? ['host', 'vm'];
@@ -397,7 +401,7 @@ export class InfluxStore implements SampleStore {
         for await (const series of this.answers(await this.planReads('host', query))) {
           for (const { columns, values, tags } of series) {
             for (const row of values) {
-              const sample = this.sampleOf('host', columns, row, tags, checks, counter);
+              const sample = this.sampleOf('host', columns, row, tags, checks, counter, crossCheck);
               if (!keep(sample)) continue;
               latest.push(sample);
               cpu.push({ kind: 'host', name: sample.host, timeMs: sample.timeMs, cores: sample.cpuUsedCores });
@@ -415,7 +419,7 @@ export class InfluxStore implements SampleStore {
         const quiet = new SkipCounter(0);
         for await (const answer of this.answers(await this.planReads('vm', query, { suffix: `${grouped} ORDER BY time DESC LIMIT 1`, byTime: false }))) {
           for (const { columns, values, tags } of answer) {
-            const sample = values[0] ? this.sampleOf('vm', columns, values[0], tags, checks, quiet) : null;
+            const sample = values[0] ? this.sampleOf('vm', columns, values[0], tags, checks, quiet, crossCheck) : null;
             if (!sample || sample.kind !== 'vm') {
               if (tags) suspect.push(tags);
               continue;
@@ -432,7 +436,7 @@ export class InfluxStore implements SampleStore {
           const text = `SELECT * FROM ${escape.quoted(RAW_POLICY)}.${escape.quoted(VM_MEASUREMENT)} WHERE time >= ${query.fromMs}ms AND time <= ${query.toMs}ms AND (${clause})`;
           for (const { columns, values, tags } of await this.select(text)) {
             for (const row of values) {
-              const sample = this.sampleOf('vm', columns, row, tags, checks, counter);
+              const sample = this.sampleOf('vm', columns, row, tags, checks, counter, crossCheck);
               if (!keep(sample) || sample.kind !== 'vm') continue;
               latest.push(sample);
               cpu.push({ kind: 'vm', name: sample.vm, timeMs: sample.timeMs, cores: sample.cpuUsedCores });
@@ -448,11 +452,15 @@ export class InfluxStore implements SampleStore {
             if (hostNames && !hostNames.has(host)) continue;
             const vm = decodeTag(String(tags?.vm ?? ''));
             for (const [timeMs, cores] of values as [number, unknown][]) {
-              if (typeof cores !== 'number' || !Number.isFinite(cores) || cores < 0 || cores > maxVmCores(vcpus)) {
-                counter.add(`${VM_MEASUREMENT} host=${host.slice(0, 80)} vm=${vm.slice(0, 80)} time=${timeMs}`, `cpuUsedCores ${String(cores)} is not from 0 to ${maxVmCores(vcpus)} cores (${vcpus} vCPUs)`);
+              const problem =
+                typeof cores !== 'number' || !Number.isFinite(cores) || cores < 0 || cores > maxVmCores(vcpus)
+                  ? `cpuUsedCores ${String(cores)} is not from 0 to ${maxVmCores(vcpus)} cores (${vcpus} vCPUs)`
+                  : crossCheck.vmCoresProblem(host, cores);
+              if (problem) {
+                counter.add(`${VM_MEASUREMENT} host=${host.slice(0, 80)} vm=${vm.slice(0, 80)} time=${timeMs}`, problem);
                 continue;
               }
-              cpu.push({ kind: 'vm', name: vm, timeMs, cores });
+              cpu.push({ kind: 'vm', name: vm, timeMs, cores: cores as number });
             }
           }
         }
@@ -483,7 +491,15 @@ export class InfluxStore implements SampleStore {
   }
 
   /** One row of an answer as a checked sample, or null (counted in `counter`) when it is not valid. */
-  private sampleOf(kind: Sample['kind'], columns: string[], row: unknown[], tags: Record<string, string> | undefined, checks: { nowMs: number; futureToleranceMs: number }, counter: SkipCounter): Sample | null {
+  private sampleOf(
+    kind: Sample['kind'],
+    columns: string[],
+    row: unknown[],
+    tags: Record<string, string> | undefined,
+    checks: { nowMs: number; futureToleranceMs: number },
+    counter: SkipCounter,
+    crossCheck: HostCrossCheck,
+  ): Sample | null {
     const record: Record<string, unknown> = { kind };
     for (const [tag, value] of Object.entries(tags ?? {})) if (tag === 'host' || tag === 'vm') record[tag] = decodeTag(value);
     for (let index = 0; index < columns.length; index++) {
@@ -501,9 +517,10 @@ export class InfluxStore implements SampleStore {
       } else record[column] = value;
     }
     const verdict = validateSample(record, checks);
-    if (verdict.ok) return verdict.value;
+    const problem = verdict.ok ? crossCheck.check(verdict.value) : verdict.reason;
+    if (verdict.ok && problem === null) return verdict.value;
     const measurement = kind === 'host' ? HOST_MEASUREMENT : VM_MEASUREMENT;
-    counter.add(`${measurement} host=${String(record.host).slice(0, 80)}${kind === 'vm' ? ` vm=${String(record.vm).slice(0, 80)}` : ''} time=${String(record.timeMs)}`, verdict.reason);
+    counter.add(`${measurement} host=${String(record.host).slice(0, 80)}${kind === 'vm' ? ` vm=${String(record.vm).slice(0, 80)}` : ''} time=${String(record.timeMs)}`, problem ?? 'invalid');
     return null;
   }
 

@@ -39,6 +39,9 @@ export interface ReplayResult {
   replayed: number;
   /** Corrupt spool lines (a crash in the middle of an append) skipped. */
   corrupt: number;
+  /** Replayed items the store refused as invalid (set aside, counted, not kept for another try). */
+  rejected?: number;
+  rejectedReasons?: string[];
   /** Set when the store failed again; the items not yet replayed stay in the spool. */
   error?: StoreUnavailable;
 }
@@ -122,6 +125,7 @@ export class Spool {
       let offset = this.readOffset();
       let replayed = 0;
       let corrupt = 0;
+      const refused = { rejected: 0, rejectedReasons: [] as string[] };
       let batch: { item: SpoolItem; bytes: number }[] = [];
       let batchBytes = 0;
       const flush = async (): Promise<StoreUnavailable | undefined> => {
@@ -133,8 +137,11 @@ export class Spool {
           while (end < batch.length && (batch[end]!.item.event !== undefined) === isEvent) end++;
           const run = batch.slice(start, end);
           try {
-            if (isEvent) await store.writeEvents(run.map((entry) => entry.item.event!));
-            else await store.writeSamples(run.map((entry) => entry.item.sample!));
+            const written = isEvent
+              ? await store.writeEvents(run.map((entry) => entry.item.event!))
+              : await store.writeSamples(run.map((entry) => entry.item.sample!));
+            refused.rejected += written.rejected;
+            refused.rejectedReasons.push(...written.rejectedReasons);
           } catch (error) {
             if (!(error instanceof StoreUnavailable)) throw error;
             // Keep what was not written of this run, then the rest of the spool after it.
@@ -184,12 +191,12 @@ export class Spool {
         batchBytes += bytes;
         if (batch.length >= batchSize) {
           const error = await flush();
-          if (error) return { replayed, corrupt, error };
+          if (error) return { replayed, corrupt, error, ...refused };
         }
       }
       if (batch.length > 0) {
         const error = await flush();
-        if (error) return { replayed, corrupt, error };
+        if (error) return { replayed, corrupt, error, ...refused };
       }
       if (corrupt > 0) {
         this.options.log?.warn({ spool: this.file, corrupt }, `skipped ${corrupt} corrupt lines in the spool ${this.file}`);
@@ -197,7 +204,7 @@ export class Spool {
       // Everything went through: start afresh (unless someone appended meanwhile, which the lock prevents).
       await fsp.rm(this.file, { force: true });
       await fsp.rm(this.offsetFile, { force: true });
-      return { replayed, corrupt };
+      return { replayed, corrupt, ...refused };
     });
   }
 
@@ -351,6 +358,8 @@ export async function deliver(
     replay = { replayed: 0, corrupt: 0 };
   }
   report.replayed = replay.replayed;
+  report.rejected += replay.rejected ?? 0;
+  report.rejectedReasons.push(...(replay.rejectedReasons ?? []));
   failure = replay.error;
   if (failure) {
     toSpool.push(...samples.map((sample) => ({ sample })), ...events.map((event) => ({ event })));

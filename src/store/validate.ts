@@ -1,8 +1,9 @@
 /**
  * The one check every sample passes before it is written and again when it is read back: the right
  * kind, names that are non-empty strings, numbers that are finite, not negative and not absurd, and a
- * time that is neither before 2000 nor in the future. A reader skips what fails; nothing bad reaches
- * a policy. The result is a fresh object holding only the model's fields.
+ * time that is neither before 2000 nor in the future (nor, checked even on write, after 2200). A
+ * reader skips what fails, and what `HostCrossCheck` refuses; nothing bad reaches a policy. The result
+ * is a fresh object holding only the model's fields.
  */
 import {
   HOST_NUMERIC_FIELDS,
@@ -18,6 +19,12 @@ import {
 export const DEFAULT_FUTURE_TOLERANCE_MS = 5 * 60_000;
 /** 2000-01-01T00:00:00Z: anything older is a broken clock or a unit mistake (seconds for ms). */
 const OLDEST_MS = 946_684_800_000;
+/**
+ * 2200-01-01T00:00:00Z: anything later is a unit mistake (microseconds for ms), checked even on write,
+ * where "now" is not known: InfluxDB cannot store it (its times end in 2262) and drops it while
+ * answering "dropped=0".
+ */
+const LATEST_MS = 7_258_118_400_000;
 
 /**
  * Upper bounds beyond which a value is a bug, not a measurement. Generous on purpose: they catch
@@ -38,7 +45,26 @@ export function maxVmCores(vcpus: number): number {
   return Math.max(vcpus * 1.5, vcpus + 1);
 }
 
+/** Nor can it use much more than the cores of the host it runs on (a logical host may be a little overcommitted). */
+export function maxVmCoresOnHost(hostCores: number): number {
+  return hostCores * 1.25 + 0.5;
+}
+
+/**
+ * Memory in use beyond this is not a measurement: a VM's QEMU process holds a little more than its
+ * guest's memory (device and emulation overhead), a logical host the sum of its guests (which an
+ * operator may overcommit); neither holds more than these bounds.
+ */
+export function maxMemUsedBytes(kind: Sample['kind'], memBytes: number): number {
+  return kind === 'vm' ? memBytes * 1.5 + 2 ** 30 : memBytes * 2 + 2 ** 30;
+}
+
 const VM_STATES: ReadonlySet<string> = new Set<VmRunState>(['running', 'paused', 'migrating', 'stopped', 'unknown']);
+
+/** Why a sample dated after now (plus the clock-skew tolerance) is refused. */
+export function futureDated(timeMs: number, nowMs: number): string {
+  return `future-dated: timeMs ${new Date(timeMs).toISOString()} is after now (${new Date(nowMs).toISOString()})`;
+}
 
 export type Verdict<T> = { ok: true; value: T } | { ok: false; reason: string };
 
@@ -95,6 +121,7 @@ export function validateSample(input: unknown, options: ValidateOptions): Verdic
       for (const field of ['memBytes', 'memUsedBytes', 'memAvailableBytes'] as const) {
         if ((s[field] ?? 0) > LIMITS.memBytes) return `${field} ${s[field]} is absurd (> 64 TiB)`;
       }
+      if (s.memUsedBytes > maxMemUsedBytes('host', s.memBytes)) return `memUsedBytes ${s.memUsedBytes} is absurd for memBytes ${s.memBytes}`;
       for (const field of ['load1', 'load5', 'load15'] as const) {
         if ((s[field] ?? 0) > LIMITS.load) return `${field} ${s[field]} is absurd`;
       }
@@ -117,6 +144,7 @@ export function validateSample(input: unknown, options: ValidateOptions): Verdic
       if (s.cpuUsedCores > maxVmCores(s.vcpus)) return `cpuUsedCores ${s.cpuUsedCores} is absurd for ${s.vcpus} vCPUs`;
       if (s.memBytes > LIMITS.memBytes) return `memBytes ${s.memBytes} is absurd (> 64 TiB)`;
       if (s.memUsedBytes > LIMITS.memBytes) return `memUsedBytes ${s.memUsedBytes} is absurd (> 64 TiB)`;
+      if (s.memUsedBytes > maxMemUsedBytes('vm', s.memBytes)) return `memUsedBytes ${s.memUsedBytes} is absurd for memBytes ${s.memBytes}`;
       for (const field of ['memDirtyBytesPerSec', 'diskReadBytesPerSec', 'diskWriteBytesPerSec', 'netRxBytesPerSec', 'netTxBytesPerSec'] as const) {
         if ((s[field] ?? 0) > LIMITS.rateBytesPerSec) return `${field} ${s[field]} is absurd (> 1 TB/s)`;
       }
@@ -135,11 +163,37 @@ export function validateSample(input: unknown, options: ValidateOptions): Verdic
   if (problem) return fail(problem);
   const timeMs = out.timeMs as number;
   if (timeMs < OLDEST_MS) return fail(`timeMs ${timeMs} is before 2000 (seconds instead of milliseconds?)`);
+  if (timeMs > LATEST_MS) return fail(`timeMs ${timeMs} is after 2200 (microseconds instead of milliseconds?)`);
   const tolerance = options.futureToleranceMs ?? DEFAULT_FUTURE_TOLERANCE_MS;
-  if (timeMs > options.nowMs + tolerance) {
-    return fail(`future-dated: timeMs ${new Date(timeMs).toISOString()} is after now (${new Date(options.nowMs).toISOString()})`);
-  }
+  if (timeMs > options.nowMs + tolerance) return fail(futureDated(timeMs, options.nowMs));
   return { ok: true, value: out as unknown as Sample };
+}
+
+/**
+ * The checks one sample cannot make alone, for a reader streaming a window: a VM using more cores
+ * than the host it runs on has. Hosts are known from their samples read so far (a host's sample of a
+ * round comes before its VMs' in both stores); a VM whose host is not known yet is not checked.
+ */
+export class HostCrossCheck {
+  private readonly hostCores = new Map<string, number>();
+
+  /** Null when the sample passes; else why it is refused. */
+  check(sample: Sample): string | null {
+    if (sample.kind === 'host') {
+      this.hostCores.set(sample.host, sample.cpuCores);
+      return null;
+    }
+    return this.vmCoresProblem(sample.host, sample.cpuUsedCores);
+  }
+
+  /** Null when a VM on `host` may use `cores`; else why not. */
+  vmCoresProblem(host: string, cores: number): string | null {
+    const hostCores = this.hostCores.get(host);
+    if (hostCores !== undefined && cores > maxVmCoresOnHost(hostCores)) {
+      return `cpuUsedCores ${cores} is absurd for a VM on a host of ${hostCores} cores`;
+    }
+    return null;
+  }
 }
 
 /** Events carry free text; only the type and time are checked. */

@@ -93,3 +93,14 @@ export async function startInflux(options: InfluxOptions = {}): Promise<InfluxSe
   }
   return server;
 }
+
+export interface InfluxAnswer {
+  results: { series?: { name: string; columns: string[]; values: unknown[][]; tags?: Record<string, string> }[]; error?: string }[];
+}
+
+/** Runs an InfluxQL query on `db` over plain HTTP (epoch ms), as an operator's `influx` shell would. */
+export async function influxQuery(server: InfluxServer, db: string, q: string, credentials?: { username: string; password: string }): Promise<InfluxAnswer> {
+  const headers: Record<string, string> = credentials ? { authorization: `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}` } : {};
+  const response = await fetch(`${server.httpUrl}/query?db=${encodeURIComponent(db)}&epoch=ms&q=${encodeURIComponent(q)}`, { headers });
+  return (await response.json()) as InfluxAnswer;
+}

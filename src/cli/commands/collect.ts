@@ -12,6 +12,7 @@ import { openStoreFor, spoolFor } from '../../store/index.ts';
 import { StoreAuthFailed } from '../../store/errors.ts';
 import { formatBytes, parseDurationMs } from '../../units.ts';
 import { teach } from '../help.ts';
+import { safeJson, safeOutput } from '../render.ts';
 import { loadFor, output, withCommon, type CommonOptions } from '../run.ts';
 
 interface CollectFlags extends CommonOptions {
@@ -132,8 +133,8 @@ export function collectCommand(): Command {
         onRound: (result) => {
           if (result instanceof Error) return;
           void prune();
-          if (flags.json) process.stdout.write(`${JSON.stringify(result)}\n`);
-          else process.stdout.write(`${new Date(result.timeMs).toISOString()} ${summary(result)}\n`);
+          if (flags.json) process.stdout.write(`${safeJson(result)}\n`);
+          else process.stdout.write(safeOutput(`${new Date(result.timeMs).toISOString()} ${summary(result)}\n`));
         },
       });
       process.off('SIGINT', stop);

@@ -9,6 +9,7 @@ import { parseDurationMs } from '../../units.ts';
 import { UsageError } from '../../errors.ts';
 import { CliContext } from '../context.ts';
 import { teach } from '../help.ts';
+import { safeJson } from '../render.ts';
 import { withCommon, type CommonOptions } from '../run.ts';
 
 interface MonitorOptions extends CommonOptions {
@@ -54,7 +55,7 @@ export function monitorCommand(): Command {
     if (options.once) {
       try {
         const record = await monitor.round();
-        process.stdout.write(`${JSON.stringify(record, null, options.json ? 2 : 0)}\n`);
+        process.stdout.write(`${safeJson(record, options.json ? 2 : 0)}\n`);
       } finally {
         await monitor.lease.release();
         await context.close();

@@ -15,7 +15,7 @@ import { formatBytes, formatDuration } from '../../../units.ts';
 import { findHost, findVm, openCluster } from '../../cluster.ts';
 import { CliContext } from '../../context.ts';
 import { teach } from '../../help.ts';
-import { bar } from '../../render.ts';
+import { bar, safeJson, safeOutput } from '../../render.ts';
 import { withCommon, type CommonOptions } from '../../run.ts';
 
 interface MigrateOptions extends CommonOptions {
@@ -65,16 +65,16 @@ export function migrateCommand(): Command {
       if (result.status !== 'queued' && result.status !== 'duplicate') throw new ExitError(`not queued: ${result.status}`, 4);
       const jobId = result.jobId;
       if (options.json && !options.wait) {
-        process.stdout.write(`${JSON.stringify({ status: result.status, jobId, vm: vmName, from: vm.host, to: hostName })}\n`);
+        process.stdout.write(`${safeJson({ status: result.status, jobId, vm: vmName, from: vm.host, to: hostName })}\n`);
         return;
       }
       if (!options.wait) {
-        process.stdout.write(`queued: ${vmName} ${vm.host} → ${hostName} (job ${jobId}). Follow it with: lbm jobs, or add --wait\n`);
+        process.stdout.write(safeOutput(`queued: ${vmName} ${vm.host} → ${hostName} (job ${jobId}). Follow it with: lbm jobs, or add --wait\n`));
         return;
       }
       const outcome = await follow(context, jobId, vmName, vm.host, hostName, Number(options.timeout) * 1000, options.json === true);
-      if (options.json) process.stdout.write(`${JSON.stringify({ jobId, vm: vmName, from: vm.host, to: hostName, ...outcome })}\n`);
-      else process.stdout.write(`${outcome.message}\n`);
+      if (options.json) process.stdout.write(`${safeJson({ jobId, vm: vmName, from: vm.host, to: hostName, ...outcome })}\n`);
+      else process.stdout.write(`${safeOutput(outcome.message)}\n`);
       if (outcome.state === 'failed') process.exitCode = 6;
     } finally {
       await context.close();
@@ -136,8 +136,8 @@ async function follow(context: CliContext, jobId: string, vm: string, from: stri
       const line = progress
         ? `${vm} ${from} → ${to} ${bar(progress.fraction, 30)} ${Math.round(progress.fraction * 100)}%  ${formatBytes(progress.bytesCopied)} copied, ${formatBytes(progress.bytesRemaining)} left${progress.expectedDowntimeMs ? `, expected downtime ${Math.round(progress.expectedDowntimeMs)} ms` : ''}`
         : `${vm} ${from} → ${to} ${job.state}...`;
-      if (tty) process.stderr.write(`\r\u001b[K${line}`);
-      else if (!quiet) process.stderr.write(`${line}\n`);
+      if (tty) process.stderr.write(`\r\u001b[K${safeOutput(line)}`);
+      else if (!quiet) process.stderr.write(`${safeOutput(line)}\n`);
       await new Promise((resolve) => setTimeout(resolve, tty ? 250 : 1000));
     }
   } finally {

@@ -15,6 +15,7 @@ import { ConfigError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import { CommandFailed, runFile } from '../../util/processes.ts';
 import type { Driver, DriverCapabilities, HostInventory, MigrateOutcome, MigrateRequest } from '../driver.ts';
+import { locateFromAnswers, type HostAnswer } from '../locate.ts';
 import {
   dominfoArgv,
   domstateArgv,
@@ -92,26 +93,19 @@ export class LibvirtDriver implements Driver {
     return { host, vms };
   }
 
-  /** Asks every host; a running (or paused) domain wins over a stale inactive definition elsewhere. */
   async locate(vm: string): Promise<string | null> {
     const answers = await Promise.all(
-      Object.keys(this.options.uris).map(async (host) => {
+      Object.keys(this.options.uris).map(async (host): Promise<HostAnswer> => {
         try {
           const state = (await this.virsh(host, domstateArgv(this.uri(host), vm), 20_000)).trim();
-          return { host, state, error: null };
+          return { host, active: /^(running|paused|in shutdown|blocked|pmsuspended)/.test(state), defined: true, detail: state };
         } catch (error) {
-          if (error instanceof CommandFailed && isNoDomain(error.stderr)) return { host, state: null, error: null };
-          return { host, state: null, error: error as Error };
+          if (error instanceof CommandFailed && isNoDomain(error.stderr)) return { host, active: false, defined: false };
+          return { host, active: false, defined: false, error: error as Error };
         }
       }),
     );
-    const active = answers.filter((answer) => answer.state && /^(running|paused|in shutdown|blocked|pmsuspended)/.test(answer.state));
-    if (active.length > 1) throw new Error(`VM ${JSON.stringify(vm)} is active on several hosts: ${active.map((answer) => `${answer.host} (${answer.state})`).join(', ')}`);
-    if (active.length === 1) return active[0]!.host;
-    const failed = answers.filter((answer) => answer.error);
-    if (failed.length) throw new Error(`cannot tell where ${JSON.stringify(vm)} is: ${failed.map((answer) => answer.error!.message).join('; ')}`);
-    const defined = answers.filter((answer) => answer.state);
-    return defined.length === 1 ? defined[0]!.host : null;
+    return locateFromAnswers(vm, answers);
   }
 
   /** The `virsh` argv of a live migration (exported for the operator's `--dry-run`-like checks and tests). */

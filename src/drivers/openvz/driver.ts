@@ -14,6 +14,7 @@ import { ConfigError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import { runFile } from '../../util/processes.ts';
 import type { Driver, DriverCapabilities, HostInventory, MigrateOutcome, MigrateRequest, VmInventory } from '../driver.ts';
+import { locateFromAnswers, type HostAnswer } from '../locate.ts';
 import { checkSshTarget, sshArgv } from './remote.ts';
 
 const PAGE_BYTES = 4096;
@@ -155,19 +156,20 @@ export class OpenvzDriver implements Driver {
   }
 
   /** Runs `argv` on `host` through ssh; a failure names the host and what the remote side said. */
-  private async remote(host: string, argv: string[], timeoutMs: number): Promise<string> {
+  private async remote(host: string, argv: string[], timeoutMs: number, label = argv[0]): Promise<string> {
     try {
       return (await runFile(this.options.ssh, sshArgv(this.options.sshOptions, this.target(host), argv), { env: this.options.env, timeoutMs })).stdout;
     } catch (error) {
-      (error as Error).message = `${argv[0]} on ${host} (ssh ${this.target(host)}) failed: ${(error as Error).message}`;
+      (error as Error).message = `${label} on ${host} (ssh ${this.target(host)}) failed: ${(error as Error).message}`;
       throw error;
     }
   }
 
   async inventory(host: string): Promise<HostInventory> {
     const list = this.options.flavour === 'vzctl' ? ['vzlist', '-j', '-a'] : ['prlctl', 'list', '-j', '-i', '-a'];
-    // One connection: the listing, a separator, the CPU counters. Fixed words only, no names.
-    const output = await this.remote(host, ['sh', '-c', `${list.join(' ')} && echo ${SEPARATOR} && cat /proc/vz/vestat`], 60_000);
+    // One connection: the listing, a separator, the CPU counters (absent where there is no
+    // /proc/vz/vestat: no CPU figures then). Fixed words only, no names.
+    const output = await this.remote(host, ['sh', '-c', `${list.join(' ')} && echo ${SEPARATOR} && (cat /proc/vz/vestat 2>/dev/null || true)`], 60_000, list[0]);
     const at = output.lastIndexOf(`${SEPARATOR}\n`);
     const listing = at >= 0 ? output.slice(0, at) : output;
     const cpuTimes = at >= 0 ? parseVestat(output.slice(at + SEPARATOR.length + 1)) : new Map<string, number>();
@@ -181,22 +183,16 @@ export class OpenvzDriver implements Driver {
 
   async locate(vm: string): Promise<string | null> {
     const answers = await Promise.all(
-      Object.keys(this.options.targets).map(async (host) => {
+      Object.keys(this.options.targets).map(async (host): Promise<HostAnswer> => {
         try {
-          const { vms } = await this.inventory(host);
-          return { host, found: vms.filter((entry) => entry.name === vm), error: null };
+          const found = (await this.inventory(host)).vms.filter((entry) => entry.name === vm);
+          return { host, active: found.some((entry) => entry.state === 'running' || entry.state === 'paused'), defined: found.length > 0 };
         } catch (error) {
-          return { host, found: [], error: error as Error };
+          return { host, active: false, defined: false, error: error as Error };
         }
       }),
     );
-    const running = answers.filter((answer) => answer.found.some((entry) => entry.state === 'running' || entry.state === 'paused'));
-    if (running.length > 1) throw new Error(`container ${JSON.stringify(vm)} runs on several hosts: ${running.map((answer) => answer.host).join(', ')}`);
-    if (running.length === 1) return running[0]!.host;
-    const failed = answers.filter((answer) => answer.error);
-    if (failed.length) throw new Error(`cannot tell where ${JSON.stringify(vm)} is: ${failed.map((answer) => answer.error!.message).join('; ')}`);
-    const defined = answers.filter((answer) => answer.found.length > 0);
-    return defined.length === 1 ? defined[0]!.host : null;
+    return locateFromAnswers(vm, answers);
   }
 
   /** The command run on the source host (before quoting). */

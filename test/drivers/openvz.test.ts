@@ -12,17 +12,15 @@ import { describe, it } from 'node:test';
 import { loadConfig } from '../../src/config/index.ts';
 import { OpenvzDriver, parseVestat } from '../../src/drivers/openvz/driver.ts';
 import { remoteCommand, shellQuote, sshArgv } from '../../src/drivers/openvz/remote.ts';
-import { createLogger } from '../../src/log.ts';
 import type { Sample, VmSample } from '../../src/model/index.ts';
 import { openStore } from '../../src/store/index.ts';
 import { runFile } from '../../src/util/processes.ts';
 import { prng } from '../../src/util/prng.ts';
 import { cleanEnv, runCli } from '../helpers/cli.ts';
+import { MIB, migrationRequest, silentLog as log } from '../helpers/drivers.ts';
 import { installRemoteTools, type RemoteTools } from '../helpers/remote-tools.ts';
 import { tmpDir } from '../helpers/tmp.ts';
 
-const log = createLogger({ level: 'silent' });
-const MIB = 1024 * 1024;
 const HOSTILE = ['x; rm -rf /', '$(touch pwned)', '`touch pwned`', "it's; touch pwned", 'a\\b "c" $HOME * ?', 'two\nlines; touch pwned'];
 const SSH_OPTIONS = ['-o', 'BatchMode=yes', '-o', 'ConnectTimeout=10'];
 const UNLIMITED = 9223372036854775807;
@@ -49,8 +47,6 @@ const PRLCTL_VZ1 = [
 function driver(tools: RemoteTools, flavour: 'vzctl' | 'prlctl' = 'vzctl'): OpenvzDriver {
   return new OpenvzDriver({ targets: { ovz1: 'root@ovz1', ovz2: 'root@ovz2' }, flavour, sshOptions: SSH_OPTIONS, ssh: 'ssh', log, env: tools.env });
 }
-
-const request = (vm: string, from: string, to: string) => ({ vm, from, to, mode: 'live' as const, downtimeLimitMs: 300, bandwidthBytesPerSec: 100 * MIB, signal: new AbortController().signal });
 
 function assertNothingInjected(tools: RemoteTools, ...more: string[]): void {
   for (const dir of [tools.remoteDir, tools.dir, process.cwd(), ...more]) {
@@ -103,16 +99,16 @@ describe('openvz driver (vzctl flavour) against recorded vzlist, vestat and vzmi
     const tools = installRemoteTools();
     const ovz = driver(tools);
     for (const name of HOSTILE.filter((name) => !name.includes('\n'))) {
-      const outcome = await ovz.migrate(request(name, 'ovz1', 'ovz2'));
+      const outcome = await ovz.migrate(migrationRequest(name, 'ovz1', 'ovz2'));
       assert.equal(outcome.downtimeMs, null);
       const calls = tools.calls().slice(-2);
       assert.deepEqual(calls[0]!.argv, [...SSH_OPTIONS, 'root@ovz1', '--', `'vzmigrate' '--online' 'root@ovz2' ${shellQuote(name)}`]);
       assert.deepEqual(calls[1], { tool: 'vzmigrate', host: 'root@ovz1', argv: ['--online', 'root@ovz2', name] }, name);
     }
     assertNothingInjected(tools);
-    await assert.rejects(ovz.migrate(request('two\nlines; touch pwned', 'ovz1', 'ovz2')), /holds a control character/);
-    await assert.rejects(ovz.migrate(request('--help', 'ovz1', 'ovz2')), /starts with "-"/);
-    await assert.rejects(ovz.migrate({ ...request('web-1', 'ovz1', 'ovz2'), mode: 'checkpoint' }), /migrates live only/);
+    await assert.rejects(ovz.migrate(migrationRequest('two\nlines; touch pwned', 'ovz1', 'ovz2')), /holds a control character/);
+    await assert.rejects(ovz.migrate(migrationRequest('--help', 'ovz1', 'ovz2')), /starts with "-"/);
+    await assert.rejects(ovz.migrate({ ...migrationRequest('web-1', 'ovz1', 'ovz2'), mode: 'checkpoint' }), /migrates live only/);
     assert.equal(tools.calls().filter((call) => call.tool === 'vzmigrate').length, 5, 'refused names never reached the host');
   });
 
@@ -120,7 +116,7 @@ describe('openvz driver (vzctl flavour) against recorded vzlist, vestat and vzmi
     const tools = installRemoteTools();
     tools.record('root@ovz1', { migrateFails: 'Error: Destination node root@ovz2: CT 101 is already present' });
     await assert.rejects(
-      driver(tools).migrate(request('web-1', 'ovz1', 'ovz2')),
+      driver(tools).migrate(migrationRequest('web-1', 'ovz1', 'ovz2')),
       /live migration of "web-1" from ovz1 to ovz2 failed: vzmigrate on ovz1 \(ssh root@ovz1\) failed: ssh: exit 1: Error: Destination node root@ovz2: CT 101 is already present/,
     );
   });
@@ -170,7 +166,7 @@ describe('openvz driver (prlctl flavour)', () => {
       { name: '$(reboot)', host: 'ovz1', vcpus: 1, memBytes: 1024 * MIB, memUsedBytes: 0, state: 'stopped' },
     ]);
     assert.deepEqual(tools.calls()[1], { tool: 'prlctl', host: 'root@ovz1', argv: ['list', '-j', '-i', '-a'] });
-    await ovz.migrate(request('$(reboot)', 'ovz1', 'ovz2'));
+    await ovz.migrate(migrationRequest('$(reboot)', 'ovz1', 'ovz2'));
     assert.deepEqual(tools.calls().at(-1), { tool: 'prlctl', host: 'root@ovz1', argv: ['migrate', '$(reboot)', 'root@ovz2'] });
     assertNothingInjected(tools);
   });

@@ -13,17 +13,14 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { loadConfig } from '../../src/config/index.ts';
 import { ProxmoxDriver, parseDowntimeLine, parseProgressLine } from '../../src/drivers/proxmox/driver.ts';
-import { createLogger } from '../../src/log.ts';
 import type { MigrationProgress } from '../../src/model/index.ts';
 import { cleanEnv, runCli } from '../helpers/cli.ts';
+import { GIB, MIB, migrationRequest, silentLog as log } from '../helpers/drivers.ts';
 import { selfSignedCert, startRecordedServer, type RecordedServer, type SelfSignedCert } from '../helpers/recorded-server.ts';
 import { tmpDir } from '../helpers/tmp.ts';
 
 const SECRET = '5f0e8c9a-4b1d-4e7a-9c2f-31d4a0b7e6aa';
 const TOKEN = `lbvm@pve!balancer=${SECRET}`;
-const GIB = 1024 ** 3;
-const MIB = 1024 ** 2;
-const log = createLogger({ level: 'silent' });
 
 // Recorded from the shapes in the Proxmox VE API documentation (api-viewer: cluster/resources, nodes/{node}/qemu/{vmid}/status/current, ...).
 const RESOURCES = [
@@ -70,10 +67,6 @@ function driverWith(server: RecordedServer, settings: string, env: Record<string
   const { config } = loadConfig({ cwd: dir, env: {} });
   return ProxmoxDriver.fromConfig(config, log, env);
 }
-
-const request = (vm: string, from: string, to: string, extra: { signal?: AbortSignal; onProgress?: (progress: MigrationProgress) => void } = {}) => ({
-  vm, from, to, mode: 'live' as const, downtimeLimitMs: 300, bandwidthBytesPerSec: 100 * MIB, signal: extra.signal ?? new AbortController().signal, onProgress: extra.onProgress,
-});
 
 describe('proxmox driver', () => {
   let cert: SelfSignedCert;
@@ -151,7 +144,7 @@ describe('proxmox driver', () => {
       'TASK OK',
     ], 3, 'OK');
     const progress: MigrationProgress[] = [];
-    const outcome = await driver.migrate(request('web-1', 'pve1', 'pve2', { onProgress: (p) => progress.push(p) }));
+    const outcome = await driver.migrate(migrationRequest('web-1', 'pve1', 'pve2', { onProgress: (p) => progress.push(p) }));
     const post = server.requests.find((r) => r.method === 'POST' && r.path === '/api2/json/nodes/pve1/qemu/100/migrate')!;
     assert.deepEqual(Object.fromEntries(post.form), { target: 'pve2', online: '1', 'with-local-disks': '1', bwlimit: '102400' });
     assert.equal(post.headers['content-type'], 'application/x-www-form-urlencoded');
@@ -177,7 +170,7 @@ describe('proxmox driver', () => {
       'TASK ERROR: migration problems',
     ], 2, 'migration problems');
     const progress: MigrationProgress[] = [];
-    await assert.rejects(driver.migrate(request('web-1', 'pve1', 'pve2', { onProgress: (p) => progress.push(p) })), (error: Error) => {
+    await assert.rejects(driver.migrate(migrationRequest('web-1', 'pve1', 'pve2', { onProgress: (p) => progress.push(p) })), (error: Error) => {
       assert.match(error.message, /Proxmox migration of "web-1" \(qemu 100\) from pve1 to pve2 failed: migration problems/);
       assert.match(error.message, /Task log:\n {2}starting migration of VM 100/);
       assert.match(error.message, /\n {2}ERROR: online migrate failure - aborting\n/);
@@ -194,7 +187,7 @@ describe('proxmox driver', () => {
     const handle = task(server, 'pve1', id, ['migration active, transferred 100.0 MiB of 2.0 GiB VM-state, 50.0 MiB/s', 'more', 'more', 'more'], 1000, 'OK');
     const controller = new AbortController();
     await assert.rejects(
-      driver.migrate(request('web-1', 'pve1', 'pve2', { signal: controller.signal, onProgress: () => controller.abort(new Error('operator cancelled')) })),
+      driver.migrate(migrationRequest('web-1', 'pve1', 'pve2', { signal: controller.signal, onProgress: () => controller.abort(new Error('operator cancelled')) })),
       /operator cancelled/,
     );
     assert.ok(handle.deleted());
@@ -206,7 +199,7 @@ describe('proxmox driver', () => {
     const lxcId = upid('pve1', 101, 'vzmigrate');
     server.route('POST /api2/json/nodes/pve1/lxc/101/migrate', { json: { data: lxcId } });
     task(server, 'pve1', lxcId, ['TASK OK'], 0, 'OK');
-    await driver.migrate(request('x; rm -rf /', 'pve1', '$(reboot)'));
+    await driver.migrate(migrationRequest('x; rm -rf /', 'pve1', '$(reboot)'));
     const lxcPost = server.requests.find((r) => r.method === 'POST' && r.path === '/api2/json/nodes/pve1/lxc/101/migrate')!;
     assert.equal(lxcPost.body, 'target=%24%28reboot%29&restart=1&bwlimit=102400');
     assert.deepEqual(Object.fromEntries(lxcPost.form), { target: '$(reboot)', restart: '1', bwlimit: '102400' });
@@ -215,7 +208,7 @@ describe('proxmox driver', () => {
     server.route('POST /api2/json/nodes/x; rm -rf //qemu/103/migrate', { json: { data: odd } });
     const encodedNode = 'x%3B%20rm%20-rf%20%2F';
     task(server, 'x; rm -rf /', odd, ['TASK OK'], 0, 'OK');
-    await driver.migrate(request('odd-node-vm', 'x; rm -rf /', 'pve1'));
+    await driver.migrate(migrationRequest('odd-node-vm', 'x; rm -rf /', 'pve1'));
     assert.ok(server.requests.some((r) => r.method === 'POST' && r.rawPath === `/api2/json/nodes/${encodedNode}/qemu/103/migrate`));
     assert.ok(server.requests.some((r) => r.rawPath.startsWith(`/api2/json/nodes/${encodedNode}/tasks/${encodeURIComponent(odd)}/status`)));
     assert.ok(!fs.existsSync(path.join(process.cwd(), 'pwned')));

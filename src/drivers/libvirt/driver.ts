@@ -8,6 +8,9 @@
  *            --domain VM --desturi DEST`, run from where the worker runs (virsh connects to both
  *            hosts); progress from `virsh domjobinfo` on the source every `pollInterval`; an abort
  *            runs `virsh domjobabort` (the guest stays on its source) and waits for virsh to exit.
+ *            A `virsh migrate` that outlives its job (seen with virsh 9.0 when the job fails at once:
+ *            its wait misses the end) is stopped after `stallMs` without a job on the source; where
+ *            the domain then is decides the outcome.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { LbvmConfig } from '../../config/schema.ts';
@@ -43,6 +46,11 @@ export interface LibvirtDriverOptions {
   log: Logger;
   /** Environment of every virsh run (tests point it at their own daemon). */
   env?: NodeJS.ProcessEnv;
+  /**
+   * `virsh migrate` still running while the source shows no migration job this long is stopped
+   * (default 30 s): virsh 9.0 can miss a job that ended at once and then wait forever.
+   */
+  stallMs?: number;
 }
 
 const MIB = 1024 * 1024;
@@ -121,13 +129,17 @@ export class LibvirtDriver implements Driver {
     const argv = this.migrateArgv(request);
     const startedMs = Date.now();
     let outcome: { error: Error | null } | null = null;
+    const stallMs = this.options.stallMs ?? 30_000;
+    const stopVirsh = new AbortController();
     // No timeout of our own: the worker's migration.timeout aborts the signal, which aborts the job.
-    const running = runFile(this.options.virsh, argv, { env: this.options.env, timeoutMs: 0 }).then(
+    const running = runFile(this.options.virsh, argv, { env: this.options.env, timeoutMs: 0, signal: stopVirsh.signal }).then(
       () => (outcome = { error: null }),
       (error: Error) => (outcome = { error }),
     );
     let last: JobInfo | null = null;
     let aborted: Error | null = null;
+    let noJobSinceMs: number | null = startedMs;
+    let stalled = false;
     try {
       while (!outcome) {
         await Promise.race([running, sleep(this.options.pollIntervalMs)]);
@@ -142,6 +154,8 @@ export class LibvirtDriver implements Driver {
         }
         try {
           const info = parseJobInfo(await this.virsh(request.from, jobinfoArgv(sourceUri, request.vm), 20_000));
+          if (info.type === 'Unbounded') noJobSinceMs = null;
+          else noJobSinceMs ??= Date.now();
           if (info.type === 'Unbounded' && info.dataTotalBytes !== undefined) {
             last = info;
             const total = info.dataTotalBytes;
@@ -154,11 +168,24 @@ export class LibvirtDriver implements Driver {
           }
         } catch {
           // The job may have ended (the domain left the source) between two polls; virsh migrate's exit tells.
+          noJobSinceMs ??= Date.now();
+        }
+        if (noJobSinceMs !== null && Date.now() - noJobSinceMs > stallMs) {
+          stalled = true;
+          stopVirsh.abort();
+          break;
         }
       }
       await running;
       const result = outcome as { error: Error | null } | null;
-      if (result?.error) {
+      if (stalled && result?.error) {
+        const where = await this.locate(request.vm).catch(() => null);
+        if (where !== request.to) {
+          throw new Error(
+            `live migration of ${JSON.stringify(request.vm)} from ${request.from} to ${request.to} failed: virsh migrate showed no migration job on ${request.from} for ${Math.round(stallMs / 1000)} s and was stopped; it ${where === request.from ? 'keeps running' : 'was last seen'} on ${where ?? request.from}`,
+          );
+        }
+      } else if (result?.error) {
         if (aborted) throw aborted;
         throw new Error(`live migration of ${JSON.stringify(request.vm)} from ${request.from} to ${request.to} failed: ${result.error.message}; it keeps running on ${request.from}`);
       }

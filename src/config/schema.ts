@@ -298,7 +298,7 @@ export const configSchema = z
       })
       .strict()
       .default({}),
-    /** Settings of the libvirt, proxmox and openvz drivers (issue #9); only the chosen driver reads its own. */
+    /** Settings of the libvirt, proxmox and openvz drivers; only the chosen driver reads its own. */
     drivers: z
       .object({
         libvirt: z

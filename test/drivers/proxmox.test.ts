@@ -40,11 +40,12 @@ function baseRoutes(server: RecordedServer): void {
   server.route('GET /api2/json/nodes/pve1/lxc/101/status/current', { json: { data: STATUS_101 } });
 }
 
-/** A task whose status is `running` for `runningPolls` polls, then stopped with `exitstatus`; its log grows with the polls. */
-function task(server: RecordedServer, node: string, id: string, lines: string[], runningPolls: number, exitstatus: string): { deleted: () => boolean } {
+/** A task whose status is `running` for `runningPolls` polls, then stopped with `exitstatus`; its log grows with the polls; one status call can fail with 503. */
+function task(server: RecordedServer, node: string, id: string, lines: string[], runningPolls: number, exitstatus: string, blipOnCall?: number): { deleted: () => boolean } {
   let deleted = false;
   let polls = 0;
-  server.route(`GET /api2/json/nodes/${node}/tasks/${id}/status`, () => {
+  server.route(`GET /api2/json/nodes/${node}/tasks/${id}/status`, (_request, count) => {
+    if (count === blipOnCall) return { status: 503, statusMessage: 'Service Unavailable' };
     polls++;
     const stopped = deleted || polls > runningPolls;
     return { json: { data: { upid: id, node, type: 'qmigrate', status: stopped ? 'stopped' : 'running', ...(stopped ? { exitstatus: deleted ? 'interrupted by signal' : exitstatus } : {}) } } };
@@ -129,7 +130,7 @@ describe('proxmox driver', () => {
     assert.equal(await driver.locate('nobody-has-me'), null);
   });
 
-  it('migrates a VM online with local disks, following the task log for progress and downtime', async () => {
+  it('migrates a VM online with local disks, following the task log for progress and downtime (through a 503 blip)', async () => {
     const driver = keep(driverWith(server, caSettings));
     const id = upid('pve1', 100, 'qmigrate');
     server.route('POST /api2/json/nodes/pve1/qemu/100/migrate', { json: { data: id } });
@@ -142,7 +143,7 @@ describe('proxmox driver', () => {
       'migration status: completed',
       'migration finished successfully (duration 00:00:19)',
       'TASK OK',
-    ], 3, 'OK');
+    ], 3, 'OK', 1);
     const progress: MigrationProgress[] = [];
     const outcome = await driver.migrate(migrationRequest('web-1', 'pve1', 'pve2', { onProgress: (p) => progress.push(p) }));
     const post = server.requests.find((r) => r.method === 'POST' && r.path === '/api2/json/nodes/pve1/qemu/100/migrate')!;

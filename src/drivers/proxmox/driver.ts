@@ -69,6 +69,8 @@ const TOKEN_FORMAT = /^[^\s@]+@[^\s!]+![^\s=]+=\S+$/;
 const STATUS_CONCURRENCY = 8;
 /** Log lines quoted in the error of a failed task. */
 const FAILED_LOG_LINES = 20;
+/** Status polls in a row that may fail (a network blip, a busy node) before the task is given up. */
+const MAX_FAILED_POLLS = 30;
 
 export interface ProxmoxDriverOptions {
   client: ProxmoxClient;
@@ -244,6 +246,7 @@ export class ProxmoxDriver implements Driver {
     let bytesCopied = 0;
     let downtimeMs: number | null = null;
     let cancelled: Error | null = null;
+    let failedPolls = 0;
     const readLog = async () => {
       const entries = await this.client.call<{ n: number; t: string }[]>('GET', `${task}/log?start=${lines.length}&limit=500`);
       for (const entry of entries) {
@@ -265,7 +268,16 @@ export class ProxmoxDriver implements Driver {
         cancelled = (request.signal.reason as Error) ?? new Error('cancelled');
         await this.client.call('DELETE', task).catch((error: Error) => this.options.log.warn({ vm: request.vm, upid, error: error.message }, 'could not stop the Proxmox migration task'));
       }
-      const status = await this.client.call<TaskStatus>('GET', `${task}/status`);
+      let status: TaskStatus;
+      try {
+        status = await this.client.call<TaskStatus>('GET', `${task}/status`);
+        failedPolls = 0;
+      } catch (error) {
+        // The task runs on in Proxmox whatever happens to this connection: keep asking a while.
+        if (++failedPolls >= MAX_FAILED_POLLS) throw new Error(`lost track of the Proxmox migration task ${upid} of ${JSON.stringify(request.vm)} (${(error as Error).message}); it may still be running on ${request.from}`);
+        await sleep(this.options.pollIntervalMs);
+        continue;
+      }
       await readLog().catch((error: Error) => this.options.log.debug({ upid, error: error.message }, 'task log not readable yet'));
       if (status.status === 'stopped') {
         if (status.exitstatus === 'OK') {

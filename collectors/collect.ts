@@ -56,7 +56,6 @@ export interface RoundResult {
 export async function collectRound(options: CollectOptions): Promise<RoundResult> {
   const waitMs = options.baselineWaitMs ?? 1000;
   const state = loadNodeState(options.stateFile, options.node);
-  let waited = false;
 
   // The host, from /proc (physical host only).
   let hostBefore: ProcReading | undefined;
@@ -75,7 +74,6 @@ export async function collectRound(options: CollectOptions): Promise<RoundResult
       // First run, a stale or foreign state: measure a fresh baseline now.
       hostBefore = hostAfter;
       await sleep(waitMs);
-      waited = true;
       hostAfter = await readProc(options.procRoot, options.sysRoot);
     }
   }
@@ -89,15 +87,21 @@ export async function collectRound(options: CollectOptions): Promise<RoundResult
   if (options.driver) {
     try {
       const previous = freshCounters(state.vms ?? {}, Date.now());
-      let inventory: HostInventory = await options.driver.inventory(options.node);
-      let inventoryTimeMs = Date.now();
+      // A listing's counters are dated at the middle of the call: a slow driver (virsh, ssh) takes
+      // a second or more, which would otherwise inflate or shrink the rates between two listings.
+      const list = async () => {
+        const startMs = Date.now();
+        const listed = await options.driver!.inventory(options.node);
+        return { listed, timeMs: Math.round((startMs + Date.now()) / 2) };
+      };
+      let { listed: inventory, timeMs: inventoryTimeMs } = await list();
       let converted = vmSamplesFromInventory(options.node, inventory.vms, inventoryTimeMs, previous);
       if (converted.withoutBaseline.length > 0 && inventory.vms.some((vm) => vm.cpuTimeMs !== undefined)) {
         // Some VMs are new to us: a second listing gives them a baseline now rather than next round.
-        if (!waited) await sleep(waitMs);
+        // It waits even when the host's baseline was waited for: that wait came before the first listing.
+        await sleep(waitMs);
         const baseline = { ...previous, ...converted.counters };
-        inventory = await options.driver.inventory(options.node);
-        inventoryTimeMs = Date.now();
+        ({ listed: inventory, timeMs: inventoryTimeMs } = await list());
         converted = vmSamplesFromInventory(options.node, inventory.vms, inventoryTimeMs, baseline);
       }
       vmSamples = converted.samples;

@@ -2,7 +2,9 @@
 # LBVM set-up: idempotent, and quick when nothing is missing.
 #  1. system packages: redis-server, influxdb, qemu-system-x86, linux-image-amd64, busybox-static,
 #     systemd (its systemd-analyze checks the units in deploy/systemd) and chromium (renders the
-#     HTML report in its test)
+#     HTML report in its test), libvirt-daemon, libvirt-daemon-driver-qemu and libvirt-clients (the
+#     libvirt driver's tests start their own session libvirtd; these packages ship no service, so
+#     nothing starts or is enabled at install; libvirt-daemon-system, which would, is not installed)
 #     (installed with apt-get when running as root; otherwise it says what to install and exits 1);
 #  2. npm ci, when node_modules does not match package-lock.json;
 #  3. the compiled JavaScript in dist/ (deploy/build.sh);
@@ -25,6 +27,9 @@ command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
 command -v gzip >/dev/null 2>&1 || missing+=(gzip)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v libvirtd >/dev/null 2>&1 || missing+=(libvirt-daemon)
+have_pkg libvirt-daemon-driver-qemu || missing+=(libvirt-daemon-driver-qemu)
+command -v virsh >/dev/null 2>&1 || missing+=(libvirt-clients)
 
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

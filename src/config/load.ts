@@ -13,7 +13,7 @@ import { configSchema, type LbvmConfig } from './schema.ts';
 
 export const DEFAULT_CONFIG_PATH = './lbvm.yaml';
 /** Environment variables that are not config keys but belong to LBVM. */
-export const NON_KEY_ENV = new Set(['LBVM_CONFIG', 'LBVM_AGENT_TOKEN']);
+export const NON_KEY_ENV = new Set(['LBVM_CONFIG', 'LBVM_AGENT_TOKEN', 'LBVM_PROXMOX_TOKEN']);
 
 export interface LoadOptions {
   /** --config; else LBVM_CONFIG; else ./lbvm.yaml when it exists. */
@@ -142,7 +142,9 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
     if (!name.startsWith('LBVM_') || NON_KEY_ENV.has(name) || value === undefined) continue;
     const keyPath = keys.get(name);
     if (!keyPath) {
-      problems.push(`${name}: unknown LBVM_ environment variable (value ${show(value)}); expected one of the config keys' variables, e.g. LBVM_STORE_URL, LBVM_REDIS_URL, LBVM_MONITOR_INTERVAL`);
+      // A variable named like a secret is never echoed, even when it is not one of ours.
+      const shown = /(TOKEN|PASSWORD|SECRET)/i.test(name) ? '***' : show(value);
+      problems.push(`${name}: unknown LBVM_ environment variable (value ${shown}); expected one of the config keys' variables, e.g. LBVM_STORE_URL, LBVM_REDIS_URL, LBVM_MONITOR_INTERVAL`);
       continue;
     }
     setPath(raw, keyPath, parseEnvValue(value));

@@ -298,6 +298,64 @@ export const configSchema = z
       })
       .strict()
       .default({}),
+    /** Settings of the libvirt, proxmox and openvz drivers; only the chosen driver reads its own. */
+    drivers: z
+      .object({
+        libvirt: z
+          .object({
+            /** libvirt URI of each host by name: `{ n1: 'qemu+ssh://n1/system' }` (else `hosts.<name>.uri`). */
+            hosts: z.record(z.string().min(1), z.string().min(1, 'expected a libvirt URI like qemu+ssh://host/system')).default({}),
+            /** `virsh migrate --auto-converge`: throttle a guest that dirties memory faster than it can be copied. */
+            autoConverge: z.boolean().default(true),
+            /** Pass `migration.bandwidthBytesPerSec` as `virsh migrate --bandwidth` (MiB/s). */
+            bandwidthCap: z.boolean().default(true),
+            /** How often `virsh domjobinfo` is asked for progress. */
+            pollInterval: duration('1s'),
+            /** The virsh executable. */
+            virsh: z.string().min(1).default('virsh'),
+          })
+          .strict()
+          .default({}),
+        proxmox: z
+          .object({
+            /** The API's base URL, any node of the cluster: https://pve1:8006 (the `/api2/json` path is added). */
+            url: z.string().default(''),
+            /** Environment variable holding the API token `USER@REALM!TOKENID=SECRET` (never in this file). */
+            tokenEnv: z.string().min(1).default('LBVM_PROXMOX_TOKEN'),
+            /** Or a file (mode 0600) holding the token; read when the variable is not set. */
+            tokenFile: z.string().default(''),
+            /** Verify the server's TLS certificate. Keep it on: give caFile or fingerprint for a self-signed one. */
+            tlsVerify: z.boolean().default(true),
+            /** PEM file of the CA that signed the API's certificate (Proxmox's own: /etc/pve/pve-root-ca.pem). */
+            caFile: z.string().default(''),
+            /** Or pin the certificate's SHA-256 fingerprint (`pvenode cert info`), AA:BB:... */
+            fingerprint: z
+              .string()
+              .default('')
+              .refine((value) => value === '' || /^([0-9a-f]{2}:?){31}[0-9a-f]{2}$/i.test(value.trim()), 'expected a SHA-256 fingerprint: 32 hex bytes like AB:CD:...'),
+            /** How often a migration task's status and log are read. */
+            pollInterval: duration('1s'),
+            /** One API call taking longer than this fails. */
+            requestTimeout: duration('30s'),
+          })
+          .strict()
+          .default({}),
+        openvz: z
+          .object({
+            /** ssh target of each host by name: `{ n1: 'root@10.0.0.1' }`; also the destination given to vzmigrate. */
+            hosts: z.record(z.string().min(1), z.string().min(1, 'expected an ssh target like root@host')).default({}),
+            /** `vzctl` (OpenVZ: vzlist -j, vzmigrate --online) or `prlctl` (Virtuozzo: prlctl list -j, prlctl migrate). */
+            flavour: z.enum(['vzctl', 'prlctl']).default('vzctl'),
+            /** Options given to ssh before the target. */
+            sshOptions: z.array(z.string()).default(['-o', 'BatchMode=yes', '-o', 'ConnectTimeout=10']),
+            /** The ssh executable. */
+            ssh: z.string().min(1).default('ssh'),
+          })
+          .strict()
+          .default({}),
+      })
+      .strict()
+      .default({}),
   })
   .strict();
 

@@ -1,8 +1,9 @@
 /**
  * The `Driver` interface: the only way LBVM touches a hypervisor. Collectors call `inventory`;
  * workers call `locate` and `migrate`. Implementations: `qemu` (through `lbvm agent`), `sim`,
- * and later `libvirt`, `proxmox`, `openvz`. Every name (VM, host) is passed as data — an argv
- * element or a JSON field — never spliced into a shell string.
+ * `libvirt` (virsh), `proxmox` (HTTP API), `openvz` (ssh). Every name (VM, host) is passed as data —
+ * an argv element, a JSON field, a URL-encoded path segment or a word quoted for a remote shell —
+ * never spliced into a shell string.
  */
 import type { MigrationMode, MigrationProgress, VmRunState } from '../model/index.ts';
 

@@ -2,8 +2,9 @@
  * Child processes LBVM starts for tests, benchmarks and the demo (redis-server, influxd, agents,
  * QEMU). Each runs under `setpriv --pdeathsig KILL`, so the kernel kills it
  * when the parent process dies, even by SIGKILL; an exit hook kills what is left on a normal exit.
+ * `runFile` runs a short command (virsh, ssh) with an argv array, never through a shell.
  */
-import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { execFile, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -109,4 +110,53 @@ export async function waitFor(
     }
     await sleep(options.intervalMs ?? 100);
   }
+}
+
+/** A command that could not be run or exited non-zero; the message names it and quotes its stderr. */
+export class CommandFailed extends Error {
+  constructor(
+    readonly command: string,
+    readonly args: string[],
+    readonly exitCode: number | string | null,
+    readonly stdout: string,
+    readonly stderr: string,
+    reason: string,
+  ) {
+    super(`${command}: ${reason}`);
+    this.name = 'CommandFailed';
+  }
+}
+
+export interface RunFileOptions {
+  timeoutMs?: number;
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  /** Killing the command (SIGTERM) when aborted. */
+  signal?: AbortSignal;
+}
+
+/**
+ * Runs `command` with `args` as an argv array (no shell: a name with `;` or `$(...)` is one
+ * argument) and resolves with its output; rejects with CommandFailed naming the command, its exit
+ * code and the last of its stderr.
+ */
+export function runFile(command: string, args: string[], options: RunFileOptions = {}): Promise<{ stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      command,
+      args,
+      { timeout: options.timeoutMs ?? 60_000, maxBuffer: 64 * 1024 * 1024, env: options.env, cwd: options.cwd, signal: options.signal, encoding: 'utf8' },
+      (error, stdout, stderr) => {
+        if (!error) return resolve({ stdout, stderr });
+        const failure = error as NodeJS.ErrnoException & { killed?: boolean; signal?: string; code?: number | string };
+        const text = stderr.trim().split('\n').slice(-5).join(' / ');
+        let reason: string;
+        if (failure.code === 'ENOENT') reason = `not found (is it installed and on PATH? PATH=${options.env?.PATH ?? process.env.PATH ?? ''})`;
+        else if (failure.name === 'AbortError') reason = 'cancelled';
+        else if (failure.killed) reason = `killed after ${options.timeoutMs ?? 60_000} ms`;
+        else reason = `exit ${failure.code ?? failure.signal}${text ? `: ${text}` : ''}`;
+        reject(new CommandFailed(command, args, failure.code ?? failure.signal ?? null, stdout ?? '', stderr ?? '', reason));
+      },
+    );
+  });
 }

@@ -90,7 +90,7 @@ export function collectCommand(): Command {
     if (intervalMs !== undefined) logStartup(log, config, file);
     const capacity = logicalCapacity(config);
     if (capacity && flags.hostOnly) throw new UsageError(`--host-only: ${config.node} is a logical host whose use is the sum of its guests; it needs a driver`);
-    // Without a driver there are no VMs; a driver that is not built yet says so here, loudly.
+    // Without a driver there are no VMs; a driver missing its settings says so here, naming them.
     const driver: Driver | null = flags.hostOnly ? null : await createDriver(config.collect.driver, { config, log });
     const store = openStoreFor(config, log);
     const spool = spoolFor(config, log);

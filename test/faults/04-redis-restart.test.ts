@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { startRedis, type RedisServer } from '../helpers/redis.ts';
 import { eventsOf, job, MIB, queueRig, until, type QueueRig } from '../queue/support.ts';
 
-describe('Redis restarted under a running worker', () => {
+describe('fault 4: Redis restarted with jobs waiting and one running', () => {
   let redis: RedisServer;
   let rig: QueueRig | undefined;
   before(async () => {

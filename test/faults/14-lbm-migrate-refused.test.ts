@@ -42,7 +42,6 @@ describe('fault 14: lbm migrate refused', () => {
     assert.deepEqual(Object.values(counts).reduce((sum, count) => sum + count, 0), 0, JSON.stringify(counts));
     assert.deepEqual(await cluster.redis.hgetall(`${cluster.config.redis.prefix}:migrations:vm-claims`), {});
     assert.deepEqual((await cluster.queue.events.read()).filter((stored) => stored.event.type.startsWith('migration.')), []);
-    assert.deepEqual((await cluster.json<{ jobs: unknown[] }>('jobs')).jobs, []);
     assert.equal(await cluster.driver.locate('dns-1'), 'node-a1');
   });
 });

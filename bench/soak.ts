@@ -6,7 +6,8 @@
  * demo's (`DemoStack`: temporary folder, redis-server, daemons with their logs).
  *
  * Reports (one JSON object on stdout; progress on stderr):
- * - migrations: finished moves (outcome `migrated`), failed attempts, jobs by final state;
+ * - migrations: finished moves (outcome `migrated`), failed attempts, jobs re-run (started more than
+ *   once: the killed workers' migrations), jobs by final state;
  * - duplicates: moves carried out twice for one job (one decision): must be 0;
  * - samples: taken by the collectors (their `--json` round results: 1 host + N VM samples a
  *   round) against those in the store (distinct host/VM/time lines); lost must be 0;
@@ -152,6 +153,10 @@ for (const event of events) {
   if (event.type === 'migration.finished' && event.detail?.outcome === 'migrated') migratedByJob.set(event.jobId!, (migratedByJob.get(event.jobId!) ?? 0) + 1);
 }
 const duplicates = [...migratedByJob.values()].reduce((sum, count) => sum + count - 1, 0);
+// Jobs started more than once: attempts cut short by a killed worker (or Redis away) and re-run.
+const startsByJob = new Map<string, number>();
+for (const event of events) if (event.type === 'migration.started') startsByJob.set(event.jobId!, (startsByJob.get(event.jobId!) ?? 0) + 1);
+const rerunJobs = [...startsByJob.values()].filter((starts) => starts > 1).length;
 const count = (type: LbvmEvent['type']) => events.filter((event) => event.type === type).length;
 const jobCounts = await queue.queue.getJobCounts('waiting', 'delayed', 'active', 'completed', 'failed');
 
@@ -209,6 +214,7 @@ const result = {
     failedAttempts: count('migration.failed'),
     lockLostAttempts: events.filter((event) => event.type === 'migration.failed' && event.detail?.lockLost === true).length,
     dropped: count('migration.dropped'),
+    rerunJobs,
     queued: count('migration.queued'),
     jobs: jobCounts,
   },

@@ -19,7 +19,7 @@ import type { RedisEventLog } from '../queue/events.ts';
 import type { MigrationQueue } from '../queue/queue.ts';
 import type { SampleStore } from '../store/types.ts';
 import { roundKeys } from './control.ts';
-import { readCluster } from './read.ts';
+import { quarantinedVms, quarantineNote, readCluster, type QuarantinedVm } from './read.ts';
 import { LeaderLease } from './lease.ts';
 import { MonitorMetrics } from './metrics.ts';
 import { reconcile, type HeldBack } from './reconcile.ts';
@@ -38,6 +38,8 @@ export interface RoundRecord {
   moves: { vm: string; from: string; to: string; policy: string; reason: string; gain: number; costMs: number }[];
   enqueued: { vm: string; from: string; to: string; jobId: string; status: string }[];
   heldBack: { vm: string; reason: string; detail: string }[];
+  /** VMs left alone after repeated failed migrations (limits.quarantineAfterFailures), until when. */
+  quarantined: QuarantinedVm[];
   notes: string[];
   planMs: number | null;
   roundMs: number;
@@ -126,7 +128,7 @@ export class Monitor {
     const base: RoundRecord = {
       roundId, timeMs: nowMs, monitor: this.deps.id, mode: 'standby', fencingToken: token,
       inputs: { hosts: 0, vms: 0, unknownHosts: [], maintenanceHosts: [], samplesSkipped: 0, inFlight: 0 },
-      imbalanceBefore: null, imbalanceAfter: null, moves: [], enqueued: [], heldBack: [], notes: [], planMs: null, roundMs: 0,
+      imbalanceBefore: null, imbalanceAfter: null, moves: [], enqueued: [], heldBack: [], quarantined: [], notes: [], planMs: null, roundMs: 0,
     };
     if (token === null) {
       base.notes.push('standing by: another monitor holds the lease');
@@ -156,6 +158,9 @@ export class Monitor {
     base.imbalanceAfter = plan.scoreAfter;
     this.metrics.imbalance.set(plan.scoreBefore);
     base.moves = plan.moves.map(summariseMove);
+    base.quarantined = quarantinedVms(snap);
+    const quarantined = quarantineNote(base.quarantined, config.limits.quarantineAfterFailures);
+    if (quarantined) base.notes.push(quarantined);
     base.notes.push(...plan.notes);
 
     const hold = (moves: Move[], reason: HeldBack['reason'], detail: string) => {

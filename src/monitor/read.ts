@@ -30,6 +30,27 @@ export interface ClusterView {
   migrationEvents: LbvmEvent[];
 }
 
+/** A VM left alone after repeated failed migrations, and until when. */
+export interface QuarantinedVm {
+  vm: string;
+  host: string;
+  untilMs: number;
+}
+
+/** The VMs quarantined at the snapshot's time (the round record and `lbm plan` name them). */
+export function quarantinedVms(snapshot: Snapshot): QuarantinedVm[] {
+  return snapshot.vms
+    .filter((vm) => vm.quarantinedUntilMs !== undefined && vm.quarantinedUntilMs > snapshot.nowMs)
+    .map((vm) => ({ vm: vm.name, host: vm.host, untilMs: vm.quarantinedUntilMs! }));
+}
+
+/** One note line for a round or a plan, or null when no VM is quarantined. */
+export function quarantineNote(quarantined: QuarantinedVm[], failures: number): string | null {
+  if (quarantined.length === 0) return null;
+  const names = quarantined.slice(0, 10).map((entry) => `${entry.vm} until ${new Date(entry.untilMs).toISOString()}`);
+  return `quarantined after ${failures} failed migrations in a row (limits.quarantine), not moved: ${names.join(', ')}${quarantined.length > 10 ? `, and ${quarantined.length - 10} more` : ''}`;
+}
+
 export async function readCluster(sources: ClusterSources, nowMs: number): Promise<ClusterView> {
   const { config, store, redis, queue } = sources;
   const prefix = config.redis.prefix;

@@ -32,6 +32,11 @@ export function connectRedis(url: string, options: ConnectOptions = {}): Redis {
   return client;
 }
 
+/** Is this error Redis being unreachable (refused, reset, timed out, closed), rather than a bug? */
+export function isConnectionError(error: Error & { code?: string }): boolean {
+  return /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EPIPE|EAI_AGAIN)$/.test(error.code ?? '') || /Connection is closed|connect E[A-Z]+|getaddrinfo|Stream isn't writeable|read ECONNRESET/.test(error.message);
+}
+
 /** Logs connection trouble once per outage (not once per retry) and once on recovery. */
 export function logConnectionTrouble(client: Redis, log: { warn: (o: object, m: string) => void; info: (o: object, m: string) => void }, url: string): void {
   let down = false;

@@ -27,6 +27,7 @@ import { RedisEventLog, type EventSink } from './events.ts';
 import { QUEUE_NAME, queueKeys } from './keys.ts';
 import { limitsFromConfig, MigrationSlots, type SlotRequest } from './limits.ts';
 import { MigrationQueue } from './queue.ts';
+import { isConnectionError } from './redis.ts';
 
 export interface WorkerOptions {
   config: LbvmConfig;
@@ -209,7 +210,10 @@ export function startMigrationWorker(options: WorkerOptions): MigrationWorker {
     }
   });
   worker.on('error', (error) => {
-    if (!/could not renew lock/.test(error.message)) log.warn({ error: error.message }, 'worker error');
+    // Redis away: BullMQ reports every failed retry; the connection's watcher (logConnectionTrouble)
+    // says it once per outage, so these go to debug rather than a warning per retry.
+    if (isConnectionError(error)) log.debug({ error: error.message }, 'worker: Redis unreachable');
+    else if (!/could not renew lock/.test(error.message)) log.warn({ error: error.message }, 'worker error');
   });
   worker.on('failed', (job, error) => {
     // Jobs failed by BullMQ itself (stalled too often) never reach the processor's catch.

@@ -48,6 +48,9 @@ export function migrateCommand(): Command {
       const vm = findVm(view, vmName);
       findHost(view, hostName);
       if (vm.host === hostName) throw new UsageError(`${vmName} already runs on ${hostName}; nothing to do`);
+      // A move of a VM that already has one queued or running is a duplicate, whoever asked first.
+      const busy = view.inFlight.find((job) => job.vm === vmName);
+      if (busy) throw duplicateMove(vmName, busy.jobId);
       const check = checkMove(view.snapshot, { vm: vmName, from: vm.host, to: hostName }, policySettingsFromConfig(context.config));
       if (check.hard.length > 0) {
         throw new MigrationRefused(`refused: moving ${vmName} to ${hostName} breaks ${check.hard.map((v) => `${v.rule} (${v.detail})`).join('; ')}. Hard rules cannot be overridden.`, check.hard[0]!.rule);
@@ -61,7 +64,7 @@ export function migrateCommand(): Command {
         vm: vmName, from: vm.host, to: hostName, reason: `manual move by ${operator}${check.soft.length ? ` (forced over ${check.soft.map((v) => v.rule).join(', ')})` : ''}`,
         planId: `manual-${Date.now()}`, requestedBy: operator, fencingToken: null, mode: options.checkpoint ? 'checkpoint' : 'live',
       });
-      if (result.status === 'vm-busy') throw new MigrationRefused(`refused: ${vmName} already has a migration queued or running (job ${result.busyWith}); see lbm jobs`, 'IN_FLIGHT');
+      if (result.status === 'vm-busy') throw duplicateMove(vmName, result.busyWith);
       if (result.status !== 'queued' && result.status !== 'duplicate') throw new ExitError(`not queued: ${result.status}`, 4);
       const jobId = result.jobId;
       if (options.json && !options.wait) {
@@ -80,6 +83,10 @@ export function migrateCommand(): Command {
       await context.close();
     }
   });
+}
+
+function duplicateMove(vm: string, jobId: string): MigrationRefused {
+  return new MigrationRefused(`refused: duplicate: ${vm} already has a migration queued or running (job ${jobId}); nothing enqueued. See lbm jobs`, 'IN_FLIGHT');
 }
 
 interface Outcome {

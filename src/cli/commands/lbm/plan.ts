@@ -5,6 +5,7 @@ import { POLICY_NAMES } from '../../../config/schema.ts';
 import { UsageError } from '../../../errors.ts';
 import { planRound, type PolicyName } from '../../../../policies/index.ts';
 import { formatDuration } from '../../../units.ts';
+import { quarantinedVms, quarantineNote } from '../../../monitor/read.ts';
 import { openCluster } from '../../cluster.ts';
 import { CliContext } from '../../context.ts';
 import { teach } from '../../help.ts';
@@ -39,7 +40,10 @@ export function planCommand(): Command {
         notes: plan.notes,
         powerDownHosts: plan.powerDownHosts ?? [],
         unknownHosts: view.snapshot.hosts.filter((h) => h.status !== 'up').map((h) => h.name),
+        quarantined: quarantinedVms(view.snapshot),
       };
+      const quarantined = quarantineNote(data.quarantined, context.config.limits.quarantineAfterFailures);
+      if (quarantined) data.notes = [quarantined, ...data.notes];
       output(options, data, () => {
         const lines = [`plan (${names.join(' → ')}): ${plan.moves.length} moves, imbalance score ${plan.scoreBefore.toFixed(3)} → ${plan.scoreAfter.toFixed(3)}`];
         if (plan.moves.length) {
@@ -51,7 +55,7 @@ export function planCommand(): Command {
           );
         }
         if (Object.keys(skippedByReason).length) lines.push(`passed over: ${Object.entries(skippedByReason).map(([reason, count]) => `${reason} ×${count}`).join(', ')}`);
-        for (const note of plan.notes) lines.push(`note: ${note}`);
+        for (const note of data.notes) lines.push(`note: ${note}`);
         if (data.powerDownHosts.length) lines.push(`hosts that can be powered down: ${data.powerDownHosts.join(', ')}`);
         return lines.join('\n');
       });

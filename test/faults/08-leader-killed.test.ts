@@ -1,6 +1,7 @@
 /**
- * Two real `lbvm monitor` processes on one Redis: exactly one enqueues; SIGKILL the leader and the
- * standby takes over within two lease periods; no decision is enqueued twice across the handover.
+ * Fault 8: three real `lbvm monitor` processes on one Redis (a leader, two standbys): exactly one
+ * enqueues; SIGKILL the leader and exactly one standby takes over within two lease periods; no
+ * decision is enqueued twice across the handover.
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -24,7 +25,7 @@ import { tmpDir } from '../helpers/tmp.ts';
 const GiB = 1024 ** 3;
 const LEASE_MS = 2000;
 
-describe('two monitors: one leader, fast takeover, nothing enqueued twice', () => {
+describe('fault 8: leader monitor SIGKILLed, two standbys', () => {
   let server: RedisServer;
   const monitors: Tracked[] = [];
   let stopCollecting = false;
@@ -39,7 +40,7 @@ describe('two monitors: one leader, fast takeover, nothing enqueued twice', () =
     await server.stop();
   });
 
-  it('hands over within two lease periods after the leader is SIGKILLed', async () => {
+  it('one standby takes over within two lease periods; no decision enqueued twice across the handover', async () => {
     const dir = tmpDir('lbvm-failover-');
     const settings = {
       redis: { url: server.url, prefix: 'fo' },
@@ -77,7 +78,7 @@ describe('two monitors: one leader, fast takeover, nothing enqueued twice', () =
       }
     })();
 
-    for (let i = 0; i < 2; i++) {
+    for (let i = 0; i < 3; i++) {
       monitors.push(spawnTracked(process.execPath, [path.join(ROOT, 'bin/lbvm.js'), 'monitor', '--config', configFile], { env: cleanEnv() }));
     }
     const keys = leaseKeys('fo');
@@ -89,11 +90,11 @@ describe('two monitors: one leader, fast takeover, nothing enqueued twice', () =
     const leaderPid = Number((await holder()).split(':').pop());
     const leader = monitors.find((m) => m.child.pid === leaderPid);
     assert.ok(leader, `the lease holder ${await holder()} is not one of the monitors`);
-    const standby = monitors.find((m) => m !== leader)!;
+    const standbys = monitors.filter((m) => m !== leader);
     const firstJobs = await queue.jobs();
     const firstToken = Number(await redis.get(keys.fence));
     assert.ok(firstJobs.every((job) => job.data.fencingToken === firstToken), 'every job carries the one leader\'s token');
-    assert.doesNotMatch(standby.output(), /"enqueued":\[\{/, 'the standby enqueued something');
+    for (const standby of standbys) assert.doesNotMatch(standby.output(), /"enqueued":\[\{/, 'a standby enqueued something');
 
     // The leader serves /healthz and /metrics on the address it logged.
     const listen = leader.output().match(/"listen":"([^"]+)".*serving \/healthz/)?.[1];
@@ -107,8 +108,15 @@ describe('two monitors: one leader, fast takeover, nothing enqueued twice', () =
 
     const killedAt = Date.now();
     leader.child.kill('SIGKILL');
-    await waitFor('the standby takes over', async () => (await holder()).endsWith(`:${standby.child.pid}`), { timeoutMs: 4 * LEASE_MS });
+    await waitFor('a standby takes over', async () => {
+      const now = await holder();
+      return now !== '' && !now.endsWith(`:${leaderPid}`);
+    }, { timeoutMs: 4 * LEASE_MS });
     const takeoverMs = Date.now() - killedAt;
+    const newPid = Number((await holder()).split(':').pop());
+    const standby = standbys.find((m) => m.child.pid === newPid)!;
+    assert.ok(standby, `the new lease holder ${await holder()} is not a standby`);
+    const other = standbys.find((m) => m !== standby)!;
     assert.ok(takeoverMs <= 2 * LEASE_MS + 500, `takeover took ${takeoverMs} ms; the lease is ${LEASE_MS} ms`);
     assert.ok(Number(await redis.get(keys.fence)) > firstToken, 'the new leader has a higher fencing token');
 
@@ -119,14 +127,21 @@ describe('two monitors: one leader, fast takeover, nothing enqueued twice', () =
     for (const job of jobs) perVm.set(job.data.vm, (perVm.get(job.data.vm) ?? 0) + 1);
     const twice = [...perVm.entries()].filter(([, count]) => count > 1);
     assert.deepEqual(twice, [], `VMs enqueued twice across the handover: ${JSON.stringify(twice)}`);
+    const newToken = Number(await redis.get(keys.fence));
+    const later = jobs.filter((job) => !firstJobs.some((first) => first.jobId === job.jobId));
+    assert.ok(later.every((job) => job.data.fencingToken === newToken), 'every job after the handover carries the new leader\'s token');
+    assert.doesNotMatch(other.output(), /became the active monitor/, 'the second standby also took the lead');
+    assert.doesNotMatch(other.output(), /"enqueued":\[\{/, 'the second standby enqueued something');
 
-    // SIGTERM: the new leader finishes its round, releases the lease at once and exits 0.
+    // SIGTERM: the new leader finishes its round, releases the lease at once and exits 0; the last
+    // standby takes the lease well before it could have expired.
     const stoppedAt = Date.now();
     standby.child.kill('SIGTERM');
     const exit = await standby.exited;
     assert.equal(exit.code, 0, standby.output().slice(-2000));
-    assert.equal(await holder(), '', 'the lease was not released');
     assert.ok(Date.now() - stoppedAt < LEASE_MS * 2, 'a graceful stop took longer than the lease');
+    assert.ok(!(await holder()).endsWith(`:${standby.child.pid}`), 'the lease was not released');
+    await waitFor('the last standby takes over', async () => (await holder()).endsWith(`:${other.child.pid}`), { timeoutMs: 2 * LEASE_MS });
     await queue.close();
     await store.close();
     redis.disconnect();

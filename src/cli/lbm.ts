@@ -4,7 +4,7 @@
  */
 import { Command } from 'commander';
 import { CONFIG_HELP } from './help.ts';
-import { commandToLoad, runProgram } from './run.ts';
+import { commandsToLoad, runProgram } from './run.ts';
 
 /** Each command's module is loaded only when that command runs (or for the full --help). */
 const COMMANDS: Record<string, () => Promise<Command>> = {
@@ -22,8 +22,8 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   maintenance: async () => (await import('./commands/lbm/control.ts')).maintenanceCommand(),
 };
 
-/** The program with every command, or only `only` when it names one. */
-export async function lbmProgram(only?: string): Promise<Command> {
+/** The program with the commands named (all by default). */
+export async function lbmProgram(names: readonly string[] = Object.keys(COMMANDS)): Promise<Command> {
   const program = new Command('lbm')
     .description(
       'LBM, the operator\'s tool for an LBVM cluster: is it balanced, what did LBVM do and why,\n' +
@@ -32,10 +32,10 @@ export async function lbmProgram(only?: string): Promise<Command> {
     .version('0.1.0')
     .showHelpAfterError('(run with --help for usage)')
     .addHelpText('after', `\nExamples:\n  $ lbm status\n  $ lbm vms --host n3\n  $ lbm migrate vm-17 n5 --wait\n\n${CONFIG_HELP}\n`);
-  for (const name of only && COMMANDS[only] ? [only] : Object.keys(COMMANDS)) program.addCommand(await COMMANDS[name]!());
+  for (const name of names) program.addCommand(await COMMANDS[name]!());
   return program;
 }
 
 export async function main(argv = process.argv): Promise<void> {
-  await runProgram(await lbmProgram(commandToLoad(argv)), argv);
+  await runProgram(await lbmProgram(commandsToLoad(argv, Object.keys(COMMANDS))), argv);
 }

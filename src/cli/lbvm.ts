@@ -4,7 +4,7 @@
  */
 import { Command } from 'commander';
 import { CONFIG_HELP } from './help.ts';
-import { commandToLoad, runProgram } from './run.ts';
+import { commandsToLoad, runProgram } from './run.ts';
 
 /**
  * Each command's module is loaded only when that command runs (or for the full --help): a cron
@@ -20,8 +20,8 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   demo: async () => (await import('./commands/demo.ts')).demoCommand(),
 };
 
-/** The program with every command, or only `only` when it names one. */
-export async function lbvmProgram(only?: string): Promise<Command> {
+/** The program with the commands named (all by default). */
+export async function lbvmProgram(names: readonly string[] = Object.keys(COMMANDS)): Promise<Command> {
   const program = new Command('lbvm')
     .description(
       'LBVM keeps a cluster of hypervisor hosts balanced by moving running VMs live.\n' +
@@ -34,10 +34,10 @@ export async function lbvmProgram(only?: string): Promise<Command> {
       'after',
       `\nExamples:\n  $ lbvm collect --every 10s        sample this host and its VMs in a loop\n  $ lbvm monitor                    the long-running balancer\n  $ lbvm simulate --trace ../shared/traces/planetlab/20110303 --format planetlab --hosts 60 --host-cores 4\n  $ lbvm demo                       a local cluster balanced live\n\n${CONFIG_HELP}\n`,
     );
-  for (const name of only && COMMANDS[only] ? [only] : Object.keys(COMMANDS)) program.addCommand(await COMMANDS[name]!());
+  for (const name of names) program.addCommand(await COMMANDS[name]!());
   return program;
 }
 
 export async function main(argv = process.argv): Promise<void> {
-  await runProgram(await lbvmProgram(commandToLoad(argv)), argv);
+  await runProgram(await lbvmProgram(commandsToLoad(argv, Object.keys(COMMANDS))), argv);
 }

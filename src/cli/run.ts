@@ -13,10 +13,14 @@ export interface CommonOptions {
   json?: boolean;
 }
 
-/** The command named on the command line (the first word after the program), if any. */
-export function commandToLoad(argv: string[]): string | undefined {
+/**
+ * Which commands a run needs loaded: none to print the version, the one named, else all of them
+ * (for --help, and to suggest the closest name for an unknown one).
+ */
+export function commandsToLoad(argv: string[], names: readonly string[]): string[] {
   const first = argv[2];
-  return first && !first.startsWith('-') && first !== 'help' ? first : undefined;
+  if (first === '--version' || first === '-V') return [];
+  return first && names.includes(first) ? [first] : [...names];
 }
 
 /** Adds `--config FILE` and `--json` to a command. */

@@ -2,12 +2,16 @@
  * Logging with pino: JSON lines by default (for journald and log shippers), readable lines when
  * stderr is a terminal. Every daemon logs its configuration at start, secrets redacted.
  */
+import { createRequire } from 'node:module';
 import { pino, type Logger } from 'pino';
-import pretty from 'pino-pretty';
 import type { LbvmConfig } from './config/schema.ts';
 import { redactConfig } from './config/load.ts';
 
 export type { Logger } from 'pino';
+
+// pino-pretty is loaded only for a terminal: a cron job or a service logging JSON skips it.
+const require = createRequire(import.meta.url);
+const prettyStream = (): typeof import('pino-pretty') => require('pino-pretty') as typeof import('pino-pretty');
 
 export interface LogOptions {
   level?: string;
@@ -32,7 +36,7 @@ export function createLogger(options: LogOptions = {}): Logger {
     redact: { paths: REDACT_PATHS, censor: '***' },
   };
   if (usePretty) {
-    return pino(base, pretty({ colorize: isTty, sync: true, destination, ignore: 'pid,hostname', translateTime: 'HH:MM:ss' }));
+    return pino(base, prettyStream()({ colorize: isTty, sync: true, destination, ignore: 'pid,hostname', translateTime: 'HH:MM:ss' }));
   }
   return pino(base, pino.destination({ dest: destinationFd(destination), sync: true }));
 }

@@ -12,6 +12,7 @@
 import https from 'node:https';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
+import { exchange, type HttpAnswer } from '../../util/http.ts';
 
 export interface ProxmoxClientOptions {
   /** https://host:8006 (a trailing /api2/json is accepted). */
@@ -103,44 +104,34 @@ export class ProxmoxClient {
       headers['Content-Length'] = String(Buffer.byteLength(body));
     }
     const where = `${method} ${url.origin}${url.pathname}`;
-    return new Promise<T>((resolve, reject) => {
-      const request = https.request(url, { method, headers, agent: this.agent, timeout: this.options.requestTimeoutMs }, (response) => {
-        let text = '';
-        response.setEncoding('utf8');
-        response.on('data', (chunk: string) => (text += chunk));
-        response.on('error', (error) => reject(new Error(`Proxmox API ${where}: ${error.message}`)));
-        response.on('end', () => {
-          const status = response.statusCode ?? 0;
-          if (status < 200 || status >= 300) {
-            reject(new ProxmoxApiError(status, `Proxmox API ${where}: HTTP ${status} ${explainStatus(status, response.statusMessage ?? '', text)}`));
-            return;
-          }
-          try {
-            resolve((JSON.parse(text) as { data: T }).data);
-          } catch {
-            reject(new Error(`Proxmox API ${where}: the answer is not JSON (${text.slice(0, 120)})`));
-          }
-        });
-      });
-      request.on('timeout', () => request.destroy(Object.assign(new Error(`no answer within ${this.options.requestTimeoutMs} ms (drivers.proxmox.requestTimeout)`), { code: 'ETIMEDOUT' })));
-      request.on('error', (error: NodeJS.ErrnoException) => {
-        const code = error.code ?? '';
-        if (TLS_CODES.has(code)) {
-          reject(
-            new Error(
-              `Proxmox API ${url.origin}: TLS verification failed (${code}: ${error.message}). ` +
-                (code === 'FINGERPRINT_MISMATCH'
-                  ? 'Check drivers.proxmox.fingerprint against `pvenode cert info` on the node; a changed certificate may mean someone is in between.'
-                  : 'Trust its CA with drivers.proxmox.caFile (Proxmox: /etc/pve/pve-root-ca.pem) or pin the certificate with drivers.proxmox.fingerprint (SHA-256, `pvenode cert info`).'),
-            ),
-          );
-          return;
-        }
-        reject(new Error(`Proxmox API ${where}: ${code ? `${code}: ` : ''}${error.message}; check drivers.proxmox.url and that the node is reachable`));
-      });
-      if (body !== undefined) request.write(body);
-      request.end();
-    });
+    let answer: HttpAnswer;
+    try {
+      answer = await exchange(
+        url,
+        { method, headers, agent: this.agent, idleTimeout: { ms: this.options.requestTimeoutMs, message: `no answer within ${this.options.requestTimeoutMs} ms (drivers.proxmox.requestTimeout)` } },
+        body,
+      );
+    } catch (failure) {
+      const error = failure as NodeJS.ErrnoException;
+      const code = error.code ?? '';
+      if (TLS_CODES.has(code)) {
+        throw new Error(
+          `Proxmox API ${url.origin}: TLS verification failed (${code}: ${error.message}). ` +
+            (code === 'FINGERPRINT_MISMATCH'
+              ? 'Check drivers.proxmox.fingerprint against `pvenode cert info` on the node; a changed certificate may mean someone is in between.'
+              : 'Trust its CA with drivers.proxmox.caFile (Proxmox: /etc/pve/pve-root-ca.pem) or pin the certificate with drivers.proxmox.fingerprint (SHA-256, `pvenode cert info`).'),
+        );
+      }
+      throw new Error(`Proxmox API ${where}: ${code ? `${code}: ` : ''}${error.message}; check drivers.proxmox.url and that the node is reachable`);
+    }
+    if (answer.status < 200 || answer.status >= 300) {
+      throw new ProxmoxApiError(answer.status, `Proxmox API ${where}: HTTP ${answer.status} ${explainStatus(answer.status, answer.statusText, answer.text)}`);
+    }
+    try {
+      return (JSON.parse(answer.text) as { data: T }).data;
+    } catch {
+      throw new Error(`Proxmox API ${where}: the answer is not JSON (${answer.text.slice(0, 120)})`);
+    }
   }
 
   close(): void {

@@ -2,7 +2,7 @@
  * The client side of an agent's control port: JSON calls with the shared token. Used by the qemu
  * driver (in workers and collectors), by tests, and by anyone scripting an agent.
  */
-import http from 'node:http';
+import { exchange, type HttpAnswer } from '../../util/http.ts';
 import type { VmInventory } from '../driver.ts';
 import type { GuestSpecInput } from './guest.ts';
 
@@ -54,7 +54,7 @@ export class AgentClient {
   }
 
   async call<T>(route: string, body: Record<string, unknown> = {}, timeoutMs = 30_000): Promise<T> {
-    let response: { status: number; statusText: string; text: string };
+    let response: HttpAnswer;
     try {
       response = await this.request('POST', route, JSON.stringify(body), timeoutMs);
     } catch (error) {
@@ -78,26 +78,13 @@ export class AgentClient {
     return JSON.parse(response.text) as { host: string; guests: number };
   }
 
-  /**
-   * One small JSON exchange over node:http. (fetch would load undici, and its WebAssembly HTTP
-   * parser, into every cron collector: a tenth of the round's CPU.)
-   */
-  private request(method: 'GET' | 'POST', route: string, body: string | undefined, timeoutMs: number): Promise<{ status: number; statusText: string; text: string }> {
-    return new Promise((resolve, reject) => {
-      const headers: Record<string, string> = { authorization: `Bearer ${this.token}` };
-      if (body !== undefined) {
-        headers['content-type'] = 'application/json';
-        headers['content-length'] = String(Buffer.byteLength(body));
-      }
-      const request = http.request(`${this.baseUrl}${route}`, { method, headers, signal: AbortSignal.timeout(timeoutMs) }, (response) => {
-        const chunks: Buffer[] = [];
-        response.on('data', (chunk: Buffer) => chunks.push(chunk));
-        response.on('end', () => resolve({ status: response.statusCode ?? 0, statusText: response.statusMessage ?? '', text: Buffer.concat(chunks).toString('utf8') }));
-        response.on('error', reject);
-      });
-      request.on('error', reject);
-      request.end(body);
-    });
+  private request(method: 'GET' | 'POST', route: string, body: string | undefined, timeoutMs: number): Promise<HttpAnswer> {
+    const headers: Record<string, string> = { authorization: `Bearer ${this.token}` };
+    if (body !== undefined) {
+      headers['content-type'] = 'application/json';
+      headers['content-length'] = String(Buffer.byteLength(body));
+    }
+    return exchange(`${this.baseUrl}${route}`, { method, headers, signal: AbortSignal.timeout(timeoutMs) }, body);
   }
 
   list(): Promise<{ host: string; guests: GuestInfo[] }> {

@@ -5,9 +5,12 @@
  *   s_0 = x_0,  s_i = α·x_i + (1 − α)·s_{i−1}            exponential smoothing
  *   level = quantile_p(s)                                  percentile of the smoothed window
  *   slope = linearRegression((i, s_i)).m                   cores per sample (simple-statistics)
- *   predicted = max(0, level + max(0, slope) · horizonMs / sampleIntervalMs)
+ *   steps = min(horizonMs / sampleIntervalMs, window length)
+ *   predicted = max(0, level + max(0, slope) · steps)
  *
- * Only a rising trend is added: a falling one is not trusted to continue (a cautious balancer
+ * A trend is not carried further ahead than the window it was measured on: 15 samples taken every
+ * 2 s say nothing about the next 10 minutes (the demo's collectors), while 30 one-minute samples
+ * do say something about the next 10 (the defaults, unchanged by this bound). Only a rising trend is added: a falling one is not trusted to continue (a cautious balancer
  * would rather keep headroom than plan for load that may come back).
  */
 import { linearRegression, quantileSorted } from 'simple-statistics';
@@ -53,7 +56,7 @@ export function predictDemand(window: readonly number[], settings: DemandSetting
     }
     for (let i = 0; i < length; i++) points[i]![1] = smoothed[i]!;
     const slope = linearRegression(points).m;
-    if (Number.isFinite(slope) && slope > 0) trend = slope * (settings.horizonMs / settings.sampleIntervalMs);
+    if (Number.isFinite(slope) && slope > 0) trend = slope * Math.min(settings.horizonMs / settings.sampleIntervalMs, length);
   }
   return Math.max(0, level + trend);
 }

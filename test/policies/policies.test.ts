@@ -232,6 +232,11 @@ describe('demand estimate and score', () => {
     assert.equal(predictDemand([], demand), 0);
   });
 
+  it('carries a trend no further ahead than the window it was measured on', () => {
+    // 5 samples 2 s apart, a 10-minute horizon: 300 samples ahead asked, 5 given (median 3 + 5 × 1).
+    assert.equal(predictDemand([1, 2, 3, 4, 5], { ...demand, horizonMs: 600_000, sampleIntervalMs: 2000 }), 8);
+  });
+
   it('imbalance is 0 for a flat cluster and grows with the spread', () => {
     const flat = snapshot([host('h0'), host('h1')], [vm('a', 'h0', 2), vm('b', 'h1', 2)]);
     const skewed = snapshot([host('h0'), host('h1')], [vm('a', 'h0', 4), vm('b', 'h0', 0)]);

@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { ProcReading } from './proc.ts';
 import type { VmCounters } from './samples.ts';
+import { makeDirs } from '../src/util/dirs.ts';
 
 export interface NodeState {
   proc?: ProcReading;
@@ -37,7 +38,7 @@ export function loadNodeState(file: string, node: string): NodeState {
 export function saveNodeState(file: string, node: string, state: NodeState): void {
   const all = readAll(file);
   all.nodes[node] = state;
-  fs.mkdirSync(path.dirname(file), { recursive: true });
+  makeDirs(path.dirname(file));
   const temporary = `${file}.${process.pid}.tmp`;
   fs.writeFileSync(temporary, JSON.stringify(all));
   fs.renameSync(temporary, file);

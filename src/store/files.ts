@@ -23,6 +23,7 @@ import { sampleStream, warnSkips } from './stream.ts';
 import { encodeName } from './names.ts';
 import type { SampleStore, SampleStream, SampleWindowQuery, WriteReport } from './types.ts';
 import { DEFAULT_FUTURE_TOLERANCE_MS, futureDated, HostCrossCheck, SkipCounter, screenSamples, validateEvent, validateSample } from './validate.ts';
+import { makeDirs } from '../util/dirs.ts';
 
 const DAY_MS = 86_400_000;
 
@@ -164,7 +165,7 @@ export class FilesStore implements SampleStore {
       try {
         const dir = path.dirname(file);
         if (!this.madeDirs.has(dir)) {
-          fs.mkdirSync(dir, { recursive: true });
+          makeDirs(dir);
           this.madeDirs.add(dir);
         }
         fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_APPEND | fs.constants.O_CREAT, 0o644);

@@ -24,6 +24,7 @@ import type { LbvmEvent, Sample } from '../model/index.ts';
 import { StoreAuthFailed, StoreWriteFailed } from './errors.ts';
 import { readLines } from './lines.ts';
 import type { SampleStore } from './types.ts';
+import { makeDirs } from '../util/dirs.ts';
 
 export type SpoolItem = { sample: Sample; event?: undefined } | { event: LbvmEvent; sample?: undefined };
 
@@ -97,7 +98,7 @@ export class Spool {
       const overflow = this.pendingBytes() + newBytes - this.options.maxBytes;
       if (overflow > 0) dropped += await this.dropOldest(overflow);
       if (lines.length > 0) {
-        fs.mkdirSync(this.options.dir, { recursive: true });
+        makeDirs(this.options.dir);
         const fd = fs.openSync(this.file, fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT, 0o600);
         try {
           fs.writeSync(fd, lines.join(''));
@@ -264,7 +265,7 @@ export class Spool {
   }
 
   private async locked<T>(waitMs: number | undefined, work: () => Promise<T>): Promise<T> {
-    fs.mkdirSync(this.options.dir, { recursive: true });
+    makeDirs(this.options.dir);
     const deadline = Date.now() + (waitMs ?? this.options.lockTimeoutMs ?? 30_000);
     for (;;) {
       try {

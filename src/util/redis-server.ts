@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { freePort, spawnTracked, waitFor, type Tracked } from './processes.ts';
+import { makeDirs } from './dirs.ts';
 
 export interface RedisServerOptions {
   dir: string;
@@ -34,7 +35,7 @@ export interface RedisServer {
 export async function startRedisServer(options: RedisServerOptions): Promise<RedisServer> {
   const { dir } = options;
   const port = options.port ?? (await freePort());
-  fs.mkdirSync(dir, { recursive: true });
+  makeDirs(dir);
   const conf = [
     `port ${port}`,
     'bind 127.0.0.1',

@@ -100,6 +100,17 @@ describe('fault 2: the shared files store unwritable (read-only or full)', () =>
     });
   }
 
+  it('a store folder on a filesystem that refuses new folders with ENOENT (procfs): the round ends, spooled, naming the error', async () => {
+    // Node's own recursive mkdir spins forever there; a cron collector must not.
+    const storeDir = path.join('/proc', `lbvm-${process.pid}`, 'samples');
+    const spool = new Spool({ dir: path.join(tmpDir(), 'spool'), maxBytes: 1024 * 1024 });
+    const started = Date.now();
+    const result = await collectRound({ node: 'n1', store: openStore(`files:${storeDir}`), spool, driver: null, stateFile: path.join(tmpDir(), 'state.json'), baselineWaitMs: 20 });
+    assert.ok(Date.now() - started < 10_000, `the round took ${Date.now() - started} ms`);
+    assert.deepEqual([result.delivery.written, result.delivery.spooled], [0, 1]);
+    assert.match(result.delivery.storeError ?? '', /ENOENT.*mkdir/);
+  });
+
   it('a full disk in the middle of a round: what was written stays, the rest is spooled, nothing twice', async () => {
     const shared = tmpfs(256 * 1024);
     const storeDir = path.join(shared, 'samples');

@@ -32,6 +32,7 @@ import { buildReport } from '../report/data.ts';
 import { renderHtml } from '../report/html.ts';
 import { DemoStack, REPO_ROOT } from './stack.ts';
 import { DemoView, type HostLine } from './view.ts';
+import { makeDirs } from '../../util/dirs.ts';
 
 const GiB = 1024 ** 3;
 const QUIET_ROUNDS = 5;
@@ -379,7 +380,7 @@ async function writeReport(config: LbvmConfig, store: SampleStore, events: Redis
   for await (const sample of store.readSamples({ fromMs, toMs, kinds: ['host'], nowMs: toMs })) samples.push(sample);
   const all = (await events.read({ count: 100_000 })).map((entry) => entry.event);
   const data = buildReport({ fromMs, toMs, samples, events: all, highWatermark: config.policies.overload.highWatermark });
-  fs.mkdirSync(reportDir, { recursive: true });
+  makeDirs(reportDir);
   const file = path.join(reportDir, `demo-report-${new Date(fromMs).toISOString().replace(/[:.]/g, '-')}.html`);
   fs.writeFileSync(file, renderHtml(data, { title: 'LBVM demo report', highWatermark: config.policies.overload.highWatermark, generatedMs: toMs }));
   return file;

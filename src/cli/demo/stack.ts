@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import { spawnTracked, type Tracked } from '../../util/processes.ts';
 import { startRedisServer, type RedisServer } from '../../util/redis-server.ts';
+import { makeDirs } from '../../util/dirs.ts';
 
 /** The checkout's root: the nearest folder above this file with a package.json (works from dist/ too). */
 export const REPO_ROOT = (() => {
@@ -47,7 +48,7 @@ export class DemoStack {
 
   /** Starts `lbvm ARGS` with the demo's config; its output goes to DIR/logs/NAME.log. */
   spawnLbvm(name: string, args: string[], env: Record<string, string> = {}): StackProcess {
-    fs.mkdirSync(path.join(this.dir, 'logs'), { recursive: true });
+    makeDirs(path.join(this.dir, 'logs'));
     const log = fs.openSync(path.join(this.dir, 'logs', `${name}.log`), 'a');
     const childEnv: NodeJS.ProcessEnv = {};
     for (const [key, value] of Object.entries(process.env)) if (!key.startsWith('LBVM_')) childEnv[key] = value;

@@ -28,6 +28,7 @@ import type { VmRunState } from '../../model/index.ts';
 import type { VmInventory } from '../driver.ts';
 import { guestId, guestSpecSchema, qemuArgv, type GuestSpec } from './guest.ts';
 import { QmpClient, type MigrateInfo } from './qmp.ts';
+import { makeDirs } from '../../util/dirs.ts';
 
 export interface AgentOptions {
   /** This host's name (config `node`). */
@@ -101,7 +102,7 @@ export class Agent {
   }
 
   async start(): Promise<{ host: string; port: number }> {
-    fs.mkdirSync(this.guestsDir, { recursive: true, mode: 0o700 });
+    makeDirs(this.guestsDir, 0o700);
     await this.adoptAll();
     const [host, portText] = splitHostPort(this.options.listen);
     this.server = http.createServer((request, response) => {
@@ -216,7 +217,7 @@ export class Agent {
     const id = guestId(spec.name);
     const dir = this.dirOf(spec.name);
     fs.rmSync(dir, { recursive: true, force: true });
-    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    makeDirs(dir, 0o700);
     fs.writeFileSync(path.join(dir, 'spec.json'), JSON.stringify(spec));
     const guest: ManagedGuest = { spec, id, dir, role, pid: null, qmp: null };
     this.guests.set(spec.name, guest);

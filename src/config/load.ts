@@ -12,8 +12,11 @@ import { ConfigError } from '../errors.ts';
 import { configSchema, type LbvmConfig } from './schema.ts';
 
 export const DEFAULT_CONFIG_PATH = './lbvm.yaml';
-/** Environment variables that are not config keys but belong to LBVM. */
-export const NON_KEY_ENV = new Set(['LBVM_CONFIG', 'LBVM_AGENT_TOKEN', 'LBVM_PROXMOX_TOKEN']);
+/**
+ * Environment variables that are not config keys but belong to LBVM: LBVM_FROM_SOURCE=1 makes bin/
+ * run the TypeScript sources; deploy/influxdb/setup.sh reads LBVM_INFLUX_PASSWORD.
+ */
+export const NON_KEY_ENV = new Set(['LBVM_CONFIG', 'LBVM_AGENT_TOKEN', 'LBVM_PROXMOX_TOKEN', 'LBVM_FROM_SOURCE', 'LBVM_INFLUX_PASSWORD']);
 
 export interface LoadOptions {
   /** --config; else LBVM_CONFIG; else ./lbvm.yaml when it exists. */

@@ -22,7 +22,7 @@
  * a timer that keeps the process alive). We turn that off (no retries, no disabling) and rely on the
  * spool instead, which is durable.
  */
-import { createHash } from 'node:crypto';
+import type { createHash as CreateHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import type { IPoint } from 'influx';
 import { StoreUnavailable } from '../errors.ts';
@@ -316,6 +316,7 @@ export class InfluxStore implements SampleStore {
     } catch (error) {
       throw this.failure('creating the database', error, [...events]);
     }
+    const { createHash } = require('node:crypto') as { createHash: typeof CreateHash };
     const points = events.map((event): IPoint => {
       const json = JSON.stringify(event);
       const offsetNs = BigInt(parseInt(createHash('sha1').update(json).digest('hex').slice(0, 8), 16) % 1_000_000);

@@ -5,7 +5,11 @@
  * starts with a dot, and never is `.` or `..`. Names whose encoding would pass 200 bytes keep a prefix
  * and end in the SHA-256 of the name. The real name always travels inside the sample itself.
  */
-import { createHash } from 'node:crypto';
+import type { createHash as CreateHash } from 'node:crypto';
+import { createRequire } from 'node:module';
+
+// node:crypto only for the rare long name: a cron collect round does not load it.
+const require = createRequire(import.meta.url);
 
 const SAFE = /^[A-Za-z0-9.-]$/;
 const MAX_FILE_NAME = 200;
@@ -20,6 +24,7 @@ export function encodeName(name: string): string {
     if (encoded.length > MAX_FILE_NAME) break;
   }
   if (encoded.length > MAX_FILE_NAME) {
+    const { createHash } = require('node:crypto') as { createHash: typeof CreateHash };
     const digest = createHash('sha256').update(Buffer.from(name, 'utf16le')).digest('hex');
     return `${encoded.slice(0, 100)}~${digest}`;
   }

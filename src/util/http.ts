@@ -4,7 +4,11 @@
  * parser, into every command that talks to a host (a tenth of a cron collect round's CPU).
  */
 import http from 'node:http';
-import https from 'node:https';
+import type https from 'node:https';
+import { createRequire } from 'node:module';
+
+// node:https brings node:tls and its crypto set-up: loaded only for an https URL (the agent speaks http).
+const require = createRequire(import.meta.url);
 
 export interface HttpAnswer {
   status: number;
@@ -20,7 +24,7 @@ export interface ExchangeOptions extends https.RequestOptions {
 export function exchange(url: string | URL, options: ExchangeOptions, body?: string): Promise<HttpAnswer> {
   const target = typeof url === 'string' ? new URL(url) : url;
   const { idleTimeout, ...requestOptions } = options;
-  const transport = target.protocol === 'https:' ? https : http;
+  const transport: typeof http | typeof https = target.protocol === 'https:' ? (require('node:https') as typeof https) : http;
   return new Promise((resolve, reject) => {
     const request = transport.request(target, { ...requestOptions, timeout: idleTimeout?.ms }, (response) => {
       const chunks: Buffer[] = [];

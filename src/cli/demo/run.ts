@@ -276,6 +276,7 @@ export function cpuImbalance(hosts: HostLine[]): number {
 async function watch(context: WatchContext): Promise<void> {
   const { config, redis, queue, store, view, result, options, startedMs, stack, expectedHosts, expectedVms } = context;
   let lastSampleMs = 0;
+  let firstHostSeenMs = 0;
   const events = new RedisEventLog(redis, config.redis.prefix);
   let after: string | undefined;
   let lastRound = '';
@@ -305,7 +306,11 @@ async function watch(context: WatchContext): Promise<void> {
     const lines: HostLine[] = [...latest.values()]
       .sort((a, b) => (a.host < b.host ? -1 : 1))
       .map((s) => ({ host: s.host, cpuUsedCores: s.cpuUsedCores, cpuCores: s.cpuCores, memUsedBytes: s.memUsedBytes, memBytes: s.memBytes, vms: counts.get(s.host) ?? 0 }));
-    view.setHosts(lines);
+    // The cluster is shown once every host has reported (a host's first round waits a second for its
+    // CPU baselines, so a partial picture would first show the empty hosts without the loaded one),
+    // or after a grace period, so that a host that never reports is seen missing rather than hidden.
+    if (lines.length > 0 && firstHostSeenMs === 0) firstHostSeenMs = nowMs;
+    if (lines.length >= expectedHosts || (firstHostSeenMs > 0 && nowMs - firstHostSeenMs > 15_000)) view.setHosts(lines);
     const newest = Math.max(0, ...[...latest.values()].map((s) => s.timeMs));
     if (lines.length >= expectedHosts && vmHost.size >= expectedVms && newest > lastSampleMs) {
       lastSampleMs = newest;

@@ -11,21 +11,13 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { ThresholdLevel } from '../policies/index.ts';
 import { loadConfig } from '../src/config/index.ts';
 import { simulationSettings } from '../src/sim/settings.ts';
 import { simulate, type SimSummary } from '../src/sim/simulate.ts';
 import { readTrace, type Trace } from '../src/sim/traces.ts';
+import { sharedTraces } from '../test/helpers/traces.ts';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-
-function sharedTraces(): string {
-  for (let dir = path.dirname(ROOT); ; dir = path.dirname(dir)) {
-    if (fs.existsSync(path.join(dir, 'shared/traces'))) return path.join(dir, 'shared/traces');
-    if (dir === path.dirname(dir)) throw new Error(`no shared/traces folder above ${ROOT}`);
-  }
-}
 
 const TRACES = sharedTraces();
 const { config } = loadConfig({ env: {}, cwd: fs.mkdtempSync('/tmp/lbvm-quality-') });

@@ -7,19 +7,13 @@ import { proxlbGreedy, xoPerformance } from '../../src/sim/baselines.ts';
 import { simulate } from '../../src/sim/simulate.ts';
 import { readTrace } from '../../src/sim/traces.ts';
 import { UsageError } from '../../src/errors.ts';
-import { cleanEnv, ROOT, runCli } from '../helpers/cli.ts';
+import { cleanEnv, runCli } from '../helpers/cli.ts';
 import { host, NOW, snapshot, vm } from '../helpers/snapshot.ts';
 import { tmpDir } from '../helpers/tmp.ts';
+import { sharedTrace } from '../helpers/traces.ts';
 
-/** ../shared/traces from the repository (from a worktree, the nearest ancestor that has shared/traces). */
-function sharedTraces(): string {
-  for (let dir = path.dirname(ROOT); ; dir = path.dirname(dir)) {
-    if (fs.existsSync(path.join(dir, 'shared/traces'))) return path.join(dir, 'shared/traces');
-    if (dir === path.dirname(dir)) return path.resolve(ROOT, '../shared/traces');
-  }
-}
-const SHARED = sharedTraces();
-const PLANETLAB_DAY = path.join(SHARED, 'planetlab/20110306');
+// Looked up in each test that replays it, so that without shared/ the other tests still run.
+const planetlabDay = () => sharedTrace('planetlab/20110306');
 const SUMMARY_FIELDS = ['trace', 'vms', 'hosts', 'steps', 'policy', 'migrations', 'meanImbalance', 'p95Imbalance', 'overloadedHostSteps', 'unservedFraction', 'meanActiveHosts', 'planMsMedian', 'planMsP99'];
 const simSettings = withSettings({ demand: { sampleIntervalMs: 300_000, maxWindowSamples: 6 } });
 
@@ -100,7 +94,7 @@ describe('baselines', () => {
 
 describe('simulate', () => {
   it('gives the same result for a shared trace on every run, and moves apply before the next step', () => {
-    const trace = readTrace(PLANETLAB_DAY, 'planetlab');
+    const trace = readTrace(planetlabDay(), 'planetlab');
     const run = () => {
       const steps: string[] = [];
       const result = simulate(trace, { hosts: 50, hostCores: 4, hostMemBytes: 64 * 1024 ** 3, policy: 'overload,balance', settings: simSettings, onStep: (t, moves) => steps.push(JSON.stringify({ t, moves })) });
@@ -117,7 +111,7 @@ describe('simulate', () => {
   });
 
   it('a balancer beats no balancing on the same trace (fewer overloaded host-steps, flatter)', () => {
-    const trace = readTrace(PLANETLAB_DAY, 'planetlab');
+    const trace = readTrace(planetlabDay(), 'planetlab');
     const options = { hosts: 50, hostCores: 4, hostMemBytes: 64 * 1024 ** 3, settings: simSettings };
     const none = simulate(trace, { ...options, policy: 'none' }).summary;
     const lbvm = simulate(trace, { ...options, policy: 'overload,balance' }).summary;
@@ -127,7 +121,7 @@ describe('simulate', () => {
   });
 
   it('a consolidating round runs the day on fewer hosts without more overloaded host-steps', () => {
-    const trace = readTrace(PLANETLAB_DAY, 'planetlab');
+    const trace = readTrace(planetlabDay(), 'planetlab');
     const options = { hosts: 60, hostCores: 4, hostMemBytes: 64 * 1024 ** 3, settings: simSettings };
     const none = simulate(trace, { ...options, policy: 'none' }).summary;
     const packed = simulate(trace, { ...options, policy: 'evacuate,overload,consolidate' }).summary;
@@ -150,7 +144,7 @@ describe('lbvm simulate (the real CLI)', () => {
   it('--json prints exactly the summary fields; --moves-out writes one JSON line per step', async () => {
     const dir = tmpDir();
     const movesFile = path.join(dir, 'moves.jsonl');
-    const result = await runCli('lbvm', ['simulate', '--trace', PLANETLAB_DAY, '--format', 'planetlab', '--hosts', '60', '--host-cores', '4', '--policy', 'balance', '--threshold', '4', '--moves-out', movesFile, '--json'], { cwd: dir, env: cleanEnv() });
+    const result = await runCli('lbvm', ['simulate', '--trace', planetlabDay(), '--format', 'planetlab', '--hosts', '60', '--host-cores', '4', '--policy', 'balance', '--threshold', '4', '--moves-out', movesFile, '--json'], { cwd: dir, env: cleanEnv() });
     assert.equal(result.code, 0, result.stderr);
     const summary = JSON.parse(result.stdout) as Record<string, unknown>;
     assert.deepEqual(Object.keys(summary), SUMMARY_FIELDS);

@@ -15,10 +15,8 @@ import { performance } from 'node:perf_hooks';
 import { POLICIES, isPolicyName, planRound, type PolicyName, type PolicySettings } from '../../policies/index.ts';
 import { UsageError } from '../errors.ts';
 import type { HostState, Plan, Snapshot, VmState } from '../model/index.ts';
-import { proxlbGreedy, xoPerformance } from './baselines.ts';
+import { isPeerName, PEER_NAMES, peerPlanner } from './peers.ts';
 import type { Trace } from './traces.ts';
-
-export const BASELINE_NAMES = ['none', 'proxlb', 'xo'] as const;
 
 export interface SimOptions {
   hosts: number;
@@ -26,10 +24,10 @@ export interface SimOptions {
   hostMemBytes: number;
   /** VM → host name (`h0`…); otherwise round-robin in sorted name order. */
   initial?: Record<string, string>;
-  /** `none`, `proxlb`, `xo`, a policy name, or several joined by commas (run as one round). */
+  /** A peer (`none`, `proxlb`, `xo`, `drs`, `ovirt`, `lownode`, `crs`), a policy name, or several joined by commas (run as one round). */
   policy: string;
   settings: PolicySettings;
-  /** Window entries the policy sees (default: 6 = 30 minutes of 5-minute steps). */
+  /** Window entries the policy sees (default: the settings' maxWindowSamples); peers see at least an hour. */
   windowSamples?: number;
   /** A planner to use instead of `policy` (the label still names it), e.g. to record plans. */
   planner?: (snapshot: Snapshot) => Plan;
@@ -51,6 +49,12 @@ export interface SimSummary {
   meanActiveHosts: number;
   planMsMedian: number;
   planMsP99: number;
+  /** Memory copied by the migrations (each moved VM's configured size), GiB. */
+  movedGiB: number;
+  /** Candidates the planner passed over, counted by named reason over all steps (once per VM or host and step). */
+  refusedByReason: Record<string, number>;
+  /** What the run could not fix and how to fix it (a start no move can mend), the trace reader's notes. */
+  notes: string[];
 }
 
 export interface SimResult {
@@ -62,14 +66,12 @@ export interface SimResult {
 
 type Planner = (snapshot: Snapshot) => Plan;
 
-export function plannerFor(policy: string, settings: PolicySettings): Planner {
-  if (policy === 'none') return () => ({ policy: 'none', moves: [], scoreBefore: 0, scoreAfter: 0, skipped: [], notes: [] });
-  if (policy === 'proxlb') return (snapshot) => proxlbGreedy(snapshot);
-  if (policy === 'xo') return (snapshot) => xoPerformance(snapshot);
+export function plannerFor(policy: string, settings: PolicySettings, stepMs = settings.demand.sampleIntervalMs): Planner {
+  if (isPeerName(policy)) return peerPlanner(policy, { stepMs });
   const names = policy.split(',').map((n) => n.trim());
   const bad = names.filter((n) => !isPolicyName(n));
   if (bad.length > 0 || names.length === 0) {
-    throw new UsageError(`--policy: unknown policy "${bad.join(',') || policy}"; expected one of: ${[...Object.keys(POLICIES), ...BASELINE_NAMES].join(', ')} (or several policies joined by commas)`);
+    throw new UsageError(`--policy: unknown policy "${bad.join(',') || policy}"; expected one of: ${[...Object.keys(POLICIES), ...PEER_NAMES].join(', ')} (or several policies joined by commas)`);
   }
   if (names.length === 1) {
     const run = POLICIES[names[0] as PolicyName].run;
@@ -106,11 +108,39 @@ export function initialPlacement(trace: Trace, hosts: number, initial?: Record<s
   return placement;
 }
 
+/**
+ * What no move can mend at the start, with the fix: hosts given more VM memory than they have (every
+ * move onto them is refused, and if the VMs need more than all hosts have, any move is).
+ */
+export function startProblems(trace: Trace, hostCount: number, hostMemBytes: number, placement: Int32Array): string[] {
+  const GiB = 1024 ** 3;
+  const committed = new Float64Array(hostCount);
+  let total = 0;
+  for (let i = 0; i < trace.vms.length; i++) {
+    committed[placement[i]!]! += trace.vms[i]!.memBytes;
+    total += trace.vms[i]!.memBytes;
+  }
+  const over = Array.from(committed).map((bytes, h) => ({ h, bytes })).filter((x) => x.bytes > hostMemBytes);
+  if (over.length === 0) return [];
+  const worst = over.reduce((a, b) => (b.bytes > a.bytes ? b : a));
+  const fit = Math.ceil((1.25 * Math.max(...committed)) / GiB);
+  const round = (bytes: number) => Math.round(bytes / GiB).toLocaleString('en-US');
+  const allOver = total > hostCount * hostMemBytes;
+  return [
+    `memory overcommitted at the start: ${over.length} of ${hostCount} hosts hold more VM memory than their ${round(hostMemBytes)} GiB ` +
+      `(${hostName(worst.h)}: ${round(worst.bytes)} GiB); the trace's VMs provision ${round(total)} GiB in all` +
+      `${allOver ? `, more than the ${round(hostCount * hostMemBytes)} GiB of all hosts together, so every move is refused (DEST_MEM_FULL)` : ', and no move may land on those hosts (DEST_MEM_FULL)'}. ` +
+      `Give hosts their real memory: --host-mem-gib ${fit} or more`,
+  ];
+}
+
 export function simulate(trace: Trace, options: SimOptions): SimResult {
   const { hosts: hostCount, hostCores, hostMemBytes } = options;
-  const planner = options.planner ?? plannerFor(options.policy, options.settings);
-  const window = options.windowSamples ?? 6;
+  const planner = options.planner ?? plannerFor(options.policy, options.settings, trace.stepMs);
+  // ProxLB reads the last hour: every planner is given at least that much.
+  const window = Math.max(options.windowSamples ?? options.settings.demand.maxWindowSamples, Math.ceil(3_600_000 / trace.stepMs));
   const placement = initialPlacement(trace, hostCount, options.initial);
+  const notes = [...trace.notes, ...startProblems(trace, hostCount, hostMemBytes, placement)];
   const lastMoveMs: (number | undefined)[] = new Array(trace.vms.length).fill(undefined);
   const previousHost: (string | undefined)[] = new Array(trace.vms.length).fill(undefined);
   const vmIndex = new Map(trace.vms.map((vm, i) => [vm.name, i]));
@@ -121,6 +151,8 @@ export function simulate(trace: Trace, options: SimOptions): SimResult {
   let unserved = 0;
   let totalDemand = 0;
   let activeHostSum = 0;
+  let movedBytes = 0;
+  const refused = new Map<string, number>();
   const demand = new Float64Array(hostCount);
   const count = new Int32Array(hostCount);
   for (let t = 0; t < trace.steps; t++) {
@@ -158,10 +190,12 @@ export function simulate(trace: Trace, options: SimOptions): SimResult {
       const match = /^h(\d+)$/.exec(move.to);
       if (i === undefined || !match || Number(match[1]) >= hostCount || hostName(placement[i]!) !== move.from) continue;
       placement[i] = Number(match[1]);
+      movedBytes += trace.vms[i]!.memBytes;
       lastMoveMs[i] = nowMs;
       previousHost[i] = move.from;
       applied.push({ vm: move.vm, from: move.from, to: move.to });
     }
+    for (const skip of plan.skipped) refused.set(skip.reason, (refused.get(skip.reason) ?? 0) + 1);
     migrationsPerStep.push(applied.length);
     options.onStep?.(t, applied);
   }
@@ -181,6 +215,9 @@ export function simulate(trace: Trace, options: SimOptions): SimResult {
     meanActiveHosts: round(activeHostSum / Math.max(1, trace.steps), 3),
     planMsMedian: round(quantile(planSorted, 0.5), 3),
     planMsP99: round(quantile(planSorted, 0.99), 3),
+    movedGiB: round(movedBytes / 1024 ** 3, 2),
+    refusedByReason: Object.fromEntries([...refused.entries()].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))),
+    notes,
   };
   return { summary, imbalance: imbalanceSeries, migrationsPerStep };
 }

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { DEFAULT_SETTINGS, withSettings } from '../../policies/index.ts';
-import { proxlbGreedy, xoPerformance } from '../../src/sim/baselines.ts';
+import { crsRebalance, drsGreedy, lowNodeUtilization, ovirtEvenlyDistributed, proxlbGreedy, xoPerformance } from '../../src/sim/peers.ts';
 import { simulate } from '../../src/sim/simulate.ts';
 import { readTrace } from '../../src/sim/traces.ts';
 import { UsageError } from '../../src/errors.ts';
@@ -14,7 +14,8 @@ import { sharedTrace } from '../helpers/traces.ts';
 
 // Looked up in each test that replays it, so that without shared/ the other tests still run.
 const planetlabDay = () => sharedTrace('planetlab/20110306');
-const SUMMARY_FIELDS = ['trace', 'vms', 'hosts', 'steps', 'policy', 'migrations', 'meanImbalance', 'p95Imbalance', 'overloadedHostSteps', 'unservedFraction', 'meanActiveHosts', 'planMsMedian', 'planMsP99'];
+const SUMMARY_FIELDS = ['trace', 'vms', 'hosts', 'steps', 'policy', 'migrations', 'meanImbalance', 'p95Imbalance', 'overloadedHostSteps', 'unservedFraction', 'meanActiveHosts', 'planMsMedian', 'planMsP99', 'movedGiB', 'refusedByReason', 'notes'];
+const HOURLY = { stepMs: 300_000 };
 const simSettings = withSettings({ demand: { sampleIntervalMs: 300_000, maxWindowSamples: 6 } });
 
 /** A small PlanetLab-format folder: `count` VMs (one name with a space), `steps` lines each. */
@@ -67,7 +68,7 @@ describe('trace readers', () => {
   });
 });
 
-describe('baselines', () => {
+describe('peers', () => {
   it('XO-style plan moves at most 2 VMs a step, only off hosts at >= 76.5%, and honours its 30-minute cooldown', () => {
     const hosts = [host('h0', { cpuCores: 4 }), host('h1', { cpuCores: 4 }), host('h2', { cpuCores: 4 })];
     const vms = [vm('a', 'h0', 1.2), vm('b', 'h0', 1), vm('c', 'h0', 0.9), vm('d', 'h0', 0.2), vm('e', 'h1', 0.5)];
@@ -85,10 +86,56 @@ describe('baselines', () => {
 
   it('ProxLB-style greedy acts only above a 10-point spread, smallest VM first from the most loaded host', () => {
     const hosts = [host('h0', { cpuCores: 10 }), host('h1', { cpuCores: 10 })];
-    assert.deepEqual(proxlbGreedy(snapshot(hosts, [vm('a', 'h0', 1.5), vm('b', 'h1', 0.6)])).moves, []);
-    const plan = proxlbGreedy(snapshot(hosts, [vm('big', 'h0', 3), vm('small', 'h0', 0.5), vm('mid', 'h0', 1)]));
+    assert.deepEqual(proxlbGreedy(snapshot(hosts, [vm('a', 'h0', 1.5), vm('b', 'h1', 0.6)]), HOURLY).moves, []);
+    const plan = proxlbGreedy(snapshot(hosts, [vm('big', 'h0', 3), vm('small', 'h0', 0.5), vm('mid', 'h0', 1)]), HOURLY);
     // 45% vs 0%: small (40/5), mid (30/15: still above 10 points), big (0/45: h0 no longer the most loaded, stop).
     assert.deepEqual(plan.moves.map((m) => m.vm), ['small', 'mid', 'big']);
+  });
+
+  it('ProxLB-style greedy reads a guest as the mean of its last hour, not its latest sample', () => {
+    const hosts = [host('h0', { cpuCores: 10 }), host('h1', { cpuCores: 10 })];
+    // a spiked to 3 cores on its latest 5-minute sample after an hour at 0.5: the hour's mean is 0.71.
+    const spiky = vm('a', 'h0', 0.5, { cpuUsedWindowCores: [...Array(11).fill(0.5), 3] });
+    assert.deepEqual(proxlbGreedy(snapshot(hosts, [spiky, vm('b', 'h1', 0.3)]), HOURLY).moves, []);
+  });
+
+  it('DRS-style greedy takes the move off the 3 most loaded hosts that lowers the std-dev most, at most 8, each >= 0.002', () => {
+    const hosts = Array.from({ length: 4 }, (_, i) => host(`h${i}`, { cpuCores: 10 }));
+    const vms = [vm('a', 'h0', 4), vm('b', 'h0', 2), vm('c', 'h0', 1), vm('d', 'h1', 1)];
+    const plan = drsGreedy(snapshot(hosts, vms));
+    // h0 70%, h1 10%, h2 and h3 empty: a (4 cores) to an empty host leaves 30/10/40/0 (σ 15.8%), better than b (σ 18.7%).
+    assert.deepEqual([plan.moves[0]!.vm, plan.moves[0]!.from, plan.moves[0]!.to], ['a', 'h0', 'h2']);
+    assert.ok(plan.moves.length >= 2 && plan.moves.length <= 8);
+    const flat = drsGreedy(snapshot(hosts, hosts.map((h, i) => vm(`v${i}`, h.name, 2))));
+    assert.deepEqual(flat.moves, []);
+    const many = drsGreedy(snapshot(Array.from({ length: 20 }, (_, i) => host(`h${i}`, { cpuCores: 4 })), Array.from({ length: 40 }, (_, i) => vm(`v${String(i).padStart(2, '0')}`, 'h0', 0.1))));
+    assert.equal(many.moves.length, 8);
+  });
+
+  it('oVirt-style: one move a run, the most loaded source at >= 75%, its smallest VM that keeps a host under 55% at <= 75%', () => {
+    const hosts = [host('h0', { cpuCores: 10 }), host('h1', { cpuCores: 10 }), host('h2', { cpuCores: 10 })];
+    const vms = [vm('big', 'h0', 6), vm('tiny', 'h0', 0.5), vm('mid', 'h0', 1.5), vm('x', 'h1', 6), vm('y', 'h2', 1)];
+    const plan = ovirtEvenlyDistributed(snapshot(hosts, vms));
+    assert.deepEqual(plan.moves.map((m) => [m.vm, m.from, m.to]), [['tiny', 'h0', 'h2']]);
+    assert.deepEqual(ovirtEvenlyDistributed(snapshot(hosts, [vm('a', 'h0', 7), vm('b', 'h1', 1)])).moves, []);
+  });
+
+  it('LowNodeUtilization acts only while some host is under 20%, largest VMs first, filling it to at most 50%', () => {
+    const hosts = [host('h0', { cpuCores: 10 }), host('h1', { cpuCores: 10 }), host('h2', { cpuCores: 10 })];
+    const plan = lowNodeUtilization(snapshot(hosts, [vm('a', 'h0', 3), vm('b', 'h0', 2), vm('c', 'h0', 2.5), vm('d', 'h1', 4), vm('e', 'h2', 1)]));
+    // h0 at 75%: a (3 cores) to h2 (10% → 40%); then h0 at 45% is no longer over 50%.
+    assert.deepEqual(plan.moves.map((m) => [m.vm, m.to]), [['a', 'h2']]);
+    assert.deepEqual(lowNodeUtilization(snapshot(hosts, [vm('a', 'h0', 9), vm('b', 'h1', 3), vm('c', 'h2', 2.5)])).moves, []);
+  });
+
+  it('CRS-style acts after 3 samples above 0.3 with the single best move, only if it improves the imbalance by 10%', () => {
+    const hosts = [host('h0', { cpuCores: 10 }), host('h1', { cpuCores: 10 }), host('h2', { cpuCores: 10 })];
+    // Everything on h0: CV = √2, imbalance √2/√2 = 1 > 0.3 on every sample.
+    const plan = crsRebalance(snapshot(hosts, [vm('a', 'h0', 3), vm('b', 'h0', 2), vm('c', 'h0', 1)]));
+    assert.equal(plan.moves.length, 1);
+    // Above 0.3 only on the latest sample: no move.
+    const recent = [vm('a', 'h0', 3, { cpuUsedWindowCores: [1, 1, 1, 1, 1, 3] }), vm('b', 'h1', 1), vm('c', 'h2', 1)];
+    assert.deepEqual(crsRebalance(snapshot(hosts, recent)).moves, []);
   });
 });
 
@@ -157,6 +204,28 @@ describe('lbvm simulate (the real CLI)', () => {
     assert.deepEqual(lines.map((l) => l.t), Array.from({ length: 288 }, (_, t) => t));
     assert.equal(lines.reduce((n, l) => n + l.moves.length, 0), summary.migrations);
     for (const l of lines) for (const m of l.moves) assert.deepEqual(Object.keys(m), ['vm', 'from', 'to']);
+  });
+
+  it('names a start no move can fix (VMs given more memory than the hosts have) with the flag that fixes it', async () => {
+    const dir = tmpDir('lbvm-bb-mem-');
+    const t0 = 1375308176;
+    // Three VMs of 48 GiB each on two hosts: 64 GiB hosts cannot hold two of them.
+    for (const name of ['1', '2', '3']) {
+      const rows = Array.from({ length: 6 }, (_, i) => row(t0 + i * 300, 4, 10_000, name === '1' ? 9000 : 1000, 0, 48 * 1024 ** 2, 1024 ** 2, 0, 0, 0, 0));
+      fs.writeFileSync(path.join(dir, `${name}.csv`), [HEADER, ...rows, ''].join('\n'));
+    }
+    const result = await runCli('lbvm', ['simulate', '--trace', dir, '--format', 'bitbrains', '--hosts', '2', '--host-cores', '8', '--policy', 'evacuate,overload,balance', '--json'], { cwd: tmpDir(), env: cleanEnv() });
+    assert.equal(result.code, 0, result.stderr);
+    const summary = JSON.parse(result.stdout) as { notes: string[]; refusedByReason: Record<string, number>; movedGiB: number; migrations: number };
+    assert.match(summary.notes.join('\n'), /memory overcommitted at the start: 1 of 2 hosts hold more VM memory than their 64 GiB \(h0: 96 GiB\); the trace's VMs provision 144 GiB in all, more than the 128 GiB of all hosts together, so every move is refused \(DEST_MEM_FULL\)\. Give hosts their real memory: --host-mem-gib 120 or more/);
+    assert.equal(summary.migrations, 0);
+    assert.equal(summary.movedGiB, 0);
+    assert.ok((summary.refusedByReason.NO_DESTINATION ?? 0) > 0, JSON.stringify(summary.refusedByReason));
+    const text = await runCli('lbvm', ['simulate', '--trace', dir, '--format', 'bitbrains', '--hosts', '2', '--host-cores', '8', '--host-mem-gib', '256', '--policy', 'evacuate,overload,balance'], { cwd: tmpDir(), env: cleanEnv() });
+    assert.equal(text.code, 0, text.stderr);
+    assert.doesNotMatch(text.stdout, /overcommitted/);
+    assert.match(text.stdout, /migrations\s+\d+ \([\d,.]+ GiB of memory moved\)/);
+    assert.match(text.stdout, /passed over\s+/);
   });
 
   it('prints a readable summary with an imbalance chart', async () => {

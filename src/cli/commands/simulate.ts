@@ -86,19 +86,21 @@ export function chart(series: readonly number[], width = 72, height = 8): string
   return rows.join('\n');
 }
 
-function text(result: SimResult, notes: string[]): string {
+function text(result: SimResult): string {
   const s = result.summary;
+  const refused = Object.entries(s.refusedByReason);
   const hours = (s.steps * 5) / 60;
   return [
     `trace ${s.trace}: ${s.vms} VMs on ${s.hosts} hosts, ${s.steps} steps (${hours.toFixed(1)} h), policy ${s.policy}`,
-    ...notes.map((note) => `  note: ${note}`),
+    ...s.notes.map((note) => `  note: ${note}`),
     '',
-    `  migrations             ${s.migrations}`,
+    `  migrations             ${s.migrations} (${s.movedGiB.toLocaleString('en-US')} GiB of memory moved)`,
     `  imbalance              mean ${s.meanImbalance.toFixed(4)}, p95 ${s.p95Imbalance.toFixed(4)} (std dev of host CPU use)`,
     `  overloaded host-steps  ${s.overloadedHostSteps} (CPU demand above capacity)`,
     `  unserved demand        ${(s.unservedFraction * 100).toFixed(4)}% of all CPU demand`,
     `  active hosts           ${s.meanActiveHosts.toFixed(1)} on average`,
     `  plan time              median ${s.planMsMedian.toFixed(2)} ms, p99 ${s.planMsP99.toFixed(2)} ms`,
+    `  passed over            ${refused.length ? refused.slice(0, 6).map(([reason, n]) => `${reason} ×${n.toLocaleString('en-US')}`).join(', ') : 'nothing'}`,
     '',
     'imbalance over time:',
     chart(result.imbalance),
@@ -113,7 +115,10 @@ export function simulateCommand(): Command {
       'Hosts are h0 … h{N-1}. Step 0 places VMs from --initial (a JSON object VM → host) or round-robin in sorted name order. ' +
       'At step t the policy sees demands up to t; its moves apply before step t+1 is scored.\n\n' +
       'Policies: balance, overload, consolidate, evacuate, several joined by commas (one monitor round), ' +
-      'or the baselines none, proxlb, xo. Other settings (watermarks, limits, cooldown, weights) come from the config.',
+      'or a peer to compare with: none, proxlb, xo, drs, ovirt, lownode, crs (src/sim/peers.ts says what each does). ' +
+      'Other settings (watermarks, limits, cooldown, weights, monitor.window) come from the config.\n\n' +
+      '--json adds movedGiB (memory copied), refusedByReason (candidates passed over, by named reason) and notes ' +
+      '(a start no move can fix, such as hosts given less memory than their VMs, named with the flag that fixes it).',
     examples: [
       'lbvm simulate --trace ../shared/traces/planetlab/20110303 --format planetlab --hosts 60 --host-cores 4',
       'lbvm simulate --trace ../shared/traces/planetlab/20110303 --format planetlab --hosts 60 --host-cores 4 --policy balance --threshold 5 --json',
@@ -127,7 +132,7 @@ export function simulateCommand(): Command {
     .option('--host-cores <n>', 'CPU cores per host')
     .option('--host-mem-gib <n>', 'memory per host in GiB', '64')
     .option('--initial <file>', 'JSON object VM → host for step 0 (default: round-robin)')
-    .option('--policy <name>', 'balance, overload, consolidate, evacuate, comma-joined, or none, proxlb, xo', 'balance')
+    .option('--policy <name>', 'balance, overload, consolidate, evacuate, comma-joined, or a peer: none, proxlb, xo, drs, ovirt, lownode, crs', 'balance')
     .option('--threshold <level>', "balance's migration threshold, 1 (cautious) to 5 (aggressive); default from the config (3)")
     .option('--moves-out <file>', 'write one JSON line per step: {"t": 3, "moves": [{"vm", "from", "to"}]}');
   return command.action((options: SimulateOptions) => {
@@ -161,7 +166,7 @@ export function simulateCommand(): Command {
         windowSamples: settings.demand.maxWindowSamples,
         onStep: movesOut === null ? undefined : (t, moves) => fs.writeSync(movesOut!, `${JSON.stringify({ t, moves })}\n`),
       });
-      output(options, result.summary, () => text(result, trace.notes));
+      output(options, result.summary, () => text(result));
     } finally {
       if (movesOut !== null) fs.closeSync(movesOut);
     }

@@ -1,60 +1,75 @@
 /**
- * balance: flatten the cluster (lower the imbalance score) move by move, DRS-like.
+ * balance: take the moves that are worth most (objective.ts: spread and overload risk taken off, less
+ * the migration's cost), best first, while each is worth at least its threshold level's minimum gain.
  *
  * 1. Mandatory moves, at every threshold level: a VM that breaks a hard rule where it is (must-pin,
- *    hard anti-affinity) goes to the best host that repairs it; a host whose predicted CPU or memory
- *    is above its capacity sheds VMs (only moves that also lower the score).
- * 2. Level 2..5: while the score is above the level's target, take the move (VM from one of the most
- *    loaded hosts to one of the least loaded) with the best net value and keep it only if
- *        gain > ratio(level) × (cost + softRulePenalty × soft rules broken)
- *    where gain is the drop of the imbalance score and cost comes from the VM's memory and dirty
- *    rate (cost.ts). Level 1 stops after the mandatory moves, like DRS's "conservative" setting.
+ *    hard anti-affinity) goes to the host that repairs it with the best imbalance; a host whose
+ *    committed memory is above its size sheds VMs.
+ * 2. Level 2..5: while the best allowed move (a VM on one of the most urgent hosts to one of the least
+ *    loaded, or to a host already certain to be overloaded when that keeps another under capacity) has
+ *        value − cost − soft rule penalty ≥ minGain(level)
+ *    take it. Level 1 stops after the mandatory moves, like DRS's "conservative" setting.
  *
- * The levels follow DRS's migration threshold: priority-1 recommendations are mandatory, each level
- * to the right accepts moves with a smaller improvement (vSphere Resource Management, "DRS
- * Migration Threshold"). Our target and ratio per level are ours, tuned on the shared traces.
+ * The levels follow DRS's migration threshold: level 1 applies mandatory moves only, each level to the
+ * right accepts moves with a smaller improvement (vSphere Resource Management, "DRS Migration
+ * Threshold"). The minimum gains are ours: each level takes about three times the migrations of the one
+ * below on the shared traces (bench/README.md, "quality").
  */
-import type { Plan, Snapshot } from '../src/model/index.ts';
+import type { Plan, SkipReason, Snapshot } from '../src/model/index.ts';
 import { Cluster, type HostLoad, type VmLoad } from './cluster.ts';
-import { brokenHere, softDelta, sourceRefusal, vmRefusal } from './constraints.ts';
-import { byKeyThenName, describeRefusals, findDestination } from './placement.ts';
-import { cpuShare, memShare, pct, PlanBuilder } from './plan-builder.ts';
+import { brokenHere, sourceRefusal, vmRefusal, type Refusal } from './constraints.ts';
+import type { Demand } from './demand.ts';
+import { moveValue, overloadChance, sourceUrgency, type MoveValue } from './objective.ts';
+import { byKeyThenName, describeRefusals, findDestination, sortedByKey } from './placement.ts';
+import { cpuShare, describeUse, memShare, pct, PlanBuilder } from './plan-builder.ts';
 import type { PolicySettings, ThresholdLevel } from './settings.ts';
 
 export interface LevelRule {
-  /** Below this imbalance score, no discretionary move is made. */
+  /** A discretionary move is kept only if its net value (objective.ts) is at least this. */
+  minGain: number;
+  /** What flattening weighs against overload risk: the higher levels even out use, the lower ones act on risk. */
+  spreadWeight: number;
+  /** The imbalance score a cluster at this level is expected to stay under: reports call a cluster "balanced" below it. */
   targetImbalance: number;
-  /** A move is kept only if its gain exceeds this many times its cost. */
-  gainOverCost: number;
 }
 
 export const THRESHOLD_LEVELS: Record<ThresholdLevel, LevelRule> = {
-  1: { targetImbalance: Number.POSITIVE_INFINITY, gainOverCost: Number.POSITIVE_INFINITY },
-  2: { targetImbalance: 0.15, gainOverCost: 8 },
-  3: { targetImbalance: 0.1, gainOverCost: 4 },
-  4: { targetImbalance: 0.05, gainOverCost: 2 },
-  5: { targetImbalance: 0.02, gainOverCost: 1 },
+  1: { minGain: Number.POSITIVE_INFINITY, spreadWeight: 0, targetImbalance: Number.POSITIVE_INFINITY },
+  2: { minGain: 0.1, spreadWeight: 0.3, targetImbalance: 0.15 },
+  3: { minGain: 0.03, spreadWeight: 1, targetImbalance: 0.1 },
+  4: { minGain: 0.01, spreadWeight: 2, targetImbalance: 0.07 },
+  5: { minGain: 0.003, spreadWeight: 4, targetImbalance: 0.05 },
 };
 
-/** How many of the most and least loaded hosts a step looks at (keeps a step O(VMs per host)). */
-const SOURCE_HOSTS = 8;
-const DEST_HOSTS = 16;
+/** How many of the most urgent and least loaded hosts a step looks at (keeps a step O(VMs per host)). */
+export const SOURCE_HOSTS = 8;
+export const DEST_HOSTS = 16;
+/** Above the level's target imbalance a move need only be worth this share of the level's minimum gain. */
+export const ABOVE_TARGET = 0.1;
+/** Hosts already all but certain to be above capacity that may take load to keep another under it. */
+const TRIAGE_HOSTS = 4;
+const CERTAIN = 0.95;
 
-export function balance(snapshot: Snapshot, settings: PolicySettings, budget = settings.limits.movesPerRound, demandByVm?: ReadonlyMap<string, number>): Plan {
+export function balance(snapshot: Snapshot, settings: PolicySettings, budget = settings.limits.movesPerRound, demandByVm?: ReadonlyMap<string, Demand>): Plan {
   const cluster = new Cluster(snapshot, settings, settings.weights, demandByVm);
   const plan = new PlanBuilder('balance', cluster, budget);
   const level = settings.balance.threshold;
   mandatoryMoves(cluster, plan);
   if (level === 1) {
-    plan.notes.push(`threshold 1: only mandatory moves (VMs breaking a hard rule); imbalance ${cluster.imbalance().toFixed(3)}`);
+    plan.notes.push(`threshold 1: only mandatory moves (VMs breaking a hard rule, memory above a host's size); imbalance ${cluster.imbalance().toFixed(3)}`);
     return plan.build();
   }
-  overCapacityMoves(cluster, plan);
-  discretionaryMoves(cluster, plan, THRESHOLD_LEVELS[level], level);
+  const hosts = usableHosts(cluster);
+  if (hosts.length < 2) {
+    plan.notes.push(`nothing to do: ${hosts.length} usable host(s)`);
+    return plan.build();
+  }
+  const rule = THRESHOLD_LEVELS[level];
+  valuedMoves(cluster, plan, () => true, hosts, rule.minGain, level, (source) => `balance, ${source.name} is among the most urgent hosts (${describeUse(source)})`, { spreadWeight: rule.spreadWeight });
   return plan.build();
 }
 
-function usableHosts(cluster: Cluster): HostLoad[] {
+export function usableHosts(cluster: Cluster): HostLoad[] {
   return cluster.hosts.filter((h) => h.usable);
 }
 
@@ -78,26 +93,24 @@ function mandatoryMoves(cluster: Cluster, plan: PlanBuilder): void {
     }
     plan.move(vm, found.dest, `mandatory, ${broken.detail}`);
   }
-}
-
-/** Hosts whose predicted demand is above capacity shed VMs (level 2 and up: a large, certain gain). */
-function overCapacityMoves(cluster: Cluster, plan: PlanBuilder): void {
-  const hosts = usableHosts(cluster);
-  const over = hosts.filter((h) => h.cpu > h.cpuLimitCores || h.mem > h.memBytes).sort(byKeyThenName((h) => -Math.max(cpuShare(h), memShare(h))));
-  for (const host of over) {
-    while (plan.remaining > 0 && (host.cpu > host.cpuLimitCores || host.mem > host.memBytes)) {
+  // Hosts holding more committed memory than they have: the smallest VM that brings them under, else the largest.
+  for (const host of hosts.filter((h) => h.mem > h.memBytes)) {
+    while (plan.remaining > 0 && host.mem > host.memBytes) {
       const refusal = sourceRefusal(cluster, host);
       if (refusal) {
         plan.skip(refusal, undefined, host);
         break;
       }
-      const best = bestMove(cluster, plan, [host], hosts, 0);
-      if (!best) {
-        plan.notes.push(`${host.name} is above capacity (CPU ${pct(cpuShare(host))}, mem ${pct(memShare(host))}) and no move off it lowers the imbalance`);
+      const excess = host.mem - host.memBytes;
+      const candidates = host.vms.map((i) => cluster.vms[i]!).filter((vm) => !vmRefusal(cluster, vm));
+      candidates.sort(byKeyThenName((vm) => (vm.mem >= excess ? vm.mem : Number.MAX_SAFE_INTEGER - vm.mem)));
+      const ordered = hosts.slice().sort(byKeyThenName((h) => memShare(h)));
+      const move = candidates.map((vm) => ({ vm, dest: findDestination(cluster, vm, ordered, () => null).dest })).find((c) => c.dest);
+      if (!move) {
+        plan.notes.push(`${host.name} has ${pct(memShare(host))} of its memory committed to VMs and no VM on it fits elsewhere`);
         break;
       }
-      const what = host.cpu > host.cpuLimitCores ? `CPU ${pct(cpuShare(host))} > capacity ${pct(host.cpuLimitCores / host.cpuCores)}` : `memory ${pct(memShare(host))} > 100%`;
-      plan.move(best.vm, best.dest, `${host.name} ${what}`);
+      plan.move(move.vm, move.dest!, `mandatory, ${host.name} memory committed ${pct(memShare(host))} > 100%`);
     }
   }
 }
@@ -108,21 +121,35 @@ function brokenAfter(cluster: Cluster, vm: VmLoad, dest: HostLoad): boolean {
   return vm.antiHard.some((rel) => cluster.vms[rel.vm]!.host === dest.index);
 }
 
-interface Candidate {
+interface Candidate extends MoveValue {
   vm: VmLoad;
   dest: HostLoad;
-  gain: number;
-  costScore: number;
-  net: number;
+}
+
+export interface ValueOptions {
+  /** A policy's own destination rule (overload: stay under the high watermark), checked after the hard filters. */
+  accept?: (vm: VmLoad, dest: HostLoad) => Refusal | null;
+  /** Value the policy adds to the objective's (overload: watermark relief). */
+  extra?: (vm: VmLoad, dest: HostLoad) => number;
+  /** What the spread weighs against the risk (the level's `spreadWeight`; 0 in a consolidating round, which packs). */
+  spreadWeight?: number;
 }
 
 /**
- * The best single move from `sources` to `dests` by net value gain − ratio × (cost + soft penalty),
- * among moves that lower the score. Ratio 0 ranks by gain alone (mandatory moves).
+ * The most valuable allowed move from `sources` to `dests` (objective.ts), or null when no move has
+ * a positive value. Ties go to the first found (sources in urgency order, then VMs, then `dests` in
+ * the order given), so the same snapshot gives the same plan.
  */
-function bestMove(cluster: Cluster, plan: PlanBuilder, sources: readonly HostLoad[], dests: readonly HostLoad[], ratio: number): Candidate | null {
-  const before = cluster.imbalance();
+export function bestValuedMove(
+  cluster: Cluster,
+  plan: PlanBuilder,
+  sources: readonly HostLoad[],
+  dests: readonly HostLoad[],
+  options: ValueOptions = {},
+): { best: Candidate | null; refused: Map<SkipReason, number> } {
   let best: Candidate | null = null;
+  const refused = new Map<SkipReason, number>();
+  const spreadBefore = cluster.spread();
   for (const source of sources) {
     for (const vmIndex of source.vms) {
       const vm = cluster.vms[vmIndex]!;
@@ -131,74 +158,105 @@ function bestMove(cluster: Cluster, plan: PlanBuilder, sources: readonly HostLoa
         plan.skip(refusal, vm);
         continue;
       }
+      if (vm.cpu <= 0 && vm.mem <= 0) continue;
       for (const dest of dests) {
         if (dest === source) continue;
-        const gain = before - cluster.imbalanceAfter(vm, dest);
-        if (gain <= 1e-12) continue;
-        if (best && ratio === 0 && gain <= best.gain) continue;
-        const found = findDestination(cluster, vm, [dest], () => null);
-        if (!found.dest) continue;
-        const costScore = plan.cost(vm, dest).score + Math.max(0, softDelta(cluster, vm, dest)) * cluster.settings.softRulePenalty;
-        const net = gain - ratio * costScore;
-        if (!best || net > best.net + 1e-15 || (Math.abs(net - best.net) <= 1e-15 && (vm.name + dest.name) < (best.vm.name + best.dest.name))) {
-          best = { vm, dest, gain, costScore, net };
+        const found = findDestination(cluster, vm, [dest], options.accept ? (d) => options.accept!(vm, d) : () => null, { allowTriage: true });
+        if (!found.dest) {
+          for (const [reason, count] of found.refused) refused.set(reason, (refused.get(reason) ?? 0) + count);
+          continue;
+        }
+        const value = moveValue(cluster, vm, dest, plan.cost(vm, dest).score, options.spreadWeight ?? 1, spreadBefore);
+        const extra = options.extra?.(vm, dest) ?? 0;
+        value.value += extra;
+        value.net += extra;
+        if (value.value <= 1e-12) continue;
+        // Strictly better only: on a tie the first found stays (sources by urgency, dests in the caller's order).
+        if (!best || value.net > best.net + 1e-12) {
+          best = { vm, dest, ...value };
         }
       }
     }
   }
-  return best;
+  return { best, refused };
 }
 
-function discretionaryMoves(cluster: Cluster, plan: PlanBuilder, rule: LevelRule, level: ThresholdLevel): void {
-  const hosts = usableHosts(cluster);
-  if (hosts.length < 2) {
-    plan.notes.push(`nothing to do: ${hosts.length} usable host(s)`);
-    return;
-  }
+/**
+ * Takes the most valuable moves off the most urgent hosts `inPool` accepts (at most SOURCE_HOSTS of
+ * them, within the source limits) to the least loaded of `hosts` (and hosts certain to be overloaded
+ * anyway), while each nets at least `minGain`.
+ */
+export function valuedMoves(
+  cluster: Cluster,
+  plan: PlanBuilder,
+  inPool: (host: HostLoad) => boolean,
+  hosts: readonly HostLoad[],
+  minGain: number,
+  level: ThresholdLevel,
+  why: (source: HostLoad) => string,
+  options: ValueOptions & {
+    destOrder?: (h: HostLoad) => number;
+    /** Hosts with room at all (overload: under its limit), so the DEST_HOSTS looked at are ones that can take a VM. */
+    hasRoom?: (h: HostLoad) => boolean;
+    stopWhen?: () => boolean;
+  } = {},
+): void {
   for (;;) {
+    if (options.stopWhen?.()) return;
+    if (plan.remaining <= 0) {
+      plan.skip({ reason: 'ROUND_MOVE_LIMIT', detail: `${plan.budget} moves this round (limits.movesPerRound); imbalance still ${cluster.imbalance().toFixed(3)}` });
+      return;
+    }
+    const meanUse = hosts.reduce((total, h) => total + cluster.weightedUse(h), 0) / hosts.length;
+    const ordered = sortedByKey(hosts.filter(inPool), (h) => -sourceUrgency(cluster, h, meanUse));
+    const sources: HostLoad[] = [];
+    for (const host of ordered) {
+      if (sources.length >= SOURCE_HOSTS) break;
+      const refusal = sourceRefusal(cluster, host);
+      if (refusal) plan.skip(refusal, undefined, host);
+      else sources.push(host);
+    }
+    if (sources.length === 0) {
+      if (ordered.length === 0) plan.notes.push(`nothing left to relieve: imbalance ${cluster.imbalance().toFixed(3)}`);
+      return;
+    }
+    const open = hosts.filter((h) => h.incoming < cluster.settings.limits.migrationsPerDestinationHost);
+    const dests = sortedByKey(options.hasRoom ? open.filter(options.hasRoom) : open, options.destOrder ?? ((h) => cluster.weightedUse(h))).slice(0, DEST_HOSTS);
+    // Triage: hosts all but certain to be over capacity anyway (CPU above its limit, so the chance is ≥ ½ first).
+    const certain = open.filter((h) => h.cpu > h.cpuLimitCores && !dests.includes(h) && overloadChance(cluster, h) >= CERTAIN);
+    for (const h of sortedByKey(certain, (h) => -cpuShare(h)).slice(0, TRIAGE_HOSTS)) dests.push(h);
+    const { best, refused } = bestValuedMove(cluster, plan, sources, dests, options);
     const score = cluster.imbalance();
-    if (score <= rule.targetImbalance) {
+    // Above the level's target the level's promise is not kept yet: smaller gains are taken too.
+    const target = THRESHOLD_LEVELS[level].targetImbalance;
+    const needed = score > target ? minGain * ABOVE_TARGET : minGain;
+    if (!best) {
+      if (refused.size > 0) {
+        for (const source of sources) plan.skip({ reason: 'NO_DESTINATION', detail: `no allowed move off ${source.name}: ${describeRefusals(refused)}` }, undefined, source);
+      }
       plan.notes.push(
-        plan.moves.length === 0
-          ? `nothing to do: imbalance ${score.toFixed(3)} below threshold ${level}'s target ${rule.targetImbalance} (CPU σ ${cluster.deviation(0).toFixed(3)}, mem σ ${cluster.deviation(1).toFixed(3)})`
-          : `imbalance ${score.toFixed(3)} now below threshold ${level}'s target ${rule.targetImbalance}`,
+        score <= target
+          ? `nothing to do: imbalance ${score.toFixed(3)} below threshold ${level}'s target ${target}, and no allowed move improves the cluster`
+          : `stopped: imbalance ${score.toFixed(3)} (threshold ${level}'s target ${target}); no allowed move off the ${sources.length} most urgent host(s) improves the cluster${refused.size ? ` (${describeRefusals(refused)})` : ''}`,
       );
       return;
     }
-    if (plan.remaining <= 0) {
-      plan.skip({ reason: 'ROUND_MOVE_LIMIT', detail: `${plan.budget} moves this round (limits.movesPerRound); imbalance still ${score.toFixed(3)}` });
-      return;
-    }
-    const ordered = hosts.slice().sort(byKeyThenName((h) => cluster.weightedUse(h)));
-    const sources: HostLoad[] = [];
-    for (let i = ordered.length - 1; i >= 0 && sources.length < SOURCE_HOSTS; i--) {
-      const refusal = sourceRefusal(cluster, ordered[i]!);
-      if (refusal) plan.skip(refusal, undefined, ordered[i]!);
-      else sources.push(ordered[i]!);
-    }
-    const dests = ordered.filter((h) => h.incoming < cluster.settings.limits.migrationsPerDestinationHost).slice(0, DEST_HOSTS);
-    const best = bestMove(cluster, plan, sources, dests, rule.gainOverCost);
-    if (!best) {
-      plan.notes.push(`nothing to do: imbalance ${score.toFixed(3)} above target ${rule.targetImbalance} but no allowed move lowers it`);
-      return;
-    }
-    if (best.net <= 0) {
+    if (best.net < needed) {
       plan.skip(
         {
           reason: 'GAIN_BELOW_COST',
-          detail: `best move ${best.vm.name} to ${best.dest.name} gains ${best.gain.toFixed(4)}, below ${rule.gainOverCost} × cost ${best.costScore.toFixed(4)} (threshold ${level})`,
+          detail: `best move ${best.vm.name} to ${best.dest.name} is worth ${best.value.toFixed(4)} (spread ${best.spread.toFixed(4)}, risk ${best.risk.toFixed(4)}) − cost ${best.costScore.toFixed(4)}, below threshold ${level}'s ${needed}`,
         },
         best.vm,
       );
-      plan.notes.push(`stopped: imbalance ${score.toFixed(3)}; the best remaining move does not pay for its migration at threshold ${level}`);
+      plan.notes.push(
+        score <= target
+          ? `nothing to do: imbalance ${score.toFixed(3)} below threshold ${level}'s target ${target}; the best move is worth less than the level asks (${needed})`
+          : `stopped: imbalance ${score.toFixed(3)} (threshold ${level}'s target ${target}); the best remaining move is worth less than the level asks (${needed})`,
+      );
       return;
     }
     const source = cluster.hostOf(best.vm);
-    plan.move(
-      best.vm,
-      best.dest,
-      `balance, ${source.name} is among the most loaded (CPU ${pct(cpuShare(source))}, mem ${pct(memShare(source))})`,
-      `; kept as gain > ${rule.gainOverCost} × cost at threshold ${level}`,
-    );
+    plan.move(best.vm, best.dest, why(source), `; worth ${best.value.toFixed(4)} (spread ${best.spread.toFixed(4)}, risk ${best.risk.toFixed(4)}) − cost ${best.costScore.toFixed(4)} ≥ ${needed} at threshold ${level}`, best.value);
   }
 }

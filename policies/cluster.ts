@@ -5,7 +5,7 @@
  * sees its own earlier moves, and the per-host and per-round limits count them.
  */
 import type { HostState, Move, Snapshot, VmState } from '../src/model/index.ts';
-import { vmDemand } from './demand.ts';
+import { vmDemand, type Demand } from './demand.ts';
 import type { PolicySettings, ResourceWeights } from './settings.ts';
 
 export const RESOURCES = ['cpu', 'mem', 'disk', 'net'] as const;
@@ -23,6 +23,8 @@ export interface HostLoad {
   memBytes: number;
   /** Predicted CPU demand in cores (VMs plus the host's own overhead). */
   cpu: number;
+  /** Variance of the host's next CPU sample around `cpu` (its VMs' forecast variances summed), cores². */
+  cpuVar: number;
   /** Committed memory: max(measured use, sum of its VMs' configured size), plus incoming in-flight VMs. */
   mem: number;
   disk: number;
@@ -41,6 +43,8 @@ export interface VmLoad {
   host: number;
   /** Predicted CPU demand in cores. */
   cpu: number;
+  /** Variance of its next CPU sample around `cpu`, cores². */
+  cpuVar: number;
   /** Configured memory size: what the destination must have free, and what a migration copies. */
   mem: number;
   disk: number;
@@ -83,7 +87,7 @@ export class Cluster {
    * `demandByVm`: predicted demand already computed for this snapshot's windows (planRound computes it
    * once for all its policies); missing VMs are estimated here.
    */
-  constructor(readonly snapshot: Snapshot, readonly settings: PolicySettings, weights: ResourceWeights = settings.weights, demandByVm?: ReadonlyMap<string, number>) {
+  constructor(readonly snapshot: Snapshot, readonly settings: PolicySettings, weights: ResourceWeights = settings.weights, demandByVm?: ReadonlyMap<string, Demand>) {
     this.nowMs = snapshot.nowMs;
     this.weightList = RESOURCES.map((r) => Math.max(0, weights[r]));
     this.weightTotal = this.weightList.reduce((a, b) => a + b, 0);
@@ -101,6 +105,7 @@ export class Cluster {
         cpuLimitCores: host.cpuCores * settings.cpuOvercommit,
         memBytes: host.memBytes,
         cpu: 0,
+        cpuVar: 0,
         mem: 0,
         disk: 0,
         net: 0,
@@ -114,12 +119,14 @@ export class Cluster {
     for (const vm of snapshot.vms) {
       const index = this.vms.length;
       const host = this.hostByName.get(vm.host) ?? -1;
+      const demand = demandByVm?.get(vm.name) ?? vmDemand(vm, settings.demand);
       const load: VmLoad = {
         index,
         name: vm.name,
         state: vm,
         host,
-        cpu: demandByVm?.get(vm.name) ?? vmDemand(vm, settings.demand),
+        cpu: demand.cores,
+        cpuVar: demand.variance,
         mem: vm.memBytes,
         disk: vm.diskBytesPerSec ?? 0,
         net: vm.netBytesPerSec ?? 0,
@@ -140,6 +147,7 @@ export class Cluster {
         vmLatestByHost[host] += vm.cpuUsedWindowCores.length > 0 ? vm.cpuUsedWindowCores[vm.cpuUsedWindowCores.length - 1]! : 0;
         h.vms.push(index);
         h.cpu += load.cpu;
+        h.cpuVar += load.cpuVar;
         h.mem += load.mem;
         h.disk += load.disk;
         h.net += load.net;
@@ -186,6 +194,7 @@ export class Cluster {
       if (to !== undefined && to !== vm.host) {
         const h = this.hosts[to]!;
         h.cpu += vm.cpu;
+        h.cpuVar += vm.cpuVar;
         h.mem += vm.mem;
       }
     }
@@ -265,9 +274,46 @@ export class Cluster {
 
   /** The imbalance score the cluster would have after moving `vm` to `dest` (nothing changes). */
   imbalanceAfter(vm: VmLoad, dest: HostLoad): number {
+    const { s1, s2 } = this.sumsAfter(vm, dest);
+    return this.scoreFrom(s1, s2, this.scored);
+  }
+
+  /**
+   * The spread: Σ_r w_r · Σ_hosts (use_r − mean use_r)² / Σ_r w_r, over the scored hosts (n × the weighted
+   * variance). Unlike the imbalance score it does not shrink with the number of hosts, so a move's
+   * effect on it (one host less loaded, one more) reads the same in a cluster of 7 hosts or 700.
+   */
+  spread(): number {
+    return this.spreadFrom(this.sum1, this.sum2, this.scored);
+  }
+
+  /** The spread after moving `vm` to `dest` (nothing changes). */
+  spreadAfter(vm: VmLoad, dest: HostLoad): number {
+    const { s1, s2 } = this.sumsAfter(vm, dest);
+    return this.spreadFrom(s1, s2, this.scored);
+  }
+
+  private spreadFrom(sum1: readonly number[], sum2: readonly number[], n: number): number {
+    if (n === 0 || this.weightTotal === 0) return 0;
+    let total = 0;
+    for (let r = 0; r < 4; r++) {
+      const w = this.weightList[r]!;
+      if (w > 0) total += w * Math.max(0, sum2[r]! - (sum1[r]! * sum1[r]!) / n);
+    }
+    return total / this.weightTotal;
+  }
+
+  /** Scratch sums for sumsAfter (read before the next call): tens of thousands of candidates a plan. */
+  private readonly s1 = [0, 0, 0, 0];
+  private readonly s2 = [0, 0, 0, 0];
+
+  private sumsAfter(vm: VmLoad, dest: HostLoad): { s1: number[]; s2: number[] } {
     const source = this.hosts[vm.host]!;
-    const s1 = this.sum1.slice();
-    const s2 = this.sum2.slice();
+    const { s1, s2 } = this;
+    for (let r = 0; r < 4; r++) {
+      s1[r] = this.sum1[r]!;
+      s2[r] = this.sum2[r]!;
+    }
     for (let r = 0; r < 4; r++) {
       if (this.weightList[r] === 0) continue;
       const delta = r === 0 ? vm.cpu : r === 1 ? vm.mem : r === 2 ? vm.disk : vm.net;
@@ -284,7 +330,7 @@ export class Cluster {
         s2[r]! += after * after - before * before;
       }
     }
-    return this.scoreFrom(s1, s2, this.scored);
+    return { s1, s2 };
   }
 
   private normalise(h: HostLoad, r: number, amount: number): number {
@@ -306,10 +352,12 @@ export class Cluster {
     if (source.usable) this.addToScore(source, -1);
     if (dest.usable) this.addToScore(dest, -1);
     source.cpu -= vm.cpu;
+    source.cpuVar -= vm.cpuVar;
     source.mem -= vm.mem;
     source.disk -= vm.disk;
     source.net -= vm.net;
     dest.cpu += vm.cpu;
+    dest.cpuVar += vm.cpuVar;
     dest.mem += vm.mem;
     dest.disk += vm.disk;
     dest.net += vm.net;

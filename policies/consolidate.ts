@@ -10,13 +10,14 @@
  * and the rest follow in the next rounds.
  */
 import type { Plan, Snapshot } from '../src/model/index.ts';
+import type { Demand } from './demand.ts';
 import { Cluster, type HostLoad, type VmLoad } from './cluster.ts';
 import { sourceRefusal, vmRefusal, type Refusal } from './constraints.ts';
 import { byKeyThenName, describeRefusals, findDestination, reposition } from './placement.ts';
 import { cpuShare, pct, PlanBuilder } from './plan-builder.ts';
 import type { PolicySettings } from './settings.ts';
 
-export function consolidate(snapshot: Snapshot, settings: PolicySettings, budget = settings.limits.movesPerRound, demandByVm?: ReadonlyMap<string, number>): Plan {
+export function consolidate(snapshot: Snapshot, settings: PolicySettings, budget = settings.limits.movesPerRound, demandByVm?: ReadonlyMap<string, Demand>): Plan {
   const cluster = new Cluster(snapshot, settings, settings.weights, demandByVm);
   const plan = new PlanBuilder('consolidate', cluster, budget);
   const { headroom, spareHosts } = settings.consolidate;

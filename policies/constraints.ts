@@ -60,6 +60,11 @@ export interface DestOptions {
   ignorePingPong?: boolean;
   /** Trial placements (can this host be emptied at all?) look past the per-host migration limits. */
   ignoreLimits?: boolean;
+  /**
+   * A host already above its CPU limit may take more (the judgement's triage, objective.ts): a move
+   * never pushes a host over its limit, but one that is over anyway may keep another under it.
+   */
+  allowTriage?: boolean;
 }
 
 /** One destination filter: a name for `checkMove`, whether it is a hard rule, and the check. */
@@ -125,8 +130,8 @@ export const DEST_FILTERS: readonly DestFilter[] = [
   {
     name: 'CPU capacity',
     hard: true,
-    check: (_c, vm, dest) =>
-      dest.cpu + vm.cpu > dest.cpuLimitCores
+    check: (_c, vm, dest, options) =>
+      dest.cpu + vm.cpu > dest.cpuLimitCores && !(options.allowTriage && dest.cpu > dest.cpuLimitCores)
         ? { reason: 'DEST_CPU_FULL', detail: `${dest.name} would need ${(dest.cpu + vm.cpu).toFixed(2)} of ${dest.cpuLimitCores.toFixed(2)} cores` }
         : null,
   },

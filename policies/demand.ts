@@ -1,71 +1,67 @@
 /**
- * Demand estimate of one window of CPU use (oldest first, in cores): what the decision uses
- * instead of the last sample, so one spike does not move a VM and a steady climb is seen early.
+ * Demand forecast of one window of CPU use (oldest first, in cores): what a decision uses instead of
+ * the last sample. A move pays off only if the demand it moves is still there after the move (for the
+ * cooldown at least), so the forecast asks how much of the latest deviation from the usual level will
+ * last, and the spread says how far the next sample may stray from it.
  *
- *   s_0 = x_0,  s_i = α·x_i + (1 − α)·s_{i−1}            exponential smoothing
- *   level = quantile_p(s)                                  percentile of the smoothed window
- *   slope = linearRegression((i, s_i)).m                   cores per sample (simple-statistics)
- *   steps = min(horizonMs / sampleIntervalMs, window length)
- *   predicted = max(0, level + max(0, slope) · steps)
- *
- * A trend is not carried further ahead than the window it was measured on: 15 samples taken every
- * 2 s say nothing about the next 10 minutes (the demo's collectors), while 30 one-minute samples
- * do say something about the next 10 (the defaults, unchanged by this bound). Only a rising trend is added: a falling one is not trusted to continue (a cautious balancer
- * would rather keep headroom than plan for load that may come back).
+ * An AR(1) forecast toward the window's mean (Box & Jenkins; the mean-reverting model of short-term
+ * load in, e.g., Dinda & O'Hallaron, "Host load prediction using linear models", Cluster Computing 2000):
+ *   x = the last n = min(window length, maxWindowSamples) entries,  μ = mean(x)
+ *   ρ = lag-1 autocorrelation of x, clamped to [0, 1]
+ *   H = max(1, round(horizonMs / sampleIntervalMs))                  steps ahead that matter
+ *   cores    = μ + a · (x_last − μ),   a = (1/H) · Σ_{k=1..H} ρ^k     mean forecast over the next H steps
+ *   variance = var(x) · (1 − ρ²)                                      one-step forecast error (AR(1) innovation)
+ * A noisy VM (ρ ≈ 0) is judged by its mean, a VM whose load holds (ρ ≈ 1) by its latest sample; a spike
+ * of a noisy VM moves nothing. On the shared traces this beats the latest sample, any fixed mean and a
+ * percentile with a trend at predicting the next 5 to 60 minutes (bench/README.md, "demand").
  */
-import { linearRegression, quantileSorted } from 'simple-statistics';
 import type { DemandSettings } from './settings.ts';
 
-/**
- * Scratch buffers, reused across calls (30,000 VMs a round: allocation dominated the time).
- * Invisible to callers: the function stays pure.
- */
-const smoothedScratch: number[] = [];
-const sortedScratch: number[] = [];
-const pointsByLength = new Map<number, number[][]>();
+export interface Demand {
+  /** Expected CPU use over the horizon, in cores. */
+  cores: number;
+  /** Variance of the next sample around the forecast, in cores². */
+  variance: number;
+}
 
-export function predictDemand(window: readonly number[], settings: DemandSettings): number {
+export function forecastDemand(window: readonly number[], settings: DemandSettings): Demand {
   const length = Math.min(window.length, settings.maxWindowSamples);
-  if (length === 0) return 0;
+  if (length === 0) return { cores: 0, variance: 0 };
   const start = window.length - length;
-  if (length === 1) return Math.max(0, window[start]!);
-  const alpha = settings.smoothingAlpha;
-  const smoothed = smoothedScratch;
-  const sorted = sortedScratch;
-  smoothed.length = length;
-  sorted.length = length;
-  let value = window[start]!;
-  for (let i = 0; i < length; i++) {
-    if (i > 0) value = alpha * window[start + i]! + (1 - alpha) * value;
-    smoothed[i] = value;
-    // Insertion sort: windows are short (tens of samples), and this avoids a comparator call per step.
-    let j = i - 1;
-    while (j >= 0 && sorted[j]! > value) {
-      sorted[j + 1] = sorted[j]!;
-      j--;
-    }
-    sorted[j + 1] = value;
+  const last = Math.max(0, window[window.length - 1]!);
+  if (length < 3) return { cores: last, variance: 0 };
+  let mean = 0;
+  for (let i = start; i < window.length; i++) mean += window[i]!;
+  mean /= length;
+  let sumSq = 0;
+  let lagged = 0;
+  for (let i = start; i < window.length; i++) {
+    const d = window[i]! - mean;
+    sumSq += d * d;
+    if (i > start) lagged += d * (window[i - 1]! - mean);
   }
-  const level = quantileSorted(sorted, settings.percentile);
-  let trend = 0;
-  if (length >= 3) {
-    let points = pointsByLength.get(length);
-    if (!points) {
-      points = Array.from({ length }, (_, x) => [x, 0]);
-      pointsByLength.set(length, points);
-    }
-    for (let i = 0; i < length; i++) points[i]![1] = smoothed[i]!;
-    const slope = linearRegression(points).m;
-    if (Number.isFinite(slope) && slope > 0) trend = slope * Math.min(settings.horizonMs / settings.sampleIntervalMs, length);
+  const rho = sumSq > 1e-12 ? Math.min(1, Math.max(0, lagged / sumSq)) : 0;
+  const steps = Math.max(1, Math.round(settings.horizonMs / settings.sampleIntervalMs));
+  let weight = 0;
+  let power = 1;
+  for (let k = 1; k <= steps; k++) {
+    power *= rho;
+    weight += power;
   }
-  return Math.max(0, level + trend);
+  weight /= steps;
+  return { cores: Math.max(0, mean + weight * (window[window.length - 1]! - mean)), variance: (sumSq / length) * (1 - rho * rho) };
+}
+
+/** The forecast's expected cores alone. */
+export function predictDemand(window: readonly number[], settings: DemandSettings): number {
+  return forecastDemand(window, settings).cores;
 }
 
 /**
- * A VM's CPU demand estimate: `predictDemand` of its window, never more than its vCPUs (a guest
- * cannot use more cores than it has, whatever its trend says).
+ * A VM's CPU demand forecast, never more than its vCPUs (a guest cannot use more cores than it has);
+ * its spread is capped alike.
  */
-export function vmDemand(vm: { cpuUsedWindowCores: readonly number[]; vcpus: number }, settings: DemandSettings): number {
-  const predicted = predictDemand(vm.cpuUsedWindowCores, settings);
-  return vm.vcpus > 0 ? Math.min(predicted, vm.vcpus) : predicted;
+export function vmDemand(vm: { cpuUsedWindowCores: readonly number[]; vcpus: number }, settings: DemandSettings): Demand {
+  const demand = forecastDemand(vm.cpuUsedWindowCores, settings);
+  return vm.vcpus > 0 ? { cores: Math.min(demand.cores, vm.vcpus), variance: Math.min(demand.variance, vm.vcpus * vm.vcpus) } : demand;
 }

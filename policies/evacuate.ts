@@ -6,13 +6,14 @@
  * and the per-host and per-round limits (a host with many VMs is emptied over several rounds).
  */
 import type { Plan, Snapshot } from '../src/model/index.ts';
+import type { Demand } from './demand.ts';
 import { Cluster, type HostLoad, type VmLoad } from './cluster.ts';
 import { sourceRefusal, vmRefusal } from './constraints.ts';
 import { byKeyThenName, describeRefusals, findDestination } from './placement.ts';
 import { cpuShare, memShare, pct, PlanBuilder } from './plan-builder.ts';
 import type { PolicySettings } from './settings.ts';
 
-export function evacuate(snapshot: Snapshot, settings: PolicySettings, budget = settings.limits.movesPerRound, demandByVm?: ReadonlyMap<string, number>): Plan {
+export function evacuate(snapshot: Snapshot, settings: PolicySettings, budget = settings.limits.movesPerRound, demandByVm?: ReadonlyMap<string, Demand>): Plan {
   const cluster = new Cluster(snapshot, settings, settings.weights, demandByVm);
   const plan = new PlanBuilder('evacuate', cluster, budget);
   const high = settings.overload.highWatermark;

@@ -14,7 +14,7 @@ export { planRound, type RoundPlan } from './round.ts';
 export { checkMove, type MoveCheck, type Violation } from './check.ts';
 export { POLICIES, POLICY_NAMES, isPolicyName, type PolicyName, type PolicyEntry, type PolicyFunction } from './registry.ts';
 export { DEFAULT_SETTINGS, withSettings, type PolicySettings, type ResourceWeights, type ThresholdLevel, type SettingsOverrides } from './settings.ts';
-export { predictDemand, vmDemand } from './demand.ts';
+export { forecastDemand, predictDemand, vmDemand, type Demand } from './demand.ts';
 export { migrationCost } from './cost.ts';
 export { applyMovesToSnapshot } from './cluster.ts';
 

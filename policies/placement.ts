@@ -47,6 +47,16 @@ export function byKeyThenName<T extends { name: string }>(key: (item: T) => numb
 }
 
 /**
+ * `items` sorted by key, then name, with each key computed once (a key may be costly: a host's
+ * overload risk; byKeyThenName would compute it twice per comparison).
+ */
+export function sortedByKey<T extends { name: string }>(items: readonly T[], key: (item: T) => number): T[] {
+  const keyed = items.map((item) => ({ item, key: key(item) }));
+  keyed.sort((a, b) => a.key - b.key || (a.item.name < b.item.name ? -1 : a.item.name > b.item.name ? 1 : 0));
+  return keyed.map((entry) => entry.item);
+}
+
+/**
  * Keeps `order` sorted after `host`'s key changed (one host per move): remove it, binary-insert it.
  * O(hosts) instead of re-sorting all hosts after every move.
  */

@@ -43,8 +43,11 @@ export class PlanBuilder {
     return migrationCost(vm.mem, vm.state.memDirtyBytesPerSec, cpuShare(source), cpuShare(dest), this.cluster.settings.cost);
   }
 
-  /** Applies the move to the working state and records it; `why` is the reason's first clause. */
-  move(vm: VmLoad, dest: HostLoad, why: string, extra = ''): Move {
+  /**
+   * Applies the move to the working state and records it; `why` is the reason's first clause. The
+   * move's gain is the drop of the imbalance score, or `value` (objective.ts) for policies that weigh moves.
+   */
+  move(vm: VmLoad, dest: HostLoad, why: string, extra = '', value?: number): Move {
     const cluster = this.cluster;
     const source = cluster.hostOf(vm);
     const cost = this.cost(vm, dest);
@@ -56,7 +59,7 @@ export class PlanBuilder {
     const reason =
       `${why}: ${vm.name} (${vm.cpu.toFixed(2)} cores, ${gib(vm.mem)}) to ${dest.name}, ${pct(destBefore)} → ${pct(cpuShare(dest))}` +
       ` (${source.name} ${pct(sourceBefore)} → ${pct(cpuShare(source))}); imbalance ${before.toFixed(3)} → ${(before - gain).toFixed(3)}, gain ${gain.toFixed(4)}, cost ${cost.score.toFixed(4)} (${(cost.durationMs / 1000).toFixed(1)}s to copy ${gib(cost.bytes)})${extra}`;
-    const move: Move = { vm: vm.name, from: source.name, to: dest.name, policy: this.policy, reason, gain, cost };
+    const move: Move = { vm: vm.name, from: source.name, to: dest.name, policy: this.policy, reason, gain: value ?? gain, cost };
     this.moves.push(move);
     return move;
   }
@@ -81,6 +84,15 @@ export function cpuShare(h: HostLoad): number {
 
 export function memShare(h: HostLoad): number {
   return h.memBytes > 0 ? h.mem / h.memBytes : 0;
+}
+
+/**
+ * A host's use as the policies judge it, in words: predicted CPU, and memory committed to VMs (their
+ * configured sizes) with the memory measured in use beside it, so no view shows one as the other.
+ */
+export function describeUse(h: HostLoad): string {
+  const used = h.memBytes > 0 ? h.state.memUsedBytes / h.memBytes : 0;
+  return `CPU ${pct(cpuShare(h))}, memory ${pct(memShare(h))} committed (${pct(used)} used)`;
 }
 
 /** 0.923 -> "92%" */

@@ -3,6 +3,7 @@
  * settings.ts). The monitor, `lbm plan` and `lbvm simulate` look policies up here.
  */
 import type { Plan, Snapshot } from '../src/model/index.ts';
+import type { Demand } from './demand.ts';
 import { balance } from './balance.ts';
 import { consolidate } from './consolidate.ts';
 import { evacuate } from './evacuate.ts';
@@ -10,7 +11,7 @@ import { overload } from './overload.ts';
 import { DEFAULT_SETTINGS, type PolicySettings } from './settings.ts';
 
 /** `budget`: moves left in the round; `demandByVm`: predicted demand already computed for this snapshot. */
-export type PolicyFunction = (snapshot: Snapshot, settings: PolicySettings, budget?: number, demandByVm?: ReadonlyMap<string, number>) => Plan;
+export type PolicyFunction = (snapshot: Snapshot, settings: PolicySettings, budget?: number, demandByVm?: ReadonlyMap<string, Demand>) => Plan;
 
 export interface PolicyEntry {
   name: PolicyName;
@@ -27,8 +28,18 @@ const shared = { cpuOvercommit: DEFAULT_SETTINGS.cpuOvercommit, limits: DEFAULT_
 
 export const POLICIES: Record<PolicyName, PolicyEntry> = {
   evacuate: { name: 'evacuate', run: evacuate, summary: 'empty hosts in maintenance, largest VMs first', defaults: { ...shared, overload: DEFAULT_SETTINGS.overload } },
-  overload: { name: 'overload', run: overload, summary: 'relieve hosts above the high watermark with the least memory to copy', defaults: { ...shared, overload: DEFAULT_SETTINGS.overload } },
-  balance: { name: 'balance', run: balance, summary: 'lower the imbalance score move by move while gain beats cost (threshold 1..5)', defaults: { ...shared, weights: DEFAULT_SETTINGS.weights, balance: DEFAULT_SETTINGS.balance, softRulePenalty: DEFAULT_SETTINGS.softRulePenalty } },
+  overload: {
+    name: 'overload',
+    run: overload,
+    summary: 'relieve hosts above the high watermark with the moves worth most (spread, overload risk and watermark relief, less the copy)',
+    defaults: { ...shared, weights: DEFAULT_SETTINGS.weights, risk: DEFAULT_SETTINGS.risk, balance: DEFAULT_SETTINGS.balance, overload: DEFAULT_SETTINGS.overload },
+  },
+  balance: {
+    name: 'balance',
+    run: balance,
+    summary: 'take the moves worth most (spread and overload risk taken off, less the copy) while each beats the threshold level (1..5)',
+    defaults: { ...shared, weights: DEFAULT_SETTINGS.weights, risk: DEFAULT_SETTINGS.risk, balance: DEFAULT_SETTINGS.balance, softRulePenalty: DEFAULT_SETTINGS.softRulePenalty },
+  },
   consolidate: { name: 'consolidate', run: consolidate, summary: 'pack VMs onto fewer hosts and name hosts to power down', defaults: { ...shared, consolidate: DEFAULT_SETTINGS.consolidate } },
 };
 

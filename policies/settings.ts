@@ -14,16 +14,23 @@ export interface ResourceWeights {
 export type ThresholdLevel = 1 | 2 | 3 | 4 | 5;
 
 export interface DemandSettings {
-  /** Percentile (0..1) of the smoothed window taken as the VM's demand level. */
-  percentile: number;
-  /** How far ahead the linear trend of the window is projected. */
+  /** How far ahead a forecast looks: the mean over the next horizonMs / sampleIntervalMs steps. */
   horizonMs: number;
   /** Time between two window entries, to turn `horizonMs` into steps. */
   sampleIntervalMs: number;
-  /** Exponential smoothing factor (0..1, 1 = no smoothing) applied to the window before the percentile and trend. */
-  smoothingAlpha: number;
   /** Only the last this many window entries are used (older ones are ignored). */
   maxWindowSamples: number;
+}
+
+/**
+ * What the judgement weighs besides the spread of host use (policies/objective.ts): the chance that a
+ * host's next sample is above its CPU capacity.
+ */
+export interface RiskSettings {
+  /** Score units one expected overloaded host is worth (the spread's units: Σ over hosts of (use − mean)²). */
+  weight: number;
+  /** Least spread assumed for a host's next sample, as a share of its cores (a host of steady VMs is not certain). */
+  spreadFloor: number;
 }
 
 export interface CostSettings {
@@ -33,7 +40,7 @@ export interface CostSettings {
   maxPrecopyRounds: number;
   /** How much busy hosts slow a migration: duration × (1 + this × mean CPU use of source and destination). */
   loadSlowdown: number;
-  /** Score units one second of migration costs (gain is in imbalance units). */
+  /** Score units one second of migration costs (a move's value is in the spread's units, see objective.ts). */
   scorePerSecond: number;
 }
 
@@ -55,6 +62,7 @@ export interface PolicySettings {
   diskCapacityBytesPerSec: number;
   netCapacityBytesPerSec: number;
   demand: DemandSettings;
+  risk: RiskSettings;
   cost: CostSettings;
   limits: LimitSettings;
   /** Score units a move pays per soft rule it breaks (and earns per soft rule it repairs). */
@@ -75,10 +83,11 @@ export interface PolicySettings {
 
 export const DEFAULT_SETTINGS: PolicySettings = {
   cpuOvercommit: 1,
-  weights: { cpu: 1, mem: 1, disk: 0, net: 0 },
+  weights: { cpu: 1, mem: 0, disk: 0, net: 0 },
   diskCapacityBytesPerSec: 1e9,
   netCapacityBytesPerSec: 1.25e9,
-  demand: { percentile: 0.5, horizonMs: 10 * 60_000, sampleIntervalMs: 60_000, smoothingAlpha: 0.5, maxWindowSamples: 60 },
+  demand: { horizonMs: 15 * 60_000, sampleIntervalMs: 60_000, maxWindowSamples: 120 },
+  risk: { weight: 1, spreadFloor: 0.05 },
   cost: { bandwidthBytesPerSec: 1024 ** 3, maxPrecopyRounds: 30, loadSlowdown: 1, scorePerSecond: 0.001 },
   limits: {
     movesPerRound: 10,

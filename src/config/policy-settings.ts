@@ -15,8 +15,6 @@ export function policySettingsFromConfig(config: LbvmConfig): PolicySettings {
     cpuOvercommit: p.cpuOvercommit,
     weights: { ...p.balance.weights },
     demand: {
-      ...DEFAULT_SETTINGS.demand,
-      percentile: p.demand.percentile,
       horizonMs: p.demand.horizon,
       sampleIntervalMs,
       maxWindowSamples: Math.max(1, Math.ceil(config.monitor.window / sampleIntervalMs)),

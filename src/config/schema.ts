@@ -158,8 +158,8 @@ export const configSchema = z
         mode: z.enum(['enforce', 'report']).default('enforce'),
         /** Policies run in this order each round. */
         policies: z.array(z.enum(POLICY_NAMES)).default(['evacuate', 'overload', 'balance']),
-        /** How much history the snapshot smooths demand over. */
-        window: duration('30m'),
+        /** How much history the demand forecast reads (policies/demand.ts); 2h measured best on the shared traces. */
+        window: duration('2h'),
         /** A host whose last sample is older than this many intervals is unknown. */
         staleAfterIntervals: positiveInt(3),
         /** Above this share of unknown hosts, the monitor moves nothing. */
@@ -197,7 +197,11 @@ export const configSchema = z
             weights: z
               .object({
                 cpu: z.number().min(0, 'expected a number >= 0').default(1),
-                mem: z.number().min(0, 'expected a number >= 0').default(1),
+                /**
+                 * 0 by default: memory committed to VMs is a limit (never overfilled) and a watermark
+                 * (overload relieves hosts above high), not a load to spread; a positive weight spreads it too.
+                 */
+                mem: z.number().min(0, 'expected a number >= 0').default(0),
                 disk: z.number().min(0, 'expected a number >= 0').default(0),
                 net: z.number().min(0, 'expected a number >= 0').default(0),
               })
@@ -221,12 +225,11 @@ export const configSchema = z
           })
           .strict()
           .default({}),
-        /** Demand estimate: percentile of the smoothed window, plus a rising linear trend over `horizon`. */
+        /** Demand forecast (policies/demand.ts): the window's mean, pulled toward the latest sample as far as the VM's load holds. */
         demand: z
           .object({
-            /** 0.5 (the median) measured best on the shared traces (bench/quality): higher percentiles chase spikes. */
-            percentile: share(0.5),
-            horizon: duration('10m'),
+            /** How far ahead a forecast looks (its mean over the next `horizon`); about the time a move must pay off in. */
+            horizon: duration('15m'),
           })
           .strict()
           .default({}),

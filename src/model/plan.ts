@@ -5,6 +5,7 @@ export type SkipReason =
   | 'DEST_CPU_FULL'
   | 'DEST_MEM_FULL'
   | 'DEST_OVER_LOW_WATERMARK'
+  | 'DEST_OVER_HIGH_WATERMARK'
   | 'DEST_STALE'
   | 'DEST_DOWN'
   | 'DEST_MAINTENANCE'
@@ -46,7 +47,11 @@ export interface Move {
   policy: string;
   /** A sentence an operator understands: "n3 CPU 92% > high 80%: vm-17 (1.2 cores, 2 GiB) to n5, 41% → 53%". */
   reason: string;
-  /** Improvement of the cluster score this move brings (score units, higher is better). */
+  /**
+   * What the move is worth in score units, higher is better: for balance and overload the objective's
+   * value (spread and overload risk taken off, policies/objective.ts), for the others the drop of the
+   * imbalance score.
+   */
   gain: number;
   cost: MoveCost;
   mode?: 'live' | 'checkpoint';

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { balance, checkMove, consolidate, evacuate, imbalance, overload, planRound, POLICIES, predictDemand, withSettings, applyMovesToSnapshot, DEFAULT_SETTINGS } from '../../policies/index.ts';
+import { balance, checkMove, consolidate, evacuate, forecastDemand, imbalance, overload, planRound, POLICIES, vmDemand, withSettings, applyMovesToSnapshot, DEFAULT_SETTINGS } from '../../policies/index.ts';
 import type { Plan, Snapshot } from '../../src/model/index.ts';
 import { GiB, host, NOW, snapshot, vm } from '../helpers/snapshot.ts';
 
@@ -136,19 +136,28 @@ describe('policies: explanations', () => {
     assert.ok(plan.scoreAfter < plan.scoreBefore);
   });
 
-  it('overload picks the cheapest set: the VM with the least memory that brings the host under', () => {
+  it('overload weighs relief against the copy: of two VMs that relieve a host alike, the smaller copy goes', () => {
     const hosts = [host('h0'), host('h1'), host('h2')];
-    // h0 needs 0.6 core off. big covers it with 16 GiB, small1 + small2 cover it with 2 GiB in all.
-    const vms = [vm('big', 'h0', 3, { memBytes: 16 * GiB }), vm('small1', 'h0', 0.4, { memBytes: GiB }), vm('small2', 'h0', 0.4, { memBytes: GiB }), vm('rest', 'h0', 3.2, { memBytes: 8 * GiB })];
-    const plan = overload(snapshot(hosts, vms), loose);
-    assert.deepEqual(plan.moves.map((m) => m.vm).sort(), ['small1', 'small2']);
-    for (const m of plan.moves) assert.ok(/to h[12], \d+% → (\d+)%/.exec(m.reason) && Number(/→ (\d+)%/.exec(m.reason)![1]) <= 60, m.reason);
+    // h0 at 95%: twins of 2 cores, one with 48 GiB to copy (slow), one with 1 GiB.
+    const vms = [vm('heavy', 'h0', 2, { memBytes: 48 * GiB }), vm('light', 'h0', 2, { memBytes: GiB }), vm('rest', 'h0', 3.6, { memBytes: 4 * GiB })];
+    const plan = overload(snapshot(hosts, vms, { rules: { groups: [], pins: [], ignoredVms: ['rest'] } }), withSettings({ limits: { migrationsPerSourceHost: 1 } }));
+    assert.deepEqual(plan.moves.map((m) => m.vm), ['light']);
+    assert.match(plan.moves[0]!.reason, /^h0 CPU 95% > high 80%: light .* to h[12], 0% → 25% .*worth [\d.]+ \(spread [\d.]+, risk [\d.]+\) − cost [\d.]+ ≥ [\d.]+ at threshold 3/);
+    // Every destination stays at or under the high watermark.
+    for (const m of plan.moves) assert.ok(Number(/→ (\d+)%/.exec(m.reason)![1]) <= 80, m.reason);
+  });
+
+  it('threshold 1 moves only what rules require: hot hosts are reported, not relieved', () => {
+    const plan = overload(hotCluster(), withSettings({ balance: { threshold: 1 } }));
+    assert.deepEqual(plan.moves, []);
+    assert.match(plan.notes.join('\n'), /threshold 1 moves only what rules require: 1 host\(s\) above high 80% left as they are: h0 \(CPU 88%/);
+    assert.deepEqual(balance(hotCluster(), withSettings({ balance: { threshold: 1 } })).moves, []);
   });
 
   it('says why nothing happened', () => {
     const calm = snapshot([host('h0'), host('h1')], [vm('a', 'h0', 1), vm('b', 'h1', 1)]);
-    assert.match(balance(calm, DEFAULT_SETTINGS).notes.join('\n'), /nothing to do: imbalance 0\.\d+ below threshold 3's target/);
-    assert.match(overload(calm, DEFAULT_SETTINGS).notes.join('\n'), /nothing to do: hottest host h\d is at CPU 13%, mem \d+%, not above high 80%/);
+    assert.match(balance(calm, DEFAULT_SETTINGS).notes.join('\n'), /nothing to do: imbalance 0\.\d+ below threshold 3's target 0\.1/);
+    assert.match(overload(calm, DEFAULT_SETTINGS).notes.join('\n'), /nothing to do: hottest host h\d \(CPU 13%, memory 3% committed \(0% used\)\) is not above high 80%/);
     assert.match(evacuate(calm, DEFAULT_SETTINGS).notes.join('\n'), /no host is in maintenance/);
   });
 
@@ -221,20 +230,35 @@ describe('policies: consolidate and checkMove', () => {
   });
 });
 
-describe('demand estimate and score', () => {
-  const demand = { ...DEFAULT_SETTINGS.demand, smoothingAlpha: 1, percentile: 0.5, horizonMs: 2 * 60_000, sampleIntervalMs: 60_000 };
-  it('takes a percentile of the window and adds a rising trend over the horizon', () => {
-    assert.equal(predictDemand([1, 1, 1, 1, 1], demand), 1);
-    // 1..5 rising by 1 per sample: median 3 + 2 samples of trend.
-    assert.equal(predictDemand([1, 2, 3, 4, 5], demand), 5);
-    // A falling trend is not extrapolated.
-    assert.equal(predictDemand([5, 4, 3, 2, 1], demand), 3);
-    assert.equal(predictDemand([], demand), 0);
+describe('demand forecast and score', () => {
+  const demand = { ...DEFAULT_SETTINGS.demand, horizonMs: 60_000, sampleIntervalMs: 60_000, maxWindowSamples: 24 };
+  it('a steady VM is forecast at its level with no spread', () => {
+    assert.deepEqual(forecastDemand([1, 1, 1, 1, 1], demand), { cores: 1, variance: 0 });
+    assert.deepEqual(forecastDemand([], demand), { cores: 0, variance: 0 });
   });
 
-  it('carries a trend no further ahead than the window it was measured on', () => {
-    // 5 samples 2 s apart, a 10-minute horizon: 300 samples ahead asked, 5 given (median 3 + 5 × 1).
-    assert.equal(predictDemand([1, 2, 3, 4, 5], { ...demand, horizonMs: 600_000, sampleIntervalMs: 2000 }), 8);
+  it('a noisy VM is judged by its mean: a spike of a VM whose load does not hold moves nothing', () => {
+    // Alternating 0.2 / 0.6 (lag-1 autocorrelation negative, clamped to 0), then a spike to 2.
+    const noisy = [0.2, 0.6, 0.2, 0.6, 0.2, 0.6, 0.2, 0.6, 0.2, 0.6, 0.2, 2];
+    const forecast = forecastDemand(noisy, demand);
+    const mean = noisy.reduce((a, b) => a + b, 0) / noisy.length;
+    assert.ok(Math.abs(forecast.cores - mean) < 1e-9, `${forecast.cores} vs mean ${mean}`);
+    assert.ok(forecast.variance > 0.1, 'the spread says how far the next sample may stray');
+  });
+
+  it('a VM whose load holds is judged by its latest level, less so the further ahead the horizon', () => {
+    // 12 samples at 0.5 then 12 at 2: a step that holds (autocorrelation near 1).
+    const step = [...Array(12).fill(0.5), ...Array(12).fill(2)];
+    const next = forecastDemand(step, demand).cores;
+    const later = forecastDemand(step, { ...demand, horizonMs: 30 * 60_000 }).cores;
+    assert.ok(next > 1.8 && next <= 2, `next sample: ${next}`);
+    assert.ok(later < next && later > 1.25, `mean over 30 min: ${later}`);
+    // Only the last maxWindowSamples count: the old level is forgotten.
+    assert.equal(forecastDemand(step, { ...demand, maxWindowSamples: 12 }).cores, 2);
+  });
+
+  it('a VM is never forecast above its vCPUs', () => {
+    assert.equal(vmDemand({ cpuUsedWindowCores: [3, 3, 3, 3], vcpus: 2 }, demand).cores, 2);
   });
 
   it('imbalance is 0 for a flat cluster and grows with the spread', () => {

@@ -16,9 +16,9 @@ describe('config → policy settings and rules', () => {
     assert.equal(settings.limits.cooldownMs, 600_000);
     assert.equal(settings.overload.highWatermark, 0.9);
     assert.equal(settings.cost.bandwidthBytesPerSec, 100 * 1024 ** 2);
-    // 30 minutes of 60-second samples.
-    assert.equal(settings.demand.maxWindowSamples, 30);
-    assert.equal(settings.demand.horizonMs, 600_000);
+    // 2 hours of 60-second samples; a 15-minute horizon.
+    assert.equal(settings.demand.maxWindowSamples, 120);
+    assert.equal(settings.demand.horizonMs, 900_000);
   });
 
   it('turns rule lists into Rules, expanding ignore globs against the known VMs', () => {

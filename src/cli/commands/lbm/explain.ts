@@ -30,7 +30,8 @@ export function explainCommand(): Command {
         host: vm.host,
         vcpus: vm.vcpus,
         memBytes: vm.memBytes,
-        cpuEstimateCores: vmDemand(vm, settings.demand),
+        cpuEstimateCores: vmDemand(vm, settings.demand).cores,
+        cpuSpreadCores: Math.sqrt(vmDemand(vm, settings.demand).variance),
         rules: [
           ...rules.groups.filter((g) => g.vms.includes(name)).map((g) => ({ rule: g.name, kind: g.kind, hard: g.hard, with: g.vms.filter((v) => v !== name) })),
           ...rules.pins.filter((p) => p.vm === name).map((p) => ({ rule: p.name, kind: p.hard ? 'pin' : 'prefer', hard: p.hard, hosts: p.hosts })),
@@ -43,7 +44,7 @@ export function explainCommand(): Command {
         passedOver: plan.skipped.filter((s) => s.vm === name),
       };
       output(options, data, () => {
-        const lines = [`${name} runs on ${vm.host}: ${vm.vcpus} vCPU, ${formatBytes(vm.memBytes)}, CPU estimate ${data.cpuEstimateCores.toFixed(2)} cores`];
+        const lines = [`${name} runs on ${vm.host}: ${vm.vcpus} vCPU, ${formatBytes(vm.memBytes)}, CPU forecast ${data.cpuEstimateCores.toFixed(2)} ± ${data.cpuSpreadCores.toFixed(2)} cores`];
         if (data.ignored) lines.push('  ignored by the balancer (rules.ignore or tag lbvm.ignore): never moved');
         for (const rule of data.rules) lines.push(`  rule ${rule.rule}: ${rule.kind}${rule.hard ? '' : ' (soft)'} ${'with' in rule ? `with ${rule.with.join(', ')}` : `on ${rule.hosts.join(', ')}`}`);
         if (data.inFlight) lines.push(`  migrating now: ${data.inFlight.from} → ${data.inFlight.to} (job ${data.inFlight.jobId}, ${data.inFlight.state})`);

@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import { policySettingsFromConfig } from '../../../config/policy-settings.ts';
 import { vmDemand } from '../../../../policies/index.ts';
 import { formatBytes } from '../../../units.ts';
-import { ago, findHost, hostCpuUsed, openCluster } from '../../cluster.ts';
+import { ago, committedMemory, findHost, hostCpuUsed, openCluster } from '../../cluster.ts';
 import { withContext } from '../../context.ts';
 import { teach } from '../../help.ts';
 import { table } from '../../render.ts';
@@ -13,7 +13,8 @@ import { output, withCommon, type CommonOptions } from '../../run.ts';
 export function hostsCommand(): Command {
   const command = withCommon(new Command('hosts'));
   teach(command, {
-    summary: 'a table of hosts: capacity, measured use, VM count, status and last sample',
+    summary: 'a table of hosts: capacity, measured use, memory committed to VMs, VM count, status and last sample',
+    details: 'MEM USED is memory measured in use; COMMITTED is the configured memory of the VMs on the host, the measure the policies judge (a destination must have a VM\'s whole size free).',
     examples: ['lbm hosts', 'lbm hosts --json'],
   });
   return command.action(async (options: CommonOptions) => {
@@ -21,16 +22,18 @@ export function hostsCommand(): Command {
     const view = await withContext(options, 'hosts', (context) => openCluster(context, nowMs));
     const vmCount = new Map<string, number>();
     for (const vm of view.snapshot.vms) vmCount.set(vm.host, (vmCount.get(vm.host) ?? 0) + 1);
+    const committed = committedMemory(view.snapshot.vms);
     const rows = view.snapshot.hosts.map((h) => ({
-      host: h.name, cpuCores: h.cpuCores, cpuUsedCores: hostCpuUsed(h), memBytes: h.memBytes, memUsedBytes: h.memUsedBytes,
+      host: h.name, cpuCores: h.cpuCores, cpuUsedCores: hostCpuUsed(h), memBytes: h.memBytes, memUsedBytes: h.memUsedBytes, memCommittedBytes: committed.get(h.name) ?? 0,
       vms: vmCount.get(h.name) ?? 0, status: h.status === 'up' ? 'up' : 'unknown', maintenance: h.maintenance, lastSampleMs: h.lastSampleMs,
     }));
     output(options, { timeMs: nowMs, hosts: rows }, () =>
       table(
-        ['HOST', 'CORES', 'CPU USED', 'CPU', 'MEMORY', 'MEM USED', 'MEM', 'VMS', 'STATUS', 'LAST SAMPLE'],
+        ['HOST', 'CORES', 'CPU USED', 'CPU', 'MEMORY', 'MEM USED', '', 'COMMITTED', '', 'VMS', 'STATUS', 'LAST SAMPLE'],
         rows.map((h) => [
           h.host, String(h.cpuCores), h.cpuUsedCores.toFixed(2), `${Math.round((h.cpuCores ? h.cpuUsedCores / h.cpuCores : 0) * 100)}%`,
           formatBytes(h.memBytes), formatBytes(h.memUsedBytes), `${Math.round((h.memBytes ? h.memUsedBytes / h.memBytes : 0) * 100)}%`,
+          formatBytes(h.memCommittedBytes), `${Math.round((h.memBytes ? h.memCommittedBytes / h.memBytes : 0) * 100)}%`,
           String(h.vms), `${h.status}${h.maintenance ? ', maintenance' : ''}`, ago(h.lastSampleMs, nowMs),
         ]),
       ),
@@ -42,7 +45,7 @@ export function vmsCommand(): Command {
   const command = withCommon(new Command('vms')).option('--host <host>', 'only the VMs on this host');
   teach(command, {
     summary: 'a table of balanced VMs: host, size, smoothed use, rules, last move',
-    details: '"CPU est." is the demand estimate the policies use (smoothed, percentile and trend of the window).',
+    details: '"CPU est." is the demand forecast the policies use: the window\'s mean, pulled toward the latest sample as far as the VM\'s load has held (policies/demand.ts).',
     examples: ['lbm vms', 'lbm vms --host n3', 'lbm vms --json'],
   });
   return command.action(async (options: CommonOptions & { host?: string }) => {
@@ -55,7 +58,7 @@ export function vmsCommand(): Command {
       .map((vm) => ({
         vm: vm.name, host: vm.host, vcpus: vm.vcpus, memBytes: vm.memBytes, memUsedBytes: vm.memUsedBytes,
         cpuUsedCores: vm.cpuUsedWindowCores[vm.cpuUsedWindowCores.length - 1] ?? 0,
-        cpuEstimateCores: vmDemand(vm, settings.demand),
+        cpuEstimateCores: vmDemand(vm, settings.demand).cores,
         rules: [
           ...rules.groups.filter((g) => g.vms.includes(vm.name)).map((g) => `${g.kind}${g.hard ? '' : '(soft)'}:${g.name}`),
           ...rules.pins.filter((p) => p.vm === vm.name).map((p) => `${p.hard ? 'pin' : 'prefer'}:${p.hosts.join('|')}`),

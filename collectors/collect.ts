@@ -83,6 +83,7 @@ export async function collectRound(options: CollectOptions): Promise<RoundResult
   let vmCounters: Record<string, VmCounters> = {};
   let withoutBaseline: string[] = [];
   let vmCount: number | undefined;
+  let memCommittedBytes: number | undefined;
   let driverError: string | undefined;
   if (options.driver) {
     try {
@@ -108,6 +109,7 @@ export async function collectRound(options: CollectOptions): Promise<RoundResult
       vmCounters = converted.counters;
       withoutBaseline = converted.withoutBaseline;
       vmCount = inventory.vms.length;
+      memCommittedBytes = inventory.vms.reduce((total, vm) => total + vm.memBytes, 0);
     } catch (error) {
       driverError = `${options.driver.name} driver: ${(error as Error).message}`;
       if (options.logicalCapacity) {
@@ -119,8 +121,8 @@ export async function collectRound(options: CollectOptions): Promise<RoundResult
   }
 
   const host = options.logicalCapacity
-    ? logicalHostSample(options.node, vmSamples[0]?.timeMs ?? Date.now(), options.logicalCapacity, vmSamples, vmCount ?? 0)
-    : hostSampleFromProc(options.node, hostBefore!, hostAfter!, vmCount);
+    ? logicalHostSample(options.node, vmSamples[0]?.timeMs ?? Date.now(), options.logicalCapacity, vmSamples, vmCount ?? 0, memCommittedBytes)
+    : hostSampleFromProc(options.node, hostBefore!, hostAfter!, vmCount, memCommittedBytes);
 
   saveNodeState(options.stateFile, options.node, { proc: hostAfter, vms: vmCounters });
 

@@ -14,7 +14,7 @@ export function rate(before: number | undefined, after: number | undefined, elap
 }
 
 /** The host sample from a previous and a current /proc reading (CPU, disk and network are averages between them). */
-export function hostSampleFromProc(host: string, before: ProcReading, after: ProcReading, vmCount?: number): HostSample {
+export function hostSampleFromProc(host: string, before: ProcReading, after: ProcReading, vmCount?: number, memCommittedBytes?: number): HostSample {
   const elapsedMs = after.timeMs - before.timeMs;
   const cpu = cpuCoresBetween(before.stat, after.stat);
   const sample: HostSample = {
@@ -39,6 +39,7 @@ export function hostSampleFromProc(host: string, before: ProcReading, after: Pro
   };
   for (const [key, value] of Object.entries(optional)) if (value !== undefined) (sample as unknown as Record<string, number>)[key] = value;
   if (vmCount !== undefined) sample.vmCount = vmCount;
+  if (memCommittedBytes !== undefined) sample.memCommittedBytes = memCommittedBytes;
   return sample;
 }
 
@@ -138,6 +139,7 @@ export function logicalHostSample(
   capacity: { cpuCores: number; memBytes: number },
   guests: readonly VmSample[],
   vmCount: number,
+  memCommittedBytes?: number,
 ): HostSample {
   const sum = (field: keyof VmSample) => guests.reduce((total, guest) => total + ((guest[field] as number | undefined) ?? 0), 0);
   const has = (field: keyof VmSample) => guests.some((guest) => guest[field] !== undefined);
@@ -152,6 +154,7 @@ export function logicalHostSample(
     memUsedBytes,
     memAvailableBytes: Math.max(0, capacity.memBytes - memUsedBytes),
     vmCount,
+    memCommittedBytes: memCommittedBytes ?? sum('memBytes'),
   };
   for (const field of ['diskReadBytesPerSec', 'diskWriteBytesPerSec', 'netRxBytesPerSec', 'netTxBytesPerSec'] as const) {
     if (has(field)) sample[field] = sum(field);

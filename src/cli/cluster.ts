@@ -47,6 +47,17 @@ export function hostCpuUsed(host: HostState): number {
   return host.cpuUsedWindowCores.length ? host.cpuUsedWindowCores[host.cpuUsedWindowCores.length - 1]! : 0;
 }
 
+/**
+ * Memory committed on each host: the configured sizes of the VMs it runs. This is the memory the
+ * policies judge (a destination must have a VM's whole size free); views show it beside the memory
+ * measured in use.
+ */
+export function committedMemory(vms: readonly VmState[]): Map<string, number> {
+  const committed = new Map<string, number>();
+  for (const vm of vms) committed.set(vm.host, (committed.get(vm.host) ?? 0) + vm.memBytes);
+  return committed;
+}
+
 /** Population standard deviation of the hosts' measured CPU share: the imbalance `lbm` shows. */
 export function measuredImbalance(hosts: HostState[]): number {
   const live = hosts.filter((h) => h.status === 'up' && h.cpuCores > 0);

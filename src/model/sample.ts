@@ -26,6 +26,8 @@ export interface HostSample {
   netTxBytesPerSec?: number;
   /** How many VMs the driver's inventory listed on this host at `timeMs`. */
   vmCount?: number;
+  /** Memory committed to those VMs: the sum of their configured sizes (what the policies judge). */
+  memCommittedBytes?: number;
 }
 
 /** Running state of a guest as its hypervisor reports it. */
@@ -60,7 +62,7 @@ export type Sample = HostSample | VmSample;
 export const HOST_NUMERIC_FIELDS = [
   'timeMs', 'cpuCores', 'cpuUsedCores', 'cpuStealCores', 'memBytes', 'memUsedBytes', 'memAvailableBytes',
   'load1', 'load5', 'load15', 'diskReadBytesPerSec', 'diskWriteBytesPerSec', 'netRxBytesPerSec',
-  'netTxBytesPerSec', 'vmCount',
+  'netTxBytesPerSec', 'vmCount', 'memCommittedBytes',
 ] as const satisfies readonly (keyof HostSample)[];
 
 export const VM_NUMERIC_FIELDS = [

@@ -5,7 +5,8 @@
  *   retention policy lbvm_raw (DEFAULT, duration store.retention): raw samples and events
  *     host_sample  tags: host        fields: cpuCores, cpuUsedCores, cpuStealCores, memBytes, memUsedBytes,
  *                                    memAvailableBytes, load1, load5, load15, diskReadBytesPerSec,
- *                                    diskWriteBytesPerSec, netRxBytesPerSec, netTxBytesPerSec, vmCount (floats)
+ *                                    diskWriteBytesPerSec, netRxBytesPerSec, netTxBytesPerSec, vmCount,
+ *                                    memCommittedBytes (floats)
  *     vm_sample    tags: host, vm    fields: vcpus, cpuUsedCores, memBytes, memUsedBytes, memDirtyBytesPerSec,
  *                                    disk/net *BytesPerSec (floats), state (string), tags (string, JSON list)
  *     lbvm_event   tags: type        fields: json (the whole event), host, vm (strings)

@@ -118,7 +118,7 @@ export function validateSample(input: unknown, options: ValidateOptions): Verdic
       if (s.cpuCores > LIMITS.hostCores) return `cpuCores ${s.cpuCores} is absurd (> ${LIMITS.hostCores})`;
       if (s.cpuUsedCores > LIMITS.hostCores) return `cpuUsedCores ${s.cpuUsedCores} is absurd (> ${LIMITS.hostCores})`;
       if ((s.cpuStealCores ?? 0) > LIMITS.hostCores) return `cpuStealCores ${s.cpuStealCores} is absurd`;
-      for (const field of ['memBytes', 'memUsedBytes', 'memAvailableBytes'] as const) {
+      for (const field of ['memBytes', 'memUsedBytes', 'memAvailableBytes', 'memCommittedBytes'] as const) {
         if ((s[field] ?? 0) > LIMITS.memBytes) return `${field} ${s[field]} is absurd (> 64 TiB)`;
       }
       if (s.memUsedBytes > maxMemUsedBytes('host', s.memBytes)) return `memUsedBytes ${s.memUsedBytes} is absurd for memBytes ${s.memBytes}`;

@@ -12,7 +12,10 @@ export interface SeriesPoint {
 export interface HostSeries {
   host: string;
   cpuShare: SeriesPoint[];
+  /** Memory measured in use. */
   memShare: SeriesPoint[];
+  /** Memory committed to the VMs on the host (their configured sizes): what the policies judge. */
+  memCommittedShare: SeriesPoint[];
 }
 
 export interface MigrationRow {
@@ -35,6 +38,8 @@ export interface OverloadPeriod {
   fromMs: number;
   toMs: number;
   peakShare: number;
+  /** What was above the watermark at the peak: CPU use, or memory committed to VMs. */
+  resource: 'cpu' | 'memory committed';
 }
 
 export interface ReportData {
@@ -44,7 +49,7 @@ export interface ReportData {
   imbalance: SeriesPoint[];
   migrations: MigrationRow[];
   overloads: OverloadPeriod[];
-  totals: { migrations: number; failed: number; dropped: number; medianDowntimeMs: number | null; overloadedHostMinutes: number };
+  totals: { migrations: number; failed: number; dropped: number; medianDowntimeMs: number | null; overloadedHostMinutes: number; overloadedHostSeconds: number };
 }
 
 export interface ReportInputs {
@@ -52,7 +57,7 @@ export interface ReportInputs {
   toMs: number;
   samples: Iterable<Sample>;
   events: LbvmEvent[];
-  /** A host above this CPU or memory share counts as overloaded. */
+  /** A host above this share of CPU, or of memory committed to VMs, counts as overloaded (as the overload policy judges). */
   highWatermark: number;
 }
 
@@ -68,18 +73,23 @@ export function buildReport(inputs: ReportInputs): ReportData {
   const overloads: OverloadPeriod[] = [];
   for (const [host, list] of [...byHost.entries()].sort(([a], [b]) => (a < b ? -1 : 1))) {
     list.sort((a, b) => a.timeMs - b.timeMs);
-    hosts.push({
-      host,
-      cpuShare: list.map((s) => ({ timeMs: s.timeMs, value: s.cpuCores > 0 ? s.cpuUsedCores / s.cpuCores : 0 })),
-      memShare: list.map((s) => ({ timeMs: s.timeMs, value: s.memBytes > 0 ? s.memUsedBytes / s.memBytes : 0 })),
-    });
+    const series: HostSeries = { host, cpuShare: [], memShare: [], memCommittedShare: [] };
     let open: OverloadPeriod | null = null;
     for (const s of list) {
-      const share = Math.max(s.cpuCores > 0 ? s.cpuUsedCores / s.cpuCores : 0, s.memBytes > 0 ? s.memUsedBytes / s.memBytes : 0);
+      const cpu = s.cpuCores > 0 ? s.cpuUsedCores / s.cpuCores : 0;
+      // Samples from before collectors reported it have no committed memory: judged on CPU alone.
+      const mem = s.memBytes > 0 ? (s.memCommittedBytes ?? 0) / s.memBytes : 0;
+      series.cpuShare.push({ timeMs: s.timeMs, value: cpu });
+      series.memShare.push({ timeMs: s.timeMs, value: s.memBytes > 0 ? s.memUsedBytes / s.memBytes : 0 });
+      series.memCommittedShare.push({ timeMs: s.timeMs, value: mem });
+      const share = Math.max(cpu, mem);
       if (share > inputs.highWatermark) {
-        if (!open) open = { host, fromMs: s.timeMs, toMs: s.timeMs, peakShare: share };
+        if (!open) open = { host, fromMs: s.timeMs, toMs: s.timeMs, peakShare: share, resource: cpu >= mem ? 'cpu' : 'memory committed' };
         open.toMs = s.timeMs;
-        open.peakShare = Math.max(open.peakShare, share);
+        if (share > open.peakShare) {
+          open.peakShare = share;
+          open.resource = cpu >= mem ? 'cpu' : 'memory committed';
+        }
       } else if (open) {
         open.toMs = s.timeMs;
         overloads.push(open);
@@ -87,6 +97,7 @@ export function buildReport(inputs: ReportInputs): ReportData {
       }
     }
     if (open) overloads.push(open);
+    hosts.push(series);
   }
 
   const events = [...inputs.events].sort((a, b) => a.timeMs - b.timeMs);
@@ -130,7 +141,9 @@ export function buildReport(inputs: ReportInputs): ReportData {
       failed: migrations.filter((m) => m.outcome === 'failed').length,
       dropped: migrations.filter((m) => m.outcome === 'dropped').length,
       medianDowntimeMs: downtimes.length ? downtimes[Math.floor((downtimes.length - 1) / 2)]! : null,
-      overloadedHostMinutes: Math.round(overloads.reduce((sum, o) => sum + (o.toMs - o.fromMs), 0) / 60_000),
+      // Rounded up: an overload of 8 seconds is not "0 overloaded host-minutes".
+      overloadedHostMinutes: Math.ceil(overloads.reduce((sum, o) => sum + (o.toMs - o.fromMs), 0) / 60_000),
+      overloadedHostSeconds: Math.round(overloads.reduce((sum, o) => sum + (o.toMs - o.fromMs), 0) / 1000),
     },
   };
 }

@@ -83,6 +83,11 @@ export function lineChart(spec: ChartSpec): string {
   return parts.join('');
 }
 
+/** Overloaded host time in words that stay true: seconds under two minutes, then minutes rounded up. */
+export function overloadedTime(totals: { overloadedHostSeconds: number; overloadedHostMinutes: number }): string {
+  return totals.overloadedHostSeconds < 120 ? `${totals.overloadedHostSeconds} s` : `${totals.overloadedHostMinutes} min`;
+}
+
 export function renderHtml(data: ReportData, options: { title?: string; highWatermark: number; generatedMs: number }): string {
   const pct = (v: number) => `${Math.round(v * 100)}%`;
   const markers = data.migrations.map((m) => ({
@@ -92,7 +97,8 @@ export function renderHtml(data: ReportData, options: { title?: string; highWate
   }));
   const charts = [
     lineChart({ id: 'chart-cpu', title: 'CPU use per host (share of capacity)', series: data.hosts.map((h) => ({ name: h.host, points: h.cpuShare })), markers, fromMs: data.fromMs, toMs: data.toMs, yMax: Math.max(1, ...data.hosts.flatMap((h) => h.cpuShare.map((p) => p.value))), yLabel: pct, threshold: { value: options.highWatermark, label: `high ${pct(options.highWatermark)}` } }),
-    lineChart({ id: 'chart-mem', title: 'Memory use per host (share of capacity)', series: data.hosts.map((h) => ({ name: h.host, points: h.memShare })), markers, fromMs: data.fromMs, toMs: data.toMs, yMax: 1, yLabel: pct, threshold: { value: options.highWatermark, label: `high ${pct(options.highWatermark)}` } }),
+    lineChart({ id: 'chart-mem', title: 'Memory measured in use per host (share of capacity)', series: data.hosts.map((h) => ({ name: h.host, points: h.memShare })), markers, fromMs: data.fromMs, toMs: data.toMs, yMax: 1, yLabel: pct, threshold: { value: options.highWatermark, label: `high ${pct(options.highWatermark)}` } }),
+    lineChart({ id: 'chart-mem-committed', title: 'Memory committed to VMs per host (their configured sizes; what the policies judge)', series: data.hosts.map((h) => ({ name: h.host, points: h.memCommittedShare })), markers, fromMs: data.fromMs, toMs: data.toMs, yMax: Math.max(1, ...data.hosts.flatMap((h) => h.memCommittedShare.map((p) => p.value))), yLabel: pct, threshold: { value: options.highWatermark, label: `high ${pct(options.highWatermark)}` } }),
     lineChart({ id: 'chart-imbalance', title: 'Cluster imbalance (lower is flatter)', series: [{ name: 'imbalance', points: data.imbalance }], markers, fromMs: data.fromMs, toMs: data.toMs, yMax: Math.max(0.05, ...data.imbalance.map((p) => p.value)) * 1.1, yLabel: (v) => v.toFixed(2) }),
   ];
   const rows = data.migrations
@@ -101,7 +107,7 @@ export function renderHtml(data: ReportData, options: { title?: string; highWate
     )
     .join('\n');
   const overloads = data.overloads
-    .map((o) => `<tr><td>${escapeHtml(o.host)}</td><td>${clock(o.fromMs)}</td><td>${clock(o.toMs)}</td><td>${formatDuration(o.toMs - o.fromMs)}</td><td>${pct(o.peakShare)}</td></tr>`)
+    .map((o) => `<tr><td>${escapeHtml(o.host)}</td><td>${clock(o.fromMs)}</td><td>${clock(o.toMs)}</td><td>${formatDuration(o.toMs - o.fromMs)}</td><td>${pct(o.peakShare)} ${o.resource}</td></tr>`)
     .join('\n');
   const t = data.totals;
   return `<!doctype html>
@@ -125,17 +131,18 @@ tr.failed td,tr.dropped td{color:#b00}
 <div><b>${t.failed}</b>failed</div>
 <div><b>${t.dropped}</b>dropped</div>
 <div><b>${t.medianDowntimeMs === null ? '–' : `${Math.round(t.medianDowntimeMs)} ms`}</b>median downtime</div>
-<div><b>${t.overloadedHostMinutes}</b>overloaded host-minutes</div>
+<div><b>${overloadedTime(t)}</b>overloaded host time</div>
 <div><b>${data.imbalance.length ? data.imbalance[data.imbalance.length - 1]!.value.toFixed(3) : '–'}</b>imbalance now</div>
 </div>
 <h2>Hosts over time</h2>
 ${charts[0]}
 ${charts[1]}
-<h2>Imbalance over time</h2>
 ${charts[2]}
+<h2>Imbalance over time</h2>
+${charts[3]}
 <h2>Migrations</h2>
 ${data.migrations.length ? `<table id="migrations"><thead><tr><th>time</th><th>VM</th><th>move</th><th>mode</th><th>by</th><th>outcome</th><th>took</th><th>downtime</th><th>reason</th></tr></thead><tbody>\n${rows}\n</tbody></table>` : '<p>No migration in this period.</p>'}
-<h2>Overloaded hosts (above ${pct(options.highWatermark)})</h2>
+<h2>Overloaded hosts (CPU or memory committed above ${pct(options.highWatermark)})</h2>
 ${data.overloads.length ? `<table id="overloads"><thead><tr><th>host</th><th>from</th><th>to</th><th>for</th><th>peak</th></tr></thead><tbody>\n${overloads}\n</tbody></table>` : '<p>No host was overloaded in this period.</p>'}
 </body></html>
 `;

@@ -8,7 +8,7 @@ import { formatDuration, parseDurationMs } from '../../../units.ts';
 import { CliContext } from '../../context.ts';
 import { teach } from '../../help.ts';
 import { buildReport } from '../../report/data.ts';
-import { renderHtml } from '../../report/html.ts';
+import { overloadedTime, renderHtml } from '../../report/html.ts';
 import { sparkline, table } from '../../render.ts';
 import { output, withCommon, type CommonOptions } from '../../run.ts';
 
@@ -41,7 +41,7 @@ export function reportCommand(): Command {
       output(options, { ...data, htmlFile }, () => {
         const t = data.totals;
         const lines = [
-          `LBVM report, last ${options.since}: ${data.hosts.length} hosts · ${t.migrations} migrations, ${t.failed} failed attempts, ${t.dropped} dropped · median downtime ${t.medianDowntimeMs === null ? '-' : `${Math.round(t.medianDowntimeMs)} ms`} · ${t.overloadedHostMinutes} overloaded host-minutes`,
+          `LBVM report, last ${options.since}: ${data.hosts.length} hosts · ${t.migrations} migrations, ${t.failed} failed attempts, ${t.dropped} dropped · median downtime ${t.medianDowntimeMs === null ? '-' : `${Math.round(t.medianDowntimeMs)} ms`} · ${overloadedTime(t)} of overloaded host time`,
           `imbalance: ${data.imbalance.length ? `${sparkline(data.imbalance.slice(-60).map((p) => p.value))}  ${data.imbalance[0]!.value.toFixed(3)} → ${data.imbalance[data.imbalance.length - 1]!.value.toFixed(3)}` : 'no monitor round in this period'}`,
         ];
         if (data.migrations.length) {
@@ -57,8 +57,8 @@ export function reportCommand(): Command {
           );
         }
         if (data.overloads.length) {
-          lines.push('', `overloaded hosts (above ${Math.round(highWatermark * 100)}%):`);
-          lines.push(table(['HOST', 'FROM', 'TO', 'FOR', 'PEAK'], data.overloads.map((o) => [o.host, new Date(o.fromMs).toISOString().slice(11, 19), new Date(o.toMs).toISOString().slice(11, 19), formatDuration(o.toMs - o.fromMs), `${Math.round(o.peakShare * 100)}%`])));
+          lines.push('', `overloaded hosts (CPU, or memory committed to VMs, above ${Math.round(highWatermark * 100)}%):`);
+          lines.push(table(['HOST', 'FROM', 'TO', 'FOR', 'PEAK'], data.overloads.map((o) => [o.host, new Date(o.fromMs).toISOString().slice(11, 19), new Date(o.toMs).toISOString().slice(11, 19), formatDuration(o.toMs - o.fromMs), `${Math.round(o.peakShare * 100)}% ${o.resource}`])));
         }
         if (htmlFile) lines.push('', `HTML report: ${htmlFile}`);
         return lines.join('\n');

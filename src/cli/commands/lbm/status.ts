@@ -4,7 +4,7 @@ import { currentLeader } from '../../../monitor/lease.ts';
 import { roundKeys } from '../../../monitor/control.ts';
 import type { RoundRecord } from '../../../monitor/daemon.ts';
 import { formatBytes } from '../../../units.ts';
-import { ago, hostCpuUsed, measuredImbalance, openCluster } from '../../cluster.ts';
+import { ago, committedMemory, hostCpuUsed, measuredImbalance, openCluster } from '../../cluster.ts';
 import { CliContext } from '../../context.ts';
 import { teach } from '../../help.ts';
 import { bar, table } from '../../render.ts';
@@ -16,6 +16,8 @@ export interface HostStatus {
   cpuUsedCores: number;
   memBytes: number;
   memUsedBytes: number;
+  /** Configured memory of the VMs on the host: what the policies judge. */
+  memCommittedBytes: number;
   vms: number;
   status: string;
   maintenance: boolean;
@@ -41,12 +43,14 @@ export function statusCommand(): Command {
       const round = rawRound ? (JSON.parse(rawRound) as RoundRecord) : null;
       const vmCount = new Map<string, number>();
       for (const vm of view.snapshot.vms) vmCount.set(vm.host, (vmCount.get(vm.host) ?? 0) + 1);
+      const committed = committedMemory(view.snapshot.vms);
       const hosts: HostStatus[] = view.snapshot.hosts.map((h) => ({
         host: h.name,
         cpuCores: h.cpuCores,
         cpuUsedCores: hostCpuUsed(h),
         memBytes: h.memBytes,
         memUsedBytes: h.memUsedBytes,
+        memCommittedBytes: committed.get(h.name) ?? 0,
         vms: vmCount.get(h.name) ?? 0,
         status: h.status === 'up' ? 'up' : 'unknown',
         maintenance: h.maintenance,
@@ -84,7 +88,7 @@ export function statusCommand(): Command {
         lines.push('');
         lines.push(
           table(
-            ['HOST', 'CPU', '', 'MEMORY', '', 'VMS', 'FLAGS'],
+            ['HOST', 'CPU', '', 'MEMORY USED', '', 'COMMITTED', 'VMS', 'FLAGS'],
             hosts.map((h) => {
               const cpu = h.cpuCores ? h.cpuUsedCores / h.cpuCores : 0;
               const mem = h.memBytes ? h.memUsedBytes / h.memBytes : 0;
@@ -92,7 +96,7 @@ export function statusCommand(): Command {
                 h.status !== 'up' ? `unknown: last sample ${ago(h.lastSampleMs, nowMs)}` : '',
                 h.maintenance ? `maintenance${h.evacuate ? ' (evacuate)' : ''}` : '',
               ].filter(Boolean);
-              return [h.host, `${bar(cpu, 16)} ${Math.round(cpu * 100)}%`, `${h.cpuUsedCores.toFixed(1)}/${h.cpuCores} cores`, `${bar(mem, 16)} ${Math.round(mem * 100)}%`, `${formatBytes(h.memUsedBytes)}/${formatBytes(h.memBytes)}`, String(h.vms), flags.join(', ')];
+              return [h.host, `${bar(cpu, 16)} ${Math.round(cpu * 100)}%`, `${h.cpuUsedCores.toFixed(1)}/${h.cpuCores} cores`, `${bar(mem, 16)} ${Math.round(mem * 100)}%`, `${formatBytes(h.memUsedBytes)}/${formatBytes(h.memBytes)}`, `${Math.round((h.memBytes ? h.memCommittedBytes / h.memBytes : 0) * 100)}% (${formatBytes(h.memCommittedBytes)})`, String(h.vms), flags.join(', ')];
             }),
           ),
         );

@@ -14,6 +14,9 @@ interface DemoJson {
   driver: string;
   imbalanceBefore: number;
   imbalanceAfter: number;
+  balanced: boolean;
+  stopReason: string | null;
+  hosts: { host: string; cpuShare: number; memUsedShare: number; memCommittedShare: number | null; vms: number }[];
   migrations: { vm: string; from: string; to: string; mode: string; totalMs: number; downtimeMs: number | null }[];
   leftoverProcesses: number;
   reportHtml: string | null;
@@ -42,7 +45,7 @@ describe('npm run demo', () => {
   it('--sim balances 20 simulated hosts and leaves nothing behind', async () => {
     const reportDir = tmpDir('lbvm-demo-report-');
     const result = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-      execFile('npm', ['run', '-s', 'demo', '--', '--sim', '--json', '--duration', '60', '--report-dir', reportDir], { cwd: ROOT, env: cleanEnv(), timeout: 180_000, maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) =>
+      execFile('npm', ['run', '-s', 'demo', '--', '--sim', '--json', '--duration', '120', '--report-dir', reportDir], { cwd: ROOT, env: cleanEnv(), timeout: 180_000, maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) =>
         resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr }),
       );
     });
@@ -51,6 +54,15 @@ describe('npm run demo', () => {
     assert.equal(demo.driver, 'sim');
     assert.ok(demo.migrations.length >= 1, 'no migration completed');
     assert.ok(demo.imbalanceAfter < demo.imbalanceBefore, `imbalance did not fall: ${demo.imbalanceBefore} → ${demo.imbalanceAfter}`);
+    // It says "balanced" only when the numbers say so: under threshold 3's target, and no host above the
+    // high watermark while one under the low watermark has room.
+    assert.equal(demo.balanced, true, `${demo.stopReason}\n${result.stderr.slice(-3000)}`);
+    assert.ok(demo.imbalanceAfter <= 0.1, `imbalance ${demo.imbalanceAfter}`);
+    assert.equal(demo.hosts.length, 20);
+    const load = (h: DemoJson['hosts'][number]) => Math.max(h.cpuShare, h.memCommittedShare ?? 0);
+    const hot = demo.hosts.filter((h) => load(h) > 0.8);
+    assert.ok(hot.length === 0 || !demo.hosts.some((h) => load(h) < 0.6), JSON.stringify(demo.hosts));
+    assert.match(demo.stopReason ?? '', /imbalance under threshold 3's target 0\.1/);
     assert.equal(demo.leftoverProcesses, 0);
     assert.deepEqual(demoProcesses(), []);
     assert.ok(demo.reportHtml && fs.existsSync(demo.reportHtml), 'no HTML report');

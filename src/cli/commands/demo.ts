@@ -69,7 +69,7 @@ export function demoCommand(): Command {
 
 function summary(result: DemoResult): string {
   const lines = [
-    `LBVM demo (${result.driver} driver) done in ${formatDuration(result.durationMs)}: ${result.balanced ? 'balanced' : 'stopped before balance was reached'}.`,
+    `LBVM demo (${result.driver} driver) done in ${formatDuration(result.durationMs)}: ${result.balanced ? 'balanced' : 'not balanced'}${result.stopReason ? ` (${result.stopReason})` : ''}.`,
     `  imbalance ${result.imbalanceBefore?.toFixed(3) ?? '-'} → ${result.imbalanceAfter?.toFixed(3) ?? '-'} (standard deviation of hosts' measured CPU share; lower is flatter)`,
     `  ${result.migrations.length} live migrations${result.failedMigrations ? `, ${result.failedMigrations} failed attempts` : ''}:`,
     ...result.migrations.slice(0, 15).map((m) => `    ${m.vm} ${m.from} → ${m.to}  ${m.totalMs === null ? '' : formatDuration(m.totalMs)}  downtime ${m.downtimeMs === null ? 'unknown' : `${Math.round(m.downtimeMs)} ms`}`),

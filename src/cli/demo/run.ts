@@ -33,6 +33,7 @@ import { renderHtml } from '../report/html.ts';
 import { DemoStack, REPO_ROOT } from './stack.ts';
 import { DemoView, type HostLine } from './view.ts';
 import { makeDirs } from '../../util/dirs.ts';
+import { THRESHOLD_LEVELS, type ThresholdLevel } from '../../../policies/index.ts';
 
 const GiB = 1024 ** 3;
 const QUIET_ROUNDS = 5;
@@ -60,11 +61,25 @@ export interface DemoMigration {
   downtimeMs: number | null;
 }
 
+/** A host at the end: measured CPU share, memory measured in use and committed to VMs (shares of capacity). */
+export interface DemoHost {
+  host: string;
+  cpuShare: number;
+  memUsedShare: number;
+  memCommittedShare: number | null;
+  vms: number;
+}
+
 export interface DemoResult {
   driver: 'qemu' | 'sim';
   imbalanceBefore: number | null;
   imbalanceAfter: number | null;
+  /** True only when the imbalance is under the threshold level's target and no hot host could give a VM to a cool one. */
   balanced: boolean;
+  /** Why the demo stopped: balanced (with the figures), the limit or rule that holds moves back, or the time. */
+  stopReason: string | null;
+  /** The hosts as last measured. */
+  hosts: DemoHost[];
   migrations: DemoMigration[];
   failedMigrations: number;
   leftoverProcesses: number;
@@ -95,6 +110,8 @@ function baseConfig(stack: DemoStack, redisUrl: string, extra: Record<string, un
     store: { url: `files:${path.join(stack.dir, 'samples')}`, spoolDir: path.join(stack.dir, 'spool') },
     redis: { url: redisUrl, prefix: 'demo' },
     monitor: { interval: '3s', window: '30s', lease: '6s', listen: '127.0.0.1:0', staleAfterIntervals: 4 },
+    // Samples every 2 s: a forecast looks a few rounds ahead, not the default quarter of an hour.
+    policies: { demand: { horizon: '10s' } },
     ...extra,
   };
 }
@@ -117,7 +134,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   const stopCollectors = new AbortController();
   let inProcessCollectors: Promise<void> | null = null;
   let agents: AgentClient[] = [];
-  const result: DemoResult = { driver, imbalanceBefore: null, imbalanceAfter: null, balanced: false, migrations: [], failedMigrations: 0, leftoverProcesses: 0, reportHtml: null, durationMs: 0, notes };
+  const result: DemoResult = { driver, imbalanceBefore: null, imbalanceAfter: null, balanced: false, stopReason: null, hosts: [], migrations: [], failedMigrations: 0, leftoverProcesses: 0, reportHtml: null, durationMs: 0, notes };
   let config: LbvmConfig | null = null;
   const ticker = setInterval(() => view.render(), 500);
   try {
@@ -282,6 +299,7 @@ async function watch(context: WatchContext): Promise<void> {
   let lastRound = '';
   let quietRoundsAfterMove = 0;
   let lastMoveMs = 0;
+  let lastRecord: RoundRecord | null = null;
   const deadline = startedMs + options.durationMs;
   while (Date.now() < deadline && !options.signal.aborted) {
     for (const name of ['monitor', 'worker']) {
@@ -305,7 +323,7 @@ async function watch(context: WatchContext): Promise<void> {
     for (const { host } of vmHost.values()) counts.set(host, (counts.get(host) ?? 0) + 1);
     const lines: HostLine[] = [...latest.values()]
       .sort((a, b) => (a.host < b.host ? -1 : 1))
-      .map((s) => ({ host: s.host, cpuUsedCores: s.cpuUsedCores, cpuCores: s.cpuCores, memUsedBytes: s.memUsedBytes, memBytes: s.memBytes, vms: counts.get(s.host) ?? 0 }));
+      .map((s) => ({ host: s.host, cpuUsedCores: s.cpuUsedCores, cpuCores: s.cpuCores, memUsedBytes: s.memUsedBytes, memBytes: s.memBytes, memCommittedBytes: s.memCommittedBytes, vms: counts.get(s.host) ?? 0 }));
     // The cluster is shown once every host has reported (a host's first round waits a second for its
     // CPU baselines, so a partial picture would first show the empty hosts without the loaded one),
     // or after a grace period, so that a host that never reports is seen missing rather than hidden.
@@ -319,12 +337,14 @@ async function watch(context: WatchContext): Promise<void> {
       // (a collector's first round has no CPU baseline for its VMs yet, so it reads low).
       if (lastMoveMs === 0) result.imbalanceBefore = Math.max(result.imbalanceBefore ?? 0, value);
       result.imbalanceAfter = value;
+      result.hosts = lines.map(demoHost);
     }
 
     // Rounds: each decision with its reason.
     const raw = await redis.get(roundKeys(config.redis.prefix).lastRound);
     if (raw) {
       const record = JSON.parse(raw) as RoundRecord;
+      lastRecord = record;
       if (record.roundId !== lastRound) {
         lastRound = record.roundId;
         const queued = record.enqueued.filter((e) => e.status === 'queued');
@@ -355,16 +375,57 @@ async function watch(context: WatchContext): Promise<void> {
     );
 
     const inFlight = await queue.inFlight();
-    // Balanced: moves were made, none is running, and the monitor has found nothing worth moving for
-    // QUIET_ROUNDS rounds in a row (cooldowns and fresh samples have had time to settle).
+    // Settled: moves were made, none is running, and the monitor has queued nothing for QUIET_ROUNDS
+    // rounds in a row (cooldowns and fresh samples have had time to settle). Whether that is "balanced"
+    // is judged from the numbers, not from the quiet.
     if (result.migrations.length > 0 && inFlight.length === 0 && quietRoundsAfterMove >= QUIET_ROUNDS) {
-      result.balanced = true;
-      view.say(`balanced: imbalance ${result.imbalanceBefore?.toFixed(3)} → ${result.imbalanceAfter?.toFixed(3)}, nothing more worth moving`);
+      const end = judgeEnd(result.hosts, result.imbalanceAfter ?? 0, lastRecord, config);
+      result.balanced = end.balanced;
+      result.stopReason = end.reason;
+      view.say(`${end.balanced ? 'balanced' : 'stopped, not balanced'}: imbalance ${result.imbalanceBefore?.toFixed(3)} → ${result.imbalanceAfter?.toFixed(3)}; ${end.reason}`);
       return;
     }
     await new Promise((resolve) => setTimeout(resolve, 500));
   }
-  view.say(options.signal.aborted ? 'interrupted' : `time is up (--duration ${Math.round(options.durationMs / 1000)})`);
+  result.stopReason = options.signal.aborted ? 'interrupted' : `time is up (--duration ${Math.round(options.durationMs / 1000)}) with imbalance ${result.imbalanceAfter?.toFixed(3) ?? '-'}`;
+  view.say(result.stopReason);
+}
+
+function demoHost(line: HostLine): DemoHost {
+  const share = (part: number, whole: number) => (whole > 0 ? Number((part / whole).toFixed(3)) : 0);
+  return {
+    host: line.host,
+    cpuShare: share(line.cpuUsedCores, line.cpuCores),
+    memUsedShare: share(line.memUsedBytes, line.memBytes),
+    memCommittedShare: line.memCommittedBytes === undefined ? null : share(line.memCommittedBytes, line.memBytes),
+    vms: line.vms,
+  };
+}
+
+/**
+ * Is the settled cluster balanced? Only when the measured imbalance is under the threshold level's
+ * target and no host is above the high watermark (CPU, or memory committed) while one under the low
+ * watermark holds room for one of its VMs. Otherwise the reason is the limit or rule the last round
+ * named (held-back moves first, then the plan's own stop note), so the operator reads what stopped it.
+ */
+export function judgeEnd(hosts: readonly DemoHost[], imbalance: number, record: RoundRecord | null, config: LbvmConfig): { balanced: boolean; reason: string } {
+  const level = config.policies.balance.threshold as ThresholdLevel;
+  const target = THRESHOLD_LEVELS[level].targetImbalance;
+  const { highWatermark: high, lowWatermark: low } = config.policies.overload;
+  const pct = (share: number) => `${Math.round(share * 100)}%`;
+  const load = (h: DemoHost) => Math.max(h.cpuShare, h.memCommittedShare ?? 0);
+  const hot = hosts.filter((h) => load(h) > high);
+  const cool = hosts.filter((h) => load(h) < low);
+  const problems: string[] = [];
+  if (imbalance > target) problems.push(`imbalance ${imbalance.toFixed(3)} is above threshold ${level}'s target ${target}`);
+  if (hot.length > 0 && cool.length > 0) {
+    problems.push(`${hot.map((h) => `${h.host} (${pct(load(h))})`).join(', ')} above high ${pct(high)} while ${cool.length} host(s) are under low ${pct(low)} (e.g. ${cool[0]!.host} at ${pct(load(cool[0]!))})`);
+  }
+  if (problems.length === 0) return { balanced: true, reason: `imbalance under threshold ${level}'s target ${target} and no host above high ${pct(high)} with room elsewhere` };
+  const held = record?.heldBack[0];
+  const notes = record?.notes ?? [];
+  const stop = held ? `${held.reason}: ${held.detail}` : (notes.find((n) => /stopped|limit|COOLDOWN|budget/.test(n)) ?? notes.find((n) => !/nothing to do/.test(n)) ?? 'the monitor queues no move and names no limit');
+  return { balanced: false, reason: `${problems.join('; ')}; what stops it: ${stop}` };
 }
 
 function describeEvent(event: LbvmEvent, view: DemoView, result: DemoResult): void {

@@ -12,6 +12,8 @@ export interface HostLine {
   cpuCores: number;
   memUsedBytes: number;
   memBytes: number;
+  /** Memory committed to the host's VMs (their configured sizes), when the collector reported it. */
+  memCommittedBytes?: number;
   vms: number;
 }
 

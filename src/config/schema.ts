@@ -337,6 +337,8 @@ export const configSchema = z
             pollInterval: duration('1s'),
             /** One API call taking longer than this fails. */
             requestTimeout: duration('30s'),
+            /** How long a move of an HA-managed guest waits for the HA manager to start the migration task it asked for. */
+            haTaskWait: duration('5m'),
           })
           .strict()
           .default({}),

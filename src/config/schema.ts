@@ -344,7 +344,7 @@ export const configSchema = z
           .default({}),
         openvz: z
           .object({
-            /** ssh target of each host by name: `{ n1: 'root@10.0.0.1' }`; also the destination given to vzmigrate. */
+            /** ssh target of each host by name: `{ n1: 'root@10.0.0.1' }`; its host part is also the migration destination. */
             hosts: z.record(z.string().min(1), z.string().min(1, 'expected an ssh target like root@host')).default({}),
             /** `vzctl` (OpenVZ: vzlist -j, vzmigrate --online) or `prlctl` (Virtuozzo: prlctl list -j, prlctl migrate). */
             flavour: z.enum(['vzctl', 'prlctl']).default('vzctl'),
@@ -352,6 +352,8 @@ export const configSchema = z
             sshOptions: z.array(z.string()).default(['-o', 'BatchMode=yes', '-o', 'ConnectTimeout=10']),
             /** The ssh executable. */
             ssh: z.string().min(1).default('ssh'),
+            /** The hosts' kernel CONFIG_HZ: /proc/vz/vestat counts CPU time in these jiffies (1000 on OpenVZ 6 and 7 kernels). */
+            kernelHz: positiveInt(1000),
           })
           .strict()
           .default({}),

@@ -198,7 +198,7 @@ export class ProxmoxDriver implements Driver {
    */
   static vmOf(resource: ClusterResource, host: string): VmInventory {
     const vcpus = resource.maxcpu ?? 0;
-    const state = (resource.status && STEADY_STATUSES[resource.status]) || 'unknown';
+    const state = resource.status && Object.hasOwn(STEADY_STATUSES, resource.status) ? STEADY_STATUSES[resource.status]! : 'unknown';
     const vm: VmInventory = {
       name: ProxmoxDriver.guestName(resource),
       host,

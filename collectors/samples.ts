@@ -4,7 +4,7 @@
  * sample. No I/O and no clock: times come in with the readings.
  */
 import type { VmInventory } from '../src/drivers/driver.ts';
-import type { HostSample, VmSample } from '../src/model/index.ts';
+import { VM_TEXT_FIELDS, type HostSample, type VmSample } from '../src/model/index.ts';
 import { cpuCoresBetween, type ProcReading } from './proc.ts';
 
 /** A rate from two counter readings, or undefined when there is no usable pair (reset, no time). */
@@ -124,6 +124,7 @@ export function vmSamplesFromInventory(
     };
     for (const [field, value] of Object.entries(optional)) if (value !== undefined) (sample as unknown as Record<string, unknown>)[field] = value;
     if (vm.tags && vm.tags.length > 0) sample.tags = [...vm.tags];
+    for (const field of VM_TEXT_FIELDS) if (vm[field]) sample[field] = vm[field];
     samples.push(sample);
   }
   return { samples, counters, withoutBaseline };

@@ -21,6 +21,7 @@ export function vmRefusal(cluster: Cluster, vm: VmLoad, options: VmFilterOptions
   if (vm.ignored) return { reason: 'IGNORED', detail: `${vm.name} is in rules.ignore` };
   if (vm.inFlight) return { reason: 'IN_FLIGHT', detail: `${vm.name} is already migrating` };
   if (vm.moved) return { reason: 'IN_FLIGHT', detail: `${vm.name} already moves in this round` };
+  if (vm.state.busy) return { reason: 'VM_BUSY', detail: `${vm.name} is busy on ${vm.state.host} (${vm.state.busy}): its hypervisor would refuse to migrate it until that clears` };
   if (vm.host < 0) return { reason: 'SOURCE_STALE', detail: `${vm.name} is on unknown host ${vm.state.host}` };
   const source = cluster.hosts[vm.host]!;
   if (source.state.status !== 'up') return { reason: 'SOURCE_STALE', detail: `${vm.name} is on ${source.name}, which is ${source.state.status}: its numbers are not trusted` };

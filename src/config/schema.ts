@@ -340,12 +340,14 @@ export const configSchema = z
             pollInterval: duration('1s'),
             /** One API call taking longer than this fails. */
             requestTimeout: duration('30s'),
+            /** How long a move of an HA-managed guest waits for the HA manager to start the migration task it asked for. */
+            haTaskWait: duration('5m'),
           })
           .strict()
           .default({}),
         openvz: z
           .object({
-            /** ssh target of each host by name: `{ n1: 'root@10.0.0.1' }`; also the destination given to vzmigrate. */
+            /** ssh target of each host by name: `{ n1: 'root@10.0.0.1' }`; its host part is also the migration destination. */
             hosts: z.record(z.string().min(1), z.string().min(1, 'expected an ssh target like root@host')).default({}),
             /** `vzctl` (OpenVZ: vzlist -j, vzmigrate --online) or `prlctl` (Virtuozzo: prlctl list -j, prlctl migrate). */
             flavour: z.enum(['vzctl', 'prlctl']).default('vzctl'),
@@ -353,6 +355,8 @@ export const configSchema = z
             sshOptions: z.array(z.string()).default(['-o', 'BatchMode=yes', '-o', 'ConnectTimeout=10']),
             /** The ssh executable. */
             ssh: z.string().min(1).default('ssh'),
+            /** The hosts' kernel CONFIG_HZ: /proc/vz/vestat counts CPU time in these jiffies (1000 on OpenVZ 6 and 7 kernels). */
+            kernelHz: positiveInt(1000),
           })
           .strict()
           .default({}),

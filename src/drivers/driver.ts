@@ -44,6 +44,10 @@ export interface VmInventory {
   netRxBytesPerSec?: number;
   netTxBytesPerSec?: number;
   tags?: string[];
+  /** What the hypervisor is in the middle of with this VM (see VmSample.busy); the monitor will not plan it. */
+  busy?: string;
+  /** The hypervisor's HA state when an HA manager owns the VM (see VmSample.haState). */
+  haState?: string;
 }
 
 export interface HostInventory {

@@ -18,6 +18,7 @@ export type SkipReason =
   | 'PING_PONG'
   | 'QUARANTINED'
   | 'IN_FLIGHT'
+  | 'VM_BUSY'
   | 'HOST_MIGRATION_LIMIT'
   | 'ROUND_MOVE_LIMIT'
   | 'HOUR_MOVE_LIMIT'

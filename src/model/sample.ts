@@ -52,9 +52,20 @@ export interface VmSample {
   netRxBytesPerSec?: number;
   netTxBytesPerSec?: number;
   state?: VmRunState;
+  /**
+   * Why the hypervisor would refuse to migrate this VM now, in its own words: a lock
+   * (`lock: migrate`, `lock: backup`), its HA manager in the middle of a move (`hastate: migrate`), a
+   * transitional state (`state: starting`). Present only while it holds; such a VM is not planned.
+   */
+  busy?: string;
+  /** The VM is under its hypervisor's HA manager (Proxmox `hastate`: `started`, ...): moves go through it. */
+  haState?: string;
   /** Free-form tags from the driver (e.g. `lbvm.anti-affinity=web`), read as rules by the monitor. */
   tags?: string[];
 }
+
+/** The string fields of a VM sample besides its names and state (checked by the readers, written by the stores). */
+export const VM_TEXT_FIELDS = ['busy', 'haState'] as const satisfies readonly (keyof VmSample)[];
 
 export type Sample = HostSample | VmSample;
 

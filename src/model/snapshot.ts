@@ -45,6 +45,10 @@ export interface VmState {
   previousHost?: string;
   /** Quarantined until this time after repeated failed migrations. */
   quarantinedUntilMs?: number;
+  /** What its hypervisor is in the middle of (a lock, a transitional state): not planned while set. */
+  busy?: string;
+  /** Its hypervisor's HA state when an HA manager owns it (moves then go through that manager). */
+  haState?: string;
 }
 
 /** A migration queued or running, as the monitor reconciles against it. */

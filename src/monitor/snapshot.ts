@@ -118,6 +118,8 @@ export class SnapshotBuilder {
         lastMoveMs: moved?.lastFinished?.timeMs,
         previousHost: moved?.lastFinished?.from,
         quarantinedUntilMs: moved?.quarantinedUntilMs,
+        ...(latest.busy ? { busy: latest.busy } : {}),
+        ...(latest.haState ? { haState: latest.haState } : {}),
       });
     }
 

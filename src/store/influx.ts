@@ -8,7 +8,8 @@
  *                                    diskWriteBytesPerSec, netRxBytesPerSec, netTxBytesPerSec, vmCount,
  *                                    memCommittedBytes (floats)
  *     vm_sample    tags: host, vm    fields: vcpus, cpuUsedCores, memBytes, memUsedBytes, memDirtyBytesPerSec,
- *                                    disk/net *BytesPerSec (floats), state (string), tags (string, JSON list)
+ *                                    disk/net *BytesPerSec (floats), state, busy, haState (strings, the
+ *                                    last two only while set), tags (string, JSON list)
  *     lbvm_event   tags: type        fields: json (the whole event), host, vm (strings)
  *   retention policy lbvm_5m (duration store.downsampleRetention): continuous queries lbvm_host_5m and
  *     lbvm_vm_5m write mean(*) per 5 minutes into host_sample_5m and vm_sample_5m (fields mean_<field>).
@@ -29,7 +30,7 @@ import type { IPoint } from 'influx';
 import { StoreUnavailable } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { HostSample, LbvmEvent, Sample, VmSample } from '../model/index.ts';
-import { HOST_NUMERIC_FIELDS, VM_NUMERIC_FIELDS } from '../model/index.ts';
+import { HOST_NUMERIC_FIELDS, VM_NUMERIC_FIELDS, VM_TEXT_FIELDS } from '../model/index.ts';
 import { StoreAuthFailed, StoreWriteFailed } from './errors.ts';
 import { sampleStream, warnSkips } from './stream.ts';
 import type { CpuPoint, SampleStore, SampleStream, SampleWindowQuery, WindowDigest, WriteReport } from './types.ts';
@@ -210,6 +211,7 @@ export class InfluxStore implements SampleStore {
     }
     if (sample.kind === 'vm') {
       if (sample.state) fields.state = sample.state;
+      for (const field of VM_TEXT_FIELDS) if (sample[field]) fields[field] = sample[field];
       if (sample.tags && sample.tags.length > 0) fields.tags = JSON.stringify(sample.tags);
       return { measurement: VM_MEASUREMENT, tags: { host: encodeTag(sample.host), vm: encodeTag(sample.vm) }, fields, timestamp: sample.timeMs };
     }

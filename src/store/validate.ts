@@ -8,6 +8,7 @@
 import {
   HOST_NUMERIC_FIELDS,
   VM_NUMERIC_FIELDS,
+  VM_TEXT_FIELDS,
   type HostSample,
   type LbvmEvent,
   type Sample,
@@ -58,6 +59,9 @@ export function maxVmCoresOnHost(hostCores: number): number {
 export function maxMemUsedBytes(kind: Sample['kind'], memBytes: number): number {
   return kind === 'vm' ? memBytes * 1.5 + 2 ** 30 : memBytes * 2 + 2 ** 30;
 }
+
+/** A VM's `busy` or `haState` longer than this is not a hypervisor's word but a bug. */
+const MAX_TEXT_FIELD = 200;
 
 const VM_STATES: ReadonlySet<string> = new Set<VmRunState>(['running', 'paused', 'migrating', 'stopped', 'unknown']);
 
@@ -151,6 +155,12 @@ export function validateSample(input: unknown, options: ValidateOptions): Verdic
       if (record.state !== undefined && record.state !== null) {
         if (typeof record.state !== 'string' || !VM_STATES.has(record.state)) return `state ${JSON.stringify(record.state)} is not a VM state`;
         out.state = record.state;
+      }
+      for (const field of VM_TEXT_FIELDS) {
+        const value = record[field];
+        if (value === undefined || value === null || value === '') continue;
+        if (typeof value !== 'string' || value.length > MAX_TEXT_FIELD) return `${field} is not a string of up to ${MAX_TEXT_FIELD} characters`;
+        out[field] = value;
       }
       if (record.tags !== undefined && record.tags !== null) {
         if (!Array.isArray(record.tags) || !record.tags.every((tag) => typeof tag === 'string')) return 'tags is not a list of strings';

@@ -1,6 +1,7 @@
 /**
  * A recorded-response HTTPS server: it answers the routes a test gives it with the responses written
- * down from a product's public API documentation (here Proxmox VE's), and records every request as
+ * down from what a product really sends (here Proxmox VE: its API code and task logs people pasted
+ * publicly; each test names its source), and records every request as
  * it arrived (method, raw path, headers, body), so a test asserts on what a driver really sent.
  * Its certificate is self-signed, made for the test by `openssl` in a temporary folder.
  * It stands in for a product LBVM talks to, not for a part of LBVM.
@@ -30,6 +31,8 @@ export interface RecordedResponse {
   statusMessage?: string;
   /** Sent as JSON. */
   json?: unknown;
+  /** Sent as it is instead of `json` (`''`: the empty body Proxmox answers a refused token with). */
+  body?: string;
 }
 
 /** Answers one route; `count` is how many times this route was asked before (0 the first time). */
@@ -97,7 +100,7 @@ export async function startRecordedServer(cert: SelfSignedCert, routes: Record<s
         : typeof responder === 'function'
           ? responder(request, count)
           : responder;
-      const text = JSON.stringify(response.json ?? { data: null });
+      const text = response.body ?? JSON.stringify(response.json ?? { data: null });
       outgoing.writeHead(response.status ?? 200, response.statusMessage ?? 'OK', { 'Content-Type': 'application/json;charset=UTF-8', 'Content-Length': Buffer.byteLength(text) });
       outgoing.end(text);
     });

@@ -1,11 +1,18 @@
 /**
  * Recorded-output stand-ins for the tools the openvz driver runs on other hosts: `ssh`, `vzlist`,
- * `vzmigrate`, `prlctl` and `cat` (for /proc/vz/vestat), put first on PATH. They are not LBVM's:
- * each one appends the argv it received to `calls.jsonl` and prints the output recorded for its host.
+ * `vzmigrate`, `vzctl`, `prlctl`, `nproc` and `cat` (for /proc/vz/vestat), put first on PATH. They are
+ * not LBVM's: each one appends the argv it received to `calls.jsonl` and answers as the real tool does
+ * with what was recorded for its host:
  *
- * `ssh` does what the real one does with a command: the words after the target are joined with
- * spaces and run by the remote user's shell (`sh -c`), here in the folder `remote/`, so a badly
- * quoted name would really run as a command there (a test looks for the files it would make).
+ * - `vzlist -j [-o FIELDS]` prints the recorded containers the way vzctl's src/vzlist.c does: one
+ *   field a line, strings between quotes but not escaped (print_json_str), UBC objects of five
+ *   counters, only the fields asked with `-o`.
+ * - `vzmigrate [--online] DEST CTID` behaves as the host's OpenVZ release does (bin/vzmigrate.in for
+ *   OpenVZ 6): it prepends `root@` to DEST itself, so a DEST with a user fails to connect (exit 4); a
+ *   live migration of a container that is not running fails (exit 2).
+ * - `ssh` does what the real one does with a command: the words after the target are joined with
+ *   spaces and run by the remote user's shell (`sh -c`), here in the folder `remote/`, so a badly
+ *   quoted name would really run as a command there (a test looks for the files it would make).
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -18,15 +25,22 @@ export interface RemoteCall {
   argv: string[];
 }
 
+/** A container as vzlist knows it: field -> value (a string of digits prints as a number, for LONG_MAX). */
+export type VzlistRecord = Record<string, unknown>;
+
 export interface RemoteHostRecording {
-  /** What `vzlist -j -a` prints. */
-  vzlist?: unknown;
-  /** What `prlctl list -j -i -a` prints. */
+  /** The containers `vzlist -j -a` prints, in vzlist's own format. */
+  vzlist?: VzlistRecord[];
+  /** What `prlctl list -j -i -a` prints (as JSON). */
   prlctl?: unknown;
   /** What `cat /proc/vz/vestat` prints. */
   vestat?: string;
-  /** When set, vzmigrate / prlctl migrate print this on stderr and exit 1. */
-  migrateFails?: string;
+  /** What `vzctl --version` prints (`vzctl version 4.9.4` on OpenVZ 6, `vzctl version 7.0.229` on 7); absent: no vzctl. */
+  vzctlVersion?: string;
+  /** What `nproc` prints. */
+  cores?: number;
+  /** When set, vzmigrate / prlctl migrate print `stderr` and exit with `code` (1 unless told). */
+  migrateFails?: string | { stderr: string; code: number };
 }
 
 export interface RemoteTools {
@@ -64,10 +78,38 @@ const result = require('child_process').spawnSync('/bin/sh', ['-c', command], { 
 process.exit(result.status === null ? 255 : result.status);
 `,
   vzlist: `
-record('vzlist', process.argv.slice(2));
+const argv = process.argv.slice(2);
+record('vzlist', argv);
 const r = recording();
 if (!r.vzlist) { process.stderr.write('vzlist: command not found\\n'); process.exit(127); }
-process.stdout.write(JSON.stringify(r.vzlist, null, 2) + '\\n');
+const fieldsAt = argv.indexOf('-o');
+const asked = fieldsAt >= 0 ? argv[fieldsAt + 1].split(',') : null;
+const UBC = ['held', 'maxheld', 'barrier', 'limit', 'failcnt'];
+// vzctl src/vzlist.c: print_json_str, print_ubc, print_one_ve_json, print_ve.
+const value = (v) => v === null || v === undefined ? 'null'
+  : typeof v === 'string' ? (/^\\d{10,}$/.test(v) ? v : '"' + v + '"')
+  : Array.isArray(v) ? '[' + v.map((item) => '"' + item + '"').join(', ') + ']'
+  : typeof v === 'object' ? '{\\n' + UBC.map((k) => '      "' + k + '": ' + value(v[k] ?? 0)).join(',\\n') + '\\n    }'
+  : String(v);
+let out = '[';
+r.vzlist.forEach((ct, i) => {
+  out += (i ? ',' : '') + '\\n  {';
+  (asked || Object.keys(ct)).forEach((field, j) => { out += (j ? ',' : '') + '\\n    "' + field + '": ' + value(ct[field]); });
+  out += '\\n  }';
+});
+process.stdout.write(out + '\\n]\\n');
+`,
+  vzctl: `
+const argv = process.argv.slice(2);
+record('vzctl', argv);
+const r = recording();
+if (!r.vzctlVersion) { process.stderr.write('vzctl: command not found\\n'); process.exit(127); }
+if (argv[0] === '--version') { process.stdout.write(r.vzctlVersion + '\\n'); process.exit(0); }
+process.exit(2);
+`,
+  nproc: `
+record('nproc', process.argv.slice(2));
+process.stdout.write(String(recording().cores ?? 2) + '\\n');
 `,
   prlctl: `
 const argv = process.argv.slice(2);
@@ -75,18 +117,29 @@ record('prlctl', argv);
 const r = recording();
 if (argv[0] === 'list') { process.stdout.write(JSON.stringify(r.prlctl || [], null, 2) + '\\n'); process.exit(0); }
 if (argv[0] === 'migrate') {
-  if (r.migrateFails) { process.stderr.write(r.migrateFails + '\\n'); process.exit(1); }
+  if (r.migrateFails) { process.stderr.write((r.migrateFails.stderr ?? r.migrateFails) + '\\n'); process.exit(r.migrateFails.code ?? 1); }
   process.stdout.write('Migrate the CT ' + argv[1] + ' on ' + argv[2] + '\\nThe CT has been successfully migrated.\\n');
   process.exit(0);
 }
 process.exit(2);
 `,
   vzmigrate: `
+// As vzctl bin/vzmigrate.in (OpenVZ 6) behaves; OpenVZ 7's takes [user@]host.
 const argv = process.argv.slice(2);
 record('vzmigrate', argv);
 const r = recording();
-if (r.migrateFails) { process.stdout.write('Starting online migration of CT ' + argv[argv.length - 1] + ' to ' + argv[argv.length - 2] + '\\n'); process.stderr.write(r.migrateFails + '\\n'); process.exit(1); }
-process.stdout.write('Starting online migration of CT ' + argv[argv.length - 1] + ' to ' + argv[argv.length - 2] + '\\nLive migration completed\\n');
+const online = argv.includes('--online') || argv.includes('--live');
+const [host, ctid] = argv.filter((word) => !word.startsWith('-'));
+const release = /version (\\d+)/.exec(r.vzctlVersion || '')?.[1] ?? '4';
+const fail = (code, ...lines) => { process.stderr.write(lines.map((line) => 'Error: ' + line + '\\n').join('')); process.exit(code); };
+const ct = (r.vzlist || []).find((entry) => String(entry.ctid) === ctid);
+if (!ct) fail(10, 'CT #' + ctid + " doesn't exist");
+if (online && ct.status !== 'running') fail(2, "Can't perform live migration of a stopped container");
+process.stdout.write('Starting ' + (online ? 'live migration' : 'migration') + ' of CT ' + ctid + ' to ' + host + '\\n');
+// OpenVZ 6 runs \\$SSH root@\\$host: a host given with a user becomes root@root@host.
+if (Number(release) < 7 && host.includes('@')) fail(4, "Can't connect to destination address using public key", 'Please put your public key to destination node');
+if (r.migrateFails) { process.stderr.write((r.migrateFails.stderr ?? r.migrateFails) + '\\n'); process.exit(r.migrateFails.code ?? 1); }
+process.stdout.write('Preparing remote node\\nSyncing private\\n' + (online ? 'Live migrating container...\\n' : '') + 'Cleaning up\\n');
 `,
   cat: `
 const argv = process.argv.slice(2);

@@ -69,7 +69,9 @@ describe('influx store', () => {
     const names = ['n1', 'x; rm -rf /', '$(reboot)', '../../etc', 'back\\slash', 'a,b=c d', 'new\nline', 'caf\u00e9 \ud800', 'n'.repeat(10_240)];
     const written: Sample[] = [];
     for (let minute = 0; minute < 20; minute++) {
-      for (const host of names) written.push(hostSample(host, t0 + minute * 60_000), vmSample(`${host}-vm`, host, t0 + minute * 60_000, { tags: ['lbvm.anti-affinity=web'] }));
+      // Every other round the VM is busy (a Proxmox lock) under HA: string fields only while set.
+      const busy = minute % 2 ? { busy: 'lock: "migrate"', haState: 'started' } : {};
+      for (const host of names) written.push(hostSample(host, t0 + minute * 60_000), vmSample(`${host}-vm`, host, t0 + minute * 60_000, { tags: ['lbvm.anti-affinity=web'], ...busy }));
     }
     const report = await store.writeSamples(written);
     assert.deepEqual([report.written, report.rejected], [written.length, 0]);

@@ -3,24 +3,37 @@
  * (`drivers.openvz.hosts.<name>`: an ssh target such as root@10.0.0.1), every remote argument
  * quoted for the remote shell (see remote.ts).
  *
- * Inventory: `vzlist -j -a` (flavour `vzctl`) or `prlctl list -j -i -a` (flavour `prlctl`), and
- *            `/proc/vz/vestat` for each container's cumulative CPU time, in one ssh call.
- * Migrate:   `vzmigrate --online DEST CT` or `prlctl migrate CT DEST`, run on the source host; DEST is
- *            the destination's ssh target. No progress; it cannot be cancelled once started (an abort
- *            is logged and the migration is left to finish: killing ssh would not stop it on the host).
+ * Inventory: one ssh call per host runs the listing (`vzlist -j -a -o FIELDS`, flavour `vzctl`, or
+ *            `prlctl list -j -i -a`, flavour `prlctl`), `cat /proc/vz/vestat` (CPU time), `vzctl
+ *            --version` (OpenVZ 6 or 7) and `nproc` (the host's cores). What those tools print, and
+ *            where that is written in their sources, is said at each parser below.
+ * Migrate:   the source's listing gives the container's ctid and state; then, run on the source host,
+ *            `vzmigrate [--online] DEST CTID` or `prlctl migrate ID DEST`: live for a running container,
+ *            offline for a stopped one (nothing to keep running), refused for one in a transitional
+ *            state. DEST is the destination's ssh target, without `user@` for OpenVZ 6, whose vzmigrate
+ *            prepends `root@` itself. vzmigrate connects to the destination with its own ssh (`-o
+ *            BatchMode=yes`), not with drivers.openvz.sshOptions: the hosts' root keys must be in each
+ *            other's authorized_keys. No progress; it cannot be cancelled once started (an abort is logged
+ *            and the migration is left to finish: killing ssh would not stop it on the host).
  */
 import type { LbvmConfig } from '../../config/schema.ts';
 import { ConfigError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
-import { runFile } from '../../util/processes.ts';
+import type { VmRunState } from '../../model/index.ts';
+import { CommandFailed, runFile } from '../../util/processes.ts';
 import type { Driver, DriverCapabilities, HostInventory, MigrateOutcome, MigrateRequest, VmInventory } from '../driver.ts';
 import { locateFromAnswers, type HostAnswer } from '../locate.ts';
 import { checkSshTarget, sshArgv } from './remote.ts';
 
 const PAGE_BYTES = 4096;
-/** USER_HZ: /proc/vz/vestat counts CPU time in these ticks per second. */
-const TICKS_PER_SECOND = 100;
-const SEPARATOR = '--lbvm-vestat--';
+/** A UBC limit at INT_MAX or above (LONG_MAX) is "unlimited", as vzlist itself reads it (vzctl src/vzlist.c print_vswap). */
+const UNLIMITED_PAGES = 2147483647;
+const VESTAT_MARK = '--lbvm-vestat--';
+const HOST_MARK = '--lbvm-host--';
+/** The vzlist fields LBVM reads: only these are listed, so a free-text field (description, hostname) cannot spoil the output. */
+const VZLIST_FIELDS = 'ctid,name,status,cpus,cpulimit,physpages';
+/** A ctid LBVM passes on: a number, or OpenVZ 7's UUID-like id; never an option, never two words. */
+const CTID = /^[A-Za-z0-9][A-Za-z0-9-]*$/;
 
 export type Flavour = 'vzctl' | 'prlctl';
 
@@ -28,9 +41,10 @@ export type Flavour = 'vzctl' | 'prlctl';
 interface VzlistEntry {
   ctid: number | string;
   name?: string | null;
-  hostname?: string | null;
   status?: string;
   cpus?: number | null;
+  /** Percent of one CPU (200 = two CPUs), 0 for none. */
+  cpulimit?: number | null;
   physpages?: { held?: number; limit?: number } | null;
 }
 
@@ -39,58 +53,151 @@ interface PrlctlEntry {
   ID?: string;
   EnvID?: string | number;
   Name?: string;
-  Type?: string;
   State?: string;
   Hardware?: { cpu?: { cpus?: number | string }; memory?: { size?: string } };
 }
 
-/** `/proc/vz/vestat`: container id -> cumulative user+nice+system CPU time in ms. */
-export function parseVestat(text: string): Map<string, number> {
+/** What the listing script learned about the host itself. */
+export interface HostFacts {
+  /** vzctl's major version (4 on OpenVZ 6, 7 on OpenVZ 7), or null when vzctl said nothing. */
+  vzctlMajor: number | null;
+  /** The host's CPUs (`nproc`), or null. */
+  cores: number | null;
+}
+
+/** A listed container: what LBVM sees, and the id its tools take. */
+export interface Container {
+  vm: VmInventory;
+  ctid: string;
+}
+
+export interface Listing {
+  containers: Container[];
+  /** Containers whose entry could not be read, by ctid (or their first characters). */
+  unreadable: string[];
+}
+
+/**
+ * `/proc/vz/vestat`: container id -> cumulative user+nice+system CPU time in ms. The kernel prints
+ * those three columns in jiffies at CONFIG_HZ (vzkernel kernel/ve/vecalls.c vestat_seq_show:
+ * `nsecs_to_jiffies(kstat.cpustat[CPUTIME_USER])` on OpenVZ 7, the raw cputime on the RHEL6 kernel),
+ * not in USER_HZ; the two `uptime` columns are jiffies and then cycles or ns.
+ */
+export function parseVestat(text: string, hz: number): Map<string, number> {
   const times = new Map<string, number>();
   for (const line of text.split('\n')) {
     const fields = line.trim().split(/\s+/);
     if (fields.length < 4 || !/^\d+$/.test(fields[1]!)) continue;
     const ticks = Number(fields[1]) + Number(fields[2]) + Number(fields[3]);
-    if (Number.isFinite(ticks)) times.set(fields[0]!, (ticks * 1000) / TICKS_PER_SECOND);
+    if (Number.isFinite(ticks)) times.set(fields[0]!, (ticks * 1000) / hz);
   }
   return times;
 }
 
-function state(text: string | undefined): VmInventory['state'] {
-  switch (text?.toLowerCase()) {
+/** `vzctl version 4.9.4` and `nproc`'s number, from the host section of the listing script. */
+export function parseHostFacts(text: string): HostFacts {
+  const version = text.match(/vzctl version (\d+)\./);
+  const cores = text.match(/^\s*(\d+)\s*$/m);
+  return { vzctlMajor: version ? Number(version[1]) : null, cores: cores ? Number(cores[1]) : null };
+}
+
+/**
+ * A status word of vzlist (OpenVZ 6: running, stopped, mounted, suspended; OpenVZ 7 adds paused and
+ * unknown: vzctl src/vzlist.c ve_status) or prlctl (running, paused, stopped, suspended, mounted and
+ * transitional ones: starting, stopping, migrating, ...: prlctl src/Utils.cpp vmstate2str), as
+ * LBVM's state and, when the container cannot be moved now, why. `suspended` is a stopped container
+ * with a saved dump (vzlist.c get_mounted_status), not a paused one.
+ */
+export function stateOf(word: string | undefined): { state: VmRunState; busy?: string } {
+  switch (word) {
     case 'running':
-      return 'running';
-    case 'suspended':
+      return { state: 'running' };
     case 'paused':
-      return 'paused';
+      return { state: 'paused' };
     case 'stopped':
     case 'mounted':
-      return 'stopped';
+    case 'suspended':
+      return { state: 'stopped' };
+    case 'migrating':
+      return { state: 'migrating', busy: 'state: migrating' };
     default:
-      return 'unknown';
+      return { state: 'unknown', busy: `state: ${word ?? 'unknown'}` };
   }
 }
 
-/** `vzlist -j -a` -> inventory entries. Memory is the vSwap RAM limit (physpages, in 4 KiB pages). */
-export function parseVzlist(text: string, host: string, cpuTimes: Map<string, number>): VmInventory[] {
-  const entries = JSON.parse(text) as VzlistEntry[];
-  return entries.map((entry) => {
+/**
+ * vCPUs of a container: its CPU count, or, when it has none (vzlist prints 0: `printf("%d",
+ * p->cpunum < 0 ? 0 : p->cpunum)`; prlctl prints "unlimited"), its CPU limit in percent rounded up, or
+ * else all the host's cores, which is what it may use (prl-disp getVcpuNum counts the host's CPUs too).
+ */
+export function containerCpus(cpus: number | string | null | undefined, cpulimitPercent: number | null | undefined, hostCores: number | null): number {
+  const count = Number(cpus);
+  if (Number.isFinite(count) && count > 0) return count;
+  if (cpulimitPercent && cpulimitPercent > 0) return Math.min(Math.ceil(cpulimitPercent / 100), hostCores ?? Infinity);
+  return hostCores ?? 1;
+}
+
+/** A name the tools print for "no name" (`-` in OpenVZ 7's vzlist, vzctl src/vzlist.c print_name) is no name: the container goes by its ctid. */
+function nameOf(name: string | null | undefined, ctid: string): string {
+  return name && name !== '-' ? name : ctid;
+}
+
+function container(id: string, name: string | null | undefined, status: string | undefined, host: string, sizes: Pick<VmInventory, 'vcpus' | 'memBytes' | 'memUsedBytes'>, cpuTimes: Map<string, number>): Container {
+  const { state, busy } = stateOf(status);
+  const vm: VmInventory = { name: nameOf(name, id), host, ...sizes, state };
+  const cpuTimeMs = cpuTimes.get(id);
+  if (cpuTimeMs !== undefined && (state === 'running' || state === 'paused')) vm.cpuTimeMs = cpuTimeMs;
+  if (busy) vm.busy = busy;
+  return { vm, ctid: id };
+}
+
+/**
+ * The containers of a JSON listing, read one by one: vzlist prints its strings unescaped (vzctl
+ * src/vzlist.c print_json_str: `printf("\"%s\"", s)`), so a `"` or `\` in one container's text makes
+ * that container's entry unreadable, not the others'. vzlist writes one field per line and each
+ * container between a line `{` and its matching `}`; prlctl's output is split the same way.
+ */
+export function splitJsonEntries(text: string): { entries: unknown[]; unreadable: string[] } {
+  const entries: unknown[] = [];
+  const unreadable: string[] = [];
+  let block: string[] = [];
+  let depth = 0;
+  for (const line of text.split('\n')) {
+    const trimmed = line.trim();
+    if (depth === 0) {
+      if (trimmed === '{') {
+        block = [line];
+        depth = 1;
+      }
+      continue;
+    }
+    block.push(line);
+    if (/^[}\]]/.test(trimmed)) depth--;
+    else if (/[{[]$/.test(trimmed)) depth++;
+    if (depth === 0) {
+      const source = block.join('\n').replace(/,\s*$/, '');
+      try {
+        entries.push(JSON.parse(source));
+      } catch {
+        unreadable.push(source.match(/"(?:ctid|ID|EnvID)":\s*"?([^",\s]+)/)?.[1] ?? source.slice(0, 40));
+      }
+    }
+  }
+  if (entries.length === 0 && unreadable.length === 0 && text.trim() !== '' && text.trim() !== '[]') JSON.parse(text); // not a listing at all: say why
+  return { entries, unreadable };
+}
+
+/** `vzlist -j -a -o ctid,name,status,cpus,cpulimit,physpages`. Memory is the vSwap RAM limit (physpages, 4 KiB pages). */
+export function parseVzlist(text: string, host: string, cpuTimes: Map<string, number>, hostCores: number | null): Listing {
+  const { entries, unreadable } = splitJsonEntries(text);
+  const containers = (entries as VzlistEntry[]).map((entry) => {
     const id = String(entry.ctid);
     const limitPages = entry.physpages?.limit;
-    // An unlimited container has LONG_MAX pages: no size to report.
-    const memBytes = limitPages !== undefined && limitPages < 2 ** 40 ? limitPages * PAGE_BYTES : 0;
-    const vm: VmInventory = {
-      name: entry.name || id,
-      host,
-      vcpus: entry.cpus ?? 1,
-      memBytes,
-      memUsedBytes: Math.min((entry.physpages?.held ?? 0) * PAGE_BYTES, memBytes || Infinity),
-      state: state(entry.status),
-    };
-    const cpuTimeMs = cpuTimes.get(id);
-    if (cpuTimeMs !== undefined && vm.state === 'running') vm.cpuTimeMs = cpuTimeMs;
-    return vm;
+    const memBytes = limitPages !== undefined && limitPages > 0 && limitPages < UNLIMITED_PAGES ? limitPages * PAGE_BYTES : 0;
+    const memUsedBytes = Math.min((entry.physpages?.held ?? 0) * PAGE_BYTES, memBytes || Infinity);
+    return container(id, entry.name, entry.status, host, { vcpus: containerCpus(entry.cpus, entry.cpulimit, hostCores), memBytes, memUsedBytes }, cpuTimes);
   });
+  return { containers, unreadable };
 }
 
 /** "1024Mb", "2Gb" (prlctl's sizes) -> bytes. */
@@ -101,24 +208,15 @@ function prlctlBytes(text: string | undefined): number {
   return Math.round(Number(match[1]) * 1024 ** power);
 }
 
-/** `prlctl list -j -i -a` -> inventory entries (containers and VMs alike). */
-export function parsePrlctlList(text: string, host: string, cpuTimes: Map<string, number>): VmInventory[] {
-  const entries = JSON.parse(text) as PrlctlEntry[];
-  return entries.map((entry) => {
+/** `prlctl list -j -i -a` -> containers and VMs alike. */
+export function parsePrlctlList(text: string, host: string, cpuTimes: Map<string, number>, hostCores: number | null): Listing {
+  const { entries, unreadable } = splitJsonEntries(text);
+  const containers = (entries as PrlctlEntry[]).map((entry) => {
     const id = String(entry.EnvID ?? entry.ID ?? '');
-    const memBytes = prlctlBytes(entry.Hardware?.memory?.size);
-    const vm: VmInventory = {
-      name: entry.Name || id,
-      host,
-      vcpus: Number(entry.Hardware?.cpu?.cpus) || 1,
-      memBytes,
-      memUsedBytes: 0,
-      state: state(entry.State),
-    };
-    const cpuTimeMs = cpuTimes.get(id);
-    if (cpuTimeMs !== undefined && vm.state === 'running') vm.cpuTimeMs = cpuTimeMs;
-    return vm;
+    const sizes = { vcpus: containerCpus(entry.Hardware?.cpu?.cpus, null, hostCores), memBytes: prlctlBytes(entry.Hardware?.memory?.size), memUsedBytes: 0 };
+    return container(id, entry.Name, entry.State, host, sizes, cpuTimes);
   });
+  return { containers, unreadable };
 }
 
 export interface OpenvzDriverOptions {
@@ -127,9 +225,19 @@ export interface OpenvzDriverOptions {
   flavour: Flavour;
   sshOptions: string[];
   ssh: string;
+  /** The hosts' CONFIG_HZ (vestat's unit). */
+  kernelHz: number;
   log: Logger;
   env?: NodeJS.ProcessEnv;
 }
+
+/** vzmigrate's exit codes worth explaining (vzctl bin/vzmigrate.in: MIG_ERR_*). */
+const VZMIGRATE_HINTS: Record<number, (from: string, to: string) => string> = {
+  2: () => 'the container is not running, which vzmigrate --online needs',
+  4: (from, to) => `vzmigrate on ${from} could not log in to ${to} as root: it runs its own ssh (-o BatchMode=yes), not LBVM's drivers.openvz.sshOptions, so ${from}'s root public key must be in ${to}'s /root/.ssh/authorized_keys`,
+  9: (_from, to) => `a container with this ctid already exists on ${to}`,
+  20: (from) => `the container is locked on ${from} (another vzctl or vzmigrate works on it)`,
+};
 
 export class OpenvzDriver implements Driver {
   readonly name = 'openvz';
@@ -146,7 +254,7 @@ export class OpenvzDriver implements Driver {
       if (problem) problems.push(`drivers.openvz.hosts.${host}: ${JSON.stringify(target)}: ${problem}`);
     }
     if (problems.length) throw new ConfigError(problems);
-    return new OpenvzDriver({ targets: settings.hosts, flavour: settings.flavour, sshOptions: settings.sshOptions, ssh: settings.ssh, log });
+    return new OpenvzDriver({ targets: settings.hosts, flavour: settings.flavour, sshOptions: settings.sshOptions, ssh: settings.ssh, kernelHz: settings.kernelHz, log });
   }
 
   target(host: string): string {
@@ -165,20 +273,27 @@ export class OpenvzDriver implements Driver {
     }
   }
 
-  async inventory(host: string): Promise<HostInventory> {
-    const list = this.options.flavour === 'vzctl' ? ['vzlist', '-j', '-a'] : ['prlctl', 'list', '-j', '-i', '-a'];
-    // One connection: the listing, a separator, the CPU counters (absent where there is no
-    // /proc/vz/vestat: no CPU figures then). Fixed words only, no names.
-    const output = await this.remote(host, ['sh', '-c', `${list.join(' ')} && echo ${SEPARATOR} && (cat /proc/vz/vestat 2>/dev/null || true)`], 60_000, list[0]);
-    const at = output.lastIndexOf(`${SEPARATOR}\n`);
-    const listing = at >= 0 ? output.slice(0, at) : output;
-    const cpuTimes = at >= 0 ? parseVestat(output.slice(at + SEPARATOR.length + 1)) : new Map<string, number>();
+  /** The host's containers, with their ctids, and what the host is (one ssh call; fixed words only, no names). */
+  async list(host: string): Promise<{ listing: Listing; facts: HostFacts }> {
+    const tool = this.options.flavour === 'vzctl' ? `vzlist -j -a -o ${VZLIST_FIELDS}` : 'prlctl list -j -i -a';
+    const script = `${tool} && echo ${VESTAT_MARK} && (cat /proc/vz/vestat 2>/dev/null || true) && echo ${HOST_MARK} && (vzctl --version 2>/dev/null || true) && (nproc 2>/dev/null || true)`;
+    const output = await this.remote(host, ['sh', '-c', script], 60_000, tool.split(' ')[0]);
+    const [listing = '', vestat = '', hostText = ''] = output.split(new RegExp(`^(?:${VESTAT_MARK}|${HOST_MARK})$`, 'm'));
+    const facts = parseHostFacts(hostText);
+    const cpuTimes = parseVestat(vestat, this.options.kernelHz);
     try {
-      const vms = this.options.flavour === 'vzctl' ? parseVzlist(listing, host, cpuTimes) : parsePrlctlList(listing, host, cpuTimes);
-      return { host, vms };
+      const parsed = this.options.flavour === 'vzctl' ? parseVzlist(listing, host, cpuTimes, facts.cores) : parsePrlctlList(listing, host, cpuTimes, facts.cores);
+      if (parsed.unreadable.length) {
+        this.options.log.warn({ host, unreadable: parsed.unreadable }, `${tool.split(' ')[0]} on ${host} printed ${parsed.unreadable.length} container(s) that are not valid JSON (a " or \\ in a text field, printed unescaped); they are left out of this round`);
+      }
+      return { listing: parsed, facts };
     } catch (error) {
-      throw new Error(`${list[0]} on ${host}: could not read its JSON output (${(error as Error).message}): ${listing.slice(0, 200)}`);
+      throw new Error(`${tool.split(' ')[0]} on ${host}: could not read its JSON output (${(error as Error).message}): ${listing.slice(0, 200)}`);
     }
+  }
+
+  async inventory(host: string): Promise<HostInventory> {
+    return { host, vms: (await this.list(host)).listing.containers.map((entry) => entry.vm) };
   }
 
   async locate(vm: string): Promise<string | null> {
@@ -195,28 +310,45 @@ export class OpenvzDriver implements Driver {
     return locateFromAnswers(vm, answers);
   }
 
-  /** The command run on the source host (before quoting). */
-  migrateCommand(vm: string, to: string): string[] {
-    // A name starting with "-" would be read as an option by the tools' own option parsers.
-    if (vm.startsWith('-') || /[\0\n\r]/.test(vm)) throw new Error(`container name ${JSON.stringify(vm)} cannot be passed to ${this.options.flavour === 'vzctl' ? 'vzmigrate' : 'prlctl'} (it starts with "-" or holds a control character); nothing was done`);
-    const destination = this.target(to);
-    return this.options.flavour === 'vzctl' ? ['vzmigrate', '--online', destination, vm] : ['prlctl', 'migrate', vm, destination];
+  /**
+   * The command run on the source host (before quoting): the ctid, never the name (OpenVZ 6's
+   * vzmigrate looks a name up unquoted: `vzlist -o ctid -H $VEID`), `--online` only for a running
+   * container, and a destination vzmigrate can use: OpenVZ 6 runs `ssh root@$host` itself, so it takes
+   * a bare host; OpenVZ 7 and prlctl take `[user@]host`.
+   */
+  migrateCommand(entry: Container, to: string, facts: HostFacts): string[] {
+    if (!CTID.test(entry.ctid)) throw new Error(`container ${JSON.stringify(entry.vm.name)} has the id ${JSON.stringify(entry.ctid)}, which cannot be passed to a migration tool; nothing was done`);
+    const target = this.target(to);
+    if (this.options.flavour === 'prlctl') return ['prlctl', 'migrate', entry.ctid, target];
+    const live = entry.vm.state === 'running' || entry.vm.state === 'paused';
+    const destination = facts.vzctlMajor !== null && facts.vzctlMajor >= 7 ? target : target.replace(/^[^@]*@/, '');
+    return ['vzmigrate', ...(live ? ['--online'] : []), destination, entry.ctid];
   }
 
   async migrate(request: MigrateRequest): Promise<MigrateOutcome> {
     if (request.mode !== 'live') throw new Error(`the openvz driver migrates live only (migration.mode ${request.mode} is not supported); nothing was done`);
     if (request.signal.aborted) throw (request.signal.reason as Error) ?? new Error('cancelled');
-    const command = this.migrateCommand(request.vm, request.to);
+    const { listing, facts } = await this.list(request.from);
+    const found = listing.containers.filter((entry) => entry.vm.name === request.vm);
+    if (found.length !== 1) {
+      throw new Error(`${found.length ? `${found.length} containers are` : 'no container is'} named ${JSON.stringify(request.vm)} on ${request.from}${found.length ? ` (ctids ${found.map((entry) => entry.ctid).join(', ')}): give them unique names` : ''}; nothing was done`);
+    }
+    const entry = found[0]!;
+    if (entry.vm.busy) throw new Error(`container ${JSON.stringify(request.vm)} (${entry.ctid}) on ${request.from} is busy (${entry.vm.busy}): it is not moved until that ends; nothing was done`);
+    const command = this.migrateCommand(entry, request.to, facts);
     const startedMs = Date.now();
     const onAbort = () => this.options.log.warn({ vm: request.vm, from: request.from, to: request.to }, `${command[0]} cannot be cancelled once started; it runs to its end`);
     request.signal.addEventListener('abort', onAbort, { once: true });
     try {
       await this.remote(request.from, command, 0);
     } catch (error) {
-      throw new Error(`live migration of ${JSON.stringify(request.vm)} from ${request.from} to ${request.to} failed: ${(error as Error).message}`);
+      const code = error instanceof CommandFailed && typeof error.exitCode === 'number' ? error.exitCode : null;
+      const hint = this.options.flavour === 'vzctl' && code !== null ? VZMIGRATE_HINTS[code]?.(request.from, request.to) : undefined;
+      throw new Error(`migration of ${JSON.stringify(request.vm)} (${entry.ctid}) from ${request.from} to ${request.to} failed: ${(error as Error).message}${hint ? `; ${hint}` : ''}`);
     } finally {
       request.signal.removeEventListener('abort', onAbort);
     }
+    if (command[0] === 'vzmigrate' && !command.includes('--online')) this.options.log.info({ vm: request.vm, ctid: entry.ctid }, `${request.vm} was not running: moved offline`);
     return { totalMs: Date.now() - startedMs, downtimeMs: null, bytesCopied: 0 };
   }
 

@@ -1,7 +1,12 @@
-/** `lbm explain VM`: why a VM is where it is — its last moves and their reasons, its rules, what the plan says. */
+/**
+ * `lbm explain VM`: why a VM is where it is — its last moves and their reasons, its rules, how a move of
+ * it is carried out (through an HA manager when one owns it), whether its hypervisor is busy with it,
+ * and what the plan says.
+ */
 import { Command } from 'commander';
 import { policySettingsFromConfig } from '../../../config/policy-settings.ts';
 import { planRound, vmDemand } from '../../../../policies/index.ts';
+import { howMoved } from '../../../drivers/moves.ts';
 import { formatBytes } from '../../../units.ts';
 import { ago, findVm, openCluster } from '../../cluster.ts';
 import { CliContext } from '../../context.ts';
@@ -37,6 +42,11 @@ export function explainCommand(): Command {
           ...rules.pins.filter((p) => p.vm === name).map((p) => ({ rule: p.name, kind: p.hard ? 'pin' : 'prefer', hard: p.hard, hosts: p.hosts })),
         ],
         ignored: rules.ignoredVms.includes(name),
+        /** The hypervisor's HA state when an HA manager owns the VM (its moves then go through it), else null. */
+        haState: vm.haState ?? null,
+        /** What the hypervisor is in the middle of with it (a lock, a transitional state): not moved while set. */
+        busy: vm.busy ?? null,
+        movedBy: howMoved(context.config, vm),
         inFlight: view.inFlight.find((job) => job.vm === name) ?? null,
         quarantinedUntilMs: vm.quarantinedUntilMs ?? null,
         history: history.slice(-20),
@@ -46,6 +56,9 @@ export function explainCommand(): Command {
       output(options, data, () => {
         const lines = [`${name} runs on ${vm.host}: ${vm.vcpus} vCPU, ${formatBytes(vm.memBytes)}, CPU forecast ${data.cpuEstimateCores.toFixed(2)} ± ${data.cpuSpreadCores.toFixed(2)} cores`];
         if (data.ignored) lines.push('  ignored by the balancer (rules.ignore or tag lbvm.ignore): never moved');
+        if (data.haState) lines.push(`  HA-managed (HA state ${data.haState}): its moves go through the HA manager`);
+        lines.push(`  moved ${data.movedBy}`);
+        if (data.busy) lines.push(`  busy on ${vm.host}: ${data.busy}; not moved until that clears`);
         for (const rule of data.rules) lines.push(`  rule ${rule.rule}: ${rule.kind}${rule.hard ? '' : ' (soft)'} ${'with' in rule ? `with ${rule.with.join(', ')}` : `on ${rule.hosts.join(', ')}`}`);
         if (data.inFlight) lines.push(`  migrating now: ${data.inFlight.from} → ${data.inFlight.to} (job ${data.inFlight.jobId}, ${data.inFlight.state})`);
         if (data.quarantinedUntilMs) lines.push(`  quarantined after repeated failed migrations until ${new Date(data.quarantinedUntilMs).toISOString()}`);

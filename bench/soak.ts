@@ -24,7 +24,7 @@ import { generateSimCluster, SimDriver } from '../src/drivers/sim.ts';
 import type { LbvmEvent } from '../src/model/index.ts';
 import { RedisEventLog } from '../src/queue/events.ts';
 import { MigrationQueue } from '../src/queue/queue.ts';
-import { connectRedis } from '../src/queue/redis.ts';
+import { connectRedis } from '../src/util/redis.ts';
 
 const minutesArg = process.argv.indexOf('--minutes');
 const MINUTES = Number(minutesArg > 0 ? process.argv[minutesArg + 1] : (process.env.SOAK_MINUTES ?? 10));

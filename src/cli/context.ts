@@ -5,11 +5,11 @@
  */
 import type { Redis } from 'ioredis';
 import type { LbvmConfig } from '../config/schema.ts';
-import { redactUrl } from '../config/load.ts';
+import { redactUrl } from '../util/address.ts';
 import { QueueUnavailable } from '../errors.ts';
 import { createLogger, loggerFor, type Logger } from '../log.ts';
 import { MigrationQueue } from '../queue/queue.ts';
-import { connectRedis } from '../queue/redis.ts';
+import { connectRedis } from '../util/redis.ts';
 import { openStoreFor, type SampleStore } from '../store/index.ts';
 import { loadFor, type CommonOptions } from './run.ts';
 

@@ -6,7 +6,7 @@
  * driver's module is loaded. A driver whose settings are missing fails with a ConfigError naming them.
  */
 import type { LbvmConfig } from '../config/schema.ts';
-import { redactUrl } from '../config/load.ts';
+import { redactUrl } from '../util/address.ts';
 import { NotImplemented, QueueUnavailable } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Driver } from './driver.ts';
@@ -22,7 +22,7 @@ export async function createDriver(name: LbvmConfig['collect']['driver'], contex
   switch (name) {
     // Each driver's module is loaded only when chosen (a qemu host's cron collector skips ioredis).
     case 'sim': {
-      const [{ connectRedis }, { SimDriver }] = await Promise.all([import('../queue/redis.ts'), import('./sim.ts')]);
+      const [{ connectRedis }, { SimDriver }] = await Promise.all([import('../util/redis.ts'), import('./sim.ts')]);
       const redis = connectRedis(context.config.redis.url);
       const driver = new SimDriver({ config: context.config, redis, ownsRedis: true });
       try {

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { after, before } from 'node:test';
 import type { LbvmConfig } from '../../src/config/schema.ts';
 import { MigrationQueue } from '../../src/queue/queue.ts';
-import { connectRedis } from '../../src/queue/redis.ts';
+import { connectRedis } from '../../src/util/redis.ts';
 import type { TestAgent } from '../helpers/agent.ts';
 import { cleanEnv, ROOT } from '../helpers/cli.ts';
 import { spawnTracked, type Tracked } from '../helpers/processes.ts';

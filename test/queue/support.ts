@@ -8,7 +8,7 @@ import { createLogger } from '../../src/log.ts';
 import type { LbvmEvent, MigrationJobData } from '../../src/model/index.ts';
 import { RedisEventLog } from '../../src/queue/events.ts';
 import { MigrationQueue } from '../../src/queue/queue.ts';
-import { connectRedis } from '../../src/queue/redis.ts';
+import { connectRedis } from '../../src/util/redis.ts';
 import { startMigrationWorker, type MigrationWorker } from '../../src/queue/worker.ts';
 import { tmpDir } from '../helpers/tmp.ts';
 

@@ -2,7 +2,8 @@
 import { Command } from 'commander';
 import { createDriver } from '../../drivers/index.ts';
 import { loggerFor, logStartup } from '../../log.ts';
-import { assertRedisFitForQueue, connectRedis, logConnectionTrouble } from '../../queue/redis.ts';
+import { assertRedisFitForQueue } from '../../queue/redis.ts';
+import { connectRedis, logConnectionTrouble } from '../../util/redis.ts';
 import { listenForCancels } from '../../queue/cancel.ts';
 import { RedisEventLog, type EventSink } from '../../queue/events.ts';
 import { startMigrationWorker } from '../../queue/worker.ts';

@@ -49,8 +49,8 @@ export function monitorCommand(): Command {
     const { config, log } = context;
     logStartup(log, config, context.configFile);
     const redis = await context.redis();
-    logConnectionTrouble(redis, log, config.redis.url);
-    await assertRedisFitForQueue(redis, config.redis.url);
+    logConnectionTrouble(redis, log, config.redis);
+    await assertRedisFitForQueue(redis, config.redis);
     const queue = await context.queue();
     const monitor = new Monitor({ config, log, store: context.store(), redis, queue, id: `${os.hostname()}:${process.pid}` });
     if (options.once) {

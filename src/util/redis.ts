@@ -4,10 +4,12 @@
  * (`redis://:pw@host:6379/0` or `redis://user:pw@...`) are read by ioredis itself.
  *
  * With Redis Sentinel (`redis.sentinels`, `redis.name`) ioredis asks the sentinels where the master
- * is on every (re)connection, checks the server it reaches is a master (`role`), and, with
- * `failoverDetector`, drops its connection as soon as a sentinel announces `+switch-master`, so
- * every client (BullMQ's duplicates included: they copy these options) follows the master through a
- * failover without a restart. The URL's password, user, db and TLS (`rediss://`) still apply to the
+ * is on every (re)connection and checks the server it reaches is a master (`role`); a master that
+ * dies drops its connections, and one demoted under an open connection answers writes with READONLY,
+ * which makes the client reconnect. So every client (BullMQ's duplicates included: they copy these
+ * options) follows the master through a failover without a restart. (ioredis' `failoverDetector`
+ * is left off: its sentinel subscriptions have no error listener, and print a stack to stderr on
+ * every retry while a sentinel is down.) The URL's password, user, db and TLS (`rediss://`) still apply to the
  * master; TLS applies to the sentinels too.
  */
 import { Redis, type RedisOptions } from 'ioredis';
@@ -69,7 +71,6 @@ export function connectRedis(target: string | RedisTarget, options: ConnectOptio
       sentinelPassword: t.sentinelPassword || undefined,
       // When every sentinel is unreachable: try them all again after this (null: give up, for lbm).
       sentinelRetryStrategy: options.failFast ? () => null : (times: number) => Math.min(200 * times, capMs),
-      failoverDetector: !options.failFast,
       // A master demoted under an open connection answers writes with READONLY: reconnect (through
       // the sentinels) and send the command again; it was not carried out.
       reconnectOnError: (error: Error) => (/^READONLY/.test(error.message) ? 2 : false),

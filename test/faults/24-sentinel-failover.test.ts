@@ -1,6 +1,7 @@
 /**
  * Fault 24 (issue 18): the Redis master SIGKILLed under Sentinel while a real `lbvm monitor` leads,
- * a real `lbvm worker` runs a migration (sim driver) and other jobs wait for their slot. A real
+ * a real `lbvm worker` runs a migration (sim driver) and other jobs wait for their slot; and while a
+ * worker live-migrates a real QEMU guest between two agents with another guest's move waiting. A real
  * master, replica and three `redis-sentinel` processes. What must hold: the replica is promoted; the
  * monitor and the worker carry on without a restart (their connections follow the master); every
  * job that was waiting runs once; no VM moves twice; the running migration ends once (done, or failed
@@ -21,11 +22,14 @@ import { leaseKeys } from '../../src/monitor/lease.ts';
 import { MigrationQueue } from '../../src/queue/queue.ts';
 import { openStore, Spool } from '../../src/store/index.ts';
 import { connectRedis } from '../../src/util/redis.ts';
+import { QemuDriver } from '../../src/drivers/qemu/driver.ts';
+import { qemuProcessesOf, startAgent, testGuestSpec, waitBooted, type TestAgent } from '../helpers/agent.ts';
+import { Daemons, qemuQueueRig, stopAgents } from './support.ts';
 import { ROOT, cleanEnv } from '../helpers/cli.ts';
 import { spawnTracked, waitFor, type Tracked } from '../helpers/processes.ts';
 import { startSentinel, type SentinelBed } from '../helpers/sentinel.ts';
 import { tmpDir } from '../helpers/tmp.ts';
-import { until } from '../queue/support.ts';
+import { eventsOf, job, MIB, until } from '../queue/support.ts';
 
 const GiB = 1024 ** 3;
 const HOSTS = ['src', 'h1', 'h2', 'h3', 'h4'];
@@ -166,5 +170,60 @@ describe('fault 24: the Redis master SIGKILLed under Sentinel, a monitor leading
     // Jobs enqueued after the kill carry a token no older than the leader's before it.
     const after = (await queue.jobs()).filter((job) => job.enqueuedMs > killedAt);
     assert.ok(after.length > 0 && after.every((job) => (job.data.fencingToken ?? 0) >= tokenBefore), 'new jobs carry the leader\'s token');
+  });
+});
+
+describe('fault 24 (QEMU): the Redis master SIGKILLed under Sentinel while a worker live-migrates a real guest and another waits', () => {
+  let bed: SentinelBed;
+  let a: TestAgent;
+  let b: TestAgent;
+  const daemons = new Daemons();
+  const closers: (() => Promise<unknown>)[] = [];
+  before(async () => {
+    [bed, a, b] = await Promise.all([startSentinel(), startAgent('host-a'), startAgent('host-b')]);
+    await Promise.all(['db-1', 'db-2'].map((name) => a.client.start(testGuestSpec(name, { memPercent: 40, dirtyPercent: 2 }))));
+    await Promise.all(['db-1', 'db-2'].map((name) => waitBooted(a, name)));
+  });
+  after(async () => {
+    await daemons.stopAll();
+    for (const close of closers) await close();
+    await stopAgents(a, b);
+    await bed?.stop();
+  });
+
+  it('the worker follows the master; the running migration ends once, the waiting one runs once, each guest runs in one place', async () => {
+    // 12 MiB/s: the first guest's copy spans the failover; one migration out of host-a at a time.
+    const rig = qemuQueueRig(bed.target, daemons, a, b, 12 * MIB, 3, { 'migration.lockDuration': '10s', 'limits.migrationsPerSourceHost': 1 });
+    closers.push(() => rig.close());
+    const worker = rig.spawnWorker();
+    const first = await rig.queue.enqueue(job('db-1', a.host, b.host, { planId: 'qemu-failover' }));
+    await until('the live migration to be under way', async () => ((await rig.queue.job(first.jobId))?.progress?.bytesCopied ?? 0) > 0, 90_000, async () => worker.output().slice(-3000));
+    const second = await rig.queue.enqueue(job('db-2', a.host, b.host, { planId: 'qemu-failover' }));
+    assert.equal(second.status, 'queued');
+    const barrier = connectRedis(bed.target);
+    closers.push(async () => barrier.disconnect());
+    await barrier.set(`${rig.config.redis.prefix}:barrier`, '1');
+    assert.equal(await barrier.call('WAIT', '1', '5000'), 1);
+    const old = await bed.killMaster();
+    await bed.waitForPromotion(old);
+    await until('both jobs to end', async () => {
+      const states = await Promise.all([first.jobId, second.jobId].map(async (id) => (await rig.queue.job(id))?.state));
+      return states.every((state) => state === 'completed' || state === 'failed');
+    }, 180_000, async () => worker.output().slice(-3000));
+    assert.equal(worker.child.exitCode, null, 'the worker carried on without a restart');
+    const driver = new QemuDriver(new Map([[a.host, a.client], [b.host, b.client]]), createLogger({ level: 'warn', format: 'json' }));
+    for (const [name, queued] of [['db-1', first], ['db-2', second]] as const) {
+      const view = (await rig.queue.job(queued.jobId))!;
+      assert.equal(view.state, 'completed', `${name}: ${view.failedReason}`);
+      assert.ok(['migrated', 'already-there'].includes(view.result?.outcome ?? ''), `${name}: ${view.result?.outcome}`);
+      assert.equal(await driver.locate(name), b.host);
+      assert.equal(qemuProcessesOf(name).length, 1, `${name} runs in exactly one place`);
+    }
+    const all = await eventsOf(rig);
+    assert.equal(all.filter((event) => event.type === 'migration.finished' && event.jobId === second.jobId).length, 1, 'the waiting job ran once');
+    const attempts = all.filter((event) => event.jobId === first.jobId && /started|finished|failed/.test(event.type)).map((event) => event.type);
+    assert.equal(attempts.at(-1), 'migration.finished', attempts.join(','));
+    assert.equal(attempts.filter((type) => type === 'migration.failed').length, attempts.filter((type) => type === 'migration.started').length - 1, attempts.join(','));
+    assert.match(worker.output(), /following the Redis master to/);
   });
 });

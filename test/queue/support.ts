@@ -32,8 +32,9 @@ export function configEnv(config: LbvmConfig): Record<string, string> {
     LBVM_REDIS_URL: config.redis.url,
     LBVM_REDIS_PREFIX: config.redis.prefix,
     ...(config.redis.sentinels.length > 0
-      ? { LBVM_REDIS_SENTINELS: config.redis.sentinels.join(','), LBVM_REDIS_NAME: config.redis.name, LBVM_REDIS_SENTINEL_PASSWORD: config.redis.sentinelPassword }
+      ? { LBVM_REDIS_SENTINELS: config.redis.sentinels.join(','), LBVM_REDIS_NAME: config.redis.name }
       : {}),
+    ...(config.redis.sentinelPassword ? { LBVM_REDIS_SENTINEL_PASSWORD: config.redis.sentinelPassword } : {}),
     LBVM_LIMITS_MIGRATIONS_PER_SOURCE_HOST: String(config.limits.migrationsPerSourceHost),
     LBVM_LIMITS_MIGRATIONS_PER_DESTINATION_HOST: String(config.limits.migrationsPerDestinationHost),
     LBVM_LIMITS_MIGRATIONS_IN_CLUSTER: String(config.limits.migrationsInCluster),

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { Redis } from 'ioredis';
 import { makeDirs } from './dirs.ts';
 import { freePort, spawnTracked, waitFor, type Tracked } from './processes.ts';
-import { startRedisServer, type RedisServer } from './redis-server.ts';
+import { startRedisServer, tlsClientOptions, tlsConfig, type RedisServer, type RedisTls } from './redis-server.ts';
 import type { RedisTarget } from './redis.ts';
 
 export interface SentinelBedOptions {
@@ -25,6 +25,8 @@ export interface SentinelBedOptions {
   /** How long the master must not answer before a sentinel thinks it down. */
   downAfterMs?: number;
   sentinels?: number;
+  /** Every server and sentinel on TLS alone (the target's URL is then rediss://). */
+  tls?: RedisTls;
 }
 
 export interface SentinelProcess {
@@ -59,8 +61,8 @@ export interface SentinelBed {
 }
 
 /** `SENTINEL MASTER name` as a map of its fields. */
-async function askSentinel(port: number, name: string, password?: string): Promise<Map<string, string>> {
-  const client = new Redis({ port, host: '127.0.0.1', password, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, enableReadyCheck: false, connectTimeout: 2000, commandTimeout: 2000 });
+async function askSentinel(port: number, name: string, password?: string, tls?: RedisTls): Promise<Map<string, string>> {
+  const client = new Redis({ port, host: '127.0.0.1', password, ...tlsClientOptions(tls), lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, enableReadyCheck: false, connectTimeout: 2000, commandTimeout: 2000 });
   client.on('error', () => {});
   try {
     await client.connect();
@@ -74,7 +76,7 @@ async function askSentinel(port: number, name: string, password?: string): Promi
 }
 
 async function roleOf(server: RedisServer): Promise<string | null> {
-  const client = new Redis({ port: server.port, host: '127.0.0.1', password: server.password, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 1000, commandTimeout: 1000 });
+  const client = new Redis({ port: server.port, host: '127.0.0.1', password: server.password, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 1000, commandTimeout: 1000, ...tlsClientOptions(server.tls) });
   client.on('error', () => {});
   try {
     await client.connect();
@@ -98,12 +100,12 @@ export async function startSentinelBed(options: SentinelBedOptions): Promise<Sen
     await Promise.all(started.servers.map((server) => server.process?.stop(2000)));
   };
   try {
-    const master = await startRedisServer({ dir: path.join(options.dir, 'redis-a'), password: options.password, extraConfig: auth });
+    const master = await startRedisServer({ dir: path.join(options.dir, 'redis-a'), password: options.password, extraConfig: auth, tls: options.tls });
     started.servers.push(master);
-    const replica = await startRedisServer({ dir: path.join(options.dir, 'redis-b'), password: options.password, extraConfig: [...auth, `replicaof 127.0.0.1 ${master.port}`] });
+    const replica = await startRedisServer({ dir: path.join(options.dir, 'redis-b'), password: options.password, extraConfig: [...auth, `replicaof 127.0.0.1 ${master.port}`], tls: options.tls });
     started.servers.push(replica);
     await waitFor(`the replica on port ${replica.port} to sync from the master on ${master.port} (logs in ${options.dir})`, async () => {
-      const client = new Redis({ port: replica.port, host: '127.0.0.1', password: options.password, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      const client = new Redis({ port: replica.port, host: '127.0.0.1', password: options.password, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, ...tlsClientOptions(options.tls) });
       client.on('error', () => {});
       try {
         await client.connect();
@@ -118,7 +120,7 @@ export async function startSentinelBed(options: SentinelBedOptions): Promise<Sen
       const dir = path.join(options.dir, `sentinel-${index + 1}`);
       makeDirs(dir);
       const conf = [
-        `port ${port}`,
+        ...tlsConfig(options.tls, port),
         'bind 127.0.0.1',
         'daemonize no',
         `dir ${dir}`,
@@ -140,7 +142,7 @@ export async function startSentinelBed(options: SentinelBedOptions): Promise<Sen
       await waitFor(
         `redis-sentinel on port ${sentinel.port} to know the replica and ${count - 1} other sentinels (log ${path.join(sentinel.dir, 'sentinel.log')})`,
         async () => {
-          const fields = await askSentinel(sentinel.port, name, options.sentinelPassword);
+          const fields = await askSentinel(sentinel.port, name, options.sentinelPassword, options.tls);
           return Number(fields.get('num-slaves')) >= 1 && Number(fields.get('num-other-sentinels')) >= count - 1;
         },
         { process: sentinel.process, timeoutMs: 30_000 },
@@ -156,7 +158,7 @@ export async function startSentinelBed(options: SentinelBedOptions): Promise<Sen
   const sentinels = started.sentinels;
   const majority = Math.floor(sentinels.length / 2) + 1;
   const named = async (): Promise<RedisServer | null> => {
-    const ports = await Promise.all(sentinels.map((sentinel) => askSentinel(sentinel.port, name, options.sentinelPassword).then((fields) => Number(fields.get('port')), () => null)));
+    const ports = await Promise.all(sentinels.map((sentinel) => askSentinel(sentinel.port, name, options.sentinelPassword, options.tls).then((fields) => Number(fields.get('port')), () => null)));
     for (const server of servers) if (ports.filter((port) => port === server.port).length >= majority) return server;
     return null;
   };
@@ -165,7 +167,7 @@ export async function startSentinelBed(options: SentinelBedOptions): Promise<Sen
     name,
     servers,
     sentinels,
-    target: { url: `redis://${auth0}127.0.0.1:${servers[0]!.port}`, sentinels: sentinels.map((sentinel) => sentinel.address), name, sentinelPassword: options.sentinelPassword ?? '' },
+    target: { url: `${options.tls ? 'rediss' : 'redis'}://${auth0}127.0.0.1:${servers[0]!.port}`, sentinels: sentinels.map((sentinel) => sentinel.address), name, sentinelPassword: options.sentinelPassword ?? '' },
     async master() {
       const server = await named();
       if (!server) throw new Error(`no majority of the sentinels names a master of "${name}"\n${bed.logs()}`);
@@ -193,7 +195,7 @@ export async function startSentinelBed(options: SentinelBedOptions): Promise<Sen
     },
     async starveReplicas() {
       const server = await bed.master();
-      const client = new Redis({ port: server.port, host: '127.0.0.1', password: options.password, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      const client = new Redis({ port: server.port, host: '127.0.0.1', password: options.password, maxRetriesPerRequest: 0, retryStrategy: () => null, ...tlsClientOptions(options.tls) });
       client.on('error', () => {});
       try {
         await client.config('SET', 'requirepass', `starved-${Date.now()}-${Math.random()}`);

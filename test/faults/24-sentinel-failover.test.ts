@@ -25,9 +25,10 @@ import { connectRedis } from '../../src/util/redis.ts';
 import { QemuDriver } from '../../src/drivers/qemu/driver.ts';
 import { qemuProcessesOf, startAgent, testGuestSpec, waitBooted, type TestAgent } from '../helpers/agent.ts';
 import { Daemons, qemuQueueRig, stopAgents } from './support.ts';
-import { ROOT, cleanEnv } from '../helpers/cli.ts';
+import { ROOT, cleanEnv, runCli } from '../helpers/cli.ts';
 import { spawnTracked, waitFor, type Tracked } from '../helpers/processes.ts';
 import { startSentinel, type SentinelBed } from '../helpers/sentinel.ts';
+import { selfSignedCert } from '../helpers/recorded-server.ts';
 import { tmpDir } from '../helpers/tmp.ts';
 import { eventsOf, job, MIB, until } from '../queue/support.ts';
 
@@ -145,6 +146,12 @@ describe('fault 24: the Redis master SIGKILLed under Sentinel, a monitor leading
     stopCollecting = true;
     await collector;
 
+    // lbm too asks the sentinels: after the failover it reads the new master.
+    const status = await runCli('lbm', ['jobs', '--json', '--config', configFile], { cwd: dir, env: cleanEnv() });
+    assert.equal(status.code, 0, status.stderr);
+    const listed = (JSON.parse(status.stdout) as { jobs: { jobId: string }[] }).jobs.map((entry) => entry.jobId);
+    for (const id of ids) assert.ok(listed.includes(id), `lbm jobs lists ${id}`);
+
     for (const [name, daemon] of Object.entries({ monitor, worker })) {
       assert.equal(daemon.child.exitCode, null, `${name} exited:\n${daemon.output().slice(-2000)}`);
       const output = daemon.output();
@@ -225,5 +232,64 @@ describe('fault 24 (QEMU): the Redis master SIGKILLed under Sentinel while a wor
     assert.equal(attempts.at(-1), 'migration.finished', attempts.join(','));
     assert.equal(attempts.filter((type) => type === 'migration.failed').length, attempts.filter((type) => type === 'migration.started').length - 1, attempts.join(','));
     assert.match(worker.output(), /following the Redis master to/);
+  });
+});
+
+describe('fault 24 (TLS): sentinels and servers on TLS alone, with passwords', () => {
+  let bed: SentinelBed;
+  let caFile = '';
+  before(async () => {
+    const cert = await selfSignedCert();
+    caFile = cert.certFile;
+    bed = await startSentinel({ tls: { certFile: cert.certFile, keyFile: cert.keyFile, caFile: cert.certFile }, password: 'tls-Redis-pw', sentinelPassword: 'tls-Sentinel-pw' });
+  });
+  after(async () => {
+    await bed?.stop();
+  });
+
+  it('rediss:// reaches the sentinels and the master over TLS, before and after a failover; tokens keep their order; an untrusted certificate is refused cleanly', async () => {
+    const dir = tmpDir();
+    const env = (extra: Record<string, string> = {}) =>
+      cleanEnv({
+        LBVM_REDIS_URL: bed.target.url,
+        LBVM_REDIS_SENTINELS: bed.target.sentinels.join(','),
+        LBVM_REDIS_NAME: bed.target.name,
+        LBVM_REDIS_SENTINEL_PASSWORD: bed.target.sentinelPassword,
+        LBVM_REDIS_PREFIX: 'tls',
+        LBVM_STORE_URL: `files:${path.join(dir, 'samples')}`,
+        LBVM_MONITOR_LISTEN: '127.0.0.1:0',
+        ...extra,
+      });
+    assert.match(bed.target.url, /^rediss:/);
+    const outputs: string[] = [];
+    /** `lbvm monitor --once` until it leads (the sentinels may still be agreeing): its token. */
+    const tokenOfOneRound = async (): Promise<number> => {
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        const result = await runCli('lbvm', ['monitor', '--once', '--json'], { cwd: dir, env: env({ NODE_EXTRA_CA_CERTS: caFile }) });
+        outputs.push(result.stdout, result.stderr);
+        assert.equal(result.code, 0, result.stderr);
+        const token = (JSON.parse(result.stdout) as { fencingToken: number | null }).fencingToken;
+        if (token !== null) return token;
+        if (Date.now() > deadline) throw new Error(`no token within 30 s:\n${result.stdout}\n${result.stderr}`);
+        await sleep(500);
+      }
+    };
+    const before = await tokenOfOneRound();
+    assert.equal(before, 1);
+    const old = await bed.killMaster();
+    await bed.waitForPromotion(old);
+    const afterFailover = await tokenOfOneRound();
+    assert.equal(afterFailover, 1_000_000_001, 'the first token of epoch 1, above every token of epoch 0');
+    const jobs = await runCli('lbm', ['jobs', '--json'], { cwd: dir, env: env({ NODE_EXTRA_CA_CERTS: caFile }) });
+    outputs.push(jobs.stdout, jobs.stderr);
+    assert.equal(jobs.code, 0, jobs.stderr);
+    // Without the CA the certificate is not trusted: exit 3, the sentinels named, no stack, no secret.
+    const refused = await runCli('lbm', ['jobs', '--json'], { cwd: dir, env: env() });
+    outputs.push(refused.stdout, refused.stderr);
+    assert.equal(refused.code, 3, refused.stderr);
+    assert.match(refused.stderr, /Redis master "lbvm" of sentinels 127\.0\.0\.1:\d+/);
+    assert.doesNotMatch(refused.stderr, /    at /);
+    for (const text of outputs) assert.ok(!/tls-Redis-pw|tls-Sentinel-pw/.test(text), `a password was printed:\n${text}`);
   });
 });

@@ -84,9 +84,12 @@ export function connectRedis(target: string | RedisTarget, options: ConnectOptio
   return client;
 }
 
-/** Is this error Redis being unreachable (refused, reset, timed out, closed), rather than a bug? */
+/** Is this error Redis (or, with Sentinel, every sentinel) being unreachable, rather than a bug? */
 export function isConnectionError(error: Error & { code?: string }): boolean {
-  return /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EPIPE|EAI_AGAIN)$/.test(error.code ?? '') || /Connection is closed|connect E[A-Z]+|getaddrinfo|Stream isn't writeable|read ECONNRESET/.test(error.message);
+  return (
+    /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EPIPE|EAI_AGAIN)$/.test(error.code ?? '') ||
+    /Connection is closed|connect E[A-Z]+|getaddrinfo|Stream isn't writeable|read ECONNRESET|All sentinels are unreachable/.test(error.message)
+  );
 }
 
 /** The server a connection talks to now (`host:port`), or null while it is not connected. */

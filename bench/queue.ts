@@ -11,7 +11,7 @@ import { SimDriver } from '../src/drivers/sim.ts';
 import { createLogger } from '../src/log.ts';
 import type { LbvmEvent } from '../src/model/index.ts';
 import { MigrationQueue } from '../src/queue/queue.ts';
-import { connectRedis } from '../src/queue/redis.ts';
+import { connectRedis } from '../src/util/redis.ts';
 import { startMigrationWorker } from '../src/queue/worker.ts';
 import { startRedis } from '../test/helpers/redis.ts';
 import { tmpDir } from '../test/helpers/tmp.ts';

@@ -13,7 +13,7 @@ import type { Sample } from '../src/model/index.ts';
 import { Monitor } from '../src/monitor/daemon.ts';
 import { queueKeys } from '../src/queue/keys.ts';
 import { MigrationQueue } from '../src/queue/queue.ts';
-import { connectRedis } from '../src/queue/redis.ts';
+import { connectRedis } from '../src/util/redis.ts';
 import { openStore, type SampleStore } from '../src/store/index.ts';
 import { startRedisServer } from '../src/util/redis-server.ts';
 import { startInflux } from '../test/helpers/influx.ts';

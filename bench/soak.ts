@@ -1,9 +1,12 @@
 /**
- * `npm run bench -- soak [--minutes N]` (or SOAK_MINUTES): the sim cluster of 100 hosts × 2,000 VMs
- * run by real `lbvm` processes — a monitor, 3 workers and one `lbvm collect --every` per host — on a
- * private Redis (AOF on) and a files store, for 10 minutes by default, while a chaos script SIGKILLs
- * a worker every 60 s (and starts it again) and restarts Redis once, half-way. The stack is the
- * demo's (`DemoStack`: temporary folder, redis-server, daemons with their logs).
+ * `npm run bench -- soak [--minutes N] [--sentinel]` (or SOAK_MINUTES, SOAK_SENTINEL=1): the sim
+ * cluster of 100 hosts × 2,000 VMs run by real `lbvm` processes — a monitor, 3 workers and one `lbvm
+ * collect --every` per host — on a private Redis (AOF on) and a files store, for 10 minutes by
+ * default, while a chaos script SIGKILLs a worker every 60 s (and starts it again) and restarts Redis
+ * once, half-way. With --sentinel, Redis is a master, a replica and three sentinels, every process
+ * connects through the sentinels, and half-way the master is SIGKILLed (the replica is promoted; the
+ * old master comes back as its replica) in place of the restart. The stack is the demo's
+ * (`DemoStack`: temporary folder, redis-server, daemons with their logs).
  *
  * Reports (one JSON object on stdout; progress on stderr):
  * - migrations: finished moves (outcome `migrated`), failed attempts, jobs re-run (started more than
@@ -24,7 +27,9 @@ import { generateSimCluster, SimDriver } from '../src/drivers/sim.ts';
 import type { LbvmEvent } from '../src/model/index.ts';
 import { RedisEventLog } from '../src/queue/events.ts';
 import { MigrationQueue } from '../src/queue/queue.ts';
-import { connectRedis } from '../src/queue/redis.ts';
+import { connectRedis } from '../src/util/redis.ts';
+import { startSentinelBed, type SentinelBed } from '../src/util/redis-sentinel.ts';
+import type { RedisServer } from '../src/util/redis-server.ts';
 
 const minutesArg = process.argv.indexOf('--minutes');
 const MINUTES = Number(minutesArg > 0 ? process.argv[minutesArg + 1] : (process.env.SOAK_MINUTES ?? 10));
@@ -32,6 +37,7 @@ if (!(MINUTES > 0)) {
   process.stderr.write('soak: --minutes N: expected a number of minutes > 0\n');
   process.exit(2);
 }
+const SENTINEL = process.argv.includes('--sentinel') || process.env.SOAK_SENTINEL === '1';
 const HOSTS = 100;
 const VMS = 2000;
 const WORKERS = 3;
@@ -40,13 +46,21 @@ const KILL_EVERY_MS = 60_000;
 const say = (message: string) => process.stderr.write(`soak: ${message}\n`);
 
 const stack = new DemoStack();
-const server = await stack.startRedis();
+let bed: SentinelBed | null = null;
+let server: RedisServer;
+if (SENTINEL) {
+  bed = await startSentinelBed({ dir: path.join(stack.dir, 'sentinel') });
+  server = await bed.master();
+} else {
+  server = await stack.startRedis();
+}
+const redisConfig = bed ? { url: bed.target.url, prefix: 'soak', sentinels: bed.target.sentinels, name: bed.target.name } : { url: server.url, prefix: 'soak' };
 const simSettings = { hosts: HOSTS, vms: VMS, hostCpuCores: 32, hostMem: '256GiB', speedup: 4, seed: 11, period: '4m' };
 const cluster = generateSimCluster(loadConfig({ env: {}, cwd: stack.dir, overrides: { sim: simSettings } }).config.sim);
 stack.writeConfig({
   // Each sim host is a logical host: its collector reports the sum of its VMs against this capacity.
   hosts: Object.fromEntries(cluster.hosts.map((host) => [host.name, { cpuCores: host.cpuCores, memBytes: host.memBytes }])),
-  redis: { url: server.url, prefix: 'soak' },
+  redis: redisConfig,
   store: { url: `files:${path.join(stack.dir, 'samples')}`, spoolDir: path.join(stack.dir, 'spool') },
   collect: { driver: 'sim' },
   monitor: { interval: '15s', window: '5m', lease: '15s', listen: '127.0.0.1:0' },
@@ -56,7 +70,7 @@ stack.writeConfig({
   log: { level: 'info', format: 'json' },
 });
 const { config } = loadConfig({ configPath: stack.configFile, env: {} });
-const redis = connectRedis(server.url);
+const redis = connectRedis(config.redis);
 const sim = new SimDriver({ config, redis });
 await sim.cluster.define(cluster.hosts, cluster.vms, cluster.placement);
 say(`stack in ${stack.dir}: ${HOSTS} hosts, ${VMS} VMs, ${MINUTES} min`);
@@ -76,7 +90,7 @@ const readPeak = (name: string, pid: number | undefined) => {
 };
 const sampleRss = () => {
   for (const [name, entry] of watched) readPeak(name, entry.tracked.child.pid);
-  readPeak('redis-server', stack.redis?.process.child.pid);
+  readPeak('redis-server', server.process.child.pid);
   readPeak('bench', process.pid);
 };
 const start = (name: string, args: string[], env: Record<string, string> = {}) => {
@@ -107,6 +121,7 @@ const redisRestartAtMs = startedMs + (MINUTES * 60_000) / 2 + 10_000;
 let nextKillMs = startedMs + KILL_EVERY_MS;
 let kills = 0;
 let redisRestarts = 0;
+let failover: { promotedMs: number; firstEnqueueMs: number | null; killedAtMs: number } | null = null;
 while (Date.now() < endMs) {
   await sleep(5000);
   sampleRss();
@@ -125,11 +140,21 @@ while (Date.now() < endMs) {
     nextKillMs += KILL_EVERY_MS;
     say(`${Math.round((Date.now() - startedMs) / 1000)} s: killed and restarted worker ${slot + 1} (${kills} kills)`);
   }
-  if (redisRestarts === 0 && Date.now() >= redisRestartAtMs) {
-    say(`${Math.round((Date.now() - startedMs) / 1000)} s: restarting Redis`);
-    readPeak('redis-server', stack.redis?.process.child.pid);
-    await server.restart();
-    redisRestarts++;
+  if (redisRestarts === 0 && failover === null && Date.now() >= redisRestartAtMs) {
+    readPeak('redis-server', server.process.child.pid);
+    if (bed) {
+      say(`${Math.round((Date.now() - startedMs) / 1000)} s: SIGKILL of the Redis master (Sentinel failover)`);
+      const killedAtMs = Date.now();
+      const old = await bed.killMaster();
+      server = await bed.waitForPromotion(old);
+      failover = { promotedMs: Date.now() - killedAtMs, firstEnqueueMs: null, killedAtMs };
+      say(`replica on port ${server.port} promoted after ${failover.promotedMs} ms; the old master comes back as its replica`);
+      await old.start();
+    } else {
+      say(`${Math.round((Date.now() - startedMs) / 1000)} s: restarting Redis`);
+      await server.restart();
+      redisRestarts++;
+    }
   }
 }
 
@@ -158,6 +183,10 @@ const startsByJob = new Map<string, number>();
 for (const event of events) if (event.type === 'migration.started') startsByJob.set(event.jobId!, (startsByJob.get(event.jobId!) ?? 0) + 1);
 const rerunJobs = [...startsByJob.values()].filter((starts) => starts > 1).length;
 const count = (type: LbvmEvent['type']) => events.filter((event) => event.type === type).length;
+if (failover) {
+  const after = events.filter((event) => event.type === 'migration.queued' && event.timeMs > failover!.killedAtMs).map((event) => event.timeMs);
+  failover.firstEnqueueMs = after.length > 0 ? Math.min(...after) - failover.killedAtMs : null;
+}
 const jobCounts = await queue.queue.getJobCounts('waiting', 'delayed', 'active', 'completed', 'failed');
 
 // Samples: taken (collectors' round results) against stored (distinct lines in the files store).
@@ -207,7 +236,8 @@ const result = {
   hosts: HOSTS,
   vms: VMS,
   workers: WORKERS,
-  chaos: { workerKills: kills, redisRestarts },
+  redis: SENTINEL ? 'sentinel' : 'single',
+  chaos: { workerKills: kills, redisRestarts, failover: failover && { promotedMs: failover.promotedMs, killToFirstEnqueueMs: failover.firstEnqueueMs } },
   migrations: {
     done: [...migratedByJob.keys()].length,
     alreadyThere: events.filter((event) => event.type === 'migration.finished' && event.detail?.outcome === 'already-there').length,
@@ -233,7 +263,12 @@ const result = {
 };
 await queue.close();
 redis.disconnect();
-result.leftoverProcesses = await stack.teardown();
+// The daemons first, while Redis is there for their goodbyes; then the Sentinel set-up (its files
+// are in the stack's folder, so teardown would count its servers as leftovers).
+for (const entry of watched.values()) await entry.tracked.stop(8000);
+result.leftoverProcesses = await stack.teardown(async () => {
+  await bed?.stop();
+});
 if (process.env.SOAK_KEEP) say(`kept ${stack.dir}`);
 else stack.removeFolder();
 process.stdout.write(`${JSON.stringify(result)}\n`);

@@ -37,6 +37,11 @@ export interface CollectOptions {
   log?: Logger;
   /** Wait between two readings when there is no usable previous one. Default 1000 ms. */
   baselineWaitMs?: number;
+  /**
+   * A loop's memory that the store is away (collectLoop keeps one): the outage is then warned about
+   * once, and its end once, rather than every round. Cron rounds, separate processes, warn each time.
+   */
+  outage?: { storeDown: boolean };
 }
 
 export interface RoundResult {
@@ -137,7 +142,7 @@ export async function collectRound(options: CollectOptions): Promise<RoundResult
     delivery,
   };
   if (driverError) result.driverError = driverError;
-  logRound(options.log, result, options.store.displayUrl);
+  logRound(options.log, result, options.store.displayUrl, options.outage);
   return result;
 }
 
@@ -146,8 +151,11 @@ function freshCounters(counters: Record<string, VmCounters>, nowMs: number): Rec
   return Object.fromEntries(Object.entries(counters).filter(([, value]) => nowMs - value.timeMs <= MAX_BASELINE_AGE_MS));
 }
 
-/** One line per round; a warning when the store did not take the round (once per round, not per sample). */
-function logRound(log: Logger | undefined, result: RoundResult, store: string): void {
+/**
+ * One line per round; a warning when the store did not take the round (once per round, not per
+ * sample; in a loop, once per outage, and one line when the store takes rounds again).
+ */
+function logRound(log: Logger | undefined, result: RoundResult, store: string, outage?: { storeDown: boolean }): void {
   if (!log) return;
   const { delivery } = result;
   const fields = {
@@ -161,11 +169,13 @@ function logRound(log: Logger | undefined, result: RoundResult, store: string): 
     spoolBytes: delivery.spoolBytes,
   };
   if (delivery.storeError) {
-    log.warn(
-      { ...fields, store, error: delivery.storeError },
-      `store ${store} did not take this round: ${delivery.storeError}; spooled ${delivery.spooled} samples (${delivery.spoolBytes} bytes waiting), replayed on the next successful write`,
-    );
+    const message = `store ${store} did not take this round: ${delivery.storeError}; spooled ${delivery.spooled} samples (${delivery.spoolBytes} bytes waiting), replayed on the next successful write`;
+    if (outage?.storeDown) log.debug({ ...fields, store, error: delivery.storeError }, message);
+    else log.warn({ ...fields, store, error: delivery.storeError }, message);
+    if (outage) outage.storeDown = true;
   } else {
+    if (outage?.storeDown) log.info({ ...fields, store }, `store ${store} takes rounds again: replayed ${delivery.replayed} spooled samples`);
+    if (outage) outage.storeDown = false;
     // debug: the command prints the same line on stdout; stderr stays for what needs attention (cron mails it).
     log.debug(fields, `collected ${1 + result.vmSamples} samples of ${result.node}${delivery.replayed ? ` and replayed ${delivery.replayed} spooled` : ''}`);
   }
@@ -182,9 +192,10 @@ function logRound(log: Logger | undefined, result: RoundResult, store: string): 
 export async function collectLoop(
   options: CollectOptions & { intervalMs: number; signal: AbortSignal; onRound?: (result: RoundResult | Error) => void },
 ): Promise<void> {
+  const outage = { storeDown: false };
   while (!options.signal.aborted) {
     try {
-      options.onRound?.(await collectRound(options));
+      options.onRound?.(await collectRound({ ...options, outage }));
     } catch (error) {
       options.log?.error({ error: (error as Error).message }, `collect round failed: ${(error as Error).message}`);
       options.onRound?.(error as Error);

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # LBVM set-up: idempotent, and quick when nothing is missing.
-#  1. system packages: redis-server, influxdb, qemu-system-x86, linux-image-amd64, busybox-static,
-#     systemd (its systemd-analyze checks the units in deploy/systemd) and chromium (renders the
-#     HTML report in its test), libvirt-daemon, libvirt-daemon-driver-qemu and libvirt-clients (the
+#  1. system packages: redis-server, redis-sentinel (the Sentinel test bed's sentinels; where systemd
+#     runs, Debian also starts its own sentinel service on port 26379, which LBVM does not use),
+#     influxdb, qemu-system-x86, linux-image-amd64, busybox-static, systemd (its systemd-analyze
+#     checks the units in deploy/systemd) and chromium (renders the HTML report in its test),
+#     libvirt-daemon, libvirt-daemon-driver-qemu and libvirt-clients (the
 #     libvirt driver's tests start their own session libvirtd; these packages ship no service, so
 #     nothing starts or is enabled at install; libvirt-daemon-system, which would, is not installed)
 #     (installed with apt-get when running as root; otherwise it says what to install and exits 1);
@@ -19,6 +21,7 @@ cd "$(dirname "$0")/.."
 missing=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed'; }
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v redis-sentinel >/dev/null 2>&1 || missing+=(redis-sentinel)
 command -v influxd >/dev/null 2>&1 || missing+=(influxdb)
 command -v qemu-system-x86_64 >/dev/null 2>&1 || missing+=(qemu-system-x86)
 ls /boot/vmlinuz-* >/dev/null 2>&1 || missing+=(linux-image-amd64)

@@ -5,11 +5,10 @@
  */
 import type { Redis } from 'ioredis';
 import type { LbvmConfig } from '../config/schema.ts';
-import { redactUrl } from '../config/load.ts';
 import { QueueUnavailable } from '../errors.ts';
 import { createLogger, loggerFor, type Logger } from '../log.ts';
 import { MigrationQueue } from '../queue/queue.ts';
-import { connectRedis } from '../queue/redis.ts';
+import { connectRedis, describeRedis } from '../util/redis.ts';
 import { openStoreFor, type SampleStore } from '../store/index.ts';
 import { loadFor, type CommonOptions } from './run.ts';
 
@@ -37,19 +36,20 @@ export class CliContext {
   /** A connected Redis client; a one-shot command fails with what to check when Redis is away. */
   async redis(): Promise<Redis> {
     if (this.redisClient) return this.redisClient;
-    const url = this.config.redis.url;
-    const client = connectRedis(url, { failFast: this.mode === 'command' });
+    const target = this.config.redis;
+    const client = connectRedis(target, { failFast: this.mode === 'command' });
     if (this.mode === 'command') {
       try {
         await client.ping();
       } catch (error) {
         client.disconnect();
         const reason = (error as Error).message;
-        const where = `redis.url in ${this.configFile ?? 'the config'} or LBVM_REDIS_URL (password: redis://:PASSWORD@host:6379)`;
+        const keys = target.sentinels.length > 0 ? 'redis.sentinels, redis.name and redis.url' : 'redis.url';
+        const where = `${keys} in ${this.configFile ?? 'the config'} or LBVM_REDIS_URL (password: redis://:PASSWORD@host:6379)`;
         throw new QueueUnavailable(
           /NOAUTH|WRONGPASS|invalid password|invalid username-password/i.test(reason)
-            ? `Redis at ${redactUrl(url)} refused authentication (${reason}). Check the password in ${where}.`
-            : `Redis at ${redactUrl(url)} is unreachable (${reason}). Check that redis-server runs there, and ${where}.`,
+            ? `Redis at ${describeRedis(target)} refused authentication (${reason}). Check the password in ${where}.`
+            : `Redis at ${describeRedis(target)} is unreachable (${reason}). Check that ${target.sentinels.length > 0 ? 'the sentinels and the master run' : 'redis-server runs there'}, and ${where}.`,
           error,
         );
       }

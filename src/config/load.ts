@@ -10,6 +10,7 @@ import YAML from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from '../errors.ts';
 import { configSchema, type LbvmConfig } from './schema.ts';
+import { redactUrl } from '../util/address.ts';
 
 export const DEFAULT_CONFIG_PATH = './lbvm.yaml';
 /**
@@ -211,13 +212,6 @@ function describeExpectation(issue: z.ZodIssue): string {
 /** The config with secrets hidden: passwords in URLs, and any key naming a token, password or secret. */
 export function redactConfig<T>(value: T): T {
   return redactValue(value, '') as T;
-}
-
-export function redactUrl(text: string): string {
-  return text.replace(/^([a-z][a-z0-9+.-]*:\/\/)([^@/]*)@/i, (_match, scheme: string, auth: string) => {
-    const user = auth.includes(':') ? auth.slice(0, auth.indexOf(':')) : auth;
-    return `${scheme}${user ? `${user}:` : ':'}***@`;
-  });
 }
 
 function redactValue(value: unknown, key: string): unknown {

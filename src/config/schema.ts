@@ -10,6 +10,7 @@
 import os from 'node:os';
 import { z } from 'zod';
 import { parseBytes, parseDurationMs } from '../units.ts';
+import { parseHostPort } from '../util/address.ts';
 
 /** A duration in milliseconds, written `10s`, `5m`, `1h` or a number of ms. */
 export const duration = (fallback: string) =>
@@ -67,6 +68,7 @@ const urlWithScheme = (schemes: string[], fallback: string, example: string) =>
 
 export const STORE_URL_EXAMPLE = 'files:./.lbvm/samples or influx://user:pass@host:8086/lbvm';
 export const REDIS_URL_EXAMPLE = 'redis://[:password@]host:6379[/db] or rediss://...';
+const SENTINEL_ADDRESS_EXPECTED = 'expected a sentinel address host:port, like 10.0.0.1:26379 or [fd00::1]:26379';
 
 const hostCapacity = z
   .object({
@@ -130,11 +132,49 @@ export const configSchema = z
       .default({}),
     redis: z
       .object({
+        /**
+         * The Redis to use: `redis://[:password@]host:6379[/db]`, `rediss://` for TLS. With
+         * `sentinels`, its password, TLS (`rediss://`) and db still apply; its host:port is not used.
+         */
         url: urlWithScheme(['redis', 'rediss'], 'redis://127.0.0.1:6379', REDIS_URL_EXAMPLE),
         /** Key prefix of every LBVM key and BullMQ queue, so several clusters can share one Redis. */
         prefix: z.string().min(1).default('lbvm'),
+        /**
+         * Redis Sentinel: every sentinel's `host:port` (list them all: a fencing token is taken only
+         * when a majority of them agree on the master). Every connection then follows the master
+         * through failovers. Empty: the Redis at `url`.
+         */
+        sentinels: z
+          .unknown()
+          .default([])
+          .transform((value, ctx) => {
+            // A list, or one string with commas (`LBVM_REDIS_SENTINELS=h1:26379,h2:26379`).
+            const list = typeof value === 'string' ? value.split(',').map((entry) => entry.trim()).filter(Boolean) : value;
+            if (!Array.isArray(list)) {
+              ctx.addIssue({ code: z.ZodIssueCode.custom, message: `${SENTINEL_ADDRESS_EXPECTED}, in a list: [h1:26379, h2:26379, h3:26379]` });
+              return z.NEVER;
+            }
+            const bad = list.filter((entry) => typeof entry !== 'string' || parseHostPort(entry) === null);
+            if (bad.length > 0) {
+              ctx.addIssue({ code: z.ZodIssueCode.custom, message: `${SENTINEL_ADDRESS_EXPECTED}; not one: ${bad.map((entry) => JSON.stringify(entry)).join(', ')}` });
+              return z.NEVER;
+            }
+            return list as string[];
+          }),
+        /** The master's name in the sentinels' configuration (`sentinel monitor NAME host port quorum`). */
+        name: z.string().default(''),
+        /** The sentinels' own password (their `requirepass`), if any; from LBVM_REDIS_SENTINEL_PASSWORD, not the file. */
+        sentinelPassword: z.string().default(''),
       })
       .strict()
+      .superRefine((redis, ctx) => {
+        if (redis.sentinels.length > 0 && redis.name === '') {
+          ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['name'], message: 'expected the master\'s name as the sentinels know it (sentinel monitor NAME ...), required with redis.sentinels' });
+        }
+        if (redis.sentinels.length === 0 && redis.name !== '') {
+          ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['sentinels'], message: 'expected a list of sentinels (host:port, ...) to go with redis.name' });
+        }
+      })
       .default({}),
     collect: z
       .object({

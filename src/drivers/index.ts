@@ -6,7 +6,6 @@
  * driver's module is loaded. A driver whose settings are missing fails with a ConfigError naming them.
  */
 import type { LbvmConfig } from '../config/schema.ts';
-import { redactUrl } from '../config/load.ts';
 import { NotImplemented, QueueUnavailable } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Driver } from './driver.ts';
@@ -22,15 +21,15 @@ export async function createDriver(name: LbvmConfig['collect']['driver'], contex
   switch (name) {
     // Each driver's module is loaded only when chosen (a qemu host's cron collector skips ioredis).
     case 'sim': {
-      const [{ connectRedis }, { SimDriver }] = await Promise.all([import('../queue/redis.ts'), import('./sim.ts')]);
-      const redis = connectRedis(context.config.redis.url);
+      const [{ connectRedis, describeRedis }, { SimDriver }] = await Promise.all([import('../util/redis.ts'), import('./sim.ts')]);
+      const redis = connectRedis(context.config.redis);
       const driver = new SimDriver({ config: context.config, redis, ownsRedis: true });
       try {
         await driver.cluster.ensure(context.config.sim);
       } catch (error) {
         redis.disconnect();
         throw new QueueUnavailable(
-          `the sim driver keeps its cluster in Redis at ${redactUrl(context.config.redis.url)}, which is unreachable (${(error as Error).message}). Start Redis or fix redis.url (LBVM_REDIS_URL).`,
+          `the sim driver keeps its cluster in Redis at ${describeRedis(context.config.redis)}, which is unreachable (${(error as Error).message}). Start Redis or fix redis.url (LBVM_REDIS_URL).`,
           error,
         );
       }

@@ -21,6 +21,7 @@ import type { SampleStore } from '../store/types.ts';
 import { roundKeys } from './control.ts';
 import { quarantinedVms, quarantineNote, readCluster, type QuarantinedVm } from './read.ts';
 import { LeaderLease } from './lease.ts';
+import { masterTerm } from '../util/redis.ts';
 import { MonitorMetrics } from './metrics.ts';
 import { reconcile, type HeldBack } from './reconcile.ts';
 
@@ -81,6 +82,9 @@ export class Monitor {
         this.metrics.leader.set(0);
         this.metrics.fencingToken.set(0);
       },
+      onRefused: (reason) => log.info({ reason }, `not taking the lease yet: ${reason}`),
+      // With Sentinel, a token carries the master's term (see lease.ts): it survives a failover.
+      term: deps.config.redis.sentinels.length > 0 ? () => masterTerm(deps.config.redis) : undefined,
     }, this.clock);
     this.metrics.health = () => ({ monitor: deps.id, leader: this.lease.isLeader(), fencingToken: this.lease.token, lastRound: this.lastRecord?.roundId ?? null });
   }

@@ -5,6 +5,7 @@
  */
 import http from 'node:http';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { parseHostPort } from '../util/address.ts';
 
 export class MonitorMetrics {
   readonly registry = new Registry();
@@ -42,10 +43,10 @@ export interface MetricsServer {
 
 /** Serves /healthz and /metrics on `listen` ("host:port"; port 0 picks a free one). */
 export async function serveMetrics(metrics: MonitorMetrics, listen: string, staleAfterMs: number, clock: () => number = Date.now): Promise<MetricsServer> {
-  const index = listen.lastIndexOf(':');
-  const host = index > 0 ? listen.slice(0, index).replace(/^\[|\]$/g, '') : '127.0.0.1';
-  const port = Number(index >= 0 ? listen.slice(index + 1) : listen);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`monitor.listen: "${listen}" is not host:port`);
+  // A bare port listens on 127.0.0.1.
+  const parsed = parseHostPort(listen.includes(':') ? listen : `127.0.0.1:${listen}`, 0);
+  if (!parsed) throw new Error(`monitor.listen: "${listen}" is not host:port`);
+  const { host, port } = parsed;
   const server = http.createServer((request, response) => {
     if (request.url === '/metrics') {
       metrics.registry

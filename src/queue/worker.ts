@@ -27,7 +27,7 @@ import { RedisEventLog, type EventSink } from './events.ts';
 import { QUEUE_NAME, queueKeys } from './keys.ts';
 import { limitsFromConfig, MigrationSlots, type SlotRequest } from './limits.ts';
 import { MigrationQueue } from './queue.ts';
-import { isConnectionError } from './redis.ts';
+import { isConnectionError } from '../util/redis.ts';
 
 export interface WorkerOptions {
   config: LbvmConfig;

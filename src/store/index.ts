@@ -6,6 +6,7 @@
 import path from 'node:path';
 import type { LbvmConfig } from '../config/schema.ts';
 import { UsageError } from '../errors.ts';
+import { redactUrl } from '../util/address.ts';
 import type { Logger } from '../log.ts';
 import { FilesStore } from './files.ts';
 import { InfluxStore } from './influx.ts';
@@ -35,14 +36,6 @@ export interface OpenStoreOptions {
   futureToleranceMs?: number;
   /** InfluxDB request timeout. Default 10 s. */
   requestTimeoutMs?: number;
-}
-
-/** `scheme://user:secret@host` -> `scheme://user:***@host`: store URLs are shown only like this. */
-export function redactUrl(text: string): string {
-  return text.replace(/^([a-z][a-z0-9+.-]*:\/\/)([^@/]*)@/i, (_match, scheme: string, auth: string) => {
-    const user = auth.includes(':') ? auth.slice(0, auth.indexOf(':')) : auth;
-    return `${scheme}${user ? `${user}:` : ':'}***@`;
-  });
 }
 
 /** The store as the config describes it (store.url, retention, batch size). For daemons and lbm. */

@@ -15,6 +15,25 @@ export interface RedisServerOptions {
   /** Extra redis.conf lines, e.g. `maxmemory-policy allkeys-lru`. */
   extraConfig?: string[];
   appendonly?: boolean;
+  /** TLS only (no plain port): the server's certificate and key, and the CA its peers' are checked against. */
+  tls?: RedisTls;
+}
+
+export interface RedisTls {
+  certFile: string;
+  keyFile: string;
+  caFile: string;
+}
+
+/** redis.conf lines serving TLS alone on `port` (replication over TLS too; clients need no certificate). */
+export function tlsConfig(tls: RedisTls | undefined, port: number): string[] {
+  if (!tls) return [`port ${port}`];
+  return ['port 0', `tls-port ${port}`, `tls-cert-file ${tls.certFile}`, `tls-key-file ${tls.keyFile}`, `tls-ca-cert-file ${tls.caFile}`, 'tls-auth-clients no', 'tls-replication yes'];
+}
+
+/** ioredis options to reach a server of ours: its CA when it speaks TLS. */
+export function tlsClientOptions(tls: RedisTls | undefined): { tls?: { ca: string } } {
+  return tls ? { tls: { ca: fs.readFileSync(tls.caFile, 'utf8') } } : {};
 }
 
 export interface RedisServer {
@@ -22,6 +41,7 @@ export interface RedisServer {
   port: number;
   dir: string;
   password?: string;
+  tls?: RedisTls;
   process: Tracked;
   start(): Promise<void>;
   /** SIGTERM (Redis writes its AOF), waiting for the exit. */
@@ -37,7 +57,7 @@ export async function startRedisServer(options: RedisServerOptions): Promise<Red
   const port = options.port ?? (await freePort());
   makeDirs(dir);
   const conf = [
-    `port ${port}`,
+    ...tlsConfig(options.tls, port),
     'bind 127.0.0.1',
     `dir ${dir}`,
     `appendonly ${options.appendonly === false ? 'no' : 'yes'}`,
@@ -52,14 +72,15 @@ export async function startRedisServer(options: RedisServerOptions): Promise<Red
   fs.writeFileSync(path.join(dir, 'redis.conf'), `${conf.join('\n')}\n`);
   const auth = options.password ? `:${encodeURIComponent(options.password)}@` : '';
   const server: RedisServer = {
-    url: `redis://${auth}127.0.0.1:${port}`,
+    url: `${options.tls ? 'rediss' : 'redis'}://${auth}127.0.0.1:${port}`,
     port,
     dir,
     password: options.password,
+    tls: options.tls,
     process: undefined as unknown as Tracked,
     async start() {
       server.process = spawnTracked('redis-server', [path.join(dir, 'redis.conf')]);
-      const client = new Redis({ port, host: '127.0.0.1', password: options.password, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      const client = new Redis({ port, host: '127.0.0.1', password: options.password, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, ...tlsClientOptions(options.tls) });
       client.on('error', () => {});
       try {
         await waitFor(

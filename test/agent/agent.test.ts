@@ -14,7 +14,7 @@ import { QemuDriver } from '../../src/drivers/qemu/driver.ts';
 import { guestId } from '../../src/drivers/qemu/guest.ts';
 import { createLogger } from '../../src/log.ts';
 import { MigrationQueue } from '../../src/queue/queue.ts';
-import { connectRedis } from '../../src/queue/redis.ts';
+import { connectRedis } from '../../src/util/redis.ts';
 import { startMigrationWorker, type MigrationWorker } from '../../src/queue/worker.ts';
 import { qemuPids, qemuProcessesOf, startAgent, testGuestSpec, ticks, waitBooted, type TestAgent } from '../helpers/agent.ts';
 import { startRedis, type RedisServer } from '../helpers/redis.ts';

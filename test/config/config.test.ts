@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { envKeys, loadConfig, redactConfig } from '../../src/config/index.ts';
+import { ConfigError } from '../../src/errors.ts';
 import { cleanEnv, runCli } from '../helpers/cli.ts';
 import { tmpDir } from '../helpers/tmp.ts';
 
@@ -48,6 +49,32 @@ describe('config', () => {
     assert.match(shown, /influx:\/\/lbvm:\*\*\*@influx:8086\/lbvm/);
   });
 
+
+  it('Redis Sentinel: redis.sentinels (a list, or one string with commas) and redis.name; a bad entry or a missing name stops at start naming it', async () => {
+    const { config } = loadConfig({ env: { LBVM_REDIS_SENTINELS: '10.0.0.1:26379, [fd00::2]:26379,s3:26380', LBVM_REDIS_NAME: 'lbvm', LBVM_REDIS_SENTINEL_PASSWORD: 'sentinel-secret' }, cwd: tmpDir() });
+    assert.deepEqual(config.redis.sentinels, ['10.0.0.1:26379', '[fd00::2]:26379', 's3:26380']);
+    assert.equal(config.redis.name, 'lbvm');
+    assert.ok(!JSON.stringify(redactConfig(config)).includes('sentinel-secret'), 'the sentinels\' password is redacted');
+    const problems = (env: Record<string, string>): string[] => {
+      try {
+        loadConfig({ env, cwd: tmpDir() });
+        return [];
+      } catch (error) {
+        assert.ok(error instanceof ConfigError);
+        return error.problems;
+      }
+    };
+    assert.deepEqual(problems({ LBVM_REDIS_SENTINELS: '[h1:26379, h2, "h3:99999"]', LBVM_REDIS_NAME: 'm' }), [
+      'LBVM_REDIS_SENTINELS: redis.sentinels: ["h1:26379","h2","h3:99999"]: expected a sentinel address host:port, like 10.0.0.1:26379 or [fd00::1]:26379; not one: "h2", "h3:99999"',
+    ]);
+    assert.match(problems({ LBVM_REDIS_SENTINELS: 'h1:26379' }).join('\n'), /^\.\/lbvm\.yaml: redis\.name: \(missing\): expected the master's name as the sentinels know it/);
+    assert.match(problems({ LBVM_REDIS_NAME: 'm' }).join('\n'), /redis\.sentinels: .*expected a list of sentinels/);
+    // The command: exit 2, the entry named, no stack.
+    const result = await runCli('lbvm', ['config'], { cwd: tmpDir(), env: cleanEnv({ LBVM_REDIS_SENTINELS: 'h1:26379,h2:x', LBVM_REDIS_NAME: 'm' }) });
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /redis\.sentinels: "h1:26379,h2:x": .*not one: "h2:x"/);
+    assert.doesNotMatch(result.stderr, /    at /);
+  });
 
   it('`lbvm config --json` prints the effective config with secrets redacted', async () => {
     const result = await runCli('lbvm', ['config', '--json'], { cwd: tmpDir(), env: cleanEnv({ LBVM_REDIS_URL: 'redis://:topsecret@127.0.0.1:6379' }) });

@@ -4,7 +4,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
+import { Redis } from 'ioredis';
 import { ROOT } from '../helpers/cli.ts';
+import { freePort, spawnTracked, waitFor } from '../helpers/processes.ts';
+import { startRedis } from '../helpers/redis.ts';
 import { tmpDir } from '../helpers/tmp.ts';
 
 const run = promisify(execFile);
@@ -45,6 +48,33 @@ describe('deploy/: systemd units, cron, Redis config', () => {
     const text = fs.readFileSync(path.join(ROOT, 'deploy/redis/lbvm-redis.conf'), 'utf8');
     assert.match(text, /^maxmemory-policy noeviction$/m);
     assert.match(text, /^appendonly yes$/m);
+  });
+
+  it('the Sentinel example is accepted by a real redis-sentinel, which then watches the master as "lbvm"', async () => {
+    const master = await startRedis();
+    const dir = tmpDir();
+    const port = await freePort();
+    const text = fs
+      .readFileSync(path.join(ROOT, 'deploy/redis/sentinel.conf'), 'utf8')
+      .replace(/^port 26379$/m, `port ${port}`)
+      .replace(/^bind 0\.0\.0\.0$/m, 'bind 127.0.0.1')
+      .replace(/^sentinel monitor lbvm 10\.0\.0\.11 6379 2$/m, `sentinel monitor lbvm 127.0.0.1 ${master.port} 2`);
+    assert.match(text, new RegExp(`sentinel monitor lbvm 127.0.0.1 ${master.port} 2`));
+    fs.writeFileSync(path.join(dir, 'sentinel.conf'), `${text}\ndir ${dir}\n`);
+    const sentinel = spawnTracked('redis-sentinel', [path.join(dir, 'sentinel.conf')]);
+    const client = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    client.on('error', () => {});
+    try {
+      await waitFor('redis-sentinel with the example config', async () => {
+        if (client.status !== 'ready') await client.connect();
+        const reply = (await client.call('SENTINEL', 'MASTER', 'lbvm')) as string[];
+        return reply[reply.indexOf('port') + 1] === String(master.port);
+      }, { process: sentinel, timeoutMs: 15_000 });
+    } finally {
+      client.disconnect();
+      await sentinel.stop();
+      await master.stop();
+    }
   });
 
   it('the cron file runs one collect round a minute as the lbvm user', () => {

@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { createDriver } from '../../src/drivers/index.ts';
 import { generateSimCluster, SimDriver } from '../../src/drivers/sim.ts';
 import { createLogger } from '../../src/log.ts';
-import { connectRedis } from '../../src/queue/redis.ts';
+import { connectRedis } from '../../src/util/redis.ts';
 import { startRedis, type RedisServer } from '../helpers/redis.ts';
 import { testConfig } from '../queue/support.ts';
 

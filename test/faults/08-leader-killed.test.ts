@@ -15,7 +15,7 @@ import { SimDriver } from '../../src/drivers/sim.ts';
 import { createLogger } from '../../src/log.ts';
 import { leaseKeys } from '../../src/monitor/lease.ts';
 import { MigrationQueue } from '../../src/queue/queue.ts';
-import { connectRedis } from '../../src/queue/redis.ts';
+import { connectRedis } from '../../src/util/redis.ts';
 import { openStore, Spool } from '../../src/store/index.ts';
 import { ROOT, cleanEnv } from '../helpers/cli.ts';
 import { spawnTracked, waitFor, type Tracked } from '../helpers/processes.ts';

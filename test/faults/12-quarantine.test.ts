@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { roundKeys } from '../../src/monitor/control.ts';
 import { Monitor } from '../../src/monitor/daemon.ts';
-import { connectRedis } from '../../src/queue/redis.ts';
+import { connectRedis } from '../../src/util/redis.ts';
 import { startMigrationWorker, type MigrationWorker } from '../../src/queue/worker.ts';
 import { GiB, log, simVmOf, startLbmCluster, type LbmCluster } from '../lbm/support.ts';
 import { eventsOf } from '../queue/support.ts';

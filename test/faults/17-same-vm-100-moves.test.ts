@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startMigrationWorker, type MigrationWorker } from '../../src/queue/worker.ts';
-import { connectRedis } from '../../src/queue/redis.ts';
+import { connectRedis } from '../../src/util/redis.ts';
 import { GiB, log, simVmOf, startLbmCluster, type LbmCluster } from '../lbm/support.ts';
 import { eventsOf, job, until } from '../queue/support.ts';
 

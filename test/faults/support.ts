@@ -7,7 +7,7 @@ import path from 'node:path';
 import { after, before } from 'node:test';
 import type { LbvmConfig } from '../../src/config/schema.ts';
 import { MigrationQueue } from '../../src/queue/queue.ts';
-import { connectRedis } from '../../src/queue/redis.ts';
+import { connectRedis, type RedisTarget } from '../../src/util/redis.ts';
 import type { TestAgent } from '../helpers/agent.ts';
 import { cleanEnv, ROOT } from '../helpers/cli.ts';
 import { spawnTracked, type Tracked } from '../helpers/processes.ts';
@@ -35,24 +35,21 @@ export class Daemons {
   }
 }
 
-/** A queue on `redisUrl` and `lbvm worker` processes using the qemu driver through agents a and b. */
-export function qemuQueueRig(redisUrl: string, daemons: Daemons, a: TestAgent, b: TestAgent, bandwidthBytesPerSec: number, attempts = 3) {
-  const settings = { 'migration.lockDuration': '3s', 'migration.slotWait': '200ms', 'migration.bandwidthBytesPerSec': bandwidthBytesPerSec, 'migration.attempts': attempts, 'migration.backoff': '500ms' };
-  const config = testConfig(redisUrl, settings);
-  const redisClient = connectRedis(redisUrl);
+/**
+ * A queue on Redis (a URL, or a Sentinel target: then the rig and the workers follow the master) and
+ * `lbvm worker` processes using the qemu driver through agents a and b.
+ */
+export function qemuQueueRig(redis: string | Required<RedisTarget>, daemons: Daemons, a: TestAgent, b: TestAgent, bandwidthBytesPerSec: number, attempts = 3, extra: Record<string, unknown> = {}) {
+  const target = typeof redis === 'string' ? { url: redis, sentinels: [], name: '', sentinelPassword: '' } : redis;
+  const settings = { 'migration.lockDuration': '3s', 'migration.slotWait': '200ms', 'migration.bandwidthBytesPerSec': bandwidthBytesPerSec, 'migration.attempts': attempts, 'migration.backoff': '500ms', ...extra };
+  const config = testConfig(target.url, { ...settings, 'redis.sentinels': target.sentinels, 'redis.name': target.name, 'redis.sentinelPassword': target.sentinelPassword });
+  const redisClient = connectRedis(config.redis);
   const queue = new MigrationQueue(redisClient, config);
   const env = cleanEnv({
-    LBVM_REDIS_URL: redisUrl,
-    LBVM_REDIS_PREFIX: config.redis.prefix,
+    ...configEnv(config),
     LBVM_COLLECT_DRIVER: 'qemu',
     LBVM_HOSTS: JSON.stringify({ [a.host]: { cpuCores: 2, memBytes: '4GiB', agent: a.address }, [b.host]: { cpuCores: 2, memBytes: '4GiB', agent: b.address } }),
     LBVM_AGENT_TOKEN: a.token,
-    LBVM_MIGRATION_LOCK_DURATION: settings['migration.lockDuration'],
-    LBVM_MIGRATION_SLOT_WAIT: settings['migration.slotWait'],
-    LBVM_MIGRATION_BANDWIDTH_BYTES_PER_SEC: String(bandwidthBytesPerSec),
-    LBVM_MIGRATION_ATTEMPTS: String(attempts),
-    LBVM_MIGRATION_BACKOFF: settings['migration.backoff'],
-    LBVM_LOG_FORMAT: 'json',
   });
   return {
     config,

@@ -10,7 +10,7 @@ import type { LbvmConfig } from '../../src/config/schema.ts';
 import type { SimDriver } from '../../src/drivers/sim.ts';
 import { Monitor } from '../../src/monitor/daemon.ts';
 import { MigrationQueue } from '../../src/queue/queue.ts';
-import { connectRedis } from '../../src/queue/redis.ts';
+import { connectRedis } from '../../src/util/redis.ts';
 import { startMigrationWorker, type MigrationWorker } from '../../src/queue/worker.ts';
 import type { SampleStore } from '../../src/store/index.ts';
 import { cleanEnv, runCli } from '../helpers/cli.ts';

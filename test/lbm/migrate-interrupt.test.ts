@@ -13,7 +13,7 @@ import YAML from 'yaml';
 import { loadConfig } from '../../src/config/load.ts';
 import { SimDriver } from '../../src/drivers/sim.ts';
 import { createLogger } from '../../src/log.ts';
-import { connectRedis } from '../../src/queue/redis.ts';
+import { connectRedis } from '../../src/util/redis.ts';
 import { openStore } from '../../src/store/index.ts';
 import { ROOT, cleanEnv, runCli } from '../helpers/cli.ts';
 import { spawnTracked, waitFor, type Tracked } from '../helpers/processes.ts';

@@ -11,7 +11,7 @@ import type { LbvmConfig } from '../../src/config/schema.ts';
 import { SimDriver, type SimVm } from '../../src/drivers/sim.ts';
 import { createLogger } from '../../src/log.ts';
 import { MigrationQueue } from '../../src/queue/queue.ts';
-import { connectRedis } from '../../src/queue/redis.ts';
+import { connectRedis } from '../../src/util/redis.ts';
 import { openStore, type SampleStore } from '../../src/store/index.ts';
 import { cleanEnv, runCli, type CliResult } from '../helpers/cli.ts';
 import { startRedis, type RedisServer } from '../helpers/redis.ts';

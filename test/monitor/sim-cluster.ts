@@ -14,7 +14,7 @@ import { SimDriver, type SimHost, type SimVm } from '../../src/drivers/sim.ts';
 import { createLogger, type Logger } from '../../src/log.ts';
 import { Monitor } from '../../src/monitor/daemon.ts';
 import { MigrationQueue } from '../../src/queue/queue.ts';
-import { connectRedis } from '../../src/queue/redis.ts';
+import { connectRedis } from '../../src/util/redis.ts';
 import { startMigrationWorker, type MigrationWorker } from '../../src/queue/worker.ts';
 import { openStore, Spool, type SampleStore } from '../../src/store/index.ts';
 import { startRedis, type RedisServer } from '../helpers/redis.ts';

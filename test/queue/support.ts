@@ -8,7 +8,7 @@ import { createLogger } from '../../src/log.ts';
 import type { LbvmEvent, MigrationJobData } from '../../src/model/index.ts';
 import { RedisEventLog } from '../../src/queue/events.ts';
 import { MigrationQueue } from '../../src/queue/queue.ts';
-import { connectRedis } from '../../src/queue/redis.ts';
+import { connectRedis } from '../../src/util/redis.ts';
 import { startMigrationWorker, type MigrationWorker } from '../../src/queue/worker.ts';
 import { tmpDir } from '../helpers/tmp.ts';
 
@@ -31,6 +31,10 @@ export function configEnv(config: LbvmConfig): Record<string, string> {
   return {
     LBVM_REDIS_URL: config.redis.url,
     LBVM_REDIS_PREFIX: config.redis.prefix,
+    ...(config.redis.sentinels.length > 0
+      ? { LBVM_REDIS_SENTINELS: config.redis.sentinels.join(','), LBVM_REDIS_NAME: config.redis.name }
+      : {}),
+    ...(config.redis.sentinelPassword ? { LBVM_REDIS_SENTINEL_PASSWORD: config.redis.sentinelPassword } : {}),
     LBVM_LIMITS_MIGRATIONS_PER_SOURCE_HOST: String(config.limits.migrationsPerSourceHost),
     LBVM_LIMITS_MIGRATIONS_PER_DESTINATION_HOST: String(config.limits.migrationsPerDestinationHost),
     LBVM_LIMITS_MIGRATIONS_IN_CLUSTER: String(config.limits.migrationsInCluster),
@@ -76,7 +80,8 @@ export interface QueueRig {
 
 export async function queueRig(redisUrl: string, hosts: string[], placement: Record<string, string>, overrides: Record<string, unknown> = {}, memBytes = 64 * MIB): Promise<QueueRig> {
   const config = testConfig(redisUrl, overrides);
-  const redis = connectRedis(redisUrl, { blocking: true });
+  // config.redis: with redis.sentinels in the overrides, the rig follows the master too.
+  const redis = connectRedis(config.redis, { blocking: true });
   const driver = await defineCluster(redis, config, hosts, placement, memBytes);
   const queue = new MigrationQueue(redis, config);
   const log = createLogger({ level: 'warn', format: 'json' });
@@ -89,7 +94,7 @@ export async function queueRig(redisUrl: string, hosts: string[], placement: Rec
     driver,
     workers: [],
     startWorker(concurrency) {
-      const connection = connectRedis(redisUrl, { blocking: true });
+      const connection = connectRedis(config.redis, { blocking: true });
       const worker = startMigrationWorker({ config, driver, log, connection, concurrency });
       rig.workers.push(worker);
       connections.push(connection);

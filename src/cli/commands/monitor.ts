@@ -4,7 +4,8 @@ import { Command } from 'commander';
 import { logStartup } from '../../log.ts';
 import { Monitor } from '../../monitor/daemon.ts';
 import { serveMetrics } from '../../monitor/metrics.ts';
-import { assertRedisFitForQueue, logConnectionTrouble } from '../../queue/redis.ts';
+import { assertRedisFitForQueue } from '../../queue/redis.ts';
+import { logConnectionTrouble } from '../../util/redis.ts';
 import { parseDurationMs } from '../../units.ts';
 import { UsageError } from '../../errors.ts';
 import { CliContext } from '../context.ts';
@@ -48,8 +49,8 @@ export function monitorCommand(): Command {
     const { config, log } = context;
     logStartup(log, config, context.configFile);
     const redis = await context.redis();
-    logConnectionTrouble(redis, log, config.redis.url);
-    await assertRedisFitForQueue(redis, config.redis.url);
+    logConnectionTrouble(redis, log, config.redis);
+    await assertRedisFitForQueue(redis, config.redis);
     const queue = await context.queue();
     const monitor = new Monitor({ config, log, store: context.store(), redis, queue, id: `${os.hostname()}:${process.pid}` });
     if (options.once) {

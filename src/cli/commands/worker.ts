@@ -2,7 +2,8 @@
 import { Command } from 'commander';
 import { createDriver } from '../../drivers/index.ts';
 import { loggerFor, logStartup } from '../../log.ts';
-import { assertRedisFitForQueue, connectRedis, logConnectionTrouble } from '../../queue/redis.ts';
+import { assertRedisFitForQueue } from '../../queue/redis.ts';
+import { connectRedis, logConnectionTrouble } from '../../util/redis.ts';
 import { listenForCancels } from '../../queue/cancel.ts';
 import { RedisEventLog, type EventSink } from '../../queue/events.ts';
 import { startMigrationWorker } from '../../queue/worker.ts';
@@ -39,10 +40,10 @@ export function workerCommand(): Command {
     if (concurrency !== undefined && !(Number.isInteger(concurrency) && concurrency >= 1)) throw new UsageError(`--concurrency ${options.concurrency}: expected a whole number >= 1`);
     const log = loggerFor(config, 'worker');
     logStartup(log, config, file);
-    const connection = connectRedis(config.redis.url, { blocking: true });
-    logConnectionTrouble(connection, log, config.redis.url);
+    const connection = connectRedis(config.redis, { blocking: true });
+    logConnectionTrouble(connection, log, config.redis);
     try {
-      await assertRedisFitForQueue(connection, config.redis.url);
+      await assertRedisFitForQueue(connection, config.redis);
     } catch (error) {
       connection.disconnect();
       throw error;
@@ -67,7 +68,7 @@ export function workerCommand(): Command {
     };
     const worker = startMigrationWorker({ config, driver, log, connection, concurrency, events });
     // `lbm migrate --wait` asks for a cancel on a channel every worker listens to.
-    const subscriber = connectRedis(config.redis.url);
+    const subscriber = connectRedis(config.redis);
     await listenForCancels(subscriber, config.redis.prefix, (jobId) => {
       if (worker.cancel(jobId, 'cancelled by an operator')) log.warn({ jobId }, 'migration cancelled by an operator; the guest stays on its source');
     });

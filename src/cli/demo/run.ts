@@ -24,7 +24,7 @@ import { roundKeys } from '../../monitor/control.ts';
 import type { RoundRecord } from '../../monitor/daemon.ts';
 import { RedisEventLog } from '../../queue/events.ts';
 import { MigrationQueue } from '../../queue/queue.ts';
-import { connectRedis } from '../../queue/redis.ts';
+import { connectRedis } from '../../util/redis.ts';
 import { openStore, spoolFor, type SampleStore } from '../../store/index.ts';
 import { formatDuration } from '../../units.ts';
 import { freePort, waitFor } from '../../util/processes.ts';

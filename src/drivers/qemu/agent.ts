@@ -28,6 +28,7 @@ import type { VmRunState } from '../../model/index.ts';
 import type { VmInventory } from '../driver.ts';
 import { guestId, guestSpecSchema, qemuArgv, type GuestSpec } from './guest.ts';
 import { QmpClient, type MigrateInfo } from './qmp.ts';
+import { parseHostPort } from '../../util/address.ts';
 import { makeDirs } from '../../util/dirs.ts';
 
 export interface AgentOptions {
@@ -104,7 +105,9 @@ export class Agent {
   async start(): Promise<{ host: string; port: number }> {
     makeDirs(this.guestsDir, 0o700);
     await this.adoptAll();
-    const [host, portText] = splitHostPort(this.options.listen);
+    const address = parseHostPort(this.options.listen, 0);
+    if (!address) throw new Error(`expected host:port, got ${JSON.stringify(this.options.listen)}`);
+    const { host, port } = address;
     this.server = http.createServer((request, response) => {
       this.handle(request, response).catch((error: Error) => {
         const status = error instanceof HttpError ? error.status : 500;
@@ -118,7 +121,7 @@ export class Agent {
     this.server.requestTimeout = 0;
     await new Promise<void>((resolve, reject) => {
       this.server!.once('error', reject);
-      this.server!.listen(Number(portText), host, () => resolve());
+      this.server!.listen(port, host, () => resolve());
     });
     const bound = this.server.address() as net.AddressInfo;
     this.address = { host, port: bound.port };
@@ -826,10 +829,4 @@ function safeRead(file: string): string {
   } catch {
     return '';
   }
-}
-
-export function splitHostPort(text: string): [string, string] {
-  const index = text.lastIndexOf(':');
-  if (index <= 0) throw new Error(`expected host:port, got ${JSON.stringify(text)}`);
-  return [text.slice(0, index).replace(/^\[|\]$/g, ''), text.slice(index + 1)];
 }

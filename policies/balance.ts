@@ -133,6 +133,8 @@ export interface ValueOptions {
   extra?: (vm: VmLoad, dest: HostLoad) => number;
   /** What the spread weighs against the risk (the level's `spreadWeight`; 0 in a consolidating round, which packs). */
   spreadWeight?: number;
+  /** Each VM goes to the first destination (in the order given) that takes it: best fit when the order is fullest first. */
+  firstFit?: boolean;
 }
 
 /**
@@ -170,11 +172,15 @@ export function bestValuedMove(
         const extra = options.extra?.(vm, dest) ?? 0;
         value.value += extra;
         value.net += extra;
-        if (value.value <= 1e-12) continue;
+        if (value.value <= 1e-12) {
+          if (options.firstFit) break;
+          continue;
+        }
         // Strictly better only: on a tie the first found stays (sources by urgency, dests in the caller's order).
         if (!best || value.net > best.net + 1e-12) {
           best = { vm, dest, ...value };
         }
+        if (options.firstFit) break;
       }
     }
   }

@@ -14,8 +14,16 @@ import type { Demand } from './demand.ts';
 import { Cluster, type HostLoad, type VmLoad } from './cluster.ts';
 import { sourceRefusal, vmRefusal, type Refusal } from './constraints.ts';
 import { byKeyThenName, describeRefusals, findDestination, reposition } from './placement.ts';
+import { overloadChance } from './objective.ts';
 import { cpuShare, pct, PlanBuilder } from './plan-builder.ts';
 import type { PolicySettings } from './settings.ts';
+
+/**
+ * A receiver is packed only while its next sample stays under its CPU capacity but for this chance
+ * (objective.ts): the headroom is kept on the forecast, this on its spread, so hosts of noisy VMs are
+ * packed less tightly than hosts of steady ones.
+ */
+const PACKED_RISK = 0.001;
 
 export function consolidate(snapshot: Snapshot, settings: PolicySettings, budget = settings.limits.movesPerRound, demandByVm?: ReadonlyMap<string, Demand>): Plan {
   const cluster = new Cluster(snapshot, settings, settings.weights, demandByVm);
@@ -30,7 +38,9 @@ export function consolidate(snapshot: Snapshot, settings: PolicySettings, budget
       ? { reason: 'NO_DESTINATION', detail: `${dest.name} is being emptied` }
       : (dest.cpu + vm.cpu) / dest.cpuCores > fill || (dest.mem + vm.mem) / dest.memBytes > fill
         ? { reason: 'DEST_CPU_FULL', detail: `${dest.name} would keep less than ${pct(headroom)} headroom` }
-        : null;
+        : overloadChance(cluster, dest, dest.cpu + vm.cpu, dest.cpuVar + vm.cpuVar) > PACKED_RISK
+          ? { reason: 'DEST_CPU_FULL', detail: `${dest.name}'s next sample would be above its CPU capacity more than ${PACKED_RISK * 100}% of the time` }
+          : null;
   const donors = usable.filter((h) => h.vms.length > 0).sort(byKeyThenName((h) => h.vms.length * 1e3 + cpuShare(h)));
   for (const host of donors) {
     if (plan.remaining <= 0) break;

@@ -1,5 +1,7 @@
 /**
- * overload (hot spots): act only on hosts whose predicted CPU or memory use is above the high watermark.
+ * overload (hot spots): act only on hosts above the high watermark: memory committed to VMs above it, or
+ * CPU whose forecast plus one standard deviation of its spread is above it (a host likely enough to
+ * sample above the line, not only one whose mean is).
  * Off them, the moves worth most (objective.ts: spread and overload risk taken off, plus what brings
  * the host back toward the watermark), each to a host that stays at or under the high watermark, while
  * each nets at least the threshold level's minimum gain (balance.ts). Threshold 1 reports hot hosts and
@@ -27,7 +29,7 @@ export function overload(snapshot: Snapshot, settings: PolicySettings, budget = 
   const plan = new PlanBuilder('overload', cluster, budget);
   const { highWatermark: high, lowWatermark: low } = settings.overload;
   const hosts = usableHosts(cluster);
-  const isHot = (h: HostLoad) => cpuShare(h) > high || memShare(h) > high;
+  const isHot = (h: HostLoad) => (h.cpu + Math.sqrt(h.cpuVar)) / h.cpuCores > high || memShare(h) > high;
   const hot = hosts.filter(isHot).sort(byKeyThenName((h) => -Math.max(cpuShare(h), memShare(h))));
   const describe = (h: HostLoad) => `${h.name} (${describeUse(h)})`;
   if (hot.length === 0) {
@@ -61,6 +63,7 @@ export function overload(snapshot: Snapshot, settings: PolicySettings, budget = 
         return over(source.cpu, source.mem, source) - over(source.cpu - vm.cpu, source.mem - vm.mem, source);
       },
       spreadWeight: bestFit ? 0 : THRESHOLD_LEVELS[level].spreadWeight,
+      firstFit: bestFit,
       destOrder: bestFit ? (h) => -(cpuShare(h) + memShare(h) / 1000) : undefined,
       hasRoom: (h) => cpuShare(h) < limit && memShare(h) < limit,
     },

@@ -50,13 +50,20 @@ export const ABOVE_TARGET = 0.1;
 const TRIAGE_HOSTS = 4;
 const CERTAIN = 0.95;
 
-export function balance(snapshot: Snapshot, settings: PolicySettings, budget = settings.limits.movesPerRound, demandByVm?: ReadonlyMap<string, Demand>): Plan {
+export function balance(
+  snapshot: Snapshot,
+  settings: PolicySettings,
+  budget = settings.limits.movesPerRound,
+  demandByVm?: ReadonlyMap<string, Demand>,
+): Plan {
   const cluster = new Cluster(snapshot, settings, settings.weights, demandByVm);
   const plan = new PlanBuilder('balance', cluster, budget);
   const level = settings.balance.threshold;
   mandatoryMoves(cluster, plan);
   if (level === 1) {
-    plan.notes.push(`threshold 1: only mandatory moves (VMs breaking a hard rule, memory above a host's size); imbalance ${cluster.imbalance().toFixed(3)}`);
+    plan.notes.push(
+      `threshold 1: only mandatory moves (VMs breaking a hard rule, memory above a host's size); imbalance ${cluster.imbalance().toFixed(3)}`,
+    );
     return plan.build();
   }
   const hosts = usableHosts(cluster);
@@ -65,7 +72,16 @@ export function balance(snapshot: Snapshot, settings: PolicySettings, budget = s
     return plan.build();
   }
   const rule = THRESHOLD_LEVELS[level];
-  valuedMoves(cluster, plan, () => true, hosts, rule.minGain, level, (source) => `balance, ${source.name} is among the most urgent hosts (${describeUse(source)})`, { spreadWeight: rule.spreadWeight });
+  valuedMoves(
+    cluster,
+    plan,
+    () => true,
+    hosts,
+    rule.minGain,
+    level,
+    (source) => `balance, ${source.name} is among the most urgent hosts (${describeUse(source)})`,
+    { spreadWeight: rule.spreadWeight },
+  );
   return plan.build();
 }
 
@@ -86,9 +102,17 @@ function mandatoryMoves(cluster: Cluster, plan: PlanBuilder): void {
       continue;
     }
     const ordered = hosts.slice().sort(byKeyThenName((h) => cluster.imbalanceAfter(vm, h)));
-    const found = findDestination(cluster, vm, ordered, (dest) => (brokenAfter(cluster, vm, dest) ? { reason: broken.reason, detail: 'would still break the rule' } : null));
+    const found = findDestination(cluster, vm, ordered, (dest) =>
+      brokenAfter(cluster, vm, dest) ? { reason: broken.reason, detail: 'would still break the rule' } : null,
+    );
     if (!found.dest) {
-      plan.skip({ reason: 'NO_DESTINATION', detail: `${broken.detail}; no host repairs it: ${describeRefusals(found.refused)}` }, vm);
+      plan.skip(
+        {
+          reason: 'NO_DESTINATION',
+          detail: `${broken.detail}; no host repairs it: ${describeRefusals(found.refused)}`,
+        },
+        vm,
+      );
       continue;
     }
     plan.move(vm, found.dest, `mandatory, ${broken.detail}`);
@@ -105,9 +129,13 @@ function mandatoryMoves(cluster: Cluster, plan: PlanBuilder): void {
       const candidates = host.vms.map((i) => cluster.vms[i]!).filter((vm) => !vmRefusal(cluster, vm));
       candidates.sort(byKeyThenName((vm) => (vm.mem >= excess ? vm.mem : Number.MAX_SAFE_INTEGER - vm.mem)));
       const ordered = hosts.slice().sort(byKeyThenName((h) => memShare(h)));
-      const move = candidates.map((vm) => ({ vm, dest: findDestination(cluster, vm, ordered, () => null).dest })).find((c) => c.dest);
+      const move = candidates
+        .map((vm) => ({ vm, dest: findDestination(cluster, vm, ordered, () => null).dest }))
+        .find((c) => c.dest);
       if (!move) {
-        plan.notes.push(`${host.name} has ${pct(memShare(host))} of its memory committed to VMs and no VM on it fits elsewhere`);
+        plan.notes.push(
+          `${host.name} has ${pct(memShare(host))} of its memory committed to VMs and no VM on it fits elsewhere`,
+        );
         break;
       }
       plan.move(move.vm, move.dest!, `mandatory, ${host.name} memory committed ${pct(memShare(host))} > 100%`);
@@ -163,7 +191,13 @@ export function bestValuedMove(
       if (vm.cpu <= 0 && vm.mem <= 0) continue;
       for (const dest of dests) {
         if (dest === source) continue;
-        const found = findDestination(cluster, vm, [dest], options.accept ? (d) => options.accept!(vm, d) : () => null, { allowTriage: true });
+        const found = findDestination(
+          cluster,
+          vm,
+          [dest],
+          options.accept ? (d) => options.accept!(vm, d) : () => null,
+          { allowTriage: true },
+        );
         if (!found.dest) {
           for (const [reason, count] of found.refused) refused.set(reason, (refused.get(reason) ?? 0) + count);
           continue;
@@ -210,7 +244,10 @@ export function valuedMoves(
   for (;;) {
     if (options.stopWhen?.()) return;
     if (plan.remaining <= 0) {
-      plan.skip({ reason: 'ROUND_MOVE_LIMIT', detail: `${plan.budget} moves this round (limits.movesPerRound); imbalance still ${cluster.imbalance().toFixed(3)}` });
+      plan.skip({
+        reason: 'ROUND_MOVE_LIMIT',
+        detail: `${plan.budget} moves this round (limits.movesPerRound); imbalance still ${cluster.imbalance().toFixed(3)}`,
+      });
       return;
     }
     const meanUse = hosts.reduce((total, h) => total + cluster.weightedUse(h), 0) / hosts.length;
@@ -227,9 +264,14 @@ export function valuedMoves(
       return;
     }
     const open = hosts.filter((h) => h.incoming < cluster.settings.limits.migrationsPerDestinationHost);
-    const dests = sortedByKey(options.hasRoom ? open.filter(options.hasRoom) : open, options.destOrder ?? ((h) => cluster.weightedUse(h))).slice(0, DEST_HOSTS);
+    const dests = sortedByKey(
+      options.hasRoom ? open.filter(options.hasRoom) : open,
+      options.destOrder ?? ((h) => cluster.weightedUse(h)),
+    ).slice(0, DEST_HOSTS);
     // Triage: hosts all but certain to be over capacity anyway (CPU above its limit, so the chance is ≥ ½ first).
-    const certain = open.filter((h) => h.cpu > h.cpuLimitCores && !dests.includes(h) && overloadChance(cluster, h) >= CERTAIN);
+    const certain = open.filter(
+      (h) => h.cpu > h.cpuLimitCores && !dests.includes(h) && overloadChance(cluster, h) >= CERTAIN,
+    );
     for (const h of sortedByKey(certain, (h) => -cpuShare(h)).slice(0, TRIAGE_HOSTS)) dests.push(h);
     const { best, refused } = bestValuedMove(cluster, plan, sources, dests, options);
     const score = cluster.imbalance();
@@ -238,7 +280,12 @@ export function valuedMoves(
     const needed = score > target ? minGain * ABOVE_TARGET : minGain;
     if (!best) {
       if (refused.size > 0) {
-        for (const source of sources) plan.skip({ reason: 'NO_DESTINATION', detail: `no allowed move off ${source.name}: ${describeRefusals(refused)}` }, undefined, source);
+        for (const source of sources)
+          plan.skip(
+            { reason: 'NO_DESTINATION', detail: `no allowed move off ${source.name}: ${describeRefusals(refused)}` },
+            undefined,
+            source,
+          );
       }
       plan.notes.push(
         score <= target
@@ -263,6 +310,12 @@ export function valuedMoves(
       return;
     }
     const source = cluster.hostOf(best.vm);
-    plan.move(best.vm, best.dest, why(source), `; worth ${best.value.toFixed(4)} (spread ${best.spread.toFixed(4)}, risk ${best.risk.toFixed(4)}) − cost ${best.costScore.toFixed(4)} ≥ ${needed} at threshold ${level}`, best.value);
+    plan.move(
+      best.vm,
+      best.dest,
+      why(source),
+      `; worth ${best.value.toFixed(4)} (spread ${best.spread.toFixed(4)}, risk ${best.risk.toFixed(4)}) − cost ${best.costScore.toFixed(4)} ≥ ${needed} at threshold ${level}`,
+      best.value,
+    );
   }
 }

@@ -17,7 +17,11 @@ export interface MoveCheck {
   soft: Violation[];
 }
 
-export function checkMove(snapshot: Snapshot, move: Pick<Move, 'vm' | 'to'> & { from?: string }, settings: PolicySettings): MoveCheck {
+export function checkMove(
+  snapshot: Snapshot,
+  move: Pick<Move, 'vm' | 'to'> & { from?: string },
+  settings: PolicySettings,
+): MoveCheck {
   const cluster = new Cluster(snapshot, settings);
   const hard: Violation[] = [];
   const soft: Violation[] = [];
@@ -41,18 +45,30 @@ export function checkMove(snapshot: Snapshot, move: Pick<Move, 'vm' | 'to'> & { 
   const now = cluster.nowMs;
   if (vm.ignored) soft.push({ rule: 'IGNORED', detail: `${vm.name} is in rules.ignore` });
   if (vm.state.quarantinedUntilMs !== undefined && vm.state.quarantinedUntilMs > now) {
-    soft.push({ rule: 'QUARANTINED', detail: `${vm.name} is quarantined for ${Math.ceil((vm.state.quarantinedUntilMs - now) / 60_000)} more min` });
+    soft.push({
+      rule: 'QUARANTINED',
+      detail: `${vm.name} is quarantined for ${Math.ceil((vm.state.quarantinedUntilMs - now) / 60_000)} more min`,
+    });
   }
   if (vm.state.lastMoveMs !== undefined && now - vm.state.lastMoveMs < settings.limits.cooldownMs) {
-    soft.push({ rule: 'COOLDOWN', detail: `${vm.name} moved ${Math.round((now - vm.state.lastMoveMs) / 60_000)} min ago (cooldown ${Math.round(settings.limits.cooldownMs / 60_000)} min)` });
+    soft.push({
+      rule: 'COOLDOWN',
+      detail: `${vm.name} moved ${Math.round((now - vm.state.lastMoveMs) / 60_000)} min ago (cooldown ${Math.round(settings.limits.cooldownMs / 60_000)} min)`,
+    });
   }
   if (vm.host >= 0 && cluster.hosts[vm.host]!.state.status !== 'up') {
-    soft.push({ rule: 'SOURCE_STALE', detail: `${vm.name} is on ${cluster.hosts[vm.host]!.name}, which is ${cluster.hosts[vm.host]!.state.status}` });
+    soft.push({
+      rule: 'SOURCE_STALE',
+      detail: `${vm.name} is on ${cluster.hosts[vm.host]!.name}, which is ${cluster.hosts[vm.host]!.state.status}`,
+    });
   }
   if (vm.host >= 0) {
     const source = cluster.hosts[vm.host]!;
     if (source.outgoing >= settings.limits.migrationsPerSourceHost) {
-      soft.push({ rule: 'HOST_MIGRATION_LIMIT', detail: `${source.name} already has ${source.outgoing} migration(s) leaving (limit ${settings.limits.migrationsPerSourceHost})` });
+      soft.push({
+        rule: 'HOST_MIGRATION_LIMIT',
+        detail: `${source.name} already has ${source.outgoing} migration(s) leaving (limit ${settings.limits.migrationsPerSourceHost})`,
+      });
     }
   }
   for (const refusal of softBreaks(cluster, vm, dest)) soft.push({ rule: refusal.reason, detail: refusal.detail });

@@ -87,7 +87,12 @@ export class Cluster {
    * `demandByVm`: predicted demand already computed for this snapshot's windows (planRound computes it
    * once for all its policies); missing VMs are estimated here.
    */
-  constructor(readonly snapshot: Snapshot, readonly settings: PolicySettings, weights: ResourceWeights = settings.weights, demandByVm?: ReadonlyMap<string, Demand>) {
+  constructor(
+    readonly snapshot: Snapshot,
+    readonly settings: PolicySettings,
+    weights: ResourceWeights = settings.weights,
+    demandByVm?: ReadonlyMap<string, Demand>,
+  ) {
     this.nowMs = snapshot.nowMs;
     this.weightList = RESOURCES.map((r) => Math.max(0, weights[r]));
     this.weightTotal = this.weightList.reduce((a, b) => a + b, 0);
@@ -95,7 +100,9 @@ export class Cluster {
     for (const host of snapshot.hosts) {
       const index = this.hosts.length;
       this.hostByName.set(host.name, index);
-      hostLatest.push(host.cpuUsedWindowCores.length > 0 ? host.cpuUsedWindowCores[host.cpuUsedWindowCores.length - 1]! : 0);
+      hostLatest.push(
+        host.cpuUsedWindowCores.length > 0 ? host.cpuUsedWindowCores[host.cpuUsedWindowCores.length - 1]! : 0,
+      );
       this.hosts.push({
         index,
         name: host.name,
@@ -144,7 +151,8 @@ export class Cluster {
       this.vms.push(load);
       if (host >= 0) {
         const h = this.hosts[host]!;
-        vmLatestByHost[host] += vm.cpuUsedWindowCores.length > 0 ? vm.cpuUsedWindowCores[vm.cpuUsedWindowCores.length - 1]! : 0;
+        vmLatestByHost[host] +=
+          vm.cpuUsedWindowCores.length > 0 ? vm.cpuUsedWindowCores[vm.cpuUsedWindowCores.length - 1]! : 0;
         h.vms.push(index);
         h.cpu += load.cpu;
         h.cpuVar += load.cpuVar;
@@ -167,7 +175,14 @@ export class Cluster {
       const members = group.vms.map((name) => this.vmByName.get(name)).filter((i): i is number => i !== undefined);
       for (const member of members) {
         const vm = this.vms[member]!;
-        const key = group.kind === 'anti-affinity' ? (group.hard ? 'antiHard' : 'antiSoft') : group.hard ? 'affinityHard' : 'affinitySoft';
+        const key =
+          group.kind === 'anti-affinity'
+            ? group.hard
+              ? 'antiHard'
+              : 'antiSoft'
+            : group.hard
+              ? 'affinityHard'
+              : 'affinitySoft';
         if (vm[key] === NONE) vm[key] = [];
         for (const other of members) if (other !== member) vm[key].push({ rule: group.name, vm: other });
       }
@@ -177,7 +192,10 @@ export class Cluster {
       if (index === undefined) continue;
       const vm = this.vms[index]!;
       const entry = { rule: pin.name, hosts: new Set(pin.hosts) };
-      if (pin.hard) vm.mustHosts = vm.mustHosts ? { rule: `${vm.mustHosts.rule}+${pin.name}`, hosts: intersect(vm.mustHosts.hosts, entry.hosts) } : entry;
+      if (pin.hard)
+        vm.mustHosts = vm.mustHosts
+          ? { rule: `${vm.mustHosts.rule}+${pin.name}`, hosts: intersect(vm.mustHosts.hosts, entry.hosts) }
+          : entry;
       else vm.shouldHosts = entry;
     }
     for (const flight of snapshot.inFlight) {
@@ -398,7 +416,9 @@ function intersect(a: Set<string>, b: Set<string>): Set<string> {
 /** Applies moves to a snapshot (VM hosts, host windows and memory), for the next policy of a round. */
 export function applyMovesToSnapshot(snapshot: Snapshot, moves: readonly Move[]): Snapshot {
   if (moves.length === 0) return snapshot;
-  const hosts = new Map(snapshot.hosts.map((h) => [h.name, { ...h, cpuUsedWindowCores: h.cpuUsedWindowCores.slice() }]));
+  const hosts = new Map(
+    snapshot.hosts.map((h) => [h.name, { ...h, cpuUsedWindowCores: h.cpuUsedWindowCores.slice() }]),
+  );
   const byVm = new Map(moves.map((m) => [m.vm, m]));
   const vms = snapshot.vms.map((vm) => {
     const move = byVm.get(vm.name);

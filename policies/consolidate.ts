@@ -25,7 +25,12 @@ import type { PolicySettings } from './settings.ts';
  */
 const PACKED_RISK = 0.001;
 
-export function consolidate(snapshot: Snapshot, settings: PolicySettings, budget = settings.limits.movesPerRound, demandByVm?: ReadonlyMap<string, Demand>): Plan {
+export function consolidate(
+  snapshot: Snapshot,
+  settings: PolicySettings,
+  budget = settings.limits.movesPerRound,
+  demandByVm?: ReadonlyMap<string, Demand>,
+): Plan {
   const cluster = new Cluster(snapshot, settings, settings.weights, demandByVm);
   const plan = new PlanBuilder('consolidate', cluster, budget);
   const { headroom, spareHosts } = settings.consolidate;
@@ -33,14 +38,19 @@ export function consolidate(snapshot: Snapshot, settings: PolicySettings, budget
   const fill = Math.min(1 - headroom, settings.overload.lowWatermark);
   const usable = cluster.hosts.filter((h) => h.usable);
   const emptied = new Set<number>();
-  const fits = (vm: VmLoad) => (dest: HostLoad): Refusal | null =>
-    emptied.has(dest.index) || dest.vms.length === 0
-      ? { reason: 'NO_DESTINATION', detail: `${dest.name} is being emptied` }
-      : (dest.cpu + vm.cpu) / dest.cpuCores > fill || (dest.mem + vm.mem) / dest.memBytes > fill
-        ? { reason: 'DEST_CPU_FULL', detail: `${dest.name} would keep less than ${pct(headroom)} headroom` }
-        : overloadChance(cluster, dest, dest.cpu + vm.cpu, dest.cpuVar + vm.cpuVar) > PACKED_RISK
-          ? { reason: 'DEST_CPU_FULL', detail: `${dest.name}'s next sample would be above its CPU capacity more than ${PACKED_RISK * 100}% of the time` }
-          : null;
+  const fits =
+    (vm: VmLoad) =>
+    (dest: HostLoad): Refusal | null =>
+      emptied.has(dest.index) || dest.vms.length === 0
+        ? { reason: 'NO_DESTINATION', detail: `${dest.name} is being emptied` }
+        : (dest.cpu + vm.cpu) / dest.cpuCores > fill || (dest.mem + vm.mem) / dest.memBytes > fill
+          ? { reason: 'DEST_CPU_FULL', detail: `${dest.name} would keep less than ${pct(headroom)} headroom` }
+          : overloadChance(cluster, dest, dest.cpu + vm.cpu, dest.cpuVar + vm.cpuVar) > PACKED_RISK
+            ? {
+                reason: 'DEST_CPU_FULL',
+                detail: `${dest.name}'s next sample would be above its CPU capacity more than ${PACKED_RISK * 100}% of the time`,
+              }
+            : null;
   const donors = usable.filter((h) => h.vms.length > 0).sort(byKeyThenName((h) => h.vms.length * 1e3 + cpuShare(h)));
   for (const host of donors) {
     if (plan.remaining <= 0) break;
@@ -53,7 +63,11 @@ export function consolidate(snapshot: Snapshot, settings: PolicySettings, budget
     const vms = host.vms.map((i) => cluster.vms[i]!).sort(byKeyThenName((vm: VmLoad) => -(vm.mem + vm.cpu * 1e6)));
     const stuck = vms.map((vm) => [vm, vmRefusal(cluster, vm)] as const).find(([, refusal]) => refusal);
     if (stuck) {
-      plan.skip({ reason: stuck[1]!.reason, detail: `${host.name} cannot be emptied: ${stuck[1]!.detail}` }, stuck[0], host);
+      plan.skip(
+        { reason: stuck[1]!.reason, detail: `${host.name} cannot be emptied: ${stuck[1]!.detail}` },
+        stuck[0],
+        host,
+      );
       continue;
     }
     // Trial: can every VM go somewhere (limits aside)?
@@ -86,7 +100,9 @@ export function consolidate(snapshot: Snapshot, settings: PolicySettings, budget
         break;
       }
       const found = findDestination(cluster, vm, [dest], fits(vm));
-      const target = found.dest ?? findDestination(cluster, vm, usable.slice().sort(byKeyThenName((h) => -cpuShare(h))), fits(vm)).dest;
+      const target =
+        found.dest ??
+        findDestination(cluster, vm, usable.slice().sort(byKeyThenName((h) => -cpuShare(h))), fits(vm)).dest;
       if (!target) {
         plan.notes.push(`${host.name}: ${vm.name} waits for a destination (migration limits this round)`);
         break;
@@ -94,10 +110,16 @@ export function consolidate(snapshot: Snapshot, settings: PolicySettings, budget
       plan.move(vm, target, `consolidate, emptying ${host.name} (${vms.length} VM(s)) for power-down`);
     }
   }
-  const empty = usable.filter((h) => h.vms.length === 0 && h.incoming === 0).map((h) => h.name).sort();
+  const empty = usable
+    .filter((h) => h.vms.length === 0 && h.incoming === 0)
+    .map((h) => h.name)
+    .sort();
   const keep = empty.slice(0, spareHosts);
   const powerDownHosts = empty.slice(spareHosts);
-  if (plan.moves.length === 0) plan.notes.push(`nothing to do: no further host can be emptied keeping ${pct(headroom)} headroom`);
-  plan.notes.push(`${empty.length} host(s) empty after this round; spare kept on: ${keep.join(', ') || 'none'}; can be powered down: ${powerDownHosts.join(', ') || 'none'}`);
+  if (plan.moves.length === 0)
+    plan.notes.push(`nothing to do: no further host can be emptied keeping ${pct(headroom)} headroom`);
+  plan.notes.push(
+    `${empty.length} host(s) empty after this round; spare kept on: ${keep.join(', ') || 'none'}; can be powered down: ${powerDownHosts.join(', ') || 'none'}`,
+  );
   return plan.build({ powerDownHosts });
 }

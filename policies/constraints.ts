@@ -21,24 +21,41 @@ export function vmRefusal(cluster: Cluster, vm: VmLoad, options: VmFilterOptions
   if (vm.ignored) return { reason: 'IGNORED', detail: `${vm.name} is in rules.ignore` };
   if (vm.inFlight) return { reason: 'IN_FLIGHT', detail: `${vm.name} is already migrating` };
   if (vm.moved) return { reason: 'IN_FLIGHT', detail: `${vm.name} already moves in this round` };
-  if (vm.state.busy) return { reason: 'VM_BUSY', detail: `${vm.name} is busy on ${vm.state.host} (${vm.state.busy}): its hypervisor would refuse to migrate it until that clears` };
+  if (vm.state.busy)
+    return {
+      reason: 'VM_BUSY',
+      detail: `${vm.name} is busy on ${vm.state.host} (${vm.state.busy}): its hypervisor would refuse to migrate it until that clears`,
+    };
   if (vm.host < 0) return { reason: 'SOURCE_STALE', detail: `${vm.name} is on unknown host ${vm.state.host}` };
   const source = cluster.hosts[vm.host]!;
-  if (source.state.status !== 'up') return { reason: 'SOURCE_STALE', detail: `${vm.name} is on ${source.name}, which is ${source.state.status}: its numbers are not trusted` };
+  if (source.state.status !== 'up')
+    return {
+      reason: 'SOURCE_STALE',
+      detail: `${vm.name} is on ${source.name}, which is ${source.state.status}: its numbers are not trusted`,
+    };
   const quarantine = vm.state.quarantinedUntilMs;
   if (quarantine !== undefined && quarantine > cluster.nowMs) {
-    return { reason: 'QUARANTINED', detail: `${vm.name} is quarantined for ${Math.ceil((quarantine - cluster.nowMs) / 60_000)} more min after failed migrations` };
+    return {
+      reason: 'QUARANTINED',
+      detail: `${vm.name} is quarantined for ${Math.ceil((quarantine - cluster.nowMs) / 60_000)} more min after failed migrations`,
+    };
   }
   const last = vm.state.lastMoveMs;
   if (!options.ignoreCooldown && last !== undefined && cluster.nowMs - last < cluster.settings.limits.cooldownMs) {
-    return { reason: 'COOLDOWN', detail: `${vm.name} moved ${Math.round((cluster.nowMs - last) / 60_000)} min ago (cooldown ${Math.round(cluster.settings.limits.cooldownMs / 60_000)} min)` };
+    return {
+      reason: 'COOLDOWN',
+      detail: `${vm.name} moved ${Math.round((cluster.nowMs - last) / 60_000)} min ago (cooldown ${Math.round(cluster.settings.limits.cooldownMs / 60_000)} min)`,
+    };
   }
   if (vm.mustHosts && vm.mustHosts.hosts.size === 1 && vm.mustHosts.hosts.has(source.name)) {
     return { reason: 'PINNED', detail: `${vm.name} must stay on ${source.name} (rule ${vm.mustHosts.rule})` };
   }
   for (const rel of vm.affinityHard) {
     if (cluster.vms[rel.vm]!.host === vm.host) {
-      return { reason: 'AFFINITY', detail: `${vm.name} must stay with ${cluster.vms[rel.vm]!.name} (rule ${rel.rule}); groups do not move together yet` };
+      return {
+        reason: 'AFFINITY',
+        detail: `${vm.name} must stay with ${cluster.vms[rel.vm]!.name} (rule ${rel.rule}); groups do not move together yet`,
+      };
     }
   }
   return null;
@@ -48,10 +65,16 @@ export function vmRefusal(cluster: Cluster, vm: VmLoad, options: VmFilterOptions
 export function sourceRefusal(cluster: Cluster, source: HostLoad): Refusal | null {
   const limits = cluster.settings.limits;
   if (source.outgoing >= limits.migrationsPerSourceHost) {
-    return { reason: 'HOST_MIGRATION_LIMIT', detail: `${source.name} already has ${source.outgoing} migration(s) leaving (limit ${limits.migrationsPerSourceHost})` };
+    return {
+      reason: 'HOST_MIGRATION_LIMIT',
+      detail: `${source.name} already has ${source.outgoing} migration(s) leaving (limit ${limits.migrationsPerSourceHost})`,
+    };
   }
   if (cluster.migrations >= limits.migrationsInCluster) {
-    return { reason: 'HOST_MIGRATION_LIMIT', detail: `${cluster.migrations} migrations in the cluster (limit ${limits.migrationsInCluster})` };
+    return {
+      reason: 'HOST_MIGRATION_LIMIT',
+      detail: `${cluster.migrations} migrations in the cluster (limit ${limits.migrationsInCluster})`,
+    };
   }
   return null;
 }
@@ -84,7 +107,8 @@ export const DEST_FILTERS: readonly DestFilter[] = [
     check: (_c, _vm, dest) => {
       const state = dest.state;
       if (state.status === 'down') return { reason: 'DEST_DOWN', detail: `${dest.name} is down` };
-      if (state.status === 'stale') return { reason: 'DEST_STALE', detail: `${dest.name} has not reported recently; its numbers are unknown` };
+      if (state.status === 'stale')
+        return { reason: 'DEST_STALE', detail: `${dest.name} has not reported recently; its numbers are unknown` };
       if (state.maintenance) return { reason: 'DEST_MAINTENANCE', detail: `${dest.name} is in maintenance` };
       return null;
     },
@@ -94,7 +118,10 @@ export const DEST_FILTERS: readonly DestFilter[] = [
     hard: true,
     check: (_c, vm, dest) =>
       vm.mustHosts && !vm.mustHosts.hosts.has(dest.name)
-        ? { reason: 'PINNED', detail: `${vm.name} must run on ${[...vm.mustHosts.hosts].join(', ')} (rule ${vm.mustHosts.rule})` }
+        ? {
+            reason: 'PINNED',
+            detail: `${vm.name} must run on ${[...vm.mustHosts.hosts].join(', ')} (rule ${vm.mustHosts.rule})`,
+          }
         : null,
   },
   {
@@ -102,7 +129,11 @@ export const DEST_FILTERS: readonly DestFilter[] = [
     hard: true,
     check: (cluster, vm, dest) => {
       for (const rel of vm.antiHard) {
-        if (cluster.vms[rel.vm]!.host === dest.index) return { reason: 'ANTI_AFFINITY', detail: `${cluster.vms[rel.vm]!.name} is on ${dest.name} (rule ${rel.rule})` };
+        if (cluster.vms[rel.vm]!.host === dest.index)
+          return {
+            reason: 'ANTI_AFFINITY',
+            detail: `${cluster.vms[rel.vm]!.name} is on ${dest.name} (rule ${rel.rule})`,
+          };
       }
       return null;
     },
@@ -114,7 +145,10 @@ export const DEST_FILTERS: readonly DestFilter[] = [
       for (const rel of vm.affinityHard) {
         const partnerHost = cluster.vms[rel.vm]!.host;
         if (partnerHost !== dest.index && partnerHost >= 0) {
-          return { reason: 'AFFINITY', detail: `${vm.name} must share a host with ${cluster.vms[rel.vm]!.name} (rule ${rel.rule})` };
+          return {
+            reason: 'AFFINITY',
+            detail: `${vm.name} must share a host with ${cluster.vms[rel.vm]!.name} (rule ${rel.rule})`,
+          };
         }
       }
       return null;
@@ -125,7 +159,10 @@ export const DEST_FILTERS: readonly DestFilter[] = [
     hard: true,
     check: (_c, vm, dest) =>
       dest.mem + vm.mem > dest.memBytes
-        ? { reason: 'DEST_MEM_FULL', detail: `${dest.name} has ${gib(Math.max(0, dest.memBytes - dest.mem))} free, ${vm.name} needs ${gib(vm.mem)}` }
+        ? {
+            reason: 'DEST_MEM_FULL',
+            detail: `${dest.name} has ${gib(Math.max(0, dest.memBytes - dest.mem))} free, ${vm.name} needs ${gib(vm.mem)}`,
+          }
         : null,
   },
   {
@@ -133,7 +170,10 @@ export const DEST_FILTERS: readonly DestFilter[] = [
     hard: true,
     check: (_c, vm, dest, options) =>
       dest.cpu + vm.cpu > dest.cpuLimitCores && !(options.allowTriage && dest.cpu > dest.cpuLimitCores)
-        ? { reason: 'DEST_CPU_FULL', detail: `${dest.name} would need ${(dest.cpu + vm.cpu).toFixed(2)} of ${dest.cpuLimitCores.toFixed(2)} cores` }
+        ? {
+            reason: 'DEST_CPU_FULL',
+            detail: `${dest.name} would need ${(dest.cpu + vm.cpu).toFixed(2)} of ${dest.cpuLimitCores.toFixed(2)} cores`,
+          }
         : null,
   },
   {
@@ -143,7 +183,10 @@ export const DEST_FILTERS: readonly DestFilter[] = [
       if (options.ignorePingPong || vm.state.previousHost !== dest.name) return null;
       const last = vm.state.lastMoveMs;
       if (last !== undefined && cluster.nowMs - last >= cluster.settings.limits.pingPongWindowMs) return null;
-      return { reason: 'PING_PONG', detail: `${vm.name} came from ${dest.name}${last === undefined ? '' : ` ${Math.round((cluster.nowMs - last) / 60_000)} min ago`}` };
+      return {
+        reason: 'PING_PONG',
+        detail: `${vm.name} came from ${dest.name}${last === undefined ? '' : ` ${Math.round((cluster.nowMs - last) / 60_000)} min ago`}`,
+      };
     },
   },
   {
@@ -152,7 +195,10 @@ export const DEST_FILTERS: readonly DestFilter[] = [
     check: (cluster, _vm, dest, options) => {
       const limit = cluster.settings.limits.migrationsPerDestinationHost;
       return !options.ignoreLimits && dest.incoming >= limit
-        ? { reason: 'HOST_MIGRATION_LIMIT', detail: `${dest.name} already has ${dest.incoming} migration(s) arriving (limit ${limit})` }
+        ? {
+            reason: 'HOST_MIGRATION_LIMIT',
+            detail: `${dest.name} already has ${dest.incoming} migration(s) arriving (limit ${limit})`,
+          }
         : null;
     },
   },
@@ -196,14 +242,25 @@ export function softDelta(cluster: Cluster, vm: VmLoad, dest: HostLoad): number 
 export function softBreaks(cluster: Cluster, vm: VmLoad, dest: HostLoad): Refusal[] {
   const found: Refusal[] = [];
   for (const rel of vm.antiSoft) {
-    if (cluster.vms[rel.vm]!.host === dest.index) found.push({ reason: 'ANTI_AFFINITY', detail: `${cluster.vms[rel.vm]!.name} is on ${dest.name} (soft rule ${rel.rule})` });
+    if (cluster.vms[rel.vm]!.host === dest.index)
+      found.push({
+        reason: 'ANTI_AFFINITY',
+        detail: `${cluster.vms[rel.vm]!.name} is on ${dest.name} (soft rule ${rel.rule})`,
+      });
   }
   for (const rel of vm.affinitySoft) {
     const at = cluster.vms[rel.vm]!.host;
-    if (at !== dest.index) found.push({ reason: 'AFFINITY', detail: `${vm.name} should share a host with ${cluster.vms[rel.vm]!.name} (soft rule ${rel.rule})` });
+    if (at !== dest.index)
+      found.push({
+        reason: 'AFFINITY',
+        detail: `${vm.name} should share a host with ${cluster.vms[rel.vm]!.name} (soft rule ${rel.rule})`,
+      });
   }
   if (vm.shouldHosts && !vm.shouldHosts.hosts.has(dest.name)) {
-    found.push({ reason: 'PINNED', detail: `${vm.name} should run on ${[...vm.shouldHosts.hosts].join(', ')} (soft rule ${vm.shouldHosts.rule})` });
+    found.push({
+      reason: 'PINNED',
+      detail: `${vm.name} should run on ${[...vm.shouldHosts.hosts].join(', ')} (soft rule ${vm.shouldHosts.rule})`,
+    });
   }
   return found;
 }
@@ -213,11 +270,17 @@ export function brokenHere(cluster: Cluster, vm: VmLoad): Refusal | null {
   if (vm.host < 0) return null;
   const here = cluster.hosts[vm.host]!;
   if (vm.mustHosts && !vm.mustHosts.hosts.has(here.name)) {
-    return { reason: 'PINNED', detail: `${vm.name} must run on ${[...vm.mustHosts.hosts].join(', ')} (rule ${vm.mustHosts.rule}) but is on ${here.name}` };
+    return {
+      reason: 'PINNED',
+      detail: `${vm.name} must run on ${[...vm.mustHosts.hosts].join(', ')} (rule ${vm.mustHosts.rule}) but is on ${here.name}`,
+    };
   }
   for (const rel of vm.antiHard) {
     if (cluster.vms[rel.vm]!.host === vm.host) {
-      return { reason: 'ANTI_AFFINITY', detail: `${vm.name} and ${cluster.vms[rel.vm]!.name} share ${here.name} (rule ${rel.rule})` };
+      return {
+        reason: 'ANTI_AFFINITY',
+        detail: `${vm.name} and ${cluster.vms[rel.vm]!.name} share ${here.name} (rule ${rel.rule})`,
+      };
     }
   }
   return null;

@@ -13,7 +13,12 @@ import { byKeyThenName, describeRefusals, findDestination } from './placement.ts
 import { cpuShare, memShare, pct, PlanBuilder } from './plan-builder.ts';
 import type { PolicySettings } from './settings.ts';
 
-export function evacuate(snapshot: Snapshot, settings: PolicySettings, budget = settings.limits.movesPerRound, demandByVm?: ReadonlyMap<string, Demand>): Plan {
+export function evacuate(
+  snapshot: Snapshot,
+  settings: PolicySettings,
+  budget = settings.limits.movesPerRound,
+  demandByVm?: ReadonlyMap<string, Demand>,
+): Plan {
   const cluster = new Cluster(snapshot, settings, settings.weights, demandByVm);
   const plan = new PlanBuilder('evacuate', cluster, budget);
   const high = settings.overload.highWatermark;
@@ -33,7 +38,14 @@ export function evacuate(snapshot: Snapshot, settings: PolicySettings, budget = 
     const vms = host.vms.map((i) => cluster.vms[i]!).sort(byKeyThenName((vm: VmLoad) => -(vm.mem + vm.cpu * 1e6)));
     for (const vm of vms) {
       if (plan.remaining <= 0) {
-        plan.skip({ reason: 'ROUND_MOVE_LIMIT', detail: `${vm.name} waits for the next round (limits.movesPerRound ${plan.budget})` }, vm, host);
+        plan.skip(
+          {
+            reason: 'ROUND_MOVE_LIMIT',
+            detail: `${vm.name} waits for the next round (limits.movesPerRound ${plan.budget})`,
+          },
+          vm,
+          host,
+        );
         continue;
       }
       const refusal = vmRefusal(cluster, vm, { ignoreCooldown: true }) ?? sourceRefusal(cluster, host);
@@ -42,16 +54,36 @@ export function evacuate(snapshot: Snapshot, settings: PolicySettings, budget = 
         continue;
       }
       const order = destinations();
-      let found = findDestination(cluster, vm, order, (dest: HostLoad) => ((dest.cpu + vm.cpu) / dest.cpuCores > high ? { reason: 'DEST_CPU_FULL', detail: `${dest.name} would be above high ${pct(high)}` } : null), { ignorePingPong: true });
+      let found = findDestination(
+        cluster,
+        vm,
+        order,
+        (dest: HostLoad) =>
+          (dest.cpu + vm.cpu) / dest.cpuCores > high
+            ? { reason: 'DEST_CPU_FULL', detail: `${dest.name} would be above high ${pct(high)}` }
+            : null,
+        { ignorePingPong: true },
+      );
       if (!found.dest) found = findDestination(cluster, vm, order, () => null, { ignorePingPong: true });
       if (!found.dest) {
-        plan.skip({ reason: 'NO_DESTINATION', detail: `${vm.name} cannot leave ${host.name}: ${describeRefusals(found.refused)}` }, vm, host);
+        plan.skip(
+          {
+            reason: 'NO_DESTINATION',
+            detail: `${vm.name} cannot leave ${host.name}: ${describeRefusals(found.refused)}`,
+          },
+          vm,
+          host,
+        );
         continue;
       }
       plan.move(vm, found.dest, `${host.name} in maintenance`);
     }
     const left = host.vms.length;
-    plan.notes.push(left === 0 ? `${host.name} (maintenance) will be empty` : `${host.name} (maintenance) still holds ${left} VM(s) after this round`);
+    plan.notes.push(
+      left === 0
+        ? `${host.name} (maintenance) will be empty`
+        : `${host.name} (maintenance) still holds ${left} VM(s) after this round`,
+    );
   }
   return plan.build();
 }

@@ -25,7 +25,9 @@ import { softDelta } from './constraints.ts';
 export function normalCdf(z: number): number {
   const x = Math.abs(z) / Math.SQRT2;
   const t = 1 / (1 + 0.3275911 * x);
-  const erf = 1 - ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * Math.exp(-x * x);
+  const erf =
+    1 -
+    ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * Math.exp(-x * x);
   return z >= 0 ? 0.5 * (1 + erf) : 0.5 * (1 - erf);
 }
 
@@ -49,11 +51,20 @@ export interface MoveValue {
 }
 
 /** A move's value with the spread weighted by `spreadWeight` (the threshold level's, see balance.ts). */
-export function moveValue(cluster: Cluster, vm: VmLoad, dest: HostLoad, costScore: number, spreadWeight = 1, spreadBefore = cluster.spread()): MoveValue {
+export function moveValue(
+  cluster: Cluster,
+  vm: VmLoad,
+  dest: HostLoad,
+  costScore: number,
+  spreadWeight = 1,
+  spreadBefore = cluster.spread(),
+): MoveValue {
   const source = cluster.hostOf(vm);
   const spread = spreadWeight === 0 ? 0 : spreadWeight * (spreadBefore - cluster.spreadAfter(vm, dest));
   const riskBefore = overloadChance(cluster, source) + overloadChance(cluster, dest);
-  const riskAfter = overloadChance(cluster, source, source.cpu - vm.cpu, source.cpuVar - vm.cpuVar) + overloadChance(cluster, dest, dest.cpu + vm.cpu, dest.cpuVar + vm.cpuVar);
+  const riskAfter =
+    overloadChance(cluster, source, source.cpu - vm.cpu, source.cpuVar - vm.cpuVar) +
+    overloadChance(cluster, dest, dest.cpu + vm.cpu, dest.cpuVar + vm.cpuVar);
   const risk = cluster.settings.risk.weight * (riskBefore - riskAfter);
   const value = spread + risk;
   const penalty = Math.max(0, softDelta(cluster, vm, dest)) * cluster.settings.softRulePenalty;

@@ -38,7 +38,10 @@ export function findDestination(
 /** "12 DEST_MEM_FULL, 3 ANTI_AFFINITY" */
 export function describeRefusals(refused: Map<SkipReason, number>): string {
   if (refused.size === 0) return 'no other usable host';
-  return [...refused.entries()].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])).map(([reason, count]) => `${count} ${reason}`).join(', ');
+  return [...refused.entries()]
+    .sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))
+    .map(([reason, count]) => `${count} ${reason}`)
+    .join(', ');
 }
 
 /** Sort helper: by key, then by name, so plans are the same for the same snapshot. */

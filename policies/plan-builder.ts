@@ -15,7 +15,11 @@ export class PlanBuilder {
   private dropped = 0;
   readonly scoreBefore: number;
 
-  constructor(readonly policy: string, readonly cluster: Cluster, readonly budget: number) {
+  constructor(
+    readonly policy: string,
+    readonly cluster: Cluster,
+    readonly budget: number,
+  ) {
     this.scoreBefore = cluster.imbalance();
   }
 
@@ -40,7 +44,13 @@ export class PlanBuilder {
   /** Cost of moving vm to dest in the current working state. */
   cost(vm: VmLoad, dest: HostLoad) {
     const source = this.cluster.hostOf(vm);
-    return migrationCost(vm.mem, vm.state.memDirtyBytesPerSec, cpuShare(source), cpuShare(dest), this.cluster.settings.cost);
+    return migrationCost(
+      vm.mem,
+      vm.state.memDirtyBytesPerSec,
+      cpuShare(source),
+      cpuShare(dest),
+      this.cluster.settings.cost,
+    );
   }
 
   /**
@@ -59,7 +69,15 @@ export class PlanBuilder {
     const reason =
       `${why}: ${vm.name} (${vm.cpu.toFixed(2)} cores, ${gib(vm.mem)}) to ${dest.name}, ${pct(destBefore)} → ${pct(cpuShare(dest))}` +
       ` (${source.name} ${pct(sourceBefore)} → ${pct(cpuShare(source))}); imbalance ${before.toFixed(3)} → ${(before - gain).toFixed(3)}, gain ${gain.toFixed(4)}, cost ${cost.score.toFixed(4)} (${(cost.durationMs / 1000).toFixed(1)}s to copy ${gib(cost.bytes)})${extra}`;
-    const move: Move = { vm: vm.name, from: source.name, to: dest.name, policy: this.policy, reason, gain: value ?? gain, cost };
+    const move: Move = {
+      vm: vm.name,
+      from: source.name,
+      to: dest.name,
+      policy: this.policy,
+      reason,
+      gain: value ?? gain,
+      cost,
+    };
     this.moves.push(move);
     return move;
   }

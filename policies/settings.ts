@@ -109,11 +109,15 @@ export type SettingsOverrides = {
 };
 
 /** Defaults with some values replaced, one level deep per section. */
-export function withSettings(overrides: SettingsOverrides = {}, base: PolicySettings = DEFAULT_SETTINGS): PolicySettings {
+export function withSettings(
+  overrides: SettingsOverrides = {},
+  base: PolicySettings = DEFAULT_SETTINGS,
+): PolicySettings {
   const result: Record<string, unknown> = { ...base };
   for (const [key, value] of Object.entries(overrides)) {
     const current = (base as unknown as Record<string, unknown>)[key];
-    result[key] = typeof value === 'object' && value !== null && typeof current === 'object' ? { ...current, ...value } : value;
+    result[key] =
+      typeof value === 'object' && value !== null && typeof current === 'object' ? { ...current, ...value } : value;
   }
   return result as unknown as PolicySettings;
 }

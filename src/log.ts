@@ -27,7 +27,15 @@ export interface LogOptions {
 }
 
 /** Keys whose values never reach a log line. */
-export const REDACT_PATHS = ['*.password', '*.token', '*.secret', 'password', 'token', 'authorization', '*.authorization'];
+export const REDACT_PATHS = [
+  '*.password',
+  '*.token',
+  '*.secret',
+  'password',
+  'token',
+  'authorization',
+  '*.authorization',
+];
 
 export function createLogger(options: LogOptions = {}): Logger {
   const level = options.level ?? 'info';
@@ -44,7 +52,8 @@ function lazyLogger(level: string, make: () => Logger): Logger {
   const get = (): Logger => (real ??= make());
   const threshold = level === 'silent' ? Infinity : LEVEL_VALUES[level]!;
   const lazy: Record<string, unknown> = {
-    isLevelEnabled: (name: string) => (real ? real.isLevelEnabled(name) : (LEVEL_VALUES[name] ?? -Infinity) >= threshold),
+    isLevelEnabled: (name: string) =>
+      real ? real.isLevelEnabled(name) : (LEVEL_VALUES[name] ?? -Infinity) >= threshold,
     child: (bindings: Record<string, unknown>, childOptions?: object) =>
       real ? real.child(bindings, childOptions) : lazyLogger(level, () => get().child(bindings, childOptions)),
     flush: (callback?: (error?: Error) => void) => (real ? real.flush(callback) : callback?.()),
@@ -63,7 +72,8 @@ function lazyLogger(level: string, make: () => Logger): Logger {
   lazy.silent = () => {};
   // Anything else (bindings(), setBindings(), levels, ...) is the real logger's.
   return new Proxy(lazy, {
-    get: (target, key, receiver) => (typeof key === 'string' && !(key in target) ? Reflect.get(get(), key) : Reflect.get(target, key, receiver)),
+    get: (target, key, receiver) =>
+      typeof key === 'string' && !(key in target) ? Reflect.get(get(), key) : Reflect.get(target, key, receiver),
   }) as unknown as Logger;
 }
 
@@ -79,7 +89,10 @@ function pinoLogger(options: LogOptions): Logger {
     redact: { paths: REDACT_PATHS, censor: '***' },
   };
   if (usePretty) {
-    return pino(base, prettyStream()({ colorize: isTty, sync: true, destination, ignore: 'pid,hostname', translateTime: 'HH:MM:ss' }));
+    return pino(
+      base,
+      prettyStream()({ colorize: isTty, sync: true, destination, ignore: 'pid,hostname', translateTime: 'HH:MM:ss' }),
+    );
   }
   return pino(base, pino.destination({ dest: destinationFd(destination), sync: true }));
 }

@@ -32,13 +32,25 @@ function unknown(kind: string, name: string, known: string[], where: string): Un
 
 export function findVm(view: ClusterView, name: string): VmState {
   const vm = view.snapshot.vms.find((candidate) => candidate.name === name);
-  if (!vm) throw unknown('VM', name, view.snapshot.vms.map((v) => v.name), 'seen in the sample window; `lbm vms` lists them');
+  if (!vm)
+    throw unknown(
+      'VM',
+      name,
+      view.snapshot.vms.map((v) => v.name),
+      'seen in the sample window; `lbm vms` lists them',
+    );
   return vm;
 }
 
 export function findHost(view: ClusterView, name: string): HostState {
   const host = view.snapshot.hosts.find((candidate) => candidate.name === name);
-  if (!host) throw unknown('host', name, view.snapshot.hosts.map((h) => h.name), 'known from samples and config; `lbm hosts` lists them');
+  if (!host)
+    throw unknown(
+      'host',
+      name,
+      view.snapshot.hosts.map((h) => h.name),
+      'known from samples and config; `lbm hosts` lists them',
+    );
   return host;
 }
 

@@ -26,7 +26,7 @@ export async function lbvmProgram(names: readonly string[] = Object.keys(COMMAND
     .description(
       'LBVM keeps a cluster of hypervisor hosts balanced by moving running VMs live.\n' +
         'This is the runtime: collectors on every host, one active monitor, workers and agents.\n' +
-        'The operator\'s tool is `lbm`.',
+        "The operator's tool is `lbm`.",
     )
     .version('0.1.0')
     .showHelpAfterError('(run with --help for usage)')

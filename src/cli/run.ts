@@ -54,15 +54,24 @@ export async function runProgram(program: Command, argv: string[]): Promise<void
     if (typeof code === 'string' && code.startsWith('commander.')) {
       const exitCode = (error as { exitCode?: number }).exitCode ?? 2;
       // help and version are successful exits
-      process.exitCode = code === 'commander.helpDisplayed' || code === 'commander.version' || code === 'commander.help' ? 0 : exitCode === 1 ? 2 : exitCode;
+      process.exitCode =
+        code === 'commander.helpDisplayed' || code === 'commander.version' || code === 'commander.help'
+          ? 0
+          : exitCode === 1
+            ? 2
+            : exitCode;
       return;
     }
     if (error instanceof ExitError) {
-      process.stderr.write(`${program.name()}: ${safeOutput(error.message).split('\n').join(`\n${program.name()}: `)}\n`);
+      process.stderr.write(
+        `${program.name()}: ${safeOutput(error.message).split('\n').join(`\n${program.name()}: `)}\n`,
+      );
       process.exitCode = error.exitCode;
       return;
     }
-    process.stderr.write(`${program.name()}: internal error (a bug in LBVM; please report it with this output):\n${(error as Error)?.stack ?? String(error)}\n`);
+    process.stderr.write(
+      `${program.name()}: internal error (a bug in LBVM; please report it with this output):\n${(error as Error)?.stack ?? String(error)}\n`,
+    );
     process.exitCode = 70;
   }
 }

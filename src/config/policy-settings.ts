@@ -30,14 +30,21 @@ export function policySettingsFromConfig(config: LbvmConfig): PolicySettings {
       pingPongWindowMs: Math.max(DEFAULT_SETTINGS.limits.pingPongWindowMs, 4 * config.limits.cooldown),
     },
     balance: { threshold: p.balance.threshold as ThresholdLevel },
-    overload: { ...DEFAULT_SETTINGS.overload, highWatermark: p.overload.highWatermark, lowWatermark: p.overload.lowWatermark },
+    overload: {
+      ...DEFAULT_SETTINGS.overload,
+      highWatermark: p.overload.highWatermark,
+      lowWatermark: p.overload.lowWatermark,
+    },
     consolidate: { headroom: p.consolidate.headroom, spareHosts: p.consolidate.spareHosts },
   };
 }
 
 /** `db-*` → /^db-.*$/ ; `?` is one character. */
 export function globToRegExp(glob: string): RegExp {
-  const escaped = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  const escaped = glob
+    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+    .replace(/\*/g, '.*')
+    .replace(/\?/g, '.');
   return new RegExp(`^${escaped}$`);
 }
 

@@ -34,17 +34,28 @@ export const bytes = (fallback: string | number) =>
     .transform((value, ctx) => {
       const parsed = parseBytes(value);
       if (parsed === null) {
-        ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'expected a size like 512MiB, 4GiB or a number of bytes' });
+        ctx.addIssue({
+          code: z.ZodIssueCode.custom,
+          message: 'expected a size like 512MiB, 4GiB or a number of bytes',
+        });
         return z.NEVER;
       }
       return parsed;
     });
 
 const share = (fallback: number) =>
-  z.number({ invalid_type_error: 'expected a number between 0 and 1' }).min(0, 'expected a number between 0 and 1').max(1, 'expected a number between 0 and 1').default(fallback);
+  z
+    .number({ invalid_type_error: 'expected a number between 0 and 1' })
+    .min(0, 'expected a number between 0 and 1')
+    .max(1, 'expected a number between 0 and 1')
+    .default(fallback);
 
 const positiveInt = (fallback: number) =>
-  z.number({ invalid_type_error: 'expected a whole number' }).int('expected a whole number').min(1, 'expected a whole number >= 1').default(fallback);
+  z
+    .number({ invalid_type_error: 'expected a whole number' })
+    .int('expected a whole number')
+    .min(1, 'expected a whole number >= 1')
+    .default(fallback);
 
 /** A URL with one of the given schemes (checked by parsing it, not by a regex). */
 const urlWithScheme = (schemes: string[], fallback: string, example: string) =>
@@ -149,14 +160,26 @@ export const configSchema = z
           .default([])
           .transform((value, ctx) => {
             // A list, or one string with commas (`LBVM_REDIS_SENTINELS=h1:26379,h2:26379`).
-            const list = typeof value === 'string' ? value.split(',').map((entry) => entry.trim()).filter(Boolean) : value;
+            const list =
+              typeof value === 'string'
+                ? value
+                    .split(',')
+                    .map((entry) => entry.trim())
+                    .filter(Boolean)
+                : value;
             if (!Array.isArray(list)) {
-              ctx.addIssue({ code: z.ZodIssueCode.custom, message: `${SENTINEL_ADDRESS_EXPECTED}, in a list: [h1:26379, h2:26379, h3:26379]` });
+              ctx.addIssue({
+                code: z.ZodIssueCode.custom,
+                message: `${SENTINEL_ADDRESS_EXPECTED}, in a list: [h1:26379, h2:26379, h3:26379]`,
+              });
               return z.NEVER;
             }
             const bad = list.filter((entry) => typeof entry !== 'string' || parseHostPort(entry) === null);
             if (bad.length > 0) {
-              ctx.addIssue({ code: z.ZodIssueCode.custom, message: `${SENTINEL_ADDRESS_EXPECTED}; not one: ${bad.map((entry) => JSON.stringify(entry)).join(', ')}` });
+              ctx.addIssue({
+                code: z.ZodIssueCode.custom,
+                message: `${SENTINEL_ADDRESS_EXPECTED}; not one: ${bad.map((entry) => JSON.stringify(entry)).join(', ')}`,
+              });
               return z.NEVER;
             }
             return list as string[];
@@ -169,10 +192,19 @@ export const configSchema = z
       .strict()
       .superRefine((redis, ctx) => {
         if (redis.sentinels.length > 0 && redis.name === '') {
-          ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['name'], message: 'expected the master\'s name as the sentinels know it (sentinel monitor NAME ...), required with redis.sentinels' });
+          ctx.addIssue({
+            code: z.ZodIssueCode.custom,
+            path: ['name'],
+            message:
+              "expected the master's name as the sentinels know it (sentinel monitor NAME ...), required with redis.sentinels",
+          });
         }
         if (redis.sentinels.length === 0 && redis.name !== '') {
-          ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['sentinels'], message: 'expected a list of sentinels (host:port, ...) to go with redis.name' });
+          ctx.addIssue({
+            code: z.ZodIssueCode.custom,
+            path: ['sentinels'],
+            message: 'expected a list of sentinels (host:port, ...) to go with redis.name',
+          });
         }
       })
       .default({}),
@@ -233,7 +265,12 @@ export const configSchema = z
         balance: z
           .object({
             /** Migration threshold, 1 (only mandatory moves) to 5 (aggressive). */
-            threshold: z.number().int('expected a whole number from 1 to 5').min(1, 'expected a whole number from 1 to 5').max(5, 'expected a whole number from 1 to 5').default(3),
+            threshold: z
+              .number()
+              .int('expected a whole number from 1 to 5')
+              .min(1, 'expected a whole number from 1 to 5')
+              .max(5, 'expected a whole number from 1 to 5')
+              .default(3),
             weights: z
               .object({
                 cpu: z.number().min(0, 'expected a number >= 0').default(1),
@@ -347,7 +384,9 @@ export const configSchema = z
         libvirt: z
           .object({
             /** libvirt URI of each host by name: `{ n1: 'qemu+ssh://n1/system' }` (else `hosts.<name>.uri`). */
-            hosts: z.record(z.string().min(1), z.string().min(1, 'expected a libvirt URI like qemu+ssh://host/system')).default({}),
+            hosts: z
+              .record(z.string().min(1), z.string().min(1, 'expected a libvirt URI like qemu+ssh://host/system'))
+              .default({}),
             /** `virsh migrate --auto-converge`: throttle a guest that dirties memory faster than it can be copied. */
             autoConverge: z.boolean().default(true),
             /** Pass `migration.bandwidthBytesPerSec` as `virsh migrate --bandwidth` (MiB/s). */
@@ -375,7 +414,10 @@ export const configSchema = z
             fingerprint: z
               .string()
               .default('')
-              .refine((value) => value === '' || /^([0-9a-f]{2}:?){31}[0-9a-f]{2}$/i.test(value.trim()), 'expected a SHA-256 fingerprint: 32 hex bytes like AB:CD:...'),
+              .refine(
+                (value) => value === '' || /^([0-9a-f]{2}:?){31}[0-9a-f]{2}$/i.test(value.trim()),
+                'expected a SHA-256 fingerprint: 32 hex bytes like AB:CD:...',
+              ),
             /** How often a migration task's status and log are read. */
             pollInterval: duration('1s'),
             /** One API call taking longer than this fails. */

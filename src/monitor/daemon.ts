@@ -33,7 +33,14 @@ export interface RoundRecord {
   monitor: string;
   mode: RoundMode;
   fencingToken: number | null;
-  inputs: { hosts: number; vms: number; unknownHosts: string[]; maintenanceHosts: string[]; samplesSkipped: number; inFlight: number };
+  inputs: {
+    hosts: number;
+    vms: number;
+    unknownHosts: string[];
+    maintenanceHosts: string[];
+    samplesSkipped: number;
+    inFlight: number;
+  };
   imbalanceBefore: number | null;
   imbalanceAfter: number | null;
   moves: { vm: string; from: string; to: string; policy: string; reason: string; gain: number; costMs: number }[];
@@ -71,22 +78,34 @@ export class Monitor {
     this.clock = deps.clock ?? Date.now;
     this.metrics = deps.metrics ?? new MonitorMetrics();
     const { log } = deps;
-    this.lease = new LeaderLease(deps.redis, deps.config.redis.prefix, deps.id, deps.config.monitor.lease, {
-      onAcquired: (token) => {
-        log.info({ fencingToken: token }, 'became the active monitor (leader)');
-        this.metrics.leader.set(1);
-        this.metrics.fencingToken.set(token);
+    this.lease = new LeaderLease(
+      deps.redis,
+      deps.config.redis.prefix,
+      deps.id,
+      deps.config.monitor.lease,
+      {
+        onAcquired: (token) => {
+          log.info({ fencingToken: token }, 'became the active monitor (leader)');
+          this.metrics.leader.set(1);
+          this.metrics.fencingToken.set(token);
+        },
+        onLost: (reason) => {
+          log.warn({ reason }, 'lost the lease: standing by, enqueuing nothing');
+          this.metrics.leader.set(0);
+          this.metrics.fencingToken.set(0);
+        },
+        onRefused: (reason) => log.info({ reason }, `not taking the lease yet: ${reason}`),
+        // With Sentinel, a token carries the master's term (see lease.ts): it survives a failover.
+        term: deps.config.redis.sentinels.length > 0 ? () => masterTerm(deps.config.redis) : undefined,
       },
-      onLost: (reason) => {
-        log.warn({ reason }, 'lost the lease: standing by, enqueuing nothing');
-        this.metrics.leader.set(0);
-        this.metrics.fencingToken.set(0);
-      },
-      onRefused: (reason) => log.info({ reason }, `not taking the lease yet: ${reason}`),
-      // With Sentinel, a token carries the master's term (see lease.ts): it survives a failover.
-      term: deps.config.redis.sentinels.length > 0 ? () => masterTerm(deps.config.redis) : undefined,
-    }, this.clock);
-    this.metrics.health = () => ({ monitor: deps.id, leader: this.lease.isLeader(), fencingToken: this.lease.token, lastRound: this.lastRecord?.roundId ?? null });
+      this.clock,
+    );
+    this.metrics.health = () => ({
+      monitor: deps.id,
+      leader: this.lease.isLeader(),
+      fencingToken: this.lease.token,
+      lastRound: this.lastRecord?.roundId ?? null,
+    });
   }
 
   /** Starts the lease and the round loop. Rounds run every `monitor.interval`, never two at once. */
@@ -130,9 +149,21 @@ export class Monitor {
     const token = this.lease.token;
     const roundId = `r${nowMs}-${token ?? 's'}`;
     const base: RoundRecord = {
-      roundId, timeMs: nowMs, monitor: this.deps.id, mode: 'standby', fencingToken: token,
+      roundId,
+      timeMs: nowMs,
+      monitor: this.deps.id,
+      mode: 'standby',
+      fencingToken: token,
       inputs: { hosts: 0, vms: 0, unknownHosts: [], maintenanceHosts: [], samplesSkipped: 0, inFlight: 0 },
-      imbalanceBefore: null, imbalanceAfter: null, moves: [], enqueued: [], heldBack: [], quarantined: [], notes: [], planMs: null, roundMs: 0,
+      imbalanceBefore: null,
+      imbalanceAfter: null,
+      moves: [],
+      enqueued: [],
+      heldBack: [],
+      quarantined: [],
+      notes: [],
+      planMs: null,
+      roundMs: 0,
     };
     if (token === null) {
       base.notes.push('standing by: another monitor holds the lease');
@@ -147,8 +178,12 @@ export class Monitor {
     const settings = policySettingsFromConfig(config);
     const unknown = snap.hosts.filter((host) => host.status !== 'up').map((host) => host.name);
     Object.assign(base.inputs, {
-      hosts: snap.hosts.length, vms: snap.vms.length, unknownHosts: unknown,
-      maintenanceHosts: [...maintenance.keys()].sort(), samplesSkipped: skipped, inFlight: inFlight.length,
+      hosts: snap.hosts.length,
+      vms: snap.vms.length,
+      unknownHosts: unknown,
+      maintenanceHosts: [...maintenance.keys()].sort(),
+      samplesSkipped: skipped,
+      inFlight: inFlight.length,
     });
     this.metrics.hosts.set(snap.hosts.length);
     this.metrics.vms.set(snap.vms.length);
@@ -173,7 +208,9 @@ export class Monitor {
     const unknownShare = snap.hosts.length ? unknown.length / snap.hosts.length : 1;
     if (snap.hosts.length === 0) {
       base.mode = 'halted';
-      base.notes.push(`no host has sent a sample in the last ${Math.round(config.monitor.window / 60000)} min: check that \`lbvm collect\` runs on the hosts and writes to ${store.displayUrl}`);
+      base.notes.push(
+        `no host has sent a sample in the last ${Math.round(config.monitor.window / 60000)} min: check that \`lbvm collect\` runs on the hosts and writes to ${store.displayUrl}`,
+      );
     } else if (unknownShare > config.monitor.maxUnknownHostShare) {
       base.mode = 'halted';
       hold(plan.moves, 'TOO_MANY_UNKNOWN_HOSTS', `${unknown.length} of ${snap.hosts.length} hosts unknown`);
@@ -183,7 +220,9 @@ export class Monitor {
     } else if (pause.paused) {
       base.mode = 'paused';
       hold(plan.moves, 'PAUSED', `paused by ${pause.by ?? 'an operator'}${pause.reason ? `: ${pause.reason}` : ''}`);
-      base.notes.push(`paused by ${pause.by ?? 'an operator'} (lbm resume to continue): planned ${plan.moves.length} moves, moved nothing`);
+      base.notes.push(
+        `paused by ${pause.by ?? 'an operator'} (lbm resume to continue): planned ${plan.moves.length} moves, moved nothing`,
+      );
     } else if (config.monitor.mode === 'report') {
       base.mode = 'report';
       hold(plan.moves, 'REPORT_MODE', 'monitor.mode is report');
@@ -202,8 +241,14 @@ export class Monitor {
           continue;
         }
         const result = await queue.enqueue({
-          vm: move.vm, from: move.from, to: move.to, reason: move.reason, planId: roundId,
-          requestedBy: 'monitor', fencingToken: token, mode: move.mode ?? config.migration.mode,
+          vm: move.vm,
+          from: move.from,
+          to: move.to,
+          reason: move.reason,
+          planId: roundId,
+          requestedBy: 'monitor',
+          fencingToken: token,
+          mode: move.mode ?? config.migration.mode,
         });
         base.enqueued.push({ vm: move.vm, from: move.from, to: move.to, jobId: result.jobId, status: result.status });
         if (result.status === 'queued') {
@@ -219,7 +264,10 @@ export class Monitor {
     this.metrics.lastRoundMs = this.clock();
     this.lastRecord = base;
     await this.record(base, events);
-    log.info({ round: base }, `round ${base.mode}: ${base.enqueued.filter((e) => e.status === 'queued').length} enqueued, ${base.heldBack.length} held back, imbalance ${fmt(base.imbalanceBefore)} → ${fmt(base.imbalanceAfter)}`);
+    log.info(
+      { round: base },
+      `round ${base.mode}: ${base.enqueued.filter((e) => e.status === 'queued').length} enqueued, ${base.heldBack.length} held back, imbalance ${fmt(base.imbalanceBefore)} → ${fmt(base.imbalanceAfter)}`,
+    );
     return base;
   }
 
@@ -233,20 +281,40 @@ export class Monitor {
     const prefix = this.deps.config.redis.prefix;
     await this.deps.redis.set(roundKeys(prefix).lastRound, JSON.stringify(record));
     const event: LbvmEvent = {
-      type: 'monitor.round', timeMs: record.timeMs, planId: record.roundId,
-      detail: { mode: record.mode, imbalanceBefore: record.imbalanceBefore, imbalanceAfter: record.imbalanceAfter, enqueued: record.enqueued.length, heldBack: record.heldBack.length, unknownHosts: record.inputs.unknownHosts.length },
+      type: 'monitor.round',
+      timeMs: record.timeMs,
+      planId: record.roundId,
+      detail: {
+        mode: record.mode,
+        imbalanceBefore: record.imbalanceBefore,
+        imbalanceAfter: record.imbalanceAfter,
+        enqueued: record.enqueued.length,
+        heldBack: record.heldBack.length,
+        unknownHosts: record.inputs.unknownHosts.length,
+      },
     };
     await events.emit(event);
     try {
       await this.deps.store.writeEvents([event]);
     } catch (error) {
-      this.deps.log.warn({ error: (error as Error).message, store: this.deps.store.displayUrl }, 'could not store the round record; it is in Redis');
+      this.deps.log.warn(
+        { error: (error as Error).message, store: this.deps.store.displayUrl },
+        'could not store the round record; it is in Redis',
+      );
     }
   }
 }
 
 function summariseMove(move: Move): RoundRecord['moves'][number] {
-  return { vm: move.vm, from: move.from, to: move.to, policy: move.policy, reason: move.reason, gain: move.gain, costMs: move.cost.durationMs };
+  return {
+    vm: move.vm,
+    from: move.from,
+    to: move.to,
+    policy: move.policy,
+    reason: move.reason,
+    gain: move.gain,
+    costMs: move.cost.durationMs,
+  };
 }
 
 function fmt(value: number | null): string {

@@ -81,7 +81,9 @@ export async function readCluster(sources: ClusterSources, nowMs: number): Promi
     nowMs,
     intervalMs: config.monitor.interval,
     staleAfterIntervals: config.monitor.staleAfterIntervals,
-    configuredHosts: Object.fromEntries(Object.entries(config.hosts).map(([name, host]) => [name, { cpuCores: host.cpuCores, memBytes: host.memBytes }])),
+    configuredHosts: Object.fromEntries(
+      Object.entries(config.hosts).map(([name, host]) => [name, { cpuCores: host.cpuCores, memBytes: host.memBytes }]),
+    ),
     maintenance: new Set(maintenance.keys()),
     rules: (vmNames) => rulesFromConfig(config, vmNames),
     inFlight,

@@ -31,7 +31,11 @@ export function reconcile(moves: Move[], inFlight: InFlightMigration[], budget: 
   for (const move of moves) {
     const job = flying.get(move.vm);
     if (job) {
-      heldBack.push({ move, reason: 'IN_FLIGHT', detail: `${move.vm} is already migrating ${job.from} → ${job.to} (job ${job.jobId}, ${job.state})` });
+      heldBack.push({
+        move,
+        reason: 'IN_FLIGHT',
+        detail: `${move.vm} is already migrating ${job.from} → ${job.to} (job ${job.jobId}, ${job.state})`,
+      });
       continue;
     }
     if (seen.has(move.vm)) {

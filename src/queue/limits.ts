@@ -103,7 +103,12 @@ export class MigrationSlots {
   }
 
   private keyList(request: SlotRequest): string[] {
-    return [this.keys.sourceSlots(request.from), this.keys.destinationSlots(request.to), this.keys.clusterSlots, this.keys.vmLock(request.vm)];
+    return [
+      this.keys.sourceSlots(request.from),
+      this.keys.destinationSlots(request.to),
+      this.keys.clusterSlots,
+      this.keys.vmLock(request.vm),
+    ];
   }
 
   async acquire(request: SlotRequest): Promise<AcquireResult> {
@@ -166,7 +171,11 @@ export async function redisTimeMs(redis: Redis): Promise<number> {
  * exceed a limit? Returns the first limit it would break, or null. Counts every in-flight job
  * (waiting ones included), because each of them will need its slots.
  */
-export function limitBlocking(inFlight: readonly Pick<InFlightMigration, 'vm' | 'from' | 'to'>[], move: { vm: string; from: string; to: string }, limits: MigrationLimits): LimitReason | null {
+export function limitBlocking(
+  inFlight: readonly Pick<InFlightMigration, 'vm' | 'from' | 'to'>[],
+  move: { vm: string; from: string; to: string },
+  limits: MigrationLimits,
+): LimitReason | null {
   if (inFlight.some((job) => job.vm === move.vm)) return 'VM_BUSY';
   if (inFlight.length >= limits.inCluster) return 'CLUSTER_LIMIT';
   if (inFlight.filter((job) => job.from === move.from).length >= limits.perSourceHost) return 'SOURCE_HOST_LIMIT';

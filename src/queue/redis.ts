@@ -36,7 +36,10 @@ export async function assertRedisFitForQueue(client: Redis, target: string | Red
   try {
     settings = await readRedisSettings(client);
   } catch (error) {
-    throw new QueueUnavailable(`Redis at ${where} cannot be reached: ${(error as Error).message}. Start Redis or fix redis.url (LBVM_REDIS_URL)${typeof target === 'string' || !target.sentinels?.length ? '' : ', redis.sentinels and redis.name'}.`, error);
+    throw new QueueUnavailable(
+      `Redis at ${where} cannot be reached: ${(error as Error).message}. Start Redis or fix redis.url (LBVM_REDIS_URL)${typeof target === 'string' || !target.sentinels?.length ? '' : ', redis.sentinels and redis.name'}.`,
+      error,
+    );
   }
   const problems: string[] = [];
   if (settings.maxmemoryPolicy !== null && settings.maxmemoryPolicy !== 'noeviction') {

@@ -46,7 +46,11 @@ describe('libvirt driver on two real libvirtd daemons with a QEMU TCG guest', ()
     const result = await runCli('lbvm', ['collect', '--json', '--node', 'h1'], { cwd, env: cleanEnv() });
     assert.equal(result.code, 0, result.stderr);
     const samples: Sample[] = [];
-    for await (const sample of openStore(`files:${path.join(cwd, 'samples')}`).readSamples({ fromMs: Date.now() - 600_000, toMs: Date.now() + 1000 })) samples.push(sample);
+    for await (const sample of openStore(`files:${path.join(cwd, 'samples')}`).readSamples({
+      fromMs: Date.now() - 600_000,
+      toMs: Date.now() + 1000,
+    }))
+      samples.push(sample);
     const vm = samples.find((sample): sample is VmSample => sample.kind === 'vm');
     assert.ok(vm, `a VM sample in ${JSON.stringify(samples)}; lbvm collect said ${result.stdout} ${result.stderr}`);
     assert.equal(vm.vm, NAME);
@@ -76,7 +80,10 @@ describe('libvirt driver on two real libvirtd daemons with a QEMU TCG guest', ()
       }),
     );
     await assert.rejects(migration, /operator cancelled/);
-    assert.ok(progress.some((p) => p.bytesCopied > 0 && p.fraction > 0 && p.fraction < 1), `progress during the copy: ${JSON.stringify(progress)}`);
+    assert.ok(
+      progress.some((p) => p.bytesCopied > 0 && p.fraction > 0 && p.fraction < 1),
+      `progress during the copy: ${JSON.stringify(progress)}`,
+    );
     assert.equal(await driver.locate(NAME), 'h1');
     assert.match(await h1.virsh(['domstate', '--domain', NAME]), /running/);
     assert.equal((await h2.virsh(['list', '--all', '--name'])).trim(), '', 'nothing left half-arrived on h2');

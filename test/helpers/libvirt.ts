@@ -49,14 +49,21 @@ process.on('exit', () => {
   for (const dir of daemons) killLeftoverQemu(dir);
 });
 
-const xml = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/'/g, '&apos;').replace(/"/g, '&quot;');
+const xml = (text: string) =>
+  text
+    .replace(/&/g, '&amp;')
+    .replace(/</g, '&lt;')
+    .replace(/>/g, '&gt;')
+    .replace(/'/g, '&apos;')
+    .replace(/"/g, '&quot;');
 
 export async function startLibvirtd(): Promise<LibvirtDaemon> {
   const dir = tmpDir('lbvm-libvirtd-');
   for (const sub of ['run', 'config/libvirt', 'cache', 'data']) fs.mkdirSync(path.join(dir, sub), { recursive: true });
   fs.writeFileSync(path.join(dir, 'config/libvirt/libvirtd.conf'), `host_uuid = "${randomUUID()}"\n`);
   fs.chmodSync(dir, 0o755);
-  for (const entry of ['', 'run', 'config', 'config/libvirt', 'config/libvirt/libvirtd.conf', 'cache', 'data']) fs.chownSync(path.join(dir, entry), NOBODY, NOBODY);
+  for (const entry of ['', 'run', 'config', 'config/libvirt', 'config/libvirt/libvirtd.conf', 'cache', 'data'])
+    fs.chownSync(path.join(dir, entry), NOBODY, NOBODY);
   const env = {
     PATH: '/usr/sbin:/usr/bin:/sbin:/bin',
     HOME: dir,
@@ -66,12 +73,31 @@ export async function startLibvirtd(): Promise<LibvirtDaemon> {
     XDG_DATA_HOME: path.join(dir, 'data'),
   };
   // setpriv again inside: the kill-with-parent signal is cleared by the change of user, and set anew after it.
-  const process = spawnTracked('setpriv', [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', '--pdeathsig', 'KILL', '--', 'libvirtd', '--timeout', '0'], { env, cwd: dir });
+  const process = spawnTracked(
+    'setpriv',
+    [
+      `--reuid=${NOBODY}`,
+      `--regid=${NOBODY}`,
+      '--clear-groups',
+      '--pdeathsig',
+      'KILL',
+      '--',
+      'libvirtd',
+      '--timeout',
+      '0',
+    ],
+    { env, cwd: dir },
+  );
   daemons.add(dir);
   const socket = path.join(dir, 'run/libvirt/libvirt-sock');
   const uri = `qemu:///session?socket=${socket}`;
-  const virsh = async (args: string[]) => (await runFile('virsh', ['-c', uri, ...args], { timeoutMs: 60_000, cwd: dir })).stdout;
-  await waitFor(`libvirtd in ${dir}`, async () => fs.existsSync(socket) && (await virsh(['uri'])).trim().startsWith('qemu:///session'), { process, timeoutMs: 30_000, intervalMs: 200 });
+  const virsh = async (args: string[]) =>
+    (await runFile('virsh', ['-c', uri, ...args], { timeoutMs: 60_000, cwd: dir })).stdout;
+  await waitFor(
+    `libvirtd in ${dir}`,
+    async () => fs.existsSync(socket) && (await virsh(['uri'])).trim().startsWith('qemu:///session'),
+    { process, timeoutMs: 30_000, intervalMs: 200 },
+  );
 
   return {
     dir,
@@ -107,7 +133,11 @@ export async function startLibvirtd(): Promise<LibvirtDaemon> {
       await virsh(['define', '--file', file]);
       await virsh(['start', '--domain', name]);
       const up = () => fs.existsSync(serialLog) && fs.readFileSync(serialLog, 'utf8').includes('lbvm-guest: up');
-      await waitFor(`libvirt guest ${JSON.stringify(name)} (serial log ${serialLog})`, up, { process, timeoutMs: 90_000, intervalMs: 250 });
+      await waitFor(`libvirt guest ${JSON.stringify(name)} (serial log ${serialLog})`, up, {
+        process,
+        timeoutMs: 90_000,
+        intervalMs: 250,
+      });
       return { serialLog };
     },
     async stop() {

@@ -17,13 +17,60 @@ function cluster(): { samples: Sample[]; events: LbvmEvent[] } {
   const events: LbvmEvent[] = [];
   for (let t = 0; t <= 60; t++) {
     const moved = t >= 20;
-    samples.push({ kind: 'host', host: 'n1', timeMs: T0 + t * MIN, cpuCores: 4, cpuUsedCores: moved ? 2.2 : 3.8, memBytes: 16 * GiB, memUsedBytes: 9 * GiB });
-    samples.push({ kind: 'host', host: 'n2', timeMs: T0 + t * MIN, cpuCores: 4, cpuUsedCores: moved ? 2.0 : 0.4, memBytes: 16 * GiB, memUsedBytes: 5 * GiB });
-    events.push({ type: 'monitor.round', timeMs: T0 + t * MIN + 1000, detail: { imbalanceBefore: moved ? 0.03 : 0.42 } });
+    samples.push({
+      kind: 'host',
+      host: 'n1',
+      timeMs: T0 + t * MIN,
+      cpuCores: 4,
+      cpuUsedCores: moved ? 2.2 : 3.8,
+      memBytes: 16 * GiB,
+      memUsedBytes: 9 * GiB,
+    });
+    samples.push({
+      kind: 'host',
+      host: 'n2',
+      timeMs: T0 + t * MIN,
+      cpuCores: 4,
+      cpuUsedCores: moved ? 2.0 : 0.4,
+      memBytes: 16 * GiB,
+      memUsedBytes: 5 * GiB,
+    });
+    events.push({
+      type: 'monitor.round',
+      timeMs: T0 + t * MIN + 1000,
+      detail: { imbalanceBefore: moved ? 0.03 : 0.42 },
+    });
   }
-  events.push({ type: 'migration.started', timeMs: T0 + 19 * MIN, vm: 'vm-<b>7</b>', from: 'n1', to: 'n2', jobId: 'j1', reason: 'n1 CPU 95% > high 80%', requestedBy: 'monitor', mode: 'live' });
-  events.push({ type: 'migration.finished', timeMs: T0 + 19 * MIN + 2500, vm: 'vm-<b>7</b>', from: 'n1', to: 'n2', jobId: 'j1', totalMs: 2500, downtimeMs: 4 });
-  events.push({ type: 'migration.failed', timeMs: T0 + 30 * MIN, vm: 'vm-9', from: 'n1', to: 'n2', jobId: 'j2', error: 'destination agent unreachable' });
+  events.push({
+    type: 'migration.started',
+    timeMs: T0 + 19 * MIN,
+    vm: 'vm-<b>7</b>',
+    from: 'n1',
+    to: 'n2',
+    jobId: 'j1',
+    reason: 'n1 CPU 95% > high 80%',
+    requestedBy: 'monitor',
+    mode: 'live',
+  });
+  events.push({
+    type: 'migration.finished',
+    timeMs: T0 + 19 * MIN + 2500,
+    vm: 'vm-<b>7</b>',
+    from: 'n1',
+    to: 'n2',
+    jobId: 'j1',
+    totalMs: 2500,
+    downtimeMs: 4,
+  });
+  events.push({
+    type: 'migration.failed',
+    timeMs: T0 + 30 * MIN,
+    vm: 'vm-9',
+    from: 'n1',
+    to: 'n2',
+    jobId: 'j2',
+    error: 'destination agent unreachable',
+  });
   return { samples, events };
 }
 
@@ -34,7 +81,10 @@ describe('report', () => {
     assert.equal(data.totals.migrations, 1);
     assert.equal(data.totals.failed, 1);
     assert.equal(data.totals.medianDowntimeMs, 4);
-    assert.deepEqual(data.overloads.map((o) => [o.host, (o.toMs - o.fromMs) / MIN]), [['n1', 20]]);
+    assert.deepEqual(
+      data.overloads.map((o) => [o.host, (o.toMs - o.fromMs) / MIN]),
+      [['n1', 20]],
+    );
     assert.equal(data.imbalance.length, 61);
     assert.equal(data.migrations[0]!.reason, 'n1 CPU 95% > high 80%');
   });
@@ -50,7 +100,8 @@ describe('report', () => {
     assert.doesNotMatch(html, /vm-<b>7/, 'names are escaped');
     const page = await renderPage(file);
     assert.deepEqual(page.consoleLines, []);
-    for (const id of ['chart-cpu', 'chart-mem', 'chart-imbalance']) assert.match(page.dom, new RegExp(`<svg id="${id}"[^>]*>[\\s\\S]*?<path d="M`), `${id} has no line`);
+    for (const id of ['chart-cpu', 'chart-mem', 'chart-imbalance'])
+      assert.match(page.dom, new RegExp(`<svg id="${id}"[^>]*>[\\s\\S]*?<path d="M`), `${id} has no line`);
     assert.match(page.dom, /<table id="migrations">/);
     assert.match(page.dom, /vm-&lt;b&gt;7&lt;\/b&gt;/);
     const png = fs.readFileSync(page.screenshot);

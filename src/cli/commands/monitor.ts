@@ -40,7 +40,8 @@ export function monitorCommand(): Command {
   return command.action(async (options: MonitorOptions) => {
     const overrides: Record<string, unknown> = {};
     if (options.interval !== undefined) {
-      if (parseDurationMs(options.interval) === null) throw new UsageError(`--interval ${JSON.stringify(options.interval)}: expected a duration like 30s or 5m`);
+      if (parseDurationMs(options.interval) === null)
+        throw new UsageError(`--interval ${JSON.stringify(options.interval)}: expected a duration like 30s or 5m`);
       overrides['monitor.interval'] = options.interval;
     }
     if (options.mode !== undefined) overrides['monitor.mode'] = options.mode;
@@ -52,7 +53,14 @@ export function monitorCommand(): Command {
     logConnectionTrouble(redis, log, config.redis);
     await assertRedisFitForQueue(redis, config.redis);
     const queue = await context.queue();
-    const monitor = new Monitor({ config, log, store: context.store(), redis, queue, id: `${os.hostname()}:${process.pid}` });
+    const monitor = new Monitor({
+      config,
+      log,
+      store: context.store(),
+      redis,
+      queue,
+      id: `${os.hostname()}:${process.pid}`,
+    });
     if (options.once) {
       try {
         const record = await monitor.round();

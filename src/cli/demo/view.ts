@@ -100,6 +100,7 @@ export class DemoView {
 
   /** Leaves the screen with the final story printed plainly. */
   finish(): void {
-    if (this.tty) this.out.write(`\u001b[H\u001b[2J${[...this.hostLines(30), '', ...this.log.slice(-30)].join('\n')}\n`);
+    if (this.tty)
+      this.out.write(`\u001b[H\u001b[2J${[...this.hostLines(30), '', ...this.log.slice(-30)].join('\n')}\n`);
   }
 }

@@ -126,7 +126,10 @@ export class Agent {
     const bound = this.server.address() as net.AddressInfo;
     this.address = { host, port: bound.port };
     this.loop = setInterval(() => void this.tick(), 300);
-    this.log.info({ host: this.options.host, listen: `${host}:${bound.port}`, guests: this.guests.size }, 'agent listening');
+    this.log.info(
+      { host: this.options.host, listen: `${host}:${bound.port}`, guests: this.guests.size },
+      'agent listening',
+    );
     return this.address;
   }
 
@@ -153,8 +156,16 @@ export class Agent {
   private forget(guest: ManagedGuest, why: string, unexpected = false): void {
     if (unexpected) {
       // Keep the evidence in the agent's log before the folder goes.
-      const tail = (file: string) => safeRead(path.join(guest.dir, file)).split('\n').filter((line) => !line.startsWith('lbvm-guest: tick')).slice(-15).join('\n');
-      this.log.warn({ vm: guest.spec.name, why, qemuLog: tail('qemu.log'), console: tail('serial.log') }, 'guest ended unexpectedly');
+      const tail = (file: string) =>
+        safeRead(path.join(guest.dir, file))
+          .split('\n')
+          .filter((line) => !line.startsWith('lbvm-guest: tick'))
+          .slice(-15)
+          .join('\n');
+      this.log.warn(
+        { vm: guest.spec.name, why, qemuLog: tail('qemu.log'), console: tail('serial.log') },
+        'guest ended unexpectedly',
+      );
     }
     guest.qmp?.close();
     this.guests.delete(guest.spec.name);
@@ -176,7 +187,15 @@ export class Agent {
         fs.rmSync(dir, { recursive: true, force: true });
         continue;
       }
-      const guest: ManagedGuest = { spec, id: entry, dir, role: state.role, pid: state.pid, qmp: null, incoming: state.incoming ?? undefined };
+      const guest: ManagedGuest = {
+        spec,
+        id: entry,
+        dir,
+        role: state.role,
+        pid: state.pid,
+        qmp: null,
+        incoming: state.incoming ?? undefined,
+      };
       this.guests.set(spec.name, guest);
       const alive = guest.pid !== null && isOurQemu(guest.pid, guest.id);
       if (!alive) {
@@ -226,9 +245,18 @@ export class Agent {
     this.guests.set(spec.name, guest);
     this.save(guest);
     const qmpSocket = path.join(dir, 'qmp.sock');
-    const argv = qemuArgv(spec, { qmpSocket, serialLog: path.join(dir, 'serial.log'), pidFile: path.join(dir, 'qemu.pid'), accel: this.options.accel, incoming });
+    const argv = qemuArgv(spec, {
+      qmpSocket,
+      serialLog: path.join(dir, 'serial.log'),
+      pidFile: path.join(dir, 'qemu.pid'),
+      accel: this.options.accel,
+      incoming,
+    });
     const logFd = fs.openSync(path.join(dir, 'qemu.log'), 'a');
-    const child = spawn(this.options.qemuBinary ?? 'qemu-system-x86_64', argv, { detached: true, stdio: ['ignore', logFd, logFd] });
+    const child = spawn(this.options.qemuBinary ?? 'qemu-system-x86_64', argv, {
+      detached: true,
+      stdio: ['ignore', logFd, logFd],
+    });
     fs.closeSync(logFd);
     const spawnError = new Promise<Error>((resolve) => child.once('error', resolve));
     child.unref();
@@ -323,30 +351,50 @@ export class Agent {
   private async tickGuest(guest: ManagedGuest): Promise<void> {
     const alive = guest.pid !== null && isOurQemu(guest.pid, guest.id);
     if (!alive) {
-      if (guest.role === 'incoming') return this.forget(guest, 'incoming QEMU exited (migration failed or cancelled)', true);
+      if (guest.role === 'incoming')
+        return this.forget(guest, 'incoming QEMU exited (migration failed or cancelled)', true);
       if (guest.role !== 'stopped') {
         guest.role = 'stopped';
         guest.pid = null;
         guest.qmp?.close();
         this.save(guest);
-        const tail = (file: string) => safeRead(path.join(guest.dir, file)).split('\n').filter((line) => !line.startsWith('lbvm-guest: tick')).slice(-15).join('\n');
-        this.log.warn({ vm: guest.spec.name, qemuLog: tail('qemu.log'), console: tail('serial.log') }, 'guest QEMU exited');
+        const tail = (file: string) =>
+          safeRead(path.join(guest.dir, file))
+            .split('\n')
+            .filter((line) => !line.startsWith('lbvm-guest: tick'))
+            .slice(-15)
+            .join('\n');
+        this.log.warn(
+          { vm: guest.spec.name, qemuLog: tail('qemu.log'), console: tail('serial.log') },
+          'guest QEMU exited',
+        );
       }
       return;
     }
-    if (guest.migration && ['setup', 'active', 'cancelling', 'pre-switchover', 'device', 'wait-unplug', 'postcopy-active'].includes(guest.migration.status)) {
+    if (
+      guest.migration &&
+      ['setup', 'active', 'cancelling', 'pre-switchover', 'device', 'wait-unplug', 'postcopy-active'].includes(
+        guest.migration.status,
+      )
+    ) {
       const info = await (await this.qmpOf(guest)).execute<MigrateInfo>('query-migrate');
       guest.migration.info = info;
       guest.migration.status = info.status ?? 'none';
       if (info.status === 'completed') {
-        this.log.info({ vm: guest.spec.name, to: guest.migration.to, totalMs: info['total-time'], downtimeMs: info.downtime }, 'live migration completed; quitting the source copy');
+        this.log.info(
+          { vm: guest.spec.name, to: guest.migration.to, totalMs: info['total-time'], downtimeMs: info.downtime },
+          'live migration completed; quitting the source copy',
+        );
         const migration = guest.migration;
         await this.kill(guest);
         this.forget(guest, `migrated to ${migration.to}`);
         this.departed.set(guest.spec.name, migration);
       } else if (info.status === 'failed' || info.status === 'cancelled') {
         guest.migration.error = info['error-desc'] ?? info.status;
-        this.log.warn({ vm: guest.spec.name, to: guest.migration.to, error: guest.migration.error }, 'live migration ended without moving the guest; it keeps running here');
+        this.log.warn(
+          { vm: guest.spec.name, to: guest.migration.to, error: guest.migration.error },
+          'live migration ended without moving the guest; it keeps running here',
+        );
       }
     }
     if (guest.role === 'incoming' && guest.incoming) {
@@ -382,13 +430,18 @@ export class Agent {
     if (!this.authorized(request.headers.authorization)) {
       // Refused before the body is read: nothing is parsed, nothing is started.
       response.writeHead(401, { 'content-type': 'application/json', 'www-authenticate': 'Bearer' });
-      response.end(JSON.stringify({ error: 'missing or wrong agent token (Authorization: Bearer <token>, from $LBVM_AGENT_TOKEN)' }));
+      response.end(
+        JSON.stringify({
+          error: 'missing or wrong agent token (Authorization: Bearer <token>, from $LBVM_AGENT_TOKEN)',
+        }),
+      );
       request.resume();
       return;
     }
     const url = new URL(request.url ?? '/', 'http://agent');
     const route = `${request.method} ${url.pathname}`;
-    if (route === 'POST /v1/checkpoint/upload') return this.upload(url.searchParams.get('name') ?? '', request, response);
+    if (route === 'POST /v1/checkpoint/upload')
+      return this.upload(url.searchParams.get('name') ?? '', request, response);
     if (route === 'POST /v1/checkpoint/download') return this.download(await readJson(request), response);
     const body = request.method === 'POST' ? await readJson(request) : {};
     const handler = this.routes[route];
@@ -413,21 +466,26 @@ export class Agent {
 
   private readonly routes: Record<string, (body: Record<string, unknown>) => Promise<unknown>> = {
     'GET /v1/health': async () => ({ host: this.options.host, guests: this.guests.size }),
-    'POST /v1/guests/list': async () => ({ host: this.options.host, guests: await Promise.all([...this.guests.values()].map((guest) => this.describe(guest))) }),
+    'POST /v1/guests/list': async () => ({
+      host: this.options.host,
+      guests: await Promise.all([...this.guests.values()].map((guest) => this.describe(guest))),
+    }),
     'POST /v1/guests/get': async (body) => {
       const guest = this.guest(body.name);
       return { ...(await this.describe(guest)), spec: guest.spec };
     },
     'POST /v1/guests/start': async (body) => {
       const spec = parseSpec(body.spec);
-      if (this.guests.has(spec.name)) throw new HttpError(409, `a guest named ${JSON.stringify(spec.name)} already exists on ${this.options.host}`);
+      if (this.guests.has(spec.name))
+        throw new HttpError(409, `a guest named ${JSON.stringify(spec.name)} already exists on ${this.options.host}`);
       const guest = await this.launch(spec, 'running', false);
       this.log.info({ vm: spec.name, pid: guest.pid }, 'guest started');
       return this.describe(guest);
     },
     'POST /v1/guests/stop': async (body) => {
       const guest = this.guest(body.name);
-      if (guest.migration && guest.migration.status === 'active') throw new HttpError(409, `${guest.spec.name} is migrating; cancel the migration first`);
+      if (guest.migration && guest.migration.status === 'active')
+        throw new HttpError(409, `${guest.spec.name} is migrating; cancel the migration first`);
       await this.kill(guest);
       this.forget(guest, 'stopped on request');
       return { stopped: true };
@@ -446,7 +504,10 @@ export class Agent {
           this.save(existing);
           return { uri: existing.incoming.uri ?? null, reused: true };
         }
-        throw new HttpError(409, `a guest named ${JSON.stringify(spec.name)} already ${existing.role === 'incoming' ? 'is arriving' : 'runs'} on ${this.options.host}`);
+        throw new HttpError(
+          409,
+          `a guest named ${JSON.stringify(spec.name)} already ${existing.role === 'incoming' ? 'is arriving' : 'runs'} on ${this.options.host}`,
+        );
       }
       const guest = await this.launch(spec, 'incoming', true);
       guest.incoming = { mode, attemptId, startedMs: Date.now() };
@@ -474,7 +535,8 @@ export class Agent {
     'POST /v1/incoming/abort': async (body) => {
       const guest = this.guests.get(String(body.name));
       if (!guest) return { aborted: false };
-      if (guest.role !== 'incoming') throw new HttpError(409, `${guest.spec.name} is not an incoming guest here (it is ${guest.role}); not touched`);
+      if (guest.role !== 'incoming')
+        throw new HttpError(409, `${guest.spec.name} is not an incoming guest here (it is ${guest.role}); not touched`);
       await this.kill(guest);
       this.forget(guest, 'incoming migration aborted');
       return { aborted: true };
@@ -487,11 +549,13 @@ export class Agent {
     'POST /v1/migrate/cancel': async (body) => {
       const guest = this.guest(body.name);
       if (!guest.migration) return { cancelled: false };
-      if (body.attemptId && guest.migration.attemptId !== body.attemptId) return { cancelled: false, reason: 'another attempt owns this migration now' };
+      if (body.attemptId && guest.migration.attemptId !== body.attemptId)
+        return { cancelled: false, reason: 'another attempt owns this migration now' };
       await (await this.qmpOf(guest)).execute('migrate_cancel');
       return { cancelled: true };
     },
-    'POST /v1/checkpoint/save': async (body) => this.saveCheckpoint(this.guest(body.name), String(body.attemptId ?? '')),
+    'POST /v1/checkpoint/save': async (body) =>
+      this.saveCheckpoint(this.guest(body.name), String(body.attemptId ?? '')),
     'POST /v1/checkpoint/resume': async (body) => {
       const guest = this.guest(body.name);
       if (guest.role !== 'checkpointing') return { resumed: false };
@@ -519,7 +583,11 @@ export class Agent {
       pid: guest.pid,
       vcpus: guest.spec.vcpus,
       memBytes: guest.spec.memMiB * 1024 * 1024,
-      migrating: guest.migration && ['setup', 'active', 'cancelling', 'device', 'pre-switchover'].includes(guest.migration.status) ? { to: guest.migration.to, status: guest.migration.status } : null,
+      migrating:
+        guest.migration &&
+        ['setup', 'active', 'cancelling', 'device', 'pre-switchover'].includes(guest.migration.status)
+          ? { to: guest.migration.to, status: guest.migration.status }
+          : null,
     };
   }
 
@@ -538,7 +606,8 @@ export class Agent {
     const uri = String(body.uri ?? '');
     const attemptId = String(body.attemptId ?? '');
     if (!/^tcp:[^\s]+:\d+$/.test(uri)) throw new HttpError(400, 'expected "uri": tcp:HOST:PORT');
-    if (guest.role !== 'running') throw new HttpError(409, `${guest.spec.name} is ${guest.role} here; cannot migrate it`);
+    if (guest.role !== 'running')
+      throw new HttpError(409, `${guest.spec.name} is ${guest.role} here; cannot migrate it`);
     const current = guest.migration;
     if (current && ['setup', 'active', 'cancelling', 'device', 'pre-switchover'].includes(current.status)) {
       if (current.to === to) {
@@ -554,11 +623,25 @@ export class Agent {
     // Auto-converge throttles the guest's vCPUs when it dirties memory faster than the link copies
     // it; unknown dirty rate: enable it (it does nothing while the migration converges anyway).
     const autoConverge = dirtyBytesPerSec === null || dirtyBytesPerSec >= bandwidth;
-    await qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'auto-converge', state: autoConverge }] });
+    await qmp.execute('migrate-set-capabilities', {
+      capabilities: [{ capability: 'auto-converge', state: autoConverge }],
+    });
     await qmp.execute('migrate-set-parameters', { 'downtime-limit': downtimeLimitMs, 'max-bandwidth': bandwidth });
-    guest.migration = { to, uri, attemptId, startedMs: Date.now(), status: 'setup', info: {}, autoConverge, dirtyBytesPerSec };
+    guest.migration = {
+      to,
+      uri,
+      attemptId,
+      startedMs: Date.now(),
+      status: 'setup',
+      info: {},
+      autoConverge,
+      dirtyBytesPerSec,
+    };
     await qmp.execute('migrate', { uri });
-    this.log.info({ vm: guest.spec.name, to, uri, downtimeLimitMs, bandwidth, autoConverge, dirtyBytesPerSec }, 'live migration started');
+    this.log.info(
+      { vm: guest.spec.name, to, uri, downtimeLimitMs, bandwidth, autoConverge, dirtyBytesPerSec },
+      'live migration started',
+    );
     return { attached: false, autoConverge, dirtyBytesPerSec };
   }
 
@@ -587,7 +670,8 @@ export class Agent {
 
   /** Stops the guest and saves its whole state into checkpoint.bin (through a local socket: no shell). */
   private async saveCheckpoint(guest: ManagedGuest, attemptId: string) {
-    if (guest.role !== 'running' && guest.role !== 'checkpointing') throw new HttpError(409, `${guest.spec.name} is ${guest.role} here`);
+    if (guest.role !== 'running' && guest.role !== 'checkpointing')
+      throw new HttpError(409, `${guest.spec.name} is ${guest.role} here`);
     const file = path.join(guest.dir, 'checkpoint.bin');
     const qmp = await this.qmpOf(guest);
     const startedMs = Date.now();
@@ -610,7 +694,8 @@ export class Agent {
       for (;;) {
         info = await qmp.execute<MigrateInfo>('query-migrate');
         if (info.status === 'completed') break;
-        if (info.status === 'failed' || info.status === 'cancelled') throw new HttpError(500, `saving the checkpoint failed: ${info['error-desc'] ?? info.status}`);
+        if (info.status === 'failed' || info.status === 'cancelled')
+          throw new HttpError(500, `saving the checkpoint failed: ${info['error-desc'] ?? info.status}`);
         await sleep(50);
       }
       await received;
@@ -631,14 +716,19 @@ export class Agent {
   private async download(body: Record<string, unknown>, response: http.ServerResponse): Promise<void> {
     const guest = this.guest(body.name);
     const file = path.join(guest.dir, 'checkpoint.bin');
-    if (guest.role !== 'checkpointing' || !fs.existsSync(file)) throw new HttpError(409, `no saved checkpoint of ${guest.spec.name} here`);
-    response.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(fs.statSync(file).size) });
+    if (guest.role !== 'checkpointing' || !fs.existsSync(file))
+      throw new HttpError(409, `no saved checkpoint of ${guest.spec.name} here`);
+    response.writeHead(200, {
+      'content-type': 'application/octet-stream',
+      'content-length': String(fs.statSync(file).size),
+    });
     await pipeline(fs.createReadStream(file), response);
   }
 
   private async upload(name: string, request: http.IncomingMessage, response: http.ServerResponse): Promise<void> {
     const guest = this.guest(name);
-    if (guest.role !== 'incoming' || guest.incoming?.mode !== 'checkpoint') throw new HttpError(409, `${name} is not waiting for a checkpoint here`);
+    if (guest.role !== 'incoming' || guest.incoming?.mode !== 'checkpoint')
+      throw new HttpError(409, `${name} is not waiting for a checkpoint here`);
     const file = path.join(guest.dir, 'checkpoint.bin');
     await pipeline(request, fs.createWriteStream(file));
     response.writeHead(200, { 'content-type': 'application/json' });
@@ -647,7 +737,8 @@ export class Agent {
 
   /** Feeds the uploaded checkpoint into the waiting QEMU, then resumes the guest here. */
   private async restore(guest: ManagedGuest) {
-    if (guest.role !== 'incoming' || guest.incoming?.mode !== 'checkpoint') throw new HttpError(409, `${guest.spec.name} is not waiting for a checkpoint here`);
+    if (guest.role !== 'incoming' || guest.incoming?.mode !== 'checkpoint')
+      throw new HttpError(409, `${guest.spec.name} is not waiting for a checkpoint here`);
     const file = path.join(guest.dir, 'checkpoint.bin');
     if (!fs.existsSync(file)) throw new HttpError(409, `no checkpoint of ${guest.spec.name} uploaded yet`);
     const uri = await this.listenIncoming(guest, '127.0.0.1');
@@ -668,7 +759,8 @@ export class Agent {
         continue;
       }
       const info = await qmp.execute<MigrateInfo>('query-migrate');
-      if (info.status === 'failed') throw new HttpError(500, `restoring the checkpoint failed: ${info['error-desc'] ?? 'failed'}`);
+      if (info.status === 'failed')
+        throw new HttpError(500, `restoring the checkpoint failed: ${info['error-desc'] ?? 'failed'}`);
       if (Date.now() > deadline) throw new HttpError(500, `restoring the checkpoint did not finish (status ${status})`);
       await sleep(50);
     }
@@ -703,7 +795,9 @@ export class Agent {
           if (proc.writeBytes !== null) entry.diskWriteBytes = proc.writeBytes;
         }
         try {
-          const balloon = (await (await this.qmpOf(guest)).execute('query-balloon', undefined, 2000)) as { actual: number };
+          const balloon = (await (await this.qmpOf(guest)).execute('query-balloon', undefined, 2000)) as {
+            actual: number;
+          };
           entry.memUsedBytes = balloon.actual;
         } catch {
           /* no balloon device: RSS stands */
@@ -718,7 +812,8 @@ export class Agent {
 function runState(status: string, guest: ManagedGuest): VmRunState {
   if (guest.migration && ['setup', 'active', 'device'].includes(guest.migration.status)) return 'migrating';
   if (status === 'running') return 'running';
-  if (status === 'paused' || status === 'postmigrate' || status === 'suspended' || status === 'prelaunch') return 'paused';
+  if (status === 'paused' || status === 'postmigrate' || status === 'suspended' || status === 'prelaunch')
+    return 'paused';
   if (status === 'inmigrate' || status === 'finish-migrate') return 'migrating';
   if (status === 'gone' || status === 'shutdown') return 'stopped';
   return 'unknown';
@@ -756,7 +851,13 @@ export function readProcStats(pid: number): ProcStats | null {
     } catch {
       /* /proc/<pid>/io needs the same user or CAP_SYS_PTRACE */
     }
-    return { startTime, cpuTimeMs: ((utime + stime) * 1000) / CLOCK_TICKS_PER_SEC, rssBytes: rssPages * PAGE_SIZE, readBytes, writeBytes };
+    return {
+      startTime,
+      cpuTimeMs: ((utime + stime) * 1000) / CLOCK_TICKS_PER_SEC,
+      rssBytes: rssPages * PAGE_SIZE,
+      readBytes,
+      writeBytes,
+    };
   } catch {
     return null;
   }
@@ -801,7 +902,11 @@ async function measureDirtyRate(qmp: QmpClient): Promise<number | null> {
 
 function parseSpec(value: unknown): GuestSpec {
   const parsed = guestSpecSchema.safeParse(value);
-  if (!parsed.success) throw new HttpError(400, `invalid guest spec: ${parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`).join('; ')}`);
+  if (!parsed.success)
+    throw new HttpError(
+      400,
+      `invalid guest spec: ${parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`).join('; ')}`,
+    );
   return parsed.data;
 }
 

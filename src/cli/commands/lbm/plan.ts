@@ -13,18 +13,30 @@ import { table } from '../../render.ts';
 import { output, withCommon, type CommonOptions } from '../../run.ts';
 
 export function planCommand(): Command {
-  const command = withCommon(new Command('plan')).option('--policy <names>', `policies to run, comma-separated, in order (default: monitor.policies); one of ${POLICY_NAMES.join(', ')}`);
+  const command = withCommon(new Command('plan')).option(
+    '--policy <names>',
+    `policies to run, comma-separated, in order (default: monitor.policies); one of ${POLICY_NAMES.join(', ')}`,
+  );
   teach(command, {
     summary: 'what the monitor would do now, each move with its reason, gain and cost (moves nothing)',
-    details: 'Runs the same code as the monitor on the same snapshot: the sample window, the rules, the\nmaintenance flags and the migrations in flight. Candidates passed over are counted by reason.',
+    details:
+      'Runs the same code as the monitor on the same snapshot: the sample window, the rules, the\nmaintenance flags and the migrations in flight. Candidates passed over are counted by reason.',
     examples: ['lbm plan', 'lbm plan --policy consolidate', 'lbm plan --policy evacuate,balance --json'],
   });
   return command.action(async (options: CommonOptions & { policy?: string }) => {
     const context = CliContext.open(options, 'plan');
     try {
-      const names = (options.policy ? options.policy.split(',').map((n) => n.trim()).filter(Boolean) : context.config.monitor.policies) as PolicyName[];
+      const names = (
+        options.policy
+          ? options.policy
+              .split(',')
+              .map((n) => n.trim())
+              .filter(Boolean)
+          : context.config.monitor.policies
+      ) as PolicyName[];
       for (const name of names) {
-        if (!(POLICY_NAMES as readonly string[]).includes(name)) throw new UsageError(`--policy ${JSON.stringify(name)}: expected one of ${POLICY_NAMES.join(', ')}`);
+        if (!(POLICY_NAMES as readonly string[]).includes(name))
+          throw new UsageError(`--policy ${JSON.stringify(name)}: expected one of ${POLICY_NAMES.join(', ')}`);
       }
       const view = await openCluster(context);
       const plan = planRound(view.snapshot, policySettingsFromConfig(context.config), names);
@@ -45,16 +57,31 @@ export function planCommand(): Command {
       const quarantined = quarantineNote(data.quarantined, context.config.limits.quarantineAfterFailures);
       if (quarantined) data.notes = [quarantined, ...data.notes];
       output(options, data, () => {
-        const lines = [`plan (${names.join(' → ')}): ${plan.moves.length} moves, imbalance score ${plan.scoreBefore.toFixed(3)} → ${plan.scoreAfter.toFixed(3)}`];
+        const lines = [
+          `plan (${names.join(' → ')}): ${plan.moves.length} moves, imbalance score ${plan.scoreBefore.toFixed(3)} → ${plan.scoreAfter.toFixed(3)}`,
+        ];
         if (plan.moves.length) {
           lines.push(
             table(
               ['#', 'VM', 'MOVE', 'POLICY', 'GAIN', 'COST', 'REASON'],
-              plan.moves.map((m, i) => [String(i + 1), m.vm, `${m.from} → ${m.to}`, m.policy, m.gain.toFixed(4), `${m.cost.score.toFixed(4)} (${formatDuration(m.cost.durationMs)})`, m.reason]),
+              plan.moves.map((m, i) => [
+                String(i + 1),
+                m.vm,
+                `${m.from} → ${m.to}`,
+                m.policy,
+                m.gain.toFixed(4),
+                `${m.cost.score.toFixed(4)} (${formatDuration(m.cost.durationMs)})`,
+                m.reason,
+              ]),
             ),
           );
         }
-        if (Object.keys(skippedByReason).length) lines.push(`passed over: ${Object.entries(skippedByReason).map(([reason, count]) => `${reason} ×${count}`).join(', ')}`);
+        if (Object.keys(skippedByReason).length)
+          lines.push(
+            `passed over: ${Object.entries(skippedByReason)
+              .map(([reason, count]) => `${reason} ×${count}`)
+              .join(', ')}`,
+          );
         for (const note of data.notes) lines.push(`note: ${note}`);
         if (data.powerDownHosts.length) lines.push(`hosts that can be powered down: ${data.powerDownHosts.join(', ')}`);
         return lines.join('\n');

@@ -118,16 +118,18 @@ function mandatoryMoves(cluster: Cluster, plan: PlanBuilder): void {
     plan.move(vm, found.dest, `mandatory, ${broken.detail}`);
   }
   // Hosts holding more committed memory than they have: the smallest VM that brings them under, else the largest.
-  for (const host of hosts.filter((h) => h.mem > h.memBytes)) {
-    while (plan.remaining > 0 && host.mem > host.memBytes) {
+  for (const host of hosts.filter((h) => h.memCommittedBytes > h.memBytes)) {
+    while (plan.remaining > 0 && host.memCommittedBytes > host.memBytes) {
       const refusal = sourceRefusal(cluster, host);
       if (refusal) {
         plan.skip(refusal, undefined, host);
         break;
       }
-      const excess = host.mem - host.memBytes;
+      const excess = host.memCommittedBytes - host.memBytes;
       const candidates = host.vms.map((i) => cluster.vms[i]!).filter((vm) => !vmRefusal(cluster, vm));
-      candidates.sort(byKeyThenName((vm) => (vm.mem >= excess ? vm.mem : Number.MAX_SAFE_INTEGER - vm.mem)));
+      candidates.sort(
+        byKeyThenName((vm) => (vm.memBytes >= excess ? vm.memBytes : Number.MAX_SAFE_INTEGER - vm.memBytes)),
+      );
       const ordered = hosts.slice().sort(byKeyThenName((h) => memShare(h)));
       const move = candidates
         .map((vm) => ({ vm, dest: findDestination(cluster, vm, ordered, () => null).dest }))
@@ -188,7 +190,7 @@ export function bestValuedMove(
         plan.skip(refusal, vm);
         continue;
       }
-      if (vm.cpu <= 0 && vm.mem <= 0) continue;
+      if (vm.cpuDemandCores <= 0 && vm.memBytes <= 0) continue;
       for (const dest of dests) {
         if (dest === source) continue;
         const found = findDestination(
@@ -270,7 +272,7 @@ export function valuedMoves(
     ).slice(0, DEST_HOSTS);
     // Triage: hosts all but certain to be over capacity anyway (CPU above its limit, so the chance is ≥ ½ first).
     const certain = open.filter(
-      (h) => h.cpu > h.cpuLimitCores && !dests.includes(h) && overloadChance(cluster, h) >= CERTAIN,
+      (h) => h.cpuDemandCores > h.cpuLimitCores && !dests.includes(h) && overloadChance(cluster, h) >= CERTAIN,
     );
     for (const h of sortedByKey(certain, (h) => -cpuShare(h)).slice(0, TRIAGE_HOSTS)) dests.push(h);
     const { best, refused } = bestValuedMove(cluster, plan, sources, dests, options);

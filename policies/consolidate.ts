@@ -43,9 +43,15 @@ export function consolidate(
     (dest: HostLoad): Refusal | null =>
       emptied.has(dest.index) || dest.vms.length === 0
         ? { reason: 'NO_DESTINATION', detail: `${dest.name} is being emptied` }
-        : (dest.cpu + vm.cpu) / dest.cpuCores > fill || (dest.mem + vm.mem) / dest.memBytes > fill
+        : (dest.cpuDemandCores + vm.cpuDemandCores) / dest.cpuCores > fill ||
+            (dest.memCommittedBytes + vm.memBytes) / dest.memBytes > fill
           ? { reason: 'DEST_CPU_FULL', detail: `${dest.name} would keep less than ${pct(headroom)} headroom` }
-          : overloadChance(cluster, dest, dest.cpu + vm.cpu, dest.cpuVar + vm.cpuVar) > PACKED_RISK
+          : overloadChance(
+                cluster,
+                dest,
+                dest.cpuDemandCores + vm.cpuDemandCores,
+                dest.cpuVarianceCoresSq + vm.cpuVarianceCoresSq,
+              ) > PACKED_RISK
             ? {
                 reason: 'DEST_CPU_FULL',
                 detail: `${dest.name}'s next sample would be above its CPU capacity more than ${PACKED_RISK * 100}% of the time`,
@@ -60,7 +66,9 @@ export function consolidate(
       plan.skip(limit, undefined, host);
       continue;
     }
-    const vms = host.vms.map((i) => cluster.vms[i]!).sort(byKeyThenName((vm: VmLoad) => -(vm.mem + vm.cpu * 1e6)));
+    const vms = host.vms
+      .map((i) => cluster.vms[i]!)
+      .sort(byKeyThenName((vm: VmLoad) => -(vm.memBytes + vm.cpuDemandCores * 1e6)));
     const stuck = vms.map((vm) => [vm, vmRefusal(cluster, vm)] as const).find(([, refusal]) => refusal);
     if (stuck) {
       plan.skip(

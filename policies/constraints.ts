@@ -158,10 +158,10 @@ export const DEST_FILTERS: readonly DestFilter[] = [
     name: 'memory',
     hard: true,
     check: (_c, vm, dest) =>
-      dest.mem + vm.mem > dest.memBytes
+      dest.memCommittedBytes + vm.memBytes > dest.memBytes
         ? {
             reason: 'DEST_MEM_FULL',
-            detail: `${dest.name} has ${gib(Math.max(0, dest.memBytes - dest.mem))} free, ${vm.name} needs ${gib(vm.mem)}`,
+            detail: `${dest.name} has ${gib(Math.max(0, dest.memBytes - dest.memCommittedBytes))} free, ${vm.name} needs ${gib(vm.memBytes)}`,
           }
         : null,
   },
@@ -169,10 +169,11 @@ export const DEST_FILTERS: readonly DestFilter[] = [
     name: 'CPU capacity',
     hard: true,
     check: (_c, vm, dest, options) =>
-      dest.cpu + vm.cpu > dest.cpuLimitCores && !(options.allowTriage && dest.cpu > dest.cpuLimitCores)
+      dest.cpuDemandCores + vm.cpuDemandCores > dest.cpuLimitCores &&
+      !(options.allowTriage && dest.cpuDemandCores > dest.cpuLimitCores)
         ? {
             reason: 'DEST_CPU_FULL',
-            detail: `${dest.name} would need ${(dest.cpu + vm.cpu).toFixed(2)} of ${dest.cpuLimitCores.toFixed(2)} cores`,
+            detail: `${dest.name} would need ${(dest.cpuDemandCores + vm.cpuDemandCores).toFixed(2)} of ${dest.cpuLimitCores.toFixed(2)} cores`,
           }
         : null,
   },

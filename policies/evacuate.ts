@@ -35,7 +35,9 @@ export function evacuate(
       plan.notes.push(`${host.name} is in maintenance but ${host.state.status}: its VMs cannot be moved live`);
       continue;
     }
-    const vms = host.vms.map((i) => cluster.vms[i]!).sort(byKeyThenName((vm: VmLoad) => -(vm.mem + vm.cpu * 1e6)));
+    const vms = host.vms
+      .map((i) => cluster.vms[i]!)
+      .sort(byKeyThenName((vm: VmLoad) => -(vm.memBytes + vm.cpuDemandCores * 1e6)));
     for (const vm of vms) {
       if (plan.remaining <= 0) {
         plan.skip(
@@ -59,7 +61,7 @@ export function evacuate(
         vm,
         order,
         (dest: HostLoad) =>
-          (dest.cpu + vm.cpu) / dest.cpuCores > high
+          (dest.cpuDemandCores + vm.cpuDemandCores) / dest.cpuCores > high
             ? { reason: 'DEST_CPU_FULL', detail: `${dest.name} would be above high ${pct(high)}` }
             : null,
         { ignorePingPong: true },

@@ -31,11 +31,16 @@ export function normalCdf(z: number): number {
   return z >= 0 ? 0.5 * (1 + erf) : 0.5 * (1 - erf);
 }
 
-/** The chance that a host holding `cpu` predicted cores (variance `cpuVar`) samples above its CPU limit. */
-export function overloadChance(cluster: Cluster, host: HostLoad, cpu = host.cpu, cpuVar = host.cpuVar): number {
+/** The chance that a host holding `demandCores` predicted cores (variance `varianceCoresSq`) samples above its CPU limit. */
+export function overloadChance(
+  cluster: Cluster,
+  host: HostLoad,
+  demandCores = host.cpuDemandCores,
+  varianceCoresSq = host.cpuVarianceCoresSq,
+): number {
   if (!host.usable || host.cpuCores <= 0) return 0;
   const floor = cluster.settings.risk.spreadFloor * host.cpuCores;
-  return normalCdf((cpu - host.cpuLimitCores) / Math.sqrt(Math.max(0, cpuVar) + floor * floor));
+  return normalCdf((demandCores - host.cpuLimitCores) / Math.sqrt(Math.max(0, varianceCoresSq) + floor * floor));
 }
 
 export interface MoveValue {
@@ -63,8 +68,18 @@ export function moveValue(
   const spread = spreadWeight === 0 ? 0 : spreadWeight * (spreadBefore - cluster.spreadAfter(vm, dest));
   const riskBefore = overloadChance(cluster, source) + overloadChance(cluster, dest);
   const riskAfter =
-    overloadChance(cluster, source, source.cpu - vm.cpu, source.cpuVar - vm.cpuVar) +
-    overloadChance(cluster, dest, dest.cpu + vm.cpu, dest.cpuVar + vm.cpuVar);
+    overloadChance(
+      cluster,
+      source,
+      source.cpuDemandCores - vm.cpuDemandCores,
+      source.cpuVarianceCoresSq - vm.cpuVarianceCoresSq,
+    ) +
+    overloadChance(
+      cluster,
+      dest,
+      dest.cpuDemandCores + vm.cpuDemandCores,
+      dest.cpuVarianceCoresSq + vm.cpuVarianceCoresSq,
+    );
   const risk = cluster.settings.risk.weight * (riskBefore - riskAfter);
   const value = spread + risk;
   const penalty = Math.max(0, softDelta(cluster, vm, dest)) * cluster.settings.softRulePenalty;

@@ -34,7 +34,8 @@ export function overload(
   const plan = new PlanBuilder('overload', cluster, budget);
   const { highWatermark: high, lowWatermark: low } = settings.overload;
   const hosts = usableHosts(cluster);
-  const isHot = (h: HostLoad) => (h.cpu + Math.sqrt(h.cpuVar)) / h.cpuCores > high || memShare(h) > high;
+  const isHot = (h: HostLoad) =>
+    (h.cpuDemandCores + Math.sqrt(h.cpuVarianceCoresSq)) / h.cpuCores > high || memShare(h) > high;
   const hot = hosts.filter(isHot).sort(byKeyThenName((h) => -Math.max(cpuShare(h), memShare(h))));
   const describe = (h: HostLoad) => `${h.name} (${describeUse(h)})`;
   if (hot.length === 0) {
@@ -68,7 +69,8 @@ export function overload(
       `${source.name} ${cpuShare(source) > high ? `CPU ${pct(cpuShare(source))}` : `memory committed ${pct(memShare(source))}`} > high ${pct(high)}`,
     {
       accept: (vm: VmLoad, dest: HostLoad) =>
-        (dest.cpu + vm.cpu) / dest.cpuCores > limit || (dest.mem + vm.mem) / dest.memBytes > limit
+        (dest.cpuDemandCores + vm.cpuDemandCores) / dest.cpuCores > limit ||
+        (dest.memCommittedBytes + vm.memBytes) / dest.memBytes > limit
           ? {
               reason: bestFit ? 'DEST_OVER_LOW_WATERMARK' : 'DEST_OVER_HIGH_WATERMARK',
               detail: `${dest.name} would be above ${bestFit ? 'low' : 'high'} ${pct(limit)}`,
@@ -76,7 +78,10 @@ export function overload(
           : null,
       extra: (vm: VmLoad) => {
         const source = cluster.hostOf(vm);
-        return over(source.cpu, source.mem, source) - over(source.cpu - vm.cpu, source.mem - vm.mem, source);
+        return (
+          over(source.cpuDemandCores, source.memCommittedBytes, source) -
+          over(source.cpuDemandCores - vm.cpuDemandCores, source.memCommittedBytes - vm.memBytes, source)
+        );
       },
       spreadWeight: bestFit ? 0 : THRESHOLD_LEVELS[level].spreadWeight,
       firstFit: bestFit,

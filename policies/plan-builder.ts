@@ -45,7 +45,7 @@ export class PlanBuilder {
   cost(vm: VmLoad, dest: HostLoad) {
     const source = this.cluster.hostOf(vm);
     return migrationCost(
-      vm.mem,
+      vm.memBytes,
       vm.state.memDirtyBytesPerSec,
       cpuShare(source),
       cpuShare(dest),
@@ -67,7 +67,7 @@ export class PlanBuilder {
     cluster.apply(vm, dest);
     const gain = before - cluster.imbalance();
     const reason =
-      `${why}: ${vm.name} (${vm.cpu.toFixed(2)} cores, ${gib(vm.mem)}) to ${dest.name}, ${pct(destBefore)} → ${pct(cpuShare(dest))}` +
+      `${why}: ${vm.name} (${vm.cpuDemandCores.toFixed(2)} cores, ${gib(vm.memBytes)}) to ${dest.name}, ${pct(destBefore)} → ${pct(cpuShare(dest))}` +
       ` (${source.name} ${pct(sourceBefore)} → ${pct(cpuShare(source))}); imbalance ${before.toFixed(3)} → ${(before - gain).toFixed(3)}, gain ${gain.toFixed(4)}, cost ${cost.score.toFixed(4)} (${(cost.durationMs / 1000).toFixed(1)}s to copy ${gib(cost.bytes)})${extra}`;
     const move: Move = {
       vm: vm.name,
@@ -97,11 +97,11 @@ export class PlanBuilder {
 }
 
 export function cpuShare(h: HostLoad): number {
-  return h.cpuCores > 0 ? h.cpu / h.cpuCores : 0;
+  return h.cpuCores > 0 ? h.cpuDemandCores / h.cpuCores : 0;
 }
 
 export function memShare(h: HostLoad): number {
-  return h.memBytes > 0 ? h.mem / h.memBytes : 0;
+  return h.memBytes > 0 ? h.memCommittedBytes / h.memBytes : 0;
 }
 
 /**

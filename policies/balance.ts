@@ -17,11 +17,13 @@
  */
 import type { Plan, SkipReason, Snapshot } from '../src/model/index.ts';
 import { Cluster, type HostLoad, type VmLoad } from './cluster.ts';
-import { brokenHere, sourceRefusal, vmRefusal, type Refusal } from './constraints.ts';
+import { brokenHere, sourceRefusal, vmRefusal, type DestFilter } from './constraints.ts';
 import type { Demand } from './demand.ts';
-import { moveValue, overloadChance, sourceUrgency, type MoveValue } from './objective.ts';
+import { moveValue, sourceUrgency, type MoveValue } from './objective.ts';
+import { overloadChance } from './risk.ts';
 import { byKeyThenName, describeRefusals, findDestination, sortedByKey } from './placement.ts';
-import { cpuShare, describeUse, memShare, pct, PlanBuilder } from './plan-builder.ts';
+import { cpuShare, describeUse, memShare, PlanBuilder } from './plan-builder.ts';
+import { pct } from './format.ts';
 import type { PolicySettings, ThresholdLevel } from './settings.ts';
 
 export interface LevelRule {
@@ -102,9 +104,8 @@ function mandatoryMoves(cluster: Cluster, plan: PlanBuilder): void {
       continue;
     }
     const ordered = hosts.slice().sort(byKeyThenName((h) => cluster.imbalanceAfter(vm, h)));
-    const found = findDestination(cluster, vm, ordered, (dest) =>
-      brokenAfter(cluster, vm, dest) ? { reason: broken.reason, detail: 'would still break the rule' } : null,
-    );
+    // DEST_FILTERS refuse every host where it would still break the rule (must-pin, hard anti-affinity).
+    const found = findDestination(cluster, vm, ordered);
     if (!found.dest) {
       plan.skip(
         {
@@ -132,7 +133,7 @@ function mandatoryMoves(cluster: Cluster, plan: PlanBuilder): void {
       );
       const ordered = hosts.slice().sort(byKeyThenName((h) => memShare(h)));
       const move = candidates
-        .map((vm) => ({ vm, dest: findDestination(cluster, vm, ordered, () => null).dest }))
+        .map((vm) => ({ vm, dest: findDestination(cluster, vm, ordered).dest }))
         .find((c) => c.dest);
       if (!move) {
         plan.notes.push(
@@ -145,20 +146,14 @@ function mandatoryMoves(cluster: Cluster, plan: PlanBuilder): void {
   }
 }
 
-/** Would the VM still break a hard rule on `dest`? (anti-affinity partners there, or not a must host) */
-function brokenAfter(cluster: Cluster, vm: VmLoad, dest: HostLoad): boolean {
-  if (vm.mustHosts && !vm.mustHosts.hosts.has(dest.name)) return true;
-  return vm.antiHard.some((rel) => cluster.vms[rel.vm]!.host === dest.index);
-}
-
 interface Candidate extends MoveValue {
   vm: VmLoad;
   dest: HostLoad;
 }
 
 export interface ValueOptions {
-  /** A policy's own destination rule (overload: stay under the high watermark), checked after the hard filters. */
-  accept?: (vm: VmLoad, dest: HostLoad) => Refusal | null;
+  /** A policy's own lines for destinations (overload: stay under the high watermark), checked after DEST_FILTERS. */
+  lines?: readonly DestFilter[];
   /** Value the policy adds to the objective's (overload: watermark relief). */
   extra?: (vm: VmLoad, dest: HostLoad) => number;
   /** What the spread weighs against the risk (the level's `spreadWeight`; 0 in a consolidating round, which packs). */
@@ -193,13 +188,7 @@ export function bestValuedMove(
       if (vm.cpuDemandCores <= 0 && vm.memBytes <= 0) continue;
       for (const dest of dests) {
         if (dest === source) continue;
-        const found = findDestination(
-          cluster,
-          vm,
-          [dest],
-          options.accept ? (d) => options.accept!(vm, d) : () => null,
-          { allowTriage: true },
-        );
+        const found = findDestination(cluster, vm, [dest], options.lines, { allowTriage: true });
         if (!found.dest) {
           for (const [reason, count] of found.refused) refused.set(reason, (refused.get(reason) ?? 0) + count);
           continue;

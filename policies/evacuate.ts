@@ -8,9 +8,10 @@
 import type { Plan, Snapshot } from '../src/model/index.ts';
 import type { Demand } from './demand.ts';
 import { Cluster, type HostLoad, type VmLoad } from './cluster.ts';
-import { sourceRefusal, vmRefusal } from './constraints.ts';
+import { sourceRefusal, underWatermark, vmRefusal } from './constraints.ts';
 import { byKeyThenName, describeRefusals, findDestination } from './placement.ts';
-import { cpuShare, memShare, pct, PlanBuilder } from './plan-builder.ts';
+import { cpuShare, memShare, PlanBuilder } from './plan-builder.ts';
+import { pct } from './format.ts';
 import type { PolicySettings } from './settings.ts';
 
 export function evacuate(
@@ -21,7 +22,8 @@ export function evacuate(
 ): Plan {
   const cluster = new Cluster(snapshot, settings, settings.weights, demandByVm);
   const plan = new PlanBuilder('evacuate', cluster, budget);
-  const high = settings.overload.highWatermark;
+  // Hosts that stay under the high watermark on CPU are preferred; any host the rules allow will do.
+  const underHigh = [underWatermark('high', settings.overload.highWatermark, 'cpu')];
   const maintenance = cluster.hosts.filter((h) => h.state.maintenance).sort(byKeyThenName(() => 0));
   if (maintenance.length === 0) {
     plan.notes.push('nothing to do: no host is in maintenance');
@@ -56,17 +58,8 @@ export function evacuate(
         continue;
       }
       const order = destinations();
-      let found = findDestination(
-        cluster,
-        vm,
-        order,
-        (dest: HostLoad) =>
-          (dest.cpuDemandCores + vm.cpuDemandCores) / dest.cpuCores > high
-            ? { reason: 'DEST_CPU_FULL', detail: `${dest.name} would be above high ${pct(high)}` }
-            : null,
-        { ignorePingPong: true },
-      );
-      if (!found.dest) found = findDestination(cluster, vm, order, () => null, { ignorePingPong: true });
+      let found = findDestination(cluster, vm, order, underHigh, { ignorePingPong: true });
+      if (!found.dest) found = findDestination(cluster, vm, order, [], { ignorePingPong: true });
       if (!found.dest) {
         plan.skip(
           {

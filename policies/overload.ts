@@ -19,9 +19,11 @@
 import type { Plan, Snapshot } from '../src/model/index.ts';
 import { THRESHOLD_LEVELS, usableHosts, valuedMoves } from './balance.ts';
 import { Cluster, type HostLoad, type VmLoad } from './cluster.ts';
+import { underWatermark } from './constraints.ts';
 import type { Demand } from './demand.ts';
 import { byKeyThenName } from './placement.ts';
-import { cpuShare, describeUse, memShare, pct, PlanBuilder } from './plan-builder.ts';
+import { cpuShare, describeUse, memShare, PlanBuilder } from './plan-builder.ts';
+import { pct } from './format.ts';
 import type { PolicySettings } from './settings.ts';
 
 export function overload(
@@ -68,14 +70,8 @@ export function overload(
     (source) =>
       `${source.name} ${cpuShare(source) > high ? `CPU ${pct(cpuShare(source))}` : `memory committed ${pct(memShare(source))}`} > high ${pct(high)}`,
     {
-      accept: (vm: VmLoad, dest: HostLoad) =>
-        (dest.cpuDemandCores + vm.cpuDemandCores) / dest.cpuCores > limit ||
-        (dest.memCommittedBytes + vm.memBytes) / dest.memBytes > limit
-          ? {
-              reason: bestFit ? 'DEST_OVER_LOW_WATERMARK' : 'DEST_OVER_HIGH_WATERMARK',
-              detail: `${dest.name} would be above ${bestFit ? 'low' : 'high'} ${pct(limit)}`,
-            }
-          : null,
+      // In a consolidating round under the low watermark too (the tighter line is met first).
+      lines: bestFit ? [underWatermark('low', low), underWatermark('high', high)] : [underWatermark('high', high)],
       extra: (vm: VmLoad) => {
         const source = cluster.hostOf(vm);
         return (

@@ -1,7 +1,8 @@
 /** What every policy does with its decisions: moves with reasons, skips with named reasons, notes. */
 import type { Move, Plan, Skip } from '../src/model/index.ts';
 import { migrationCost } from './cost.ts';
-import { gib, type Refusal } from './constraints.ts';
+import type { Refusal } from './constraints.ts';
+import { gib, pct } from './format.ts';
 import type { Cluster, HostLoad, VmLoad } from './cluster.ts';
 
 /** Skips kept per plan; more are counted in a note (a 30,000-VM plan must stay readable). */
@@ -111,9 +112,4 @@ export function memShare(h: HostLoad): number {
 export function describeUse(h: HostLoad): string {
   const used = h.memBytes > 0 ? h.state.memUsedBytes / h.memBytes : 0;
   return `CPU ${pct(cpuShare(h))}, memory ${pct(memShare(h))} committed (${pct(used)} used)`;
-}
-
-/** 0.923 -> "92%" */
-export function pct(share: number): string {
-  return `${Math.round(share * 100)}%`;
 }

@@ -6,6 +6,12 @@ export type SkipReason =
   | 'DEST_MEM_FULL'
   | 'DEST_OVER_LOW_WATERMARK'
   | 'DEST_OVER_HIGH_WATERMARK'
+  /** Consolidation: a receiver would keep less than `headroom` free. */
+  | 'DEST_NO_HEADROOM'
+  /** Consolidation: the host is being emptied, or already empty. */
+  | 'DEST_BEING_EMPTIED'
+  /** Consolidation: a receiver's next sample would be above its CPU capacity too often. */
+  | 'DEST_OVERLOAD_RISK'
   | 'DEST_STALE'
   | 'DEST_DOWN'
   | 'DEST_MAINTENANCE'

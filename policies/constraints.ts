@@ -149,7 +149,7 @@ export const VM_FILTERS: readonly VmFilter[] = [
 export const SOURCE_FILTERS: readonly SourceFilter[] = [
   {
     name: 'migrations per source host',
-    reason: 'HOST_MIGRATION_LIMIT',
+    reason: 'SOURCE_HOST_LIMIT',
     manual: 'soft',
     check: (cluster, source) => {
       const limit = cluster.settings.limits.migrationsPerSourceHost;
@@ -160,7 +160,7 @@ export const SOURCE_FILTERS: readonly SourceFilter[] = [
   },
   {
     name: 'migrations in the cluster',
-    reason: 'HOST_MIGRATION_LIMIT',
+    reason: 'CLUSTER_LIMIT',
     manual: 'soft',
     check: (cluster) => {
       const limit = cluster.settings.limits.migrationsInCluster;
@@ -257,7 +257,7 @@ export const DEST_FILTERS: readonly DestFilter[] = [
   },
   {
     name: 'migrations per destination host',
-    reason: 'HOST_MIGRATION_LIMIT',
+    reason: 'DESTINATION_HOST_LIMIT',
     manual: 'soft',
     check: (cluster, _vm, dest, options) => {
       const limit = cluster.settings.limits.migrationsPerDestinationHost;

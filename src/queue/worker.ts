@@ -25,7 +25,8 @@ import type { Logger } from '../log.ts';
 import type { LbvmEvent, MigrationJobData, MigrationProgress, MigrationResult } from '../model/index.ts';
 import { RedisEventLog, type EventSink } from './events.ts';
 import { QUEUE_NAME, queueKeys } from './keys.ts';
-import { limitsFromConfig, MigrationSlots, type SlotRequest } from './limits.ts';
+import { limitsFromConfig } from '../config/limits.ts';
+import { MigrationSlots, type SlotRequest } from './limits.ts';
 import { MigrationQueue } from './queue.ts';
 import { isConnectionError } from '../util/redis.ts';
 

@@ -96,7 +96,7 @@ describe('checkMove: a manual move meets the same filters', () => {
 
   it('names a pin once, by where the VM may go, and never a policy line (a host above high is a manual choice)', () => {
     const s = snapshot([host('h0'), host('h1'), host('h2')], [vm('pinned', 'h0', 1), vm('hot', 'h2', 6.9)], {
-      rules: { pins: [{ name: 'stay', vm: 'pinned', hosts: ['h0'], hard: true }] },
+      rules: { groups: [], ignoredVms: [], pins: [{ name: 'stay', vm: 'pinned', hosts: ['h0'], hard: true }] },
     });
     const pinned = checkMove(s, { vm: 'pinned', to: 'h1' }, DEFAULT_SETTINGS);
     assert.deepEqual(pinned.hard, [{ rule: 'PINNED', detail: 'pinned must run on h0 (rule stay)' }]);
@@ -112,6 +112,6 @@ describe('checkMove: a manual move meets the same filters', () => {
     const settings = withSettings({ limits: { ...loose, migrationsInCluster: 1 } });
     const check = checkMove(s, { vm: 'a', to: 'h1' }, settings);
     assert.deepEqual(check.hard, []);
-    assert.deepEqual(check.soft, [{ rule: 'HOST_MIGRATION_LIMIT', detail: '1 migrations in the cluster (limit 1)' }]);
+    assert.deepEqual(check.soft, [{ rule: 'CLUSTER_LIMIT', detail: '1 migrations in the cluster (limit 1)' }]);
   });
 });

@@ -5,7 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { limitsFromConfig, MigrationSlots } from '../../src/queue/limits.ts';
+import { limitsFromConfig } from '../../src/config/limits.ts';
+import { MigrationSlots } from '../../src/queue/limits.ts';
 import { startRedis, type RedisServer } from '../helpers/redis.ts';
 import { eventsOf, job, MIB, peakConcurrency, queueRig, until, type QueueRig } from './support.ts';
 

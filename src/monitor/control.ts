@@ -19,6 +19,13 @@ export function roundKeys(prefix: string) {
   return { lastRound: `${prefix}:monitor:last-round`, movesLog: `${prefix}:monitor:moves` };
 }
 
+export const HOUR_MS = 3_600_000;
+
+/** Moves the monitor enqueued in the hour before `nowMs` (its per-hour budget). Reads only. */
+export async function movesInLastHour(redis: Redis, prefix: string, nowMs: number): Promise<number> {
+  return redis.zcount(roundKeys(prefix).movesLog, `(${nowMs - HOUR_MS}`, '+inf');
+}
+
 export interface PauseState {
   paused: boolean;
   by?: string;

@@ -4,9 +4,9 @@
  * is left, carrying its fencing token. Each round is one structured record (logged, kept in Redis
  * for `lbm status`, and stored as a `monitor.round` event for `lbm report`).
  *
- * Safety, in the order it is checked: not leader → nothing; paused → plan only; too many unknown
- * hosts → nothing; report mode → plan only; then the per-round and per-hour budgets; the lease is
- * checked again before every single enqueue, so a monitor that loses it stops at once.
+ * Safety: not leader → nothing; then the gate (gate.ts, the pure step `lbm plan` runs too): no or too
+ * many unknown hosts, paused, report mode, moves in flight, the per-round and per-hour budgets; the
+ * lease is checked again before every single enqueue, so a monitor that loses it stops at once.
  */
 import { performance } from 'node:perf_hooks';
 import type { Redis } from 'ioredis';
@@ -18,14 +18,14 @@ import { planRound } from '../../policies/index.ts';
 import type { RedisEventLog } from '../queue/events.ts';
 import type { MigrationQueue } from '../queue/queue.ts';
 import type { SampleStore } from '../store/types.ts';
-import { roundKeys } from './control.ts';
+import { HOUR_MS, movesInLastHour, roundKeys } from './control.ts';
 import { quarantinedVms, quarantineNote, readCluster, type QuarantinedVm } from './read.ts';
 import { LeaderLease } from './lease.ts';
 import { masterTerm } from '../util/redis.ts';
 import { MonitorMetrics } from './metrics.ts';
-import { reconcile, type HeldBack } from './reconcile.ts';
+import { gate, gateInputs, type GateMode } from './gate.ts';
 
-export type RoundMode = 'enforce' | 'report' | 'paused' | 'standby' | 'halted';
+export type RoundMode = GateMode | 'standby';
 
 export interface RoundRecord {
   roundId: string;
@@ -198,63 +198,36 @@ export class Monitor {
     this.metrics.imbalance.set(plan.scoreBefore);
     base.moves = plan.moves.map(summariseMove);
     base.quarantined = quarantinedVms(snap);
-    const quarantined = quarantineNote(base.quarantined, config.limits.quarantineAfterFailures);
+    const quarantined = quarantineNote(base.quarantined, settings.limits.quarantineAfterFailures);
     if (quarantined) base.notes.push(quarantined);
     base.notes.push(...plan.notes);
 
-    const hold = (moves: Move[], reason: HeldBack['reason'], detail: string) => {
-      for (const move of moves) base.heldBack.push({ vm: move.vm, reason, detail });
-    };
-    const unknownShare = snap.hosts.length ? unknown.length / snap.hosts.length : 1;
-    if (snap.hosts.length === 0) {
-      base.mode = 'halted';
-      base.notes.push(
-        `no host has sent a sample in the last ${Math.round(config.monitor.window / 60000)} min: check that \`lbvm collect\` runs on the hosts and writes to ${store.displayUrl}`,
-      );
-    } else if (unknownShare > config.monitor.maxUnknownHostShare) {
-      base.mode = 'halted';
-      hold(plan.moves, 'TOO_MANY_UNKNOWN_HOSTS', `${unknown.length} of ${snap.hosts.length} hosts unknown`);
-      base.notes.push(
-        `moving nothing: ${unknown.length} of ${snap.hosts.length} hosts are unknown (${Math.round(unknownShare * 100)}% > ${Math.round(config.monitor.maxUnknownHostShare * 100)}% allowed by monitor.maxUnknownHostShare); no sample for over ${config.monitor.staleAfterIntervals} intervals from: ${unknown.slice(0, 10).join(', ')}${unknown.length > 10 ? ', ...' : ''}`,
-      );
-    } else if (pause.paused) {
-      base.mode = 'paused';
-      hold(plan.moves, 'PAUSED', `paused by ${pause.by ?? 'an operator'}${pause.reason ? `: ${pause.reason}` : ''}`);
-      base.notes.push(
-        `paused by ${pause.by ?? 'an operator'} (lbm resume to continue): planned ${plan.moves.length} moves, moved nothing`,
-      );
-    } else if (config.monitor.mode === 'report') {
-      base.mode = 'report';
-      hold(plan.moves, 'REPORT_MODE', 'monitor.mode is report');
-      base.notes.push(`report mode: planned ${plan.moves.length} moves, moved nothing`);
-    } else {
-      base.mode = 'enforce';
-      const hourCount = await this.movesInLastHour(nowMs);
-      const { enqueue, heldBack } = reconcile(plan.moves, inFlight, {
-        round: config.limits.movesPerRound,
-        hour: Math.max(0, config.limits.movesPerHour - hourCount),
+    // The gate (gate.ts), the same pure step `lbm plan` runs: what may be enqueued, and what is held back.
+    const gated = gate(gateInputs(config, view, plan.moves, await this.movesInLastHour(nowMs), store.displayUrl));
+    base.mode = gated.mode;
+    base.notes.push(...gated.notes);
+    for (const held of gated.heldBack)
+      base.heldBack.push({ vm: held.move.vm, reason: held.reason, detail: held.detail });
+    // Enforcing: the gate's moves, each while this monitor still holds the lease.
+    for (const move of gated.enqueue) {
+      if (!this.lease.isLeader() || this.lease.token !== token) {
+        base.heldBack.push({ vm: move.vm, reason: 'NOT_LEADER', detail: 'the lease was lost during the round' });
+        continue;
+      }
+      const result = await queue.enqueue({
+        vm: move.vm,
+        from: move.from,
+        to: move.to,
+        reason: move.reason,
+        planId: roundId,
+        requestedBy: 'monitor',
+        fencingToken: token,
+        mode: move.mode ?? config.migration.mode,
       });
-      for (const held of heldBack) base.heldBack.push({ vm: held.move.vm, reason: held.reason, detail: held.detail });
-      for (const move of enqueue) {
-        if (!this.lease.isLeader() || this.lease.token !== token) {
-          hold([move], 'NOT_LEADER', 'the lease was lost during the round');
-          continue;
-        }
-        const result = await queue.enqueue({
-          vm: move.vm,
-          from: move.from,
-          to: move.to,
-          reason: move.reason,
-          planId: roundId,
-          requestedBy: 'monitor',
-          fencingToken: token,
-          mode: move.mode ?? config.migration.mode,
-        });
-        base.enqueued.push({ vm: move.vm, from: move.from, to: move.to, jobId: result.jobId, status: result.status });
-        if (result.status === 'queued') {
-          this.metrics.movesEnqueued.inc({ policy: move.policy });
-          await redis.zadd(roundKeys(prefix).movesLog, nowMs, `${roundId}:${move.vm}`);
-        }
+      base.enqueued.push({ vm: move.vm, from: move.from, to: move.to, jobId: result.jobId, status: result.status });
+      if (result.status === 'queued') {
+        this.metrics.movesEnqueued.inc({ policy: move.policy });
+        await redis.zadd(roundKeys(prefix).movesLog, nowMs, `${roundId}:${move.vm}`);
       }
     }
     for (const held of base.heldBack) this.metrics.movesHeldBack.inc({ reason: held.reason });
@@ -271,10 +244,11 @@ export class Monitor {
     return base;
   }
 
+  /** Drops the moves log's entries older than an hour, then counts the rest. */
   private async movesInLastHour(nowMs: number): Promise<number> {
-    const key = roundKeys(this.deps.config.redis.prefix).movesLog;
-    await this.deps.redis.zremrangebyscore(key, 0, nowMs - 3_600_000);
-    return this.deps.redis.zcard(key);
+    const prefix = this.deps.config.redis.prefix;
+    await this.deps.redis.zremrangebyscore(roundKeys(prefix).movesLog, 0, nowMs - HOUR_MS);
+    return movesInLastHour(this.deps.redis, prefix, nowMs);
   }
 
   private async record(record: RoundRecord, events: RedisEventLog): Promise<void> {

@@ -121,12 +121,16 @@ describe('lbm (real Redis, files store, worker; sim driver)', () => {
     assert.match(badMetric.stderr, /--metric "gpu": expected one of cpu, mem, disk, net/);
   });
 
-  it('plan: moves with reasons, gains and costs; moves nothing', async () => {
-    const plan = await json<{
+  it("plan: moves with reasons, gains and costs, and what the monitor's gate would hold back; moves nothing", async () => {
+    type PlanOutput = {
       moves: { vm: string; from: string; to: string; reason: string; gain: number }[];
       scoreBefore: number;
       scoreAfter: number;
-    }>('plan');
+      mode: string;
+      wouldEnqueue: string[];
+      heldBack: { vm: string; reason: string; detail: string }[];
+    };
+    const plan = await json<PlanOutput>('plan');
     assert.ok(plan.moves.length > 0);
     assert.ok(plan.moves.every((m) => m.from === 'h1' && m.reason.length > 10 && m.gain > 0));
     assert.ok(plan.scoreAfter < plan.scoreBefore);
@@ -134,10 +138,33 @@ describe('lbm (real Redis, files store, worker; sim driver)', () => {
       plan.moves.every((m) => !(m.vm === 'dns-1' && m.to === 'h2')),
       'the plan broke the anti-affinity rule',
     );
+    assert.equal(plan.mode, 'enforce');
+    assert.deepEqual(
+      plan.wouldEnqueue,
+      plan.moves.map((m) => m.vm),
+    );
+    assert.deepEqual(plan.heldBack, []);
     const jobs = await json<{ jobs: unknown[] }>('jobs');
     assert.deepEqual(jobs.jobs, [], 'lbm plan enqueued something');
     const text = await lbm('plan', '--policy', 'balance');
     assert.match(text.stdout, /^plan \(balance\): \d+ moves, imbalance score/);
+    assert.match(text.stdout, /^the monitor \(enforce\) would enqueue (\d+) of \1 now$/m);
+    // Paused, the gate holds every move back, as the monitor's round would.
+    assert.equal((await lbm('pause', '--reason', 'plan test')).code, 0);
+    try {
+      const paused = await json<PlanOutput>('plan');
+      assert.equal(paused.mode, 'paused');
+      assert.deepEqual(paused.wouldEnqueue, []);
+      assert.deepEqual(
+        paused.heldBack.map((h) => [h.vm, h.reason]),
+        paused.moves.map((m) => [m.vm, 'PAUSED']),
+      );
+      const pausedText = await lbm('plan');
+      assert.match(pausedText.stdout, /^the monitor \(paused\) would enqueue 0 of \d+ now; held back: \d+$/m);
+      assert.match(pausedText.stdout, /^held back: \S+ PAUSED \(paused by .*: plan test\)$/m);
+    } finally {
+      assert.equal((await lbm('resume')).code, 0);
+    }
     const bad = await lbm('plan', '--policy', 'random');
     assert.equal(bad.code, 2);
   });

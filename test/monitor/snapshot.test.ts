@@ -4,7 +4,7 @@ import type { HostSample, LbvmEvent, VmSample } from '../../src/model/index.ts';
 import { NO_RULES } from '../../src/model/index.ts';
 import { rulesFromConfig } from '../../src/config/policy-settings.ts';
 import { loadConfig } from '../../src/config/load.ts';
-import { SnapshotBuilder, reconcile, rulesFromTags, type SnapshotInputs } from '../../src/monitor/index.ts';
+import { SnapshotBuilder, rulesFromTags, type SnapshotInputs } from '../../src/monitor/index.ts';
 
 const MIN = 60_000;
 const GiB = 1024 ** 3;
@@ -136,41 +136,5 @@ describe('snapshot builder', () => {
       return builder.build(inputs(3 * MIN));
     };
     assert.deepEqual(build(), build());
-  });
-});
-
-describe('reconcile', () => {
-  const move = (vmName: string, to = 'n2') => ({
-    vm: vmName,
-    from: 'n1',
-    to,
-    policy: 'balance',
-    reason: 'r',
-    gain: 1,
-    cost: { bytes: 1, durationMs: 1, score: 0 },
-  });
-  it('holds back VMs in flight and duplicates, and respects the round and hour budgets, naming why', () => {
-    const result = reconcile(
-      [move('a'), move('b'), move('b', 'n3'), move('c'), move('d')],
-      [{ vm: 'a', from: 'n1', to: 'n4', jobId: 'j1', state: 'active' }],
-      { round: 2, hour: 5 },
-    );
-    assert.deepEqual(
-      result.enqueue.map((m) => m.vm),
-      ['b', 'c'],
-    );
-    assert.deepEqual(
-      result.heldBack.map((h) => [h.move.vm, h.reason]),
-      [
-        ['a', 'IN_FLIGHT'],
-        ['b', 'DUPLICATE'],
-        ['d', 'ROUND_MOVE_LIMIT'],
-      ],
-    );
-    assert.match(result.heldBack[0]!.detail, /already migrating n1 → n4 \(job j1, active\)/);
-    assert.deepEqual(
-      reconcile([move('a'), move('b')], [], { round: 5, hour: 1 }).heldBack.map((h) => h.reason),
-      ['HOUR_MOVE_LIMIT'],
-    );
   });
 });

@@ -1,10 +1,15 @@
-/** `lbm plan [--policy P]`: what the monitor would do now, with reasons, gains and costs. Moves nothing. */
+/**
+ * `lbm plan [--policy P]`: what the monitor would do now, with reasons, gains and costs, and what its
+ * gate would hold back and why (the same pure steps as the daemon's round). Moves nothing.
+ */
 import { Command } from 'commander';
 import { policySettingsFromConfig } from '../../../config/policy-settings.ts';
 import { POLICY_NAMES } from '../../../config/schema.ts';
 import { UsageError } from '../../../errors.ts';
 import { planRound, type PolicyName } from '../../../../policies/index.ts';
 import { formatDuration } from '../../../units.ts';
+import { movesInLastHour } from '../../../monitor/control.ts';
+import { gate, gateInputs } from '../../../monitor/gate.ts';
 import { quarantinedVms, quarantineNote } from '../../../monitor/read.ts';
 import { openCluster } from '../../cluster.ts';
 import { CliContext } from '../../context.ts';
@@ -20,7 +25,10 @@ export function planCommand(): Command {
   teach(command, {
     summary: 'what the monitor would do now, each move with its reason, gain and cost (moves nothing)',
     details:
-      'Runs the same code as the monitor on the same snapshot: the sample window, the rules, the\nmaintenance flags and the migrations in flight. Candidates passed over are counted by reason.',
+      'Runs the same code as the monitor on the same snapshot: the sample window, the rules, the\n' +
+      "maintenance flags and the migrations in flight, then the monitor's own gate: paused, report mode,\n" +
+      'too many unknown hosts, moves in flight, the per-round and per-hour budgets. Moves the gate would\n' +
+      'hold back are listed with the reason; candidates passed over are counted by reason.',
     examples: ['lbm plan', 'lbm plan --policy consolidate', 'lbm plan --policy evacuate,balance --json'],
   });
   return command.action(async (options: CommonOptions & { policy?: string }) => {
@@ -38,8 +46,13 @@ export function planCommand(): Command {
         if (!(POLICY_NAMES as readonly string[]).includes(name))
           throw new UsageError(`--policy ${JSON.stringify(name)}: expected one of ${POLICY_NAMES.join(', ')}`);
       }
-      const view = await openCluster(context);
-      const plan = planRound(view.snapshot, policySettingsFromConfig(context.config), names);
+      const nowMs = Date.now();
+      const view = await openCluster(context, nowMs);
+      const settings = policySettingsFromConfig(context.config);
+      const plan = planRound(view.snapshot, settings, names);
+      // The monitor's own gate on the same inputs: what it would enqueue now, and what it would hold back.
+      const hour = await movesInLastHour(await context.redis(), context.config.redis.prefix, nowMs);
+      const gated = gate(gateInputs(context.config, view, plan.moves, hour, context.store().displayUrl));
       const skippedByReason: Record<string, number> = {};
       for (const skip of plan.skipped) skippedByReason[skip.reason] = (skippedByReason[skip.reason] ?? 0) + 1;
       const data = {
@@ -47,14 +60,17 @@ export function planCommand(): Command {
         scoreBefore: plan.scoreBefore,
         scoreAfter: plan.scoreAfter,
         moves: plan.moves,
+        mode: gated.mode,
+        wouldEnqueue: gated.enqueue.map((m) => m.vm),
+        heldBack: gated.heldBack.map((h) => ({ vm: h.move.vm, reason: h.reason, detail: h.detail })),
         skippedByReason,
         skipped: plan.skipped.slice(0, 200),
-        notes: plan.notes,
+        notes: [...plan.notes, ...gated.notes],
         powerDownHosts: plan.powerDownHosts ?? [],
         unknownHosts: view.snapshot.hosts.filter((h) => h.status !== 'up').map((h) => h.name),
         quarantined: quarantinedVms(view.snapshot),
       };
-      const quarantined = quarantineNote(data.quarantined, context.config.limits.quarantineAfterFailures);
+      const quarantined = quarantineNote(data.quarantined, settings.limits.quarantineAfterFailures);
       if (quarantined) data.notes = [quarantined, ...data.notes];
       output(options, data, () => {
         const lines = [
@@ -76,6 +92,15 @@ export function planCommand(): Command {
             ),
           );
         }
+        if (plan.moves.length)
+          lines.push(
+            `the monitor (${gated.mode}) would enqueue ${gated.enqueue.length} of ${plan.moves.length} now` +
+              (gated.heldBack.length ? `; held back: ${gated.heldBack.length}` : ''),
+          );
+        for (const held of data.heldBack.slice(0, 20))
+          lines.push(`held back: ${held.vm} ${held.reason} (${held.detail})`);
+        if (data.heldBack.length > 20)
+          lines.push(`held back: and ${data.heldBack.length - 20} more (--json lists them)`);
         if (Object.keys(skippedByReason).length)
           lines.push(
             `passed over: ${Object.entries(skippedByReason)

@@ -1,6 +1,6 @@
 /** `lbvm agent`: owns this host's QEMU guests and serves the authenticated control port, until SIGTERM. */
 import { Command } from 'commander';
-import { Agent } from '../../drivers/qemu/agent.ts';
+import { Agent } from '../../drivers/qemu/agent/agent.ts';
 import { ConfigError } from '../../errors.ts';
 import { loggerFor, logStartup } from '../../log.ts';
 import { teach } from '../help.ts';

@@ -12,14 +12,8 @@ export { consolidate } from './consolidate.ts';
 export { evacuate } from './evacuate.ts';
 export { planRound, type RoundPlan } from './round.ts';
 export { checkMove, type MoveCheck, type Violation } from './check.ts';
-export {
-  POLICIES,
-  POLICY_NAMES,
-  isPolicyName,
-  type PolicyName,
-  type PolicyEntry,
-  type PolicyFunction,
-} from './registry.ts';
+export { POLICIES, type PolicyEntry, type PolicyFunction } from './registry.ts';
+export { POLICY_NAMES, DEFAULT_ROUND, isPolicyName, type PolicyName } from './names.ts';
 export {
   DEFAULT_SETTINGS,
   withSettings,

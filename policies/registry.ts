@@ -8,6 +8,7 @@ import { balance } from './balance.ts';
 import { consolidate } from './consolidate.ts';
 import { evacuate } from './evacuate.ts';
 import { overload } from './overload.ts';
+import type { PolicyName } from './names.ts';
 import { DEFAULT_SETTINGS, type PolicySettings } from './settings.ts';
 
 /** `budget`: moves left in the round; `demandByVm`: predicted demand already computed for this snapshot. */
@@ -25,9 +26,6 @@ export interface PolicyEntry {
   /** The settings sections it reads, with their defaults. */
   defaults: Partial<PolicySettings>;
 }
-
-export const POLICY_NAMES = ['evacuate', 'overload', 'balance', 'consolidate'] as const;
-export type PolicyName = (typeof POLICY_NAMES)[number];
 
 const shared = {
   cpuOvercommit: DEFAULT_SETTINGS.cpuOvercommit,
@@ -76,7 +74,3 @@ export const POLICIES: Record<PolicyName, PolicyEntry> = {
     defaults: { ...shared, consolidate: DEFAULT_SETTINGS.consolidate },
   },
 };
-
-export function isPolicyName(name: string): name is PolicyName {
-  return (POLICY_NAMES as readonly string[]).includes(name);
-}

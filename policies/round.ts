@@ -6,7 +6,8 @@
 import type { Plan, Snapshot } from '../src/model/index.ts';
 import { applyMovesToSnapshot } from './cluster.ts';
 import { vmDemand } from './demand.ts';
-import { POLICIES, type PolicyName } from './registry.ts';
+import type { PolicyName } from './names.ts';
+import { POLICIES } from './registry.ts';
 import type { PolicySettings } from './settings.ts';
 
 export interface RoundPlan extends Plan {

@@ -5,7 +5,6 @@
 import { createRequire } from 'node:module';
 import type { Logger } from 'pino';
 import type { LbvmConfig } from './config/schema.ts';
-import { redactConfig } from './config/load.ts';
 
 export type { Logger } from 'pino';
 
@@ -104,9 +103,4 @@ function destinationFd(stream: NodeJS.WritableStream): number {
 
 export function loggerFor(config: LbvmConfig, name: string): Logger {
   return createLogger({ level: config.log.level, format: config.log.format, name });
-}
-
-/** The first line of every daemon: what it runs with (secrets redacted). */
-export function logStartup(log: Logger, config: LbvmConfig, file: string | null): void {
-  log.info({ configFile: file ?? '(none: defaults and environment)', config: redactConfig(config) }, 'starting');
 }

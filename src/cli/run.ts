@@ -4,7 +4,9 @@
  * failures, a stack only for bugs).
  */
 import type { Command } from 'commander';
-import { loadConfig, type LoadedConfig } from '../config/load.ts';
+import { loadConfig, redactConfig, type LoadedConfig } from '../config/load.ts';
+import type { LbvmConfig } from '../config/schema.ts';
+import type { Logger } from '../log.ts';
 import { ExitError } from '../errors.ts';
 import { safeJson, safeOutput } from './render.ts';
 
@@ -74,4 +76,9 @@ export async function runProgram(program: Command, argv: string[]): Promise<void
     );
     process.exitCode = 70;
   }
+}
+
+/** The first line of every daemon: what it runs with (secrets redacted). */
+export function logStartup(log: Logger, config: LbvmConfig, file: string | null): void {
+  log.info({ configFile: file ?? '(none: defaults and environment)', config: redactConfig(config) }, 'starting');
 }

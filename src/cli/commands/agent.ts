@@ -2,9 +2,9 @@
 import { Command } from 'commander';
 import { Agent } from '../../drivers/qemu/agent/agent.ts';
 import { ConfigError } from '../../errors.ts';
-import { loggerFor, logStartup } from '../../log.ts';
+import { loggerFor } from '../../log.ts';
 import { teach } from '../help.ts';
-import { loadFor, withCommon, type CommonOptions } from '../run.ts';
+import { loadFor, withCommon, type CommonOptions, logStartup } from '../run.ts';
 
 interface AgentOptions extends CommonOptions {
   listen?: string;

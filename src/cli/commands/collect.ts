@@ -7,13 +7,13 @@ import type { LbvmConfig } from '../../config/schema.ts';
 import { createDriver } from '../../drivers/index.ts';
 import type { Driver } from '../../drivers/driver.ts';
 import { ExitError, UsageError } from '../../errors.ts';
-import { loggerFor, logStartup } from '../../log.ts';
+import { loggerFor } from '../../log.ts';
 import { openStoreFor, spoolFor } from '../../store/index.ts';
 import { StoreAuthFailed } from '../../store/errors.ts';
 import { formatBytes, parseDurationMs } from '../../units.ts';
 import { teach } from '../help.ts';
 import { safeJson, safeOutput } from '../render.ts';
-import { loadFor, output, withCommon, type CommonOptions } from '../run.ts';
+import { loadFor, output, withCommon, type CommonOptions, logStartup } from '../run.ts';
 
 interface CollectFlags extends CommonOptions {
   node?: string;

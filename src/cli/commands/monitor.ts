@@ -1,7 +1,6 @@
 /** `lbvm monitor`: the long-running balancer (one leads through a lease; others stand by). */
 import os from 'node:os';
 import { Command } from 'commander';
-import { logStartup } from '../../log.ts';
 import { Monitor } from '../../monitor/daemon.ts';
 import { serveMetrics } from '../../monitor/metrics.ts';
 import { assertRedisFitForQueue } from '../../queue/redis.ts';
@@ -11,7 +10,7 @@ import { UsageError } from '../../errors.ts';
 import { CliContext } from '../context.ts';
 import { teach } from '../help.ts';
 import { safeJson } from '../render.ts';
-import { withCommon, type CommonOptions } from '../run.ts';
+import { withCommon, type CommonOptions, logStartup } from '../run.ts';
 
 interface MonitorOptions extends CommonOptions {
   interval?: string;

@@ -1,7 +1,7 @@
 /** `lbvm worker`: carries out queued migrations through the configured driver, until SIGTERM. */
 import { Command } from 'commander';
 import { createDriver } from '../../drivers/index.ts';
-import { loggerFor, logStartup } from '../../log.ts';
+import { loggerFor } from '../../log.ts';
 import { assertRedisFitForQueue } from '../../queue/redis.ts';
 import { connectRedis, logConnectionTrouble } from '../../util/redis.ts';
 import { listenForCancels } from '../../queue/cancel.ts';
@@ -11,7 +11,7 @@ import { openStoreFor } from '../../store/index.ts';
 import { DRIVER_NAMES } from '../../config/schema.ts';
 import { UsageError } from '../../errors.ts';
 import { teach } from '../help.ts';
-import { loadFor, withCommon, type CommonOptions } from '../run.ts';
+import { loadFor, withCommon, type CommonOptions, logStartup } from '../run.ts';
 
 interface WorkerOptions extends CommonOptions {
   driver?: string;

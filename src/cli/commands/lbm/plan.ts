@@ -4,9 +4,8 @@
  */
 import { Command } from 'commander';
 import { policySettingsFromConfig } from '../../../config/policy-settings.ts';
-import { POLICY_NAMES } from '../../../config/schema.ts';
 import { UsageError } from '../../../errors.ts';
-import { planRound, type PolicyName } from '../../../../policies/index.ts';
+import { isPolicyName, planRound, POLICY_NAMES, type PolicyName } from '../../../../policies/index.ts';
 import { formatDuration } from '../../../units.ts';
 import { movesInLastHour } from '../../../monitor/control.ts';
 import { gate, gateInputs } from '../../../monitor/gate.ts';
@@ -43,7 +42,7 @@ export function planCommand(): Command {
           : context.config.monitor.policies
       ) as PolicyName[];
       for (const name of names) {
-        if (!(POLICY_NAMES as readonly string[]).includes(name))
+        if (!isPolicyName(name))
           throw new UsageError(`--policy ${JSON.stringify(name)}: expected one of ${POLICY_NAMES.join(', ')}`);
       }
       const nowMs = Date.now();

@@ -26,7 +26,8 @@ const result = runCase(
   config.monitor.policies.join(','),
   (label, s) =>
     process.stderr.write(
-      `${trace.name}@${Math.round(spec.targetUse * 100)}% ${label}: ${s.migrations} migrations, imbalance ${s.meanImbalance}, overloaded ${s.overloadedHostSteps}\n`,
+      `${trace.name}@${Math.round(spec.targetUse * 100)}% ${label}: ${s.migrations} ` +
+        `migrations, imbalance ${s.meanImbalance}, overloaded ${s.overloadedHostSteps}\n`,
     ),
 );
 process.stdout.write(`${JSON.stringify(result)}\n`);

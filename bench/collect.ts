@@ -75,7 +75,8 @@ async function rounds(
     const round = await runRound(cwd, args, env, agentPid);
     measured.push(round);
     process.stderr.write(
-      `${label} ${run + 1}/${RUNS}: collector ${round.cpuMs.toFixed(0)} ms CPU + agent ${round.agentCpuMs.toFixed(0)} ms, ${(round.maxRssBytes / 2 ** 20).toFixed(0)} MiB RSS, ${round.wallMs.toFixed(0)} ms wall\n`,
+      `${label} ${run + 1}/${RUNS}: collector ${round.cpuMs.toFixed(0)} ms CPU + agent ${round.agentCpuMs.toFixed(0)} ` +
+        `ms, ${(round.maxRssBytes / 2 ** 20).toFixed(0)} MiB RSS, ${round.wallMs.toFixed(0)} ms wall\n`,
     );
   }
   return measured;
@@ -151,7 +152,9 @@ try {
       guests: GUESTS,
       vmSamplesLastRound,
       roundWithGuests: {
-        what: `a fresh \`lbvm collect --driver qemu\` process (bin/lbvm.js, compiled bundle when fresh) with ${GUESTS} real QEMU guests under one agent, files store; CPU = collector + agent during the round`,
+        what:
+          `a fresh \`lbvm collect --driver qemu\` process (bin/lbvm.js, compiled bundle when fresh) with ` +
+          `${GUESTS} real QEMU guests under one agent, files store; CPU = collector + agent during the round`,
         ...withGuests,
       },
       hostOnlyRound: { what: 'a fresh `lbvm collect --host-only` process, files store', ...hostOnly },

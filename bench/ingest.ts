@@ -119,7 +119,9 @@ process.stdout.write(
       samplesPerRound: HOSTS * (VMS_PER_HOST + 1),
       repetitions: REPETITIONS,
       window: 'one hour holding one full round (rounds one hour apart)',
-      note: "files: a window read enters each host's day file by bisection (files are in time order; lines outside the window are skipped by their time prefix without JSON parsing); influx: queries of ~50k rows by host groups, two in flight",
+      note:
+        "files: a window read enters each host's day file by bisection (files are in time order; lines outside the window " +
+        'are skipped by their time prefix without JSON parsing); influx: queries of ~50k rows by host groups, two in flight',
       machine: {
         cpus: os.cpus().length,
         load1Before: loadBefore,

@@ -35,6 +35,15 @@ const count = (name: string) =>
       0,
   );
 process.stdout.write(
-  `${JSON.stringify({ benchmark: 'outage', redisOutage, influxRounds: Number(influxRounds), passed: run.status === 0, tests: count('tests'), pass: count('pass'), fail: count('fail'), wallSeconds: Math.round((Date.now() - startedMs) / 1000) })}\n`,
+  JSON.stringify({
+    benchmark: 'outage',
+    redisOutage,
+    influxRounds: Number(influxRounds),
+    passed: run.status === 0,
+    tests: count('tests'),
+    pass: count('pass'),
+    fail: count('fail'),
+    wallSeconds: Math.round((Date.now() - startedMs) / 1000),
+  }) + '\n',
 );
 process.exit(run.status === 0 ? 0 : 1);

@@ -157,5 +157,15 @@ const compact = (value: unknown) =>
     (_, body: string) => `{ ${body.split(/,\n\s*/).join(', ')} }`,
   );
 process.stdout.write(
-  `${compact({ benchmark: 'plan-scale', hosts: HOSTS, vms: VMS, hostsOverHighWatermark: hot, runs: RUNS, cores: os.cpus().length, loadAverage, results, targets })}\n`,
+  compact({
+    benchmark: 'plan-scale',
+    hosts: HOSTS,
+    vms: VMS,
+    hostsOverHighWatermark: hot,
+    runs: RUNS,
+    cores: os.cpus().length,
+    loadAverage,
+    results,
+    targets,
+  }) + '\n',
 );

@@ -168,5 +168,13 @@ function compact(value: unknown): string {
   );
 }
 process.stdout.write(
-  `${compact({ benchmark: 'quality', roundPolicy: config.monitor.policies.join(','), defaultLevel, seconds: Math.round((Date.now() - started) / 1000), goals, totals, cases })}\n`,
+  compact({
+    benchmark: 'quality',
+    roundPolicy: config.monitor.policies.join(','),
+    defaultLevel,
+    seconds: Math.round((Date.now() - started) / 1000),
+    goals,
+    totals,
+    cases,
+  }) + '\n',
 );

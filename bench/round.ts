@@ -106,7 +106,15 @@ async function measure(name: string, storeUrl: string, redisUrl: string, prefix:
     hostsSeen = record.inputs.hosts;
     if (round === 0 && record.enqueued.length === 0)
       process.stderr.write(
-        `nothing enqueued: ${JSON.stringify({ mode: record.mode, notes: record.notes, held: record.heldBack.slice(0, 5), moves: record.moves.length, unknown: record.inputs.unknownHosts.length })}\n`,
+        'nothing enqueued: ' +
+          JSON.stringify({
+            mode: record.mode,
+            notes: record.notes,
+            held: record.heldBack.slice(0, 5),
+            moves: record.moves.length,
+            unknown: record.inputs.unknownHosts.length,
+          }) +
+          '\n',
       );
     process.stderr.write(
       `${name}: round ${round + 1}: ${Math.round(roundMs[round]!)} ms (plan ${Math.round(planMs[round]!)} ms), ${enqueued} enqueued\n`,
@@ -133,7 +141,16 @@ try {
   const files = await measure('files', `files:${tmpDir('lbvm-bench-files-')}/samples`, redisServer.url, 'bench-files');
   const influxResult = await measure('influx', influx.storeUrl('lbvm_bench'), redisServer.url, 'bench-influx');
   process.stdout.write(
-    `${JSON.stringify({ bench: 'round', hosts: HOSTS, vms: VMS, windowMinutes: WINDOW_MS / STEP_MS, rounds: ROUNDS, targetMs: 2000, files, influx: influxResult })}\n`,
+    JSON.stringify({
+      bench: 'round',
+      hosts: HOSTS,
+      vms: VMS,
+      windowMinutes: WINDOW_MS / STEP_MS,
+      rounds: ROUNDS,
+      targetMs: 2000,
+      files,
+      influx: influxResult,
+    }) + '\n',
   );
 } finally {
   await influx.stop();

@@ -178,7 +178,9 @@ function logRound(log: Logger | undefined, result: RoundResult, store: string, o
     spoolBytes: delivery.spoolBytes,
   };
   if (delivery.storeError) {
-    const message = `store ${store} did not take this round: ${delivery.storeError}; spooled ${delivery.spooled} samples (${delivery.spoolBytes} bytes waiting), replayed on the next successful write`;
+    const message =
+      `store ${store} did not take this round: ${delivery.storeError}; spooled ${delivery.spooled} ` +
+      `samples (${delivery.spoolBytes} bytes waiting), replayed on the next successful write`;
     if (outage?.storeDown) log.debug({ ...fields, store, error: delivery.storeError }, message);
     else log.warn({ ...fields, store, error: delivery.storeError }, message);
     if (outage) outage.storeDown = true;

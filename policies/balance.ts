@@ -281,7 +281,8 @@ export function valuedMoves(
       plan.notes.push(
         score <= target
           ? `nothing to do: imbalance ${score.toFixed(3)} below threshold ${level}'s target ${target}, and no allowed move improves the cluster`
-          : `stopped: imbalance ${score.toFixed(3)} (threshold ${level}'s target ${target}); no allowed move off the ${sources.length} most urgent host(s) improves the cluster${refused.size ? ` (${describeRefusals(refused)})` : ''}`,
+          : `stopped: imbalance ${score.toFixed(3)} (threshold ${level}'s target ${target}); no allowed move off the ` +
+              `${sources.length} most urgent host(s) improves the cluster${refused.size ? ` (${describeRefusals(refused)})` : ''}`,
       );
       return;
     }
@@ -289,14 +290,18 @@ export function valuedMoves(
       plan.skip(
         {
           reason: 'GAIN_BELOW_COST',
-          detail: `best move ${best.vm.name} to ${best.dest.name} is worth ${best.value.toFixed(4)} (spread ${best.spread.toFixed(4)}, risk ${best.risk.toFixed(4)}) − cost ${best.costScore.toFixed(4)}, below threshold ${level}'s ${needed}`,
+          detail:
+            `best move ${best.vm.name} to ${best.dest.name} is worth ${best.value.toFixed(4)} (spread ${best.spread.toFixed(4)}, ` +
+            `risk ${best.risk.toFixed(4)}) − cost ${best.costScore.toFixed(4)}, below threshold ${level}'s ${needed}`,
         },
         best.vm,
       );
       plan.notes.push(
         score <= target
-          ? `nothing to do: imbalance ${score.toFixed(3)} below threshold ${level}'s target ${target}; the best move is worth less than the level asks (${needed})`
-          : `stopped: imbalance ${score.toFixed(3)} (threshold ${level}'s target ${target}); the best remaining move is worth less than the level asks (${needed})`,
+          ? `nothing to do: imbalance ${score.toFixed(3)} below threshold ${level}'s ` +
+              `target ${target}; the best move is worth less than the level asks (${needed})`
+          : `stopped: imbalance ${score.toFixed(3)} (threshold ${level}'s target ` +
+              `${target}); the best remaining move is worth less than the level asks (${needed})`,
       );
       return;
     }
@@ -305,7 +310,8 @@ export function valuedMoves(
       best.vm,
       best.dest,
       why(source),
-      `; worth ${best.value.toFixed(4)} (spread ${best.spread.toFixed(4)}, risk ${best.risk.toFixed(4)}) − cost ${best.costScore.toFixed(4)} ≥ ${needed} at threshold ${level}`,
+      `; worth ${best.value.toFixed(4)} (spread ${best.spread.toFixed(4)}, risk ` +
+        `${best.risk.toFixed(4)}) − cost ${best.costScore.toFixed(4)} ≥ ${needed} at threshold ${level}`,
       best.value,
     );
   }

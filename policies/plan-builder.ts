@@ -69,7 +69,8 @@ export class PlanBuilder {
     const gain = before - cluster.imbalance();
     const reason =
       `${why}: ${vm.name} (${vm.cpuDemandCores.toFixed(2)} cores, ${gib(vm.memBytes)}) to ${dest.name}, ${pct(destBefore)} → ${pct(cpuShare(dest))}` +
-      ` (${source.name} ${pct(sourceBefore)} → ${pct(cpuShare(source))}); imbalance ${before.toFixed(3)} → ${(before - gain).toFixed(3)}, gain ${gain.toFixed(4)}, cost ${cost.score.toFixed(4)} (${(cost.durationMs / 1000).toFixed(1)}s to copy ${gib(cost.bytes)})${extra}`;
+      ` (${source.name} ${pct(sourceBefore)} → ${pct(cpuShare(source))}); imbalance ${before.toFixed(3)} → ${(before - gain).toFixed(3)}, ` +
+      `gain ${gain.toFixed(4)}, cost ${cost.score.toFixed(4)} (${(cost.durationMs / 1000).toFixed(1)}s to copy ${gib(cost.bytes)})${extra}`;
     const move: Move = {
       vm: vm.name,
       from: source.name,

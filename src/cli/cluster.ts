@@ -26,7 +26,8 @@ export class UnknownName extends ExitError {
 function unknown(kind: string, name: string, known: string[], where: string): UnknownName {
   const close = closestNames(name, known);
   return new UnknownName(
-    `unknown ${kind} ${JSON.stringify(name)}${close.length ? `; did you mean ${close.map((n) => JSON.stringify(n)).join(', ')}?` : ''} (${known.length} ${kind}s ${where})`,
+    `unknown ${kind} ${JSON.stringify(name)}${close.length ? `; did you mean ${close.map((n) => JSON.stringify(n)).join(', ')}?` : ''} ` +
+      `(${known.length} ${kind}s ${where})`,
   );
 }
 

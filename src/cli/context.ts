@@ -61,7 +61,8 @@ export class CliContext {
         throw new QueueUnavailable(
           /NOAUTH|WRONGPASS|invalid password|invalid username-password/i.test(reason)
             ? `Redis at ${describeRedis(target)} refused authentication (${reason}). Check the password in ${where}.`
-            : `Redis at ${describeRedis(target)} is unreachable (${reason}). Check that ${target.sentinels.length > 0 ? 'the sentinels and the master run' : 'redis-server runs there'}, and ${where}.`,
+            : `Redis at ${describeRedis(target)} is unreachable (${reason}). Check that ` +
+                `${target.sentinels.length > 0 ? 'the sentinels and the master run' : 'redis-server runs there'}, and ${where}.`,
           error,
         );
       }

@@ -159,7 +159,8 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
       // A variable named like a secret is never echoed, even when it is not one of ours.
       const shown = /(TOKEN|PASSWORD|SECRET)/i.test(name) ? '***' : show(value);
       problems.push(
-        `${name}: unknown LBVM_ environment variable (value ${shown}); expected one of the config keys' variables, e.g. LBVM_STORE_URL, LBVM_REDIS_URL, LBVM_MONITOR_INTERVAL`,
+        `${name}: unknown LBVM_ environment variable (value ${shown}); expected one of the ` +
+          `config keys' variables, e.g. LBVM_STORE_URL, LBVM_REDIS_URL, LBVM_MONITOR_INTERVAL`,
       );
       continue;
     }

@@ -32,7 +32,8 @@ export async function createDriver(name: LbvmConfig['collect']['driver'], contex
       } catch (error) {
         redis.disconnect();
         throw new QueueUnavailable(
-          `the sim driver keeps its cluster in Redis at ${describeRedis(context.config.redis)}, which is unreachable (${(error as Error).message}). Start Redis or fix redis.url (LBVM_REDIS_URL).`,
+          `the sim driver keeps its cluster in Redis at ${describeRedis(context.config.redis)}, which ` +
+            `is unreachable (${(error as Error).message}). Start Redis or fix redis.url (LBVM_REDIS_URL).`,
           error,
         );
       }

@@ -20,7 +20,8 @@ export function locateFromAnswers(vm: string, answers: HostAnswer[]): string | n
   const active = answers.filter((answer) => answer.active);
   if (active.length > 1)
     throw new Error(
-      `VM ${JSON.stringify(vm)} is active on several hosts: ${active.map((answer) => `${answer.host}${answer.detail ? ` (${answer.detail})` : ''}`).join(', ')}`,
+      `VM ${JSON.stringify(vm)} is active on several hosts: ` +
+        `${active.map((answer) => `${answer.host}${answer.detail ? ` (${answer.detail})` : ''}`).join(', ')}`,
     );
   if (active.length === 1) return active[0]!.host;
   const failed = answers.filter((answer) => answer.error);

@@ -239,7 +239,8 @@ export class Monitor {
     await this.record(base, events);
     log.info(
       { round: base },
-      `round ${base.mode}: ${base.enqueued.filter((e) => e.status === 'queued').length} enqueued, ${base.heldBack.length} held back, imbalance ${fmt(base.imbalanceBefore)} → ${fmt(base.imbalanceAfter)}`,
+      `round ${base.mode}: ${base.enqueued.filter((e) => e.status === 'queued').length} enqueued, ` +
+        `${base.heldBack.length} held back, imbalance ${fmt(base.imbalanceBefore)} → ${fmt(base.imbalanceAfter)}`,
     );
     return base;
   }

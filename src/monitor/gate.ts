@@ -84,7 +84,8 @@ export function gate(inputs: GateInputs): GateResult {
       'halted',
       'TOO_MANY_UNKNOWN_HOSTS',
       'no host reported',
-      `no host has sent a sample in the last ${Math.round(monitor.windowMs / 60000)} min: check that \`lbvm collect\` runs on the hosts and writes to ${inputs.storeUrl}`,
+      `no host has sent a sample in the last ${Math.round(monitor.windowMs / 60000)} ` +
+        `min: check that \`lbvm collect\` runs on the hosts and writes to ${inputs.storeUrl}`,
     );
   }
   const unknownShare = unknown.length / hosts.length;

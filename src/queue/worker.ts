@@ -176,7 +176,8 @@ export function startMigrationWorker(options: WorkerOptions): MigrationWorker {
         result = { outcome: 'already-there', totalMs: Date.now() - startedMs, downtimeMs: null, bytesCopied: 0 };
       } else if (where !== data.from) {
         throw new UnrecoverableError(
-          `VM ${JSON.stringify(data.vm)} is ${where === null ? 'on no host' : `on ${JSON.stringify(where)}`}, neither at the source ${JSON.stringify(data.from)} nor at the destination ${JSON.stringify(data.to)}; nothing moved`,
+          `VM ${JSON.stringify(data.vm)} is ${where === null ? 'on no host' : `on ${JSON.stringify(where)}`}, neither ` +
+            `at the source ${JSON.stringify(data.from)} nor at the destination ${JSON.stringify(data.to)}; nothing moved`,
         );
       } else {
         // 4. Migrate.

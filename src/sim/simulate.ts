@@ -76,7 +76,8 @@ export function plannerFor(
   const bad = names.filter((n) => !isPolicyName(n));
   if (bad.length > 0 || names.length === 0) {
     throw new UsageError(
-      `--policy: unknown policy "${bad.join(',') || policy}"; expected one of: ${[...Object.keys(POLICIES), ...PEER_NAMES].join(', ')} (or several policies joined by commas)`,
+      `--policy: unknown policy "${bad.join(',') || policy}"; expected one of: ` +
+        `${[...Object.keys(POLICIES), ...PEER_NAMES].join(', ')} (or several policies joined by commas)`,
     );
   }
   if (names.length === 1) {
@@ -140,7 +141,10 @@ export function startProblems(trace: Trace, hostCount: number, hostMemBytes: num
   return [
     `memory overcommitted at the start: ${over.length} of ${hostCount} hosts hold more VM memory than their ${round(hostMemBytes)} GiB ` +
       `(${hostName(worst.h)}: ${round(worst.bytes)} GiB); the trace's VMs provision ${round(total)} GiB in all` +
-      `${allOver ? `, more than the ${round(hostCount * hostMemBytes)} GiB of all hosts together, so every move is refused (DEST_MEM_FULL)` : ', and no move may land on those hosts (DEST_MEM_FULL)'}. ` +
+      (allOver
+        ? `, more than the ${round(hostCount * hostMemBytes)} GiB of all hosts together, so every move is refused (DEST_MEM_FULL)`
+        : ', and no move may land on those hosts (DEST_MEM_FULL)') +
+      '. ' +
       `Give hosts their real memory: --host-mem-gib ${fit} or more`,
   ];
 }

@@ -212,7 +212,8 @@ export class FilesStore implements SampleStore {
         const unwritten = items.filter((_item, index) => written[index] === 0);
         const code = (error as NodeJS.ErrnoException).code ?? '';
         throw new StoreWriteFailed(
-          `cannot write ${what} to ${this.displayUrl} (${file}: ${code ? `${code}: ` : ''}${(error as Error).message.replace(/^[A-Z]+: /, '')}); ${unwritten.length} not written`,
+          `cannot write ${what} to ${this.displayUrl} (${file}: ` +
+            `${code ? `${code}: ` : ''}${(error as Error).message.replace(/^[A-Z]+: /, '')}); ${unwritten.length} not written`,
           unwritten as T[],
           error,
         );

@@ -495,7 +495,9 @@ export class InfluxStore implements SampleStore {
               (tags) => `("host" = ${escape.stringLit(tags.host ?? '')} AND "vm" = ${escape.stringLit(tags.vm ?? '')})`,
             )
             .join(' OR ');
-          const text = `SELECT * FROM ${escape.quoted(RAW_POLICY)}.${escape.quoted(VM_MEASUREMENT)} WHERE time >= ${query.fromMs}ms AND time <= ${query.toMs}ms AND (${clause})`;
+          const text =
+            `SELECT * FROM ${escape.quoted(RAW_POLICY)}.${escape.quoted(VM_MEASUREMENT)} ` +
+            `WHERE time >= ${query.fromMs}ms AND time <= ${query.toMs}ms AND (${clause})`;
           for (const { columns, values, tags } of await this.select(text)) {
             for (const row of values) {
               const sample = this.sampleOf('vm', columns, row, tags, checks, counter, crossCheck);
@@ -612,7 +614,8 @@ export class InfluxStore implements SampleStore {
       ` AND (${hosts.map((host) => `"host" = ${escape.stringLit(host)}`).join(' OR ')})`;
     const wanted = query.hosts ? [...new Set(query.hosts.map(encodeTag))] : null;
     const counts = await this.select(
-      `SELECT count("cpuUsedCores"), sum("vmCount") FROM ${escape.quoted(RAW_POLICY)}.${escape.quoted(HOST_MEASUREMENT)} WHERE time >= ${query.fromMs}ms AND time <= ${query.toMs}ms${wanted ? hostClause(wanted) : ''}`,
+      `SELECT count("cpuUsedCores"), sum("vmCount") FROM ${escape.quoted(RAW_POLICY)}.${escape.quoted(HOST_MEASUREMENT)} ` +
+        `WHERE time >= ${query.fromMs}ms AND time <= ${query.toMs}ms${wanted ? hostClause(wanted) : ''}`,
     );
     const [, hostRows, vmRows] = (counts[0]?.values[0] ?? [0, 0, 0]) as [unknown, number | null, number | null];
     const rows = kind === 'host' ? (hostRows ?? 0) : (vmRows ?? (hostRows ?? 0) * 30);
@@ -637,7 +640,8 @@ export class InfluxStore implements SampleStore {
       const to = Math.min(query.toMs, from + sliceMs - 1);
       for (const group of groups) {
         plan.push(
-          `SELECT ${shape.select ?? '*'} FROM ${escape.quoted(RAW_POLICY)}.${escape.quoted(measurement)} WHERE time >= ${from}ms AND time <= ${to}ms${group ? hostClause(group) : ''}${shape.suffix ?? ''}`,
+          `SELECT ${shape.select ?? '*'} FROM ${escape.quoted(RAW_POLICY)}.${escape.quoted(measurement)} ` +
+            `WHERE time >= ${from}ms AND time <= ${to}ms${group ? hostClause(group) : ''}${shape.suffix ?? ''}`,
         );
       }
     }
@@ -650,7 +654,8 @@ export class InfluxStore implements SampleStore {
     const untilMs = nowMs + (this.options.futureToleranceMs ?? DEFAULT_FUTURE_TOLERANCE_MS);
     const result = new Map<string, number>();
     const series = await this.select(
-      `SELECT last("cpuUsedCores") FROM ${escape.quoted(RAW_POLICY)}.${escape.quoted(HOST_MEASUREMENT)} WHERE time >= ${sinceMs}ms AND time <= ${untilMs}ms GROUP BY "host"`,
+      `SELECT last("cpuUsedCores") FROM ${escape.quoted(RAW_POLICY)}.${escape.quoted(HOST_MEASUREMENT)} ` +
+        `WHERE time >= ${sinceMs}ms AND time <= ${untilMs}ms GROUP BY "host"`,
     );
     for (const entry of series as { columns: string[]; values: unknown[][]; tags?: { host?: string } }[]) {
       const host = entry.tags?.host;

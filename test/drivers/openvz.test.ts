@@ -196,56 +196,60 @@ describe('remote shell quoting', () => {
 });
 
 describe('openvz driver (vzctl flavour) against recorded vzlist, vestat, vzctl and vzmigrate', () => {
-  it('lists containers with one ssh call: CPU time in jiffies at CONFIG_HZ, cpus 0 as the limit or the host, unlimited memory, suspended as stopped', async () => {
-    const tools = twoHosts();
-    const { host, vms } = await driver(tools).inventory('ovz1');
-    assert.equal(host, 'ovz1');
-    assert.deepEqual(vms, [
-      {
-        name: 'web-1',
-        host: 'ovz1',
-        vcpus: 2,
-        memBytes: 1024 * MIB,
-        memUsedBytes: 100 * MIB,
-        state: 'running',
-        cpuTimeMs: 153_178,
-      },
-      // cpus 0 and no cpulimit: it may use the host's 8 cores; LONG_MAX pages: no memory limit.
-      {
-        name: 'x; rm -rf /',
-        host: 'ovz1',
-        vcpus: 8,
-        memBytes: 0,
-        memUsedBytes: 4 * MIB,
-        state: 'running',
-        cpuTimeMs: 35_084,
-      },
-      // suspended: stopped with a dump; cpulimit 150 %: 2 vCPUs; INT_MAX pages: unlimited.
-      { name: '$(touch pwned)', host: 'ovz1', vcpus: 2, memBytes: 0, memUsedBytes: 0, state: 'stopped' },
-      {
-        name: '104',
-        host: 'ovz1',
-        vcpus: 4,
-        memBytes: 512 * MIB,
-        memUsedBytes: 40960,
-        state: 'running',
-        cpuTimeMs: 100,
-      },
-    ]);
-    const calls = tools.calls();
-    assert.deepEqual(
-      calls.map((call) => call.tool),
-      ['ssh', 'vzlist', 'cat', 'vzctl', 'nproc'],
-    );
-    assert.deepEqual(calls[0]!.argv, [
-      ...SSH_OPTIONS,
-      'root@ovz1',
-      '--',
-      `'sh' '-c' 'vzlist ${LISTED.join(' ')} && echo --lbvm-vestat-- && (cat /proc/vz/vestat 2>/dev/null || true) && echo --lbvm-host-- && (vzctl --version 2>/dev/null || true) && (nproc 2>/dev/null || true)'`,
-    ]);
-    assert.deepEqual(calls[1], { tool: 'vzlist', host: 'root@ovz1', argv: LISTED });
-    assertNothingInjected(tools);
-  });
+  it(
+    'lists containers with one ssh call: CPU time in jiffies at CONFIG_HZ, ' +
+      'cpus 0 as the limit or the host, unlimited memory, suspended as stopped',
+    async () => {
+      const tools = twoHosts();
+      const { host, vms } = await driver(tools).inventory('ovz1');
+      assert.equal(host, 'ovz1');
+      assert.deepEqual(vms, [
+        {
+          name: 'web-1',
+          host: 'ovz1',
+          vcpus: 2,
+          memBytes: 1024 * MIB,
+          memUsedBytes: 100 * MIB,
+          state: 'running',
+          cpuTimeMs: 153_178,
+        },
+        // cpus 0 and no cpulimit: it may use the host's 8 cores; LONG_MAX pages: no memory limit.
+        {
+          name: 'x; rm -rf /',
+          host: 'ovz1',
+          vcpus: 8,
+          memBytes: 0,
+          memUsedBytes: 4 * MIB,
+          state: 'running',
+          cpuTimeMs: 35_084,
+        },
+        // suspended: stopped with a dump; cpulimit 150 %: 2 vCPUs; INT_MAX pages: unlimited.
+        { name: '$(touch pwned)', host: 'ovz1', vcpus: 2, memBytes: 0, memUsedBytes: 0, state: 'stopped' },
+        {
+          name: '104',
+          host: 'ovz1',
+          vcpus: 4,
+          memBytes: 512 * MIB,
+          memUsedBytes: 40960,
+          state: 'running',
+          cpuTimeMs: 100,
+        },
+      ]);
+      const calls = tools.calls();
+      assert.deepEqual(
+        calls.map((call) => call.tool),
+        ['ssh', 'vzlist', 'cat', 'vzctl', 'nproc'],
+      );
+      assert.deepEqual(calls[0]!.argv, [
+        ...SSH_OPTIONS,
+        'root@ovz1',
+        '--',
+        `'sh' '-c' 'vzlist ${LISTED.join(' ')} && echo --lbvm-vestat-- && (cat /proc/vz/vestat 2>/dev/null || true) && echo --lbvm-host-- && (vzctl --version 2>/dev/null || true) && (nproc 2>/dev/null || true)'`,
+      ]);
+      assert.deepEqual(calls[1], { tool: 'vzlist', host: 'root@ovz1', argv: LISTED });
+      assertNothingInjected(tools);
+    },
+  );
 
   it('names OpenVZ 7 containers printed as "-" by their ctid; paused is paused, unknown is busy', async () => {
     const tools = twoHosts();
@@ -482,43 +486,47 @@ describe('openvz driver (prlctl flavour)', () => {
     },
   ];
 
-  it('lists with prlctl list -j -i -a: "unlimited" cpus are the host\'s, transitional states are busy; migrates by ID with prlctl migrate ID DEST', async () => {
-    const tools = installRemoteTools();
-    tools.record('root@ovz1', { prlctl: PRLCTL, cores: 16 });
-    const ovz = driver(tools, 'prlctl');
-    const { vms } = await ovz.inventory('ovz1');
-    assert.deepEqual(vms, [
-      { name: 'db-1', host: 'ovz1', vcpus: 16, memBytes: 2048 * MIB, memUsedBytes: 0, state: 'running' },
-      { name: '$(reboot)', host: 'ovz1', vcpus: 1, memBytes: 1024 * MIB, memUsedBytes: 0, state: 'stopped' },
-      {
-        name: 'moving',
-        host: 'ovz1',
-        vcpus: 2,
-        memBytes: 512 * MIB,
-        memUsedBytes: 0,
-        state: 'migrating',
-        busy: 'state: migrating',
-      },
-      {
-        name: 'booting',
-        host: 'ovz1',
-        vcpus: 2,
-        memBytes: 512 * MIB,
-        memUsedBytes: 0,
-        state: 'unknown',
-        busy: 'state: starting',
-      },
-    ]);
-    assert.deepEqual(tools.calls()[1], { tool: 'prlctl', host: 'root@ovz1', argv: ['list', '-j', '-i', '-a'] });
-    await ovz.migrate(migrationRequest('$(reboot)', 'ovz1', 'ovz2'));
-    assert.deepEqual(tools.calls().at(-1), {
-      tool: 'prlctl',
-      host: 'root@ovz1',
-      argv: ['migrate', '0a1b2c3d-0000-4000-8000-000000000001', 'root@ovz2'],
-    });
-    await assert.rejects(ovz.migrate(migrationRequest('booting', 'ovz1', 'ovz2')), /is busy \(state: starting\)/);
-    assertNothingInjected(tools);
-  });
+  it(
+    'lists with prlctl list -j -i -a: "unlimited" cpus are the host\'s, ' +
+      'transitional states are busy; migrates by ID with prlctl migrate ID DEST',
+    async () => {
+      const tools = installRemoteTools();
+      tools.record('root@ovz1', { prlctl: PRLCTL, cores: 16 });
+      const ovz = driver(tools, 'prlctl');
+      const { vms } = await ovz.inventory('ovz1');
+      assert.deepEqual(vms, [
+        { name: 'db-1', host: 'ovz1', vcpus: 16, memBytes: 2048 * MIB, memUsedBytes: 0, state: 'running' },
+        { name: '$(reboot)', host: 'ovz1', vcpus: 1, memBytes: 1024 * MIB, memUsedBytes: 0, state: 'stopped' },
+        {
+          name: 'moving',
+          host: 'ovz1',
+          vcpus: 2,
+          memBytes: 512 * MIB,
+          memUsedBytes: 0,
+          state: 'migrating',
+          busy: 'state: migrating',
+        },
+        {
+          name: 'booting',
+          host: 'ovz1',
+          vcpus: 2,
+          memBytes: 512 * MIB,
+          memUsedBytes: 0,
+          state: 'unknown',
+          busy: 'state: starting',
+        },
+      ]);
+      assert.deepEqual(tools.calls()[1], { tool: 'prlctl', host: 'root@ovz1', argv: ['list', '-j', '-i', '-a'] });
+      await ovz.migrate(migrationRequest('$(reboot)', 'ovz1', 'ovz2'));
+      assert.deepEqual(tools.calls().at(-1), {
+        tool: 'prlctl',
+        host: 'root@ovz1',
+        argv: ['migrate', '0a1b2c3d-0000-4000-8000-000000000001', 'root@ovz2'],
+      });
+      await assert.rejects(ovz.migrate(migrationRequest('booting', 'ovz1', 'ovz2')), /is busy \(state: starting\)/);
+      assertNothingInjected(tools);
+    },
+  );
 });
 
 describe('openvz readers', () => {

@@ -725,110 +725,123 @@ describe('proxmox driver', () => {
     assert.equal(progress[0]!.bytesCopied, 300 * MIB, 'progress was reported before it failed');
   });
 
-  it('a cancel stops the task; its outcome and the lock: migrate its cleanup left are reported, and the locked VM is then refused before anything is sent', async () => {
-    const { log, text } = capturingLog();
-    const driver = driverWith(caSettings, { LBVM_PROXMOX_TOKEN: TOKEN }, log);
-    // A DELETE makes pve-common RESTEnvironment kill the worker's process group with TERM, then KILL
-    // after 5 s; QemuMigrate dies `interrupted by signal` in phase 2 and cleans up, ending `migration
-    // problems`; a cleanup cut short by the KILL keeps the guest config's `lock: migrate`.
-    const handle = serveMigration('db-1', 0x6553f600, {
-      runningPolls: 1000,
-      exitstatus: 'OK',
-      lines: [
-        "2024-05-01 14:00:00 starting migration of VM 106 to node 'pve2' (10.0.0.2)",
-        '2024-05-01 14:00:02 migration active, transferred 100.0 MiB of 2.0 GiB VM-state, 50.0 MiB/s',
-      ],
-      onDelete: {
-        exitstatus: 'migration problems',
+  it(
+    'a cancel stops the task; its outcome and the lock: migrate its cleanup ' +
+      'left are reported, and the locked VM is then refused before anything is sent',
+    async () => {
+      const { log, text } = capturingLog();
+      const driver = driverWith(caSettings, { LBVM_PROXMOX_TOKEN: TOKEN }, log);
+      // A DELETE makes pve-common RESTEnvironment kill the worker's process group with TERM, then KILL
+      // after 5 s; QemuMigrate dies `interrupted by signal` in phase 2 and cleans up, ending `migration
+      // problems`; a cleanup cut short by the KILL keeps the guest config's `lock: migrate`.
+      const handle = serveMigration('db-1', 0x6553f600, {
+        runningPolls: 1000,
+        exitstatus: 'OK',
         lines: [
-          '2024-05-01 14:00:04 ERROR: online migrate failure - interrupted by signal',
-          '2024-05-01 14:00:04 aborting phase 2 - cleanup resources',
-          '2024-05-01 14:00:04 migrate_cancel',
-          'TASK ERROR: migration problems',
+          "2024-05-01 14:00:00 starting migration of VM 106 to node 'pve2' (10.0.0.2)",
+          '2024-05-01 14:00:02 migration active, transferred 100.0 MiB of 2.0 GiB VM-state, 50.0 MiB/s',
         ],
-      },
-      onStop: () => (guest('db-1').lock = 'migrate'),
-    });
-    const controller = new AbortController();
-    await assert.rejects(
-      driver.migrate(
-        migrationRequest('db-1', 'pve1', 'pve2', {
-          signal: controller.signal,
-          onProgress: () => controller.abort(new Error('operator cancelled')),
-        }),
-      ),
-      /operator cancelled/,
-    );
-    assert.ok(handle.deleted());
-    assert.ok(
-      server.requests.some(
-        (r) => r.method === 'DELETE' && r.rawPath === `/api2/json/nodes/pve1/tasks/${encodeURIComponent(handle.upid)}`,
-      ),
-    );
-    assert.match(
-      text(),
-      /migration of db-1 cancelled: Proxmox ended its task with "migration problems"; qemu 106 is on pve1, with `lock: migrate` left on it: LBVM will not plan it until that clears; if no task still runs for it, clear it with `qm unlock 106`/,
-    );
+        onDelete: {
+          exitstatus: 'migration problems',
+          lines: [
+            '2024-05-01 14:00:04 ERROR: online migrate failure - interrupted by signal',
+            '2024-05-01 14:00:04 aborting phase 2 - cleanup resources',
+            '2024-05-01 14:00:04 migrate_cancel',
+            'TASK ERROR: migration problems',
+          ],
+        },
+        onStop: () => (guest('db-1').lock = 'migrate'),
+      });
+      const controller = new AbortController();
+      await assert.rejects(
+        driver.migrate(
+          migrationRequest('db-1', 'pve1', 'pve2', {
+            signal: controller.signal,
+            onProgress: () => controller.abort(new Error('operator cancelled')),
+          }),
+        ),
+        /operator cancelled/,
+      );
+      assert.ok(handle.deleted());
+      assert.ok(
+        server.requests.some(
+          (r) =>
+            r.method === 'DELETE' && r.rawPath === `/api2/json/nodes/pve1/tasks/${encodeURIComponent(handle.upid)}`,
+        ),
+      );
+      assert.match(
+        text(),
+        /migration of db-1 cancelled: Proxmox ended its task with "migration problems"; qemu 106 is on pve1, with `lock: migrate` left on it: LBVM will not plan it until that clears; if no task still runs for it, clear it with `qm unlock 106`/,
+      );
 
-    assert.equal((await driver.inventory('pve1')).vms.find((vm) => vm.name === 'db-1')!.busy, 'lock: migrate');
-    const posts = server.requests.filter((r) => r.method === 'POST').length;
-    await assert.rejects(
-      driver.migrate(migrationRequest('db-1', 'pve1', 'pve2')),
-      /"db-1" \(qemu 106\) is busy on pve1 \(lock: migrate\): Proxmox would refuse to migrate it until that clears; if no task still runs for it \(see its Task History\), clear the lock with `qm unlock 106`; nothing was done/,
-    );
-    await assert.rejects(driver.migrate(migrationRequest('backed-up', 'pve1', 'pve2')), /\(lock: backup\)/);
-    assert.equal(server.requests.filter((r) => r.method === 'POST').length, posts, 'nothing was sent for a locked VM');
-  });
+      assert.equal((await driver.inventory('pve1')).vms.find((vm) => vm.name === 'db-1')!.busy, 'lock: migrate');
+      const posts = server.requests.filter((r) => r.method === 'POST').length;
+      await assert.rejects(
+        driver.migrate(migrationRequest('db-1', 'pve1', 'pve2')),
+        /"db-1" \(qemu 106\) is busy on pve1 \(lock: migrate\): Proxmox would refuse to migrate it until that clears; if no task still runs for it \(see its Task History\), clear the lock with `qm unlock 106`; nothing was done/,
+      );
+      await assert.rejects(driver.migrate(migrationRequest('backed-up', 'pve1', 'pve2')), /\(lock: backup\)/);
+      assert.equal(
+        server.requests.filter((r) => r.method === 'POST').length,
+        posts,
+        'nothing was sent for a locked VM',
+      );
+    },
+  );
 
-  it('a container moves by restart: its downtime is the stop-to-start span, said when above migration.downtimeLimit; hostile names stay form values and path segments', async () => {
-    const { log, text } = capturingLog();
-    const driver = driverWith(caSettings, { LBVM_PROXMOX_TOKEN: TOKEN }, log);
-    // pve-container PVE/LXC/Migrate.pm in restart mode: prepare logs `shutdown CT 101` and stops it
-    // (vm_stop with a 180 s shutdown timeout, no force), phase1 moves it, final_cleanup logs `start
-    // container on target node` and runs `pct start` there before AbstractMigrate's last line.
-    serveMigration('x; rm -rf /', 0x6553f700, {
-      runningPolls: 2,
-      exitstatus: 'OK',
-      lines: [
-        '2024-05-01 15:00:00 shutdown CT 101',
-        "2024-05-01 15:00:04 starting migration of CT 101 to node '$(reboot)' (10.0.0.3)",
-        "2024-05-01 15:00:04 volume 'ceph-ct:vm-101-disk-0' is on shared storage 'ceph-ct'",
-        '2024-05-01 15:00:05 start final cleanup',
-        '2024-05-01 15:00:05 start container on target node',
-        '2024-05-01 15:00:07 migration finished successfully (duration 00:00:07)',
-        'TASK OK',
-      ],
-    });
-    const outcome = await driver.migrate(migrationRequest('x; rm -rf /', 'pve1', '$(reboot)'));
-    assert.equal(outcome.downtimeMs, 7000);
-    assert.match(
-      text(),
-      /x; rm -rf \/ \(lxc 101\) was down 7 s for its restart migration \(Proxmox moves containers stopped\), above migration\.downtimeLimit 300 ms/,
-    );
-    const post = server.requests.find(
-      (r) => r.method === 'POST' && r.path === '/api2/json/nodes/pve1/lxc/101/migrate',
-    )!;
-    assert.equal(post.body, 'target=%24%28reboot%29&restart=1&bwlimit=102400');
+  it(
+    'a container moves by restart: its downtime is the stop-to-start span, said when ' +
+      'above migration.downtimeLimit; hostile names stay form values and path segments',
+    async () => {
+      const { log, text } = capturingLog();
+      const driver = driverWith(caSettings, { LBVM_PROXMOX_TOKEN: TOKEN }, log);
+      // pve-container PVE/LXC/Migrate.pm in restart mode: prepare logs `shutdown CT 101` and stops it
+      // (vm_stop with a 180 s shutdown timeout, no force), phase1 moves it, final_cleanup logs `start
+      // container on target node` and runs `pct start` there before AbstractMigrate's last line.
+      serveMigration('x; rm -rf /', 0x6553f700, {
+        runningPolls: 2,
+        exitstatus: 'OK',
+        lines: [
+          '2024-05-01 15:00:00 shutdown CT 101',
+          "2024-05-01 15:00:04 starting migration of CT 101 to node '$(reboot)' (10.0.0.3)",
+          "2024-05-01 15:00:04 volume 'ceph-ct:vm-101-disk-0' is on shared storage 'ceph-ct'",
+          '2024-05-01 15:00:05 start final cleanup',
+          '2024-05-01 15:00:05 start container on target node',
+          '2024-05-01 15:00:07 migration finished successfully (duration 00:00:07)',
+          'TASK OK',
+        ],
+      });
+      const outcome = await driver.migrate(migrationRequest('x; rm -rf /', 'pve1', '$(reboot)'));
+      assert.equal(outcome.downtimeMs, 7000);
+      assert.match(
+        text(),
+        /x; rm -rf \/ \(lxc 101\) was down 7 s for its restart migration \(Proxmox moves containers stopped\), above migration\.downtimeLimit 300 ms/,
+      );
+      const post = server.requests.find(
+        (r) => r.method === 'POST' && r.path === '/api2/json/nodes/pve1/lxc/101/migrate',
+      )!;
+      assert.equal(post.body, 'target=%24%28reboot%29&restart=1&bwlimit=102400');
 
-    const odd = serveMigration('odd-node-vm', 0x6553f710, {
-      runningPolls: 0,
-      exitstatus: 'OK',
-      lines: ['TASK OK'],
-    }).upid;
-    await driver.migrate(migrationRequest('odd-node-vm', 'x; rm -rf /', 'pve1'));
-    const encodedNode = 'x%3B%20rm%20-rf%20%2F';
-    assert.ok(
-      server.requests.some(
-        (r) => r.method === 'POST' && r.rawPath === `/api2/json/nodes/${encodedNode}/qemu/103/migrate`,
-      ),
-    );
-    assert.ok(
-      server.requests.some((r) =>
-        r.rawPath.startsWith(`/api2/json/nodes/${encodedNode}/tasks/${encodeURIComponent(odd)}/status`),
-      ),
-    );
-    assert.ok(!fs.existsSync(path.join(process.cwd(), 'pwned')));
-  });
+      const odd = serveMigration('odd-node-vm', 0x6553f710, {
+        runningPolls: 0,
+        exitstatus: 'OK',
+        lines: ['TASK OK'],
+      }).upid;
+      await driver.migrate(migrationRequest('odd-node-vm', 'x; rm -rf /', 'pve1'));
+      const encodedNode = 'x%3B%20rm%20-rf%20%2F';
+      assert.ok(
+        server.requests.some(
+          (r) => r.method === 'POST' && r.rawPath === `/api2/json/nodes/${encodedNode}/qemu/103/migrate`,
+        ),
+      );
+      assert.ok(
+        server.requests.some((r) =>
+          r.rawPath.startsWith(`/api2/json/nodes/${encodedNode}/tasks/${encodeURIComponent(odd)}/status`),
+        ),
+      );
+      assert.ok(!fs.existsSync(path.join(process.cwd(), 'pwned')));
+    },
+  );
 
   it('says when Proxmox applied a downtime limit above migration.downtimeLimit (its own, raised when the migration would not converge)', async () => {
     const { log, text } = capturingLog();

@@ -62,49 +62,53 @@ describe('fault 2: the shared files store unwritable (read-only or full)', () =>
     },
   ];
   for (const fault of faults) {
-    it(`a store folder ${fault.name}: each collect round spools with one warning naming the error, and the next good round replays all, in order, once`, async () => {
-      const shared = tmpfs(1024 * 1024);
-      const storeDir = path.join(shared, 'samples');
-      const captured = captureLog();
-      const store = new FilesStore({ dir: storeDir, retentionMs: 86_400_000, log: captured.log });
-      const spool = new Spool({ dir: path.join(tmpDir(), 'spool'), maxBytes: 1024 * 1024, log: captured.log });
-      const stateFile = path.join(tmpDir(), 'state.json');
-      const round = () =>
-        collectRound({ node: 'n1', store, spool, driver: null, stateFile, log: captured.log, baselineWaitMs: 20 });
+    it(
+      `a store folder ${fault.name}: each collect round spools with one warning ` +
+        `naming the error, and the next good round replays all, in order, once`,
+      async () => {
+        const shared = tmpfs(1024 * 1024);
+        const storeDir = path.join(shared, 'samples');
+        const captured = captureLog();
+        const store = new FilesStore({ dir: storeDir, retentionMs: 86_400_000, log: captured.log });
+        const spool = new Spool({ dir: path.join(tmpDir(), 'spool'), maxBytes: 1024 * 1024, log: captured.log });
+        const stateFile = path.join(tmpDir(), 'state.json');
+        const round = () =>
+          collectRound({ node: 'n1', store, spool, driver: null, stateFile, log: captured.log, baselineWaitMs: 20 });
 
-      const first = await round();
-      assert.equal(first.delivery.written, 1);
-      fault.make(shared, store.fileFor('n1', first.timeMs));
-      const during = [];
-      for (let index = 0; index < 3; index++) during.push(await round());
-      for (const result of during) {
-        assert.deepEqual([result.delivery.written, result.delivery.spooled], [0, 1], JSON.stringify(result.delivery));
-        assert.match(result.delivery.storeError ?? '', fault.code);
-      }
-      const warnings = captured.warnings().filter((line) => /did not take this round/.test(line.msg));
-      assert.equal(warnings.length, 3, 'one warning per round');
-      for (const warning of warnings) {
-        assert.ok(warning.msg.startsWith(`store files:${storeDir} did not take this round: `), warning.msg);
-        assert.match(warning.msg, fault.code);
-      }
-      assert.equal((await spool.pendingItems()).length, 3);
+        const first = await round();
+        assert.equal(first.delivery.written, 1);
+        fault.make(shared, store.fileFor('n1', first.timeMs));
+        const during = [];
+        for (let index = 0; index < 3; index++) during.push(await round());
+        for (const result of during) {
+          assert.deepEqual([result.delivery.written, result.delivery.spooled], [0, 1], JSON.stringify(result.delivery));
+          assert.match(result.delivery.storeError ?? '', fault.code);
+        }
+        const warnings = captured.warnings().filter((line) => /did not take this round/.test(line.msg));
+        assert.equal(warnings.length, 3, 'one warning per round');
+        for (const warning of warnings) {
+          assert.ok(warning.msg.startsWith(`store files:${storeDir} did not take this round: `), warning.msg);
+          assert.match(warning.msg, fault.code);
+        }
+        assert.equal((await spool.pendingItems()).length, 3);
 
-      fault.mend(shared);
-      const back = await round();
-      assert.deepEqual([back.delivery.replayed, back.delivery.written, back.delivery.spoolBytes], [3, 1, 0]);
-      assert.equal((await spool.pendingItems()).length, 0);
-      const stored = (await readWindow(`files:${storeDir}`, { fromMs: first.timeMs, toMs: back.timeMs })).samples;
-      const times = [first, ...during, back].map((result) => result.timeMs);
-      // Exactly once each, and in the file in the order they were taken.
-      assert.deepEqual(
-        stored.map((sample) => sample.timeMs),
-        times,
-      );
-      assert.deepEqual(
-        [...times].sort((a, b) => a - b),
-        times,
-      );
-    });
+        fault.mend(shared);
+        const back = await round();
+        assert.deepEqual([back.delivery.replayed, back.delivery.written, back.delivery.spoolBytes], [3, 1, 0]);
+        assert.equal((await spool.pendingItems()).length, 0);
+        const stored = (await readWindow(`files:${storeDir}`, { fromMs: first.timeMs, toMs: back.timeMs })).samples;
+        const times = [first, ...during, back].map((result) => result.timeMs);
+        // Exactly once each, and in the file in the order they were taken.
+        assert.deepEqual(
+          stored.map((sample) => sample.timeMs),
+          times,
+        );
+        assert.deepEqual(
+          [...times].sort((a, b) => a - b),
+          times,
+        );
+      },
+    );
   }
 
   it('a store folder on a filesystem that refuses new folders with ENOENT (procfs): the round ends, spooled, naming the error', async () => {

@@ -43,7 +43,8 @@ export function logicalCapacity(config: LbvmConfig): { cpuCores: number; memByte
 function summary(result: RoundResult): string {
   const { host, delivery } = result;
   const parts = [
-    `${result.node}: CPU ${host.cpuUsedCores.toFixed(2)}/${host.cpuCores} cores, memory ${formatBytes(host.memUsedBytes)}/${formatBytes(host.memBytes)}, ${result.vmSamples} VMs`,
+    `${result.node}: CPU ${host.cpuUsedCores.toFixed(2)}/${host.cpuCores} cores, memory ` +
+      `${formatBytes(host.memUsedBytes)}/${formatBytes(host.memBytes)}, ${result.vmSamples} VMs`,
   ];
   if (delivery.storeError)
     parts.push(

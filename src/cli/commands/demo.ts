@@ -70,14 +70,17 @@ export function demoCommand(): Command {
 
 function summary(result: DemoResult): string {
   const lines = [
-    `LBVM demo (${result.driver} driver) done in ${formatDuration(result.durationMs)}: ${result.balanced ? 'balanced' : 'not balanced'}${result.stopReason ? ` (${result.stopReason})` : ''}.`,
-    `  imbalance ${result.imbalanceBefore?.toFixed(3) ?? '-'} → ${result.imbalanceAfter?.toFixed(3) ?? '-'} (standard deviation of hosts' measured CPU share; lower is flatter)`,
+    `LBVM demo (${result.driver} driver) done in ${formatDuration(result.durationMs)}: ` +
+      `${result.balanced ? 'balanced' : 'not balanced'}${result.stopReason ? ` (${result.stopReason})` : ''}.`,
+    `  imbalance ${result.imbalanceBefore?.toFixed(3) ?? '-'} → ${result.imbalanceAfter?.toFixed(3) ?? '-'} ` +
+      `(standard deviation of hosts' measured CPU share; lower is flatter)`,
     `  ${result.migrations.length} live migrations${result.failedMigrations ? `, ${result.failedMigrations} failed attempts` : ''}:`,
     ...result.migrations
       .slice(0, 15)
       .map(
         (m) =>
-          `    ${m.vm} ${m.from} → ${m.to}  ${m.totalMs === null ? '' : formatDuration(m.totalMs)}  downtime ${m.downtimeMs === null ? 'unknown' : `${Math.round(m.downtimeMs)} ms`}`,
+          `    ${m.vm} ${m.from} → ${m.to}  ${m.totalMs === null ? '' : formatDuration(m.totalMs)} ` +
+          ` downtime ${m.downtimeMs === null ? 'unknown' : `${Math.round(m.downtimeMs)} ms`}`,
       ),
     ...(result.migrations.length > 15 ? [`    ... ${result.migrations.length - 15} more`] : []),
     `  HTML report: ${result.reportHtml ?? '(not written)'}`,

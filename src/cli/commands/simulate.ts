@@ -150,7 +150,8 @@ export function simulateCommand(): Command {
     examples: [
       'lbvm simulate --trace ../shared/traces/planetlab/20110303 --format planetlab --hosts 60 --host-cores 4',
       'lbvm simulate --trace ../shared/traces/planetlab/20110303 --format planetlab --hosts 60 --host-cores 4 --policy balance --threshold 5 --json',
-      'lbvm simulate --trace ../shared/traces/bitbrains-rnd/2013-8 --format bitbrains --hosts 13 --host-cores 16 --host-mem-gib 1024 --policy evacuate,overload,balance --moves-out moves.jsonl',
+      'lbvm simulate --trace ../shared/traces/bitbrains-rnd/2013-8 --format bitbrains --hosts 13 ' +
+        '--host-cores 16 --host-mem-gib 1024 --policy evacuate,overload,balance --moves-out moves.jsonl',
     ],
   });
   command
@@ -198,7 +199,8 @@ export function simulateCommand(): Command {
         movesOut = fs.openSync(options.movesOut, 'w');
       } catch (error) {
         throw new UsageError(
-          `--moves-out: cannot write "${options.movesOut}" (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); expected a writable file path`,
+          `--moves-out: cannot write "${options.movesOut}" ` +
+            `(${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); expected a writable file path`,
         );
       }
     }

@@ -454,7 +454,8 @@ async function watch(context: WatchContext): Promise<void> {
         if (queued.length === 0 && lastMoveMs > 0) quietRoundsAfterMove++;
         else if (queued.length > 0) quietRoundsAfterMove = 0;
         view.setStatus(
-          `CPU imbalance ${result.imbalanceAfter?.toFixed(3) ?? '-'}  ·  monitor score ${record.imbalanceBefore?.toFixed(3) ?? '-'}  ·  round ${record.mode}  ·  ${result.migrations.length} migrations  ·  ${formatDuration(Date.now() - startedMs)} of ${formatDuration(options.durationMs)}`,
+          `CPU imbalance ${result.imbalanceAfter?.toFixed(3) ?? '-'}  ·  monitor score ${record.imbalanceBefore?.toFixed(3) ?? '-'}  ·  round ` +
+            `${record.mode}  ·  ${result.migrations.length} migrations  ·  ${formatDuration(Date.now() - startedMs)} of ${formatDuration(options.durationMs)}`,
         );
       }
     }
@@ -488,7 +489,8 @@ async function watch(context: WatchContext): Promise<void> {
       result.balanced = end.balanced;
       result.stopReason = end.reason;
       view.say(
-        `${end.balanced ? 'balanced' : 'stopped, not balanced'}: imbalance ${result.imbalanceBefore?.toFixed(3)} → ${result.imbalanceAfter?.toFixed(3)}; ${end.reason}`,
+        `${end.balanced ? 'balanced' : 'stopped, not balanced'}: imbalance ` +
+          `${result.imbalanceBefore?.toFixed(3)} → ${result.imbalanceAfter?.toFixed(3)}; ${end.reason}`,
       );
       return;
     }
@@ -535,7 +537,8 @@ export function judgeEnd(
     problems.push(`imbalance ${imbalance.toFixed(3)} is above threshold ${level}'s target ${target}`);
   if (hot.length > 0 && cool.length > 0) {
     problems.push(
-      `${hot.map((h) => `${h.host} (${pct(load(h))})`).join(', ')} above high ${pct(high)} while ${cool.length} host(s) are under low ${pct(low)} (e.g. ${cool[0]!.host} at ${pct(load(cool[0]!))})`,
+      `${hot.map((h) => `${h.host} (${pct(load(h))})`).join(', ')} above high ${pct(high)} while ` +
+        `${cool.length} host(s) are under low ${pct(low)} (e.g. ${cool[0]!.host} at ${pct(load(cool[0]!))})`,
     );
   }
   if (problems.length === 0)
@@ -566,7 +569,8 @@ function describeEvent(event: LbvmEvent, view: DemoView, result: DemoResult): vo
       downtimeMs: event.downtimeMs ?? null,
     });
     view.say(
-      `migrated ${move} in ${event.totalMs === undefined ? '?' : formatDuration(event.totalMs)}, downtime ${event.downtimeMs === null || event.downtimeMs === undefined ? 'unknown' : `${Math.round(event.downtimeMs)} ms`}`,
+      `migrated ${move} in ${event.totalMs === undefined ? '?' : formatDuration(event.totalMs)}, downtime ` +
+        `${event.downtimeMs === null || event.downtimeMs === undefined ? 'unknown' : `${Math.round(event.downtimeMs)} ms`}`,
     );
   } else if (event.type === 'migration.failed') {
     result.failedMigrations++;

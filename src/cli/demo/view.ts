@@ -79,7 +79,8 @@ export class DemoView {
     screen.push('');
     for (const migration of this.active.slice(0, 4)) {
       screen.push(
-        `  ⇄ ${migration.vm} ${migration.from} → ${migration.to}  ${bar(migration.fraction, 20)} ${Math.round(migration.fraction * 100)}%  ${formatBytes(migration.bytesCopied)} copied, ${formatBytes(migration.bytesRemaining)} left`,
+        `  ⇄ ${migration.vm} ${migration.from} → ${migration.to}  ${bar(migration.fraction, 20)} ${Math.round(migration.fraction * 100)}% ` +
+          ` ${formatBytes(migration.bytesCopied)} copied, ${formatBytes(migration.bytesRemaining)} left`,
       );
     }
     if (this.active.length > 4) screen.push(`  ... ${this.active.length - 4} more migrations running`);
@@ -94,7 +95,10 @@ export class DemoView {
     return this.hosts.map((host) => {
       const share = host.cpuCores > 0 ? host.cpuUsedCores / host.cpuCores : 0;
       const mem = host.memBytes > 0 ? host.memUsedBytes / host.memBytes : 0;
-      return `  ${host.host.padEnd(nameWidth)} CPU ${bar(share, width)} ${String(Math.round(share * 100)).padStart(3)}%  mem ${String(Math.round(mem * 100)).padStart(3)}%  ${host.vms} VMs`;
+      return (
+        `  ${host.host.padEnd(nameWidth)} CPU ${bar(share, width)} ${String(Math.round(share * 100)).padStart(3)}% ` +
+        ` mem ${String(Math.round(mem * 100)).padStart(3)}%  ${host.vms} VMs`
+      );
     });
   }
 

@@ -74,14 +74,16 @@ export function lineChart(spec: ChartSpec): string {
   if (spec.threshold) {
     const ty = y(spec.threshold.value).toFixed(1);
     parts.push(
-      `<line x1="${left}" x2="${left + plotW}" y1="${ty}" y2="${ty}" class="threshold"/><text x="${left + plotW - 4}" y="${Number(ty) - 4}" class="axis" text-anchor="end">${escapeHtml(spec.threshold.label)}</text>`,
+      `<line x1="${left}" x2="${left + plotW}" y1="${ty}" y2="${ty}" class="threshold"/><text x="${left + plotW - 4}" ` +
+        `y="${Number(ty) - 4}" class="axis" text-anchor="end">${escapeHtml(spec.threshold.label)}</text>`,
     );
   }
   for (const marker of spec.markers) {
     if (marker.timeMs < spec.fromMs || marker.timeMs > spec.toMs) continue;
     const mx = x(marker.timeMs).toFixed(1);
     parts.push(
-      `<line x1="${mx}" x2="${mx}" y1="${top}" y2="${top + plotH}" class="${marker.failed ? 'marker failed' : 'marker'}"><title>${escapeHtml(marker.label)}</title></line>`,
+      `<line x1="${mx}" x2="${mx}" y1="${top}" y2="${top + plotH}" ` +
+        `class="${marker.failed ? 'marker failed' : 'marker'}"><title>${escapeHtml(marker.label)}</title></line>`,
     );
   }
   spec.series.forEach((series, index) => {
@@ -98,7 +100,8 @@ export function lineChart(spec: ChartSpec): string {
     const ly = top + 4 + index * 16;
     if (index < 14) {
       parts.push(
-        `<rect x="${left + plotW + 14}" y="${ly}" width="10" height="10" fill="${color}"/><text x="${left + plotW + 30}" y="${ly + 9}" class="legend">${escapeHtml(series.name.slice(0, 18))}</text>`,
+        `<rect x="${left + plotW + 14}" y="${ly}" width="10" height="10" fill="${color}"/><text ` +
+          `x="${left + plotW + 30}" y="${ly + 9}" class="legend">${escapeHtml(series.name.slice(0, 18))}</text>`,
       );
     }
   });
@@ -180,16 +183,29 @@ export function renderHtml(
   const rows = data.migrations
     .map(
       (m) =>
-        `<tr class="${m.outcome}"><td>${clock(m.endMs)}</td><td>${escapeHtml(m.vm)}</td><td>${escapeHtml(m.from)} → ${escapeHtml(m.to)}</td><td>${escapeHtml(m.mode)}</td><td>${escapeHtml(m.requestedBy)}</td><td>${m.outcome}${m.error ? `: ${escapeHtml(m.error)}` : ''}</td><td>${m.totalMs === null ? '–' : formatDuration(m.totalMs)}</td><td>${m.downtimeMs === null ? '–' : `${Math.round(m.downtimeMs)} ms`}</td><td>${escapeHtml(m.reason)}</td></tr>`,
+        `<tr class="${m.outcome}"><td>${clock(m.endMs)}</td><td>${escapeHtml(m.vm)}</td>` +
+        `<td>${escapeHtml(m.from)} → ${escapeHtml(m.to)}</td><td>${escapeHtml(m.mode)}</td><td>${escapeHtml(m.requestedBy)}</td>` +
+        `<td>${m.outcome}${m.error ? `: ${escapeHtml(m.error)}` : ''}</td>` +
+        `<td>${m.totalMs === null ? '–' : formatDuration(m.totalMs)}</td>` +
+        `<td>${m.downtimeMs === null ? '–' : `${Math.round(m.downtimeMs)} ms`}</td><td>${escapeHtml(m.reason)}</td></tr>`,
     )
     .join('\n');
   const overloads = data.overloads
     .map(
       (o) =>
-        `<tr><td>${escapeHtml(o.host)}</td><td>${clock(o.fromMs)}</td><td>${clock(o.toMs)}</td><td>${formatDuration(o.toMs - o.fromMs)}</td><td>${pct(o.peakShare)} ${o.resource}</td></tr>`,
+        `<tr><td>${escapeHtml(o.host)}</td><td>${clock(o.fromMs)}</td><td>${clock(o.toMs)}</td>` +
+        `<td>${formatDuration(o.toMs - o.fromMs)}</td><td>${pct(o.peakShare)} ${o.resource}</td></tr>`,
     )
     .join('\n');
   const t = data.totals;
+  const table = (id: string, headings: string[], body: string) =>
+    `<table id="${id}"><thead><tr>${headings.map((h) => `<th>${h}</th>`).join('')}</tr></thead><tbody>\n${body}\n</tbody></table>`;
+  const migrationsTable = data.migrations.length
+    ? table('migrations', ['time', 'VM', 'move', 'mode', 'by', 'outcome', 'took', 'downtime', 'reason'], rows)
+    : '<p>No migration in this period.</p>';
+  const overloadsTable = data.overloads.length
+    ? table('overloads', ['host', 'from', 'to', 'for', 'peak'], overloads)
+    : '<p>No host was overloaded in this period.</p>';
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(options.title ?? 'LBVM report')}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -221,9 +237,9 @@ ${charts[2]}
 <h2>Imbalance over time</h2>
 ${charts[3]}
 <h2>Migrations</h2>
-${data.migrations.length ? `<table id="migrations"><thead><tr><th>time</th><th>VM</th><th>move</th><th>mode</th><th>by</th><th>outcome</th><th>took</th><th>downtime</th><th>reason</th></tr></thead><tbody>\n${rows}\n</tbody></table>` : '<p>No migration in this period.</p>'}
+${migrationsTable}
 <h2>Overloaded hosts (CPU or memory committed above ${pct(options.highWatermark)})</h2>
-${data.overloads.length ? `<table id="overloads"><thead><tr><th>host</th><th>from</th><th>to</th><th>for</th><th>peak</th></tr></thead><tbody>\n${overloads}\n</tbody></table>` : '<p>No host was overloaded in this period.</p>'}
+${overloadsTable}
 </body></html>
 `;
 }

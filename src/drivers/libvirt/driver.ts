@@ -226,13 +226,17 @@ export class LibvirtDriver implements Driver {
         const where = await this.locate(request.vm).catch(() => null);
         if (where !== request.to) {
           throw new Error(
-            `live migration of ${JSON.stringify(request.vm)} from ${request.from} to ${request.to} failed: virsh migrate showed no migration job on ${request.from} for ${Math.round(stallMs / 1000)} s and was stopped; it ${where === request.from ? 'keeps running' : 'was last seen'} on ${where ?? request.from}`,
+            `live migration of ${JSON.stringify(request.vm)} from ${request.from} to ` +
+              `${request.to} failed: virsh migrate showed no migration job on ${request.from} ` +
+              `for ${Math.round(stallMs / 1000)} s and was stopped; it ` +
+              `${where === request.from ? 'keeps running' : 'was last seen'} on ${where ?? request.from}`,
           );
         }
       } else if (result?.error) {
         if (aborted) throw aborted;
         throw new Error(
-          `live migration of ${JSON.stringify(request.vm)} from ${request.from} to ${request.to} failed: ${result.error.message}; it keeps running on ${request.from}`,
+          `live migration of ${JSON.stringify(request.vm)} from ${request.from} to ` +
+            `${request.to} failed: ${result.error.message}; it keeps running on ${request.from}`,
         );
       }
       if (aborted)

@@ -275,7 +275,8 @@ export interface OpenvzDriverOptions {
 const VZMIGRATE_HINTS: Record<number, (from: string, to: string) => string> = {
   2: () => 'the container is not running, which vzmigrate --online needs',
   4: (from, to) =>
-    `vzmigrate on ${from} could not log in to ${to} as root: it runs its own ssh (-o BatchMode=yes), not LBVM's drivers.openvz.sshOptions, so ${from}'s root public key must be in ${to}'s /root/.ssh/authorized_keys`,
+    `vzmigrate on ${from} could not log in to ${to} as root: it runs its own ssh (-o BatchMode=yes), not ` +
+    `LBVM's drivers.openvz.sshOptions, so ${from}'s root public key must be in ${to}'s /root/.ssh/authorized_keys`,
   9: (_from, to) => `a container with this ctid already exists on ${to}`,
   20: (from) => `the container is locked on ${from} (another vzctl or vzmigrate works on it)`,
 };
@@ -341,7 +342,9 @@ export class OpenvzDriver implements Driver {
   /** The host's containers, with their ctids, and what the host is (one ssh call; fixed words only, no names). */
   async list(host: string): Promise<{ listing: Listing; facts: HostFacts }> {
     const tool = this.options.flavour === 'vzctl' ? `vzlist -j -a -o ${VZLIST_FIELDS}` : 'prlctl list -j -i -a';
-    const script = `${tool} && echo ${VESTAT_MARK} && (cat /proc/vz/vestat 2>/dev/null || true) && echo ${HOST_MARK} && (vzctl --version 2>/dev/null || true) && (nproc 2>/dev/null || true)`;
+    const script =
+      `${tool} && echo ${VESTAT_MARK} && (cat /proc/vz/vestat 2>/dev/null || true) && echo ` +
+      `${HOST_MARK} && (vzctl --version 2>/dev/null || true) && (nproc 2>/dev/null || true)`;
     const output = await this.remote(host, ['sh', '-c', script], 60_000, tool.split(' ')[0]);
     const [listing = '', vestat = '', hostText = ''] = output.split(
       new RegExp(`^(?:${VESTAT_MARK}|${HOST_MARK})$`, 'm'),
@@ -356,7 +359,8 @@ export class OpenvzDriver implements Driver {
       if (parsed.unreadable.length) {
         this.options.log.warn(
           { host, unreadable: parsed.unreadable },
-          `${tool.split(' ')[0]} on ${host} printed ${parsed.unreadable.length} container(s) that are not valid JSON (a " or \\ in a text field, printed unescaped); they are left out of this round`,
+          `${tool.split(' ')[0]} on ${host} printed ${parsed.unreadable.length} container(s) that are ` +
+            `not valid JSON (a " or \\ in a text field, printed unescaped); they are left out of this round`,
         );
       }
       return { listing: parsed, facts };
@@ -417,13 +421,15 @@ export class OpenvzDriver implements Driver {
     const found = listing.containers.filter((entry) => entry.vm.name === request.vm);
     if (found.length !== 1) {
       throw new Error(
-        `${found.length ? `${found.length} containers are` : 'no container is'} named ${JSON.stringify(request.vm)} on ${request.from}${found.length ? ` (ctids ${found.map((entry) => entry.ctid).join(', ')}): give them unique names` : ''}; nothing was done`,
+        `${found.length ? `${found.length} containers are` : 'no container is'} named ${JSON.stringify(request.vm)} on ` +
+          `${request.from}${found.length ? ` (ctids ${found.map((entry) => entry.ctid).join(', ')}): give them unique names` : ''}; nothing was done`,
       );
     }
     const entry = found[0]!;
     if (entry.vm.busy)
       throw new Error(
-        `container ${JSON.stringify(request.vm)} (${entry.ctid}) on ${request.from} is busy (${entry.vm.busy}): it is not moved until that ends; nothing was done`,
+        `container ${JSON.stringify(request.vm)} (${entry.ctid}) on ${request.from} ` +
+          `is busy (${entry.vm.busy}): it is not moved until that ends; nothing was done`,
       );
     const command = this.migrateCommand(entry, request.to, facts);
     const startedMs = Date.now();
@@ -442,7 +448,8 @@ export class OpenvzDriver implements Driver {
           ? VZMIGRATE_HINTS[code]?.(request.from, request.to)
           : undefined;
       throw new Error(
-        `migration of ${JSON.stringify(request.vm)} (${entry.ctid}) from ${request.from} to ${request.to} failed: ${(error as Error).message}${hint ? `; ${hint}` : ''}`,
+        `migration of ${JSON.stringify(request.vm)} (${entry.ctid}) from ${request.from} ` +
+          `to ${request.to} failed: ${(error as Error).message}${hint ? `; ${hint}` : ''}`,
       );
     } finally {
       request.signal.removeEventListener('abort', onAbort);

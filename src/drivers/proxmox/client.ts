@@ -145,7 +145,8 @@ export class ProxmoxClient {
           `Proxmox API ${url.origin}: TLS verification failed (${code}: ${error.message}). ` +
             (code === 'FINGERPRINT_MISMATCH'
               ? 'Check drivers.proxmox.fingerprint against `pvenode cert info` on the node; a changed certificate may mean someone is in between.'
-              : 'Trust its CA with drivers.proxmox.caFile (Proxmox: /etc/pve/pve-root-ca.pem) or pin the certificate with drivers.proxmox.fingerprint (SHA-256, `pvenode cert info`).'),
+              : 'Trust its CA with drivers.proxmox.caFile (Proxmox: /etc/pve/pve-root-ca.pem) or ' +
+                'pin the certificate with drivers.proxmox.fingerprint (SHA-256, `pvenode cert info`).'),
         );
       }
       throw new Error(

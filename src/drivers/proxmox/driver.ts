@@ -167,7 +167,8 @@ export class ProxmoxDriver implements Driver {
     }
     if (!token && !problems.some((problem) => problem.startsWith('drivers.proxmox.tokenFile'))) {
       problems.push(
-        `${settings.tokenEnv}: not set (and no drivers.proxmox.tokenFile); the proxmox driver needs an API token USER@REALM!TOKENID=SECRET in it (drivers.proxmox.tokenEnv)`,
+        `${settings.tokenEnv}: not set (and no drivers.proxmox.tokenFile); the proxmox ` +
+          `driver needs an API token USER@REALM!TOKENID=SECRET in it (drivers.proxmox.tokenEnv)`,
       );
     } else if (token && !TOKEN_FORMAT.test(token)) {
       problems.push(
@@ -220,7 +221,8 @@ export class ProxmoxDriver implements Driver {
     const matches = (await this.resources()).filter((resource) => ProxmoxDriver.guestName(resource) === vm);
     if (matches.length > 1)
       throw new Error(
-        `VM name ${JSON.stringify(vm)} is used by several Proxmox guests (${matches.map((m) => `${m.type} ${m.vmid} on ${m.node}`).join(', ')}); give them unique names`,
+        `VM name ${JSON.stringify(vm)} is used by several Proxmox guests ` +
+          `(${matches.map((m) => `${m.type} ${m.vmid} on ${m.node}`).join(', ')}); give them unique names`,
       );
     return matches[0] ?? null;
   }
@@ -290,7 +292,8 @@ export class ProxmoxDriver implements Driver {
         ? `; if no task still runs for it (see its Task History), clear the lock with \`${unlockCommand(guest)}\``
         : '';
       throw new Error(
-        `${JSON.stringify(request.vm)} (${label(guest)}) is busy on ${guest.node} (${busy}): Proxmox would refuse to migrate it until that clears${hint}; nothing was done`,
+        `${JSON.stringify(request.vm)} (${label(guest)}) is busy on ${guest.node} (${busy}): ` +
+          `Proxmox would refuse to migrate it until that clears${hint}; nothing was done`,
       );
     }
     // A running or paused VM moves only with online=1, and a stopped one ignores it ("VM isn't
@@ -346,7 +349,8 @@ export class ProxmoxDriver implements Driver {
       const now = await this.find(request.vm);
       if (now?.node !== request.to)
         throw new Error(
-          `the HA manager's migration of ${JSON.stringify(request.vm)} (${label(guest)}, task ${upid}) ended ${run.exitstatus}, but the guest is on ${now?.node ?? 'no node'}, not ${request.to}`,
+          `the HA manager's migration of ${JSON.stringify(request.vm)} (${label(guest)}, task ${upid}) ` +
+            `ended ${run.exitstatus}, but the guest is on ${now?.node ?? 'no node'}, not ${request.to}`,
         );
     }
     // A restart migration's downtime is all of it, from the stop to the start on the target.
@@ -459,7 +463,10 @@ export class ProxmoxDriver implements Driver {
       }
       if (Date.now() >= deadline) {
         throw new Error(
-          `the HA manager was asked to move ${JSON.stringify(request.vm)} (${label(guest)}) to ${request.to} (task ${haUpid}) but started no ${type} task on ${guest.node} within ${Math.round(this.options.haTaskWaitMs / 1000)} s (drivers.proxmox.haTaskWait); ${await this.whereNow(guest)}. \`ha-manager status\` on a node says why (a target outside the guest's HA group or rules, the service in state error)`,
+          `the HA manager was asked to move ${JSON.stringify(request.vm)} (${label(guest)}) to ${request.to} (task ` +
+            `${haUpid}) but started no ${type} task on ${guest.node} within ${Math.round(this.options.haTaskWaitMs / 1000)} ` +
+            `s (drivers.proxmox.haTaskWait); ${await this.whereNow(guest)}. \`ha-manager status\` on ` +
+            `a node says why (a target outside the guest's HA group or rules, the service in state error)`,
         );
       }
       await sleep(this.options.pollIntervalMs);
@@ -474,7 +481,8 @@ export class ProxmoxDriver implements Driver {
       );
       if (!now) return `${label(guest)} is on no node now`;
       const lock = now.lock
-        ? `, with \`lock: ${now.lock}\` left on it: LBVM will not plan it until that clears; if no task still runs for it, clear it with \`${unlockCommand(now)}\``
+        ? `, with \`lock: ${now.lock}\` left on it: LBVM will not plan it until that ` +
+          `clears; if no task still runs for it, clear it with \`${unlockCommand(now)}\``
         : '';
       return `${label(guest)} is on ${now.node}${lock}`;
     } catch (error) {
@@ -494,7 +502,8 @@ export class ProxmoxDriver implements Driver {
       .map((line) => `  ${line}`)
       .join('\n');
     return new Error(
-      `Proxmox migration of ${JSON.stringify(request.vm)} (${label(guest)}) from ${request.from} to ${request.to} failed: ${why} (task ${upid}). Task log:\n${tail}`,
+      `Proxmox migration of ${JSON.stringify(request.vm)} (${label(guest)}) from ` +
+        `${request.from} to ${request.to} failed: ${why} (task ${upid}). Task log:\n${tail}`,
     );
   }
 
@@ -514,7 +523,8 @@ export class ProxmoxDriver implements Driver {
       if (downtimeMs !== null && downtimeMs > limitMs) {
         this.options.log.warn(
           { vm: request.vm, downtimeMs, downtimeLimitMs: limitMs },
-          `${request.vm} (${label(guest)}) was down ${Math.round(downtimeMs / 1000)} s for its restart migration (Proxmox moves containers stopped), above migration.downtimeLimit ${limitMs} ms`,
+          `${request.vm} (${label(guest)}) was down ${Math.round(downtimeMs / 1000)} s for its restart ` +
+            `migration (Proxmox moves containers stopped), above migration.downtimeLimit ${limitMs} ms`,
         );
       }
       return;
@@ -527,7 +537,8 @@ export class ProxmoxDriver implements Driver {
           : "the guest's migrate_downtime";
       this.options.log.warn(
         { vm: request.vm, appliedDowntimeLimitMs: applied, downtimeLimitMs: limitMs, downtimeMs },
-        `Proxmox migrated ${request.vm} (${label(guest)}) with a downtime limit of ${applied} ms (${why}), above migration.downtimeLimit ${limitMs} ms; set it on the guest to keep LBVM's: qm set ${guest.vmid} --migrate_downtime ${limitMs / 1000}`,
+        `Proxmox migrated ${request.vm} (${label(guest)}) with a downtime limit of ${applied} ms (${why}), above migration.downtimeLimit ` +
+          `${limitMs} ms; set it on the guest to keep LBVM's: qm set ${guest.vmid} --migrate_downtime ${limitMs / 1000}`,
       );
     }
   }

@@ -171,7 +171,8 @@ export class QemuDriver implements Driver {
         } catch {
           if (Date.now() - destinationSeenMs > DESTINATION_SILENCE_MS && !cancelReason) {
             cancelReason = new Error(
-              `the destination agent (${request.to}) stopped answering during the migration; cancelled, ${JSON.stringify(request.vm)} keeps running on ${request.from}`,
+              `the destination agent (${request.to}) stopped answering during the migration; ` +
+                `cancelled, ${JSON.stringify(request.vm)} keeps running on ${request.from}`,
             );
             await source.call('/v1/migrate/cancel', { name: request.vm, attemptId }).catch(() => {});
           }

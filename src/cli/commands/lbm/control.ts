@@ -19,7 +19,8 @@ export function pauseCommand(): Command {
   teach(command, {
     summary: 'stop the monitor from starting new moves (takes effect within one interval)',
     details:
-      'Migrations already running finish. The monitor keeps planning and logs what it would have done.\nThe flag lives in Redis: it survives monitor restarts and reaches every monitor.',
+      'Migrations already running finish. The monitor keeps planning and logs what it would have ' +
+      'done.\nThe flag lives in Redis: it survives monitor restarts and reaches every monitor.',
     examples: ['lbm pause --reason "storage maintenance"', 'lbm pause --json'],
   });
   return command.action(async (options: CommonOptions & { reason?: string }) => {

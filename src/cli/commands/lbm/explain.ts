@@ -61,7 +61,8 @@ export function explainCommand(): Command {
       };
       output(options, data, () => {
         const lines = [
-          `${name} runs on ${vm.host}: ${vm.vcpus} vCPU, ${formatBytes(vm.memBytes)}, CPU forecast ${data.cpuEstimateCores.toFixed(2)} ± ${data.cpuSpreadCores.toFixed(2)} cores`,
+          `${name} runs on ${vm.host}: ${vm.vcpus} vCPU, ${formatBytes(vm.memBytes)}, CPU ` +
+            `forecast ${data.cpuEstimateCores.toFixed(2)} ± ${data.cpuSpreadCores.toFixed(2)} cores`,
         ];
         if (data.ignored) lines.push('  ignored by the balancer (rules.ignore or tag lbvm.ignore): never moved');
         if (data.haState) lines.push(`  HA-managed (HA state ${data.haState}): its moves go through the HA manager`);
@@ -82,7 +83,11 @@ export function explainCommand(): Command {
         lines.push(history.length ? '  history:' : '  history: no migration recorded');
         for (const event of data.history) {
           lines.push(
-            `    ${ago(event.timeMs, nowMs).padEnd(8)} ${event.type.replace('migration.', '').padEnd(8)} ${event.from} → ${event.to}${event.requestedBy ? ` by ${event.requestedBy}` : ''}${event.reason ? `: ${event.reason}` : ''}${event.error ? ` (${event.error})` : ''}`,
+            `    ${ago(event.timeMs, nowMs).padEnd(8)} ${event.type.replace('migration.', '').padEnd(8)} ` +
+              `${event.from} → ${event.to}` +
+              (event.requestedBy ? ` by ${event.requestedBy}` : '') +
+              (event.reason ? `: ${event.reason}` : '') +
+              (event.error ? ` (${event.error})` : ''),
           );
         }
         if (data.plannedMove) lines.push(`  the plan now moves it: ${data.plannedMove.reason}`);

@@ -100,7 +100,8 @@ export function logsCommand(): Command {
           const hosts = [...(await store.lastSampleTimes({ nowMs })).keys()];
           const close = closestNames(name, [...hosts, ...seenVms]);
           throw new UnknownName(
-            `no samples of a host or VM named ${JSON.stringify(name)} in the last ${options.since}${close.length ? `; did you mean ${close.map((n) => JSON.stringify(n)).join(', ')}?` : ''} (store ${store.displayUrl})`,
+            `no samples of a host or VM named ${JSON.stringify(name)} in the last ` +
+              `${options.since}${close.length ? `; did you mean ${close.map((n) => JSON.stringify(n)).join(', ')}?` : ''} (store ${store.displayUrl})`,
           );
         }
         points.sort((a, b) => a.timeMs - b.timeMs);
@@ -113,7 +114,9 @@ export function logsCommand(): Command {
         };
         output(options, { name, kind, metric, sinceMs, points, summary }, () => {
           const hostsSeen = [...new Set(points.map((p) => p.host))];
-          const header = `${kind} ${name}${kind === 'vm' ? ` (on ${hostsSeen.join(' → ')})` : ''}: ${metric}, last ${options.since}, ${points.length} samples · min ${format(metric, summary.min)} · mean ${format(metric, summary.mean)} · max ${format(metric, summary.max)} · now ${format(metric, summary.last)}`;
+          const header =
+            `${kind} ${name}${kind === 'vm' ? ` (on ${hostsSeen.join(' → ')})` : ''}: ${metric}, last ${options.since}, ${points.length} samples · min ` +
+            `${format(metric, summary.min)} · mean ${format(metric, summary.mean)} · max ${format(metric, summary.max)} · now ${format(metric, summary.last)}`;
           const rows = (options.table ? points : points.slice(-10)).map((p) => [
             new Date(p.timeMs).toISOString().replace('T', ' ').slice(0, 19),
             format(metric, p.value),

@@ -68,7 +68,8 @@ export function migrateCommand(): Command {
       }
       if (check.soft.length > 0 && !options.force) {
         throw new MigrationRefused(
-          `refused: moving ${vmName} to ${hostName} breaks soft rules: ${check.soft.map((v) => `${v.rule} (${v.detail})`).join('; ')}. Add --force to move it anyway.`,
+          `refused: moving ${vmName} to ${hostName} breaks soft rules: ` +
+            `${check.soft.map((v) => `${v.rule} (${v.detail})`).join('; ')}. Add --force to move it anyway.`,
           check.soft[0]!.rule,
         );
       }
@@ -187,7 +188,11 @@ async function follow(
           downtimeMs: r?.downtimeMs ?? null,
           bytesCopied: r?.bytesCopied ?? null,
           error: null,
-          message: `${tty ? '\n' : ''}done: ${vm} ${from} → ${to}${r?.outcome === 'already-there' ? ' (it was already there)' : ''} in ${r ? formatDuration(r.totalMs) : '?'}, downtime ${r?.downtimeMs === null || r?.downtimeMs === undefined ? 'unknown' : `${Math.round(r.downtimeMs)} ms`}, ${formatBytes(r?.bytesCopied ?? 0)} copied`,
+          message:
+            `${tty ? '\n' : ''}done: ${vm} ${from} → ${to}${r?.outcome === 'already-there' ? ' (it was already there)' : ''} ` +
+            `in ${r ? formatDuration(r.totalMs) : '?'}, ` +
+            `downtime ${r?.downtimeMs === null || r?.downtimeMs === undefined ? 'unknown' : `${Math.round(r.downtimeMs)} ms`}, ` +
+            `${formatBytes(r?.bytesCopied ?? 0)} copied`,
         };
       }
       if (job.state === 'failed') {
@@ -212,7 +217,9 @@ async function follow(
       }
       const progress = job.progress;
       const line = progress
-        ? `${vm} ${from} → ${to} ${bar(progress.fraction, 30)} ${Math.round(progress.fraction * 100)}%  ${formatBytes(progress.bytesCopied)} copied, ${formatBytes(progress.bytesRemaining)} left${progress.expectedDowntimeMs ? `, expected downtime ${Math.round(progress.expectedDowntimeMs)} ms` : ''}`
+        ? `${vm} ${from} → ${to} ${bar(progress.fraction, 30)} ${Math.round(progress.fraction * 100)}%  ${formatBytes(progress.bytesCopied)} copied, ` +
+          `${formatBytes(progress.bytesRemaining)} ` +
+          `left${progress.expectedDowntimeMs ? `, expected downtime ${Math.round(progress.expectedDowntimeMs)} ms` : ''}`
         : `${vm} ${from} → ${to} ${job.state}...`;
       if (tty) process.stderr.write(`\r\u001b[K${safeOutput(line)}`);
       else if (!quiet) process.stderr.write(`${safeOutput(line)}\n`);

@@ -44,8 +44,14 @@ export function reportCommand(): Command {
       output(options, { ...data, htmlFile }, () => {
         const t = data.totals;
         const lines = [
-          `LBVM report, last ${options.since}: ${data.hosts.length} hosts · ${t.migrations} migrations, ${t.failed} failed attempts, ${t.dropped} dropped · median downtime ${t.medianDowntimeMs === null ? '-' : `${Math.round(t.medianDowntimeMs)} ms`} · ${overloadedTime(t)} of overloaded host time`,
-          `imbalance: ${data.imbalance.length ? `${sparkline(data.imbalance.slice(-60).map((p) => p.value))}  ${data.imbalance[0]!.value.toFixed(3)} → ${data.imbalance[data.imbalance.length - 1]!.value.toFixed(3)}` : 'no monitor round in this period'}`,
+          `LBVM report, last ${options.since}: ${data.hosts.length} hosts · ${t.migrations} migrations, ${t.failed} failed attempts, ${t.dropped} dropped ` +
+            `· median downtime ${t.medianDowntimeMs === null ? '-' : `${Math.round(t.medianDowntimeMs)} ms`} · ${overloadedTime(t)} of overloaded host time`,
+          `imbalance: ${
+            data.imbalance.length
+              ? `${sparkline(data.imbalance.slice(-60).map((p) => p.value))}  ` +
+                `${data.imbalance[0]!.value.toFixed(3)} → ${data.imbalance[data.imbalance.length - 1]!.value.toFixed(3)}`
+              : 'no monitor round in this period'
+          }`,
         ];
         if (data.migrations.length) {
           lines.push('', 'migrations (newest last):');

@@ -30,7 +30,8 @@ export function statusCommand(): Command {
   teach(command, {
     summary: 'the cluster in one screen: hosts with CPU and memory bars, imbalance, monitor, migrations',
     details:
-      'Reads the sample window and Redis exactly as the monitor does. A host is "unknown" when its\nlast sample is older than monitor.staleAfterIntervals intervals: nothing moves to it.',
+      'Reads the sample window and Redis exactly as the monitor does. A host is "unknown" when ' +
+      'its\nlast sample is older than monitor.staleAfterIntervals intervals: nothing moves to it.',
     examples: ['lbm status', 'lbm status --json | jq .imbalance'],
   });
   return command.action(async (options: CommonOptions) => {
@@ -96,14 +97,20 @@ export function statusCommand(): Command {
       output(options, data, () => {
         const lines: string[] = [];
         lines.push(
-          `LBVM cluster: ${hosts.length} hosts${data.unknownHosts.length ? ` (${data.unknownHosts.length} unknown)` : ''}, ${data.vms} VMs · imbalance ${data.imbalance.toFixed(3)} (std dev of hosts' CPU share)`,
+          `LBVM cluster: ${hosts.length} hosts${data.unknownHosts.length ? ` (${data.unknownHosts.length} unknown)` : ''}, ` +
+            `${data.vms} VMs · imbalance ${data.imbalance.toFixed(3)} (std dev of hosts' CPU share)`,
         );
         lines.push(
-          `monitor: ${leader ? `leader ${leader}` : 'NO LEADER (is `lbvm monitor` running?)'} · ${round ? `mode ${round.mode}, last round ${ago(round.timeMs, nowMs)}: ${data.monitor.lastRoundEnqueued} enqueued, ${data.monitor.lastRoundHeldBack} held back` : 'no round recorded yet'}`,
+          `monitor: ${leader ? `leader ${leader}` : 'NO LEADER (is `lbvm monitor` running?)'} · ` +
+            (round
+              ? `mode ${round.mode}, last round ${ago(round.timeMs, nowMs)}: ` +
+                `${data.monitor.lastRoundEnqueued} enqueued, ${data.monitor.lastRoundHeldBack} held back`
+              : 'no round recorded yet'),
         );
         if (view.pause.paused)
           lines.push(
-            `PAUSED by ${view.pause.by ?? '?'}${view.pause.reason ? ` (${view.pause.reason})` : ''} ${ago(view.pause.sinceMs, nowMs)}: no new moves (lbm resume)`,
+            `PAUSED by ${view.pause.by ?? '?'}${view.pause.reason ? ` (${view.pause.reason})` : ''} ` +
+              `${ago(view.pause.sinceMs, nowMs)}: no new moves (lbm resume)`,
           );
         lines.push('');
         lines.push(

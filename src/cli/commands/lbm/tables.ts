@@ -14,7 +14,8 @@ export function hostsCommand(): Command {
   teach(command, {
     summary: 'a table of hosts: capacity, measured use, memory committed to VMs, VM count, status and last sample',
     details:
-      "MEM USED is memory measured in use; COMMITTED is the configured memory of the VMs on the host, the measure the policies judge (a destination must have a VM's whole size free).",
+      'MEM USED is memory measured in use; COMMITTED is the configured memory of the VMs on ' +
+      "the host, the measure the policies judge (a destination must have a VM's whole size free).",
     examples: ['lbm hosts', 'lbm hosts --json'],
   });
   return command.action(async (options: CommonOptions) => {
@@ -62,7 +63,8 @@ export function vmsCommand(): Command {
   teach(command, {
     summary: 'a table of balanced VMs: host, size, smoothed use, rules, last move',
     details:
-      '"CPU est." is the demand forecast the policies use: the window\'s mean, pulled toward the latest sample as far as the VM\'s load has held (policies/demand.ts).',
+      '"CPU est." is the demand forecast the policies use: the window\'s mean, pulled ' +
+      "toward the latest sample as far as the VM's load has held (policies/demand.ts).",
     examples: ['lbm vms', 'lbm vms --host n3', 'lbm vms --json'],
   });
   return command.action(async (options: CommonOptions & { host?: string }) => {
@@ -108,7 +110,9 @@ export function vmsCommand(): Command {
               vm.cpuUsedCores.toFixed(2),
               vm.cpuEstimateCores.toFixed(2),
               vm.rules.join(' ') || '-',
-              `${vm.lastMoveMs ? `${ago(vm.lastMoveMs, nowMs)} from ${vm.previousHost}` : '-'}${vm.migrating ? ' (migrating)' : ''}${vm.quarantinedUntilMs ? ' (quarantined)' : ''}`,
+              (vm.lastMoveMs ? `${ago(vm.lastMoveMs, nowMs)} from ${vm.previousHost}` : '-') +
+                (vm.migrating ? ' (migrating)' : '') +
+                (vm.quarantinedUntilMs ? ' (quarantined)' : ''),
             ]),
           ),
     );

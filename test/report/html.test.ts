@@ -109,4 +109,22 @@ describe('report', () => {
     assert.ok(png.length > 20_000, `screenshot is only ${png.length} bytes`);
     if (process.env.LBVM_KEEP_SCREENSHOT) fs.copyFileSync(page.screenshot, process.env.LBVM_KEEP_SCREENSHOT);
   });
+
+  it('the time axis of a short report reads in seconds, not one minute six times; a longer one in minutes', () => {
+    const axis = (fromMs: number, toMs: number) => {
+      const { samples, events } = cluster();
+      const html = renderHtml(buildReport({ fromMs, toMs, samples, events, highWatermark: 0.8 }), {
+        highWatermark: 0.8,
+        generatedMs: toMs,
+      });
+      const cpu = html.slice(
+        html.indexOf('<svg id="chart-cpu"'),
+        html.indexOf('</svg>', html.indexOf('<svg id="chart-cpu"')),
+      );
+      return [...cpu.matchAll(/class="axis" text-anchor="middle">([^<]+)</g)].map((match) => match[1]!);
+    };
+    const oneMinute = axis(T0 + 6 * MIN, T0 + 7 * MIN);
+    assert.deepEqual(oneMinute, ['10:06:00', '10:06:10', '10:06:20', '10:06:30', '10:06:40', '10:06:50', '10:07:00']);
+    assert.deepEqual(axis(T0, T0 + 60 * MIN), ['10:00', '10:10', '10:20', '10:30', '10:40', '10:50', '11:00']);
+  });
 });

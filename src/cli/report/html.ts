@@ -23,8 +23,12 @@ export function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 }
 
-function clock(timeMs: number): string {
-  return new Date(timeMs).toISOString().slice(11, 16);
+/** Below this span a report's times carry seconds: its axis's 6 steps are under 2 minutes apart. */
+const SECONDS_BELOW_MS = 12 * 60_000;
+
+/** A time of day (UTC) for a report spanning `spanMs`: HH:MM, or HH:MM:SS when minutes alone would repeat. */
+export function clock(timeMs: number, spanMs: number): string {
+  return new Date(timeMs).toISOString().slice(11, spanMs < SECONDS_BELOW_MS ? 19 : 16);
 }
 
 interface ChartSpec {
@@ -69,7 +73,9 @@ export function lineChart(spec: ChartSpec): string {
   }
   for (let i = 0; i <= 6; i++) {
     const t = spec.fromMs + (span * i) / 6;
-    parts.push(`<text x="${x(t).toFixed(1)}" y="${height - 10}" class="axis" text-anchor="middle">${clock(t)}</text>`);
+    parts.push(
+      `<text x="${x(t).toFixed(1)}" y="${height - 10}" class="axis" text-anchor="middle">${clock(t, span)}</text>`,
+    );
   }
   if (spec.threshold) {
     const ty = y(spec.threshold.value).toFixed(1);
@@ -180,10 +186,11 @@ export function renderHtml(
       yLabel: (v) => v.toFixed(2),
     }),
   ];
+  const span = data.toMs - data.fromMs;
   const rows = data.migrations
     .map(
       (m) =>
-        `<tr class="${m.outcome}"><td>${clock(m.endMs)}</td><td>${escapeHtml(m.vm)}</td>` +
+        `<tr class="${m.outcome}"><td>${clock(m.endMs, span)}</td><td>${escapeHtml(m.vm)}</td>` +
         `<td>${escapeHtml(m.from)} → ${escapeHtml(m.to)}</td><td>${escapeHtml(m.mode)}</td><td>${escapeHtml(m.requestedBy)}</td>` +
         `<td>${m.outcome}${m.error ? `: ${escapeHtml(m.error)}` : ''}</td>` +
         `<td>${m.totalMs === null ? '–' : formatDuration(m.totalMs)}</td>` +
@@ -193,7 +200,7 @@ export function renderHtml(
   const overloads = data.overloads
     .map(
       (o) =>
-        `<tr><td>${escapeHtml(o.host)}</td><td>${clock(o.fromMs)}</td><td>${clock(o.toMs)}</td>` +
+        `<tr><td>${escapeHtml(o.host)}</td><td>${clock(o.fromMs, span)}</td><td>${clock(o.toMs, span)}</td>` +
         `<td>${formatDuration(o.toMs - o.fromMs)}</td><td>${pct(o.peakShare)} ${o.resource}</td></tr>`,
     )
     .join('\n');

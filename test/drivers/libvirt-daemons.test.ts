@@ -14,7 +14,7 @@ import YAML from 'yaml';
 import type { MigrationProgress, Sample, VmSample } from '../../src/model/index.ts';
 import { openStore } from '../../src/store/index.ts';
 import { cleanEnv, runCli } from '../helpers/cli.ts';
-import { startLibvirtd, type LibvirtDaemon } from '../helpers/libvirt.ts';
+import { assertReachableByNobody, startLibvirtd, type LibvirtDaemon } from '../helpers/libvirt.ts';
 import { tmpDir } from '../helpers/tmp.ts';
 import { libvirtDriver, migrationRequest, MIB } from '../helpers/drivers.ts';
 
@@ -91,5 +91,21 @@ describe('libvirt driver on two real libvirtd daemons with a QEMU TCG guest', ()
 
   it('no injected command ran: no file named pwned anywhere it could have been made', () => {
     for (const dir of [cwd, h1.dir, h2.dir, process.cwd()]) assert.ok(!fs.existsSync(path.join(dir, 'pwned')), dir);
+  });
+});
+
+describe('the test libvirtd in a private folder', () => {
+  it('fails at once on a folder nobody cannot enter, naming it and its mode', () => {
+    const privateDir = path.join(tmpDir(), 'private');
+    fs.mkdirSync(privateDir, { mode: 0o700 });
+    const inside = path.join(privateDir, 'x');
+    fs.mkdirSync(inside);
+    assert.throws(
+      () => assertReachableByNobody(inside),
+      new RegExp(`^Error: ${privateDir} \\(mode 0700, owner uid \\d+\\) cannot be entered by nobody`),
+    );
+    const open = tmpDir(); // mkdtemp makes it 0700, as startLibvirtd's own folder before it opens it
+    fs.chmodSync(open, 0o755);
+    assert.doesNotThrow(() => assertReachableByNobody(open));
   });
 });

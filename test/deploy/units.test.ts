@@ -95,6 +95,6 @@ describe('deploy/: systemd units, cron, Redis config', () => {
     assert.equal(lines.length, 1);
     const fields = lines[0]!.split(/\s+/);
     assert.deepEqual(fields.slice(0, 6), ['*', '*', '*', '*', '*', 'lbvm']);
-    assert.match(lines[0]!, /lbvm\.js collect/);
+    assert.match(lines[0]!, /node \/opt\/lbvm\/bin\/lbvm collect /);
   });
 });

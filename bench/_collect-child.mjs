@@ -7,4 +7,7 @@ import { run } from '../bin/entry.js';
 process.argv = [process.argv[0], 'lbvm', ...process.argv.slice(2)];
 await run('lbvm');
 const usage = process.resourceUsage();
-fs.writeSync(3, `${JSON.stringify({ cpuMs: (usage.userCPUTime + usage.systemCPUTime) / 1000, maxRssBytes: usage.maxRSS * 1024, exitCode: process.exitCode ?? 0 })}\n`);
+fs.writeSync(
+  3,
+  `${JSON.stringify({ cpuMs: (usage.userCPUTime + usage.systemCPUTime) / 1000, maxRssBytes: usage.maxRSS * 1024, exitCode: process.exitCode ?? 0 })}\n`,
+);

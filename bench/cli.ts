@@ -28,7 +28,10 @@ const redis = await startRedisServer({ dir: path.join(dir, 'redis') });
 try {
   const storeUrl = `files:${path.join(dir, 'samples')}`;
   const configFile = path.join(dir, 'lbvm.yaml');
-  fs.writeFileSync(configFile, YAML.stringify({ redis: { url: redis.url }, store: { url: storeUrl }, monitor: { window: '30m' } }));
+  fs.writeFileSync(
+    configFile,
+    YAML.stringify({ redis: { url: redis.url }, store: { url: storeUrl }, monitor: { window: '30m' } }),
+  );
   const store = openStore(storeUrl);
   const nowMs = Date.now();
   const samples: Sample[] = [];
@@ -41,22 +44,51 @@ try {
         const v = h * (VMS / HOSTS) + i;
         const cores = h % 10 === 0 ? 1.4 : 0.3 + (v % 5) * 0.05;
         used += cores;
-        samples.push({ kind: 'vm', vm: `vm-${String(v).padStart(5, '0')}`, host, timeMs, vcpus: 2, cpuUsedCores: cores, memBytes: 2 * GiB, memUsedBytes: GiB, state: 'running' });
+        samples.push({
+          kind: 'vm',
+          vm: `vm-${String(v).padStart(5, '0')}`,
+          host,
+          timeMs,
+          vcpus: 2,
+          cpuUsedCores: cores,
+          memBytes: 2 * GiB,
+          memUsedBytes: GiB,
+          state: 'running',
+        });
       }
-      samples.push({ kind: 'host', host, timeMs, cpuCores: 32, cpuUsedCores: used, memBytes: 128 * GiB, memUsedBytes: 48 * GiB });
+      samples.push({
+        kind: 'host',
+        host,
+        timeMs,
+        cpuCores: 32,
+        cpuUsedCores: used,
+        memBytes: 128 * GiB,
+        memUsedBytes: 48 * GiB,
+      });
     }
   }
   process.stderr.write(`writing ${samples.length} samples...\n`);
   for (let i = 0; i < samples.length; i += 50_000) await store.writeSamples(samples.slice(i, i + 50_000));
   await store.close();
 
-  const commands: string[][] = [['--version'], ['status', '--json'], ['hosts', '--json'], ['vms', '--json'], ['plan', '--json'], ['jobs', '--json']];
+  const commands: string[][] = [
+    ['--version'],
+    ['status', '--json'],
+    ['hosts', '--json'],
+    ['vms', '--json'],
+    ['plan', '--json'],
+    ['jobs', '--json'],
+  ];
   const results: Record<string, { medianMs: number; runs: number[] }> = {};
   for (const args of commands) {
     const times: number[] = [];
     for (let i = 0; i < RUNS; i++) {
       const started = performance.now();
-      await run(process.execPath, [path.join(ROOT, 'bin/lbm.js'), ...args, ...(args[0] === '--version' ? [] : ['--config', configFile])], { env: cleanEnv(), maxBuffer: 256 * 1024 * 1024 });
+      await run(
+        process.execPath,
+        [path.join(ROOT, 'bin/lbm.js'), ...args, ...(args[0] === '--version' ? [] : ['--config', configFile])],
+        { env: cleanEnv(), maxBuffer: 256 * 1024 * 1024 },
+      );
       times.push(Math.round(performance.now() - started));
     }
     results[args.join(' ')] = { medianMs: Math.round(median(times)), runs: times };
@@ -64,7 +96,17 @@ try {
   }
   const compiled = fs.existsSync(path.join(ROOT, 'dist', '.build-stamp'));
   process.stdout.write(
-    `${JSON.stringify({ bench: 'cli', hosts: HOSTS, vms: VMS, samplesInWindow: samples.length, runs: RUNS, compiledDist: compiled, targetMs: 1000, results, allUnderTarget: Object.entries(results).every(([, r]) => r.medianMs < 1000) })}\n`,
+    JSON.stringify({
+      bench: 'cli',
+      hosts: HOSTS,
+      vms: VMS,
+      samplesInWindow: samples.length,
+      runs: RUNS,
+      compiledDist: compiled,
+      targetMs: 1000,
+      results,
+      allUnderTarget: Object.entries(results).every(([, r]) => r.medianMs < 1000),
+    }) + '\n',
   );
 } finally {
   await redis.stop();

@@ -41,7 +41,11 @@ function runRound(cwd: string, args: string[], env: NodeJS.ProcessEnv, agentPid:
   return new Promise((resolve, reject) => {
     const agentBefore = agentPid ? processCpuMs(agentPid) : 0;
     const started = performance.now();
-    const child = spawn(process.execPath, [path.join(ROOT, 'bench/_collect-child.mjs'), 'collect', ...args], { cwd, stdio: ['ignore', 'ignore', 'pipe', 'pipe'], env });
+    const child = spawn(process.execPath, [path.join(ROOT, 'bench/_collect-child.mjs'), 'collect', ...args], {
+      cwd,
+      stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
+      env,
+    });
     let usage = '';
     let stderr = '';
     child.stdio[3]!.on('data', (chunk: Buffer) => (usage += chunk.toString()));
@@ -49,18 +53,31 @@ function runRound(cwd: string, args: string[], env: NodeJS.ProcessEnv, agentPid:
     child.on('exit', (code) => {
       if (code !== 0 || !usage) return reject(new Error(`collect round failed (${code}): ${stderr}`));
       const measured = JSON.parse(usage) as { cpuMs: number; maxRssBytes: number };
-      resolve({ ...measured, wallMs: performance.now() - started, agentCpuMs: agentPid ? processCpuMs(agentPid) - agentBefore : 0 });
+      resolve({
+        ...measured,
+        wallMs: performance.now() - started,
+        agentCpuMs: agentPid ? processCpuMs(agentPid) - agentBefore : 0,
+      });
     });
   });
 }
 
-async function rounds(label: string, cwd: string, args: string[], env: NodeJS.ProcessEnv, agentPid: number | null): Promise<Round[]> {
+async function rounds(
+  label: string,
+  cwd: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  agentPid: number | null,
+): Promise<Round[]> {
   await runRound(cwd, args, env, agentPid); // warm-up: the state file, so later rounds need no baseline wait
   const measured: Round[] = [];
   for (let run = 0; run < RUNS; run++) {
     const round = await runRound(cwd, args, env, agentPid);
     measured.push(round);
-    process.stderr.write(`${label} ${run + 1}/${RUNS}: collector ${round.cpuMs.toFixed(0)} ms CPU + agent ${round.agentCpuMs.toFixed(0)} ms, ${(round.maxRssBytes / 2 ** 20).toFixed(0)} MiB RSS, ${round.wallMs.toFixed(0)} ms wall\n`);
+    process.stderr.write(
+      `${label} ${run + 1}/${RUNS}: collector ${round.cpuMs.toFixed(0)} ms CPU + agent ${round.agentCpuMs.toFixed(0)} ` +
+        `ms, ${(round.maxRssBytes / 2 ** 20).toFixed(0)} MiB RSS, ${round.wallMs.toFixed(0)} ms wall\n`,
+    );
   }
   return measured;
 }
@@ -79,13 +96,24 @@ function summary(measured: Round[]) {
 
 const loadBefore = os.loadavg()[0]!;
 const dir = tmpDir('lbvm-bench-collect-');
-const hostOnly = summary(await rounds('host-only round', dir, ['--host-only', '--node', 'bench', '--store', 'files:./host-only'], cleanEnv({ LBVM_LOG_LEVEL: 'warn' }), null));
+const hostOnly = summary(
+  await rounds(
+    'host-only round',
+    dir,
+    ['--host-only', '--node', 'bench', '--store', 'files:./host-only'],
+    cleanEnv({ LBVM_LOG_LEVEL: 'warn' }),
+    null,
+  ),
+);
 
 const agent = await startAgent('bench');
 try {
   process.stderr.write(`starting ${GUESTS} QEMU guests (TCG)...\n`);
-  for (let index = 0; index < GUESTS; index++) await agent.client.start(testGuestSpec(`guest-${String(index).padStart(2, '0')}`, { cpuPercent: 5 }, 96));
-  await Promise.all(Array.from({ length: GUESTS }, (_, index) => waitBooted(agent, `guest-${String(index).padStart(2, '0')}`, 600_000)));
+  for (let index = 0; index < GUESTS; index++)
+    await agent.client.start(testGuestSpec(`guest-${String(index).padStart(2, '0')}`, { cpuPercent: 5 }, 96));
+  await Promise.all(
+    Array.from({ length: GUESTS }, (_, index) => waitBooted(agent, `guest-${String(index).padStart(2, '0')}`, 600_000)),
+  );
   const configFile = path.join(dir, 'lbvm.yaml');
   fs.writeFileSync(
     configFile,
@@ -96,10 +124,26 @@ try {
     }),
   );
   const env = cleanEnv({ LBVM_AGENT_TOKEN: agent.token, LBVM_LOG_LEVEL: 'warn' });
-  const withGuests = summary(await rounds(`round with ${GUESTS} guests`, dir, ['--node', 'bench', '--config', configFile], env, agent.process.child.pid!));
+  const withGuests = summary(
+    await rounds(
+      `round with ${GUESTS} guests`,
+      dir,
+      ['--node', 'bench', '--config', configFile],
+      env,
+      agent.process.child.pid!,
+    ),
+  );
   // The samples really hold the guests: one VM sample per guest in the last round.
-  const day = fs.readdirSync(path.join(dir, 'samples')).filter((name) => /^\d{4}-/.test(name)).sort().at(-1)!;
-  const lines = fs.readFileSync(path.join(dir, 'samples', day, 'bench.jsonl'), 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { kind: string; timeMs: number });
+  const day = fs
+    .readdirSync(path.join(dir, 'samples'))
+    .filter((name) => /^\d{4}-/.test(name))
+    .sort()
+    .at(-1)!;
+  const lines = fs
+    .readFileSync(path.join(dir, 'samples', day, 'bench.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line) as { kind: string; timeMs: number });
   const lastTime = Math.max(...lines.map((line) => line.timeMs));
   const vmSamplesLastRound = lines.filter((line) => line.kind === 'vm' && line.timeMs === lastTime).length;
   process.stdout.write(
@@ -107,14 +151,25 @@ try {
       bench: 'collect',
       guests: GUESTS,
       vmSamplesLastRound,
-      roundWithGuests: { what: `a fresh \`lbvm collect --driver qemu\` process (bin/lbvm.js, compiled bundle when fresh) with ${GUESTS} real QEMU guests under one agent, files store; CPU = collector + agent during the round`, ...withGuests },
+      roundWithGuests: {
+        what:
+          `a fresh \`lbvm collect --driver qemu\` process (bin/lbvm.js, compiled bundle when fresh) with ` +
+          `${GUESTS} real QEMU guests under one agent, files store; CPU = collector + agent during the round`,
+        ...withGuests,
+      },
       hostOnlyRound: { what: 'a fresh `lbvm collect --host-only` process, files store', ...hostOnly },
       target: { cpuMs: 300, rssMiB: 80 },
       meetsTarget: withGuests.cpuMsMedian < 300 && withGuests.peakRssMiBMax < 80,
-      machine: { cpus: os.cpus().length, load1Before: loadBefore, load1After: os.loadavg()[0], note: 'shared with other engineers running QEMU tests: timings are noisy; the guests themselves use CPU too' },
+      machine: {
+        cpus: os.cpus().length,
+        load1Before: loadBefore,
+        load1After: os.loadavg()[0],
+        note: 'shared with other engineers running QEMU tests: timings are noisy; the guests themselves use CPU too',
+      },
     })}\n`,
   );
 } finally {
-  for (let index = 0; index < GUESTS; index++) await agent.client.stop(`guest-${String(index).padStart(2, '0')}`).catch(() => {});
+  for (let index = 0; index < GUESTS; index++)
+    await agent.client.stop(`guest-${String(index).padStart(2, '0')}`).catch(() => {});
   await agent.stop();
 }

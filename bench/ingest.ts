@@ -23,15 +23,40 @@ function round(timeMs: number): Sample[] {
   for (let host = 0; host < HOSTS; host++) {
     const name = `host-${String(host).padStart(4, '0')}`;
     samples.push({
-      kind: 'host', host: name, timeMs, cpuCores: 32, cpuUsedCores: 10 + (host % 20), cpuStealCores: 0, memBytes: 256 * GiB,
-      memUsedBytes: 120 * GiB, memAvailableBytes: 136 * GiB, load1: 8, load5: 7, load15: 6, diskReadBytesPerSec: 1e6,
-      diskWriteBytesPerSec: 2e6, netRxBytesPerSec: 3e6, netTxBytesPerSec: 4e6, vmCount: VMS_PER_HOST,
+      kind: 'host',
+      host: name,
+      timeMs,
+      cpuCores: 32,
+      cpuUsedCores: 10 + (host % 20),
+      cpuStealCores: 0,
+      memBytes: 256 * GiB,
+      memUsedBytes: 120 * GiB,
+      memAvailableBytes: 136 * GiB,
+      load1: 8,
+      load5: 7,
+      load15: 6,
+      diskReadBytesPerSec: 1e6,
+      diskWriteBytesPerSec: 2e6,
+      netRxBytesPerSec: 3e6,
+      netTxBytesPerSec: 4e6,
+      vmCount: VMS_PER_HOST,
     });
     for (let vm = 0; vm < VMS_PER_HOST; vm++) {
       samples.push({
-        kind: 'vm', vm: `vm-${host}-${vm}`, host: name, timeMs, vcpus: 4, cpuUsedCores: (vm % 8) / 2, memBytes: 8 * GiB,
-        memUsedBytes: 4 * GiB, memDirtyBytesPerSec: 1e6, diskReadBytesPerSec: 1e5, diskWriteBytesPerSec: 2e5,
-        netRxBytesPerSec: 3e5, netTxBytesPerSec: 4e5, state: 'running',
+        kind: 'vm',
+        vm: `vm-${host}-${vm}`,
+        host: name,
+        timeMs,
+        vcpus: 4,
+        cpuUsedCores: (vm % 8) / 2,
+        memBytes: 8 * GiB,
+        memUsedBytes: 4 * GiB,
+        memDirtyBytesPerSec: 1e6,
+        diskReadBytesPerSec: 1e5,
+        diskWriteBytesPerSec: 2e5,
+        netRxBytesPerSec: 3e5,
+        netTxBytesPerSec: 4e5,
+        state: 'running',
       });
     }
   }
@@ -54,11 +79,14 @@ async function measure(name: string, store: SampleStore) {
     if (report.written !== samples.length) throw new Error(`${name}: wrote ${report.written} of ${samples.length}`);
     started = performance.now();
     let count = 0;
-    for await (const batch of store.readSamples({ fromMs: timeMs - HOUR + 1, toMs: timeMs }).batches()) count += batch.length;
+    for await (const batch of store.readSamples({ fromMs: timeMs - HOUR + 1, toMs: timeMs }).batches())
+      count += batch.length;
     readMs.push(performance.now() - started);
     if (count !== samples.length) throw new Error(`${name}: read ${count} of ${samples.length}`);
     readCount = count;
-    process.stderr.write(`${name}: round ${repetition + 1}/${REPETITIONS}: write ${writeMs.at(-1)!.toFixed(0)} ms, read ${readMs.at(-1)!.toFixed(0)} ms\n`);
+    process.stderr.write(
+      `${name}: round ${repetition + 1}/${REPETITIONS}: write ${writeMs.at(-1)!.toFixed(0)} ms, read ${readMs.at(-1)!.toFixed(0)} ms\n`,
+    );
   }
   const perRound = HOSTS * (VMS_PER_HOST + 1);
   return {
@@ -91,8 +119,15 @@ process.stdout.write(
       samplesPerRound: HOSTS * (VMS_PER_HOST + 1),
       repetitions: REPETITIONS,
       window: 'one hour holding one full round (rounds one hour apart)',
-      note: 'files: a window read enters each host\'s day file by bisection (files are in time order; lines outside the window are skipped by their time prefix without JSON parsing); influx: queries of ~50k rows by host groups, two in flight',
-      machine: { cpus: os.cpus().length, load1Before: loadBefore, load1After: os.loadavg()[0], note: 'shared with other engineers running QEMU tests: timings are noisy' },
+      note:
+        "files: a window read enters each host's day file by bisection (files are in time order; lines outside the window " +
+        'are skipped by their time prefix without JSON parsing); influx: queries of ~50k rows by host groups, two in flight',
+      machine: {
+        cpus: os.cpus().length,
+        load1Before: loadBefore,
+        load1After: os.loadavg()[0],
+        note: 'shared with other engineers running QEMU tests: timings are noisy',
+      },
       files,
       influx,
     },

@@ -21,7 +21,12 @@ import { tmpDir } from '../test/helpers/tmp.ts';
 
 function readTail(file: string): string {
   try {
-    return fs.readFileSync(file, 'utf8').split('\n').filter((line) => !line.includes('lbvm-guest: tick')).slice(-25).join('\n');
+    return fs
+      .readFileSync(file, 'utf8')
+      .split('\n')
+      .filter((line) => !line.includes('lbvm-guest: tick'))
+      .slice(-25)
+      .join('\n');
   } catch {
     return '(none)';
   }
@@ -37,7 +42,13 @@ const median = (values: number[]) => {
 };
 
 const [a, b] = await Promise.all([startAgent('bench-a'), startAgent('bench-b')]);
-const driver = new QemuDriver(new Map<string, AgentClient>([[a.host, a.client], [b.host, b.client]]), log);
+const driver = new QemuDriver(
+  new Map<string, AgentClient>([
+    [a.host, a.client],
+    [b.host, b.client],
+  ]),
+  log,
+);
 const guests = [
   { name: 'idle', load: { memPercent: 40, dirtyPercent: 0 } },
   { name: 'dirty30', load: { memPercent: 40, dirtyPercent: 30 } },
@@ -60,31 +71,40 @@ for (const guest of guests) {
     for (let run = 0; run < RUNS && !error; run++) {
       const from = location.get(guest.name)!;
       const to = from === a ? b : a;
-      const outcome = await driver.migrate({
-        vm: guest.name,
-        from: from.host,
-        to: to.host,
-        mode,
-        downtimeLimitMs: config.migration.downtimeLimit,
-        bandwidthBytesPerSec: config.migration.bandwidthBytesPerSec,
-        signal: new AbortController().signal,
-      }).catch((failure: Error) => {
-        error = `run ${run + 1}: ${failure.message}`;
-        const dir = path.join(from.stateDir, 'guests', guestId(guest.name));
-        process.stderr.write(`${error}\nQEMU log:\n${readTail(path.join(dir, 'qemu.log'))}\nconsole:\n${readTail(path.join(dir, 'serial.log'))}\n`);
-        return null;
-      });
+      const outcome = await driver
+        .migrate({
+          vm: guest.name,
+          from: from.host,
+          to: to.host,
+          mode,
+          downtimeLimitMs: config.migration.downtimeLimit,
+          bandwidthBytesPerSec: config.migration.bandwidthBytesPerSec,
+          signal: new AbortController().signal,
+        })
+        .catch((failure: Error) => {
+          error = `run ${run + 1}: ${failure.message}`;
+          const dir = path.join(from.stateDir, 'guests', guestId(guest.name));
+          process.stderr.write(
+            `${error}\nQEMU log:\n${readTail(path.join(dir, 'qemu.log'))}\nconsole:\n${readTail(path.join(dir, 'serial.log'))}\n`,
+          );
+          return null;
+        });
       if (!outcome) break;
       location.set(guest.name, to);
       totals.push(outcome.totalMs);
       if (outcome.downtimeMs !== null) downtimes.push(outcome.downtimeMs);
       bytes.push(outcome.bytesCopied);
       if (mode === 'live') {
-        const status = await from.client.call<{ dirtyBytesPerSec: number | null; autoConverge: boolean }>('/v1/migrate/status', { name: guest.name }).catch(() => null);
-        if (status?.dirtyBytesPerSec !== null && status?.dirtyBytesPerSec !== undefined) dirtyRates.push(status.dirtyBytesPerSec);
+        const status = await from.client
+          .call<{ dirtyBytesPerSec: number | null; autoConverge: boolean }>('/v1/migrate/status', { name: guest.name })
+          .catch(() => null);
+        if (status?.dirtyBytesPerSec !== null && status?.dirtyBytesPerSec !== undefined)
+          dirtyRates.push(status.dirtyBytesPerSec);
         if (status?.autoConverge) autoConverge++;
       }
-      process.stderr.write(`${guest.name} ${mode} run ${run + 1}: ${outcome.totalMs} ms, downtime ${outcome.downtimeMs} ms, ${outcome.bytesCopied} bytes\n`);
+      process.stderr.write(
+        `${guest.name} ${mode} run ${run + 1}: ${outcome.totalMs} ms, downtime ${outcome.downtimeMs} ms, ${outcome.bytesCopied} bytes\n`,
+      );
       await new Promise((resolve) => setTimeout(resolve, 1000));
     }
     cases[`${guest.name}.${mode}`] = {
@@ -93,12 +113,21 @@ for (const guest of guests) {
       totalMsMedian: median(totals),
       downtimeMsMedian: downtimes.length ? median(downtimes) : null,
       bytesCopiedMedian: median(bytes),
-      ...(mode === 'live' ? { dirtyBytesPerSecMedian: dirtyRates.length ? Math.round(median(dirtyRates)) : null, autoConvergeRuns: autoConverge } : {}),
+      ...(mode === 'live'
+        ? {
+            dirtyBytesPerSecMedian: dirtyRates.length ? Math.round(median(dirtyRates)) : null,
+            autoConvergeRuns: autoConverge,
+          }
+        : {}),
     };
   }
 }
 
-for (const guest of guests) await location.get(guest.name)!.client.stop(guest.name).catch(() => {});
+for (const guest of guests)
+  await location
+    .get(guest.name)!
+    .client.stop(guest.name)
+    .catch(() => {});
 await Promise.all([a.stop(), b.stop()]);
 process.stdout.write(
   `${JSON.stringify({

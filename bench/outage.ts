@@ -17,15 +17,33 @@ const redisOutage = argument('--redis', '2m');
 const influxRounds = argument('--influx-rounds', '10');
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const startedMs = Date.now();
-const run = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', 'test/faults/05-redis-unreachable.test.ts'], {
-  cwd: root,
-  env: { ...process.env, FAULT05_REDIS_OUTAGE: redisOutage, FAULT05_INFLUX_ROUNDS: influxRounds },
-  stdio: ['ignore', 'pipe', 'inherit'],
-  encoding: 'utf8',
-});
+const run = spawnSync(
+  process.execPath,
+  ['--import', 'tsx', '--test', '--test-reporter=spec', 'test/faults/05-redis-unreachable.test.ts'],
+  {
+    cwd: root,
+    env: { ...process.env, FAULT05_REDIS_OUTAGE: redisOutage, FAULT05_INFLUX_ROUNDS: influxRounds },
+    stdio: ['ignore', 'pipe', 'inherit'],
+    encoding: 'utf8',
+  },
+);
 process.stderr.write(run.stdout);
-const count = (name: string) => Number(run.stdout.match(new RegExp(`^ℹ ${name} (\\d+)`, 'm'))?.[1] ?? run.stdout.match(new RegExp(`^# ${name} (\\d+)`, 'm'))?.[1] ?? 0);
+const count = (name: string) =>
+  Number(
+    run.stdout.match(new RegExp(`^ℹ ${name} (\\d+)`, 'm'))?.[1] ??
+      run.stdout.match(new RegExp(`^# ${name} (\\d+)`, 'm'))?.[1] ??
+      0,
+  );
 process.stdout.write(
-  `${JSON.stringify({ benchmark: 'outage', redisOutage, influxRounds: Number(influxRounds), passed: run.status === 0, tests: count('tests'), pass: count('pass'), fail: count('fail'), wallSeconds: Math.round((Date.now() - startedMs) / 1000) })}\n`,
+  JSON.stringify({
+    benchmark: 'outage',
+    redisOutage,
+    influxRounds: Number(influxRounds),
+    passed: run.status === 0,
+    tests: count('tests'),
+    pass: count('pass'),
+    fail: count('fail'),
+    wallSeconds: Math.round((Date.now() - startedMs) / 1000),
+  }) + '\n',
 );
 process.exit(run.status === 0 ? 0 : 1);

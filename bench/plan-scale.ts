@@ -38,7 +38,9 @@ function syntheticSnapshot(seed: number): Snapshot {
     const hot = h % 10 === 3;
     const base = (hot ? 1.0 : 0.5) * (0.6 + 0.8 * random());
     const trend = random() < 0.2 ? 0.005 : 0;
-    const window = Array.from({ length: WINDOW }, (_, k) => Math.max(0, base + (random() - 0.5) * 0.2 * base + trend * k));
+    const window = Array.from({ length: WINDOW }, (_, k) =>
+      Math.max(0, base + (random() - 0.5) * 0.2 * base + trend * k),
+    );
     vms.push({
       name: `vm-${String(i).padStart(5, '0')}`,
       host: hosts[h]!.name,
@@ -50,7 +52,18 @@ function syntheticSnapshot(seed: number): Snapshot {
       tags: [],
     });
   }
-  return { nowMs: 1_700_000_000_000, seed, hosts, vms, rules: { groups: [{ name: 'web', kind: 'anti-affinity', vms: ['vm-00001', 'vm-00002', 'vm-00003'], hard: true }], pins: [], ignoredVms: [] }, inFlight: [] };
+  return {
+    nowMs: 1_700_000_000_000,
+    seed,
+    hosts,
+    vms,
+    rules: {
+      groups: [{ name: 'web', kind: 'anti-affinity', vms: ['vm-00001', 'vm-00002', 'vm-00003'], hard: true }],
+      pins: [],
+      ignoredVms: [],
+    },
+    inFlight: [],
+  };
 }
 
 function median(values: number[]): number {
@@ -72,7 +85,11 @@ function fresh(snapshot: Snapshot): Snapshot {
  * Wall time and CPU time (user + system of this process, GC threads included) per plan. On a machine
  * shared with other work, wall time includes waiting for a core; CPU time is what the plan costs.
  */
-function measure(label: string, snapshot: Snapshot, run: (snapshot: Snapshot) => { moves: unknown[] }): { medianMs: number; cpuMedianMs: number; moves: number } {
+function measure(
+  label: string,
+  snapshot: Snapshot,
+  run: (snapshot: Snapshot) => { moves: unknown[] },
+): { medianMs: number; cpuMedianMs: number; moves: number } {
   const times: number[] = [];
   const cpuTimes: number[] = [];
   let moves = 0;
@@ -90,7 +107,9 @@ function measure(label: string, snapshot: Snapshot, run: (snapshot: Snapshot) =>
   }
   const medianMs = Number(median(times).toFixed(1));
   const cpuMedianMs = Number(median(cpuTimes).toFixed(1));
-  process.stderr.write(`${label}: median ${medianMs} ms wall, ${cpuMedianMs} ms CPU over ${RUNS} runs, ${moves} moves\n`);
+  process.stderr.write(
+    `${label}: median ${medianMs} ms wall, ${cpuMedianMs} ms CPU over ${RUNS} runs, ${moves} moves\n`,
+  );
   return { medianMs, cpuMedianMs, moves };
 }
 
@@ -104,15 +123,27 @@ process.stderr.write(`snapshot: ${HOSTS} hosts, ${VMS} VMs, ${hot} hosts over 80
 
 const limitSets: Record<string, PolicySettings> = {
   defaults: withSettings({ demand: { maxWindowSamples: WINDOW } }),
-  unbounded: withSettings({ demand: { maxWindowSamples: WINDOW }, limits: { movesPerRound: 1000, migrationsPerSourceHost: 1000, migrationsPerDestinationHost: 1000, migrationsInCluster: 100_000 } }),
+  unbounded: withSettings({
+    demand: { maxWindowSamples: WINDOW },
+    limits: {
+      movesPerRound: 1000,
+      migrationsPerSourceHost: 1000,
+      migrationsPerDestinationHost: 1000,
+      migrationsInCluster: 100_000,
+    },
+  }),
 };
 const results: Record<string, Record<string, { medianMs: number; cpuMedianMs: number; moves: number }>> = {};
 for (const [name, settings] of Object.entries(limitSets)) {
   results[name] = {};
-  for (const policy of Object.values(POLICIES)) results[name]![policy.name] = measure(`${name} ${policy.name}`, snapshot, (input) => policy.run(input, settings));
-  results[name]!['round(evacuate,overload,balance)'] = measure(`${name} round`, snapshot, (input) => planRound(input, settings, ['evacuate', 'overload', 'balance']));
+  for (const policy of Object.values(POLICIES))
+    results[name]![policy.name] = measure(`${name} ${policy.name}`, snapshot, (input) => policy.run(input, settings));
+  results[name]!['round(evacuate,overload,balance)'] = measure(`${name} round`, snapshot, (input) =>
+    planRound(input, settings, ['evacuate', 'overload', 'balance']),
+  );
 }
-const under = (policy: string, ms: number, key: 'medianMs' | 'cpuMedianMs') => results.defaults![policy]![key] < ms && results.unbounded![policy]![key] < ms;
+const under = (policy: string, ms: number, key: 'medianMs' | 'cpuMedianMs') =>
+  results.defaults![policy]![key] < ms && results.unbounded![policy]![key] < ms;
 const targets = {
   balanceUnder500msWall: under('balance', 500, 'medianMs'),
   overloadUnder100msWall: under('overload', 100, 'medianMs'),
@@ -120,5 +151,21 @@ const targets = {
   overloadUnder100msCpu: under('overload', 100, 'cpuMedianMs'),
 };
 const loadAverage = os.loadavg().map((l) => Number(l.toFixed(2)));
-const compact = (value: unknown) => JSON.stringify(value, null, 2).replace(/\{\n\s*([^{}[\]]*?)\n\s*\}/g, (_, body: string) => `{ ${body.split(/,\n\s*/).join(', ')} }`);
-process.stdout.write(`${compact({ benchmark: 'plan-scale', hosts: HOSTS, vms: VMS, hostsOverHighWatermark: hot, runs: RUNS, cores: os.cpus().length, loadAverage, results, targets })}\n`);
+const compact = (value: unknown) =>
+  JSON.stringify(value, null, 2).replace(
+    /\{\n\s*([^{}[\]]*?)\n\s*\}/g,
+    (_, body: string) => `{ ${body.split(/,\n\s*/).join(', ')} }`,
+  );
+process.stdout.write(
+  compact({
+    benchmark: 'plan-scale',
+    hosts: HOSTS,
+    vms: VMS,
+    hostsOverHighWatermark: hot,
+    runs: RUNS,
+    cores: os.cpus().length,
+    loadAverage,
+    results,
+    targets,
+  }) + '\n',
+);

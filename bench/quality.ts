@@ -44,21 +44,43 @@ interface Spec {
 function specs(): Spec[] {
   const list: Spec[] = [];
   const planetlab = path.join(TRACES, 'planetlab');
-  for (const day of fs.readdirSync(planetlab).filter((d) => /^\d{8}$/.test(d)).sort()) {
-    for (const targetUse of SIZES) list.push({ dir: path.join(planetlab, day), format: 'planetlab', targetUse, hostCores: 4, hostMemGiB: 64 });
+  for (const day of fs
+    .readdirSync(planetlab)
+    .filter((d) => /^\d{8}$/.test(d))
+    .sort()) {
+    for (const targetUse of SIZES)
+      list.push({ dir: path.join(planetlab, day), format: 'planetlab', targetUse, hostCores: 4, hostMemGiB: 64 });
   }
-  for (const targetUse of SIZES) list.push({ dir: path.join(TRACES, 'bitbrains-rnd/2013-8'), format: 'bitbrains', name: 'bitbrains-rnd-2013-8', targetUse, hostCores: 16, hostMemGiB: 1024 });
+  for (const targetUse of SIZES)
+    list.push({
+      dir: path.join(TRACES, 'bitbrains-rnd/2013-8'),
+      format: 'bitbrains',
+      name: 'bitbrains-rnd-2013-8',
+      targetUse,
+      hostCores: 16,
+      hostMemGiB: 1024,
+    });
   const filter = process.env.QUALITY_CASES ? new RegExp(process.env.QUALITY_CASES) : null;
-  return filter ? list.filter((s) => filter.test(`${s.name ?? path.basename(s.dir)}@${Math.round(s.targetUse * 100)}`)) : list;
+  return filter
+    ? list.filter((s) => filter.test(`${s.name ?? path.basename(s.dir)}@${Math.round(s.targetUse * 100)}`))
+    : list;
 }
 
 function runChild(spec: Spec): Promise<CaseResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(here, '_quality-case.ts'), JSON.stringify(spec)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', path.join(here, '_quality-case.ts'), JSON.stringify(spec)],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     let out = '';
     child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
     child.on('error', reject);
-    child.on('close', (code) => (code === 0 ? resolve(JSON.parse(out) as CaseResult) : reject(new Error(`case ${spec.dir} at ${spec.targetUse} exited ${code}`))));
+    child.on('close', (code) =>
+      code === 0
+        ? resolve(JSON.parse(out) as CaseResult)
+        : reject(new Error(`case ${spec.dir} at ${spec.targetUse} exited ${code}`)),
+    );
   });
 }
 
@@ -82,7 +104,16 @@ const results = await runAll(specs(), jobs);
 const labels = [...PEER_NAMES, ...LEVELS.map((l) => `round-${l}`), ...LEVELS.map((l) => `balance-${l}`)];
 const cases = results.map((r) => {
   const v = verdict(r, defaultLevel);
-  return { case: `${r.trace}@${Math.round(r.targetUse * 100)}%`, hosts: r.hosts, hostCores: r.hostCores, vms: r.vms, steps: r.steps, meanCpuUse: r.meanCpuUse, points: r.points, ...v };
+  return {
+    case: `${r.trace}@${Math.round(r.targetUse * 100)}%`,
+    hosts: r.hosts,
+    hostCores: r.hostCores,
+    vms: r.vms,
+    steps: r.steps,
+    meanCpuUse: r.meanCpuUse,
+    points: r.points,
+    ...v,
+  };
 });
 const totals: Record<string, Pick<Point, 'migrations' | 'meanImbalance' | 'overloadedHostSteps' | 'movedGiB'>> = {};
 for (const label of labels) {
@@ -112,18 +143,38 @@ const goals = {
   pairsDominated: `${dominated}/${pairs}`,
   pairsDominatedByBalanceAlone: `${balancePairs}/${pairs}`,
   undominated,
-  casesWithALevelWorseThanNone: cases.filter((c) => c.worseThanNone.length > 0).map((c) => `${c.case} levels ${c.worseThanNone.join(',')}`),
+  casesWithALevelWorseThanNone: cases
+    .filter((c) => c.worseThanNone.length > 0)
+    .map((c) => `${c.case} levels ${c.worseThanNone.join(',')}`),
   defaultLevelBeatsBestPeer: `${cases.filter((c) => c.defaultBeatsBestPeer !== false).length}/${cases.length}`,
-  defaultLevelMissesBestPeer: cases.filter((c) => c.defaultBeatsBestPeer === false).map((c) => `${c.case} (best peer ${c.bestPeer})`),
+  defaultLevelMissesBestPeer: cases
+    .filter((c) => c.defaultBeatsBestPeer === false)
+    .map((c) => `${c.case} (best peer ${c.bestPeer})`),
   topFlatterThanProxlb: `${cases.filter((c) => c.topFlatterThanProxlb).length}/${cases.length}`,
   ladderMedian: LEVELS.slice(1).map((_, i) => {
-    const ratios = cases.map((c) => c.ladder[i]).filter((x): x is number => x !== null).sort((a, b) => a - b);
+    const ratios = cases
+      .map((c) => c.ladder[i])
+      .filter((x): x is number => x !== null)
+      .sort((a, b) => a - b);
     return ratios.length ? ratios[Math.floor(ratios.length / 2)]! : null;
   }),
 };
 
 /** Pretty JSON with every object of plain values on one line (one row per policy). */
 function compact(value: unknown): string {
-  return JSON.stringify(value, null, 2).replace(/\{\n\s*([^{}[\]]*?)\n\s*\}/g, (_, body: string) => `{ ${body.split(/,\n\s*/).join(', ')} }`);
+  return JSON.stringify(value, null, 2).replace(
+    /\{\n\s*([^{}[\]]*?)\n\s*\}/g,
+    (_, body: string) => `{ ${body.split(/,\n\s*/).join(', ')} }`,
+  );
 }
-process.stdout.write(`${compact({ benchmark: 'quality', roundPolicy: config.monitor.policies.join(','), defaultLevel, seconds: Math.round((Date.now() - started) / 1000), goals, totals, cases })}\n`);
+process.stdout.write(
+  compact({
+    benchmark: 'quality',
+    roundPolicy: config.monitor.policies.join(','),
+    defaultLevel,
+    seconds: Math.round((Date.now() - started) / 1000),
+    goals,
+    totals,
+    cases,
+  }) + '\n',
+);

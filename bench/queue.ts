@@ -45,22 +45,47 @@ const placement: Record<string, string> = {};
 for (let index = 0; index < JOBS; index++) placement[`vm${index}`] = hosts[index % HOSTS]!;
 await driver.cluster.define(
   hosts.map((name) => ({ name, cpuCores: 32, memBytes: 256 * 1024 * MIB })),
-  Object.keys(placement).map((name) => ({ name, vcpus: 2, memBytes: 256 * MIB, cpuBase: 0.2, cpuSwing: 0.1, phase: 0, memUse: 0.5 })),
+  Object.keys(placement).map((name) => ({
+    name,
+    vcpus: 2,
+    memBytes: 256 * MIB,
+    cpuBase: 0.2,
+    cpuSwing: 0.1,
+    phase: 0,
+    memUse: 0.5,
+  })),
   placement,
 );
 const queue = new MigrationQueue(client, config);
 const log = createLogger({ level: 'error', format: 'json' });
 
 // Workers are up and idle when the burst arrives, as in a running cluster.
-const workers = Array.from({ length: WORKERS }, () => startMigrationWorker({ config, driver, log, connection: connectRedis(redis.url, { blocking: true }), concurrency: 25 }));
+const workers = Array.from({ length: WORKERS }, () =>
+  startMigrationWorker({
+    config,
+    driver,
+    log,
+    connection: connectRedis(redis.url, { blocking: true }),
+    concurrency: 25,
+  }),
+);
 await sleep(500);
 const enqueueStartMs = Date.now();
 // Seeded destinations: a different host, spread (index*7+3 steps away).
 const results = await Promise.all(
   Array.from({ length: JOBS }, (_, index) => {
     const from = hosts[index % HOSTS]!;
-    const to = hosts[(index % HOSTS + 1 + ((index * 7 + 3) % (HOSTS - 1))) % HOSTS]!;
-    return queue.enqueue({ vm: `vm${index}`, from, to, reason: 'bench', planId: 'bench-1', requestedBy: 'monitor', fencingToken: null, mode: 'live' });
+    const to = hosts[((index % HOSTS) + 1 + ((index * 7 + 3) % (HOSTS - 1))) % HOSTS]!;
+    return queue.enqueue({
+      vm: `vm${index}`,
+      from,
+      to,
+      reason: 'bench',
+      planId: 'bench-1',
+      requestedBy: 'monitor',
+      fencingToken: null,
+      mode: 'live',
+    });
   }),
 );
 const enqueueMs = Date.now() - enqueueStartMs;
@@ -70,7 +95,9 @@ const runStartMs = enqueueStartMs;
 let events: LbvmEvent[] = [];
 for (;;) {
   events = (await queue.events.read({ count: 1_000_000 })).map((stored) => stored.event);
-  const done = events.filter((event) => event.type === 'migration.finished' || event.type === 'migration.failed').length;
+  const done = events.filter(
+    (event) => event.type === 'migration.finished' || event.type === 'migration.failed',
+  ).length;
   if (done >= JOBS) break;
   if (Date.now() - runStartMs > 600_000) throw new Error(`only ${done} of ${JOBS} finished in 10 minutes`);
   await sleep(250);

@@ -39,9 +39,28 @@ function window(nowMs: number): Sample[] {
       for (const v of vmsHere) {
         const cores = hot ? 1.6 : 0.3 + (v % 5) * 0.05;
         used += cores;
-        samples.push({ kind: 'vm', vm: `vm-${String(v).padStart(5, '0')}`, host, timeMs, vcpus: 2, cpuUsedCores: cores, memBytes: 2 * GiB, memUsedBytes: GiB, memDirtyBytesPerSec: 5e6, state: 'running' });
+        samples.push({
+          kind: 'vm',
+          vm: `vm-${String(v).padStart(5, '0')}`,
+          host,
+          timeMs,
+          vcpus: 2,
+          cpuUsedCores: cores,
+          memBytes: 2 * GiB,
+          memUsedBytes: GiB,
+          memDirtyBytesPerSec: 5e6,
+          state: 'running',
+        });
       }
-      samples.push({ kind: 'host', host, timeMs, cpuCores: 32, cpuUsedCores: used, memBytes: 128 * GiB, memUsedBytes: (VMS / HOSTS) * 2 * GiB + 8 * GiB });
+      samples.push({
+        kind: 'host',
+        host,
+        timeMs,
+        cpuCores: 32,
+        cpuUsedCores: used,
+        memBytes: 128 * GiB,
+        memUsedBytes: (VMS / HOSTS) * 2 * GiB + 8 * GiB,
+      });
     }
   }
   return samples;
@@ -52,7 +71,14 @@ async function measure(name: string, storeUrl: string, redisUrl: string, prefix:
   const { config } = loadConfig({
     env: {},
     cwd: tmpDir(),
-    overrides: { 'store.url': storeUrl, 'redis.url': redisUrl, 'redis.prefix': prefix, 'monitor.window': '30m', 'limits.movesPerRound': 10, 'limits.movesPerHour': 100_000 },
+    overrides: {
+      'store.url': storeUrl,
+      'redis.url': redisUrl,
+      'redis.prefix': prefix,
+      'monitor.window': '30m',
+      'limits.movesPerRound': 10,
+      'limits.movesPerHour': 100_000,
+    },
   });
   const store: SampleStore = openStore(config.store.url, { log });
   const nowMs = Date.now();
@@ -78,14 +104,35 @@ async function measure(name: string, storeUrl: string, redisUrl: string, prefix:
     enqueued = record.enqueued.filter((e) => e.status === 'queued').length;
     vmsSeen = record.inputs.vms;
     hostsSeen = record.inputs.hosts;
-    if (round === 0 && record.enqueued.length === 0) process.stderr.write(`nothing enqueued: ${JSON.stringify({ mode: record.mode, notes: record.notes, held: record.heldBack.slice(0, 5), moves: record.moves.length, unknown: record.inputs.unknownHosts.length })}\n`);
-    process.stderr.write(`${name}: round ${round + 1}: ${Math.round(roundMs[round]!)} ms (plan ${Math.round(planMs[round]!)} ms), ${enqueued} enqueued\n`);
+    if (round === 0 && record.enqueued.length === 0)
+      process.stderr.write(
+        'nothing enqueued: ' +
+          JSON.stringify({
+            mode: record.mode,
+            notes: record.notes,
+            held: record.heldBack.slice(0, 5),
+            moves: record.moves.length,
+            unknown: record.inputs.unknownHosts.length,
+          }) +
+          '\n',
+      );
+    process.stderr.write(
+      `${name}: round ${round + 1}: ${Math.round(roundMs[round]!)} ms (plan ${Math.round(planMs[round]!)} ms), ${enqueued} enqueued\n`,
+    );
   }
   await monitor.lease.release();
   await queue.close();
   await store.close();
   redis.disconnect();
-  return { samplesInWindow: samples.length, hosts: hostsSeen, vms: vmsSeen, roundMsMedian: Math.round(median(roundMs)), planMsMedian: Math.round(median(planMs)), enqueuedPerRound: enqueued, underTarget: median(roundMs) < 2000 };
+  return {
+    samplesInWindow: samples.length,
+    hosts: hostsSeen,
+    vms: vmsSeen,
+    roundMsMedian: Math.round(median(roundMs)),
+    planMsMedian: Math.round(median(planMs)),
+    enqueuedPerRound: enqueued,
+    underTarget: median(roundMs) < 2000,
+  };
 }
 
 const redisServer = await startRedisServer({ dir: tmpDir('lbvm-bench-redis-') });
@@ -93,7 +140,18 @@ const influx = await startInflux();
 try {
   const files = await measure('files', `files:${tmpDir('lbvm-bench-files-')}/samples`, redisServer.url, 'bench-files');
   const influxResult = await measure('influx', influx.storeUrl('lbvm_bench'), redisServer.url, 'bench-influx');
-  process.stdout.write(`${JSON.stringify({ bench: 'round', hosts: HOSTS, vms: VMS, windowMinutes: WINDOW_MS / STEP_MS, rounds: ROUNDS, targetMs: 2000, files, influx: influxResult })}\n`);
+  process.stdout.write(
+    JSON.stringify({
+      bench: 'round',
+      hosts: HOSTS,
+      vms: VMS,
+      windowMinutes: WINDOW_MS / STEP_MS,
+      rounds: ROUNDS,
+      targetMs: 2000,
+      files,
+      influx: influxResult,
+    }) + '\n',
+  );
 } finally {
   await influx.stop();
   await redisServer.stop();

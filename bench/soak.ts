@@ -54,17 +54,28 @@ if (SENTINEL) {
 } else {
   server = await stack.startRedis();
 }
-const redisConfig = bed ? { url: bed.target.url, prefix: 'soak', sentinels: bed.target.sentinels, name: bed.target.name } : { url: server.url, prefix: 'soak' };
+const redisConfig = bed
+  ? { url: bed.target.url, prefix: 'soak', sentinels: bed.target.sentinels, name: bed.target.name }
+  : { url: server.url, prefix: 'soak' };
 const simSettings = { hosts: HOSTS, vms: VMS, hostCpuCores: 32, hostMem: '256GiB', speedup: 4, seed: 11, period: '4m' };
 const cluster = generateSimCluster(loadConfig({ env: {}, cwd: stack.dir, overrides: { sim: simSettings } }).config.sim);
 stack.writeConfig({
   // Each sim host is a logical host: its collector reports the sum of its VMs against this capacity.
-  hosts: Object.fromEntries(cluster.hosts.map((host) => [host.name, { cpuCores: host.cpuCores, memBytes: host.memBytes }])),
+  hosts: Object.fromEntries(
+    cluster.hosts.map((host) => [host.name, { cpuCores: host.cpuCores, memBytes: host.memBytes }]),
+  ),
   redis: redisConfig,
   store: { url: `files:${path.join(stack.dir, 'samples')}`, spoolDir: path.join(stack.dir, 'spool') },
   collect: { driver: 'sim' },
   monitor: { interval: '15s', window: '5m', lease: '15s', listen: '127.0.0.1:0' },
-  limits: { movesPerRound: 20, movesPerHour: 100_000, migrationsPerSourceHost: 2, migrationsPerDestinationHost: 2, migrationsInCluster: 30, cooldown: '2m' },
+  limits: {
+    movesPerRound: 20,
+    movesPerHour: 100_000,
+    migrationsPerSourceHost: 2,
+    migrationsPerDestinationHost: 2,
+    migrationsInCluster: 30,
+    cooldown: '2m',
+  },
   migration: { lockDuration: '10s', slotWait: '1s', attempts: 3, backoff: '2s' },
   sim: simSettings,
   log: { level: 'info', format: 'json' },
@@ -132,7 +143,10 @@ while (Date.now() < endMs) {
     victim.tracked.child.kill('SIGKILL');
     await victim.tracked.exited;
     watched.delete(workerName(slot));
-    peakRssKb.set(`worker-${slot + 1}`, Math.max(peakRssKb.get(`worker-${slot + 1}`) ?? 0, peakRssKb.get(workerName(slot)) ?? 0));
+    peakRssKb.set(
+      `worker-${slot + 1}`,
+      Math.max(peakRssKb.get(`worker-${slot + 1}`) ?? 0, peakRssKb.get(workerName(slot)) ?? 0),
+    );
     peakRssKb.delete(workerName(slot));
     workerGeneration[slot]!++;
     start(workerName(slot), ['worker']);
@@ -148,7 +162,9 @@ while (Date.now() < endMs) {
       const old = await bed.killMaster();
       server = await bed.waitForPromotion(old);
       failover = { promotedMs: Date.now() - killedAtMs, firstEnqueueMs: null, killedAtMs };
-      say(`replica on port ${server.port} promoted after ${failover.promotedMs} ms; the old master comes back as its replica`);
+      say(
+        `replica on port ${server.port} promoted after ${failover.promotedMs} ms; the old master comes back as its replica`,
+      );
       await old.start();
     } else {
       say(`${Math.round((Date.now() - startedMs) / 1000)} s: restarting Redis`);
@@ -167,24 +183,33 @@ const drainUntil = Date.now() + 90_000;
 while ((await queue.inFlight()).some((job) => job.state === 'active') && Date.now() < drainUntil) await sleep(2000);
 sampleRss();
 for (let slot = 0; slot < WORKERS; slot++) {
-  peakRssKb.set(`worker-${slot + 1}`, Math.max(peakRssKb.get(`worker-${slot + 1}`) ?? 0, peakRssKb.get(workerName(slot)) ?? 0));
+  peakRssKb.set(
+    `worker-${slot + 1}`,
+    Math.max(peakRssKb.get(`worker-${slot + 1}`) ?? 0, peakRssKb.get(workerName(slot)) ?? 0),
+  );
   peakRssKb.delete(workerName(slot));
 }
 
 // Migrations and duplicates, from the event stream.
-const events: LbvmEvent[] = (await new RedisEventLog(redis, 'soak').read({ count: 1_000_000 })).map((stored) => stored.event);
+const events: LbvmEvent[] = (await new RedisEventLog(redis, 'soak').read({ count: 1_000_000 })).map(
+  (stored) => stored.event,
+);
 const migratedByJob = new Map<string, number>();
 for (const event of events) {
-  if (event.type === 'migration.finished' && event.detail?.outcome === 'migrated') migratedByJob.set(event.jobId!, (migratedByJob.get(event.jobId!) ?? 0) + 1);
+  if (event.type === 'migration.finished' && event.detail?.outcome === 'migrated')
+    migratedByJob.set(event.jobId!, (migratedByJob.get(event.jobId!) ?? 0) + 1);
 }
 const duplicates = [...migratedByJob.values()].reduce((sum, count) => sum + count - 1, 0);
 // Jobs started more than once: attempts cut short by a killed worker (or Redis away) and re-run.
 const startsByJob = new Map<string, number>();
-for (const event of events) if (event.type === 'migration.started') startsByJob.set(event.jobId!, (startsByJob.get(event.jobId!) ?? 0) + 1);
+for (const event of events)
+  if (event.type === 'migration.started') startsByJob.set(event.jobId!, (startsByJob.get(event.jobId!) ?? 0) + 1);
 const rerunJobs = [...startsByJob.values()].filter((starts) => starts > 1).length;
 const count = (type: LbvmEvent['type']) => events.filter((event) => event.type === type).length;
 if (failover) {
-  const after = events.filter((event) => event.type === 'migration.queued' && event.timeMs > failover!.killedAtMs).map((event) => event.timeMs);
+  const after = events
+    .filter((event) => event.type === 'migration.queued' && event.timeMs > failover!.killedAtMs)
+    .map((event) => event.timeMs);
   failover.firstEnqueueMs = after.length > 0 ? Math.min(...after) - failover.killedAtMs : null;
 }
 const jobCounts = await queue.queue.getJobCounts('waiting', 'delayed', 'active', 'completed', 'failed');
@@ -199,7 +224,10 @@ for (const name of collectors) {
   let lastSpoolBytes = 0;
   for (const line of stack.logOf(name).split('\n')) {
     if (!line.startsWith('{"node"')) continue;
-    const result = JSON.parse(line) as { vmSamples: number; delivery: { spoolBytes: number; rejected: number; dropped: number } };
+    const result = JSON.parse(line) as {
+      vmSamples: number;
+      delivery: { spoolBytes: number; rejected: number; dropped: number };
+    };
     rounds++;
     taken += 1 + result.vmSamples;
     rejected += result.delivery.rejected;
@@ -218,7 +246,12 @@ const walk = (dir: string) => {
     } else if (entry.name.endsWith('.jsonl')) {
       for (const line of fs.readFileSync(full, 'utf8').split('\n')) {
         if (!line) continue;
-        const sample = JSON.parse(line.slice(line.indexOf('{'))) as { kind: string; host: string; vm?: string; timeMs: number };
+        const sample = JSON.parse(line.slice(line.indexOf('{'))) as {
+          kind: string;
+          host: string;
+          vm?: string;
+          timeMs: number;
+        };
         storedLines++;
         stored.add(`${sample.kind}\0${sample.host}\0${sample.vm ?? ''}\0${sample.timeMs}`);
       }
@@ -237,12 +270,19 @@ const result = {
   vms: VMS,
   workers: WORKERS,
   redis: SENTINEL ? 'sentinel' : 'single',
-  chaos: { workerKills: kills, redisRestarts, failover: failover && { promotedMs: failover.promotedMs, killToFirstEnqueueMs: failover.firstEnqueueMs } },
+  chaos: {
+    workerKills: kills,
+    redisRestarts,
+    failover: failover && { promotedMs: failover.promotedMs, killToFirstEnqueueMs: failover.firstEnqueueMs },
+  },
   migrations: {
     done: [...migratedByJob.keys()].length,
-    alreadyThere: events.filter((event) => event.type === 'migration.finished' && event.detail?.outcome === 'already-there').length,
+    alreadyThere: events.filter(
+      (event) => event.type === 'migration.finished' && event.detail?.outcome === 'already-there',
+    ).length,
     failedAttempts: count('migration.failed'),
-    lockLostAttempts: events.filter((event) => event.type === 'migration.failed' && event.detail?.lockLost === true).length,
+    lockLostAttempts: events.filter((event) => event.type === 'migration.failed' && event.detail?.lockLost === true)
+      .length,
     dropped: count('migration.dropped'),
     rerunJobs,
     queued: count('migration.queued'),
@@ -250,10 +290,21 @@ const result = {
   },
   duplicates,
   monitorRounds: (monitorLog.match(/"msg":"round (enforce|report|paused|halted)/g) ?? []).length,
-  samples: { rounds, taken, stored: stored.size, lost: Math.max(0, taken - stored.size), duplicateLines: storedLines - stored.size, rejected, droppedFromSpool, spoolBytesAtEnd },
+  samples: {
+    rounds,
+    taken,
+    stored: stored.size,
+    lost: Math.max(0, taken - stored.size),
+    duplicateLines: storedLines - stored.size,
+    rejected,
+    droppedFromSpool,
+    spoolBytesAtEnd,
+  },
   peakRssMiB: {
     monitor: mib(peakRssKb.get('monitor')),
-    ...Object.fromEntries(Array.from({ length: WORKERS }, (_, slot) => [`worker-${slot + 1}`, mib(peakRssKb.get(`worker-${slot + 1}`))])),
+    ...Object.fromEntries(
+      Array.from({ length: WORKERS }, (_, slot) => [`worker-${slot + 1}`, mib(peakRssKb.get(`worker-${slot + 1}`))]),
+    ),
     collectorMax: mib(Math.max(...collectorPeaks)),
     collectorMedian: mib(median(collectorPeaks)),
     redisServer: mib(peakRssKb.get('redis-server')),

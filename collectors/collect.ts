@@ -126,7 +126,14 @@ export async function collectRound(options: CollectOptions): Promise<RoundResult
   }
 
   const host = options.logicalCapacity
-    ? logicalHostSample(options.node, vmSamples[0]?.timeMs ?? Date.now(), options.logicalCapacity, vmSamples, vmCount ?? 0, memCommittedBytes)
+    ? logicalHostSample(
+        options.node,
+        vmSamples[0]?.timeMs ?? Date.now(),
+        options.logicalCapacity,
+        vmSamples,
+        vmCount ?? 0,
+        memCommittedBytes,
+      )
     : hostSampleFromProc(options.node, hostBefore!, hostAfter!, vmCount, memCommittedBytes);
 
   saveNodeState(options.stateFile, options.node, { proc: hostAfter, vms: vmCounters });
@@ -148,7 +155,9 @@ export async function collectRound(options: CollectOptions): Promise<RoundResult
 
 /** Drops counters too old to give a meaningful average. */
 function freshCounters(counters: Record<string, VmCounters>, nowMs: number): Record<string, VmCounters> {
-  return Object.fromEntries(Object.entries(counters).filter(([, value]) => nowMs - value.timeMs <= MAX_BASELINE_AGE_MS));
+  return Object.fromEntries(
+    Object.entries(counters).filter(([, value]) => nowMs - value.timeMs <= MAX_BASELINE_AGE_MS),
+  );
 }
 
 /**
@@ -169,19 +178,32 @@ function logRound(log: Logger | undefined, result: RoundResult, store: string, o
     spoolBytes: delivery.spoolBytes,
   };
   if (delivery.storeError) {
-    const message = `store ${store} did not take this round: ${delivery.storeError}; spooled ${delivery.spooled} samples (${delivery.spoolBytes} bytes waiting), replayed on the next successful write`;
+    const message =
+      `store ${store} did not take this round: ${delivery.storeError}; spooled ${delivery.spooled} ` +
+      `samples (${delivery.spoolBytes} bytes waiting), replayed on the next successful write`;
     if (outage?.storeDown) log.debug({ ...fields, store, error: delivery.storeError }, message);
     else log.warn({ ...fields, store, error: delivery.storeError }, message);
     if (outage) outage.storeDown = true;
   } else {
-    if (outage?.storeDown) log.info({ ...fields, store }, `store ${store} takes rounds again: replayed ${delivery.replayed} spooled samples`);
+    if (outage?.storeDown)
+      log.info(
+        { ...fields, store },
+        `store ${store} takes rounds again: replayed ${delivery.replayed} spooled samples`,
+      );
     if (outage) outage.storeDown = false;
     // debug: the command prints the same line on stdout; stderr stays for what needs attention (cron mails it).
-    log.debug(fields, `collected ${1 + result.vmSamples} samples of ${result.node}${delivery.replayed ? ` and replayed ${delivery.replayed} spooled` : ''}`);
+    log.debug(
+      fields,
+      `collected ${1 + result.vmSamples} samples of ${result.node}${delivery.replayed ? ` and replayed ${delivery.replayed} spooled` : ''}`,
+    );
   }
-  if (result.driverError) log.error({ node: result.node, error: result.driverError }, `could not list the VMs: ${result.driverError}`);
+  if (result.driverError)
+    log.error({ node: result.node, error: result.driverError }, `could not list the VMs: ${result.driverError}`);
   if (result.vmsWithoutBaseline.length > 0) {
-    log.debug({ vms: result.vmsWithoutBaseline.slice(0, 20) }, `${result.vmsWithoutBaseline.length} VMs have no CPU figure yet (no earlier counters); they are sampled from the next round`);
+    log.debug(
+      { vms: result.vmsWithoutBaseline.slice(0, 20) },
+      `${result.vmsWithoutBaseline.length} VMs have no CPU figure yet (no earlier counters); they are sampled from the next round`,
+    );
   }
 }
 
@@ -190,7 +212,11 @@ function logRound(log: Logger | undefined, result: RoundResult, store: string, o
  * `signal` aborts. A failed round is logged and the loop goes on.
  */
 export async function collectLoop(
-  options: CollectOptions & { intervalMs: number; signal: AbortSignal; onRound?: (result: RoundResult | Error) => void },
+  options: CollectOptions & {
+    intervalMs: number;
+    signal: AbortSignal;
+    onRound?: (result: RoundResult | Error) => void;
+  },
 ): Promise<void> {
   const outage = { storeDown: false };
   while (!options.signal.aborted) {

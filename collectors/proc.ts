@@ -31,7 +31,8 @@ export function parseProcStat(text: string): ProcStat {
   for (const line of text.split('\n')) {
     if (line.startsWith('cpu ')) {
       const values = line.trim().split(/\s+/).slice(1).map(Number);
-      if (values.length < 4 || values.some((value) => !Number.isFinite(value))) throw new Error(`/proc/stat: unreadable cpu line: ${line}`);
+      if (values.length < 4 || values.some((value) => !Number.isFinite(value)))
+        throw new Error(`/proc/stat: unreadable cpu line: ${line}`);
       const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = values;
       total = { user, nice, system, idle, iowait, irq, softirq, steal };
     } else if (/^cpu\d+\s/.test(line)) {
@@ -77,14 +78,16 @@ export function parseMeminfo(text: string): MemInfo {
   const total = values.get('MemTotal');
   if (total === undefined) throw new Error('/proc/meminfo: no MemTotal');
   const available =
-    values.get('MemAvailable') ?? (values.get('MemFree') ?? 0) + (values.get('Buffers') ?? 0) + (values.get('Cached') ?? 0);
+    values.get('MemAvailable') ??
+    (values.get('MemFree') ?? 0) + (values.get('Buffers') ?? 0) + (values.get('Cached') ?? 0);
   return { totalBytes: total, availableBytes: available, usedBytes: Math.max(0, total - available) };
 }
 
 /** /proc/loadavg: `0.52 0.58 0.59 1/467 12345`. */
 export function parseLoadavg(text: string): { load1: number; load5: number; load15: number } {
   const [load1, load5, load15] = text.trim().split(/\s+/).map(Number);
-  if (![load1, load5, load15].every((value) => Number.isFinite(value))) throw new Error(`/proc/loadavg: unreadable: ${text.trim()}`);
+  if (![load1, load5, load15].every((value) => Number.isFinite(value)))
+    throw new Error(`/proc/loadavg: unreadable: ${text.trim()}`);
   return { load1: load1!, load5: load5!, load15: load15! };
 }
 
@@ -117,7 +120,11 @@ export function parseNetDev(text: string): Map<string, { rxBytes: number; txByte
     const colon = line.indexOf(':');
     if (colon === -1 || line.includes('|')) continue;
     const name = line.slice(0, colon).trim();
-    const fields = line.slice(colon + 1).trim().split(/\s+/).map(Number);
+    const fields = line
+      .slice(colon + 1)
+      .trim()
+      .split(/\s+/)
+      .map(Number);
     if (!name || fields.length < 9 || !Number.isFinite(fields[0]) || !Number.isFinite(fields[8])) continue;
     interfaces.set(name, { rxBytes: fields[0]!, txBytes: fields[8]! });
   }
@@ -173,7 +180,8 @@ export async function readProc(procRoot = '/proc', sysRoot = '/sys'): Promise<Pr
   const timeMs = Date.now();
   const devices = parseDiskstats(diskText);
   const disk = { readBytes: 0, writeBytes: 0 };
-  const wholeDisks = disks ?? new Set([...devices.keys()].filter((name) => !/^(loop|ram|zram|dm-|md|sr|nbd)/.test(name)));
+  const wholeDisks =
+    disks ?? new Set([...devices.keys()].filter((name) => !/^(loop|ram|zram|dm-|md|sr|nbd)/.test(name)));
   for (const [name, counters] of devices) {
     if (!wholeDisks.has(name) || isPartitionOf(name, wholeDisks)) continue;
     disk.readBytes += counters.readBytes;

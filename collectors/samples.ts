@@ -14,7 +14,13 @@ export function rate(before: number | undefined, after: number | undefined, elap
 }
 
 /** The host sample from a previous and a current /proc reading (CPU, disk and network are averages between them). */
-export function hostSampleFromProc(host: string, before: ProcReading, after: ProcReading, vmCount?: number, memCommittedBytes?: number): HostSample {
+export function hostSampleFromProc(
+  host: string,
+  before: ProcReading,
+  after: ProcReading,
+  vmCount?: number,
+  memCommittedBytes?: number,
+): HostSample {
   const elapsedMs = after.timeMs - before.timeMs;
   const cpu = cpuCoresBetween(before.stat, after.stat);
   const sample: HostSample = {
@@ -37,7 +43,8 @@ export function hostSampleFromProc(host: string, before: ProcReading, after: Pro
     netRxBytesPerSec: rate(before.net.rxBytes, after.net.rxBytes, elapsedMs),
     netTxBytesPerSec: rate(before.net.txBytes, after.net.txBytes, elapsedMs),
   };
-  for (const [key, value] of Object.entries(optional)) if (value !== undefined) (sample as unknown as Record<string, number>)[key] = value;
+  for (const [key, value] of Object.entries(optional))
+    if (value !== undefined) (sample as unknown as Record<string, number>)[key] = value;
   if (vmCount !== undefined) sample.vmCount = vmCount;
   if (memCommittedBytes !== undefined) sample.memCommittedBytes = memCommittedBytes;
   return sample;
@@ -96,7 +103,10 @@ export function vmSamplesFromInventory(
       netRxBytes: vm.netRxBytes,
       netTxBytes: vm.netTxBytes,
     };
-    const cpuFromCounter = before?.cpuTimeMs !== undefined && vm.cpuTimeMs !== undefined ? rate(before.cpuTimeMs, vm.cpuTimeMs, elapsedMs) : undefined;
+    const cpuFromCounter =
+      before?.cpuTimeMs !== undefined && vm.cpuTimeMs !== undefined
+        ? rate(before.cpuTimeMs, vm.cpuTimeMs, elapsedMs)
+        : undefined;
     // cpuTimeMs per second of wall time, /1000 -> cores.
     const cpuUsedCores = vm.cpuUsedCores ?? (cpuFromCounter === undefined ? undefined : cpuFromCounter / 1000);
     const stopped = vm.state === 'stopped';
@@ -122,7 +132,8 @@ export function vmSamplesFromInventory(
       netRxBytesPerSec: vm.netRxBytesPerSec ?? rate(before?.netRxBytes, vm.netRxBytes, elapsedMs),
       netTxBytesPerSec: vm.netTxBytesPerSec ?? rate(before?.netTxBytes, vm.netTxBytes, elapsedMs),
     };
-    for (const [field, value] of Object.entries(optional)) if (value !== undefined) (sample as unknown as Record<string, unknown>)[field] = value;
+    for (const [field, value] of Object.entries(optional))
+      if (value !== undefined) (sample as unknown as Record<string, unknown>)[field] = value;
     if (vm.tags && vm.tags.length > 0) sample.tags = [...vm.tags];
     for (const field of VM_TEXT_FIELDS) if (vm[field]) sample[field] = vm[field];
     samples.push(sample);
@@ -142,7 +153,8 @@ export function logicalHostSample(
   vmCount: number,
   memCommittedBytes?: number,
 ): HostSample {
-  const sum = (field: keyof VmSample) => guests.reduce((total, guest) => total + ((guest[field] as number | undefined) ?? 0), 0);
+  const sum = (field: keyof VmSample) =>
+    guests.reduce((total, guest) => total + ((guest[field] as number | undefined) ?? 0), 0);
   const has = (field: keyof VmSample) => guests.some((guest) => guest[field] !== undefined);
   const memUsedBytes = sum('memUsedBytes');
   const sample: HostSample = {
@@ -157,7 +169,12 @@ export function logicalHostSample(
     vmCount,
     memCommittedBytes: memCommittedBytes ?? sum('memBytes'),
   };
-  for (const field of ['diskReadBytesPerSec', 'diskWriteBytesPerSec', 'netRxBytesPerSec', 'netTxBytesPerSec'] as const) {
+  for (const field of [
+    'diskReadBytesPerSec',
+    'diskWriteBytesPerSec',
+    'netRxBytesPerSec',
+    'netTxBytesPerSec',
+  ] as const) {
     if (has(field)) sample[field] = sum(field);
   }
   return sample;

@@ -17,11 +17,13 @@
  */
 import type { Plan, SkipReason, Snapshot } from '../src/model/index.ts';
 import { Cluster, type HostLoad, type VmLoad } from './cluster.ts';
-import { brokenHere, sourceRefusal, vmRefusal, type Refusal } from './constraints.ts';
+import { brokenHere, sourceRefusal, vmRefusal, type DestFilter } from './constraints.ts';
 import type { Demand } from './demand.ts';
-import { moveValue, overloadChance, sourceUrgency, type MoveValue } from './objective.ts';
+import { moveValue, sourceUrgency, type MoveValue } from './objective.ts';
+import { overloadChance } from './risk.ts';
 import { byKeyThenName, describeRefusals, findDestination, sortedByKey } from './placement.ts';
-import { cpuShare, describeUse, memShare, pct, PlanBuilder } from './plan-builder.ts';
+import { cpuShare, describeUse, memShare, PlanBuilder } from './plan-builder.ts';
+import { pct } from './format.ts';
 import type { PolicySettings, ThresholdLevel } from './settings.ts';
 
 export interface LevelRule {
@@ -50,13 +52,20 @@ export const ABOVE_TARGET = 0.1;
 const TRIAGE_HOSTS = 4;
 const CERTAIN = 0.95;
 
-export function balance(snapshot: Snapshot, settings: PolicySettings, budget = settings.limits.movesPerRound, demandByVm?: ReadonlyMap<string, Demand>): Plan {
+export function balance(
+  snapshot: Snapshot,
+  settings: PolicySettings,
+  budget = settings.limits.movesPerRound,
+  demandByVm?: ReadonlyMap<string, Demand>,
+): Plan {
   const cluster = new Cluster(snapshot, settings, settings.weights, demandByVm);
   const plan = new PlanBuilder('balance', cluster, budget);
   const level = settings.balance.threshold;
   mandatoryMoves(cluster, plan);
   if (level === 1) {
-    plan.notes.push(`threshold 1: only mandatory moves (VMs breaking a hard rule, memory above a host's size); imbalance ${cluster.imbalance().toFixed(3)}`);
+    plan.notes.push(
+      `threshold 1: only mandatory moves (VMs breaking a hard rule, memory above a host's size); imbalance ${cluster.imbalance().toFixed(3)}`,
+    );
     return plan.build();
   }
   const hosts = usableHosts(cluster);
@@ -65,7 +74,16 @@ export function balance(snapshot: Snapshot, settings: PolicySettings, budget = s
     return plan.build();
   }
   const rule = THRESHOLD_LEVELS[level];
-  valuedMoves(cluster, plan, () => true, hosts, rule.minGain, level, (source) => `balance, ${source.name} is among the most urgent hosts (${describeUse(source)})`, { spreadWeight: rule.spreadWeight });
+  valuedMoves(
+    cluster,
+    plan,
+    () => true,
+    hosts,
+    rule.minGain,
+    level,
+    (source) => `balance, ${source.name} is among the most urgent hosts (${describeUse(source)})`,
+    { spreadWeight: rule.spreadWeight },
+  );
   return plan.build();
 }
 
@@ -86,39 +104,46 @@ function mandatoryMoves(cluster: Cluster, plan: PlanBuilder): void {
       continue;
     }
     const ordered = hosts.slice().sort(byKeyThenName((h) => cluster.imbalanceAfter(vm, h)));
-    const found = findDestination(cluster, vm, ordered, (dest) => (brokenAfter(cluster, vm, dest) ? { reason: broken.reason, detail: 'would still break the rule' } : null));
+    // DEST_FILTERS refuse every host where it would still break the rule (must-pin, hard anti-affinity).
+    const found = findDestination(cluster, vm, ordered);
     if (!found.dest) {
-      plan.skip({ reason: 'NO_DESTINATION', detail: `${broken.detail}; no host repairs it: ${describeRefusals(found.refused)}` }, vm);
+      plan.skip(
+        {
+          reason: 'NO_DESTINATION',
+          detail: `${broken.detail}; no host repairs it: ${describeRefusals(found.refused)}`,
+        },
+        vm,
+      );
       continue;
     }
     plan.move(vm, found.dest, `mandatory, ${broken.detail}`);
   }
   // Hosts holding more committed memory than they have: the smallest VM that brings them under, else the largest.
-  for (const host of hosts.filter((h) => h.mem > h.memBytes)) {
-    while (plan.remaining > 0 && host.mem > host.memBytes) {
+  for (const host of hosts.filter((h) => h.memCommittedBytes > h.memBytes)) {
+    while (plan.remaining > 0 && host.memCommittedBytes > host.memBytes) {
       const refusal = sourceRefusal(cluster, host);
       if (refusal) {
         plan.skip(refusal, undefined, host);
         break;
       }
-      const excess = host.mem - host.memBytes;
+      const excess = host.memCommittedBytes - host.memBytes;
       const candidates = host.vms.map((i) => cluster.vms[i]!).filter((vm) => !vmRefusal(cluster, vm));
-      candidates.sort(byKeyThenName((vm) => (vm.mem >= excess ? vm.mem : Number.MAX_SAFE_INTEGER - vm.mem)));
+      candidates.sort(
+        byKeyThenName((vm) => (vm.memBytes >= excess ? vm.memBytes : Number.MAX_SAFE_INTEGER - vm.memBytes)),
+      );
       const ordered = hosts.slice().sort(byKeyThenName((h) => memShare(h)));
-      const move = candidates.map((vm) => ({ vm, dest: findDestination(cluster, vm, ordered, () => null).dest })).find((c) => c.dest);
+      const move = candidates
+        .map((vm) => ({ vm, dest: findDestination(cluster, vm, ordered).dest }))
+        .find((c) => c.dest);
       if (!move) {
-        plan.notes.push(`${host.name} has ${pct(memShare(host))} of its memory committed to VMs and no VM on it fits elsewhere`);
+        plan.notes.push(
+          `${host.name} has ${pct(memShare(host))} of its memory committed to VMs and no VM on it fits elsewhere`,
+        );
         break;
       }
       plan.move(move.vm, move.dest!, `mandatory, ${host.name} memory committed ${pct(memShare(host))} > 100%`);
     }
   }
-}
-
-/** Would the VM still break a hard rule on `dest`? (anti-affinity partners there, or not a must host) */
-function brokenAfter(cluster: Cluster, vm: VmLoad, dest: HostLoad): boolean {
-  if (vm.mustHosts && !vm.mustHosts.hosts.has(dest.name)) return true;
-  return vm.antiHard.some((rel) => cluster.vms[rel.vm]!.host === dest.index);
 }
 
 interface Candidate extends MoveValue {
@@ -127,8 +152,8 @@ interface Candidate extends MoveValue {
 }
 
 export interface ValueOptions {
-  /** A policy's own destination rule (overload: stay under the high watermark), checked after the hard filters. */
-  accept?: (vm: VmLoad, dest: HostLoad) => Refusal | null;
+  /** A policy's own lines for destinations (overload: stay under the high watermark), checked after DEST_FILTERS. */
+  lines?: readonly DestFilter[];
   /** Value the policy adds to the objective's (overload: watermark relief). */
   extra?: (vm: VmLoad, dest: HostLoad) => number;
   /** What the spread weighs against the risk (the level's `spreadWeight`; 0 in a consolidating round, which packs). */
@@ -160,10 +185,10 @@ export function bestValuedMove(
         plan.skip(refusal, vm);
         continue;
       }
-      if (vm.cpu <= 0 && vm.mem <= 0) continue;
+      if (vm.cpuDemandCores <= 0 && vm.memBytes <= 0) continue;
       for (const dest of dests) {
         if (dest === source) continue;
-        const found = findDestination(cluster, vm, [dest], options.accept ? (d) => options.accept!(vm, d) : () => null, { allowTriage: true });
+        const found = findDestination(cluster, vm, [dest], options.lines, { allowTriage: true });
         if (!found.dest) {
           for (const [reason, count] of found.refused) refused.set(reason, (refused.get(reason) ?? 0) + count);
           continue;
@@ -210,7 +235,10 @@ export function valuedMoves(
   for (;;) {
     if (options.stopWhen?.()) return;
     if (plan.remaining <= 0) {
-      plan.skip({ reason: 'ROUND_MOVE_LIMIT', detail: `${plan.budget} moves this round (limits.movesPerRound); imbalance still ${cluster.imbalance().toFixed(3)}` });
+      plan.skip({
+        reason: 'ROUND_MOVE_LIMIT',
+        detail: `${plan.budget} moves this round (limits.movesPerRound); imbalance still ${cluster.imbalance().toFixed(3)}`,
+      });
       return;
     }
     const meanUse = hosts.reduce((total, h) => total + cluster.weightedUse(h), 0) / hosts.length;
@@ -227,9 +255,14 @@ export function valuedMoves(
       return;
     }
     const open = hosts.filter((h) => h.incoming < cluster.settings.limits.migrationsPerDestinationHost);
-    const dests = sortedByKey(options.hasRoom ? open.filter(options.hasRoom) : open, options.destOrder ?? ((h) => cluster.weightedUse(h))).slice(0, DEST_HOSTS);
+    const dests = sortedByKey(
+      options.hasRoom ? open.filter(options.hasRoom) : open,
+      options.destOrder ?? ((h) => cluster.weightedUse(h)),
+    ).slice(0, DEST_HOSTS);
     // Triage: hosts all but certain to be over capacity anyway (CPU above its limit, so the chance is ≥ ½ first).
-    const certain = open.filter((h) => h.cpu > h.cpuLimitCores && !dests.includes(h) && overloadChance(cluster, h) >= CERTAIN);
+    const certain = open.filter(
+      (h) => h.cpuDemandCores > h.cpuLimitCores && !dests.includes(h) && overloadChance(cluster, h) >= CERTAIN,
+    );
     for (const h of sortedByKey(certain, (h) => -cpuShare(h)).slice(0, TRIAGE_HOSTS)) dests.push(h);
     const { best, refused } = bestValuedMove(cluster, plan, sources, dests, options);
     const score = cluster.imbalance();
@@ -238,12 +271,18 @@ export function valuedMoves(
     const needed = score > target ? minGain * ABOVE_TARGET : minGain;
     if (!best) {
       if (refused.size > 0) {
-        for (const source of sources) plan.skip({ reason: 'NO_DESTINATION', detail: `no allowed move off ${source.name}: ${describeRefusals(refused)}` }, undefined, source);
+        for (const source of sources)
+          plan.skip(
+            { reason: 'NO_DESTINATION', detail: `no allowed move off ${source.name}: ${describeRefusals(refused)}` },
+            undefined,
+            source,
+          );
       }
       plan.notes.push(
         score <= target
           ? `nothing to do: imbalance ${score.toFixed(3)} below threshold ${level}'s target ${target}, and no allowed move improves the cluster`
-          : `stopped: imbalance ${score.toFixed(3)} (threshold ${level}'s target ${target}); no allowed move off the ${sources.length} most urgent host(s) improves the cluster${refused.size ? ` (${describeRefusals(refused)})` : ''}`,
+          : `stopped: imbalance ${score.toFixed(3)} (threshold ${level}'s target ${target}); no allowed move off the ` +
+              `${sources.length} most urgent host(s) improves the cluster${refused.size ? ` (${describeRefusals(refused)})` : ''}`,
       );
       return;
     }
@@ -251,18 +290,29 @@ export function valuedMoves(
       plan.skip(
         {
           reason: 'GAIN_BELOW_COST',
-          detail: `best move ${best.vm.name} to ${best.dest.name} is worth ${best.value.toFixed(4)} (spread ${best.spread.toFixed(4)}, risk ${best.risk.toFixed(4)}) − cost ${best.costScore.toFixed(4)}, below threshold ${level}'s ${needed}`,
+          detail:
+            `best move ${best.vm.name} to ${best.dest.name} is worth ${best.value.toFixed(4)} (spread ${best.spread.toFixed(4)}, ` +
+            `risk ${best.risk.toFixed(4)}) − cost ${best.costScore.toFixed(4)}, below threshold ${level}'s ${needed}`,
         },
         best.vm,
       );
       plan.notes.push(
         score <= target
-          ? `nothing to do: imbalance ${score.toFixed(3)} below threshold ${level}'s target ${target}; the best move is worth less than the level asks (${needed})`
-          : `stopped: imbalance ${score.toFixed(3)} (threshold ${level}'s target ${target}); the best remaining move is worth less than the level asks (${needed})`,
+          ? `nothing to do: imbalance ${score.toFixed(3)} below threshold ${level}'s ` +
+              `target ${target}; the best move is worth less than the level asks (${needed})`
+          : `stopped: imbalance ${score.toFixed(3)} (threshold ${level}'s target ` +
+              `${target}); the best remaining move is worth less than the level asks (${needed})`,
       );
       return;
     }
     const source = cluster.hostOf(best.vm);
-    plan.move(best.vm, best.dest, why(source), `; worth ${best.value.toFixed(4)} (spread ${best.spread.toFixed(4)}, risk ${best.risk.toFixed(4)}) − cost ${best.costScore.toFixed(4)} ≥ ${needed} at threshold ${level}`, best.value);
+    plan.move(
+      best.vm,
+      best.dest,
+      why(source),
+      `; worth ${best.value.toFixed(4)} (spread ${best.spread.toFixed(4)}, risk ` +
+        `${best.risk.toFixed(4)}) − cost ${best.costScore.toFixed(4)} ≥ ${needed} at threshold ${level}`,
+      best.value,
+    );
   }
 }

@@ -1,10 +1,12 @@
 /**
  * checkMove: judge one proposed move (a manual `lbm migrate`) against every rule, so it can be
- * refused naming the rule. Hard violations refuse the move; soft ones can be overridden with --force.
+ * refused naming the rule. It runs the filters of constraints.ts, all of them, and sorts what they
+ * refuse by how a manual move treats each: hard violations refuse the move, soft ones can be
+ * overridden with --force; the policies' own lines (watermarks, headroom) are not a manual move's.
  */
 import type { Move, SkipReason, Snapshot } from '../src/model/index.ts';
 import { Cluster } from './cluster.ts';
-import { DEST_FILTERS, softBreaks } from './constraints.ts';
+import { DEST_FILTERS, softBreaks, SOURCE_FILTERS, VM_FILTERS, type Filter, type ManualMove } from './constraints.ts';
 import type { PolicySettings } from './settings.ts';
 
 export interface Violation {
@@ -17,7 +19,11 @@ export interface MoveCheck {
   soft: Violation[];
 }
 
-export function checkMove(snapshot: Snapshot, move: Pick<Move, 'vm' | 'to'> & { from?: string }, settings: PolicySettings): MoveCheck {
+export function checkMove(
+  snapshot: Snapshot,
+  move: Pick<Move, 'vm' | 'to'> & { from?: string },
+  settings: PolicySettings,
+): MoveCheck {
   const cluster = new Cluster(snapshot, settings);
   const hard: Violation[] = [];
   const soft: Violation[] = [];
@@ -32,29 +38,14 @@ export function checkMove(snapshot: Snapshot, move: Pick<Move, 'vm' | 'to'> & { 
     hard.push({ rule: 'NO_DESTINATION', detail: `${vm.name} is already on ${dest.name}` });
     return { hard, soft };
   }
-  if (vm.inFlight) hard.push({ rule: 'IN_FLIGHT', detail: `${vm.name} is already migrating` });
-  for (const filter of DEST_FILTERS) {
-    const refusal = filter.check(cluster, vm, dest, {});
-    if (refusal) (filter.hard ? hard : soft).push({ rule: refusal.reason, detail: refusal.detail });
-  }
-  // VM-level stability rules are soft for a manual move: an operator may override them.
-  const now = cluster.nowMs;
-  if (vm.ignored) soft.push({ rule: 'IGNORED', detail: `${vm.name} is in rules.ignore` });
-  if (vm.state.quarantinedUntilMs !== undefined && vm.state.quarantinedUntilMs > now) {
-    soft.push({ rule: 'QUARANTINED', detail: `${vm.name} is quarantined for ${Math.ceil((vm.state.quarantinedUntilMs - now) / 60_000)} more min` });
-  }
-  if (vm.state.lastMoveMs !== undefined && now - vm.state.lastMoveMs < settings.limits.cooldownMs) {
-    soft.push({ rule: 'COOLDOWN', detail: `${vm.name} moved ${Math.round((now - vm.state.lastMoveMs) / 60_000)} min ago (cooldown ${Math.round(settings.limits.cooldownMs / 60_000)} min)` });
-  }
-  if (vm.host >= 0 && cluster.hosts[vm.host]!.state.status !== 'up') {
-    soft.push({ rule: 'SOURCE_STALE', detail: `${vm.name} is on ${cluster.hosts[vm.host]!.name}, which is ${cluster.hosts[vm.host]!.state.status}` });
-  }
-  if (vm.host >= 0) {
-    const source = cluster.hosts[vm.host]!;
-    if (source.outgoing >= settings.limits.migrationsPerSourceHost) {
-      soft.push({ rule: 'HOST_MIGRATION_LIMIT', detail: `${source.name} already has ${source.outgoing} migration(s) leaving (limit ${settings.limits.migrationsPerSourceHost})` });
-    }
-  }
+  const judge = (filter: Filter<unknown>, detail: string | null) => {
+    const list: Record<ManualMove, Violation[] | null> = { hard, soft, destination: null, policy: null };
+    if (detail !== null) list[filter.manual]?.push({ rule: filter.reason, detail });
+  };
+  for (const filter of VM_FILTERS) judge(filter, filter.check(cluster, vm, {}));
+  const source = cluster.hosts[vm.host];
+  if (source) for (const filter of SOURCE_FILTERS) judge(filter, filter.check(cluster, source));
+  for (const filter of DEST_FILTERS) judge(filter, filter.check(cluster, vm, dest, {}));
   for (const refusal of softBreaks(cluster, vm, dest)) soft.push({ rule: refusal.reason, detail: refusal.detail });
   return { hard, soft };
 }

@@ -10,6 +10,40 @@ import type { PolicySettings, ResourceWeights } from './settings.ts';
 
 export const RESOURCES = ['cpu', 'mem', 'disk', 'net'] as const;
 export type Resource = (typeof RESOURCES)[number];
+type PerResource = Record<Resource, number>;
+
+/** One number per resource: `of(r)`, or 0. */
+function perResource(of: (r: Resource) => number = () => 0): PerResource {
+  return { cpu: of('cpu'), mem: of('mem'), disk: of('disk'), net: of('net') };
+}
+
+/** What a host holds of a resource, in the resource's own unit. */
+function hostAmount(h: HostLoad, r: Resource): number {
+  switch (r) {
+    case 'cpu':
+      return h.cpuDemandCores;
+    case 'mem':
+      return h.memCommittedBytes;
+    case 'disk':
+      return h.diskBytesPerSec;
+    case 'net':
+      return h.netBytesPerSec;
+  }
+}
+
+/** What a VM brings of a resource, in the resource's own unit. */
+function vmAmount(vm: VmLoad, r: Resource): number {
+  switch (r) {
+    case 'cpu':
+      return vm.cpuDemandCores;
+    case 'mem':
+      return vm.memBytes;
+    case 'disk':
+      return vm.diskBytesPerSec;
+    case 'net':
+      return vm.netBytesPerSec;
+  }
+}
 
 export interface HostLoad {
   index: number;
@@ -22,13 +56,13 @@ export interface HostLoad {
   cpuLimitCores: number;
   memBytes: number;
   /** Predicted CPU demand in cores (VMs plus the host's own overhead). */
-  cpu: number;
-  /** Variance of the host's next CPU sample around `cpu` (its VMs' forecast variances summed), cores². */
-  cpuVar: number;
+  cpuDemandCores: number;
+  /** Variance of the host's next CPU sample around `cpuDemandCores` (its VMs' forecast variances summed), cores². */
+  cpuVarianceCoresSq: number;
   /** Committed memory: max(measured use, sum of its VMs' configured size), plus incoming in-flight VMs. */
-  mem: number;
-  disk: number;
-  net: number;
+  memCommittedBytes: number;
+  diskBytesPerSec: number;
+  netBytesPerSec: number;
   vms: number[];
   /** Migrations leaving / arriving: in flight plus planned in this round. */
   outgoing: number;
@@ -42,13 +76,13 @@ export interface VmLoad {
   /** Index of its host, or -1 when the snapshot does not know the host. */
   host: number;
   /** Predicted CPU demand in cores. */
-  cpu: number;
-  /** Variance of its next CPU sample around `cpu`, cores². */
-  cpuVar: number;
+  cpuDemandCores: number;
+  /** Variance of its next CPU sample around `cpuDemandCores`, cores². */
+  cpuVarianceCoresSq: number;
   /** Configured memory size: what the destination must have free, and what a migration copies. */
-  mem: number;
-  disk: number;
-  net: number;
+  memBytes: number;
+  diskBytesPerSec: number;
+  netBytesPerSec: number;
   inFlight: boolean;
   ignored: boolean;
   /** Moved by a policy earlier in this plan or round. */
@@ -77,25 +111,36 @@ export class Cluster {
   readonly nowMs: number;
   /** Migrations in flight plus planned in this round, cluster-wide. */
   migrations = 0;
-  private readonly sum1 = [0, 0, 0, 0];
-  private readonly sum2 = [0, 0, 0, 0];
+  /** Σ use and Σ use² over the scored hosts, per weighted resource: the imbalance and the spread in O(resources). */
+  private readonly sum1 = perResource();
+  private readonly sum2 = perResource();
   private scored = 0;
-  private readonly weightList: number[];
+  /** The score's weights, never negative, and the resources weighing more than 0 (the only ones summed). */
+  private readonly weight: PerResource;
+  private readonly weighted: readonly Resource[];
   private readonly weightTotal: number;
 
   /**
    * `demandByVm`: predicted demand already computed for this snapshot's windows (planRound computes it
    * once for all its policies); missing VMs are estimated here.
    */
-  constructor(readonly snapshot: Snapshot, readonly settings: PolicySettings, weights: ResourceWeights = settings.weights, demandByVm?: ReadonlyMap<string, Demand>) {
+  constructor(
+    readonly snapshot: Snapshot,
+    readonly settings: PolicySettings,
+    weights: ResourceWeights = settings.weights,
+    demandByVm?: ReadonlyMap<string, Demand>,
+  ) {
     this.nowMs = snapshot.nowMs;
-    this.weightList = RESOURCES.map((r) => Math.max(0, weights[r]));
-    this.weightTotal = this.weightList.reduce((a, b) => a + b, 0);
+    this.weight = perResource((r) => Math.max(0, weights[r]));
+    this.weightTotal = RESOURCES.reduce((total, r) => total + this.weight[r], 0);
+    this.weighted = RESOURCES.filter((r) => this.weight[r] > 0);
     const hostLatest: number[] = [];
     for (const host of snapshot.hosts) {
       const index = this.hosts.length;
       this.hostByName.set(host.name, index);
-      hostLatest.push(host.cpuUsedWindowCores.length > 0 ? host.cpuUsedWindowCores[host.cpuUsedWindowCores.length - 1]! : 0);
+      hostLatest.push(
+        host.cpuUsedWindowCores.length > 0 ? host.cpuUsedWindowCores[host.cpuUsedWindowCores.length - 1]! : 0,
+      );
       this.hosts.push({
         index,
         name: host.name,
@@ -104,11 +149,11 @@ export class Cluster {
         cpuCores: host.cpuCores,
         cpuLimitCores: host.cpuCores * settings.cpuOvercommit,
         memBytes: host.memBytes,
-        cpu: 0,
-        cpuVar: 0,
-        mem: 0,
-        disk: 0,
-        net: 0,
+        cpuDemandCores: 0,
+        cpuVarianceCoresSq: 0,
+        memCommittedBytes: 0,
+        diskBytesPerSec: 0,
+        netBytesPerSec: 0,
         vms: [],
         outgoing: 0,
         incoming: 0,
@@ -125,11 +170,11 @@ export class Cluster {
         name: vm.name,
         state: vm,
         host,
-        cpu: demand.cores,
-        cpuVar: demand.variance,
-        mem: vm.memBytes,
-        disk: vm.diskBytesPerSec ?? 0,
-        net: vm.netBytesPerSec ?? 0,
+        cpuDemandCores: demand.cores,
+        cpuVarianceCoresSq: demand.variance,
+        memBytes: vm.memBytes,
+        diskBytesPerSec: vm.diskBytesPerSec ?? 0,
+        netBytesPerSec: vm.netBytesPerSec ?? 0,
         inFlight: false,
         ignored: ignored.has(vm.name),
         moved: false,
@@ -144,13 +189,14 @@ export class Cluster {
       this.vms.push(load);
       if (host >= 0) {
         const h = this.hosts[host]!;
-        vmLatestByHost[host] += vm.cpuUsedWindowCores.length > 0 ? vm.cpuUsedWindowCores[vm.cpuUsedWindowCores.length - 1]! : 0;
+        vmLatestByHost[host] +=
+          vm.cpuUsedWindowCores.length > 0 ? vm.cpuUsedWindowCores[vm.cpuUsedWindowCores.length - 1]! : 0;
         h.vms.push(index);
-        h.cpu += load.cpu;
-        h.cpuVar += load.cpuVar;
-        h.mem += load.mem;
-        h.disk += load.disk;
-        h.net += load.net;
+        h.cpuDemandCores += load.cpuDemandCores;
+        h.cpuVarianceCoresSq += load.cpuVarianceCoresSq;
+        h.memCommittedBytes += load.memBytes;
+        h.diskBytesPerSec += load.diskBytesPerSec;
+        h.netBytesPerSec += load.netBytesPerSec;
       }
     }
     for (const h of this.hosts) {
@@ -158,16 +204,23 @@ export class Cluster {
       // minus its VMs' latest measurements, never negative. Not the host's own window with a trend:
       // that window holds the load of VMs that have since moved (and a trend across an arrival
       // extrapolates the jump), so the host's demand is its VMs' predicted demand plus this.
-      h.cpu += Math.max(0, hostLatest[h.index]! - vmLatestByHost[h.index]!);
-      h.mem = Math.max(h.mem, h.state.memUsedBytes);
-      h.disk = Math.max(h.disk, h.state.diskBytesPerSec ?? 0);
-      h.net = Math.max(h.net, h.state.netBytesPerSec ?? 0);
+      h.cpuDemandCores += Math.max(0, hostLatest[h.index]! - vmLatestByHost[h.index]!);
+      h.memCommittedBytes = Math.max(h.memCommittedBytes, h.state.memUsedBytes);
+      h.diskBytesPerSec = Math.max(h.diskBytesPerSec, h.state.diskBytesPerSec ?? 0);
+      h.netBytesPerSec = Math.max(h.netBytesPerSec, h.state.netBytesPerSec ?? 0);
     }
     for (const group of snapshot.rules.groups) {
       const members = group.vms.map((name) => this.vmByName.get(name)).filter((i): i is number => i !== undefined);
       for (const member of members) {
         const vm = this.vms[member]!;
-        const key = group.kind === 'anti-affinity' ? (group.hard ? 'antiHard' : 'antiSoft') : group.hard ? 'affinityHard' : 'affinitySoft';
+        const key =
+          group.kind === 'anti-affinity'
+            ? group.hard
+              ? 'antiHard'
+              : 'antiSoft'
+            : group.hard
+              ? 'affinityHard'
+              : 'affinitySoft';
         if (vm[key] === NONE) vm[key] = [];
         for (const other of members) if (other !== member) vm[key].push({ rule: group.name, vm: other });
       }
@@ -177,7 +230,10 @@ export class Cluster {
       if (index === undefined) continue;
       const vm = this.vms[index]!;
       const entry = { rule: pin.name, hosts: new Set(pin.hosts) };
-      if (pin.hard) vm.mustHosts = vm.mustHosts ? { rule: `${vm.mustHosts.rule}+${pin.name}`, hosts: intersect(vm.mustHosts.hosts, entry.hosts) } : entry;
+      if (pin.hard)
+        vm.mustHosts = vm.mustHosts
+          ? { rule: `${vm.mustHosts.rule}+${pin.name}`, hosts: intersect(vm.mustHosts.hosts, entry.hosts) }
+          : entry;
       else vm.shouldHosts = entry;
     }
     for (const flight of snapshot.inFlight) {
@@ -193,9 +249,9 @@ export class Cluster {
       // Until it lands, an in-flight VM holds resources on its destination too.
       if (to !== undefined && to !== vm.host) {
         const h = this.hosts[to]!;
-        h.cpu += vm.cpu;
-        h.cpuVar += vm.cpuVar;
-        h.mem += vm.mem;
+        h.cpuDemandCores += vm.cpuDemandCores;
+        h.cpuVarianceCoresSq += vm.cpuVarianceCoresSq;
+        h.memCommittedBytes += vm.memBytes;
       }
     }
     for (const h of this.hosts) if (h.usable) this.addToScore(h, 1);
@@ -213,32 +269,23 @@ export class Cluster {
   }
 
   /** Normalised use of a host for one resource (1 = full). */
-  use(h: HostLoad, r: number): number {
-    switch (r) {
-      case 0:
-        return h.cpuCores > 0 ? h.cpu / h.cpuCores : 0;
-      case 1:
-        return h.memBytes > 0 ? h.mem / h.memBytes : 0;
-      case 2:
-        return h.disk / this.settings.diskCapacityBytesPerSec;
-      default:
-        return h.net / this.settings.netCapacityBytesPerSec;
-    }
+  use(h: HostLoad, r: Resource): number {
+    return this.normalise(h, r, hostAmount(h, r));
   }
 
   /** Weighted mean of the normalised uses: the host's "load" for ordering hosts. */
   weightedUse(h: HostLoad): number {
     if (this.weightTotal === 0) return 0;
     let total = 0;
-    for (let r = 0; r < 4; r++) if (this.weightList[r]! > 0) total += this.weightList[r]! * this.use(h, r);
+    for (const r of this.weighted) total += this.weight[r] * this.use(h, r);
     return total / this.weightTotal;
   }
 
   private addToScore(h: HostLoad, sign: 1 | -1): void {
-    for (let r = 0; r < 4; r++) {
+    for (const r of this.weighted) {
       const u = this.use(h, r);
-      this.sum1[r]! += sign * u;
-      this.sum2[r]! += sign * u * u;
+      this.sum1[r] += sign * u;
+      this.sum2[r] += sign * u * u;
     }
     this.scored += sign;
   }
@@ -253,21 +300,13 @@ export class Cluster {
     return this.scoreFrom(this.sum1, this.sum2, this.scored);
   }
 
-  /** Per-resource standard deviation of normalised use (for notes). */
-  deviation(r: number): number {
-    if (this.scored === 0) return 0;
-    const mean = this.sum1[r]! / this.scored;
-    return Math.sqrt(Math.max(0, this.sum2[r]! / this.scored - mean * mean));
-  }
-
-  private scoreFrom(sum1: readonly number[], sum2: readonly number[], n: number): number {
+  private scoreFrom(sum1: Readonly<PerResource>, sum2: Readonly<PerResource>, n: number): number {
     if (n === 0 || this.weightTotal === 0) return 0;
     let total = 0;
-    for (let r = 0; r < 4; r++) {
-      const w = this.weightList[r]!;
-      if (w === 0) continue;
-      const mean = sum1[r]! / n;
-      total += w * Math.sqrt(Math.max(0, sum2[r]! / n - mean * mean));
+    for (const r of this.weighted) {
+      const w = this.weight[r];
+      const mean = sum1[r] / n;
+      total += w * Math.sqrt(Math.max(0, sum2[r] / n - mean * mean));
     }
     return total / this.weightTotal;
   }
@@ -293,55 +332,53 @@ export class Cluster {
     return this.spreadFrom(s1, s2, this.scored);
   }
 
-  private spreadFrom(sum1: readonly number[], sum2: readonly number[], n: number): number {
+  private spreadFrom(sum1: Readonly<PerResource>, sum2: Readonly<PerResource>, n: number): number {
     if (n === 0 || this.weightTotal === 0) return 0;
     let total = 0;
-    for (let r = 0; r < 4; r++) {
-      const w = this.weightList[r]!;
-      if (w > 0) total += w * Math.max(0, sum2[r]! - (sum1[r]! * sum1[r]!) / n);
+    for (const r of this.weighted) {
+      const w = this.weight[r];
+      total += w * Math.max(0, sum2[r] - (sum1[r] * sum1[r]) / n);
     }
     return total / this.weightTotal;
   }
 
   /** Scratch sums for sumsAfter (read before the next call): tens of thousands of candidates a plan. */
-  private readonly s1 = [0, 0, 0, 0];
-  private readonly s2 = [0, 0, 0, 0];
+  private readonly s1 = perResource();
+  private readonly s2 = perResource();
 
-  private sumsAfter(vm: VmLoad, dest: HostLoad): { s1: number[]; s2: number[] } {
+  private sumsAfter(vm: VmLoad, dest: HostLoad): { s1: PerResource; s2: PerResource } {
     const source = this.hosts[vm.host]!;
     const { s1, s2 } = this;
-    for (let r = 0; r < 4; r++) {
-      s1[r] = this.sum1[r]!;
-      s2[r] = this.sum2[r]!;
-    }
-    for (let r = 0; r < 4; r++) {
-      if (this.weightList[r] === 0) continue;
-      const delta = r === 0 ? vm.cpu : r === 1 ? vm.mem : r === 2 ? vm.disk : vm.net;
+    for (const r of this.weighted) {
+      s1[r] = this.sum1[r];
+      s2[r] = this.sum2[r];
+      const delta = vmAmount(vm, r);
       if (source.usable) {
         const before = this.use(source, r);
         const after = before - this.normalise(source, r, delta);
-        s1[r]! += after - before;
-        s2[r]! += after * after - before * before;
+        s1[r] += after - before;
+        s2[r] += after * after - before * before;
       }
       if (dest.usable) {
         const before = this.use(dest, r);
         const after = before + this.normalise(dest, r, delta);
-        s1[r]! += after - before;
-        s2[r]! += after * after - before * before;
+        s1[r] += after - before;
+        s2[r] += after * after - before * before;
       }
     }
     return { s1, s2 };
   }
 
-  private normalise(h: HostLoad, r: number, amount: number): number {
+  /** `amount` of resource r as a share of h's capacity (disk and network: of the settings' nominal capacity). */
+  private normalise(h: HostLoad, r: Resource, amount: number): number {
     switch (r) {
-      case 0:
+      case 'cpu':
         return h.cpuCores > 0 ? amount / h.cpuCores : 0;
-      case 1:
+      case 'mem':
         return h.memBytes > 0 ? amount / h.memBytes : 0;
-      case 2:
+      case 'disk':
         return amount / this.settings.diskCapacityBytesPerSec;
-      default:
+      case 'net':
         return amount / this.settings.netCapacityBytesPerSec;
     }
   }
@@ -351,16 +388,16 @@ export class Cluster {
     const source = this.hosts[vm.host]!;
     if (source.usable) this.addToScore(source, -1);
     if (dest.usable) this.addToScore(dest, -1);
-    source.cpu -= vm.cpu;
-    source.cpuVar -= vm.cpuVar;
-    source.mem -= vm.mem;
-    source.disk -= vm.disk;
-    source.net -= vm.net;
-    dest.cpu += vm.cpu;
-    dest.cpuVar += vm.cpuVar;
-    dest.mem += vm.mem;
-    dest.disk += vm.disk;
-    dest.net += vm.net;
+    source.cpuDemandCores -= vm.cpuDemandCores;
+    source.cpuVarianceCoresSq -= vm.cpuVarianceCoresSq;
+    source.memCommittedBytes -= vm.memBytes;
+    source.diskBytesPerSec -= vm.diskBytesPerSec;
+    source.netBytesPerSec -= vm.netBytesPerSec;
+    dest.cpuDemandCores += vm.cpuDemandCores;
+    dest.cpuVarianceCoresSq += vm.cpuVarianceCoresSq;
+    dest.memCommittedBytes += vm.memBytes;
+    dest.diskBytesPerSec += vm.diskBytesPerSec;
+    dest.netBytesPerSec += vm.netBytesPerSec;
     const at = source.vms.indexOf(vm.index);
     if (at >= 0) source.vms.splice(at, 1);
     dest.vms.push(vm.index);
@@ -398,7 +435,9 @@ function intersect(a: Set<string>, b: Set<string>): Set<string> {
 /** Applies moves to a snapshot (VM hosts, host windows and memory), for the next policy of a round. */
 export function applyMovesToSnapshot(snapshot: Snapshot, moves: readonly Move[]): Snapshot {
   if (moves.length === 0) return snapshot;
-  const hosts = new Map(snapshot.hosts.map((h) => [h.name, { ...h, cpuUsedWindowCores: h.cpuUsedWindowCores.slice() }]));
+  const hosts = new Map(
+    snapshot.hosts.map((h) => [h.name, { ...h, cpuUsedWindowCores: h.cpuUsedWindowCores.slice() }]),
+  );
   const byVm = new Map(moves.map((m) => [m.vm, m]));
   const vms = snapshot.vms.map((vm) => {
     const move = byVm.get(vm.name);

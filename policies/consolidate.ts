@@ -12,10 +12,17 @@
 import type { Plan, Snapshot } from '../src/model/index.ts';
 import type { Demand } from './demand.ts';
 import { Cluster, type HostLoad, type VmLoad } from './cluster.ts';
-import { sourceRefusal, vmRefusal, type Refusal } from './constraints.ts';
+import {
+  keepsHeadroom,
+  notBeingEmptied,
+  packingRisk,
+  sourceRefusal,
+  underWatermark,
+  vmRefusal,
+} from './constraints.ts';
 import { byKeyThenName, describeRefusals, findDestination, reposition } from './placement.ts';
-import { overloadChance } from './objective.ts';
-import { cpuShare, pct, PlanBuilder } from './plan-builder.ts';
+import { cpuShare, PlanBuilder } from './plan-builder.ts';
+import { pct } from './format.ts';
 import type { PolicySettings } from './settings.ts';
 
 /**
@@ -25,22 +32,28 @@ import type { PolicySettings } from './settings.ts';
  */
 const PACKED_RISK = 0.001;
 
-export function consolidate(snapshot: Snapshot, settings: PolicySettings, budget = settings.limits.movesPerRound, demandByVm?: ReadonlyMap<string, Demand>): Plan {
+export function consolidate(
+  snapshot: Snapshot,
+  settings: PolicySettings,
+  budget = settings.limits.movesPerRound,
+  demandByVm?: ReadonlyMap<string, Demand>,
+): Plan {
   const cluster = new Cluster(snapshot, settings, settings.weights, demandByVm);
   const plan = new PlanBuilder('consolidate', cluster, budget);
   const { headroom, spareHosts } = settings.consolidate;
-  // Never pack above the overload policy's low watermark, or the next round's overload would undo it.
-  const fill = Math.min(1 - headroom, settings.overload.lowWatermark);
   const usable = cluster.hosts.filter((h) => h.usable);
   const emptied = new Set<number>();
-  const fits = (vm: VmLoad) => (dest: HostLoad): Refusal | null =>
-    emptied.has(dest.index) || dest.vms.length === 0
-      ? { reason: 'NO_DESTINATION', detail: `${dest.name} is being emptied` }
-      : (dest.cpu + vm.cpu) / dest.cpuCores > fill || (dest.mem + vm.mem) / dest.memBytes > fill
-        ? { reason: 'DEST_CPU_FULL', detail: `${dest.name} would keep less than ${pct(headroom)} headroom` }
-        : overloadChance(cluster, dest, dest.cpu + vm.cpu, dest.cpuVar + vm.cpuVar) > PACKED_RISK
-          ? { reason: 'DEST_CPU_FULL', detail: `${dest.name}'s next sample would be above its CPU capacity more than ${PACKED_RISK * 100}% of the time` }
-          : null;
+  // Never pack above the overload policy's low watermark, or the next round's overload would undo it.
+  // Receivers stay under the low watermark and keep the headroom, the tighter line checked first so a
+  // refusal names the line that binds; and they are packed only while rarely above capacity.
+  const low = settings.overload.lowWatermark;
+  const lines = [
+    notBeingEmptied(emptied),
+    ...(low <= 1 - headroom
+      ? [underWatermark('low', low), keepsHeadroom(headroom)]
+      : [keepsHeadroom(headroom), underWatermark('low', low)]),
+    packingRisk(PACKED_RISK),
+  ];
   const donors = usable.filter((h) => h.vms.length > 0).sort(byKeyThenName((h) => h.vms.length * 1e3 + cpuShare(h)));
   for (const host of donors) {
     if (plan.remaining <= 0) break;
@@ -50,10 +63,16 @@ export function consolidate(snapshot: Snapshot, settings: PolicySettings, budget
       plan.skip(limit, undefined, host);
       continue;
     }
-    const vms = host.vms.map((i) => cluster.vms[i]!).sort(byKeyThenName((vm: VmLoad) => -(vm.mem + vm.cpu * 1e6)));
+    const vms = host.vms
+      .map((i) => cluster.vms[i]!)
+      .sort(byKeyThenName((vm: VmLoad) => -(vm.memBytes + vm.cpuDemandCores * 1e6)));
     const stuck = vms.map((vm) => [vm, vmRefusal(cluster, vm)] as const).find(([, refusal]) => refusal);
     if (stuck) {
-      plan.skip({ reason: stuck[1]!.reason, detail: `${host.name} cannot be emptied: ${stuck[1]!.detail}` }, stuck[0], host);
+      plan.skip(
+        { reason: stuck[1]!.reason, detail: `${host.name} cannot be emptied: ${stuck[1]!.detail}` },
+        stuck[0],
+        host,
+      );
       continue;
     }
     // Trial: can every VM go somewhere (limits aside)?
@@ -63,7 +82,7 @@ export function consolidate(snapshot: Snapshot, settings: PolicySettings, budget
     const receiverKey = (h: HostLoad) => -cpuShare(h);
     const receivers = usable.slice().sort(byKeyThenName(receiverKey));
     for (const vm of vms) {
-      const found = findDestination(cluster, vm, receivers, fits(vm), { ignoreLimits: true });
+      const found = findDestination(cluster, vm, receivers, lines, { ignoreLimits: true });
       if (!found.dest) {
         failed = `${vm.name} fits nowhere with ${pct(headroom)} headroom: ${describeRefusals(found.refused)}`;
         break;
@@ -85,8 +104,9 @@ export function consolidate(snapshot: Snapshot, settings: PolicySettings, budget
         plan.notes.push(`${host.name}: ${host.vms.length} VM(s) left to move in later rounds (${refusal.detail})`);
         break;
       }
-      const found = findDestination(cluster, vm, [dest], fits(vm));
-      const target = found.dest ?? findDestination(cluster, vm, usable.slice().sort(byKeyThenName((h) => -cpuShare(h))), fits(vm)).dest;
+      const found = findDestination(cluster, vm, [dest], lines);
+      const target =
+        found.dest ?? findDestination(cluster, vm, usable.slice().sort(byKeyThenName((h) => -cpuShare(h))), lines).dest;
       if (!target) {
         plan.notes.push(`${host.name}: ${vm.name} waits for a destination (migration limits this round)`);
         break;
@@ -94,10 +114,16 @@ export function consolidate(snapshot: Snapshot, settings: PolicySettings, budget
       plan.move(vm, target, `consolidate, emptying ${host.name} (${vms.length} VM(s)) for power-down`);
     }
   }
-  const empty = usable.filter((h) => h.vms.length === 0 && h.incoming === 0).map((h) => h.name).sort();
+  const empty = usable
+    .filter((h) => h.vms.length === 0 && h.incoming === 0)
+    .map((h) => h.name)
+    .sort();
   const keep = empty.slice(0, spareHosts);
   const powerDownHosts = empty.slice(spareHosts);
-  if (plan.moves.length === 0) plan.notes.push(`nothing to do: no further host can be emptied keeping ${pct(headroom)} headroom`);
-  plan.notes.push(`${empty.length} host(s) empty after this round; spare kept on: ${keep.join(', ') || 'none'}; can be powered down: ${powerDownHosts.join(', ') || 'none'}`);
+  if (plan.moves.length === 0)
+    plan.notes.push(`nothing to do: no further host can be emptied keeping ${pct(headroom)} headroom`);
+  plan.notes.push(
+    `${empty.length} host(s) empty after this round; spare kept on: ${keep.join(', ') || 'none'}; can be powered down: ${powerDownHosts.join(', ') || 'none'}`,
+  );
   return plan.build({ powerDownHosts });
 }

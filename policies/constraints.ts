@@ -1,59 +1,47 @@
 /**
- * Constraints: small filters, each returning a named SkipReason (or null when it passes), shared by
- * every policy and by `checkMove` for manual moves. Hard filters are never broken by a policy; soft
- * rules are counted (`softDelta`) and priced by the policy.
+ * Constraints: the one registry of filters every policy and `checkMove` (a manual move) share. Each
+ * filter has a name, the reason it refuses with, how a manual move treats that refusal, and a check
+ * that returns the refusal's detail, or null when the candidate passes.
+ *
+ * - VM_FILTERS: may this VM move at all in this round?
+ * - SOURCE_FILTERS: may one more migration leave its host (and start in the cluster)?
+ * - DEST_FILTERS: may it go to that host? The rules and limits every placement keeps.
+ * - Policy lines (`underWatermark`, `keepsHeadroom`, `notBeingEmptied`, `packingRisk`): where a
+ *   policy wants its own placements to stay, beyond the rules; a manual move never meets them.
+ *
+ * Policies stop at the first refusal, so each list runs cheapest and most decisive first; checkMove
+ * runs them all and names every rule a move breaks. Soft placement rules (soft affinity and
+ * anti-affinity, should-pins) are not filters: a policy prices them (`softDelta`), checkMove names
+ * them (`softBreaks`).
  */
 import type { SkipReason } from '../src/model/index.ts';
 import type { Cluster, HostLoad, VmLoad } from './cluster.ts';
+import { gib, pct } from './format.ts';
+import { overloadChance } from './risk.ts';
 
 export interface Refusal {
   reason: SkipReason;
   detail: string;
 }
 
+/**
+ * What a filter's refusal means for a manual move (`lbm migrate`, checkMove): `hard` refuses it,
+ * `soft` refuses it unless --force; `destination` leaves it to the destination filters, which say
+ * where the VM may go instead; `policy` is a policy's own line, not a rule: never a manual move's.
+ */
+export type ManualMove = 'hard' | 'soft' | 'destination' | 'policy';
+
+export interface Filter<Check> {
+  name: string;
+  reason: SkipReason;
+  manual: ManualMove;
+  /** The refusal's detail, or null when the candidate passes. */
+  check: Check;
+}
+
 export interface VmFilterOptions {
-  /** Mandatory moves (evacuation) pass over cooldown. */
+  /** Mandatory moves (evacuation, repairing a hard rule) pass over cooldown. */
   ignoreCooldown?: boolean;
-}
-
-/** Can this VM be moved at all in this round? */
-export function vmRefusal(cluster: Cluster, vm: VmLoad, options: VmFilterOptions = {}): Refusal | null {
-  if (vm.ignored) return { reason: 'IGNORED', detail: `${vm.name} is in rules.ignore` };
-  if (vm.inFlight) return { reason: 'IN_FLIGHT', detail: `${vm.name} is already migrating` };
-  if (vm.moved) return { reason: 'IN_FLIGHT', detail: `${vm.name} already moves in this round` };
-  if (vm.state.busy) return { reason: 'VM_BUSY', detail: `${vm.name} is busy on ${vm.state.host} (${vm.state.busy}): its hypervisor would refuse to migrate it until that clears` };
-  if (vm.host < 0) return { reason: 'SOURCE_STALE', detail: `${vm.name} is on unknown host ${vm.state.host}` };
-  const source = cluster.hosts[vm.host]!;
-  if (source.state.status !== 'up') return { reason: 'SOURCE_STALE', detail: `${vm.name} is on ${source.name}, which is ${source.state.status}: its numbers are not trusted` };
-  const quarantine = vm.state.quarantinedUntilMs;
-  if (quarantine !== undefined && quarantine > cluster.nowMs) {
-    return { reason: 'QUARANTINED', detail: `${vm.name} is quarantined for ${Math.ceil((quarantine - cluster.nowMs) / 60_000)} more min after failed migrations` };
-  }
-  const last = vm.state.lastMoveMs;
-  if (!options.ignoreCooldown && last !== undefined && cluster.nowMs - last < cluster.settings.limits.cooldownMs) {
-    return { reason: 'COOLDOWN', detail: `${vm.name} moved ${Math.round((cluster.nowMs - last) / 60_000)} min ago (cooldown ${Math.round(cluster.settings.limits.cooldownMs / 60_000)} min)` };
-  }
-  if (vm.mustHosts && vm.mustHosts.hosts.size === 1 && vm.mustHosts.hosts.has(source.name)) {
-    return { reason: 'PINNED', detail: `${vm.name} must stay on ${source.name} (rule ${vm.mustHosts.rule})` };
-  }
-  for (const rel of vm.affinityHard) {
-    if (cluster.vms[rel.vm]!.host === vm.host) {
-      return { reason: 'AFFINITY', detail: `${vm.name} must stay with ${cluster.vms[rel.vm]!.name} (rule ${rel.rule}); groups do not move together yet` };
-    }
-  }
-  return null;
-}
-
-/** Source-side limit: migrations leaving this host (in flight plus planned). */
-export function sourceRefusal(cluster: Cluster, source: HostLoad): Refusal | null {
-  const limits = cluster.settings.limits;
-  if (source.outgoing >= limits.migrationsPerSourceHost) {
-    return { reason: 'HOST_MIGRATION_LIMIT', detail: `${source.name} already has ${source.outgoing} migration(s) leaving (limit ${limits.migrationsPerSourceHost})` };
-  }
-  if (cluster.migrations >= limits.migrationsInCluster) {
-    return { reason: 'HOST_MIGRATION_LIMIT', detail: `${cluster.migrations} migrations in the cluster (limit ${limits.migrationsInCluster})` };
-  }
-  return null;
 }
 
 export interface DestOptions {
@@ -68,53 +56,170 @@ export interface DestOptions {
   allowTriage?: boolean;
 }
 
-/** One destination filter: a name for `checkMove`, whether it is a hard rule, and the check. */
-export interface DestFilter {
-  name: string;
-  /** Hard filters refuse a manual move; soft ones can be overridden with --force. */
-  hard: boolean;
-  check(cluster: Cluster, vm: VmLoad, dest: HostLoad, options: DestOptions): Refusal | null;
-}
+export type VmFilter = Filter<(cluster: Cluster, vm: VmLoad, options: VmFilterOptions) => string | null>;
+export type SourceFilter = Filter<(cluster: Cluster, source: HostLoad) => string | null>;
+export type DestFilter = Filter<(cluster: Cluster, vm: VmLoad, dest: HostLoad, options: DestOptions) => string | null>;
+
+const minutes = (ms: number) => Math.round(ms / 60_000);
+
+/** Can this VM be moved at all in this round? In the order policies check them. */
+export const VM_FILTERS: readonly VmFilter[] = [
+  {
+    name: 'ignored',
+    reason: 'IGNORED',
+    manual: 'soft',
+    check: (_c, vm) => (vm.ignored ? `${vm.name} is in rules.ignore` : null),
+  },
+  {
+    name: 'in flight',
+    reason: 'IN_FLIGHT',
+    manual: 'hard',
+    check: (_c, vm) =>
+      vm.inFlight ? `${vm.name} is already migrating` : vm.moved ? `${vm.name} already moves in this round` : null,
+  },
+  {
+    name: 'busy',
+    reason: 'VM_BUSY',
+    manual: 'hard',
+    check: (_c, vm) =>
+      vm.state.busy
+        ? `${vm.name} is busy on ${vm.state.host} (${vm.state.busy}): its hypervisor would refuse to migrate it until that clears`
+        : null,
+  },
+  {
+    name: 'source host state',
+    reason: 'SOURCE_STALE',
+    manual: 'soft',
+    check: (cluster, vm) => {
+      if (vm.host < 0) return `${vm.name} is on unknown host ${vm.state.host}`;
+      const source = cluster.hosts[vm.host]!;
+      return source.state.status === 'up'
+        ? null
+        : `${vm.name} is on ${source.name}, which is ${source.state.status}: its numbers are not trusted`;
+    },
+  },
+  {
+    name: 'quarantine',
+    reason: 'QUARANTINED',
+    manual: 'soft',
+    check: (cluster, vm) => {
+      const until = vm.state.quarantinedUntilMs;
+      return until !== undefined && until > cluster.nowMs
+        ? `${vm.name} is quarantined for ${Math.ceil((until - cluster.nowMs) / 60_000)} more min after failed migrations`
+        : null;
+    },
+  },
+  {
+    name: 'cooldown',
+    reason: 'COOLDOWN',
+    manual: 'soft',
+    check: (cluster, vm, options) => {
+      const last = vm.state.lastMoveMs;
+      const cooldownMs = cluster.settings.limits.cooldownMs;
+      return !options.ignoreCooldown && last !== undefined && cluster.nowMs - last < cooldownMs
+        ? `${vm.name} moved ${minutes(cluster.nowMs - last)} min ago (cooldown ${minutes(cooldownMs)} min)`
+        : null;
+    },
+  },
+  {
+    name: 'pinned where it is',
+    reason: 'PINNED',
+    manual: 'destination',
+    check: (cluster, vm) => {
+      const source = cluster.hosts[vm.host];
+      return source && vm.mustHosts && vm.mustHosts.hosts.size === 1 && vm.mustHosts.hosts.has(source.name)
+        ? `${vm.name} must stay on ${source.name} (rule ${vm.mustHosts.rule})`
+        : null;
+    },
+  },
+  {
+    name: 'held by affinity',
+    reason: 'AFFINITY',
+    manual: 'destination',
+    check: (cluster, vm) => {
+      const partner = vm.affinityHard.find((rel) => cluster.vms[rel.vm]!.host === vm.host);
+      return partner
+        ? `${vm.name} must stay with ${cluster.vms[partner.vm]!.name} (rule ${partner.rule}); groups do not move together yet`
+        : null;
+    },
+  },
+];
+
+/** May one more migration leave this host? Migrations in flight plus those planned this round count. */
+export const SOURCE_FILTERS: readonly SourceFilter[] = [
+  {
+    name: 'migrations per source host',
+    reason: 'SOURCE_HOST_LIMIT',
+    manual: 'soft',
+    check: (cluster, source) => {
+      const limit = cluster.settings.limits.migrationsPerSourceHost;
+      return source.outgoing >= limit
+        ? `${source.name} already has ${source.outgoing} migration(s) leaving (limit ${limit})`
+        : null;
+    },
+  },
+  {
+    name: 'migrations in the cluster',
+    reason: 'CLUSTER_LIMIT',
+    manual: 'soft',
+    check: (cluster) => {
+      const limit = cluster.settings.limits.migrationsInCluster;
+      return cluster.migrations >= limit ? `${cluster.migrations} migrations in the cluster (limit ${limit})` : null;
+    },
+  },
+];
 
 /** Destination filters, cheapest and most decisive first (the order policies check them in). */
 export const DEST_FILTERS: readonly DestFilter[] = [
   {
-    name: 'host state',
-    hard: true,
-    check: (_c, _vm, dest) => {
-      const state = dest.state;
-      if (state.status === 'down') return { reason: 'DEST_DOWN', detail: `${dest.name} is down` };
-      if (state.status === 'stale') return { reason: 'DEST_STALE', detail: `${dest.name} has not reported recently; its numbers are unknown` };
-      if (state.maintenance) return { reason: 'DEST_MAINTENANCE', detail: `${dest.name} is in maintenance` };
-      return null;
-    },
+    name: 'host down',
+    reason: 'DEST_DOWN',
+    manual: 'hard',
+    check: (_c, _vm, dest) => (dest.state.status === 'down' ? `${dest.name} is down` : null),
+  },
+  {
+    name: 'host stale',
+    reason: 'DEST_STALE',
+    manual: 'hard',
+    check: (_c, _vm, dest) =>
+      dest.state.status === 'stale' ? `${dest.name} has not reported recently; its numbers are unknown` : null,
+  },
+  {
+    name: 'host in maintenance',
+    reason: 'DEST_MAINTENANCE',
+    manual: 'hard',
+    check: (_c, _vm, dest) => (dest.state.maintenance ? `${dest.name} is in maintenance` : null),
   },
   {
     name: 'must-pin',
-    hard: true,
+    reason: 'PINNED',
+    manual: 'hard',
     check: (_c, vm, dest) =>
       vm.mustHosts && !vm.mustHosts.hosts.has(dest.name)
-        ? { reason: 'PINNED', detail: `${vm.name} must run on ${[...vm.mustHosts.hosts].join(', ')} (rule ${vm.mustHosts.rule})` }
+        ? `${vm.name} must run on ${[...vm.mustHosts.hosts].join(', ')} (rule ${vm.mustHosts.rule})`
         : null,
   },
   {
     name: 'hard anti-affinity',
-    hard: true,
+    reason: 'ANTI_AFFINITY',
+    manual: 'hard',
     check: (cluster, vm, dest) => {
       for (const rel of vm.antiHard) {
-        if (cluster.vms[rel.vm]!.host === dest.index) return { reason: 'ANTI_AFFINITY', detail: `${cluster.vms[rel.vm]!.name} is on ${dest.name} (rule ${rel.rule})` };
+        if (cluster.vms[rel.vm]!.host === dest.index)
+          return `${cluster.vms[rel.vm]!.name} is on ${dest.name} (rule ${rel.rule})`;
       }
       return null;
     },
   },
   {
     name: 'hard affinity',
-    hard: true,
+    reason: 'AFFINITY',
+    manual: 'hard',
     check: (cluster, vm, dest) => {
       for (const rel of vm.affinityHard) {
         const partnerHost = cluster.vms[rel.vm]!.host;
         if (partnerHost !== dest.index && partnerHost >= 0) {
-          return { reason: 'AFFINITY', detail: `${vm.name} must share a host with ${cluster.vms[rel.vm]!.name} (rule ${rel.rule})` };
+          return `${vm.name} must share a host with ${cluster.vms[rel.vm]!.name} (rule ${rel.rule})`;
         }
       }
       return null;
@@ -122,48 +227,165 @@ export const DEST_FILTERS: readonly DestFilter[] = [
   },
   {
     name: 'memory',
-    hard: true,
+    reason: 'DEST_MEM_FULL',
+    manual: 'hard',
     check: (_c, vm, dest) =>
-      dest.mem + vm.mem > dest.memBytes
-        ? { reason: 'DEST_MEM_FULL', detail: `${dest.name} has ${gib(Math.max(0, dest.memBytes - dest.mem))} free, ${vm.name} needs ${gib(vm.mem)}` }
+      dest.memCommittedBytes + vm.memBytes > dest.memBytes
+        ? `${dest.name} has ${gib(Math.max(0, dest.memBytes - dest.memCommittedBytes))} free, ${vm.name} needs ${gib(vm.memBytes)}`
         : null,
   },
   {
     name: 'CPU capacity',
-    hard: true,
+    reason: 'DEST_CPU_FULL',
+    manual: 'hard',
     check: (_c, vm, dest, options) =>
-      dest.cpu + vm.cpu > dest.cpuLimitCores && !(options.allowTriage && dest.cpu > dest.cpuLimitCores)
-        ? { reason: 'DEST_CPU_FULL', detail: `${dest.name} would need ${(dest.cpu + vm.cpu).toFixed(2)} of ${dest.cpuLimitCores.toFixed(2)} cores` }
+      dest.cpuDemandCores + vm.cpuDemandCores > dest.cpuLimitCores &&
+      !(options.allowTriage && dest.cpuDemandCores > dest.cpuLimitCores)
+        ? `${dest.name} would need ${(dest.cpuDemandCores + vm.cpuDemandCores).toFixed(2)} of ${dest.cpuLimitCores.toFixed(2)} cores`
         : null,
   },
   {
     name: 'ping-pong',
-    hard: false,
+    reason: 'PING_PONG',
+    manual: 'soft',
     check: (cluster, vm, dest, options) => {
       if (options.ignorePingPong || vm.state.previousHost !== dest.name) return null;
       const last = vm.state.lastMoveMs;
       if (last !== undefined && cluster.nowMs - last >= cluster.settings.limits.pingPongWindowMs) return null;
-      return { reason: 'PING_PONG', detail: `${vm.name} came from ${dest.name}${last === undefined ? '' : ` ${Math.round((cluster.nowMs - last) / 60_000)} min ago`}` };
+      return `${vm.name} came from ${dest.name}${last === undefined ? '' : ` ${minutes(cluster.nowMs - last)} min ago`}`;
     },
   },
   {
-    name: 'migrations per destination',
-    hard: false,
+    name: 'migrations per destination host',
+    reason: 'DESTINATION_HOST_LIMIT',
+    manual: 'soft',
     check: (cluster, _vm, dest, options) => {
       const limit = cluster.settings.limits.migrationsPerDestinationHost;
       return !options.ignoreLimits && dest.incoming >= limit
-        ? { reason: 'HOST_MIGRATION_LIMIT', detail: `${dest.name} already has ${dest.incoming} migration(s) arriving (limit ${limit})` }
+        ? `${dest.name} already has ${dest.incoming} migration(s) arriving (limit ${limit})`
         : null;
     },
   },
 ];
 
-/** First refusal of a destination for a VM, or null when every filter passes. */
-export function destRefusal(cluster: Cluster, vm: VmLoad, dest: HostLoad, options: DestOptions = {}): Refusal | null {
+/**
+ * A watermark a destination must stay at or under after the move, as a share of its capacity: CPU
+ * demand, and memory committed unless `resources` is `cpu` (evacuation prefers hosts under high on CPU).
+ */
+export function underWatermark(
+  which: 'high' | 'low',
+  share: number,
+  resources: 'cpu' | 'cpu and memory' = 'cpu and memory',
+): DestFilter {
+  return ceiling(
+    `${which} watermark`,
+    which === 'high' ? 'DEST_OVER_HIGH_WATERMARK' : 'DEST_OVER_LOW_WATERMARK',
+    share,
+    resources,
+    (dest) => `${dest.name} would be above ${which} ${pct(share)}`,
+  );
+}
+
+/** Consolidation keeps `headroom` of every receiver's CPU and memory free. */
+export function keepsHeadroom(headroom: number): DestFilter {
+  return ceiling(
+    'headroom',
+    'DEST_NO_HEADROOM',
+    1 - headroom,
+    'cpu and memory',
+    (dest) => `${dest.name} would keep less than ${pct(headroom)} headroom`,
+  );
+}
+
+function ceiling(
+  name: string,
+  reason: SkipReason,
+  share: number,
+  resources: 'cpu' | 'cpu and memory',
+  detail: (dest: HostLoad) => string,
+): DestFilter {
+  return {
+    name,
+    reason,
+    manual: 'policy',
+    check: (_c, vm, dest) =>
+      (dest.cpuDemandCores + vm.cpuDemandCores) / dest.cpuCores > share ||
+      (resources === 'cpu and memory' && (dest.memCommittedBytes + vm.memBytes) / dest.memBytes > share)
+        ? detail(dest)
+        : null,
+  };
+}
+
+/** Consolidation never refills a host it is emptying, nor one already empty. */
+export function notBeingEmptied(emptied: ReadonlySet<number>): DestFilter {
+  return {
+    name: 'being emptied',
+    reason: 'DEST_BEING_EMPTIED',
+    manual: 'policy',
+    check: (_c, _vm, dest) =>
+      emptied.has(dest.index)
+        ? `${dest.name} is being emptied`
+        : dest.vms.length === 0
+          ? `${dest.name} is empty: consolidation does not refill it`
+          : null,
+  };
+}
+
+/**
+ * A receiver is packed only while the chance that its next sample is above its CPU capacity
+ * (risk.ts) stays at or under `maxChance`.
+ */
+export function packingRisk(maxChance: number): DestFilter {
+  return {
+    name: 'packing risk',
+    reason: 'DEST_OVERLOAD_RISK',
+    manual: 'policy',
+    check: (cluster, vm, dest) =>
+      overloadChance(
+        cluster,
+        dest,
+        dest.cpuDemandCores + vm.cpuDemandCores,
+        dest.cpuVarianceCoresSq + vm.cpuVarianceCoresSq,
+      ) > maxChance
+        ? `${dest.name}'s next sample would be above its CPU capacity more than ${maxChance * 100}% of the time`
+        : null,
+  };
+}
+
+/** The first refusal of this VM by VM_FILTERS, or null. */
+export function vmRefusal(cluster: Cluster, vm: VmLoad, options: VmFilterOptions = {}): Refusal | null {
+  for (const filter of VM_FILTERS) {
+    const detail = filter.check(cluster, vm, options);
+    if (detail !== null) return { reason: filter.reason, detail };
+  }
+  return null;
+}
+
+/** The first refusal of one more migration leaving `source`, or null. */
+export function sourceRefusal(cluster: Cluster, source: HostLoad): Refusal | null {
+  for (const filter of SOURCE_FILTERS) {
+    const detail = filter.check(cluster, source);
+    if (detail !== null) return { reason: filter.reason, detail };
+  }
+  return null;
+}
+
+/** First refusal of a destination for a VM by DEST_FILTERS, then by the policy's own `lines`, or null. */
+export function destRefusal(
+  cluster: Cluster,
+  vm: VmLoad,
+  dest: HostLoad,
+  options: DestOptions = {},
+  lines: readonly DestFilter[] = [],
+): Refusal | null {
   if (dest.index === vm.host) return { reason: 'NO_DESTINATION', detail: `${vm.name} is already on ${dest.name}` };
   for (const filter of DEST_FILTERS) {
-    const refusal = filter.check(cluster, vm, dest, options);
-    if (refusal) return refusal;
+    const detail = filter.check(cluster, vm, dest, options);
+    if (detail !== null) return { reason: filter.reason, detail };
+  }
+  for (const filter of lines) {
+    const detail = filter.check(cluster, vm, dest, options);
+    if (detail !== null) return { reason: filter.reason, detail };
   }
   return null;
 }
@@ -196,34 +418,44 @@ export function softDelta(cluster: Cluster, vm: VmLoad, dest: HostLoad): number 
 export function softBreaks(cluster: Cluster, vm: VmLoad, dest: HostLoad): Refusal[] {
   const found: Refusal[] = [];
   for (const rel of vm.antiSoft) {
-    if (cluster.vms[rel.vm]!.host === dest.index) found.push({ reason: 'ANTI_AFFINITY', detail: `${cluster.vms[rel.vm]!.name} is on ${dest.name} (soft rule ${rel.rule})` });
+    if (cluster.vms[rel.vm]!.host === dest.index)
+      found.push({
+        reason: 'ANTI_AFFINITY',
+        detail: `${cluster.vms[rel.vm]!.name} is on ${dest.name} (soft rule ${rel.rule})`,
+      });
   }
   for (const rel of vm.affinitySoft) {
     const at = cluster.vms[rel.vm]!.host;
-    if (at !== dest.index) found.push({ reason: 'AFFINITY', detail: `${vm.name} should share a host with ${cluster.vms[rel.vm]!.name} (soft rule ${rel.rule})` });
+    if (at !== dest.index)
+      found.push({
+        reason: 'AFFINITY',
+        detail: `${vm.name} should share a host with ${cluster.vms[rel.vm]!.name} (soft rule ${rel.rule})`,
+      });
   }
   if (vm.shouldHosts && !vm.shouldHosts.hosts.has(dest.name)) {
-    found.push({ reason: 'PINNED', detail: `${vm.name} should run on ${[...vm.shouldHosts.hosts].join(', ')} (soft rule ${vm.shouldHosts.rule})` });
+    found.push({
+      reason: 'PINNED',
+      detail: `${vm.name} should run on ${[...vm.shouldHosts.hosts].join(', ')} (soft rule ${vm.shouldHosts.rule})`,
+    });
   }
   return found;
 }
 
-/** Hard rules the VM breaks where it is now (a reason for a mandatory move), or null. */
+/**
+ * The destination filters a VM can break where it already is and a move repairs (a broken hard
+ * affinity is not repaired by a move: groups do not move together yet).
+ */
+const REPAIRED_BY_A_MOVE = DEST_FILTERS.filter(
+  (filter) => filter.name === 'must-pin' || filter.name === 'hard anti-affinity',
+);
+
+/** The hard rule a VM breaks where it is now (a reason for a mandatory move), or null. */
 export function brokenHere(cluster: Cluster, vm: VmLoad): Refusal | null {
   if (vm.host < 0) return null;
   const here = cluster.hosts[vm.host]!;
-  if (vm.mustHosts && !vm.mustHosts.hosts.has(here.name)) {
-    return { reason: 'PINNED', detail: `${vm.name} must run on ${[...vm.mustHosts.hosts].join(', ')} (rule ${vm.mustHosts.rule}) but is on ${here.name}` };
-  }
-  for (const rel of vm.antiHard) {
-    if (cluster.vms[rel.vm]!.host === vm.host) {
-      return { reason: 'ANTI_AFFINITY', detail: `${vm.name} and ${cluster.vms[rel.vm]!.name} share ${here.name} (rule ${rel.rule})` };
-    }
+  for (const filter of REPAIRED_BY_A_MOVE) {
+    const detail = filter.check(cluster, vm, here, {});
+    if (detail !== null) return { reason: filter.reason, detail: `${vm.name} is on ${here.name}: ${detail}` };
   }
   return null;
-}
-
-export function gib(bytes: number): string {
-  const value = bytes / 1024 ** 3;
-  return `${value >= 10 ? value.toFixed(0) : Number(value.toFixed(1))} GiB`;
 }

@@ -14,12 +14,27 @@
 import type { MoveCost } from '../src/model/index.ts';
 import type { CostSettings } from './settings.ts';
 
-export function migrationCost(memBytes: number, dirtyBytesPerSec: number, sourceCpuUse: number, destCpuUse: number, settings: CostSettings): MoveCost {
+export function migrationCost(
+  memBytes: number,
+  dirtyBytesPerSec: number,
+  sourceCpuUse: number,
+  destCpuUse: number,
+  settings: CostSettings,
+): MoveCost {
   const bandwidth = settings.bandwidthBytesPerSec;
   const ratio = Math.max(0, dirtyBytesPerSec) / bandwidth;
   const rounds = settings.maxPrecopyRounds;
-  const bytes = ratio >= 1 ? memBytes * (rounds + 1) : ratio === 0 ? memBytes : (memBytes * (1 - ratio ** (rounds + 1))) / (1 - ratio);
+  const bytes =
+    ratio >= 1
+      ? memBytes * (rounds + 1)
+      : ratio === 0
+        ? memBytes
+        : (memBytes * (1 - ratio ** (rounds + 1))) / (1 - ratio);
   const load = Math.max(0, sourceCpuUse) + Math.max(0, destCpuUse);
   const durationMs = (bytes / bandwidth) * 1000 * (1 + (settings.loadSlowdown * load) / 2);
-  return { bytes: Math.round(bytes), durationMs: Math.round(durationMs), score: (settings.scorePerSecond * durationMs) / 1000 };
+  return {
+    bytes: Math.round(bytes),
+    durationMs: Math.round(durationMs),
+    score: (settings.scorePerSecond * durationMs) / 1000,
+  };
 }

@@ -49,7 +49,10 @@ export function forecastDemand(window: readonly number[], settings: DemandSettin
     weight += power;
   }
   weight /= steps;
-  return { cores: Math.max(0, mean + weight * (window[window.length - 1]! - mean)), variance: (sumSq / length) * (1 - rho * rho) };
+  return {
+    cores: Math.max(0, mean + weight * (window[window.length - 1]! - mean)),
+    variance: (sumSq / length) * (1 - rho * rho),
+  };
 }
 
 /** The forecast's expected cores alone. */
@@ -61,7 +64,12 @@ export function predictDemand(window: readonly number[], settings: DemandSetting
  * A VM's CPU demand forecast, never more than its vCPUs (a guest cannot use more cores than it has);
  * its spread is capped alike.
  */
-export function vmDemand(vm: { cpuUsedWindowCores: readonly number[]; vcpus: number }, settings: DemandSettings): Demand {
+export function vmDemand(
+  vm: { cpuUsedWindowCores: readonly number[]; vcpus: number },
+  settings: DemandSettings,
+): Demand {
   const demand = forecastDemand(vm.cpuUsedWindowCores, settings);
-  return vm.vcpus > 0 ? { cores: Math.min(demand.cores, vm.vcpus), variance: Math.min(demand.variance, vm.vcpus * vm.vcpus) } : demand;
+  return vm.vcpus > 0
+    ? { cores: Math.min(demand.cores, vm.vcpus), variance: Math.min(demand.variance, vm.vcpus * vm.vcpus) }
+    : demand;
 }

@@ -8,15 +8,22 @@
 import type { Plan, Snapshot } from '../src/model/index.ts';
 import type { Demand } from './demand.ts';
 import { Cluster, type HostLoad, type VmLoad } from './cluster.ts';
-import { sourceRefusal, vmRefusal } from './constraints.ts';
+import { sourceRefusal, underWatermark, vmRefusal } from './constraints.ts';
 import { byKeyThenName, describeRefusals, findDestination } from './placement.ts';
-import { cpuShare, memShare, pct, PlanBuilder } from './plan-builder.ts';
+import { cpuShare, memShare, PlanBuilder } from './plan-builder.ts';
+import { pct } from './format.ts';
 import type { PolicySettings } from './settings.ts';
 
-export function evacuate(snapshot: Snapshot, settings: PolicySettings, budget = settings.limits.movesPerRound, demandByVm?: ReadonlyMap<string, Demand>): Plan {
+export function evacuate(
+  snapshot: Snapshot,
+  settings: PolicySettings,
+  budget = settings.limits.movesPerRound,
+  demandByVm?: ReadonlyMap<string, Demand>,
+): Plan {
   const cluster = new Cluster(snapshot, settings, settings.weights, demandByVm);
   const plan = new PlanBuilder('evacuate', cluster, budget);
-  const high = settings.overload.highWatermark;
+  // Hosts that stay under the high watermark on CPU are preferred; any host the rules allow will do.
+  const underHigh = [underWatermark('high', settings.overload.highWatermark, 'cpu')];
   const maintenance = cluster.hosts.filter((h) => h.state.maintenance).sort(byKeyThenName(() => 0));
   if (maintenance.length === 0) {
     plan.notes.push('nothing to do: no host is in maintenance');
@@ -30,10 +37,19 @@ export function evacuate(snapshot: Snapshot, settings: PolicySettings, budget = 
       plan.notes.push(`${host.name} is in maintenance but ${host.state.status}: its VMs cannot be moved live`);
       continue;
     }
-    const vms = host.vms.map((i) => cluster.vms[i]!).sort(byKeyThenName((vm: VmLoad) => -(vm.mem + vm.cpu * 1e6)));
+    const vms = host.vms
+      .map((i) => cluster.vms[i]!)
+      .sort(byKeyThenName((vm: VmLoad) => -(vm.memBytes + vm.cpuDemandCores * 1e6)));
     for (const vm of vms) {
       if (plan.remaining <= 0) {
-        plan.skip({ reason: 'ROUND_MOVE_LIMIT', detail: `${vm.name} waits for the next round (limits.movesPerRound ${plan.budget})` }, vm, host);
+        plan.skip(
+          {
+            reason: 'ROUND_MOVE_LIMIT',
+            detail: `${vm.name} waits for the next round (limits.movesPerRound ${plan.budget})`,
+          },
+          vm,
+          host,
+        );
         continue;
       }
       const refusal = vmRefusal(cluster, vm, { ignoreCooldown: true }) ?? sourceRefusal(cluster, host);
@@ -42,16 +58,27 @@ export function evacuate(snapshot: Snapshot, settings: PolicySettings, budget = 
         continue;
       }
       const order = destinations();
-      let found = findDestination(cluster, vm, order, (dest: HostLoad) => ((dest.cpu + vm.cpu) / dest.cpuCores > high ? { reason: 'DEST_CPU_FULL', detail: `${dest.name} would be above high ${pct(high)}` } : null), { ignorePingPong: true });
-      if (!found.dest) found = findDestination(cluster, vm, order, () => null, { ignorePingPong: true });
+      let found = findDestination(cluster, vm, order, underHigh, { ignorePingPong: true });
+      if (!found.dest) found = findDestination(cluster, vm, order, [], { ignorePingPong: true });
       if (!found.dest) {
-        plan.skip({ reason: 'NO_DESTINATION', detail: `${vm.name} cannot leave ${host.name}: ${describeRefusals(found.refused)}` }, vm, host);
+        plan.skip(
+          {
+            reason: 'NO_DESTINATION',
+            detail: `${vm.name} cannot leave ${host.name}: ${describeRefusals(found.refused)}`,
+          },
+          vm,
+          host,
+        );
         continue;
       }
       plan.move(vm, found.dest, `${host.name} in maintenance`);
     }
     const left = host.vms.length;
-    plan.notes.push(left === 0 ? `${host.name} (maintenance) will be empty` : `${host.name} (maintenance) still holds ${left} VM(s) after this round`);
+    plan.notes.push(
+      left === 0
+        ? `${host.name} (maintenance) will be empty`
+        : `${host.name} (maintenance) still holds ${left} VM(s) after this round`,
+    );
   }
   return plan.build();
 }

@@ -12,8 +12,16 @@ export { consolidate } from './consolidate.ts';
 export { evacuate } from './evacuate.ts';
 export { planRound, type RoundPlan } from './round.ts';
 export { checkMove, type MoveCheck, type Violation } from './check.ts';
-export { POLICIES, POLICY_NAMES, isPolicyName, type PolicyName, type PolicyEntry, type PolicyFunction } from './registry.ts';
-export { DEFAULT_SETTINGS, withSettings, type PolicySettings, type ResourceWeights, type ThresholdLevel, type SettingsOverrides } from './settings.ts';
+export { POLICIES, type PolicyEntry, type PolicyFunction } from './registry.ts';
+export { POLICY_NAMES, DEFAULT_ROUND, isPolicyName, type PolicyName } from './names.ts';
+export {
+  DEFAULT_SETTINGS,
+  withSettings,
+  type PolicySettings,
+  type ResourceWeights,
+  type ThresholdLevel,
+  type SettingsOverrides,
+} from './settings.ts';
 export { forecastDemand, predictDemand, vmDemand, type Demand } from './demand.ts';
 export { migrationCost } from './cost.ts';
 export { applyMovesToSnapshot } from './cluster.ts';
@@ -22,6 +30,10 @@ export { applyMovesToSnapshot } from './cluster.ts';
  * The cluster's imbalance score for a snapshot (lower is flatter): the weighted mean over resources
  * of the standard deviation of hosts' normalised predicted use (see Cluster.imbalance).
  */
-export function imbalance(snapshot: Snapshot, weights: ResourceWeights = DEFAULT_SETTINGS.weights, settings = DEFAULT_SETTINGS): number {
+export function imbalance(
+  snapshot: Snapshot,
+  weights: ResourceWeights = DEFAULT_SETTINGS.weights,
+  settings = DEFAULT_SETTINGS,
+): number {
   return new Cluster(snapshot, settings, weights).imbalance();
 }

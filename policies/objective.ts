@@ -20,21 +20,7 @@
  */
 import type { Cluster, HostLoad, VmLoad } from './cluster.ts';
 import { softDelta } from './constraints.ts';
-
-/** Standard normal distribution function, via erf (Abramowitz & Stegun 7.1.26, |error| < 1.5e-7). */
-export function normalCdf(z: number): number {
-  const x = Math.abs(z) / Math.SQRT2;
-  const t = 1 / (1 + 0.3275911 * x);
-  const erf = 1 - ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * Math.exp(-x * x);
-  return z >= 0 ? 0.5 * (1 + erf) : 0.5 * (1 - erf);
-}
-
-/** The chance that a host holding `cpu` predicted cores (variance `cpuVar`) samples above its CPU limit. */
-export function overloadChance(cluster: Cluster, host: HostLoad, cpu = host.cpu, cpuVar = host.cpuVar): number {
-  if (!host.usable || host.cpuCores <= 0) return 0;
-  const floor = cluster.settings.risk.spreadFloor * host.cpuCores;
-  return normalCdf((cpu - host.cpuLimitCores) / Math.sqrt(Math.max(0, cpuVar) + floor * floor));
-}
+import { overloadChance } from './risk.ts';
 
 export interface MoveValue {
   /** Spread taken off. */
@@ -49,11 +35,30 @@ export interface MoveValue {
 }
 
 /** A move's value with the spread weighted by `spreadWeight` (the threshold level's, see balance.ts). */
-export function moveValue(cluster: Cluster, vm: VmLoad, dest: HostLoad, costScore: number, spreadWeight = 1, spreadBefore = cluster.spread()): MoveValue {
+export function moveValue(
+  cluster: Cluster,
+  vm: VmLoad,
+  dest: HostLoad,
+  costScore: number,
+  spreadWeight = 1,
+  spreadBefore = cluster.spread(),
+): MoveValue {
   const source = cluster.hostOf(vm);
   const spread = spreadWeight === 0 ? 0 : spreadWeight * (spreadBefore - cluster.spreadAfter(vm, dest));
   const riskBefore = overloadChance(cluster, source) + overloadChance(cluster, dest);
-  const riskAfter = overloadChance(cluster, source, source.cpu - vm.cpu, source.cpuVar - vm.cpuVar) + overloadChance(cluster, dest, dest.cpu + vm.cpu, dest.cpuVar + vm.cpuVar);
+  const riskAfter =
+    overloadChance(
+      cluster,
+      source,
+      source.cpuDemandCores - vm.cpuDemandCores,
+      source.cpuVarianceCoresSq - vm.cpuVarianceCoresSq,
+    ) +
+    overloadChance(
+      cluster,
+      dest,
+      dest.cpuDemandCores + vm.cpuDemandCores,
+      dest.cpuVarianceCoresSq + vm.cpuVarianceCoresSq,
+    );
   const risk = cluster.settings.risk.weight * (riskBefore - riskAfter);
   const value = spread + risk;
   const penalty = Math.max(0, softDelta(cluster, vm, dest)) * cluster.settings.softRulePenalty;

@@ -19,32 +19,47 @@
 import type { Plan, Snapshot } from '../src/model/index.ts';
 import { THRESHOLD_LEVELS, usableHosts, valuedMoves } from './balance.ts';
 import { Cluster, type HostLoad, type VmLoad } from './cluster.ts';
+import { underWatermark } from './constraints.ts';
 import type { Demand } from './demand.ts';
 import { byKeyThenName } from './placement.ts';
-import { cpuShare, describeUse, memShare, pct, PlanBuilder } from './plan-builder.ts';
+import { cpuShare, describeUse, memShare, PlanBuilder } from './plan-builder.ts';
+import { pct } from './format.ts';
 import type { PolicySettings } from './settings.ts';
 
-export function overload(snapshot: Snapshot, settings: PolicySettings, budget = settings.limits.movesPerRound, demandByVm?: ReadonlyMap<string, Demand>): Plan {
+export function overload(
+  snapshot: Snapshot,
+  settings: PolicySettings,
+  budget = settings.limits.movesPerRound,
+  demandByVm?: ReadonlyMap<string, Demand>,
+): Plan {
   const cluster = new Cluster(snapshot, settings, settings.weights, demandByVm);
   const plan = new PlanBuilder('overload', cluster, budget);
   const { highWatermark: high, lowWatermark: low } = settings.overload;
   const hosts = usableHosts(cluster);
-  const isHot = (h: HostLoad) => (h.cpu + Math.sqrt(h.cpuVar)) / h.cpuCores > high || memShare(h) > high;
+  const isHot = (h: HostLoad) =>
+    (h.cpuDemandCores + Math.sqrt(h.cpuVarianceCoresSq)) / h.cpuCores > high || memShare(h) > high;
   const hot = hosts.filter(isHot).sort(byKeyThenName((h) => -Math.max(cpuShare(h), memShare(h))));
   const describe = (h: HostLoad) => `${h.name} (${describeUse(h)})`;
   if (hot.length === 0) {
     const hottest = hosts.slice().sort(byKeyThenName((h) => -Math.max(cpuShare(h), memShare(h))))[0];
-    plan.notes.push(hottest ? `nothing to do: hottest host ${describe(hottest)} is not above high ${pct(high)}` : 'nothing to do: no usable host');
+    plan.notes.push(
+      hottest
+        ? `nothing to do: hottest host ${describe(hottest)} is not above high ${pct(high)}`
+        : 'nothing to do: no usable host',
+    );
     return plan.build();
   }
   const level = settings.balance.threshold;
   if (level === 1) {
-    plan.notes.push(`threshold 1 moves only what rules require: ${hot.length} host(s) above high ${pct(high)} left as they are: ${hot.slice(0, 5).map(describe).join(', ')}`);
+    plan.notes.push(
+      `threshold 1 moves only what rules require: ${hot.length} host(s) above high ${pct(high)} left as they are: ${hot.slice(0, 5).map(describe).join(', ')}`,
+    );
     return plan.build();
   }
   const bestFit = settings.overload.destinationOrder === 'best-fit';
   const limit = bestFit ? Math.min(low, high) : high;
-  const over = (cpu: number, mem: number, h: HostLoad) => Math.max(0, cpu / h.cpuCores - high) + Math.max(0, mem / h.memBytes - high);
+  const over = (cpu: number, mem: number, h: HostLoad) =>
+    Math.max(0, cpu / h.cpuCores - high) + Math.max(0, mem / h.memBytes - high);
   valuedMoves(
     cluster,
     plan,
@@ -52,15 +67,17 @@ export function overload(snapshot: Snapshot, settings: PolicySettings, budget = 
     hosts,
     THRESHOLD_LEVELS[level].minGain,
     level,
-    (source) => `${source.name} ${cpuShare(source) > high ? `CPU ${pct(cpuShare(source))}` : `memory committed ${pct(memShare(source))}`} > high ${pct(high)}`,
+    (source) =>
+      `${source.name} ${cpuShare(source) > high ? `CPU ${pct(cpuShare(source))}` : `memory committed ${pct(memShare(source))}`} > high ${pct(high)}`,
     {
-      accept: (vm: VmLoad, dest: HostLoad) =>
-        (dest.cpu + vm.cpu) / dest.cpuCores > limit || (dest.mem + vm.mem) / dest.memBytes > limit
-          ? { reason: bestFit ? 'DEST_OVER_LOW_WATERMARK' : 'DEST_OVER_HIGH_WATERMARK', detail: `${dest.name} would be above ${bestFit ? 'low' : 'high'} ${pct(limit)}` }
-          : null,
+      // In a consolidating round under the low watermark too (the tighter line is met first).
+      lines: bestFit ? [underWatermark('low', low), underWatermark('high', high)] : [underWatermark('high', high)],
       extra: (vm: VmLoad) => {
         const source = cluster.hostOf(vm);
-        return over(source.cpu, source.mem, source) - over(source.cpu - vm.cpu, source.mem - vm.mem, source);
+        return (
+          over(source.cpuDemandCores, source.memCommittedBytes, source) -
+          over(source.cpuDemandCores - vm.cpuDemandCores, source.memCommittedBytes - vm.memBytes, source)
+        );
       },
       spreadWeight: bestFit ? 0 : THRESHOLD_LEVELS[level].spreadWeight,
       firstFit: bestFit,
@@ -68,6 +85,7 @@ export function overload(snapshot: Snapshot, settings: PolicySettings, budget = 
       hasRoom: (h) => cpuShare(h) < limit && memShare(h) < limit,
     },
   );
-  for (const host of hot) if (isHot(host)) plan.notes.push(`${describe(host)} still above high ${pct(high)} after this plan`);
+  for (const host of hot)
+    if (isHot(host)) plan.notes.push(`${describe(host)} still above high ${pct(high)} after this plan`);
   return plan.build();
 }

@@ -1,7 +1,7 @@
 /** Choosing a destination: the first candidate (in the policy's order) that every filter accepts. */
 import type { SkipReason } from '../src/model/index.ts';
 import type { Cluster, HostLoad, VmLoad } from './cluster.ts';
-import { destRefusal, softDelta, type DestOptions, type Refusal } from './constraints.ts';
+import { destRefusal, softDelta, type DestFilter, type DestOptions } from './constraints.ts';
 
 export interface Found {
   dest: HostLoad | null;
@@ -10,21 +10,21 @@ export interface Found {
 }
 
 /**
- * Walks `candidates` in order; returns the first that passes the hard filters and `accept`,
- * preferring one that breaks no more soft rules than staying (softDelta ≤ 0).
+ * Walks `candidates` in order; returns the first that passes DEST_FILTERS and the policy's own `lines`
+ * (constraints.ts), preferring one that breaks no more soft rules than staying (softDelta ≤ 0).
  */
 export function findDestination(
   cluster: Cluster,
   vm: VmLoad,
   candidates: readonly HostLoad[],
-  accept: (dest: HostLoad) => Refusal | null,
+  lines: readonly DestFilter[] = [],
   options: DestOptions = {},
 ): Found {
   const refused = new Map<SkipReason, number>();
   let fallback: HostLoad | null = null;
   for (const dest of candidates) {
     if (dest.index === vm.host) continue;
-    const refusal = destRefusal(cluster, vm, dest, options) ?? accept(dest);
+    const refusal = destRefusal(cluster, vm, dest, options, lines);
     if (refusal) {
       refused.set(refusal.reason, (refused.get(refusal.reason) ?? 0) + 1);
       continue;
@@ -38,7 +38,10 @@ export function findDestination(
 /** "12 DEST_MEM_FULL, 3 ANTI_AFFINITY" */
 export function describeRefusals(refused: Map<SkipReason, number>): string {
   if (refused.size === 0) return 'no other usable host';
-  return [...refused.entries()].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])).map(([reason, count]) => `${count} ${reason}`).join(', ');
+  return [...refused.entries()]
+    .sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))
+    .map(([reason, count]) => `${count} ${reason}`)
+    .join(', ');
 }
 
 /** Sort helper: by key, then by name, so plans are the same for the same snapshot. */

@@ -1,7 +1,8 @@
 /** What every policy does with its decisions: moves with reasons, skips with named reasons, notes. */
 import type { Move, Plan, Skip } from '../src/model/index.ts';
 import { migrationCost } from './cost.ts';
-import { gib, type Refusal } from './constraints.ts';
+import type { Refusal } from './constraints.ts';
+import { gib, pct } from './format.ts';
 import type { Cluster, HostLoad, VmLoad } from './cluster.ts';
 
 /** Skips kept per plan; more are counted in a note (a 30,000-VM plan must stay readable). */
@@ -15,7 +16,11 @@ export class PlanBuilder {
   private dropped = 0;
   readonly scoreBefore: number;
 
-  constructor(readonly policy: string, readonly cluster: Cluster, readonly budget: number) {
+  constructor(
+    readonly policy: string,
+    readonly cluster: Cluster,
+    readonly budget: number,
+  ) {
     this.scoreBefore = cluster.imbalance();
   }
 
@@ -40,7 +45,13 @@ export class PlanBuilder {
   /** Cost of moving vm to dest in the current working state. */
   cost(vm: VmLoad, dest: HostLoad) {
     const source = this.cluster.hostOf(vm);
-    return migrationCost(vm.mem, vm.state.memDirtyBytesPerSec, cpuShare(source), cpuShare(dest), this.cluster.settings.cost);
+    return migrationCost(
+      vm.memBytes,
+      vm.state.memDirtyBytesPerSec,
+      cpuShare(source),
+      cpuShare(dest),
+      this.cluster.settings.cost,
+    );
   }
 
   /**
@@ -57,9 +68,18 @@ export class PlanBuilder {
     cluster.apply(vm, dest);
     const gain = before - cluster.imbalance();
     const reason =
-      `${why}: ${vm.name} (${vm.cpu.toFixed(2)} cores, ${gib(vm.mem)}) to ${dest.name}, ${pct(destBefore)} → ${pct(cpuShare(dest))}` +
-      ` (${source.name} ${pct(sourceBefore)} → ${pct(cpuShare(source))}); imbalance ${before.toFixed(3)} → ${(before - gain).toFixed(3)}, gain ${gain.toFixed(4)}, cost ${cost.score.toFixed(4)} (${(cost.durationMs / 1000).toFixed(1)}s to copy ${gib(cost.bytes)})${extra}`;
-    const move: Move = { vm: vm.name, from: source.name, to: dest.name, policy: this.policy, reason, gain: value ?? gain, cost };
+      `${why}: ${vm.name} (${vm.cpuDemandCores.toFixed(2)} cores, ${gib(vm.memBytes)}) to ${dest.name}, ${pct(destBefore)} → ${pct(cpuShare(dest))}` +
+      ` (${source.name} ${pct(sourceBefore)} → ${pct(cpuShare(source))}); imbalance ${before.toFixed(3)} → ${(before - gain).toFixed(3)}, ` +
+      `gain ${gain.toFixed(4)}, cost ${cost.score.toFixed(4)} (${(cost.durationMs / 1000).toFixed(1)}s to copy ${gib(cost.bytes)})${extra}`;
+    const move: Move = {
+      vm: vm.name,
+      from: source.name,
+      to: dest.name,
+      policy: this.policy,
+      reason,
+      gain: value ?? gain,
+      cost,
+    };
     this.moves.push(move);
     return move;
   }
@@ -79,11 +99,11 @@ export class PlanBuilder {
 }
 
 export function cpuShare(h: HostLoad): number {
-  return h.cpuCores > 0 ? h.cpu / h.cpuCores : 0;
+  return h.cpuCores > 0 ? h.cpuDemandCores / h.cpuCores : 0;
 }
 
 export function memShare(h: HostLoad): number {
-  return h.memBytes > 0 ? h.mem / h.memBytes : 0;
+  return h.memBytes > 0 ? h.memCommittedBytes / h.memBytes : 0;
 }
 
 /**
@@ -93,9 +113,4 @@ export function memShare(h: HostLoad): number {
 export function describeUse(h: HostLoad): string {
   const used = h.memBytes > 0 ? h.state.memUsedBytes / h.memBytes : 0;
   return `CPU ${pct(cpuShare(h))}, memory ${pct(memShare(h))} committed (${pct(used)} used)`;
-}
-
-/** 0.923 -> "92%" */
-export function pct(share: number): string {
-  return `${Math.round(share * 100)}%`;
 }

@@ -8,10 +8,16 @@ import { balance } from './balance.ts';
 import { consolidate } from './consolidate.ts';
 import { evacuate } from './evacuate.ts';
 import { overload } from './overload.ts';
+import type { PolicyName } from './names.ts';
 import { DEFAULT_SETTINGS, type PolicySettings } from './settings.ts';
 
 /** `budget`: moves left in the round; `demandByVm`: predicted demand already computed for this snapshot. */
-export type PolicyFunction = (snapshot: Snapshot, settings: PolicySettings, budget?: number, demandByVm?: ReadonlyMap<string, Demand>) => Plan;
+export type PolicyFunction = (
+  snapshot: Snapshot,
+  settings: PolicySettings,
+  budget?: number,
+  demandByVm?: ReadonlyMap<string, Demand>,
+) => Plan;
 
 export interface PolicyEntry {
   name: PolicyName;
@@ -21,28 +27,50 @@ export interface PolicyEntry {
   defaults: Partial<PolicySettings>;
 }
 
-export const POLICY_NAMES = ['evacuate', 'overload', 'balance', 'consolidate'] as const;
-export type PolicyName = (typeof POLICY_NAMES)[number];
-
-const shared = { cpuOvercommit: DEFAULT_SETTINGS.cpuOvercommit, limits: DEFAULT_SETTINGS.limits, demand: DEFAULT_SETTINGS.demand, cost: DEFAULT_SETTINGS.cost };
+const shared = {
+  cpuOvercommit: DEFAULT_SETTINGS.cpuOvercommit,
+  limits: DEFAULT_SETTINGS.limits,
+  demand: DEFAULT_SETTINGS.demand,
+  cost: DEFAULT_SETTINGS.cost,
+};
 
 export const POLICIES: Record<PolicyName, PolicyEntry> = {
-  evacuate: { name: 'evacuate', run: evacuate, summary: 'empty hosts in maintenance, largest VMs first', defaults: { ...shared, overload: DEFAULT_SETTINGS.overload } },
+  evacuate: {
+    name: 'evacuate',
+    run: evacuate,
+    summary: 'empty hosts in maintenance, largest VMs first',
+    defaults: { ...shared, overload: DEFAULT_SETTINGS.overload },
+  },
   overload: {
     name: 'overload',
     run: overload,
-    summary: 'relieve hosts above the high watermark with the moves worth most (spread, overload risk and watermark relief, less the copy)',
-    defaults: { ...shared, weights: DEFAULT_SETTINGS.weights, risk: DEFAULT_SETTINGS.risk, balance: DEFAULT_SETTINGS.balance, overload: DEFAULT_SETTINGS.overload },
+    summary:
+      'relieve hosts above the high watermark with the moves worth most (spread, overload risk and watermark relief, less the copy)',
+    defaults: {
+      ...shared,
+      weights: DEFAULT_SETTINGS.weights,
+      risk: DEFAULT_SETTINGS.risk,
+      balance: DEFAULT_SETTINGS.balance,
+      overload: DEFAULT_SETTINGS.overload,
+    },
   },
   balance: {
     name: 'balance',
     run: balance,
-    summary: 'take the moves worth most (spread and overload risk taken off, less the copy) while each beats the threshold level (1..5)',
-    defaults: { ...shared, weights: DEFAULT_SETTINGS.weights, risk: DEFAULT_SETTINGS.risk, balance: DEFAULT_SETTINGS.balance, softRulePenalty: DEFAULT_SETTINGS.softRulePenalty },
+    summary:
+      'take the moves worth most (spread and overload risk taken off, less the copy) while each beats the threshold level (1..5)',
+    defaults: {
+      ...shared,
+      weights: DEFAULT_SETTINGS.weights,
+      risk: DEFAULT_SETTINGS.risk,
+      balance: DEFAULT_SETTINGS.balance,
+      softRulePenalty: DEFAULT_SETTINGS.softRulePenalty,
+    },
   },
-  consolidate: { name: 'consolidate', run: consolidate, summary: 'pack VMs onto fewer hosts and name hosts to power down', defaults: { ...shared, consolidate: DEFAULT_SETTINGS.consolidate } },
+  consolidate: {
+    name: 'consolidate',
+    run: consolidate,
+    summary: 'pack VMs onto fewer hosts and name hosts to power down',
+    defaults: { ...shared, consolidate: DEFAULT_SETTINGS.consolidate },
+  },
 };
-
-export function isPolicyName(name: string): name is PolicyName {
-  return (POLICY_NAMES as readonly string[]).includes(name);
-}

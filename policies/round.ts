@@ -6,7 +6,8 @@
 import type { Plan, Snapshot } from '../src/model/index.ts';
 import { applyMovesToSnapshot } from './cluster.ts';
 import { vmDemand } from './demand.ts';
-import { POLICIES, type PolicyName } from './registry.ts';
+import type { PolicyName } from './names.ts';
+import { POLICIES } from './registry.ts';
 import type { PolicySettings } from './settings.ts';
 
 export interface RoundPlan extends Plan {
@@ -14,10 +15,16 @@ export interface RoundPlan extends Plan {
   plans: Plan[];
 }
 
-export function planRound(snapshot: Snapshot, roundSettings: PolicySettings, policyNames: readonly PolicyName[]): RoundPlan {
+export function planRound(
+  snapshot: Snapshot,
+  roundSettings: PolicySettings,
+  policyNames: readonly PolicyName[],
+): RoundPlan {
   // A consolidating round sends relieved and evacuated VMs to the fullest host that fits, so the
   // hosts consolidation is emptying are not refilled by the policies before it.
-  const settings: PolicySettings = policyNames.includes('consolidate') ? { ...roundSettings, overload: { ...roundSettings.overload, destinationOrder: 'best-fit' } } : roundSettings;
+  const settings: PolicySettings = policyNames.includes('consolidate')
+    ? { ...roundSettings, overload: { ...roundSettings.overload, destinationOrder: 'best-fit' } }
+    : roundSettings;
   const plans: Plan[] = [];
   // Moves do not change a VM's window: predict every VM's demand once for the whole round.
   const demandByVm = new Map(snapshot.vms.map((vm) => [vm.name, vmDemand(vm, settings.demand)]));
@@ -31,7 +38,16 @@ export function planRound(snapshot: Snapshot, roundSettings: PolicySettings, pol
       const applied = applyMovesToSnapshot(current, plan.moves);
       current = {
         ...applied,
-        inFlight: [...applied.inFlight, ...plan.moves.map((m) => ({ vm: m.vm, from: m.from, to: m.to, jobId: `planned:${m.policy}:${m.vm}`, state: 'waiting' as const }))],
+        inFlight: [
+          ...applied.inFlight,
+          ...plan.moves.map((m) => ({
+            vm: m.vm,
+            from: m.from,
+            to: m.to,
+            jobId: `planned:${m.policy}:${m.vm}`,
+            state: 'waiting' as const,
+          })),
+        ],
       };
     }
     if (budget <= 0) break;
@@ -47,6 +63,9 @@ export function planRound(snapshot: Snapshot, roundSettings: PolicySettings, pol
     plans,
   };
   if (plans.some((p) => p.powerDownHosts)) round.powerDownHosts = powerDown;
-  if (budget <= 0 && plans.length < policyNames.length) round.notes.push(`round move budget (${settings.limits.movesPerRound}) used up before ${policyNames.slice(plans.length).join(', ')}`);
+  if (budget <= 0 && plans.length < policyNames.length)
+    round.notes.push(
+      `round move budget (${settings.limits.movesPerRound}) used up before ${policyNames.slice(plans.length).join(', ')}`,
+    );
   return round;
 }

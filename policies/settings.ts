@@ -1,7 +1,9 @@
 /**
  * PolicySettings: every knob a policy reads, with its default. The monitor and `lbvm simulate`
  * build them from the config (src/config/policy-settings.ts); tests build them with overrides.
+ * These defaults are the config's too: src/config/schema.ts takes them from here.
  */
+import type { MigrationLimits } from '../src/model/index.ts';
 
 /** Weights of each resource in the imbalance score (0 leaves a resource out). */
 export interface ResourceWeights {
@@ -44,16 +46,6 @@ export interface CostSettings {
   scorePerSecond: number;
 }
 
-export interface LimitSettings {
-  movesPerRound: number;
-  migrationsPerSourceHost: number;
-  migrationsPerDestinationHost: number;
-  migrationsInCluster: number;
-  cooldownMs: number;
-  /** A VM is not moved back to `previousHost` while its last move is younger than this. */
-  pingPongWindowMs: number;
-}
-
 export interface PolicySettings {
   /** A host may be given CPU demand up to cpuCores × this. */
   cpuOvercommit: number;
@@ -64,7 +56,7 @@ export interface PolicySettings {
   demand: DemandSettings;
   risk: RiskSettings;
   cost: CostSettings;
-  limits: LimitSettings;
+  limits: MigrationLimits;
   /** Score units a move pays per soft rule it breaks (and earns per soft rule it repairs). */
   softRulePenalty: number;
   balance: { threshold: ThresholdLevel };
@@ -91,11 +83,14 @@ export const DEFAULT_SETTINGS: PolicySettings = {
   cost: { bandwidthBytesPerSec: 1024 ** 3, maxPrecopyRounds: 30, loadSlowdown: 1, scorePerSecond: 0.001 },
   limits: {
     movesPerRound: 10,
+    movesPerHour: 60,
     migrationsPerSourceHost: 1,
     migrationsPerDestinationHost: 1,
     migrationsInCluster: 4,
     cooldownMs: 30 * 60_000,
     pingPongWindowMs: 2 * 3_600_000,
+    quarantineAfterFailures: 2,
+    quarantineMs: 3_600_000,
   },
   softRulePenalty: 0.05,
   balance: { threshold: 3 },
@@ -109,11 +104,15 @@ export type SettingsOverrides = {
 };
 
 /** Defaults with some values replaced, one level deep per section. */
-export function withSettings(overrides: SettingsOverrides = {}, base: PolicySettings = DEFAULT_SETTINGS): PolicySettings {
+export function withSettings(
+  overrides: SettingsOverrides = {},
+  base: PolicySettings = DEFAULT_SETTINGS,
+): PolicySettings {
   const result: Record<string, unknown> = { ...base };
   for (const [key, value] of Object.entries(overrides)) {
     const current = (base as unknown as Record<string, unknown>)[key];
-    result[key] = typeof value === 'object' && value !== null && typeof current === 'object' ? { ...current, ...value } : value;
+    result[key] =
+      typeof value === 'object' && value !== null && typeof current === 'object' ? { ...current, ...value } : value;
   }
   return result as unknown as PolicySettings;
 }

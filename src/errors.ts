@@ -5,7 +5,10 @@
  */
 
 export class ExitError extends Error {
-  constructor(message: string, readonly exitCode = 1) {
+  constructor(
+    message: string,
+    readonly exitCode = 1,
+  ) {
     super(message);
     this.name = 'ExitError';
   }
@@ -47,7 +50,10 @@ export class QueueUnavailable extends ExitError {
 
 /** A move that breaks a rule (named in the message). */
 export class MigrationRefused extends ExitError {
-  constructor(message: string, readonly rule?: string) {
+  constructor(
+    message: string,
+    readonly rule?: string,
+  ) {
     super(message, 4);
     this.name = 'MigrationRefused';
   }

@@ -5,7 +5,6 @@
 import { createRequire } from 'node:module';
 import type { Logger } from 'pino';
 import type { LbvmConfig } from './config/schema.ts';
-import { redactConfig } from './config/load.ts';
 
 export type { Logger } from 'pino';
 
@@ -27,7 +26,15 @@ export interface LogOptions {
 }
 
 /** Keys whose values never reach a log line. */
-export const REDACT_PATHS = ['*.password', '*.token', '*.secret', 'password', 'token', 'authorization', '*.authorization'];
+export const REDACT_PATHS = [
+  '*.password',
+  '*.token',
+  '*.secret',
+  'password',
+  'token',
+  'authorization',
+  '*.authorization',
+];
 
 export function createLogger(options: LogOptions = {}): Logger {
   const level = options.level ?? 'info';
@@ -44,7 +51,8 @@ function lazyLogger(level: string, make: () => Logger): Logger {
   const get = (): Logger => (real ??= make());
   const threshold = level === 'silent' ? Infinity : LEVEL_VALUES[level]!;
   const lazy: Record<string, unknown> = {
-    isLevelEnabled: (name: string) => (real ? real.isLevelEnabled(name) : (LEVEL_VALUES[name] ?? -Infinity) >= threshold),
+    isLevelEnabled: (name: string) =>
+      real ? real.isLevelEnabled(name) : (LEVEL_VALUES[name] ?? -Infinity) >= threshold,
     child: (bindings: Record<string, unknown>, childOptions?: object) =>
       real ? real.child(bindings, childOptions) : lazyLogger(level, () => get().child(bindings, childOptions)),
     flush: (callback?: (error?: Error) => void) => (real ? real.flush(callback) : callback?.()),
@@ -63,7 +71,8 @@ function lazyLogger(level: string, make: () => Logger): Logger {
   lazy.silent = () => {};
   // Anything else (bindings(), setBindings(), levels, ...) is the real logger's.
   return new Proxy(lazy, {
-    get: (target, key, receiver) => (typeof key === 'string' && !(key in target) ? Reflect.get(get(), key) : Reflect.get(target, key, receiver)),
+    get: (target, key, receiver) =>
+      typeof key === 'string' && !(key in target) ? Reflect.get(get(), key) : Reflect.get(target, key, receiver),
   }) as unknown as Logger;
 }
 
@@ -79,7 +88,10 @@ function pinoLogger(options: LogOptions): Logger {
     redact: { paths: REDACT_PATHS, censor: '***' },
   };
   if (usePretty) {
-    return pino(base, prettyStream()({ colorize: isTty, sync: true, destination, ignore: 'pid,hostname', translateTime: 'HH:MM:ss' }));
+    return pino(
+      base,
+      prettyStream()({ colorize: isTty, sync: true, destination, ignore: 'pid,hostname', translateTime: 'HH:MM:ss' }),
+    );
   }
   return pino(base, pino.destination({ dest: destinationFd(destination), sync: true }));
 }
@@ -91,9 +103,4 @@ function destinationFd(stream: NodeJS.WritableStream): number {
 
 export function loggerFor(config: LbvmConfig, name: string): Logger {
   return createLogger({ level: config.log.level, format: config.log.format, name });
-}
-
-/** The first line of every daemon: what it runs with (secrets redacted). */
-export function logStartup(log: Logger, config: LbvmConfig, file: string | null): void {
-  log.info({ configFile: file ?? '(none: defaults and environment)', config: redactConfig(config) }, 'starting');
 }

@@ -26,19 +26,32 @@ export class UnknownName extends ExitError {
 function unknown(kind: string, name: string, known: string[], where: string): UnknownName {
   const close = closestNames(name, known);
   return new UnknownName(
-    `unknown ${kind} ${JSON.stringify(name)}${close.length ? `; did you mean ${close.map((n) => JSON.stringify(n)).join(', ')}?` : ''} (${known.length} ${kind}s ${where})`,
+    `unknown ${kind} ${JSON.stringify(name)}${close.length ? `; did you mean ${close.map((n) => JSON.stringify(n)).join(', ')}?` : ''} ` +
+      `(${known.length} ${kind}s ${where})`,
   );
 }
 
 export function findVm(view: ClusterView, name: string): VmState {
   const vm = view.snapshot.vms.find((candidate) => candidate.name === name);
-  if (!vm) throw unknown('VM', name, view.snapshot.vms.map((v) => v.name), 'seen in the sample window; `lbm vms` lists them');
+  if (!vm)
+    throw unknown(
+      'VM',
+      name,
+      view.snapshot.vms.map((v) => v.name),
+      'seen in the sample window; `lbm vms` lists them',
+    );
   return vm;
 }
 
 export function findHost(view: ClusterView, name: string): HostState {
   const host = view.snapshot.hosts.find((candidate) => candidate.name === name);
-  if (!host) throw unknown('host', name, view.snapshot.hosts.map((h) => h.name), 'known from samples and config; `lbm hosts` lists them');
+  if (!host)
+    throw unknown(
+      'host',
+      name,
+      view.snapshot.hosts.map((h) => h.name),
+      'known from samples and config; `lbm hosts` lists them',
+    );
   return host;
 }
 

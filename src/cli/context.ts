@@ -25,10 +25,22 @@ export class CliContext {
     /** Daemons retry Redis forever with backoff; one-shot commands fail fast with a clear message. */
     private readonly mode: 'daemon' | 'command',
   ) {
-    this.log = mode === 'daemon' ? loggerFor(config, name) : createLogger({ level: config.log.level === 'info' ? 'warn' : config.log.level, format: config.log.format, name });
+    this.log =
+      mode === 'daemon'
+        ? loggerFor(config, name)
+        : createLogger({
+            level: config.log.level === 'info' ? 'warn' : config.log.level,
+            format: config.log.format,
+            name,
+          });
   }
 
-  static open(options: CommonOptions, name: string, mode: 'daemon' | 'command' = 'command', overrides: Record<string, unknown> = {}): CliContext {
+  static open(
+    options: CommonOptions,
+    name: string,
+    mode: 'daemon' | 'command' = 'command',
+    overrides: Record<string, unknown> = {},
+  ): CliContext {
     const { config, file } = loadFor(options, overrides);
     return new CliContext(config, file, name, mode);
   }
@@ -49,7 +61,8 @@ export class CliContext {
         throw new QueueUnavailable(
           /NOAUTH|WRONGPASS|invalid password|invalid username-password/i.test(reason)
             ? `Redis at ${describeRedis(target)} refused authentication (${reason}). Check the password in ${where}.`
-            : `Redis at ${describeRedis(target)} is unreachable (${reason}). Check that ${target.sentinels.length > 0 ? 'the sentinels and the master run' : 'redis-server runs there'}, and ${where}.`,
+            : `Redis at ${describeRedis(target)} is unreachable (${reason}). Check that ` +
+                `${target.sentinels.length > 0 ? 'the sentinels and the master run' : 'redis-server runs there'}, and ${where}.`,
           error,
         );
       }
@@ -85,7 +98,11 @@ export class CliContext {
 }
 
 /** Opens a one-shot command's context, runs `body`, and closes everything it opened. */
-export async function withContext<T>(options: CommonOptions, name: string, body: (context: CliContext) => Promise<T>): Promise<T> {
+export async function withContext<T>(
+  options: CommonOptions,
+  name: string,
+  body: (context: CliContext) => Promise<T>,
+): Promise<T> {
   const context = CliContext.open(options, name);
   try {
     return await body(context);

@@ -16,6 +16,9 @@ export interface HelpText {
 export function teach(command: Command, help: HelpText): Command {
   command.summary(help.summary);
   command.description(help.details ? `${help.summary}\n\n${help.details}` : help.summary);
-  command.addHelpText('after', `\nExamples:\n${help.examples.map((line) => `  $ ${line}`).join('\n')}\n\n${CONFIG_HELP}\n`);
+  command.addHelpText(
+    'after',
+    `\nExamples:\n${help.examples.map((line) => `  $ ${line}`).join('\n')}\n\n${CONFIG_HELP}\n`,
+  );
   return command;
 }

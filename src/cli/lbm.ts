@@ -26,12 +26,15 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
 export async function lbmProgram(names: readonly string[] = Object.keys(COMMANDS)): Promise<Command> {
   const program = new Command('lbm')
     .description(
-      'LBM, the operator\'s tool for an LBVM cluster: is it balanced, what did LBVM do and why,\n' +
+      "LBM, the operator's tool for an LBVM cluster: is it balanced, what did LBVM do and why,\n" +
         'and move a VM by hand. Every command takes --json for scripts.',
     )
     .version('0.1.0')
     .showHelpAfterError('(run with --help for usage)')
-    .addHelpText('after', `\nExamples:\n  $ lbm status\n  $ lbm vms --host n3\n  $ lbm migrate vm-17 n5 --wait\n\n${CONFIG_HELP}\n`);
+    .addHelpText(
+      'after',
+      `\nExamples:\n  $ lbm status\n  $ lbm vms --host n3\n  $ lbm migrate vm-17 n5 --wait\n\n${CONFIG_HELP}\n`,
+    );
   for (const name of names) program.addCommand(await COMMANDS[name]!());
   return program;
 }

@@ -26,13 +26,16 @@ export async function lbvmProgram(names: readonly string[] = Object.keys(COMMAND
     .description(
       'LBVM keeps a cluster of hypervisor hosts balanced by moving running VMs live.\n' +
         'This is the runtime: collectors on every host, one active monitor, workers and agents.\n' +
-        'The operator\'s tool is `lbm`.',
+        "The operator's tool is `lbm`.",
     )
     .version('0.1.0')
     .showHelpAfterError('(run with --help for usage)')
     .addHelpText(
       'after',
-      `\nExamples:\n  $ lbvm collect --every 10s        sample this host and its VMs in a loop\n  $ lbvm monitor                    the long-running balancer\n  $ lbvm simulate --trace ../shared/traces/planetlab/20110303 --format planetlab --hosts 60 --host-cores 4\n  $ lbvm demo                       a local cluster balanced live\n\n${CONFIG_HELP}\n`,
+      `\nExamples:\n  $ lbvm collect --every 10s        sample this host and its VMs in a ` +
+        `loop\n  $ lbvm monitor                    the long-running balancer\n  $ lbvm simulate ` +
+        `--trace ../shared/traces/planetlab/20110303 --format planetlab --hosts 60 --host-cores ` +
+        `4\n  $ lbvm demo                       a local cluster balanced live\n\n${CONFIG_HELP}\n`,
     );
   for (const name of names) program.addCommand(await COMMANDS[name]!());
   return program;

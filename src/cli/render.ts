@@ -18,9 +18,11 @@ export function bar(share: number, width = 20): string {
  * and UTF-16 halves without their partner (not text at all).
  */
 // eslint-disable-next-line no-control-regex
-const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+const UNSAFE =
+  /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
 // eslint-disable-next-line no-control-regex
-const UNSAFE_BUT_NEWLINE = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+const UNSAFE_BUT_NEWLINE =
+  /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
 
 const escapeChar = (char: string) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`;
 
@@ -62,9 +64,16 @@ export const MAX_LAST_CELL = 200;
  * Cells are made safe (`safeText`) and cut at MAX_CELL characters (MAX_LAST_CELL in the last column).
  */
 export function table(header: string[], rawRows: string[][]): string {
-  const rows = rawRows.map((row) => row.map((cell, index) => safeText(cell, index === header.length - 1 ? MAX_LAST_CELL : MAX_CELL)));
-  const widths = header.map((title, index) => Math.max(visibleLength(title), ...rows.map((row) => visibleLength(row[index] ?? ''))));
-  const numeric = header.map((_, index) => rows.length > 0 && rows.every((row) => /^[-+]?\d/.test(row[index] ?? '') || (row[index] ?? '') === '-'));
+  const rows = rawRows.map((row) =>
+    row.map((cell, index) => safeText(cell, index === header.length - 1 ? MAX_LAST_CELL : MAX_CELL)),
+  );
+  const widths = header.map((title, index) =>
+    Math.max(visibleLength(title), ...rows.map((row) => visibleLength(row[index] ?? ''))),
+  );
+  const numeric = header.map(
+    (_, index) =>
+      rows.length > 0 && rows.every((row) => /^[-+]?\d/.test(row[index] ?? '') || (row[index] ?? '') === '-'),
+  );
   const line = (cells: string[]) =>
     cells
       .map((cell, index) => {
@@ -86,7 +95,13 @@ export function sparkline(values: number[], max?: number): string {
   const ticks = '▁▂▃▄▅▆▇█';
   const top = max ?? Math.max(...values, 0);
   if (values.length === 0) return '';
-  return values.map((value) => (top <= 0 ? ticks[0] : ticks[Math.min(ticks.length - 1, Math.max(0, Math.round((value / top) * (ticks.length - 1))))])).join('');
+  return values
+    .map((value) =>
+      top <= 0
+        ? ticks[0]
+        : ticks[Math.min(ticks.length - 1, Math.max(0, Math.round((value / top) * (ticks.length - 1))))],
+    )
+    .join('');
 }
 
 export interface ChartOptions {
@@ -116,7 +131,9 @@ export function lineChart(values: number[], options: ChartOptions = {}): string 
   const min = options.min ?? Math.min(0, ...buckets);
   const max = options.max ?? Math.max(...buckets, min + 1e-9);
   const format = options.format ?? ((value: number) => value.toFixed(2));
-  const labels = Array.from({ length: height }, (_, row) => format(max - ((max - min) * row) / Math.max(1, height - 1)));
+  const labels = Array.from({ length: height }, (_, row) =>
+    format(max - ((max - min) * row) / Math.max(1, height - 1)),
+  );
   const labelWidth = Math.max(...labels.map((label) => label.length));
   const rows: string[] = [];
   for (let row = 0; row < height; row++) {

@@ -4,7 +4,9 @@
  * failures, a stack only for bugs).
  */
 import type { Command } from 'commander';
-import { loadConfig, type LoadedConfig } from '../config/load.ts';
+import { loadConfig, redactConfig, type LoadedConfig } from '../config/load.ts';
+import type { LbvmConfig } from '../config/schema.ts';
+import type { Logger } from '../log.ts';
 import { ExitError } from '../errors.ts';
 import { safeJson, safeOutput } from './render.ts';
 
@@ -54,15 +56,29 @@ export async function runProgram(program: Command, argv: string[]): Promise<void
     if (typeof code === 'string' && code.startsWith('commander.')) {
       const exitCode = (error as { exitCode?: number }).exitCode ?? 2;
       // help and version are successful exits
-      process.exitCode = code === 'commander.helpDisplayed' || code === 'commander.version' || code === 'commander.help' ? 0 : exitCode === 1 ? 2 : exitCode;
+      process.exitCode =
+        code === 'commander.helpDisplayed' || code === 'commander.version' || code === 'commander.help'
+          ? 0
+          : exitCode === 1
+            ? 2
+            : exitCode;
       return;
     }
     if (error instanceof ExitError) {
-      process.stderr.write(`${program.name()}: ${safeOutput(error.message).split('\n').join(`\n${program.name()}: `)}\n`);
+      process.stderr.write(
+        `${program.name()}: ${safeOutput(error.message).split('\n').join(`\n${program.name()}: `)}\n`,
+      );
       process.exitCode = error.exitCode;
       return;
     }
-    process.stderr.write(`${program.name()}: internal error (a bug in LBVM; please report it with this output):\n${(error as Error)?.stack ?? String(error)}\n`);
+    process.stderr.write(
+      `${program.name()}: internal error (a bug in LBVM; please report it with this output):\n${(error as Error)?.stack ?? String(error)}\n`,
+    );
     process.exitCode = 70;
   }
+}
+
+/** The first line of every daemon: what it runs with (secrets redacted). */
+export function logStartup(log: Logger, config: LbvmConfig, file: string | null): void {
+  log.info({ configFile: file ?? '(none: defaults and environment)', config: redactConfig(config) }, 'starting');
 }

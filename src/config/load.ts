@@ -17,7 +17,13 @@ export const DEFAULT_CONFIG_PATH = './lbvm.yaml';
  * Environment variables that are not config keys but belong to LBVM: LBVM_FROM_SOURCE=1 makes bin/
  * run the TypeScript sources; deploy/influxdb/setup.sh reads LBVM_INFLUX_PASSWORD.
  */
-export const NON_KEY_ENV = new Set(['LBVM_CONFIG', 'LBVM_AGENT_TOKEN', 'LBVM_PROXMOX_TOKEN', 'LBVM_FROM_SOURCE', 'LBVM_INFLUX_PASSWORD']);
+export const NON_KEY_ENV = new Set([
+  'LBVM_CONFIG',
+  'LBVM_AGENT_TOKEN',
+  'LBVM_PROXMOX_TOKEN',
+  'LBVM_FROM_SOURCE',
+  'LBVM_INFLUX_PASSWORD',
+]);
 
 export interface LoadOptions {
   /** --config; else LBVM_CONFIG; else ./lbvm.yaml when it exists. */
@@ -88,7 +94,7 @@ function getPath(target: unknown, keyPath: (string | number)[]): unknown {
 /** Shows a value as the user wrote it, shortened. */
 function show(value: unknown): string {
   if (value === undefined) return '(missing)';
-  const text = typeof value === 'string' ? JSON.stringify(value) : JSON.stringify(value) ?? String(value);
+  const text = typeof value === 'string' ? JSON.stringify(value) : (JSON.stringify(value) ?? String(value));
   return text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }
 
@@ -131,12 +137,16 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
     const parsed = document.toJS() as unknown;
     if (parsed !== null && parsed !== undefined) {
       if (typeof parsed !== 'object' || Array.isArray(parsed)) {
-        throw new ConfigError([`${fileLabel}: the top level is ${show(parsed)}; expected a mapping of keys (node:, store:, redis:, ...)`]);
+        throw new ConfigError([
+          `${fileLabel}: the top level is ${show(parsed)}; expected a mapping of keys (node:, store:, redis:, ...)`,
+        ]);
       }
       raw = parsed as Record<string, unknown>;
     }
   } else if (explicit) {
-    throw new ConfigError([`${fileLabel}: config file not found (given by ${options.configPath ? '--config' : 'LBVM_CONFIG'}); expected a readable YAML file`]);
+    throw new ConfigError([
+      `${fileLabel}: config file not found (given by ${options.configPath ? '--config' : 'LBVM_CONFIG'}); expected a readable YAML file`,
+    ]);
   }
 
   // Where each key's value came from, for messages.
@@ -148,7 +158,10 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
     if (!keyPath) {
       // A variable named like a secret is never echoed, even when it is not one of ours.
       const shown = /(TOKEN|PASSWORD|SECRET)/i.test(name) ? '***' : show(value);
-      problems.push(`${name}: unknown LBVM_ environment variable (value ${shown}); expected one of the config keys' variables, e.g. LBVM_STORE_URL, LBVM_REDIS_URL, LBVM_MONITOR_INTERVAL`);
+      problems.push(
+        `${name}: unknown LBVM_ environment variable (value ${shown}); expected one of the ` +
+          `config keys' variables, e.g. LBVM_STORE_URL, LBVM_REDIS_URL, LBVM_MONITOR_INTERVAL`,
+      );
       continue;
     }
     setPath(raw, keyPath, parseEnvValue(value));
@@ -168,7 +181,9 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
           const where = [...issue.path, key].join('.');
           const parent = unwrap(schemaAt(issue.path));
           const allowed = parent instanceof z.ZodObject ? Object.keys(parent.shape).join(', ') : '';
-          problems.push(`${fileLabel}: ${where}: unknown key (value ${show(getPath(raw, [...issue.path, key]))}); expected one of: ${allowed}`);
+          problems.push(
+            `${fileLabel}: ${where}: unknown key (value ${show(getPath(raw, [...issue.path, key]))}); expected one of: ${allowed}`,
+          );
         }
         continue;
       }
@@ -205,7 +220,9 @@ function describeExpectation(issue: z.ZodIssue): string {
     case z.ZodIssueCode.invalid_union:
       return 'expected a string or a number';
     default:
-      return issue.message.startsWith('expected') ? issue.message : `expected ${issue.message.charAt(0).toLowerCase()}${issue.message.slice(1)}`;
+      return issue.message.startsWith('expected')
+        ? issue.message
+        : `expected ${issue.message.charAt(0).toLowerCase()}${issue.message.slice(1)}`;
   }
 }
 

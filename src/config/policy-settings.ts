@@ -5,6 +5,7 @@
  */
 import { DEFAULT_SETTINGS, type PolicySettings, type ThresholdLevel } from '../../policies/index.ts';
 import type { Rules } from '../model/index.ts';
+import { limitsFromConfig } from './limits.ts';
 import type { LbvmConfig } from './schema.ts';
 
 export function policySettingsFromConfig(config: LbvmConfig): PolicySettings {
@@ -20,24 +21,23 @@ export function policySettingsFromConfig(config: LbvmConfig): PolicySettings {
       maxWindowSamples: Math.max(1, Math.ceil(config.monitor.window / sampleIntervalMs)),
     },
     cost: { ...DEFAULT_SETTINGS.cost, bandwidthBytesPerSec: config.migration.bandwidthBytesPerSec },
-    limits: {
-      movesPerRound: config.limits.movesPerRound,
-      migrationsPerSourceHost: config.limits.migrationsPerSourceHost,
-      migrationsPerDestinationHost: config.limits.migrationsPerDestinationHost,
-      migrationsInCluster: config.limits.migrationsInCluster,
-      cooldownMs: config.limits.cooldown,
-      // Moving straight back is refused for a while longer than the cooldown.
-      pingPongWindowMs: Math.max(DEFAULT_SETTINGS.limits.pingPongWindowMs, 4 * config.limits.cooldown),
-    },
+    limits: limitsFromConfig(config),
     balance: { threshold: p.balance.threshold as ThresholdLevel },
-    overload: { ...DEFAULT_SETTINGS.overload, highWatermark: p.overload.highWatermark, lowWatermark: p.overload.lowWatermark },
+    overload: {
+      ...DEFAULT_SETTINGS.overload,
+      highWatermark: p.overload.highWatermark,
+      lowWatermark: p.overload.lowWatermark,
+    },
     consolidate: { headroom: p.consolidate.headroom, spareHosts: p.consolidate.spareHosts },
   };
 }
 
 /** `db-*` → /^db-.*$/ ; `?` is one character. */
 export function globToRegExp(glob: string): RegExp {
-  const escaped = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  const escaped = glob
+    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+    .replace(/\*/g, '.*')
+    .replace(/\?/g, '.');
   return new RegExp(`^${escaped}$`);
 }
 

@@ -9,11 +9,13 @@
  */
 import os from 'node:os';
 import { z } from 'zod';
+import { DEFAULT_ROUND, POLICY_NAMES } from '../../policies/names.ts';
+import { DEFAULT_SETTINGS } from '../../policies/settings.ts';
 import { parseBytes, parseDurationMs } from '../units.ts';
 import { parseHostPort } from '../util/address.ts';
 
 /** A duration in milliseconds, written `10s`, `5m`, `1h` or a number of ms. */
-export const duration = (fallback: string) =>
+export const duration = (fallback: string | number) =>
   z
     .union([z.string(), z.number()])
     .default(fallback)
@@ -34,17 +36,28 @@ export const bytes = (fallback: string | number) =>
     .transform((value, ctx) => {
       const parsed = parseBytes(value);
       if (parsed === null) {
-        ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'expected a size like 512MiB, 4GiB or a number of bytes' });
+        ctx.addIssue({
+          code: z.ZodIssueCode.custom,
+          message: 'expected a size like 512MiB, 4GiB or a number of bytes',
+        });
         return z.NEVER;
       }
       return parsed;
     });
 
 const share = (fallback: number) =>
-  z.number({ invalid_type_error: 'expected a number between 0 and 1' }).min(0, 'expected a number between 0 and 1').max(1, 'expected a number between 0 and 1').default(fallback);
+  z
+    .number({ invalid_type_error: 'expected a number between 0 and 1' })
+    .min(0, 'expected a number between 0 and 1')
+    .max(1, 'expected a number between 0 and 1')
+    .default(fallback);
 
 const positiveInt = (fallback: number) =>
-  z.number({ invalid_type_error: 'expected a whole number' }).int('expected a whole number').min(1, 'expected a whole number >= 1').default(fallback);
+  z
+    .number({ invalid_type_error: 'expected a whole number' })
+    .int('expected a whole number')
+    .min(1, 'expected a whole number >= 1')
+    .default(fallback);
 
 /** A URL with one of the given schemes (checked by parsing it, not by a regex). */
 const urlWithScheme = (schemes: string[], fallback: string, example: string) =>
@@ -65,6 +78,14 @@ const urlWithScheme = (schemes: string[], fallback: string, example: string) =>
       if (ok && scheme === 'files') ok = value.length > 'files:'.length;
       if (!ok) ctx.addIssue({ code: z.ZodIssueCode.custom, message: `expected a URL like ${example}` });
     });
+
+/**
+ * The policies' defaults are the config's: the limits, the threshold level, the watermarks, the
+ * headroom, the forecast's horizon and the migration bandwidth are written once, in
+ * policies/settings.ts (DEFAULT_SETTINGS), and taken from there.
+ */
+const POLICY = DEFAULT_SETTINGS;
+const LIMITS = DEFAULT_SETTINGS.limits;
 
 export const STORE_URL_EXAMPLE = 'files:./.lbvm/samples or influx://user:pass@host:8086/lbvm';
 export const REDIS_URL_EXAMPLE = 'redis://[:password@]host:6379[/db] or rediss://...';
@@ -99,7 +120,6 @@ const pinRule = z
   })
   .strict();
 
-export const POLICY_NAMES = ['evacuate', 'overload', 'balance', 'consolidate'] as const;
 export const DRIVER_NAMES = ['qemu', 'sim', 'libvirt', 'proxmox', 'openvz'] as const;
 
 export const configSchema = z
@@ -149,14 +169,26 @@ export const configSchema = z
           .default([])
           .transform((value, ctx) => {
             // A list, or one string with commas (`LBVM_REDIS_SENTINELS=h1:26379,h2:26379`).
-            const list = typeof value === 'string' ? value.split(',').map((entry) => entry.trim()).filter(Boolean) : value;
+            const list =
+              typeof value === 'string'
+                ? value
+                    .split(',')
+                    .map((entry) => entry.trim())
+                    .filter(Boolean)
+                : value;
             if (!Array.isArray(list)) {
-              ctx.addIssue({ code: z.ZodIssueCode.custom, message: `${SENTINEL_ADDRESS_EXPECTED}, in a list: [h1:26379, h2:26379, h3:26379]` });
+              ctx.addIssue({
+                code: z.ZodIssueCode.custom,
+                message: `${SENTINEL_ADDRESS_EXPECTED}, in a list: [h1:26379, h2:26379, h3:26379]`,
+              });
               return z.NEVER;
             }
             const bad = list.filter((entry) => typeof entry !== 'string' || parseHostPort(entry) === null);
             if (bad.length > 0) {
-              ctx.addIssue({ code: z.ZodIssueCode.custom, message: `${SENTINEL_ADDRESS_EXPECTED}; not one: ${bad.map((entry) => JSON.stringify(entry)).join(', ')}` });
+              ctx.addIssue({
+                code: z.ZodIssueCode.custom,
+                message: `${SENTINEL_ADDRESS_EXPECTED}; not one: ${bad.map((entry) => JSON.stringify(entry)).join(', ')}`,
+              });
               return z.NEVER;
             }
             return list as string[];
@@ -169,10 +201,19 @@ export const configSchema = z
       .strict()
       .superRefine((redis, ctx) => {
         if (redis.sentinels.length > 0 && redis.name === '') {
-          ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['name'], message: 'expected the master\'s name as the sentinels know it (sentinel monitor NAME ...), required with redis.sentinels' });
+          ctx.addIssue({
+            code: z.ZodIssueCode.custom,
+            path: ['name'],
+            message:
+              "expected the master's name as the sentinels know it (sentinel monitor NAME ...), required with redis.sentinels",
+          });
         }
         if (redis.sentinels.length === 0 && redis.name !== '') {
-          ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['sentinels'], message: 'expected a list of sentinels (host:port, ...) to go with redis.name' });
+          ctx.addIssue({
+            code: z.ZodIssueCode.custom,
+            path: ['sentinels'],
+            message: 'expected a list of sentinels (host:port, ...) to go with redis.name',
+          });
         }
       })
       .default({}),
@@ -197,7 +238,7 @@ export const configSchema = z
         interval: duration('60s'),
         mode: z.enum(['enforce', 'report']).default('enforce'),
         /** Policies run in this order each round. */
-        policies: z.array(z.enum(POLICY_NAMES)).default(['evacuate', 'overload', 'balance']),
+        policies: z.array(z.enum(POLICY_NAMES)).default([...DEFAULT_ROUND]),
         /** How much history the demand forecast reads (policies/demand.ts); 2h measured best on the shared traces. */
         window: duration('2h'),
         /** A host whose last sample is older than this many intervals is unknown. */
@@ -213,37 +254,42 @@ export const configSchema = z
       .default({}),
     limits: z
       .object({
-        movesPerRound: positiveInt(10),
-        movesPerHour: positiveInt(60),
-        migrationsPerSourceHost: positiveInt(1),
-        migrationsPerDestinationHost: positiveInt(1),
-        migrationsInCluster: positiveInt(4),
+        movesPerRound: positiveInt(LIMITS.movesPerRound),
+        movesPerHour: positiveInt(LIMITS.movesPerHour),
+        migrationsPerSourceHost: positiveInt(LIMITS.migrationsPerSourceHost),
+        migrationsPerDestinationHost: positiveInt(LIMITS.migrationsPerDestinationHost),
+        migrationsInCluster: positiveInt(LIMITS.migrationsInCluster),
         /** A VM that moved is not moved again for this long. */
-        cooldown: duration('30m'),
+        cooldown: duration(LIMITS.cooldownMs),
         /** Failed migrations in a row after which a VM is quarantined. */
-        quarantineAfterFailures: positiveInt(2),
-        quarantine: duration('1h'),
+        quarantineAfterFailures: positiveInt(LIMITS.quarantineAfterFailures),
+        quarantine: duration(LIMITS.quarantineMs),
       })
       .strict()
       .default({}),
     policies: z
       .object({
         /** vCPU-independent CPU overcommit: a host may be given demand up to cpuCores × this. */
-        cpuOvercommit: z.number().min(1, 'expected a number >= 1').default(1),
+        cpuOvercommit: z.number().min(1, 'expected a number >= 1').default(POLICY.cpuOvercommit),
         balance: z
           .object({
             /** Migration threshold, 1 (only mandatory moves) to 5 (aggressive). */
-            threshold: z.number().int('expected a whole number from 1 to 5').min(1, 'expected a whole number from 1 to 5').max(5, 'expected a whole number from 1 to 5').default(3),
+            threshold: z
+              .number()
+              .int('expected a whole number from 1 to 5')
+              .min(1, 'expected a whole number from 1 to 5')
+              .max(5, 'expected a whole number from 1 to 5')
+              .default(POLICY.balance.threshold),
             weights: z
               .object({
-                cpu: z.number().min(0, 'expected a number >= 0').default(1),
+                cpu: z.number().min(0, 'expected a number >= 0').default(POLICY.weights.cpu),
                 /**
                  * 0 by default: memory committed to VMs is a limit (never overfilled) and a watermark
                  * (overload relieves hosts above high), not a load to spread; a positive weight spreads it too.
                  */
-                mem: z.number().min(0, 'expected a number >= 0').default(0),
-                disk: z.number().min(0, 'expected a number >= 0').default(0),
-                net: z.number().min(0, 'expected a number >= 0').default(0),
+                mem: z.number().min(0, 'expected a number >= 0').default(POLICY.weights.mem),
+                disk: z.number().min(0, 'expected a number >= 0').default(POLICY.weights.disk),
+                net: z.number().min(0, 'expected a number >= 0').default(POLICY.weights.net),
               })
               .strict()
               .default({}),
@@ -252,16 +298,16 @@ export const configSchema = z
           .default({}),
         overload: z
           .object({
-            highWatermark: share(0.8),
-            lowWatermark: share(0.6),
+            highWatermark: share(POLICY.overload.highWatermark),
+            lowWatermark: share(POLICY.overload.lowWatermark),
           })
           .strict()
           .default({}),
         consolidate: z
           .object({
             /** Share of each host's capacity kept free after packing. */
-            headroom: share(0.2),
-            spareHosts: z.number().int().min(0, 'expected a whole number >= 0').default(1),
+            headroom: share(POLICY.consolidate.headroom),
+            spareHosts: z.number().int().min(0, 'expected a whole number >= 0').default(POLICY.consolidate.spareHosts),
           })
           .strict()
           .default({}),
@@ -269,7 +315,7 @@ export const configSchema = z
         demand: z
           .object({
             /** How far ahead a forecast looks (its mean over the next `horizon`); about the time a move must pay off in. */
-            horizon: duration('15m'),
+            horizon: duration(POLICY.demand.horizonMs),
           })
           .strict()
           .default({}),
@@ -295,7 +341,7 @@ export const configSchema = z
         /** Maximum pause of the guest at the end of a live migration. */
         downtimeLimit: duration('300ms'),
         /** Bandwidth cap per migration, bytes per second. */
-        bandwidthBytesPerSec: bytes('1GiB'),
+        bandwidthBytesPerSec: bytes(POLICY.cost.bandwidthBytesPerSec),
         /** A migration taking longer than this is cancelled (guest stays on its source). */
         timeout: duration('10m'),
         attempts: positiveInt(3),
@@ -347,7 +393,9 @@ export const configSchema = z
         libvirt: z
           .object({
             /** libvirt URI of each host by name: `{ n1: 'qemu+ssh://n1/system' }` (else `hosts.<name>.uri`). */
-            hosts: z.record(z.string().min(1), z.string().min(1, 'expected a libvirt URI like qemu+ssh://host/system')).default({}),
+            hosts: z
+              .record(z.string().min(1), z.string().min(1, 'expected a libvirt URI like qemu+ssh://host/system'))
+              .default({}),
             /** `virsh migrate --auto-converge`: throttle a guest that dirties memory faster than it can be copied. */
             autoConverge: z.boolean().default(true),
             /** Pass `migration.bandwidthBytesPerSec` as `virsh migrate --bandwidth` (MiB/s). */
@@ -375,7 +423,10 @@ export const configSchema = z
             fingerprint: z
               .string()
               .default('')
-              .refine((value) => value === '' || /^([0-9a-f]{2}:?){31}[0-9a-f]{2}$/i.test(value.trim()), 'expected a SHA-256 fingerprint: 32 hex bytes like AB:CD:...'),
+              .refine(
+                (value) => value === '' || /^([0-9a-f]{2}:?){31}[0-9a-f]{2}$/i.test(value.trim()),
+                'expected a SHA-256 fingerprint: 32 hex bytes like AB:CD:...',
+              ),
             /** How often a migration task's status and log are read. */
             pollInterval: duration('1s'),
             /** One API call taking longer than this fails. */

@@ -21,7 +21,10 @@ export async function createDriver(name: LbvmConfig['collect']['driver'], contex
   switch (name) {
     // Each driver's module is loaded only when chosen (a qemu host's cron collector skips ioredis).
     case 'sim': {
-      const [{ connectRedis, describeRedis }, { SimDriver }] = await Promise.all([import('../util/redis.ts'), import('./sim.ts')]);
+      const [{ connectRedis, describeRedis }, { SimDriver }] = await Promise.all([
+        import('../util/redis.ts'),
+        import('./sim.ts'),
+      ]);
       const redis = connectRedis(context.config.redis);
       const driver = new SimDriver({ config: context.config, redis, ownsRedis: true });
       try {
@@ -29,7 +32,8 @@ export async function createDriver(name: LbvmConfig['collect']['driver'], contex
       } catch (error) {
         redis.disconnect();
         throw new QueueUnavailable(
-          `the sim driver keeps its cluster in Redis at ${describeRedis(context.config.redis)}, which is unreachable (${(error as Error).message}). Start Redis or fix redis.url (LBVM_REDIS_URL).`,
+          `the sim driver keeps its cluster in Redis at ${describeRedis(context.config.redis)}, which ` +
+            `is unreachable (${(error as Error).message}). Start Redis or fix redis.url (LBVM_REDIS_URL).`,
           error,
         );
       }

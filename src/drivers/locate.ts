@@ -18,10 +18,17 @@ export interface HostAnswer {
 
 export function locateFromAnswers(vm: string, answers: HostAnswer[]): string | null {
   const active = answers.filter((answer) => answer.active);
-  if (active.length > 1) throw new Error(`VM ${JSON.stringify(vm)} is active on several hosts: ${active.map((answer) => `${answer.host}${answer.detail ? ` (${answer.detail})` : ''}`).join(', ')}`);
+  if (active.length > 1)
+    throw new Error(
+      `VM ${JSON.stringify(vm)} is active on several hosts: ` +
+        `${active.map((answer) => `${answer.host}${answer.detail ? ` (${answer.detail})` : ''}`).join(', ')}`,
+    );
   if (active.length === 1) return active[0]!.host;
   const failed = answers.filter((answer) => answer.error);
-  if (failed.length) throw new Error(`cannot tell where ${JSON.stringify(vm)} is: ${failed.map((answer) => answer.error!.message).join('; ')}`);
+  if (failed.length)
+    throw new Error(
+      `cannot tell where ${JSON.stringify(vm)} is: ${failed.map((answer) => answer.error!.message).join('; ')}`,
+    );
   const defined = answers.filter((answer) => answer.defined);
   return defined.length === 1 ? defined[0]!.host : null;
 }

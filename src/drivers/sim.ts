@@ -16,7 +16,14 @@ import { createHash, randomInt } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { LbvmConfig } from '../config/schema.ts';
 import { prng } from '../util/prng.ts';
-import type { Driver, DriverCapabilities, HostInventory, MigrateOutcome, MigrateRequest, VmInventory } from './driver.ts';
+import type {
+  Driver,
+  DriverCapabilities,
+  HostInventory,
+  MigrateOutcome,
+  MigrateRequest,
+  VmInventory,
+} from './driver.ts';
 
 export interface SimHost {
   name: string;
@@ -47,7 +54,11 @@ function hashUnit(...parts: (string | number)[]): number {
 }
 
 /** Builds the seeded cluster described by `config.sim`. Pure: same config, same cluster. */
-export function generateSimCluster(sim: LbvmConfig['sim']): { hosts: SimHost[]; vms: SimVm[]; placement: Record<string, string> } {
+export function generateSimCluster(sim: LbvmConfig['sim']): {
+  hosts: SimHost[];
+  vms: SimVm[];
+  placement: Record<string, string>;
+} {
   const random = prng(sim.seed);
   const width = String(sim.hosts).length < 3 ? 3 : String(sim.hosts).length;
   const hosts: SimHost[] = Array.from({ length: sim.hosts }, (_, index) => ({
@@ -147,7 +158,9 @@ export class SimCluster {
   }
 
   async hosts(): Promise<SimHost[]> {
-    return Object.values(await this.redis.hgetall(this.keys.hosts)).map((text) => JSON.parse(text) as SimHost).sort((a, b) => a.name.localeCompare(b.name));
+    return Object.values(await this.redis.hgetall(this.keys.hosts))
+      .map((text) => JSON.parse(text) as SimHost)
+      .sort((a, b) => a.name.localeCompare(b.name));
   }
 
   async placement(): Promise<Record<string, string>> {
@@ -175,7 +188,13 @@ export interface SimDriverOptions {
 
 export class SimDriver implements Driver {
   readonly name = 'sim';
-  readonly capabilities: DriverCapabilities = { live: true, checkpoint: true, cancel: true, progress: true, stats: true };
+  readonly capabilities: DriverCapabilities = {
+    live: true,
+    checkpoint: true,
+    cancel: true,
+    progress: true,
+    stats: true,
+  };
   readonly cluster: SimCluster;
   private readonly now: () => number;
 
@@ -191,7 +210,9 @@ export class SimDriver implements Driver {
       this.options.redis.hgetall(this.cluster.keys.migrating),
     ]);
     const hostInfo = hosts[host] ? (JSON.parse(hosts[host]!) as SimHost) : null;
-    const names = Object.entries(placement).filter(([, on]) => on === host).map(([vm]) => vm);
+    const names = Object.entries(placement)
+      .filter(([, on]) => on === host)
+      .map(([vm]) => vm);
     const specs = names.length ? await this.options.redis.hmget(this.cluster.keys.vms, ...names) : [];
     const timeMs = this.now();
     const vms: VmInventory[] = [];
@@ -223,7 +244,10 @@ export class SimDriver implements Driver {
     const spec = await this.cluster.vm(request.vm);
     if (!spec) throw new Error(`sim: no VM named ${JSON.stringify(request.vm)}`);
     const where = await this.cluster.locate(request.vm);
-    if (where !== request.from) throw new Error(`sim: VM ${JSON.stringify(request.vm)} is on ${JSON.stringify(where)}, not on ${JSON.stringify(request.from)}`);
+    if (where !== request.from)
+      throw new Error(
+        `sim: VM ${JSON.stringify(request.vm)} is on ${JSON.stringify(where)}, not on ${JSON.stringify(request.from)}`,
+      );
     const hosts = await redis.hmget(this.cluster.keys.hosts, request.to);
     if (!hosts[0]) throw new Error(`sim: no host named ${JSON.stringify(request.to)}`);
     const startedMs = Date.now();
@@ -236,20 +260,49 @@ export class SimDriver implements Driver {
         if (request.signal.aborted) throw request.signal.reason ?? new Error('sim: migration cancelled');
         await abortableSleep(Math.min(tickMs, durationMs - (Date.now() - startedMs)), request.signal);
         const fraction = Math.min(1, (Date.now() - startedMs) / durationMs);
-        request.onProgress?.({ bytesCopied: Math.round(spec.memBytes * fraction), bytesRemaining: Math.round(spec.memBytes * (1 - fraction)), expectedDowntimeMs: 30, fraction });
+        request.onProgress?.({
+          bytesCopied: Math.round(spec.memBytes * fraction),
+          bytesRemaining: Math.round(spec.memBytes * (1 - fraction)),
+          expectedDowntimeMs: 30,
+          fraction,
+        });
       }
       if (request.signal.aborted) throw request.signal.reason ?? new Error('sim: migration cancelled');
       const failureRate = this.options.config.sim.failureRate;
       if (failureRate > 0 && randomInt(1_000_000) < failureRate * 1_000_000) {
-        throw new Error(`sim: simulated migration failure (sim.failureRate ${failureRate}); ${request.vm} stays on ${request.from}`);
+        throw new Error(
+          `sim: simulated migration failure (sim.failureRate ${failureRate}); ${request.vm} stays on ${request.from}`,
+        );
       }
-      const moved = await redis.eval(COMMIT_MOVE, 2, this.cluster.keys.placement, this.cluster.keys.migrating, request.vm, request.from, request.to, attempt);
-      if (moved === -1) throw new Error(`sim: another attempt took over the migration of ${request.vm}; this one does not count`);
+      const moved = await redis.eval(
+        COMMIT_MOVE,
+        2,
+        this.cluster.keys.placement,
+        this.cluster.keys.migrating,
+        request.vm,
+        request.from,
+        request.to,
+        attempt,
+      );
+      if (moved === -1)
+        throw new Error(`sim: another attempt took over the migration of ${request.vm}; this one does not count`);
       if (moved !== 1) throw new Error(`sim: ${request.vm} left ${request.from} during the migration`);
-      return { totalMs: Date.now() - startedMs, downtimeMs: request.mode === 'live' ? 30 : durationMs, bytesCopied: spec.memBytes };
+      return {
+        totalMs: Date.now() - startedMs,
+        downtimeMs: request.mode === 'live' ? 30 : durationMs,
+        bytesCopied: spec.memBytes,
+      };
     } finally {
       // Clear the mark only if it is still ours.
-      await redis.eval(`if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end return 1`, 1, this.cluster.keys.migrating, request.vm, attempt).catch(() => {});
+      await redis
+        .eval(
+          `if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end return 1`,
+          1,
+          this.cluster.keys.migrating,
+          request.vm,
+          attempt,
+        )
+        .catch(() => {});
     }
   }
 

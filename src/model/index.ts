@@ -3,3 +3,4 @@ export * from './rules.ts';
 export * from './snapshot.ts';
 export * from './plan.ts';
 export * from './job.ts';
+export * from './limits.ts';

@@ -6,6 +6,12 @@ export type SkipReason =
   | 'DEST_MEM_FULL'
   | 'DEST_OVER_LOW_WATERMARK'
   | 'DEST_OVER_HIGH_WATERMARK'
+  /** Consolidation: a receiver would keep less than `headroom` free. */
+  | 'DEST_NO_HEADROOM'
+  /** Consolidation: the host is being emptied, or already empty. */
+  | 'DEST_BEING_EMPTIED'
+  /** Consolidation: a receiver's next sample would be above its CPU capacity too often. */
+  | 'DEST_OVERLOAD_RISK'
   | 'DEST_STALE'
   | 'DEST_DOWN'
   | 'DEST_MAINTENANCE'
@@ -19,7 +25,9 @@ export type SkipReason =
   | 'QUARANTINED'
   | 'IN_FLIGHT'
   | 'VM_BUSY'
-  | 'HOST_MIGRATION_LIMIT'
+  | 'SOURCE_HOST_LIMIT'
+  | 'DESTINATION_HOST_LIMIT'
+  | 'CLUSTER_LIMIT'
   | 'ROUND_MOVE_LIMIT'
   | 'HOUR_MOVE_LIMIT'
   | 'GAIN_BELOW_COST'

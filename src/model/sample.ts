@@ -71,12 +71,33 @@ export type Sample = HostSample | VmSample;
 
 /** The numeric fields a reader must check on every sample (finite, not negative). */
 export const HOST_NUMERIC_FIELDS = [
-  'timeMs', 'cpuCores', 'cpuUsedCores', 'cpuStealCores', 'memBytes', 'memUsedBytes', 'memAvailableBytes',
-  'load1', 'load5', 'load15', 'diskReadBytesPerSec', 'diskWriteBytesPerSec', 'netRxBytesPerSec',
-  'netTxBytesPerSec', 'vmCount', 'memCommittedBytes',
+  'timeMs',
+  'cpuCores',
+  'cpuUsedCores',
+  'cpuStealCores',
+  'memBytes',
+  'memUsedBytes',
+  'memAvailableBytes',
+  'load1',
+  'load5',
+  'load15',
+  'diskReadBytesPerSec',
+  'diskWriteBytesPerSec',
+  'netRxBytesPerSec',
+  'netTxBytesPerSec',
+  'vmCount',
+  'memCommittedBytes',
 ] as const satisfies readonly (keyof HostSample)[];
 
 export const VM_NUMERIC_FIELDS = [
-  'timeMs', 'vcpus', 'cpuUsedCores', 'memBytes', 'memUsedBytes', 'memDirtyBytesPerSec',
-  'diskReadBytesPerSec', 'diskWriteBytesPerSec', 'netRxBytesPerSec', 'netTxBytesPerSec',
+  'timeMs',
+  'vcpus',
+  'cpuUsedCores',
+  'memBytes',
+  'memUsedBytes',
+  'memDirtyBytesPerSec',
+  'diskReadBytesPerSec',
+  'diskWriteBytesPerSec',
+  'netRxBytesPerSec',
+  'netTxBytesPerSec',
 ] as const satisfies readonly (keyof VmSample)[];

@@ -19,6 +19,13 @@ export function roundKeys(prefix: string) {
   return { lastRound: `${prefix}:monitor:last-round`, movesLog: `${prefix}:monitor:moves` };
 }
 
+export const HOUR_MS = 3_600_000;
+
+/** Moves the monitor enqueued in the hour before `nowMs` (its per-hour budget). Reads only. */
+export async function movesInLastHour(redis: Redis, prefix: string, nowMs: number): Promise<number> {
+  return redis.zcount(roundKeys(prefix).movesLog, `(${nowMs - HOUR_MS}`, '+inf');
+}
+
 export interface PauseState {
   paused: boolean;
   by?: string;
@@ -36,7 +43,12 @@ export async function readPause(redis: Redis, prefix: string): Promise<PauseStat
   }
 }
 
-export async function setPaused(redis: Redis, prefix: string, paused: boolean, info: { by: string; nowMs: number; reason?: string }): Promise<void> {
+export async function setPaused(
+  redis: Redis,
+  prefix: string,
+  paused: boolean,
+  info: { by: string; nowMs: number; reason?: string },
+): Promise<void> {
   const key = controlKeys(prefix).paused;
   if (paused) await redis.set(key, JSON.stringify({ by: info.by, sinceMs: info.nowMs, reason: info.reason }));
   else await redis.del(key);
@@ -61,7 +73,13 @@ export async function readMaintenance(redis: Redis, prefix: string): Promise<Map
   return result;
 }
 
-export async function setMaintenance(redis: Redis, prefix: string, host: string, on: boolean, flag: MaintenanceFlag): Promise<void> {
+export async function setMaintenance(
+  redis: Redis,
+  prefix: string,
+  host: string,
+  on: boolean,
+  flag: MaintenanceFlag,
+): Promise<void> {
   const key = controlKeys(prefix).maintenance;
   if (on) await redis.hset(key, host, JSON.stringify(flag));
   else await redis.hdel(key, host);

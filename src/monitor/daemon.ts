@@ -4,9 +4,9 @@
  * is left, carrying its fencing token. Each round is one structured record (logged, kept in Redis
  * for `lbm status`, and stored as a `monitor.round` event for `lbm report`).
  *
- * Safety, in the order it is checked: not leader → nothing; paused → plan only; too many unknown
- * hosts → nothing; report mode → plan only; then the per-round and per-hour budgets; the lease is
- * checked again before every single enqueue, so a monitor that loses it stops at once.
+ * Safety: not leader → nothing; then the gate (gate.ts, the pure step `lbm plan` runs too): no or too
+ * many unknown hosts, paused, report mode, moves in flight, the per-round and per-hour budgets; the
+ * lease is checked again before every single enqueue, so a monitor that loses it stops at once.
  */
 import { performance } from 'node:perf_hooks';
 import type { Redis } from 'ioredis';
@@ -18,14 +18,14 @@ import { planRound } from '../../policies/index.ts';
 import type { RedisEventLog } from '../queue/events.ts';
 import type { MigrationQueue } from '../queue/queue.ts';
 import type { SampleStore } from '../store/types.ts';
-import { roundKeys } from './control.ts';
+import { HOUR_MS, movesInLastHour, roundKeys } from './control.ts';
 import { quarantinedVms, quarantineNote, readCluster, type QuarantinedVm } from './read.ts';
 import { LeaderLease } from './lease.ts';
 import { masterTerm } from '../util/redis.ts';
 import { MonitorMetrics } from './metrics.ts';
-import { reconcile, type HeldBack } from './reconcile.ts';
+import { gate, gateInputs, type GateMode } from './gate.ts';
 
-export type RoundMode = 'enforce' | 'report' | 'paused' | 'standby' | 'halted';
+export type RoundMode = GateMode | 'standby';
 
 export interface RoundRecord {
   roundId: string;
@@ -33,7 +33,14 @@ export interface RoundRecord {
   monitor: string;
   mode: RoundMode;
   fencingToken: number | null;
-  inputs: { hosts: number; vms: number; unknownHosts: string[]; maintenanceHosts: string[]; samplesSkipped: number; inFlight: number };
+  inputs: {
+    hosts: number;
+    vms: number;
+    unknownHosts: string[];
+    maintenanceHosts: string[];
+    samplesSkipped: number;
+    inFlight: number;
+  };
   imbalanceBefore: number | null;
   imbalanceAfter: number | null;
   moves: { vm: string; from: string; to: string; policy: string; reason: string; gain: number; costMs: number }[];
@@ -71,22 +78,34 @@ export class Monitor {
     this.clock = deps.clock ?? Date.now;
     this.metrics = deps.metrics ?? new MonitorMetrics();
     const { log } = deps;
-    this.lease = new LeaderLease(deps.redis, deps.config.redis.prefix, deps.id, deps.config.monitor.lease, {
-      onAcquired: (token) => {
-        log.info({ fencingToken: token }, 'became the active monitor (leader)');
-        this.metrics.leader.set(1);
-        this.metrics.fencingToken.set(token);
+    this.lease = new LeaderLease(
+      deps.redis,
+      deps.config.redis.prefix,
+      deps.id,
+      deps.config.monitor.lease,
+      {
+        onAcquired: (token) => {
+          log.info({ fencingToken: token }, 'became the active monitor (leader)');
+          this.metrics.leader.set(1);
+          this.metrics.fencingToken.set(token);
+        },
+        onLost: (reason) => {
+          log.warn({ reason }, 'lost the lease: standing by, enqueuing nothing');
+          this.metrics.leader.set(0);
+          this.metrics.fencingToken.set(0);
+        },
+        onRefused: (reason) => log.info({ reason }, `not taking the lease yet: ${reason}`),
+        // With Sentinel, a token carries the master's term (see lease.ts): it survives a failover.
+        term: deps.config.redis.sentinels.length > 0 ? () => masterTerm(deps.config.redis) : undefined,
       },
-      onLost: (reason) => {
-        log.warn({ reason }, 'lost the lease: standing by, enqueuing nothing');
-        this.metrics.leader.set(0);
-        this.metrics.fencingToken.set(0);
-      },
-      onRefused: (reason) => log.info({ reason }, `not taking the lease yet: ${reason}`),
-      // With Sentinel, a token carries the master's term (see lease.ts): it survives a failover.
-      term: deps.config.redis.sentinels.length > 0 ? () => masterTerm(deps.config.redis) : undefined,
-    }, this.clock);
-    this.metrics.health = () => ({ monitor: deps.id, leader: this.lease.isLeader(), fencingToken: this.lease.token, lastRound: this.lastRecord?.roundId ?? null });
+      this.clock,
+    );
+    this.metrics.health = () => ({
+      monitor: deps.id,
+      leader: this.lease.isLeader(),
+      fencingToken: this.lease.token,
+      lastRound: this.lastRecord?.roundId ?? null,
+    });
   }
 
   /** Starts the lease and the round loop. Rounds run every `monitor.interval`, never two at once. */
@@ -130,9 +149,21 @@ export class Monitor {
     const token = this.lease.token;
     const roundId = `r${nowMs}-${token ?? 's'}`;
     const base: RoundRecord = {
-      roundId, timeMs: nowMs, monitor: this.deps.id, mode: 'standby', fencingToken: token,
+      roundId,
+      timeMs: nowMs,
+      monitor: this.deps.id,
+      mode: 'standby',
+      fencingToken: token,
       inputs: { hosts: 0, vms: 0, unknownHosts: [], maintenanceHosts: [], samplesSkipped: 0, inFlight: 0 },
-      imbalanceBefore: null, imbalanceAfter: null, moves: [], enqueued: [], heldBack: [], quarantined: [], notes: [], planMs: null, roundMs: 0,
+      imbalanceBefore: null,
+      imbalanceAfter: null,
+      moves: [],
+      enqueued: [],
+      heldBack: [],
+      quarantined: [],
+      notes: [],
+      planMs: null,
+      roundMs: 0,
     };
     if (token === null) {
       base.notes.push('standing by: another monitor holds the lease');
@@ -147,8 +178,12 @@ export class Monitor {
     const settings = policySettingsFromConfig(config);
     const unknown = snap.hosts.filter((host) => host.status !== 'up').map((host) => host.name);
     Object.assign(base.inputs, {
-      hosts: snap.hosts.length, vms: snap.vms.length, unknownHosts: unknown,
-      maintenanceHosts: [...maintenance.keys()].sort(), samplesSkipped: skipped, inFlight: inFlight.length,
+      hosts: snap.hosts.length,
+      vms: snap.vms.length,
+      unknownHosts: unknown,
+      maintenanceHosts: [...maintenance.keys()].sort(),
+      samplesSkipped: skipped,
+      inFlight: inFlight.length,
     });
     this.metrics.hosts.set(snap.hosts.length);
     this.metrics.vms.set(snap.vms.length);
@@ -163,53 +198,36 @@ export class Monitor {
     this.metrics.imbalance.set(plan.scoreBefore);
     base.moves = plan.moves.map(summariseMove);
     base.quarantined = quarantinedVms(snap);
-    const quarantined = quarantineNote(base.quarantined, config.limits.quarantineAfterFailures);
+    const quarantined = quarantineNote(base.quarantined, settings.limits.quarantineAfterFailures);
     if (quarantined) base.notes.push(quarantined);
     base.notes.push(...plan.notes);
 
-    const hold = (moves: Move[], reason: HeldBack['reason'], detail: string) => {
-      for (const move of moves) base.heldBack.push({ vm: move.vm, reason, detail });
-    };
-    const unknownShare = snap.hosts.length ? unknown.length / snap.hosts.length : 1;
-    if (snap.hosts.length === 0) {
-      base.mode = 'halted';
-      base.notes.push(`no host has sent a sample in the last ${Math.round(config.monitor.window / 60000)} min: check that \`lbvm collect\` runs on the hosts and writes to ${store.displayUrl}`);
-    } else if (unknownShare > config.monitor.maxUnknownHostShare) {
-      base.mode = 'halted';
-      hold(plan.moves, 'TOO_MANY_UNKNOWN_HOSTS', `${unknown.length} of ${snap.hosts.length} hosts unknown`);
-      base.notes.push(
-        `moving nothing: ${unknown.length} of ${snap.hosts.length} hosts are unknown (${Math.round(unknownShare * 100)}% > ${Math.round(config.monitor.maxUnknownHostShare * 100)}% allowed by monitor.maxUnknownHostShare); no sample for over ${config.monitor.staleAfterIntervals} intervals from: ${unknown.slice(0, 10).join(', ')}${unknown.length > 10 ? ', ...' : ''}`,
-      );
-    } else if (pause.paused) {
-      base.mode = 'paused';
-      hold(plan.moves, 'PAUSED', `paused by ${pause.by ?? 'an operator'}${pause.reason ? `: ${pause.reason}` : ''}`);
-      base.notes.push(`paused by ${pause.by ?? 'an operator'} (lbm resume to continue): planned ${plan.moves.length} moves, moved nothing`);
-    } else if (config.monitor.mode === 'report') {
-      base.mode = 'report';
-      hold(plan.moves, 'REPORT_MODE', 'monitor.mode is report');
-      base.notes.push(`report mode: planned ${plan.moves.length} moves, moved nothing`);
-    } else {
-      base.mode = 'enforce';
-      const hourCount = await this.movesInLastHour(nowMs);
-      const { enqueue, heldBack } = reconcile(plan.moves, inFlight, {
-        round: config.limits.movesPerRound,
-        hour: Math.max(0, config.limits.movesPerHour - hourCount),
+    // The gate (gate.ts), the same pure step `lbm plan` runs: what may be enqueued, and what is held back.
+    const gated = gate(gateInputs(config, view, plan.moves, await this.movesInLastHour(nowMs), store.displayUrl));
+    base.mode = gated.mode;
+    base.notes.push(...gated.notes);
+    for (const held of gated.heldBack)
+      base.heldBack.push({ vm: held.move.vm, reason: held.reason, detail: held.detail });
+    // Enforcing: the gate's moves, each while this monitor still holds the lease.
+    for (const move of gated.enqueue) {
+      if (!this.lease.isLeader() || this.lease.token !== token) {
+        base.heldBack.push({ vm: move.vm, reason: 'NOT_LEADER', detail: 'the lease was lost during the round' });
+        continue;
+      }
+      const result = await queue.enqueue({
+        vm: move.vm,
+        from: move.from,
+        to: move.to,
+        reason: move.reason,
+        planId: roundId,
+        requestedBy: 'monitor',
+        fencingToken: token,
+        mode: move.mode ?? config.migration.mode,
       });
-      for (const held of heldBack) base.heldBack.push({ vm: held.move.vm, reason: held.reason, detail: held.detail });
-      for (const move of enqueue) {
-        if (!this.lease.isLeader() || this.lease.token !== token) {
-          hold([move], 'NOT_LEADER', 'the lease was lost during the round');
-          continue;
-        }
-        const result = await queue.enqueue({
-          vm: move.vm, from: move.from, to: move.to, reason: move.reason, planId: roundId,
-          requestedBy: 'monitor', fencingToken: token, mode: move.mode ?? config.migration.mode,
-        });
-        base.enqueued.push({ vm: move.vm, from: move.from, to: move.to, jobId: result.jobId, status: result.status });
-        if (result.status === 'queued') {
-          this.metrics.movesEnqueued.inc({ policy: move.policy });
-          await redis.zadd(roundKeys(prefix).movesLog, nowMs, `${roundId}:${move.vm}`);
-        }
+      base.enqueued.push({ vm: move.vm, from: move.from, to: move.to, jobId: result.jobId, status: result.status });
+      if (result.status === 'queued') {
+        this.metrics.movesEnqueued.inc({ policy: move.policy });
+        await redis.zadd(roundKeys(prefix).movesLog, nowMs, `${roundId}:${move.vm}`);
       }
     }
     for (const held of base.heldBack) this.metrics.movesHeldBack.inc({ reason: held.reason });
@@ -219,34 +237,59 @@ export class Monitor {
     this.metrics.lastRoundMs = this.clock();
     this.lastRecord = base;
     await this.record(base, events);
-    log.info({ round: base }, `round ${base.mode}: ${base.enqueued.filter((e) => e.status === 'queued').length} enqueued, ${base.heldBack.length} held back, imbalance ${fmt(base.imbalanceBefore)} → ${fmt(base.imbalanceAfter)}`);
+    log.info(
+      { round: base },
+      `round ${base.mode}: ${base.enqueued.filter((e) => e.status === 'queued').length} enqueued, ` +
+        `${base.heldBack.length} held back, imbalance ${fmt(base.imbalanceBefore)} → ${fmt(base.imbalanceAfter)}`,
+    );
     return base;
   }
 
+  /** Drops the moves log's entries older than an hour, then counts the rest. */
   private async movesInLastHour(nowMs: number): Promise<number> {
-    const key = roundKeys(this.deps.config.redis.prefix).movesLog;
-    await this.deps.redis.zremrangebyscore(key, 0, nowMs - 3_600_000);
-    return this.deps.redis.zcard(key);
+    const prefix = this.deps.config.redis.prefix;
+    await this.deps.redis.zremrangebyscore(roundKeys(prefix).movesLog, 0, nowMs - HOUR_MS);
+    return movesInLastHour(this.deps.redis, prefix, nowMs);
   }
 
   private async record(record: RoundRecord, events: RedisEventLog): Promise<void> {
     const prefix = this.deps.config.redis.prefix;
     await this.deps.redis.set(roundKeys(prefix).lastRound, JSON.stringify(record));
     const event: LbvmEvent = {
-      type: 'monitor.round', timeMs: record.timeMs, planId: record.roundId,
-      detail: { mode: record.mode, imbalanceBefore: record.imbalanceBefore, imbalanceAfter: record.imbalanceAfter, enqueued: record.enqueued.length, heldBack: record.heldBack.length, unknownHosts: record.inputs.unknownHosts.length },
+      type: 'monitor.round',
+      timeMs: record.timeMs,
+      planId: record.roundId,
+      detail: {
+        mode: record.mode,
+        imbalanceBefore: record.imbalanceBefore,
+        imbalanceAfter: record.imbalanceAfter,
+        enqueued: record.enqueued.length,
+        heldBack: record.heldBack.length,
+        unknownHosts: record.inputs.unknownHosts.length,
+      },
     };
     await events.emit(event);
     try {
       await this.deps.store.writeEvents([event]);
     } catch (error) {
-      this.deps.log.warn({ error: (error as Error).message, store: this.deps.store.displayUrl }, 'could not store the round record; it is in Redis');
+      this.deps.log.warn(
+        { error: (error as Error).message, store: this.deps.store.displayUrl },
+        'could not store the round record; it is in Redis',
+      );
     }
   }
 }
 
 function summariseMove(move: Move): RoundRecord['moves'][number] {
-  return { vm: move.vm, from: move.from, to: move.to, policy: move.policy, reason: move.reason, gain: move.gain, costMs: move.cost.durationMs };
+  return {
+    vm: move.vm,
+    from: move.from,
+    to: move.to,
+    policy: move.policy,
+    reason: move.reason,
+    gain: move.gain,
+    costMs: move.cost.durationMs,
+  };
 }
 
 function fmt(value: number | null): string {

@@ -1,5 +1,5 @@
 export * from './snapshot.ts';
-export * from './reconcile.ts';
+export * from './gate.ts';
 export * from './lease.ts';
 export * from './control.ts';
 export * from './metrics.ts';

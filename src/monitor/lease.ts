@@ -149,7 +149,15 @@ export class LeaderLease {
     const validUntil = sentAt + this.leaseMs * 0.8;
     try {
       if (this.state.leader && this.state.token !== null) {
-        const ok = (await this.redis.eval(RENEW, 2, this.keys.lease, this.keys.fence, this.id, String(this.leaseMs), String(this.state.token))) as number;
+        const ok = (await this.redis.eval(
+          RENEW,
+          2,
+          this.keys.lease,
+          this.keys.fence,
+          this.id,
+          String(this.leaseMs),
+          String(this.state.token),
+        )) as number;
         if (ok === 1) {
           this.state.validUntilMs = validUntil;
           return;
@@ -183,12 +191,20 @@ export class LeaderLease {
         return 0;
       }
       if (connectedAddress(this.redis) !== term.address) {
-        this.refuse(`this monitor's connection is not (yet) on the master the sentinels name (${term.address}, epoch ${term.epoch})`);
+        this.refuse(
+          `this monitor's connection is not (yet) on the master the sentinels name (${term.address}, epoch ${term.epoch})`,
+        );
         return 0;
       }
     }
     const readies = this.readies;
-    const args = [this.id, String(this.leaseMs), term ? String(term.epoch) : '', this.lastToken === null ? '' : String(this.lastToken), String(TERM_SPAN)];
+    const args = [
+      this.id,
+      String(this.leaseMs),
+      term ? String(term.epoch) : '',
+      this.lastToken === null ? '' : String(this.lastToken),
+      String(TERM_SPAN),
+    ];
     const token = (await this.redis.eval(ACQUIRE, 2, this.keys.lease, this.keys.fence, ...args)) as number;
     if (term && (this.readies !== readies || connectedAddress(this.redis) !== term.address)) {
       // The connection moved while the script ran: it may have run on another server, under another
@@ -196,7 +212,10 @@ export class LeaderLease {
       this.refuse('the connection followed a failover while taking a token; trying again');
       return 0;
     }
-    if (token === -2) this.refuse(`the fence in Redis is of a later Sentinel epoch than ${term!.epoch}; the sentinels' answer was stale`);
+    if (token === -2)
+      this.refuse(
+        `the fence in Redis is of a later Sentinel epoch than ${term!.epoch}; the sentinels' answer was stale`,
+      );
     return Math.max(token, 0);
   }
 

@@ -9,7 +9,12 @@ import { parseHostPort } from '../util/address.ts';
 
 export class MonitorMetrics {
   readonly registry = new Registry();
-  readonly rounds = new Counter({ name: 'lbvm_monitor_rounds_total', help: 'Rounds run, by outcome', labelNames: ['outcome'] as const, registers: [this.registry] });
+  readonly rounds = new Counter({
+    name: 'lbvm_monitor_rounds_total',
+    help: 'Rounds run, by outcome',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
   readonly planSeconds = new Histogram({
     name: 'lbvm_monitor_plan_seconds',
     help: 'Time to plan one round',
@@ -22,15 +27,46 @@ export class MonitorMetrics {
     buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10],
     registers: [this.registry],
   });
-  readonly movesEnqueued = new Counter({ name: 'lbvm_moves_enqueued_total', help: 'Migrations enqueued by this monitor', labelNames: ['policy'] as const, registers: [this.registry] });
-  readonly movesHeldBack = new Counter({ name: 'lbvm_moves_held_back_total', help: 'Planned moves held back, by reason', labelNames: ['reason'] as const, registers: [this.registry] });
-  readonly migrationsDone = new Counter({ name: 'lbvm_migrations_total', help: 'Migrations finished, by outcome (succeeded, failed)', labelNames: ['outcome'] as const, registers: [this.registry] });
-  readonly imbalance = new Gauge({ name: 'lbvm_cluster_imbalance', help: 'Cluster imbalance score before the round\'s moves', registers: [this.registry] });
-  readonly hostsUnknown = new Gauge({ name: 'lbvm_hosts_unknown', help: 'Hosts whose samples are stale', registers: [this.registry] });
+  readonly movesEnqueued = new Counter({
+    name: 'lbvm_moves_enqueued_total',
+    help: 'Migrations enqueued by this monitor',
+    labelNames: ['policy'] as const,
+    registers: [this.registry],
+  });
+  readonly movesHeldBack = new Counter({
+    name: 'lbvm_moves_held_back_total',
+    help: 'Planned moves held back, by reason',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly migrationsDone = new Counter({
+    name: 'lbvm_migrations_total',
+    help: 'Migrations finished, by outcome (succeeded, failed)',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly imbalance = new Gauge({
+    name: 'lbvm_cluster_imbalance',
+    help: "Cluster imbalance score before the round's moves",
+    registers: [this.registry],
+  });
+  readonly hostsUnknown = new Gauge({
+    name: 'lbvm_hosts_unknown',
+    help: 'Hosts whose samples are stale',
+    registers: [this.registry],
+  });
   readonly hosts = new Gauge({ name: 'lbvm_hosts', help: 'Hosts known', registers: [this.registry] });
   readonly vms = new Gauge({ name: 'lbvm_vms', help: 'VMs known', registers: [this.registry] });
-  readonly leader = new Gauge({ name: 'lbvm_monitor_leader', help: '1 when this monitor holds the lease', registers: [this.registry] });
-  readonly fencingToken = new Gauge({ name: 'lbvm_monitor_fencing_token', help: 'Fencing token held (0 when standby)', registers: [this.registry] });
+  readonly leader = new Gauge({
+    name: 'lbvm_monitor_leader',
+    help: '1 when this monitor holds the lease',
+    registers: [this.registry],
+  });
+  readonly fencingToken = new Gauge({
+    name: 'lbvm_monitor_fencing_token',
+    help: 'Fencing token held (0 when standby)',
+    registers: [this.registry],
+  });
 
   lastRoundMs = 0;
   health: () => Record<string, unknown> = () => ({});
@@ -42,7 +78,12 @@ export interface MetricsServer {
 }
 
 /** Serves /healthz and /metrics on `listen` ("host:port"; port 0 picks a free one). */
-export async function serveMetrics(metrics: MonitorMetrics, listen: string, staleAfterMs: number, clock: () => number = Date.now): Promise<MetricsServer> {
+export async function serveMetrics(
+  metrics: MonitorMetrics,
+  listen: string,
+  staleAfterMs: number,
+  clock: () => number = Date.now,
+): Promise<MetricsServer> {
   // A bare port listens on 127.0.0.1.
   const parsed = parseHostPort(listen.includes(':') ? listen : `127.0.0.1:${listen}`, 0);
   if (!parsed) throw new Error(`monitor.listen: "${listen}" is not host:port`);

@@ -48,7 +48,10 @@ export function quarantinedVms(snapshot: Snapshot): QuarantinedVm[] {
 export function quarantineNote(quarantined: QuarantinedVm[], failures: number): string | null {
   if (quarantined.length === 0) return null;
   const names = quarantined.slice(0, 10).map((entry) => `${entry.vm} until ${new Date(entry.untilMs).toISOString()}`);
-  return `quarantined after ${failures} failed migrations in a row (limits.quarantine), not moved: ${names.join(', ')}${quarantined.length > 10 ? `, and ${quarantined.length - 10} more` : ''}`;
+  return (
+    `quarantined after ${failures} failed migrations in a row (limits.quarantine), not moved: ` +
+    `${names.join(', ')}${quarantined.length > 10 ? `, and ${quarantined.length - 10} more` : ''}`
+  );
 }
 
 export async function readCluster(sources: ClusterSources, nowMs: number): Promise<ClusterView> {
@@ -81,7 +84,9 @@ export async function readCluster(sources: ClusterSources, nowMs: number): Promi
     nowMs,
     intervalMs: config.monitor.interval,
     staleAfterIntervals: config.monitor.staleAfterIntervals,
-    configuredHosts: Object.fromEntries(Object.entries(config.hosts).map(([name, host]) => [name, { cpuCores: host.cpuCores, memBytes: host.memBytes }])),
+    configuredHosts: Object.fromEntries(
+      Object.entries(config.hosts).map(([name, host]) => [name, { cpuCores: host.cpuCores, memBytes: host.memBytes }]),
+    ),
     maintenance: new Set(maintenance.keys()),
     rules: (vmNames) => rulesFromConfig(config, vmNames),
     inFlight,

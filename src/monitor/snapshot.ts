@@ -10,7 +10,17 @@
  * - Rules: the config's (globs expanded against the VMs seen), plus those read from VM tags.
  * - Cooldown and ping-pong come from the last finished migration; quarantine from failures in a row.
  */
-import type { HostSample, HostState, InFlightMigration, LbvmEvent, Rules, Sample, Snapshot, VmSample, VmState } from '../model/index.ts';
+import type {
+  HostSample,
+  HostState,
+  InFlightMigration,
+  LbvmEvent,
+  Rules,
+  Sample,
+  Snapshot,
+  VmSample,
+  VmState,
+} from '../model/index.ts';
 
 export interface SnapshotInputs {
   nowMs: number;
@@ -66,7 +76,10 @@ export class SnapshotBuilder {
 
   build(inputs: SnapshotInputs): Snapshot {
     const staleAfterMs = inputs.staleAfterIntervals * inputs.intervalMs;
-    const hostNames = new Set([...[...this.hosts].filter(([, acc]) => acc.latest).map(([name]) => name), ...Object.keys(inputs.configuredHosts)]);
+    const hostNames = new Set([
+      ...[...this.hosts].filter(([, acc]) => acc.latest).map(([name]) => name),
+      ...Object.keys(inputs.configuredHosts),
+    ]);
     const hosts: HostState[] = [];
     const hostLatest = new Map<string, number>();
     for (const name of [...hostNames].sort()) {
@@ -85,7 +98,9 @@ export class SnapshotBuilder {
         status: stale ? 'stale' : 'up',
         maintenance: inputs.maintenance.has(name),
         lastSampleMs,
-        diskBytesPerSec: seen ? (seen.latest.diskReadBytesPerSec ?? 0) + (seen.latest.diskWriteBytesPerSec ?? 0) : undefined,
+        diskBytesPerSec: seen
+          ? (seen.latest.diskReadBytesPerSec ?? 0) + (seen.latest.diskWriteBytesPerSec ?? 0)
+          : undefined,
         netBytesPerSec: seen ? (seen.latest.netRxBytesPerSec ?? 0) + (seen.latest.netTxBytesPerSec ?? 0) : undefined,
       });
     }
@@ -97,7 +112,8 @@ export class SnapshotBuilder {
       if (!latest) continue;
       const moved = history.get(name);
       let host = latest.host;
-      if (moved?.lastFinished && moved.lastFinished.timeMs > latest.timeMs && moved.lastFinished.to) host = moved.lastFinished.to;
+      if (moved?.lastFinished && moved.lastFinished.timeMs > latest.timeMs && moved.lastFinished.to)
+        host = moved.lastFinished.to;
       else {
         // Not in its host's newest round: the VM is gone (unless the host itself went silent).
         const hostNewest = hostLatest.get(latest.host);
@@ -197,7 +213,12 @@ export function rulesFromTags(vms: Pick<VmState, 'name' | 'tags'>[]): Rules {
         entry.vms.push(vm.name);
         groups.set(id, entry);
       } else if ((key === 'lbvm.pin' || key === 'lbvm.prefer') && value) {
-        rules.pins.push({ name: `tag:${key}=${value}`, vm: vm.name, hosts: value.split(',').filter(Boolean), hard: key === 'lbvm.pin' });
+        rules.pins.push({
+          name: `tag:${key}=${value}`,
+          vm: vm.name,
+          hosts: value.split(',').filter(Boolean),
+          hard: key === 'lbvm.pin',
+        });
       } else if (key === 'lbvm.ignore' && value !== 'false') {
         rules.ignoredVms.push(vm.name);
       }

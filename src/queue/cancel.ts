@@ -15,7 +15,11 @@ export async function requestCancel(redis: Redis, prefix: string, jobId: string)
 }
 
 /** Subscribes `subscriber` (a connection used for nothing else) and calls `onCancel` per request. */
-export async function listenForCancels(subscriber: Redis, prefix: string, onCancel: (jobId: string) => void): Promise<void> {
+export async function listenForCancels(
+  subscriber: Redis,
+  prefix: string,
+  onCancel: (jobId: string) => void,
+): Promise<void> {
   subscriber.on('message', (channel: string, message: string) => {
     if (channel === cancelChannel(prefix)) onCancel(message);
   });

@@ -24,7 +24,10 @@ export const EVENT_STREAM_MAX = 100_000;
 export class RedisEventLog implements EventSink {
   readonly key: string;
 
-  constructor(private readonly redis: Redis, prefix: string) {
+  constructor(
+    private readonly redis: Redis,
+    prefix: string,
+  ) {
     this.key = queueKeys(prefix).events;
   }
 
@@ -47,7 +50,8 @@ export class RedisEventLog implements EventSink {
 
   /** Waits up to `blockMs` for events after `after` ('$' = only new ones). Needs its own connection. */
   async follow(after: string, blockMs: number): Promise<StoredEvent[]> {
-    const reply = (await this.redis.xread('BLOCK', blockMs, 'STREAMS', this.key, after)) as [string, [string, string[]][]][] | null;
+    const reply = (await this.redis.xread('BLOCK', blockMs, 'STREAMS', this.key, after)) as
+      [string, [string, string[]][]][] | null;
     if (!reply) return [];
     return reply[0]![1].map(([id, fields]) => ({ id, event: parseFields(fields) }));
   }

@@ -1,5 +1,6 @@
 /**
- * All migration limits, in one module the worker and the monitor share.
+ * The live half of the migration limits (the type and the config mapping: src/model/limits.ts,
+ * `limitsFromConfig`).
  *
  * - Slots (live, in Redis): a running migration holds one slot on its source host, one on its
  *   destination host and one cluster-wide. A slot is a member of a sorted set scored by its expiry
@@ -8,32 +9,22 @@
  *   Acquisition of all three slots and of the VM's lock is one Lua script: all or nothing, so two
  *   workers in different processes can never both take the last slot. Time is Redis' own clock
  *   (TIME), so workers with skewed clocks agree on expiry.
- * - Plan-time checks (pure): `limitBlocking(inFlight, move, limits)` tells the monitor whether one
- *   more move would exceed a limit given the migrations already queued or running, with the reason.
+ * - At plan time the same three limits are filters of the policies (policies/constraints.ts,
+ *   SOURCE_FILTERS and DEST_FILTERS), counting the migrations queued or running and those planned;
+ *   the per-round and per-hour budgets are the monitor's gate (src/monitor/gate.ts).
  */
 import type { Redis } from 'ioredis';
-import type { LbvmConfig } from '../config/schema.ts';
-import type { InFlightMigration } from '../model/index.ts';
+import type { LimitReason, MigrationLimits } from '../model/index.ts';
 import { queueKeys } from './keys.ts';
 
-export interface MigrationLimits {
-  perSourceHost: number;
-  perDestinationHost: number;
-  inCluster: number;
-}
-
-export function limitsFromConfig(config: LbvmConfig): MigrationLimits {
-  return {
-    perSourceHost: config.limits.migrationsPerSourceHost,
-    perDestinationHost: config.limits.migrationsPerDestinationHost,
-    inCluster: config.limits.migrationsInCluster,
-  };
-}
+/** The three concurrency limits the slots enforce (from `limitsFromConfig`). */
+export type SlotLimits = Pick<
+  MigrationLimits,
+  'migrationsPerSourceHost' | 'migrationsPerDestinationHost' | 'migrationsInCluster'
+>;
 
 /** What stopped a job from starting: its VM is busy, or one of the three limits is reached. */
-export type LimitReason = 'VM_BUSY' | 'SOURCE_HOST_LIMIT' | 'DESTINATION_HOST_LIMIT' | 'CLUSTER_LIMIT';
-
-export type AcquireResult = { ok: true } | { ok: false; reason: LimitReason; holders: string[] };
+export type AcquireResult = { ok: true } | { ok: false; reason: 'VM_BUSY' | LimitReason; holders: string[] };
 
 // KEYS: source, destination, cluster, vmLock. ARGV: holder, ttlMs, srcLimit, dstLimit, clusterLimit.
 const ACQUIRE = `
@@ -95,7 +86,7 @@ export class MigrationSlots {
   constructor(
     private readonly redis: Redis,
     prefix: string,
-    readonly limits: MigrationLimits,
+    readonly limits: SlotLimits,
     /** How long a slot lives without renewal. */
     readonly leaseMs: number,
   ) {
@@ -103,7 +94,12 @@ export class MigrationSlots {
   }
 
   private keyList(request: SlotRequest): string[] {
-    return [this.keys.sourceSlots(request.from), this.keys.destinationSlots(request.to), this.keys.clusterSlots, this.keys.vmLock(request.vm)];
+    return [
+      this.keys.sourceSlots(request.from),
+      this.keys.destinationSlots(request.to),
+      this.keys.clusterSlots,
+      this.keys.vmLock(request.vm),
+    ];
   }
 
   async acquire(request: SlotRequest): Promise<AcquireResult> {
@@ -113,12 +109,12 @@ export class MigrationSlots {
       ...this.keyList(request),
       request.holder,
       String(this.leaseMs),
-      String(this.limits.perSourceHost),
-      String(this.limits.perDestinationHost),
-      String(this.limits.inCluster),
+      String(this.limits.migrationsPerSourceHost),
+      String(this.limits.migrationsPerDestinationHost),
+      String(this.limits.migrationsInCluster),
     )) as string[];
     if (reply[0] === 'OK') return { ok: true };
-    return { ok: false, reason: reply[0] as LimitReason, holders: reply.slice(1) };
+    return { ok: false, reason: reply[0] as 'VM_BUSY' | LimitReason, holders: reply.slice(1) };
   }
 
   /** True while the holder still holds everything; false once any part expired or was taken. */
@@ -159,17 +155,4 @@ export interface SlotUsage {
 export async function redisTimeMs(redis: Redis): Promise<number> {
   const [seconds, micros] = await redis.time();
   return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
-}
-
-/**
- * Plan-time check for the monitor: would adding `move` to what is already queued or running
- * exceed a limit? Returns the first limit it would break, or null. Counts every in-flight job
- * (waiting ones included), because each of them will need its slots.
- */
-export function limitBlocking(inFlight: readonly Pick<InFlightMigration, 'vm' | 'from' | 'to'>[], move: { vm: string; from: string; to: string }, limits: MigrationLimits): LimitReason | null {
-  if (inFlight.some((job) => job.vm === move.vm)) return 'VM_BUSY';
-  if (inFlight.length >= limits.inCluster) return 'CLUSTER_LIMIT';
-  if (inFlight.filter((job) => job.from === move.from).length >= limits.perSourceHost) return 'SOURCE_HOST_LIMIT';
-  if (inFlight.filter((job) => job.to === move.to).length >= limits.perDestinationHost) return 'DESTINATION_HOST_LIMIT';
-  return null;
 }

@@ -104,7 +104,10 @@ export class MigrationQueue {
   ) {
     this.keys = queueKeys(config.redis.prefix);
     // bullmq bundles its own ioredis; the instance is the same at run time, only the types differ.
-    this.queue = new Queue<MigrationJobData>(QUEUE_NAME, { connection: redis as unknown as ConnectionOptions, prefix: config.redis.prefix });
+    this.queue = new Queue<MigrationJobData>(QUEUE_NAME, {
+      connection: redis as unknown as ConnectionOptions,
+      prefix: config.redis.prefix,
+    });
     this.queue.on('error', () => {});
     this.events = new RedisEventLog(redis, config.redis.prefix);
   }
@@ -127,16 +130,28 @@ export class MigrationQueue {
   async enqueue(input: MigrationJobData): Promise<EnqueueResult> {
     const parsed = migrationJobSchema.safeParse(input);
     if (!parsed.success) {
-      throw new UsageError(`invalid migration job: ${parsed.error.issues.map((issue) => `${issue.path.join('.') || 'job'}: ${issue.message}`).join('; ')}`);
+      throw new UsageError(
+        `invalid migration job: ${parsed.error.issues.map((issue) => `${issue.path.join('.') || 'job'}: ${issue.message}`).join('; ')}`,
+      );
     }
     const data = parsed.data as MigrationJobData;
     const jobId = migrationJobId(data.vm, data.planId);
     if (data.fencingToken !== null) {
       const currentFence = await this.currentFence();
-      if (data.fencingToken < currentFence) return { status: 'stale-fence', jobId, fencingToken: data.fencingToken, currentFence };
+      if (data.fencingToken < currentFence)
+        return { status: 'stale-fence', jobId, fencingToken: data.fencingToken, currentFence };
     }
     if (await this.queue.getJob(jobId)) return { status: 'duplicate', jobId };
-    const [verdict, owner] = (await this.redis.eval(CLAIM, 1, this.keys.vmClaims, data.vm, jobId, String(Date.now()), this.keys.bullJob, String(CLAIM_GRACE_MS))) as [string, string];
+    const [verdict, owner] = (await this.redis.eval(
+      CLAIM,
+      1,
+      this.keys.vmClaims,
+      data.vm,
+      jobId,
+      String(Date.now()),
+      this.keys.bullJob,
+      String(CLAIM_GRACE_MS),
+    )) as [string, string];
     if (verdict === 'busy') return { status: 'vm-busy', jobId, busyWith: owner };
     // Adding an existing id is a no-op in BullMQ. On 'same' (a concurrent enqueue of this very
     // decision claimed first) we add too, in case that enqueuer died between its claim and its add.
@@ -169,7 +184,14 @@ export class MigrationQueue {
     for (const job of jobs) {
       if (!job?.id) continue;
       const state = await job.getState();
-      const mapped = state === 'active' ? 'active' : state === 'delayed' ? 'delayed' : state === 'waiting' || state === 'prioritized' ? 'waiting' : null;
+      const mapped =
+        state === 'active'
+          ? 'active'
+          : state === 'delayed'
+            ? 'delayed'
+            : state === 'waiting' || state === 'prioritized'
+              ? 'waiting'
+              : null;
       if (mapped) result.push({ vm: job.data.vm, from: job.data.from, to: job.data.to, jobId: job.id, state: mapped });
     }
     return result;
@@ -195,9 +217,16 @@ export class MigrationQueue {
 
   /** Recent jobs of every state, newest first. */
   async jobs(limit = 100): Promise<JobView[]> {
-    const jobs = await this.queue.getJobs(['active', 'waiting', 'prioritized', 'delayed', 'completed', 'failed'], 0, limit - 1);
+    const jobs = await this.queue.getJobs(
+      ['active', 'waiting', 'prioritized', 'delayed', 'completed', 'failed'],
+      0,
+      limit - 1,
+    );
     const views = await Promise.all(jobs.filter((job) => job?.id).map((job) => this.job(job.id!)));
-    return views.filter((view): view is JobView => view !== null).sort((a, b) => b.enqueuedMs - a.enqueuedMs).slice(0, limit);
+    return views
+      .filter((view): view is JobView => view !== null)
+      .sort((a, b) => b.enqueuedMs - a.enqueuedMs)
+      .slice(0, limit);
   }
 
   async close(): Promise<void> {

@@ -36,18 +36,24 @@ export async function assertRedisFitForQueue(client: Redis, target: string | Red
   try {
     settings = await readRedisSettings(client);
   } catch (error) {
-    throw new QueueUnavailable(`Redis at ${where} cannot be reached: ${(error as Error).message}. Start Redis or fix redis.url (LBVM_REDIS_URL)${typeof target === 'string' || !target.sentinels?.length ? '' : ', redis.sentinels and redis.name'}.`, error);
+    throw new QueueUnavailable(
+      `Redis at ${where} cannot be reached: ${(error as Error).message}. Start Redis or fix redis.url ` +
+        `(LBVM_REDIS_URL)${typeof target === 'string' || !target.sentinels?.length ? '' : ', redis.sentinels and redis.name'}.`,
+      error,
+    );
   }
   const problems: string[] = [];
   if (settings.maxmemoryPolicy !== null && settings.maxmemoryPolicy !== 'noeviction') {
     problems.push(
-      `Redis at ${where} has maxmemory-policy ${settings.maxmemoryPolicy}; BullMQ needs maxmemory-policy noeviction (an evicted job is a lost or repeated migration). Set "maxmemory-policy noeviction" in redis.conf or run CONFIG SET maxmemory-policy noeviction.`,
+      `Redis at ${where} has maxmemory-policy ${settings.maxmemoryPolicy}; BullMQ needs maxmemory-policy noeviction (an evicted job ` +
+        `is a lost or repeated migration). Set "maxmemory-policy noeviction" in redis.conf or run CONFIG SET maxmemory-policy noeviction.`,
     );
   }
   const rdbOn = settings.save !== null && settings.save.trim() !== '';
   if (!settings.aofEnabled && !rdbOn) {
     problems.push(
-      `Redis at ${where} has persistence off (appendonly no${settings.save === null ? '' : ', save ""'}); a restart would forget queued migrations and held slots. Set "appendonly yes" in redis.conf or run CONFIG SET appendonly yes.`,
+      `Redis at ${where} has persistence off (appendonly no${settings.save === null ? '' : ', save ""'}); a restart ` +
+        `would forget queued migrations and held slots. Set "appendonly yes" in redis.conf or run CONFIG SET appendonly yes.`,
     );
   }
   if (problems.length > 0) throw new QueueUnavailable(problems.join('\n'));

@@ -25,7 +25,8 @@ import type { Logger } from '../log.ts';
 import type { LbvmEvent, MigrationJobData, MigrationProgress, MigrationResult } from '../model/index.ts';
 import { RedisEventLog, type EventSink } from './events.ts';
 import { QUEUE_NAME, queueKeys } from './keys.ts';
-import { limitsFromConfig, MigrationSlots, type SlotRequest } from './limits.ts';
+import { limitsFromConfig } from '../config/limits.ts';
+import { MigrationSlots, type SlotRequest } from './limits.ts';
 import { MigrationQueue } from './queue.ts';
 import { isConnectionError } from '../util/redis.ts';
 
@@ -81,10 +82,22 @@ export function startMigrationWorker(options: WorkerOptions): MigrationWorker {
 
   /** Who ran an attempt, in its events: host name and process id. */
   const workerId = `${os.hostname()}:${process.pid}`;
-  const processor = async (job: Job<MigrationJobData, MigrationResult>, token: string | undefined, bullSignal?: AbortSignal): Promise<MigrationResult> => {
+  const processor = async (
+    job: Job<MigrationJobData, MigrationResult>,
+    token: string | undefined,
+    bullSignal?: AbortSignal,
+  ): Promise<MigrationResult> => {
     const data = job.data;
     const jobId = job.id!;
-    const base = { vm: data.vm, from: data.from, to: data.to, jobId, planId: data.planId, mode: data.mode, requestedBy: data.requestedBy };
+    const base = {
+      vm: data.vm,
+      from: data.from,
+      to: data.to,
+      jobId,
+      planId: data.planId,
+      mode: data.mode,
+      requestedBy: data.requestedBy,
+    };
     const attempt = job.attemptsMade + 1;
     const jobLog = log.child({ jobId, vm: data.vm, from: data.from, to: data.to, attempt });
 
@@ -101,7 +114,12 @@ export function startMigrationWorker(options: WorkerOptions): MigrationWorker {
     }
 
     // 2. Slots and the VM lock.
-    const slotRequest: SlotRequest = { holder: `${jobId}#${token ?? 'none'}`, vm: data.vm, from: data.from, to: data.to };
+    const slotRequest: SlotRequest = {
+      holder: `${jobId}#${token ?? 'none'}`,
+      vm: data.vm,
+      from: data.from,
+      to: data.to,
+    };
     const acquired = await slots.acquire(slotRequest);
     if (!acquired.ok) {
       const waitMs = config.migration.slotWait * (0.75 + Math.random() * 0.5);
@@ -115,23 +133,40 @@ export function startMigrationWorker(options: WorkerOptions): MigrationWorker {
     const abort = (reason: Error) => {
       if (!controller.signal.aborted) controller.abort(reason);
     };
-    const onBullAbort = () => abort(new LockLost(`job lock lost (${String(bullSignal?.reason ?? 'lock renewal failed')}): another worker may run this job now`));
+    const onBullAbort = () =>
+      abort(
+        new LockLost(
+          `job lock lost (${String(bullSignal?.reason ?? 'lock renewal failed')}): another worker may run this job now`,
+        ),
+      );
     bullSignal?.addEventListener('abort', onBullAbort);
     if (bullSignal?.aborted) onBullAbort();
-    const renewal = setInterval(() => {
-      slots.renew(slotRequest).then(
-        (held) => {
-          if (!held) abort(new LockLost('migration slots expired before they could be renewed'));
-        },
-        (error: Error) => jobLog.warn({ error: error.message }, 'slot renewal failed; retrying'),
-      );
-    }, Math.max(200, config.migration.lockDuration / 3));
-    const timeout = setTimeout(() => abort(new Error(`migration timed out after ${config.migration.timeout} ms (migration.timeout); cancelled`)), config.migration.timeout);
+    const renewal = setInterval(
+      () => {
+        slots.renew(slotRequest).then(
+          (held) => {
+            if (!held) abort(new LockLost('migration slots expired before they could be renewed'));
+          },
+          (error: Error) => jobLog.warn({ error: error.message }, 'slot renewal failed; retrying'),
+        );
+      },
+      Math.max(200, config.migration.lockDuration / 3),
+    );
+    const timeout = setTimeout(
+      () => abort(new Error(`migration timed out after ${config.migration.timeout} ms (migration.timeout); cancelled`)),
+      config.migration.timeout,
+    );
     running.add(controller);
     const startedMs = Date.now();
     let lastProgressMs = 0;
     try {
-      await emit({ ...base, type: 'migration.started', timeMs: startedMs, reason: data.reason, detail: { attempt, worker: workerId } });
+      await emit({
+        ...base,
+        type: 'migration.started',
+        timeMs: startedMs,
+        reason: data.reason,
+        detail: { attempt, worker: workerId },
+      });
       jobLog.info({ mode: data.mode }, 'migration started');
 
       // 3. Where is the VM now?
@@ -140,7 +175,10 @@ export function startMigrationWorker(options: WorkerOptions): MigrationWorker {
       if (where === data.to) {
         result = { outcome: 'already-there', totalMs: Date.now() - startedMs, downtimeMs: null, bytesCopied: 0 };
       } else if (where !== data.from) {
-        throw new UnrecoverableError(`VM ${JSON.stringify(data.vm)} is ${where === null ? 'on no host' : `on ${JSON.stringify(where)}`}, neither at the source ${JSON.stringify(data.from)} nor at the destination ${JSON.stringify(data.to)}; nothing moved`);
+        throw new UnrecoverableError(
+          `VM ${JSON.stringify(data.vm)} is ${where === null ? 'on no host' : `on ${JSON.stringify(where)}`}, neither ` +
+            `at the source ${JSON.stringify(data.from)} nor at the destination ${JSON.stringify(data.to)}; nothing moved`,
+        );
       } else {
         // 4. Migrate.
         const outcome = await driver.migrate({
@@ -163,11 +201,23 @@ export function startMigrationWorker(options: WorkerOptions): MigrationWorker {
       }
       // A run that lost its lock must not report success, even if the move happened. The abort
       // signal can lag (a paused process runs its timers late), so ask Redis too.
-      if (!controller.signal.aborted && !(await slots.renew(slotRequest))) abort(new LockLost('migration slots expired while migrating: another worker may run this job now'));
+      if (!controller.signal.aborted && !(await slots.renew(slotRequest)))
+        abort(new LockLost('migration slots expired while migrating: another worker may run this job now'));
       if (controller.signal.aborted) throw controller.signal.reason as Error;
       // 5. Record, then release.
-      await emit({ ...base, type: 'migration.finished', timeMs: Date.now(), totalMs: result.totalMs, downtimeMs: result.downtimeMs, bytesCopied: result.bytesCopied, detail: { attempt, outcome: result.outcome } });
-      jobLog.info({ outcome: result.outcome, totalMs: result.totalMs, downtimeMs: result.downtimeMs }, 'migration finished');
+      await emit({
+        ...base,
+        type: 'migration.finished',
+        timeMs: Date.now(),
+        totalMs: result.totalMs,
+        downtimeMs: result.downtimeMs,
+        bytesCopied: result.bytesCopied,
+        detail: { attempt, outcome: result.outcome },
+      });
+      jobLog.info(
+        { outcome: result.outcome, totalMs: result.totalMs, downtimeMs: result.downtimeMs },
+        'migration finished',
+      );
       await claims.releaseClaim(data.vm, jobId);
       return result;
     } catch (error) {
@@ -179,9 +229,21 @@ export function startMigrationWorker(options: WorkerOptions): MigrationWorker {
       }
       const lockLost = reason instanceof LockLost;
       const cancelled = reason instanceof CancelledByOperator;
-      const final = !lockLost && (cancelled || error instanceof UnrecoverableError || attempt >= (job.opts.attempts ?? 1));
-      await emit({ ...base, type: 'migration.failed', timeMs: Date.now(), error: reason.message, totalMs: Date.now() - startedMs, detail: { attempt, willRetry: !final, lockLost } });
-      if (lockLost) jobLog.warn({ error: reason.message }, 'migration abandoned: this worker lost the job; its result does not count');
+      const final =
+        !lockLost && (cancelled || error instanceof UnrecoverableError || attempt >= (job.opts.attempts ?? 1));
+      await emit({
+        ...base,
+        type: 'migration.failed',
+        timeMs: Date.now(),
+        error: reason.message,
+        totalMs: Date.now() - startedMs,
+        detail: { attempt, willRetry: !final, lockLost },
+      });
+      if (lockLost)
+        jobLog.warn(
+          { error: reason.message },
+          'migration abandoned: this worker lost the job; its result does not count',
+        );
       else jobLog.warn({ error: reason.message, willRetry: !final }, 'migration failed');
       if (final) await claims.releaseClaim(data.vm, jobId);
       if (error instanceof UnrecoverableError) throw error;
@@ -193,7 +255,11 @@ export function startMigrationWorker(options: WorkerOptions): MigrationWorker {
       clearInterval(renewal);
       clearTimeout(timeout);
       bullSignal?.removeEventListener('abort', onBullAbort);
-      await slots.release(slotRequest).catch((error: Error) => jobLog.warn({ error: error.message }, 'could not release slots; they expire by themselves'));
+      await slots
+        .release(slotRequest)
+        .catch((error: Error) =>
+          jobLog.warn({ error: error.message }, 'could not release slots; they expire by themselves'),
+        );
     }
   };
 
@@ -223,7 +289,18 @@ export function startMigrationWorker(options: WorkerOptions): MigrationWorker {
   worker.on('failed', (job, error) => {
     // Jobs failed by BullMQ itself (stalled too often) never reach the processor's catch.
     if (job && /stalled/.test(error.message)) {
-      void emit({ type: 'migration.failed', timeMs: Date.now(), vm: job.data.vm, from: job.data.from, to: job.data.to, jobId: job.id, planId: job.data.planId, mode: job.data.mode, error: error.message, detail: { willRetry: false } });
+      void emit({
+        type: 'migration.failed',
+        timeMs: Date.now(),
+        vm: job.data.vm,
+        from: job.data.from,
+        to: job.data.to,
+        jobId: job.id,
+        planId: job.data.planId,
+        mode: job.data.mode,
+        error: error.message,
+        detail: { willRetry: false },
+      });
       void claims.releaseClaim(job.data.vm, job.id!);
     }
   });

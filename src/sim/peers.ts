@@ -52,13 +52,15 @@ interface Box {
 type Load = (window: readonly number[]) => number;
 
 const latest: Load = (w) => (w.length ? w[w.length - 1]! : 0);
-const meanOfLast = (n: number): Load => (w) => {
-  const from = Math.max(0, w.length - n);
-  if (w.length === from) return 0;
-  let sum = 0;
-  for (let i = from; i < w.length; i++) sum += w[i]!;
-  return sum / (w.length - from);
-};
+const meanOfLast =
+  (n: number): Load =>
+  (w) => {
+    const from = Math.max(0, w.length - n);
+    if (w.length === from) return 0;
+    let sum = 0;
+    for (let i = from; i < w.length; i++) sum += w[i]!;
+    return sum / (w.length - from);
+  };
 
 const byName = (a: { name: string }, b: { name: string }) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
 
@@ -137,14 +139,26 @@ export function proxlbGreedy(snapshot: Snapshot, context: PeerContext, spreadPoi
   const most = () => list.reduce((a, b) => (use(b) > use(a) ? b : a));
   const least = () => list.reduce((a, b) => (use(b) < use(a) ? b : a));
   const moves: Move[] = [];
-  if (list.length < 2 || use(most()) - use(least()) <= spreadPoints) return peerPlan('proxlb', moves, ['spread under the limit']);
+  if (list.length < 2 || use(most()) - use(least()) <= spreadPoints)
+    return peerPlan('proxlb', moves, ['spread under the limit']);
   const source = most();
   const vms = source.vms.slice().sort((a, b) => vmLoad.get(a.name)! - vmLoad.get(b.name)! || byName(a, b));
   for (const vm of vms) {
-    const dest = minBy(list.filter((h) => h !== source && memFits(h, vm)), use);
+    const dest = minBy(
+      list.filter((h) => h !== source && memFits(h, vm)),
+      use,
+    );
     if (!dest) continue;
     transfer(source, dest, vm, vmLoad.get(vm.name)!);
-    moves.push(peerMove('proxlb', vm.name, source.name, dest.name, `spread > ${spreadPoints} points: smallest VM of the most loaded host to the least loaded`));
+    moves.push(
+      peerMove(
+        'proxlb',
+        vm.name,
+        source.name,
+        dest.name,
+        `spread > ${spreadPoints} points: smallest VM of the most loaded host to the least loaded`,
+      ),
+    );
     if (use(most()) - use(least()) <= spreadPoints || most() !== source) break;
   }
   return peerPlan('proxlb', moves);
@@ -157,13 +171,20 @@ export interface XoSettings {
   maxMigrations: number;
 }
 
-export const XO_DEFAULTS: XoSettings = { exceededShare: 0.765, targetShare: 0.585, cooldownMs: 30 * 60_000, maxMigrations: 2 };
+export const XO_DEFAULTS: XoSettings = {
+  exceededShare: 0.765,
+  targetShare: 0.585,
+  cooldownMs: 30 * 60_000,
+  maxMigrations: 2,
+};
 
 export function xoPerformance(snapshot: Snapshot, _context?: PeerContext, settings: XoSettings = XO_DEFAULTS): Plan {
   // load = 0.75 × latest + 0.25 × mean of the last 6 samples
   const { list, vmLoad } = boxes(snapshot, (w) => (w.length === 0 ? 0 : 0.75 * latest(w) + 0.25 * meanOfLast(6)(w)));
   const moves: Move[] = [];
-  const exceeded = list.filter((h) => share(h) >= settings.exceededShare).sort((a, b) => share(b) - share(a) || byName(a, b));
+  const exceeded = list
+    .filter((h) => share(h) >= settings.exceededShare)
+    .sort((a, b) => share(b) - share(a) || byName(a, b));
   for (const source of exceeded) {
     const vms = source.vms
       .filter((vm) => vm.lastMoveMs === undefined || snapshot.nowMs - vm.lastMoveMs >= settings.cooldownMs)
@@ -171,10 +192,21 @@ export function xoPerformance(snapshot: Snapshot, _context?: PeerContext, settin
     for (const vm of vms) {
       if (moves.length >= settings.maxMigrations || share(source) <= settings.targetShare) break;
       const value = vmLoad.get(vm.name)!;
-      const dest = minBy(list.filter((h) => h !== source && (h.cpu + value) / h.cpuCores < settings.targetShare && memFits(h, vm)), share);
+      const dest = minBy(
+        list.filter((h) => h !== source && (h.cpu + value) / h.cpuCores < settings.targetShare && memFits(h, vm)),
+        share,
+      );
       if (!dest) continue;
       transfer(source, dest, vm, value);
-      moves.push(peerMove('xo', vm.name, source.name, dest.name, `${source.name} >= ${settings.exceededShare * 100}%: highest-CPU VM to the least loaded host under ${settings.targetShare * 100}%`));
+      moves.push(
+        peerMove(
+          'xo',
+          vm.name,
+          source.name,
+          dest.name,
+          `${source.name} >= ${settings.exceededShare * 100}%: highest-CPU VM to the least loaded host under ${settings.targetShare * 100}%`,
+        ),
+      );
     }
   }
   return peerPlan('xo', moves);
@@ -216,7 +248,12 @@ interface BestMove {
 }
 
 /** The move from `sources` (VMs by name) to any other host with the memory that gives the lowest `score`. */
-function bestMove(list: readonly Box[], sources: readonly Box[], vmLoad: ReadonlyMap<string, number>, score: (after: { mean: number; sd: number }) => number): BestMove | null {
+function bestMove(
+  list: readonly Box[],
+  sources: readonly Box[],
+  vmLoad: ReadonlyMap<string, number>,
+  score: (after: { mean: number; sd: number }) => number,
+): BestMove | null {
   const sums = useSums(list);
   let best: BestMove | null = null;
   for (const source of sources) {
@@ -239,11 +276,22 @@ export function drsGreedy(snapshot: Snapshot): Plan {
   while (moves.length < 8 && list.length >= 2) {
     const before = stdDev(list);
     if (before <= 0.05) break;
-    const sources = list.slice().sort((a, b) => share(b) - share(a) || byName(a, b)).slice(0, 3);
+    const sources = list
+      .slice()
+      .sort((a, b) => share(b) - share(a) || byName(a, b))
+      .slice(0, 3);
     const best = bestMove(list, sources, vmLoad, (after) => after.sd);
     if (!best || before - best.after < 0.002) break;
     transfer(best.source, best.dest, best.vm, vmLoad.get(best.vm.name)!);
-    moves.push(peerMove('drs', best.vm.name, best.source.name, best.dest.name, `std-dev ${before.toFixed(3)} > 0.05: the move that lowers it most`));
+    moves.push(
+      peerMove(
+        'drs',
+        best.vm.name,
+        best.source.name,
+        best.dest.name,
+        `std-dev ${before.toFixed(3)} > 0.05: the move that lowers it most`,
+      ),
+    );
   }
   return peerPlan('drs', moves);
 }
@@ -256,8 +304,20 @@ export function ovirtEvenlyDistributed(snapshot: Snapshot): Plan {
   const vms = source.vms.slice().sort((a, b) => vmLoad.get(a.name)! - vmLoad.get(b.name)! || byName(a, b));
   for (const vm of vms) {
     const value = vmLoad.get(vm.name)!;
-    const dest = minBy(destinations.filter((h) => (h.cpu + value) / h.cpuCores <= 0.75 && memFits(h, vm)), share);
-    if (dest) return peerPlan('ovirt', [peerMove('ovirt', vm.name, source.name, dest.name, `${source.name} >= 75%: smallest VM that fits a host under 55%`)]);
+    const dest = minBy(
+      destinations.filter((h) => (h.cpu + value) / h.cpuCores <= 0.75 && memFits(h, vm)),
+      share,
+    );
+    if (dest)
+      return peerPlan('ovirt', [
+        peerMove(
+          'ovirt',
+          vm.name,
+          source.name,
+          dest.name,
+          `${source.name} >= 75%: smallest VM that fits a host under 55%`,
+        ),
+      ]);
   }
   return peerPlan('ovirt', []);
 }
@@ -273,10 +333,15 @@ export function lowNodeUtilization(snapshot: Snapshot): Plan {
     for (const vm of vms) {
       if (share(source) <= 0.5) break;
       const value = vmLoad.get(vm.name)!;
-      const dest = minBy(under.filter((h) => (h.cpu + value) / h.cpuCores <= 0.5 && memFits(h, vm)), share);
+      const dest = minBy(
+        under.filter((h) => (h.cpu + value) / h.cpuCores <= 0.5 && memFits(h, vm)),
+        share,
+      );
       if (!dest) continue;
       transfer(source, dest, vm, value);
-      moves.push(peerMove('lownode', vm.name, source.name, dest.name, `${source.name} > 50% while ${dest.name} was under 20%`));
+      moves.push(
+        peerMove('lownode', vm.name, source.name, dest.name, `${source.name} > 50% while ${dest.name} was under 20%`),
+      );
     }
   }
   return peerPlan('lownode', moves);
@@ -311,7 +376,15 @@ export function crsRebalance(snapshot: Snapshot): Plan {
   const n = list.length;
   const best = bestMove(list, list, vmLoad, ({ mean, sd }) => (mean > 0 ? sd / mean / Math.sqrt(n - 1) : 0));
   if (!best || best.after > 0.9 * before) return peerPlan('crs', []);
-  return peerPlan('crs', [peerMove('crs', best.vm.name, best.source.name, best.dest.name, `imbalance ${before.toFixed(3)} > 0.3 for 3 samples: the best move, >= 10% better`)]);
+  return peerPlan('crs', [
+    peerMove(
+      'crs',
+      best.vm.name,
+      best.source.name,
+      best.dest.name,
+      `imbalance ${before.toFixed(3)} > 0.3 for 3 samples: the best move, >= 10% better`,
+    ),
+  ]);
 }
 
 /** The peer's planner by name. */

@@ -67,7 +67,12 @@ export function point(summary: SimSummary): Point {
 }
 
 /** Replays one case: `none`, every peer, the round at each level, balance alone at each level. */
-export function runCase(setup: CaseSetup, config: LbvmConfig, roundPolicy: string, onRun?: (label: string, summary: SimSummary) => void): CaseResult {
+export function runCase(
+  setup: CaseSetup,
+  config: LbvmConfig,
+  roundPolicy: string,
+  onRun?: (label: string, summary: SimSummary) => void,
+): CaseResult {
   const { trace } = setup;
   const points: Record<string, Point> = {};
   const runs: [string, string, ThresholdLevel][] = [
@@ -77,16 +82,33 @@ export function runCase(setup: CaseSetup, config: LbvmConfig, roundPolicy: strin
   ];
   for (const [label, policy, level] of runs) {
     const settings = simulationSettings(config, trace, level);
-    const summary = simulate(trace, { hosts: setup.hosts, hostCores: setup.hostCores, hostMemBytes: setup.hostMemBytes, policy, settings }).summary;
+    const summary = simulate(trace, {
+      hosts: setup.hosts,
+      hostCores: setup.hostCores,
+      hostMemBytes: setup.hostMemBytes,
+      policy,
+      settings,
+    }).summary;
     points[label] = point(summary);
     onRun?.(label, summary);
   }
   const meanCpuUse = meanDemandCores(trace) / (setup.hosts * setup.hostCores);
-  return { trace: trace.name, targetUse: setup.targetUse, meanCpuUse: Number(meanCpuUse.toFixed(3)), vms: trace.vms.length, hosts: setup.hosts, hostCores: setup.hostCores, steps: trace.steps, points };
+  return {
+    trace: trace.name,
+    targetUse: setup.targetUse,
+    meanCpuUse: Number(meanCpuUse.toFixed(3)),
+    vms: trace.vms.length,
+    hosts: setup.hosts,
+    hostCores: setup.hostCores,
+    steps: trace.steps,
+    points,
+  };
 }
 
 export function dominates(a: Point, b: Point): boolean {
-  return a.overloadedHostSteps <= b.overloadedHostSteps && a.meanImbalance <= b.meanImbalance && a.migrations <= b.migrations;
+  return (
+    a.overloadedHostSteps <= b.overloadedHostSteps && a.meanImbalance <= b.meanImbalance && a.migrations <= b.migrations
+  );
 }
 
 /** The lowest level of `prefix` (`round` or `balance`) that dominates `peer`, or null. */
@@ -124,14 +146,33 @@ export function verdict(result: CaseResult, defaultLevel: ThresholdLevel): CaseV
   const none = points.none!;
   const worseThanNone = LEVELS.filter((l) => points[`round-${l}`]!.overloadedHostSteps > none.overloadedHostSteps);
   const moving = MOVING_PEERS.filter((p) => points[p]!.migrations > 0);
-  const bestPeer = moving.slice().sort((a, b) => points[a]!.overloadedHostSteps - points[b]!.overloadedHostSteps || points[a]!.migrations - points[b]!.migrations)[0] ?? null;
+  const bestPeer =
+    moving
+      .slice()
+      .sort(
+        (a, b) =>
+          points[a]!.overloadedHostSteps - points[b]!.overloadedHostSteps ||
+          points[a]!.migrations - points[b]!.migrations,
+      )[0] ?? null;
   const mine = points[`round-${defaultLevel}`]!;
-  const defaultBeatsBestPeer = bestPeer === null ? null : mine.overloadedHostSteps <= points[bestPeer]!.overloadedHostSteps && mine.migrations <= points[bestPeer]!.migrations / 2;
+  const defaultBeatsBestPeer =
+    bestPeer === null
+      ? null
+      : mine.overloadedHostSteps <= points[bestPeer]!.overloadedHostSteps &&
+        mine.migrations <= points[bestPeer]!.migrations / 2;
   const ladder = LEVELS.slice(1).map((l) => {
     const below = points[`round-${l - 1}`]!.migrations;
     return below === 0 ? null : Number((points[`round-${l}`]!.migrations / below).toFixed(2));
   });
-  return { dominatedBy, balanceDominatedBy, worseThanNone, bestPeer, defaultBeatsBestPeer, ladder, topFlatterThanProxlb: points['round-5']!.meanImbalance < points.proxlb!.meanImbalance };
+  return {
+    dominatedBy,
+    balanceDominatedBy,
+    worseThanNone,
+    bestPeer,
+    defaultBeatsBestPeer,
+    ladder,
+    topFlatterThanProxlb: points['round-5']!.meanImbalance < points.proxlb!.meanImbalance,
+  };
 }
 
 export { simulationSettings };

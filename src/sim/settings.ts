@@ -9,12 +9,20 @@ import type { LbvmConfig } from '../config/schema.ts';
 import { policySettingsFromConfig } from '../config/policy-settings.ts';
 import type { Trace } from './traces.ts';
 
-export function simulationSettings(config: LbvmConfig, trace: Pick<Trace, 'format' | 'stepMs'>, threshold: ThresholdLevel = config.policies.balance.threshold as ThresholdLevel): PolicySettings {
+export function simulationSettings(
+  config: LbvmConfig,
+  trace: Pick<Trace, 'format' | 'stepMs'>,
+  threshold: ThresholdLevel = config.policies.balance.threshold as ThresholdLevel,
+): PolicySettings {
   const base = policySettingsFromConfig(config);
   return {
     ...base,
     balance: { threshold },
-    demand: { ...base.demand, sampleIntervalMs: trace.stepMs, maxWindowSamples: Math.max(1, Math.round(config.monitor.window / trace.stepMs)) },
+    demand: {
+      ...base.demand,
+      sampleIntervalMs: trace.stepMs,
+      maxWindowSamples: Math.max(1, Math.round(config.monitor.window / trace.stepMs)),
+    },
     weights: trace.format === 'planetlab' ? { cpu: base.weights.cpu || 1, mem: 0, disk: 0, net: 0 } : base.weights,
   };
 }

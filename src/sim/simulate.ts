@@ -66,12 +66,19 @@ export interface SimResult {
 
 type Planner = (snapshot: Snapshot) => Plan;
 
-export function plannerFor(policy: string, settings: PolicySettings, stepMs = settings.demand.sampleIntervalMs): Planner {
+export function plannerFor(
+  policy: string,
+  settings: PolicySettings,
+  stepMs = settings.demand.sampleIntervalMs,
+): Planner {
   if (isPeerName(policy)) return peerPlanner(policy, { stepMs });
   const names = policy.split(',').map((n) => n.trim());
   const bad = names.filter((n) => !isPolicyName(n));
   if (bad.length > 0 || names.length === 0) {
-    throw new UsageError(`--policy: unknown policy "${bad.join(',') || policy}"; expected one of: ${[...Object.keys(POLICIES), ...PEER_NAMES].join(', ')} (or several policies joined by commas)`);
+    throw new UsageError(
+      `--policy: unknown policy "${bad.join(',') || policy}"; expected one of: ` +
+        `${[...Object.keys(POLICIES), ...PEER_NAMES].join(', ')} (or several policies joined by commas)`,
+    );
   }
   if (names.length === 1) {
     const run = POLICIES[names[0] as PolicyName].run;
@@ -95,7 +102,10 @@ export function initialPlacement(trace: Trace, hosts: number, initial?: Record<s
   placement.fill(-1);
   for (const [vm, host] of Object.entries(initial)) {
     const at = index.get(vm);
-    if (at === undefined) throw new UsageError(`--initial: VM "${vm}" is not in the trace ${trace.name}; expected one of its ${trace.vms.length} VM names`);
+    if (at === undefined)
+      throw new UsageError(
+        `--initial: VM "${vm}" is not in the trace ${trace.name}; expected one of its ${trace.vms.length} VM names`,
+      );
     const match = typeof host === 'string' ? /^h(\d+)$/.exec(host) : null;
     if (!match || Number(match[1]) >= hosts) {
       throw new UsageError(`--initial: VM "${vm}" placed on "${String(host)}"; expected a host h0 … h${hosts - 1}`);
@@ -120,7 +130,9 @@ export function startProblems(trace: Trace, hostCount: number, hostMemBytes: num
     committed[placement[i]!]! += trace.vms[i]!.memBytes;
     total += trace.vms[i]!.memBytes;
   }
-  const over = Array.from(committed).map((bytes, h) => ({ h, bytes })).filter((x) => x.bytes > hostMemBytes);
+  const over = Array.from(committed)
+    .map((bytes, h) => ({ h, bytes }))
+    .filter((x) => x.bytes > hostMemBytes);
   if (over.length === 0) return [];
   const worst = over.reduce((a, b) => (b.bytes > a.bytes ? b : a));
   const fit = Math.ceil((1.25 * Math.max(...committed)) / GiB);
@@ -129,7 +141,10 @@ export function startProblems(trace: Trace, hostCount: number, hostMemBytes: num
   return [
     `memory overcommitted at the start: ${over.length} of ${hostCount} hosts hold more VM memory than their ${round(hostMemBytes)} GiB ` +
       `(${hostName(worst.h)}: ${round(worst.bytes)} GiB); the trace's VMs provision ${round(total)} GiB in all` +
-      `${allOver ? `, more than the ${round(hostCount * hostMemBytes)} GiB of all hosts together, so every move is refused (DEST_MEM_FULL)` : ', and no move may land on those hosts (DEST_MEM_FULL)'}. ` +
+      (allOver
+        ? `, more than the ${round(hostCount * hostMemBytes)} GiB of all hosts together, so every move is refused (DEST_MEM_FULL)`
+        : ', and no move may land on those hosts (DEST_MEM_FULL)') +
+      '. ' +
       `Give hosts their real memory: --host-mem-gib ${fit} or more`,
   ];
 }
@@ -138,7 +153,10 @@ export function simulate(trace: Trace, options: SimOptions): SimResult {
   const { hosts: hostCount, hostCores, hostMemBytes } = options;
   const planner = options.planner ?? plannerFor(options.policy, options.settings, trace.stepMs);
   // ProxLB reads the last hour: every planner is given at least that much.
-  const window = Math.max(options.windowSamples ?? options.settings.demand.maxWindowSamples, Math.ceil(3_600_000 / trace.stepMs));
+  const window = Math.max(
+    options.windowSamples ?? options.settings.demand.maxWindowSamples,
+    Math.ceil(3_600_000 / trace.stepMs),
+  );
   const placement = initialPlacement(trace, hostCount, options.initial);
   const notes = [...trace.notes, ...startProblems(trace, hostCount, hostMemBytes, placement)];
   const lastMoveMs: (number | undefined)[] = new Array(trace.vms.length).fill(undefined);
@@ -180,7 +198,12 @@ export function simulate(trace: Trace, options: SimOptions): SimResult {
     imbalanceSeries.push(Math.sqrt(Math.max(0, sumSq / hostCount - mean * mean)));
     // Plan with what is known at t.
     const nowMs = trace.startMs + t * trace.stepMs;
-    const snapshot = buildSnapshot(trace, t, window, placement, lastMoveMs, previousHost, { hostCount, hostCores, hostMemBytes, nowMs });
+    const snapshot = buildSnapshot(trace, t, window, placement, lastMoveMs, previousHost, {
+      hostCount,
+      hostCores,
+      hostMemBytes,
+      nowMs,
+    });
     const started = performance.now();
     const plan = planner(snapshot);
     planMs.push(performance.now() - started);
@@ -253,7 +276,16 @@ function buildSnapshot(
   const hosts: HostState[] = [];
   for (let h = 0; h < cluster.hostCount; h++) {
     // No host-level series in a trace: the policy sums its VMs' windows.
-    hosts.push({ name: hostName(h), cpuCores: cluster.hostCores, memBytes: cluster.hostMemBytes, cpuUsedWindowCores: [], memUsedBytes: memUsed[h]!, status: 'up', maintenance: false, lastSampleMs: cluster.nowMs });
+    hosts.push({
+      name: hostName(h),
+      cpuCores: cluster.hostCores,
+      memBytes: cluster.hostMemBytes,
+      cpuUsedWindowCores: [],
+      memUsedBytes: memUsed[h]!,
+      status: 'up',
+      maintenance: false,
+      lastSampleMs: cluster.nowMs,
+    });
   }
   return { nowMs: cluster.nowMs, seed: t, hosts, vms, rules: { groups: [], pins: [], ignoredVms: [] }, inFlight: [] };
 }

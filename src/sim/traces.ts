@@ -58,21 +58,25 @@ export function readTrace(dir: string, format: string, options: ReadOptions = {}
   } catch {
     throw new UsageError(`--trace: folder "${dir}" not found; expected a folder of ${format} trace files`);
   }
-  if (!stat.isDirectory()) throw new UsageError(`--trace: "${dir}" is not a folder; expected a folder of ${format} trace files`);
+  if (!stat.isDirectory())
+    throw new UsageError(`--trace: "${dir}" is not a folder; expected a folder of ${format} trace files`);
   return format === 'planetlab' ? readPlanetLab(dir, options) : readBitbrains(dir);
 }
 
 function listFiles(dir: string, filter: (name: string) => boolean): string[] {
   return fs
     .readdirSync(dir, { withFileTypes: true })
-    .filter((entry) => entry.isFile() && !entry.name.startsWith('.') && entry.name !== 'README.md' && filter(entry.name))
+    .filter(
+      (entry) => entry.isFile() && !entry.name.startsWith('.') && entry.name !== 'README.md' && filter(entry.name),
+    )
     .map((entry) => entry.name)
     .sort();
 }
 
 export function readPlanetLab(dir: string, options: ReadOptions = {}): Trace {
   const files = listFiles(dir, (name) => !name.includes('.'));
-  if (files.length === 0) throw new UsageError(`--trace: "${dir}" holds no PlanetLab files (one file per VM, no extension)`);
+  if (files.length === 0)
+    throw new UsageError(`--trace: "${dir}" holds no PlanetLab files (one file per VM, no extension)`);
   const memBytes = options.vmMemBytes ?? GiB;
   let steps = 0;
   const vms: TraceVm[] = [];
@@ -83,7 +87,9 @@ export function readPlanetLab(dir: string, options: ReadOptions = {}): Trace {
     lines.forEach((line, i) => {
       const value = Number(line.trim());
       if (line.trim() === '' || !Number.isFinite(value) || value < 0) {
-        throw new UsageError(`--trace: ${path.join(dir, file)}:${i + 1}: "${line}" is not a CPU percentage; expected an integer 0..100 per line (planetlab format)`);
+        throw new UsageError(
+          `--trace: ${path.join(dir, file)}:${i + 1}: "${line}" is not a CPU percentage; expected an integer 0..100 per line (planetlab format)`,
+        );
       }
       series[i] = value / 100;
     });
@@ -92,7 +98,15 @@ export function readPlanetLab(dir: string, options: ReadOptions = {}): Trace {
   }
   // Shorter files (none in the shared days) hold their last value.
   for (const vm of vms) if (vm.cpuCores.length < steps) vm.cpuCores = padHold(vm.cpuCores, steps);
-  return { name: path.basename(path.resolve(dir)), format: 'planetlab', stepMs: STEP_MS, startMs: 0, steps, vms, notes: [] };
+  return {
+    name: path.basename(path.resolve(dir)),
+    format: 'planetlab',
+    stepMs: STEP_MS,
+    startMs: 0,
+    steps,
+    vms,
+    notes: [],
+  };
 }
 
 function padHold(series: Float64Array, steps: number): Float64Array {
@@ -114,7 +128,8 @@ interface Row {
 
 export function readBitbrains(dir: string): Trace {
   const files = listFiles(dir, (name) => name.endsWith('.csv'));
-  if (files.length === 0) throw new UsageError(`--trace: "${dir}" holds no .csv files; expected the Bitbrains GWA-T-12 per-VM CSVs`);
+  if (files.length === 0)
+    throw new UsageError(`--trace: "${dir}" holds no .csv files; expected the Bitbrains GWA-T-12 per-VM CSVs`);
   const perVm: { name: string; rows: Row[] }[] = [];
   let t0 = Number.POSITIVE_INFINITY;
   for (const file of files) {
@@ -127,16 +142,26 @@ export function readBitbrains(dir: string): Trace {
       const fields = line.split(';');
       const numbers = fields.map((f) => Number(f.trim()));
       if (numbers.length < 7 || numbers.slice(0, 7).some((n) => !Number.isFinite(n))) {
-        throw new UsageError(`--trace: ${path.join(dir, file)}:${i + 1}: expected 11 numbers separated by ";<TAB>" (bitbrains format), got "${line.slice(0, 60)}"`);
+        throw new UsageError(
+          `--trace: ${path.join(dir, file)}:${i + 1}: expected 11 numbers separated by ";<TAB>" (bitbrains format), got "${line.slice(0, 60)}"`,
+        );
       }
-      rows.push({ t: numbers[0]!, cores: numbers[1]!, provisionedMhz: numbers[2]!, usageMhz: numbers[3]!, memProvisionedKb: numbers[5]!, memUsageKb: numbers[6]! });
+      rows.push({
+        t: numbers[0]!,
+        cores: numbers[1]!,
+        provisionedMhz: numbers[2]!,
+        usageMhz: numbers[3]!,
+        memProvisionedKb: numbers[5]!,
+        memUsageKb: numbers[6]!,
+      });
     }
     if (rows.length > 0) t0 = Math.min(t0, rows[0]!.t);
     perVm.push({ name: file.slice(0, -'.csv'.length), rows });
   }
   const notes: string[] = [];
   let steps = 0;
-  for (const { rows } of perVm) for (const row of rows) steps = Math.max(steps, Math.round((row.t - t0) / (STEP_MS / 1000)) + 1);
+  for (const { rows } of perVm)
+    for (const row of rows) steps = Math.max(steps, Math.round((row.t - t0) / (STEP_MS / 1000)) + 1);
   const vms: TraceVm[] = [];
   const allOff: string[] = [];
   let duplicateSteps = 0;
@@ -182,8 +207,19 @@ export function readBitbrains(dir: string): Trace {
     vms.push({ name, vcpus, memBytes, cpuCores: cpu, memUsedBytes: mem });
   }
   if (allOff.length) notes.push(`left out ${allOff.length} VM(s) off on every row (0 cores): ${allOff.join(', ')}`);
-  if (duplicateSteps) notes.push(`${duplicateSteps} row(s) fell on an already filled step (duplicate timestamps, or uneven intervals rounding to one step); averaged`);
+  if (duplicateSteps)
+    notes.push(
+      `${duplicateSteps} row(s) fell on an already filled step (duplicate timestamps, or uneven intervals rounding to one step); averaged`,
+    );
   if (filledSteps) notes.push(`${filledSteps} VM-step(s) had no row (gaps); the previous value was held`);
   vms.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  return { name: path.basename(path.resolve(dir)), format: 'bitbrains', stepMs: STEP_MS, startMs: t0 * 1000, steps, vms, notes };
+  return {
+    name: path.basename(path.resolve(dir)),
+    format: 'bitbrains',
+    stepMs: STEP_MS,
+    startMs: t0 * 1000,
+    steps,
+    vms,
+    notes,
+  };
 }

@@ -22,7 +22,15 @@ import { readLineBatches, readLines, readTail } from './lines.ts';
 import { sampleStream, warnSkips } from './stream.ts';
 import { encodeName } from './names.ts';
 import type { SampleStore, SampleStream, SampleWindowQuery, WriteReport } from './types.ts';
-import { DEFAULT_FUTURE_TOLERANCE_MS, futureDated, HostCrossCheck, SkipCounter, screenSamples, validateEvent, validateSample } from './validate.ts';
+import {
+  DEFAULT_FUTURE_TOLERANCE_MS,
+  futureDated,
+  HostCrossCheck,
+  SkipCounter,
+  screenSamples,
+  validateEvent,
+  validateSample,
+} from './validate.ts';
 import { makeDirs } from '../util/dirs.ts';
 
 const DAY_MS = 86_400_000;
@@ -126,7 +134,12 @@ export class FilesStore implements SampleStore {
 
   async writeSamples(samples: readonly Sample[]): Promise<WriteReport> {
     const { valid, rejected, rejectedReasons } = screenSamples(samples, this.options.log, this.displayUrl);
-    const report = await this.appendAll(valid, (sample) => this.fileFor(sample.host, sample.timeMs), serialize, 'samples');
+    const report = await this.appendAll(
+      valid,
+      (sample) => this.fileFor(sample.host, sample.timeMs),
+      serialize,
+      'samples',
+    );
     return { ...report, rejected, rejectedReasons };
   }
 
@@ -199,7 +212,8 @@ export class FilesStore implements SampleStore {
         const unwritten = items.filter((_item, index) => written[index] === 0);
         const code = (error as NodeJS.ErrnoException).code ?? '';
         throw new StoreWriteFailed(
-          `cannot write ${what} to ${this.displayUrl} (${file}: ${code ? `${code}: ` : ''}${(error as Error).message.replace(/^[A-Z]+: /, '')}); ${unwritten.length} not written`,
+          `cannot write ${what} to ${this.displayUrl} (${file}: ` +
+            `${code ? `${code}: ` : ''}${(error as Error).message.replace(/^[A-Z]+: /, '')}); ${unwritten.length} not written`,
           unwritten as T[],
           error,
         );
@@ -269,7 +283,10 @@ export class FilesStore implements SampleStore {
               try {
                 parsed = JSON.parse(line.text);
               } catch {
-                await skip(line.number, line.unterminated ? 'truncated line (no newline at the end of the file)' : 'not valid JSON');
+                await skip(
+                  line.number,
+                  line.unterminated ? 'truncated line (no newline at the end of the file)' : 'not valid JSON',
+                );
                 continue;
               }
               const verdict = validateSample(parsed, { nowMs, futureToleranceMs });
@@ -444,10 +461,11 @@ async function countLines(file: string, bytes: number): Promise<number> {
   try {
     const buffer = Buffer.alloc(256 * 1024);
     let count = 0;
-    for (let position = 0; position < bytes; ) {
+    for (let position = 0; position < bytes;) {
       const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, bytes - position), position);
       if (bytesRead === 0) break;
-      for (let index = buffer.indexOf(10, 0); index !== -1 && index < bytesRead; index = buffer.indexOf(10, index + 1)) count++;
+      for (let index = buffer.indexOf(10, 0); index !== -1 && index < bytesRead; index = buffer.indexOf(10, index + 1))
+        count++;
       position += bytesRead;
     }
     return count;

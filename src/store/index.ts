@@ -78,7 +78,9 @@ export function openStore(url: string, options: OpenStoreOptions = {}): SampleSt
     }
     const database = decodeURIComponent(parsed.pathname.replace(/^\//, ''));
     if (!parsed.hostname || !database || database.includes('/')) {
-      throw new UsageError(`store URL ${redactUrl(url)}: expected influx://[user:pass@]host:port/db with a database name`);
+      throw new UsageError(
+        `store URL ${redactUrl(url)}: expected influx://[user:pass@]host:port/db with a database name`,
+      );
     }
     return new InfluxStore({
       url: parsed,
@@ -91,5 +93,7 @@ export function openStore(url: string, options: OpenStoreOptions = {}): SampleSt
       requestTimeoutMs: options.requestTimeoutMs,
     });
   }
-  throw new UsageError(`store URL ${JSON.stringify(redactUrl(url))}: expected files:DIR, influx://[user:pass@]host:port/db or influxs://...`);
+  throw new UsageError(
+    `store URL ${JSON.stringify(redactUrl(url))}: expected files:DIR, influx://[user:pass@]host:port/db or influxs://...`,
+  );
 }

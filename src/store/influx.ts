@@ -34,7 +34,15 @@ import { HOST_NUMERIC_FIELDS, VM_NUMERIC_FIELDS, VM_TEXT_FIELDS } from '../model
 import { StoreAuthFailed, StoreWriteFailed } from './errors.ts';
 import { sampleStream, warnSkips } from './stream.ts';
 import type { CpuPoint, SampleStore, SampleStream, SampleWindowQuery, WindowDigest, WriteReport } from './types.ts';
-import { DEFAULT_FUTURE_TOLERANCE_MS, HostCrossCheck, SkipCounter, maxVmCores, screenSamples, validateEvent, validateSample } from './validate.ts';
+import {
+  DEFAULT_FUTURE_TOLERANCE_MS,
+  HostCrossCheck,
+  SkipCounter,
+  maxVmCores,
+  screenSamples,
+  validateEvent,
+  validateSample,
+} from './validate.ts';
 
 // Loaded on first use: a collector writing to a files store does not pay for the client at start.
 const require = createRequire(import.meta.url);
@@ -89,15 +97,20 @@ const NEEDS_TAG_ENCODING = /[\u0000-\u001f\u007f%\\\ud800-\udfff]/;
 export function encodeTag(value: string): string {
   if (!NEEDS_TAG_ENCODING.test(value)) return value;
   // eslint-disable-next-line no-control-regex
-  return value.replace(/[\u0000-\u001f\u007f%\\]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, (char) => {
-    const code = char.charCodeAt(0);
-    return code > 0xff ? `%u${code.toString(16).padStart(4, '0')}` : `%${code.toString(16).padStart(2, '0')}`;
-  });
+  return value.replace(
+    /[\u0000-\u001f\u007f%\\]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g,
+    (char) => {
+      const code = char.charCodeAt(0);
+      return code > 0xff ? `%u${code.toString(16).padStart(4, '0')}` : `%${code.toString(16).padStart(2, '0')}`;
+    },
+  );
 }
 
 export function decodeTag(value: string): string {
-  return value.replace(/%u([0-9a-f]{4})|%([0-9a-f]{2})/g, (_match, wide: string | undefined, narrow: string | undefined) =>
-    String.fromCharCode(parseInt(wide ?? narrow!, 16)),
+  return value.replace(
+    /%u([0-9a-f]{4})|%([0-9a-f]{2})/g,
+    (_match, wide: string | undefined, narrow: string | undefined) =>
+      String.fromCharCode(parseInt(wide ?? narrow!, 16)),
   );
 }
 
@@ -156,7 +169,11 @@ export class InfluxStore implements SampleStore {
       );
     }
     const reason = status ? `${status}: ${bodyOf(error)}` : ((error as NodeJS.ErrnoException).code ?? bodyOf(error));
-    return new StoreWriteFailed(`InfluxDB at ${this.displayUrl} is unavailable while ${what} (${reason})`, unwritten, error);
+    return new StoreWriteFailed(
+      `InfluxDB at ${this.displayUrl} is unavailable while ${what} (${reason})`,
+      unwritten,
+      error,
+    );
   }
 
   /** Creates the database, the retention policies and the continuous queries once per process. */
@@ -176,7 +193,10 @@ export class InfluxStore implements SampleStore {
     } catch (error) {
       // A user with write rights only: the administrator made the database; use it as it is.
       if (statusOf(error) === 403 || /requires admin privilege/i.test(bodyOf(error))) {
-        this.options.log?.info({ store: this.displayUrl }, 'not an InfluxDB admin: using the existing database, retention policies and continuous queries as they are');
+        this.options.log?.info(
+          { store: this.displayUrl },
+          'not an InfluxDB admin: using the existing database, retention policies and continuous queries as they are',
+        );
         return;
       }
       throw error;
@@ -185,8 +205,12 @@ export class InfluxStore implements SampleStore {
     const raw = durationLiteral(this.options.retentionMs);
     const long = durationLiteral(this.options.downsampleRetentionMs);
     const verb = (name: string) => (policies.some((policy) => policy.name === name) ? 'ALTER' : 'CREATE');
-    await q(`${verb(RAW_POLICY)} RETENTION POLICY ${escape.quoted(RAW_POLICY)} ON ${escape.quoted(db)} DURATION ${raw} REPLICATION 1 DEFAULT`);
-    await q(`${verb(DOWNSAMPLED_POLICY)} RETENTION POLICY ${escape.quoted(DOWNSAMPLED_POLICY)} ON ${escape.quoted(db)} DURATION ${long} REPLICATION 1`);
+    await q(
+      `${verb(RAW_POLICY)} RETENTION POLICY ${escape.quoted(RAW_POLICY)} ON ${escape.quoted(db)} DURATION ${raw} REPLICATION 1 DEFAULT`,
+    );
+    await q(
+      `${verb(DOWNSAMPLED_POLICY)} RETENTION POLICY ${escape.quoted(DOWNSAMPLED_POLICY)} ON ${escape.quoted(db)} DURATION ${long} REPLICATION 1`,
+    );
     const queries = (await this.client.showContinousQueries(db)) as unknown as { name: string }[];
     for (const [name, from, into] of [
       ['lbvm_host_5m', HOST_MEASUREMENT, `${HOST_MEASUREMENT}_5m`],
@@ -213,7 +237,12 @@ export class InfluxStore implements SampleStore {
       if (sample.state) fields.state = sample.state;
       for (const field of VM_TEXT_FIELDS) if (sample[field]) fields[field] = sample[field];
       if (sample.tags && sample.tags.length > 0) fields.tags = JSON.stringify(sample.tags);
-      return { measurement: VM_MEASUREMENT, tags: { host: encodeTag(sample.host), vm: encodeTag(sample.vm) }, fields, timestamp: sample.timeMs };
+      return {
+        measurement: VM_MEASUREMENT,
+        tags: { host: encodeTag(sample.host), vm: encodeTag(sample.vm) },
+        fields,
+        timestamp: sample.timeMs,
+      };
     }
     return { measurement: HOST_MEASUREMENT, tags: { host: encodeTag(sample.host) }, fields, timestamp: sample.timeMs };
   }
@@ -227,10 +256,14 @@ export class InfluxStore implements SampleStore {
     const tooOld = screened.valid.length - valid.length;
     const rejected = screened.rejected + tooOld;
     const rejectedReasons = [...screened.rejectedReasons];
-    if (tooOld > 0) rejectedReasons.push(`${tooOld} points beyond retention policy ${RAW_POLICY} (older than store.retention)`);
+    if (tooOld > 0)
+      rejectedReasons.push(`${tooOld} points beyond retention policy ${RAW_POLICY} (older than store.retention)`);
     const report: WriteReport = { written: 0, rejected, rejectedReasons };
     if (tooOld > 0) {
-      this.options.log?.warn({ store: this.displayUrl, rejected: tooOld }, `set aside ${tooOld} samples older than the retention of ${this.displayUrl} (beyond retention policy ${RAW_POLICY}); not written, not retried`);
+      this.options.log?.warn(
+        { store: this.displayUrl, rejected: tooOld },
+        `set aside ${tooOld} samples older than the retention of ${this.displayUrl} (beyond retention policy ${RAW_POLICY}); not written, not retried`,
+      );
     }
     if (valid.length === 0) return report;
     try {
@@ -242,7 +275,8 @@ export class InfluxStore implements SampleStore {
     // by series and time, so their arrival order does not matter; on a failure, exactly the batches
     // not confirmed go back to the caller, in their original order.
     const batches: Sample[][] = [];
-    for (let start = 0; start < valid.length; start += this.options.batchSize) batches.push(valid.slice(start, start + this.options.batchSize));
+    for (let start = 0; start < valid.length; start += this.options.batchSize)
+      batches.push(valid.slice(start, start + this.options.batchSize));
     const done = new Array<boolean>(batches.length).fill(false);
     let firstError: unknown;
     let next = 0;
@@ -251,7 +285,12 @@ export class InfluxStore implements SampleStore {
         const index = next++;
         const batch = batches[index]!;
         try {
-          await this.writeBatch(batch, batch.map((sample) => this.toPoint(sample)), 'ms', report);
+          await this.writeBatch(
+            batch,
+            batch.map((sample) => this.toPoint(sample)),
+            'ms',
+            report,
+          );
           done[index] = true;
         } catch (error) {
           firstError ??= error;
@@ -297,7 +336,9 @@ export class InfluxStore implements SampleStore {
         const dropped = Number(partial[2]) + (partial[1]!.match(/unable to parse '/g)?.length ?? 0);
         report.rejected += dropped;
         report.written += points.length - dropped;
-        report.rejectedReasons.push(`${dropped} points refused by InfluxDB: ${partial[1]!.replace(/^"|"$/g, '').slice(0, 300)}`);
+        report.rejectedReasons.push(
+          `${dropped} points refused by InfluxDB: ${partial[1]!.replace(/^"|"$/g, '').slice(0, 300)}`,
+        );
         return;
       }
       if (points.length === 1) {
@@ -344,7 +385,11 @@ export class InfluxStore implements SampleStore {
   private async select(text: string): Promise<Series[]> {
     try {
       // POST: a query naming many (or long) host names does not fit in a URL.
-      const raw = (await this.client.queryRaw(text, { precision: 'ms', database: this.database, method: 'POST' } as never)) as {
+      const raw = (await this.client.queryRaw(text, {
+        precision: 'ms',
+        database: this.database,
+        method: 'POST',
+      } as never)) as {
         results: { error?: string; series?: Series[] }[];
       };
       checkResults(raw);
@@ -370,7 +415,15 @@ export class InfluxStore implements SampleStore {
           const batch: Sample[] = [];
           for (const { columns, values, tags } of series) {
             for (const row of values) {
-              const sample = store.sampleOf(kind, columns, row, tags, { nowMs, futureToleranceMs }, counter, crossCheck);
+              const sample = store.sampleOf(
+                kind,
+                columns,
+                row,
+                tags,
+                { nowMs, futureToleranceMs },
+                counter,
+                crossCheck,
+              );
               if (sample && (!hostNames || hostNames.has(sample.host))) batch.push(sample);
             }
           }
@@ -399,7 +452,8 @@ export class InfluxStore implements SampleStore {
     const hostNames = query.hosts ? new Set(query.hosts) : null;
     const latest: Sample[] = [];
     const cpu: CpuPoint[] = [];
-    const keep = (sample: Sample | null): sample is Sample => sample !== null && (!hostNames || hostNames.has(sample.host));
+    const keep = (sample: Sample | null): sample is Sample =>
+      sample !== null && (!hostNames || hostNames.has(sample.host));
     try {
       if (kinds.includes('host')) {
         for await (const series of this.answers(await this.planReads('host', query))) {
@@ -421,7 +475,9 @@ export class InfluxStore implements SampleStore {
         const vcpusOf = new Map<string, number>();
         const suspect: Record<string, string>[] = [];
         const quiet = new SkipCounter(0);
-        for await (const answer of this.answers(await this.planReads('vm', query, { suffix: `${grouped} ORDER BY time DESC LIMIT 1`, byTime: false }))) {
+        for await (const answer of this.answers(
+          await this.planReads('vm', query, { suffix: `${grouped} ORDER BY time DESC LIMIT 1`, byTime: false }),
+        )) {
           for (const { columns, values, tags } of answer) {
             const sample = values[0] ? this.sampleOf('vm', columns, values[0], tags, checks, quiet, crossCheck) : null;
             if (!sample || sample.kind !== 'vm') {
@@ -435,9 +491,13 @@ export class InfluxStore implements SampleStore {
         for (let start = 0; start < suspect.length; start += 100) {
           const clause = suspect
             .slice(start, start + 100)
-            .map((tags) => `("host" = ${escape.stringLit(tags.host ?? '')} AND "vm" = ${escape.stringLit(tags.vm ?? '')})`)
+            .map(
+              (tags) => `("host" = ${escape.stringLit(tags.host ?? '')} AND "vm" = ${escape.stringLit(tags.vm ?? '')})`,
+            )
             .join(' OR ');
-          const text = `SELECT * FROM ${escape.quoted(RAW_POLICY)}.${escape.quoted(VM_MEASUREMENT)} WHERE time >= ${query.fromMs}ms AND time <= ${query.toMs}ms AND (${clause})`;
+          const text =
+            `SELECT * FROM ${escape.quoted(RAW_POLICY)}.${escape.quoted(VM_MEASUREMENT)} ` +
+            `WHERE time >= ${query.fromMs}ms AND time <= ${query.toMs}ms AND (${clause})`;
           for (const { columns, values, tags } of await this.select(text)) {
             for (const row of values) {
               const sample = this.sampleOf('vm', columns, row, tags, checks, counter, crossCheck);
@@ -448,7 +508,9 @@ export class InfluxStore implements SampleStore {
           }
         }
         // Every CPU point of the window, checked by itself against its series' newest size.
-        for await (const answer of this.answers(await this.planReads('vm', query, { select: '"cpuUsedCores"', suffix: grouped }))) {
+        for await (const answer of this.answers(
+          await this.planReads('vm', query, { select: '"cpuUsedCores"', suffix: grouped }),
+        )) {
           for (const { values, tags } of answer) {
             const vcpus = vcpusOf.get(keyOf(tags));
             if (vcpus === undefined) continue; // read whole above
@@ -461,7 +523,10 @@ export class InfluxStore implements SampleStore {
                   ? `cpuUsedCores ${String(cores)} is not from 0 to ${maxVmCores(vcpus)} cores (${vcpus} vCPUs)`
                   : crossCheck.vmCoresProblem(host, cores);
               if (problem) {
-                counter.add(`${VM_MEASUREMENT} host=${host.slice(0, 80)} vm=${vm.slice(0, 80)} time=${timeMs}`, problem);
+                counter.add(
+                  `${VM_MEASUREMENT} host=${host.slice(0, 80)} vm=${vm.slice(0, 80)} time=${timeMs}`,
+                  problem,
+                );
                 continue;
               }
               cpu.push({ kind: 'vm', name: vm, timeMs, cores: cores as number });
@@ -505,7 +570,8 @@ export class InfluxStore implements SampleStore {
     crossCheck: HostCrossCheck,
   ): Sample | null {
     const record: Record<string, unknown> = { kind };
-    for (const [tag, value] of Object.entries(tags ?? {})) if (tag === 'host' || tag === 'vm') record[tag] = decodeTag(value);
+    for (const [tag, value] of Object.entries(tags ?? {}))
+      if (tag === 'host' || tag === 'vm') record[tag] = decodeTag(value);
     for (let index = 0; index < columns.length; index++) {
       const column = columns[index]!;
       const value = row[index];
@@ -524,7 +590,10 @@ export class InfluxStore implements SampleStore {
     const problem = verdict.ok ? crossCheck.check(verdict.value) : verdict.reason;
     if (verdict.ok && problem === null) return verdict.value;
     const measurement = kind === 'host' ? HOST_MEASUREMENT : VM_MEASUREMENT;
-    counter.add(`${measurement} host=${String(record.host).slice(0, 80)}${kind === 'vm' ? ` vm=${String(record.vm).slice(0, 80)}` : ''} time=${String(record.timeMs)}`, problem ?? 'invalid');
+    counter.add(
+      `${measurement} host=${String(record.host).slice(0, 80)}${kind === 'vm' ? ` vm=${String(record.vm).slice(0, 80)}` : ''} time=${String(record.timeMs)}`,
+      problem ?? 'invalid',
+    );
     return null;
   }
 
@@ -535,12 +604,18 @@ export class InfluxStore implements SampleStore {
    * time when there are more rows than hosts can split. The row count comes from a cheap query over
    * the host samples (one series per host; each carries its VM count).
    */
-  async planReads(kind: Sample['kind'], query: SampleWindowQuery, shape: { select?: string; suffix?: string; byTime?: boolean } = {}): Promise<string[]> {
+  async planReads(
+    kind: Sample['kind'],
+    query: SampleWindowQuery,
+    shape: { select?: string; suffix?: string; byTime?: boolean } = {},
+  ): Promise<string[]> {
     const measurement = kind === 'host' ? HOST_MEASUREMENT : VM_MEASUREMENT;
-    const hostClause = (hosts: string[]) => ` AND (${hosts.map((host) => `"host" = ${escape.stringLit(host)}`).join(' OR ')})`;
+    const hostClause = (hosts: string[]) =>
+      ` AND (${hosts.map((host) => `"host" = ${escape.stringLit(host)}`).join(' OR ')})`;
     const wanted = query.hosts ? [...new Set(query.hosts.map(encodeTag))] : null;
     const counts = await this.select(
-      `SELECT count("cpuUsedCores"), sum("vmCount") FROM ${escape.quoted(RAW_POLICY)}.${escape.quoted(HOST_MEASUREMENT)} WHERE time >= ${query.fromMs}ms AND time <= ${query.toMs}ms${wanted ? hostClause(wanted) : ''}`,
+      `SELECT count("cpuUsedCores"), sum("vmCount") FROM ${escape.quoted(RAW_POLICY)}.${escape.quoted(HOST_MEASUREMENT)} ` +
+        `WHERE time >= ${query.fromMs}ms AND time <= ${query.toMs}ms${wanted ? hostClause(wanted) : ''}`,
     );
     const [, hostRows, vmRows] = (counts[0]?.values[0] ?? [0, 0, 0]) as [unknown, number | null, number | null];
     const rows = kind === 'host' ? (hostRows ?? 0) : (vmRows ?? (hostRows ?? 0) * 30);
@@ -565,7 +640,8 @@ export class InfluxStore implements SampleStore {
       const to = Math.min(query.toMs, from + sliceMs - 1);
       for (const group of groups) {
         plan.push(
-          `SELECT ${shape.select ?? '*'} FROM ${escape.quoted(RAW_POLICY)}.${escape.quoted(measurement)} WHERE time >= ${from}ms AND time <= ${to}ms${group ? hostClause(group) : ''}${shape.suffix ?? ''}`,
+          `SELECT ${shape.select ?? '*'} FROM ${escape.quoted(RAW_POLICY)}.${escape.quoted(measurement)} ` +
+            `WHERE time >= ${from}ms AND time <= ${to}ms${group ? hostClause(group) : ''}${shape.suffix ?? ''}`,
         );
       }
     }
@@ -578,7 +654,8 @@ export class InfluxStore implements SampleStore {
     const untilMs = nowMs + (this.options.futureToleranceMs ?? DEFAULT_FUTURE_TOLERANCE_MS);
     const result = new Map<string, number>();
     const series = await this.select(
-      `SELECT last("cpuUsedCores") FROM ${escape.quoted(RAW_POLICY)}.${escape.quoted(HOST_MEASUREMENT)} WHERE time >= ${sinceMs}ms AND time <= ${untilMs}ms GROUP BY "host"`,
+      `SELECT last("cpuUsedCores") FROM ${escape.quoted(RAW_POLICY)}.${escape.quoted(HOST_MEASUREMENT)} ` +
+        `WHERE time >= ${sinceMs}ms AND time <= ${untilMs}ms GROUP BY "host"`,
     );
     for (const entry of series as { columns: string[]; values: unknown[][]; tags?: { host?: string } }[]) {
       const host = entry.tags?.host;
@@ -623,6 +700,9 @@ export class InfluxStore implements SampleStore {
 function checkResults(raw: unknown): unknown {
   const results = (raw as { results?: { error?: string }[] })?.results ?? [];
   const failed = results.find((result) => result.error);
-  if (failed) throw Object.assign(new Error(failed.error), { res: { statusCode: /authoriz|privilege/i.test(failed.error!) ? 403 : 400 } });
+  if (failed)
+    throw Object.assign(new Error(failed.error), {
+      res: { statusCode: /authoriz|privilege/i.test(failed.error!) ? 403 : 400 },
+    });
   return raw;
 }

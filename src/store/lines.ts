@@ -54,7 +54,12 @@ export async function* readLineBatches(file: string, startOffset = 0): AsyncGene
       if (firstNewline !== -1 && firstNewline < bytesRead && (pendingBytes > 0 || oversized)) {
         pending.push(buffer.subarray(0, firstNewline));
         number++;
-        batch.push({ number, text: oversized ? '' : Buffer.concat(pending).toString('utf8'), unterminated: false, oversized });
+        batch.push({
+          number,
+          text: oversized ? '' : Buffer.concat(pending).toString('utf8'),
+          unterminated: false,
+          oversized,
+        });
         pending = [];
         pendingBytes = 0;
         oversized = false;
@@ -63,7 +68,7 @@ export async function* readLineBatches(file: string, startOffset = 0): AsyncGene
       const lastNewline = firstNewline === -1 || firstNewline >= bytesRead ? -1 : buffer.lastIndexOf(10, bytesRead - 1);
       if (lastNewline >= start) {
         const text = buffer.toString('utf8', start, lastNewline);
-        for (let from = 0; ; ) {
+        for (let from = 0; ;) {
           const newline = text.indexOf('\n', from);
           const end = newline === -1 ? text.length : newline;
           number++;

@@ -200,7 +200,10 @@ export class Spool {
         if (error) return { replayed, corrupt, error, ...refused };
       }
       if (corrupt > 0) {
-        this.options.log?.warn({ spool: this.file, corrupt }, `skipped ${corrupt} corrupt lines in the spool ${this.file}`);
+        this.options.log?.warn(
+          { spool: this.file, corrupt },
+          `skipped ${corrupt} corrupt lines in the spool ${this.file}`,
+        );
       }
       // Everything went through: start afresh (unless someone appended meanwhile, which the lock prevents).
       await fsp.rm(this.file, { force: true });
@@ -282,7 +285,9 @@ export class Spool {
           continue;
         }
         if (Date.now() > deadline) {
-          throw new SpoolBusy(`the spool ${this.options.dir} is locked by process ${holder}, which still runs (a long replay, or a stuck collector round)`);
+          throw new SpoolBusy(
+            `the spool ${this.options.dir} is locked by process ${holder}, which still runs (a long replay, or a stuck collector round)`,
+          );
         }
         await sleep(50);
       }
@@ -344,7 +349,15 @@ export async function deliver(
   items: { samples?: readonly Sample[]; events?: readonly LbvmEvent[] },
   options: { batchSize?: number } = {},
 ): Promise<DeliveryReport> {
-  const report: DeliveryReport = { written: 0, replayed: 0, spooled: 0, dropped: 0, rejected: 0, rejectedReasons: [], spoolBytes: 0 };
+  const report: DeliveryReport = {
+    written: 0,
+    replayed: 0,
+    spooled: 0,
+    dropped: 0,
+    rejected: 0,
+    rejectedReasons: [],
+    spoolBytes: 0,
+  };
   const samples = items.samples ?? [];
   const events = items.events ?? [];
   const toSpool: SpoolItem[] = [];
@@ -416,7 +429,9 @@ async function writeInBatches(store: SampleStore, samples: readonly Sample[], ba
     } catch (error) {
       if (error instanceof StoreWriteFailed) {
         const unwritten = [...(error.unwritten as Sample[]), ...samples.slice(start + batchSize)];
-        throw error instanceof StoreAuthFailed ? new StoreAuthFailed(error.message, unwritten, error) : new StoreWriteFailed(error.message, unwritten, error);
+        throw error instanceof StoreAuthFailed
+          ? new StoreAuthFailed(error.message, unwritten, error)
+          : new StoreWriteFailed(error.message, unwritten, error);
       }
       if (error instanceof StoreUnavailable) throw new StoreWriteFailed(error.message, samples.slice(start), error);
       throw error;

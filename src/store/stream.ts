@@ -13,7 +13,11 @@ export function sampleStream(
   warn: { log: Logger | undefined; store: string },
   produce: () => AsyncGenerator<Sample[]>,
 ): SampleStream {
-  const stream: { skips: SkipReport; batches: () => AsyncGenerator<Sample[]>; [Symbol.asyncIterator]: () => AsyncGenerator<Sample> } = {
+  const stream: {
+    skips: SkipReport;
+    batches: () => AsyncGenerator<Sample[]>;
+    [Symbol.asyncIterator]: () => AsyncGenerator<Sample>;
+  } = {
     skips: counter.report(),
     async *batches() {
       try {

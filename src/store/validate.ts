@@ -116,7 +116,12 @@ export function validateSample(input: unknown, options: ValidateOptions): Verdic
       const nameProblem = checkName(record, 'host');
       if (nameProblem) return nameProblem;
       out.host = record.host;
-      const numbers = checkNumbers(record, HOST_NUMERIC_FIELDS, ['timeMs', 'cpuCores', 'cpuUsedCores', 'memBytes', 'memUsedBytes'], out);
+      const numbers = checkNumbers(
+        record,
+        HOST_NUMERIC_FIELDS,
+        ['timeMs', 'cpuCores', 'cpuUsedCores', 'memBytes', 'memUsedBytes'],
+        out,
+      );
       if (numbers) return numbers;
       const s = out as unknown as HostSample;
       if (s.cpuCores > LIMITS.hostCores) return `cpuCores ${s.cpuCores} is absurd (> ${LIMITS.hostCores})`;
@@ -125,12 +130,18 @@ export function validateSample(input: unknown, options: ValidateOptions): Verdic
       for (const field of ['memBytes', 'memUsedBytes', 'memAvailableBytes', 'memCommittedBytes'] as const) {
         if ((s[field] ?? 0) > LIMITS.memBytes) return `${field} ${s[field]} is absurd (> 64 TiB)`;
       }
-      if (s.memUsedBytes > maxMemUsedBytes('host', s.memBytes)) return `memUsedBytes ${s.memUsedBytes} is absurd for memBytes ${s.memBytes}`;
+      if (s.memUsedBytes > maxMemUsedBytes('host', s.memBytes))
+        return `memUsedBytes ${s.memUsedBytes} is absurd for memBytes ${s.memBytes}`;
       for (const field of ['load1', 'load5', 'load15'] as const) {
         if ((s[field] ?? 0) > LIMITS.load) return `${field} ${s[field]} is absurd`;
       }
       if ((s.vmCount ?? 0) > LIMITS.vmCount) return `vmCount ${s.vmCount} is absurd`;
-      for (const field of ['diskReadBytesPerSec', 'diskWriteBytesPerSec', 'netRxBytesPerSec', 'netTxBytesPerSec'] as const) {
+      for (const field of [
+        'diskReadBytesPerSec',
+        'diskWriteBytesPerSec',
+        'netRxBytesPerSec',
+        'netTxBytesPerSec',
+      ] as const) {
         if ((s[field] ?? 0) > LIMITS.rateBytesPerSec) return `${field} ${s[field]} is absurd (> 1 TB/s)`;
       }
       return null;
@@ -141,29 +152,44 @@ export function validateSample(input: unknown, options: ValidateOptions): Verdic
       if (nameProblem) return nameProblem;
       out.vm = record.vm;
       out.host = record.host;
-      const numbers = checkNumbers(record, VM_NUMERIC_FIELDS, ['timeMs', 'vcpus', 'cpuUsedCores', 'memBytes', 'memUsedBytes'], out);
+      const numbers = checkNumbers(
+        record,
+        VM_NUMERIC_FIELDS,
+        ['timeMs', 'vcpus', 'cpuUsedCores', 'memBytes', 'memUsedBytes'],
+        out,
+      );
       if (numbers) return numbers;
       const s = out as unknown as VmSample;
       if (s.vcpus > LIMITS.vmVcpus) return `vcpus ${s.vcpus} is absurd (> ${LIMITS.vmVcpus})`;
       if (s.cpuUsedCores > maxVmCores(s.vcpus)) return `cpuUsedCores ${s.cpuUsedCores} is absurd for ${s.vcpus} vCPUs`;
       if (s.memBytes > LIMITS.memBytes) return `memBytes ${s.memBytes} is absurd (> 64 TiB)`;
       if (s.memUsedBytes > LIMITS.memBytes) return `memUsedBytes ${s.memUsedBytes} is absurd (> 64 TiB)`;
-      if (s.memUsedBytes > maxMemUsedBytes('vm', s.memBytes)) return `memUsedBytes ${s.memUsedBytes} is absurd for memBytes ${s.memBytes}`;
-      for (const field of ['memDirtyBytesPerSec', 'diskReadBytesPerSec', 'diskWriteBytesPerSec', 'netRxBytesPerSec', 'netTxBytesPerSec'] as const) {
+      if (s.memUsedBytes > maxMemUsedBytes('vm', s.memBytes))
+        return `memUsedBytes ${s.memUsedBytes} is absurd for memBytes ${s.memBytes}`;
+      for (const field of [
+        'memDirtyBytesPerSec',
+        'diskReadBytesPerSec',
+        'diskWriteBytesPerSec',
+        'netRxBytesPerSec',
+        'netTxBytesPerSec',
+      ] as const) {
         if ((s[field] ?? 0) > LIMITS.rateBytesPerSec) return `${field} ${s[field]} is absurd (> 1 TB/s)`;
       }
       if (record.state !== undefined && record.state !== null) {
-        if (typeof record.state !== 'string' || !VM_STATES.has(record.state)) return `state ${JSON.stringify(record.state)} is not a VM state`;
+        if (typeof record.state !== 'string' || !VM_STATES.has(record.state))
+          return `state ${JSON.stringify(record.state)} is not a VM state`;
         out.state = record.state;
       }
       for (const field of VM_TEXT_FIELDS) {
         const value = record[field];
         if (value === undefined || value === null || value === '') continue;
-        if (typeof value !== 'string' || value.length > MAX_TEXT_FIELD) return `${field} is not a string of up to ${MAX_TEXT_FIELD} characters`;
+        if (typeof value !== 'string' || value.length > MAX_TEXT_FIELD)
+          return `${field} is not a string of up to ${MAX_TEXT_FIELD} characters`;
         out[field] = value;
       }
       if (record.tags !== undefined && record.tags !== null) {
-        if (!Array.isArray(record.tags) || !record.tags.every((tag) => typeof tag === 'string')) return 'tags is not a list of strings';
+        if (!Array.isArray(record.tags) || !record.tags.every((tag) => typeof tag === 'string'))
+          return 'tags is not a list of strings';
         out.tags = [...record.tags];
       }
       return null;
@@ -211,7 +237,8 @@ export function validateEvent(input: unknown): Verdict<LbvmEvent> {
   if (typeof input !== 'object' || input === null || Array.isArray(input)) return fail('not an object');
   const record = input as Record<string, unknown>;
   if (typeof record.type !== 'string' || record.type.length === 0) return fail('type is not a non-empty string');
-  if (typeof record.timeMs !== 'number' || !Number.isFinite(record.timeMs) || record.timeMs < OLDEST_MS) return fail('timeMs is not a valid time');
+  if (typeof record.timeMs !== 'number' || !Number.isFinite(record.timeMs) || record.timeMs < OLDEST_MS)
+    return fail('timeMs is not a valid time');
   return { ok: true, value: record as unknown as LbvmEvent };
 }
 
@@ -254,7 +281,10 @@ export function screenSamples(
       continue;
     }
     valid ??= samples.slice(0, index);
-    const name = sample && typeof sample === 'object' ? `${String((sample as Sample).host)}${(sample as Sample).kind === 'vm' ? `/${String((sample as { vm?: unknown }).vm)}` : ''}` : '?';
+    const name =
+      sample && typeof sample === 'object'
+        ? `${String((sample as Sample).host)}${(sample as Sample).kind === 'vm' ? `/${String((sample as { vm?: unknown }).vm)}` : ''}`
+        : '?';
     counter.add(name.length > 80 ? `${name.slice(0, 77)}...` : name, verdict.reason);
   }
   if (counter.skipped > 0) {

@@ -24,15 +24,25 @@ export interface ExchangeOptions extends https.RequestOptions {
 export function exchange(url: string | URL, options: ExchangeOptions, body?: string): Promise<HttpAnswer> {
   const target = typeof url === 'string' ? new URL(url) : url;
   const { idleTimeout, ...requestOptions } = options;
-  const transport: typeof http | typeof https = target.protocol === 'https:' ? (require('node:https') as typeof https) : http;
+  const transport: typeof http | typeof https =
+    target.protocol === 'https:' ? (require('node:https') as typeof https) : http;
   return new Promise((resolve, reject) => {
     const request = transport.request(target, { ...requestOptions, timeout: idleTimeout?.ms }, (response) => {
       const chunks: Buffer[] = [];
       response.on('data', (chunk: Buffer) => chunks.push(chunk));
       response.on('error', reject);
-      response.on('end', () => resolve({ status: response.statusCode ?? 0, statusText: response.statusMessage ?? '', text: Buffer.concat(chunks).toString('utf8') }));
+      response.on('end', () =>
+        resolve({
+          status: response.statusCode ?? 0,
+          statusText: response.statusMessage ?? '',
+          text: Buffer.concat(chunks).toString('utf8'),
+        }),
+      );
     });
-    if (idleTimeout) request.on('timeout', () => request.destroy(Object.assign(new Error(idleTimeout.message), { code: 'ETIMEDOUT' })));
+    if (idleTimeout)
+      request.on('timeout', () =>
+        request.destroy(Object.assign(new Error(idleTimeout.message), { code: 'ETIMEDOUT' })),
+      );
     request.on('error', reject);
     request.end(body);
   });

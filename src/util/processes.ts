@@ -103,10 +103,14 @@ export async function waitFor(
     }
     const proc = options.process;
     if (proc && (proc.child.exitCode !== null || proc.child.signalCode !== null)) {
-      throw new Error(`${what}: the process exited (${proc.child.exitCode ?? proc.child.signalCode}) before it was ready. Its output:\n${proc.output().slice(-4000)}`);
+      throw new Error(
+        `${what}: the process exited (${proc.child.exitCode ?? proc.child.signalCode}) before it was ready. Its output:\n${proc.output().slice(-4000)}`,
+      );
     }
     if (Date.now() > deadline) {
-      throw new Error(`${what}: not ready after ${options.timeoutMs ?? 20_000} ms.${proc ? ` Output so far:\n${proc.output().slice(-4000)}` : ''}`);
+      throw new Error(
+        `${what}: not ready after ${options.timeoutMs ?? 20_000} ms.${proc ? ` Output so far:\n${proc.output().slice(-4000)}` : ''}`,
+      );
     }
     await sleep(options.intervalMs ?? 100);
   }
@@ -140,22 +144,36 @@ export interface RunFileOptions {
  * argument) and resolves with its output; rejects with CommandFailed naming the command, its exit
  * code and the last of its stderr.
  */
-export function runFile(command: string, args: string[], options: RunFileOptions = {}): Promise<{ stdout: string; stderr: string }> {
+export function runFile(
+  command: string,
+  args: string[],
+  options: RunFileOptions = {},
+): Promise<{ stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     execFile(
       command,
       args,
-      { timeout: options.timeoutMs ?? 60_000, maxBuffer: 64 * 1024 * 1024, env: options.env, cwd: options.cwd, signal: options.signal, encoding: 'utf8' },
+      {
+        timeout: options.timeoutMs ?? 60_000,
+        maxBuffer: 64 * 1024 * 1024,
+        env: options.env,
+        cwd: options.cwd,
+        signal: options.signal,
+        encoding: 'utf8',
+      },
       (error, stdout, stderr) => {
         if (!error) return resolve({ stdout, stderr });
         const failure = error as NodeJS.ErrnoException & { killed?: boolean; signal?: string; code?: number | string };
         const text = stderr.trim().split('\n').slice(-5).join(' / ');
         let reason: string;
-        if (failure.code === 'ENOENT') reason = `not found (is it installed and on PATH? PATH=${options.env?.PATH ?? process.env.PATH ?? ''})`;
+        if (failure.code === 'ENOENT')
+          reason = `not found (is it installed and on PATH? PATH=${options.env?.PATH ?? process.env.PATH ?? ''})`;
         else if (failure.name === 'AbortError') reason = 'cancelled';
         else if (failure.killed) reason = `killed after ${options.timeoutMs ?? 60_000} ms`;
         else reason = `exit ${failure.code ?? failure.signal}${text ? `: ${text}` : ''}`;
-        reject(new CommandFailed(command, args, failure.code ?? failure.signal ?? null, stdout ?? '', stderr ?? '', reason));
+        reject(
+          new CommandFailed(command, args, failure.code ?? failure.signal ?? null, stdout ?? '', stderr ?? '', reason),
+        );
       },
     );
   });

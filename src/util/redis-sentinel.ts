@@ -61,8 +61,24 @@ export interface SentinelBed {
 }
 
 /** `SENTINEL MASTER name` as a map of its fields. */
-async function askSentinel(port: number, name: string, password?: string, tls?: RedisTls): Promise<Map<string, string>> {
-  const client = new Redis({ port, host: '127.0.0.1', password, ...tlsClientOptions(tls), lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, enableReadyCheck: false, connectTimeout: 2000, commandTimeout: 2000 });
+async function askSentinel(
+  port: number,
+  name: string,
+  password?: string,
+  tls?: RedisTls,
+): Promise<Map<string, string>> {
+  const client = new Redis({
+    port,
+    host: '127.0.0.1',
+    password,
+    ...tlsClientOptions(tls),
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+    enableReadyCheck: false,
+    connectTimeout: 2000,
+    commandTimeout: 2000,
+  });
   client.on('error', () => {});
   try {
     await client.connect();
@@ -76,7 +92,17 @@ async function askSentinel(port: number, name: string, password?: string, tls?: 
 }
 
 async function roleOf(server: RedisServer): Promise<string | null> {
-  const client = new Redis({ port: server.port, host: '127.0.0.1', password: server.password, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 1000, commandTimeout: 1000, ...tlsClientOptions(server.tls) });
+  const client = new Redis({
+    port: server.port,
+    host: '127.0.0.1',
+    password: server.password,
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+    connectTimeout: 1000,
+    commandTimeout: 1000,
+    ...tlsClientOptions(server.tls),
+  });
   client.on('error', () => {});
   try {
     await client.connect();
@@ -100,20 +126,42 @@ export async function startSentinelBed(options: SentinelBedOptions): Promise<Sen
     await Promise.all(started.servers.map((server) => server.process?.stop(2000)));
   };
   try {
-    const master = await startRedisServer({ dir: path.join(options.dir, 'redis-a'), password: options.password, extraConfig: auth, tls: options.tls });
+    const master = await startRedisServer({
+      dir: path.join(options.dir, 'redis-a'),
+      password: options.password,
+      extraConfig: auth,
+      tls: options.tls,
+    });
     started.servers.push(master);
-    const replica = await startRedisServer({ dir: path.join(options.dir, 'redis-b'), password: options.password, extraConfig: [...auth, `replicaof 127.0.0.1 ${master.port}`], tls: options.tls });
+    const replica = await startRedisServer({
+      dir: path.join(options.dir, 'redis-b'),
+      password: options.password,
+      extraConfig: [...auth, `replicaof 127.0.0.1 ${master.port}`],
+      tls: options.tls,
+    });
     started.servers.push(replica);
-    await waitFor(`the replica on port ${replica.port} to sync from the master on ${master.port} (logs in ${options.dir})`, async () => {
-      const client = new Redis({ port: replica.port, host: '127.0.0.1', password: options.password, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, ...tlsClientOptions(options.tls) });
-      client.on('error', () => {});
-      try {
-        await client.connect();
-        return /master_link_status:up/.test(await client.info('replication'));
-      } finally {
-        client.disconnect();
-      }
-    }, { process: replica.process, timeoutMs: 15_000 });
+    await waitFor(
+      `the replica on port ${replica.port} to sync from the master on ${master.port} (logs in ${options.dir})`,
+      async () => {
+        const client = new Redis({
+          port: replica.port,
+          host: '127.0.0.1',
+          password: options.password,
+          lazyConnect: true,
+          maxRetriesPerRequest: 0,
+          retryStrategy: () => null,
+          ...tlsClientOptions(options.tls),
+        });
+        client.on('error', () => {});
+        try {
+          await client.connect();
+          return /master_link_status:up/.test(await client.info('replication'));
+        } finally {
+          client.disconnect();
+        }
+      },
+      { process: replica.process, timeoutMs: 15_000 },
+    );
 
     for (let index = 0; index < count; index++) {
       const port = await freePort();
@@ -158,7 +206,14 @@ export async function startSentinelBed(options: SentinelBedOptions): Promise<Sen
   const sentinels = started.sentinels;
   const majority = Math.floor(sentinels.length / 2) + 1;
   const named = async (): Promise<RedisServer | null> => {
-    const ports = await Promise.all(sentinels.map((sentinel) => askSentinel(sentinel.port, name, options.sentinelPassword, options.tls).then((fields) => Number(fields.get('port')), () => null)));
+    const ports = await Promise.all(
+      sentinels.map((sentinel) =>
+        askSentinel(sentinel.port, name, options.sentinelPassword, options.tls).then(
+          (fields) => Number(fields.get('port')),
+          () => null,
+        ),
+      ),
+    );
     for (const server of servers) if (ports.filter((port) => port === server.port).length >= majority) return server;
     return null;
   };
@@ -167,7 +222,12 @@ export async function startSentinelBed(options: SentinelBedOptions): Promise<Sen
     name,
     servers,
     sentinels,
-    target: { url: `${options.tls ? 'rediss' : 'redis'}://${auth0}127.0.0.1:${servers[0]!.port}`, sentinels: sentinels.map((sentinel) => sentinel.address), name, sentinelPassword: options.sentinelPassword ?? '' },
+    target: {
+      url: `${options.tls ? 'rediss' : 'redis'}://${auth0}127.0.0.1:${servers[0]!.port}`,
+      sentinels: sentinels.map((sentinel) => sentinel.address),
+      name,
+      sentinelPassword: options.sentinelPassword ?? '',
+    },
     async master() {
       const server = await named();
       if (!server) throw new Error(`no majority of the sentinels names a master of "${name}"\n${bed.logs()}`);
@@ -195,7 +255,14 @@ export async function startSentinelBed(options: SentinelBedOptions): Promise<Sen
     },
     async starveReplicas() {
       const server = await bed.master();
-      const client = new Redis({ port: server.port, host: '127.0.0.1', password: options.password, maxRetriesPerRequest: 0, retryStrategy: () => null, ...tlsClientOptions(options.tls) });
+      const client = new Redis({
+        port: server.port,
+        host: '127.0.0.1',
+        password: options.password,
+        maxRetriesPerRequest: 0,
+        retryStrategy: () => null,
+        ...tlsClientOptions(options.tls),
+      });
       client.on('error', () => {});
       try {
         await client.config('SET', 'requirepass', `starved-${Date.now()}-${Math.random()}`);
@@ -218,7 +285,8 @@ function readLogs(dir: string): string {
   for (const entry of fs.existsSync(dir) ? fs.readdirSync(dir) : []) {
     for (const file of ['redis.log', 'sentinel.log']) {
       const full = path.join(dir, entry, file);
-      if (fs.existsSync(full)) parts.push(`--- ${entry}/${file}\n${fs.readFileSync(full, 'utf8').split('\n').slice(-25).join('\n')}`);
+      if (fs.existsSync(full))
+        parts.push(`--- ${entry}/${file}\n${fs.readFileSync(full, 'utf8').split('\n').slice(-25).join('\n')}`);
     }
   }
   return parts.join('\n');

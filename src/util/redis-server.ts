@@ -28,7 +28,15 @@ export interface RedisTls {
 /** redis.conf lines serving TLS alone on `port` (replication over TLS too; clients need no certificate). */
 export function tlsConfig(tls: RedisTls | undefined, port: number): string[] {
   if (!tls) return [`port ${port}`];
-  return ['port 0', `tls-port ${port}`, `tls-cert-file ${tls.certFile}`, `tls-key-file ${tls.keyFile}`, `tls-ca-cert-file ${tls.caFile}`, 'tls-auth-clients no', 'tls-replication yes'];
+  return [
+    'port 0',
+    `tls-port ${port}`,
+    `tls-cert-file ${tls.certFile}`,
+    `tls-key-file ${tls.keyFile}`,
+    `tls-ca-cert-file ${tls.caFile}`,
+    'tls-auth-clients no',
+    'tls-replication yes',
+  ];
 }
 
 /** ioredis options to reach a server of ours: its CA when it speaks TLS. */
@@ -80,7 +88,15 @@ export async function startRedisServer(options: RedisServerOptions): Promise<Red
     process: undefined as unknown as Tracked,
     async start() {
       server.process = spawnTracked('redis-server', [path.join(dir, 'redis.conf')]);
-      const client = new Redis({ port, host: '127.0.0.1', password: options.password, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, ...tlsClientOptions(options.tls) });
+      const client = new Redis({
+        port,
+        host: '127.0.0.1',
+        password: options.password,
+        lazyConnect: true,
+        maxRetriesPerRequest: 0,
+        retryStrategy: () => null,
+        ...tlsClientOptions(options.tls),
+      });
       client.on('error', () => {});
       try {
         await waitFor(

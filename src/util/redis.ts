@@ -88,7 +88,9 @@ export function connectRedis(target: string | RedisTarget, options: ConnectOptio
 export function isConnectionError(error: Error & { code?: string }): boolean {
   return (
     /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EPIPE|EAI_AGAIN)$/.test(error.code ?? '') ||
-    /Connection is closed|connect E[A-Z]+|getaddrinfo|Stream isn't writeable|read ECONNRESET|All sentinels are unreachable/.test(error.message)
+    /Connection is closed|connect E[A-Z]+|getaddrinfo|Stream isn't writeable|read ECONNRESET|All sentinels are unreachable/.test(
+      error.message,
+    )
   );
 }
 
@@ -102,7 +104,11 @@ export function connectedAddress(client: Redis): string | null {
  * Logs connection trouble once per outage (not once per retry) and once on recovery; with Sentinel,
  * also each time the connection follows the master to another server.
  */
-export function logConnectionTrouble(client: Redis, log: { warn: (o: object, m: string) => void; info: (o: object, m: string) => void }, target: string | RedisTarget): void {
+export function logConnectionTrouble(
+  client: Redis,
+  log: { warn: (o: object, m: string) => void; info: (o: object, m: string) => void },
+  target: string | RedisTarget,
+): void {
   const redis = describeRedis(target);
   let down = false;
   let master: string | null = null;
@@ -142,9 +148,17 @@ export async function masterTerm(target: RedisTarget, timeoutMs = 2000): Promise
     sentinels.map(async (entry) => {
       const { host, port } = parseHostPort(entry)!;
       const client = new Redis({
-        host, port, password: target.sentinelPassword || undefined, tls: tls ? {} : undefined, lazyConnect: true,
-        enableReadyCheck: false, enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => null,
-        connectTimeout: timeoutMs, commandTimeout: timeoutMs,
+        host,
+        port,
+        password: target.sentinelPassword || undefined,
+        tls: tls ? {} : undefined,
+        lazyConnect: true,
+        enableReadyCheck: false,
+        enableOfflineQueue: false,
+        maxRetriesPerRequest: 0,
+        retryStrategy: () => null,
+        connectTimeout: timeoutMs,
+        commandTimeout: timeoutMs,
       });
       client.on('error', () => {});
       try {
@@ -152,7 +166,11 @@ export async function masterTerm(target: RedisTarget, timeoutMs = 2000): Promise
         const reply = (await client.call('SENTINEL', 'MASTER', target.name ?? '')) as string[];
         const fields = new Map<string, string>();
         for (let index = 0; index + 1 < reply.length; index += 2) fields.set(reply[index]!, reply[index + 1]!);
-        return { sentinel: entry, epoch: Number(fields.get('config-epoch')), address: `${fields.get('ip')}:${fields.get('port')}` };
+        return {
+          sentinel: entry,
+          epoch: Number(fields.get('config-epoch')),
+          address: `${fields.get('ip')}:${fields.get('port')}`,
+        };
       } catch (error) {
         return { sentinel: entry, error: (error as Error).message };
       } finally {
@@ -161,13 +179,27 @@ export async function masterTerm(target: RedisTarget, timeoutMs = 2000): Promise
     }),
   );
   const majority = Math.floor(sentinels.length / 2) + 1;
-  const known = answers.filter((answer): answer is MasterTerm & { sentinel: string } => 'epoch' in answer && Number.isInteger(answer.epoch));
-  const summary = answers.map((answer) => ('error' in answer ? `${answer.sentinel}: ${answer.error}` : `${answer.sentinel}: ${answer.address} epoch ${answer.epoch}`)).join('; ');
-  if (known.length < majority) throw new Error(`only ${known.length} of ${sentinels.length} sentinels answered about "${target.name}" (${summary}); a fencing token needs a majority`);
+  const known = answers.filter(
+    (answer): answer is MasterTerm & { sentinel: string } => 'epoch' in answer && Number.isInteger(answer.epoch),
+  );
+  const summary = answers
+    .map((answer) =>
+      'error' in answer
+        ? `${answer.sentinel}: ${answer.error}`
+        : `${answer.sentinel}: ${answer.address} epoch ${answer.epoch}`,
+    )
+    .join('; ');
+  if (known.length < majority)
+    throw new Error(
+      `only ${known.length} of ${sentinels.length} sentinels answered about "${target.name}" (${summary}); a fencing token needs a majority`,
+    );
   // The newest epoch any sentinel knows, and a majority naming the same master for it.
   const epoch = Math.max(...known.map((answer) => answer.epoch));
   const newest = known.find((answer) => answer.epoch === epoch)!;
   const agreeing = known.filter((answer) => answer.epoch === epoch && answer.address === newest.address).length;
-  if (agreeing < majority) throw new Error(`the sentinels do not agree yet on the master of "${target.name}" (${summary}); waiting for a majority`);
+  if (agreeing < majority)
+    throw new Error(
+      `the sentinels do not agree yet on the master of "${target.name}" (${summary}); waiting for a majority`,
+    );
   return { epoch, address: newest.address };
 }

@@ -16,7 +16,15 @@ import { createLogger } from '../../src/log.ts';
 import { MigrationQueue } from '../../src/queue/queue.ts';
 import { connectRedis } from '../../src/util/redis.ts';
 import { startMigrationWorker, type MigrationWorker } from '../../src/queue/worker.ts';
-import { qemuPids, qemuProcessesOf, startAgent, testGuestSpec, ticks, waitBooted, type TestAgent } from '../helpers/agent.ts';
+import {
+  qemuPids,
+  qemuProcessesOf,
+  startAgent,
+  testGuestSpec,
+  ticks,
+  waitBooted,
+  type TestAgent,
+} from '../helpers/agent.ts';
 import { startRedis, type RedisServer } from '../helpers/redis.ts';
 import { tmpDir } from '../helpers/tmp.ts';
 import { eventsOf, job, testConfig, until } from '../queue/support.ts';
@@ -33,7 +41,13 @@ describe('lbvm agent and the qemu driver (real QEMU guests)', () => {
 
   before(async () => {
     [redis, a, b] = await Promise.all([startRedis(), startAgent('host-a'), startAgent('host-b')]);
-    driver = new QemuDriver(new Map([[a.host, a.client], [b.host, b.client]]), log);
+    driver = new QemuDriver(
+      new Map([
+        [a.host, a.client],
+        [b.host, b.client],
+      ]),
+      log,
+    );
     // 40% of RAM held and 2% rewritten each second: there is real memory to copy.
     await a.client.start(testGuestSpec(GUEST, { cpuPercent: 10, memPercent: 40, dirtyPercent: 2 }));
     await waitBooted(a, GUEST);
@@ -42,7 +56,8 @@ describe('lbvm agent and the qemu driver (real QEMU guests)', () => {
     for (const close of closers) await close().catch(() => {});
     for (const agent of [a, b]) {
       if (!agent) continue;
-      for (const guest of (await agent.client.list().catch(() => ({ guests: [] }))).guests) await agent.client.stop(guest.name).catch(() => {});
+      for (const guest of (await agent.client.list().catch(() => ({ guests: [] }))).guests)
+        await agent.client.stop(guest.name).catch(() => {});
       await agent.stop();
     }
     await redis?.stop();
@@ -50,17 +65,30 @@ describe('lbvm agent and the qemu driver (real QEMU guests)', () => {
 
   /** Queue, worker and driver wired as `lbvm worker` wires them. */
   function rig(overrides: Record<string, unknown> = {}) {
-    const config = testConfig(redis.url, { 'migration.lockDuration': '10s', 'migration.slotWait': '200ms', ...overrides });
+    const config = testConfig(redis.url, {
+      'migration.lockDuration': '10s',
+      'migration.slotWait': '200ms',
+      ...overrides,
+    });
     const connection = connectRedis(redis.url, { blocking: true });
     const queue = new MigrationQueue(connection, config);
     const worker: MigrationWorker = startMigrationWorker({ config, driver, log, connection });
-    closers.push(() => worker.close(true), () => queue.close(), async () => connection.disconnect());
+    closers.push(
+      () => worker.close(true),
+      () => queue.close(),
+      async () => connection.disconnect(),
+    );
     return { config, queue, events: queue.events };
   }
 
   it('passes hostile VM names as plain data: nothing runs, no file is written outside the state folder', async () => {
     const marker = path.join(tmpDir(), 'pwned');
-    const names: string[] = [`x; rm -rf ${path.dirname(marker)}; touch ${marker}`, `$(touch ${marker})`, '../../etc', `\`touch ${marker}\`,id=evil`];
+    const names: string[] = [
+      `x; rm -rf ${path.dirname(marker)}; touch ${marker}`,
+      `$(touch ${marker})`,
+      '../../etc',
+      `\`touch ${marker}\`,id=evil`,
+    ];
     for (const name of names) {
       const started = await a.client.start(testGuestSpec(name));
       assert.equal(started.name, name);
@@ -70,15 +98,24 @@ describe('lbvm agent and the qemu driver (real QEMU guests)', () => {
       assert.ok(listed.includes(name), `${name} listed as it was given`);
       const pids = qemuProcessesOf(name);
       assert.equal(pids.length, 1);
-      assert.ok(!fs.readFileSync(`/proc/${pids[0]}/cmdline`, 'utf8').includes(name), 'the name never reaches QEMU\'s command line');
+      assert.ok(
+        !fs.readFileSync(`/proc/${pids[0]}/cmdline`, 'utf8').includes(name),
+        "the name never reaches QEMU's command line",
+      );
     }
     assert.ok(fs.existsSync(path.dirname(marker)), 'the folder named in the VM name is still there');
     assert.ok(!fs.existsSync(marker), 'no command in a VM name ran');
-    assert.deepEqual(fs.readdirSync(path.join(a.stateDir, 'guests')).filter((entry) => !/^[0-9a-f]{20}$/.test(entry)), []);
+    assert.deepEqual(
+      fs.readdirSync(path.join(a.stateDir, 'guests')).filter((entry) => !/^[0-9a-f]{20}$/.test(entry)),
+      [],
+    );
     assert.equal(await driver.locate(names[0]!), a.host);
     for (const name of names) await a.client.stop(name);
     for (const name of names) assert.deepEqual(qemuProcessesOf(name), []);
-    assert.deepEqual((await a.client.list()).guests.map((guest) => guest.name), [GUEST]);
+    assert.deepEqual(
+      (await a.client.list()).guests.map((guest) => guest.name),
+      [GUEST],
+    );
   });
 
   it('moves a running guest live from A to B through the queue: it runs on B only, its counter never went backwards', async () => {
@@ -88,7 +125,11 @@ describe('lbvm agent and the qemu driver (real QEMU guests)', () => {
     assert.ok(ticksOnA.length > 0, 'the guest is counting on A');
     const queued = await queue.enqueue(job(GUEST, a.host, b.host, { planId: 'live-1' }));
     assert.equal(queued.status, 'queued');
-    await until('the live migration to finish', async () => ['completed', 'failed'].includes((await queue.job(queued.jobId))?.state ?? ''), 120_000);
+    await until(
+      'the live migration to finish',
+      async () => ['completed', 'failed'].includes((await queue.job(queued.jobId))?.state ?? ''),
+      120_000,
+    );
     const view = await queue.job(queued.jobId);
     assert.equal(view?.state, 'completed', view?.failedReason ?? '');
     assert.equal(view?.result?.outcome, 'migrated');
@@ -96,7 +137,10 @@ describe('lbvm agent and the qemu driver (real QEMU guests)', () => {
     assert.ok(view?.result?.downtimeMs !== null && view!.result!.downtimeMs! >= 0, 'downtime reported by QMP');
     // On B only; A has no QEMU left for it.
     assert.equal(await driver.locate(GUEST), b.host);
-    assert.deepEqual((await a.client.list()).guests.map((guest) => guest.name), []);
+    assert.deepEqual(
+      (await a.client.list()).guests.map((guest) => guest.name),
+      [],
+    );
     assert.deepEqual(qemuPids(a.stateDir), []);
     const processes = qemuProcessesOf(GUEST);
     assert.equal(processes.length, 1, `one QEMU for ${GUEST} on this machine, found ${processes.length}`);
@@ -105,7 +149,10 @@ describe('lbvm agent and the qemu driver (real QEMU guests)', () => {
     await sleep(2500);
     const ticksOnB = ticks(b.console(GUEST));
     assert.ok(ticksOnB.length >= 2, 'the guest keeps counting on B');
-    assert.ok(ticksOnB[0]! >= ticksOnA[ticksOnA.length - 1]!, `counter went backwards: A ended at ${ticksOnA.at(-1)}, B began at ${ticksOnB[0]}`);
+    assert.ok(
+      ticksOnB[0]! >= ticksOnA[ticksOnA.length - 1]!,
+      `counter went backwards: A ended at ${ticksOnA.at(-1)}, B began at ${ticksOnB[0]}`,
+    );
     for (let index = 1; index < ticksOnB.length; index++) assert.ok(ticksOnB[index]! > ticksOnB[index - 1]!);
     const types = (await eventsOf({ events })).map((event) => event.type);
     assert.deepEqual(types, ['migration.queued', 'migration.started', 'migration.finished']);
@@ -137,15 +184,32 @@ describe('lbvm agent and the qemu driver (real QEMU guests)', () => {
     const progress: number[] = [];
     // 128 KiB/s: the guest's 50 MiB of held memory cannot be copied before we cancel, and the
     // guest dirties memory faster than that, so the agent switches auto-converge on.
-    const moving = driver.migrate({ vm: GUEST, from: b.host, to: a.host, mode: 'live', downtimeLimitMs: 300, bandwidthBytesPerSec: 128 * 1024, signal: controller.signal, attemptId: 'cancel-test', onProgress: (p) => progress.push(p.bytesCopied) });
+    const moving = driver.migrate({
+      vm: GUEST,
+      from: b.host,
+      to: a.host,
+      mode: 'live',
+      downtimeLimitMs: 300,
+      bandwidthBytesPerSec: 128 * 1024,
+      signal: controller.signal,
+      attemptId: 'cancel-test',
+      onProgress: (p) => progress.push(p.bytesCopied),
+    });
     await until('the migration to be under way', async () => progress.some((bytes) => bytes > 0), 30_000);
     controller.abort(new Error('cancelled by the test'));
     await assert.rejects(moving, /cancelled by the test/);
-    const status = await b.client.call<{ status: string; autoConverge: boolean; dirtyBytesPerSec: number | null }>('/v1/migrate/status', { name: GUEST });
+    const status = await b.client.call<{ status: string; autoConverge: boolean; dirtyBytesPerSec: number | null }>(
+      '/v1/migrate/status',
+      { name: GUEST },
+    );
     assert.equal(status.status, 'cancelled');
     assert.ok((status.dirtyBytesPerSec ?? 0) > 128 * 1024, `measured dirty rate ${status.dirtyBytesPerSec} B/s`);
     assert.equal(status.autoConverge, true, 'auto-converge on for a guest dirtying faster than the bandwidth cap');
-    await until('the destination to be clean', async () => (await a.client.list()).guests.length === 0 && qemuPids(a.stateDir).length === 0, 15_000);
+    await until(
+      'the destination to be clean',
+      async () => (await a.client.list()).guests.length === 0 && qemuPids(a.stateDir).length === 0,
+      15_000,
+    );
     assert.equal(await driver.locate(GUEST), b.host);
     const guest = (await b.client.list()).guests[0]!;
     assert.equal(guest.status, 'running');
@@ -158,7 +222,11 @@ describe('lbvm agent and the qemu driver (real QEMU guests)', () => {
     const { queue } = rig();
     const ticksOnB = ticks(b.console(GUEST));
     const queued = await queue.enqueue(job(GUEST, b.host, a.host, { planId: 'checkpoint-1', mode: 'checkpoint' }));
-    await until('the checkpoint migration to finish', async () => ['completed', 'failed'].includes((await queue.job(queued.jobId))?.state ?? ''), 120_000);
+    await until(
+      'the checkpoint migration to finish',
+      async () => ['completed', 'failed'].includes((await queue.job(queued.jobId))?.state ?? ''),
+      120_000,
+    );
     const view = await queue.job(queued.jobId);
     assert.equal(view?.state, 'completed', view?.failedReason ?? '');
     assert.ok((view?.result?.bytesCopied ?? 0) > 40 * 1024 * 1024);

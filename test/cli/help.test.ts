@@ -17,12 +17,18 @@ describe('--help teaches', () => {
     });
 
     it(`every ${tool} subcommand's --help prints usage, an example and the config location`, async () => {
-      const results = await Promise.all(program.commands.map((command) => runCli(tool, [command.name(), '--help'], { env: cleanEnv() })));
+      const results = await Promise.all(
+        program.commands.map((command) => runCli(tool, [command.name(), '--help'], { env: cleanEnv() })),
+      );
       program.commands.forEach((command, index) => {
         const result = results[index]!;
         assert.equal(result.code, 0, `${tool} ${command.name()} --help: ${result.stderr}`);
         assert.match(result.stdout, new RegExp(`^Usage: ${tool} ${command.name()}`), result.stdout);
-        assert.match(result.stdout, new RegExp(`\\$ .*${tool} ${command.name()}\\b`), `${tool} ${command.name()} --help has no example`);
+        assert.match(
+          result.stdout,
+          new RegExp(`\\$ .*${tool} ${command.name()}\\b`),
+          `${tool} ${command.name()} --help has no example`,
+        );
         assert.match(result.stdout, /LBVM_CONFIG/);
       });
     });

@@ -19,9 +19,16 @@ function run(body: string): { stdout: string; lines: Record<string, unknown>[] }
     const require = createRequire(import.meta.url);
     const pinoLoaded = () => Object.keys(require.cache).some((file) => file.includes('/node_modules/pino/'));
     ${body}`;
-  const result = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: ROOT, encoding: 'utf8', timeout: 30_000 });
+  const result = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
   assert.equal(result.status, 0, result.stderr);
-  const lines = result.stderr.split('\n').filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>);
+  const lines = result.stderr
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
   return { stdout: result.stdout, lines };
 }
 

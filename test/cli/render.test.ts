@@ -9,10 +9,25 @@ describe('terminal rendering', () => {
     assert.equal(bar(1.4, 5), '████▶');
   });
   it('aligns table columns, numbers to the right', () => {
-    assert.equal(table(['host', 'vms'], [['n1', '3'], ['n10', '12']]), 'host  vms\nn1      3\nn10    12');
+    assert.equal(
+      table(
+        ['host', 'vms'],
+        [
+          ['n1', '3'],
+          ['n10', '12'],
+        ],
+      ),
+      'host  vms\nn1      3\nn10    12',
+    );
   });
   it('shows outside text safely: terminal controls escaped, one line per row, long cells cut with their length said', () => {
-    const shown = table(['VM', 'REASON'], [['x\u001b]0;t\u0007\nh2\u009b', 'r'.repeat(300)], ['v'.repeat(10_240), 'ok']]);
+    const shown = table(
+      ['VM', 'REASON'],
+      [
+        ['x\u001b]0;t\u0007\nh2\u009b', 'r'.repeat(300)],
+        ['v'.repeat(10_240), 'ok'],
+      ],
+    );
     assert.equal(shown.split('\n').length, 3);
     assert.ok(shown.includes('x\\u001b]0;t\\u0007\\u000ah2\\u009b'), shown);
     assert.doesNotMatch(shown, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);

@@ -19,7 +19,8 @@ const GiB = 1024 ** 3;
 async function samplesOf(url: string): Promise<Sample[]> {
   const store = openStore(url);
   const samples: Sample[] = [];
-  for await (const sample of store.readSamples({ fromMs: Date.now() - 600_000, toMs: Date.now() })) samples.push(sample);
+  for await (const sample of store.readSamples({ fromMs: Date.now() - 600_000, toMs: Date.now() }))
+    samples.push(sample);
   await store.close();
   return samples.sort((a, b) => a.timeMs - b.timeMs);
 }
@@ -65,13 +66,19 @@ describe('lbvm collect --driver qemu (real agent, real TCG guest)', () => {
         assert.equal(sample.host, 'h1');
         assert.equal(sample.vcpus, 1);
         assert.equal(sample.memBytes, 128 * 1024 * 1024);
-        assert.ok(sample.cpuUsedCores >= 0.4 && sample.cpuUsedCores <= 0.6, `${store}: a guest burning 50% of a core showed ${sample.cpuUsedCores.toFixed(3)} cores`);
+        assert.ok(
+          sample.cpuUsedCores >= 0.4 && sample.cpuUsedCores <= 0.6,
+          `${store}: a guest burning 50% of a core showed ${sample.cpuUsedCores.toFixed(3)} cores`,
+        );
         assert.ok(sample.memUsedBytes > 0 && sample.memUsedBytes < GiB);
         assert.equal(sample.state, 'running');
       }
       const host = samples.filter((s): s is HostSample => s.kind === 'host' && s.host === 'h1').slice(-1)[0]!;
       assert.equal(host.cpuCores, 2, 'a logical host takes its capacity from config');
-      assert.ok(Math.abs(host.cpuUsedCores - measured[measured.length - 1]!.cpuUsedCores) < 0.05, 'a logical host\'s use is the sum of its guests');
+      assert.ok(
+        Math.abs(host.cpuUsedCores - measured[measured.length - 1]!.cpuUsedCores) < 0.05,
+        "a logical host's use is the sum of its guests",
+      );
     }
   });
 });

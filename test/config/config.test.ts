@@ -22,8 +22,14 @@ describe('config', () => {
 
   it('reads ./lbvm.yaml, and LBVM_* variables override its keys', () => {
     const dir = tmpDir();
-    fs.writeFileSync(path.join(dir, 'lbvm.yaml'), 'monitor:\n  interval: 30s\n  mode: report\nstore:\n  spoolMaxBytes: 8MiB\n');
-    const { config, file } = loadConfig({ env: { LBVM_MONITOR_MODE: 'enforce', LBVM_LIMITS_MOVES_PER_ROUND: '3' }, cwd: dir });
+    fs.writeFileSync(
+      path.join(dir, 'lbvm.yaml'),
+      'monitor:\n  interval: 30s\n  mode: report\nstore:\n  spoolMaxBytes: 8MiB\n',
+    );
+    const { config, file } = loadConfig({
+      env: { LBVM_MONITOR_MODE: 'enforce', LBVM_LIMITS_MOVES_PER_ROUND: '3' },
+      cwd: dir,
+    });
     assert.equal(file, path.join(dir, 'lbvm.yaml'));
     assert.equal(config.monitor.interval, 30_000);
     assert.equal(config.monitor.mode, 'enforce');
@@ -38,23 +44,29 @@ describe('config', () => {
     assert.deepEqual(keys.get('LBVM_REDIS_URL'), ['redis', 'url']);
   });
 
-
-
-
   it('redacts passwords in URLs and secret keys before anything logs the config', () => {
-    const { config } = loadConfig({ env: { LBVM_REDIS_URL: 'redis://:hunter2@db:6379', LBVM_STORE_URL: 'influx://lbvm:s3cret@influx:8086/lbvm' }, cwd: tmpDir() });
+    const { config } = loadConfig({
+      env: { LBVM_REDIS_URL: 'redis://:hunter2@db:6379', LBVM_STORE_URL: 'influx://lbvm:s3cret@influx:8086/lbvm' },
+      cwd: tmpDir(),
+    });
     const shown = JSON.stringify(redactConfig(config));
     assert.ok(!shown.includes('hunter2') && !shown.includes('s3cret'), shown);
     assert.match(shown, /redis:\/\/:\*\*\*@db:6379/);
     assert.match(shown, /influx:\/\/lbvm:\*\*\*@influx:8086\/lbvm/);
   });
 
-
   it('Redis Sentinel: redis.sentinels (a list, or one string with commas) and redis.name; a bad entry or a missing name stops at start naming it', async () => {
-    const { config } = loadConfig({ env: { LBVM_REDIS_SENTINELS: '10.0.0.1:26379, [fd00::2]:26379,s3:26380', LBVM_REDIS_NAME: 'lbvm', LBVM_REDIS_SENTINEL_PASSWORD: 'sentinel-secret' }, cwd: tmpDir() });
+    const { config } = loadConfig({
+      env: {
+        LBVM_REDIS_SENTINELS: '10.0.0.1:26379, [fd00::2]:26379,s3:26380',
+        LBVM_REDIS_NAME: 'lbvm',
+        LBVM_REDIS_SENTINEL_PASSWORD: 'sentinel-secret',
+      },
+      cwd: tmpDir(),
+    });
     assert.deepEqual(config.redis.sentinels, ['10.0.0.1:26379', '[fd00::2]:26379', 's3:26380']);
     assert.equal(config.redis.name, 'lbvm');
-    assert.ok(!JSON.stringify(redactConfig(config)).includes('sentinel-secret'), 'the sentinels\' password is redacted');
+    assert.ok(!JSON.stringify(redactConfig(config)).includes('sentinel-secret'), "the sentinels' password is redacted");
     const problems = (env: Record<string, string>): string[] => {
       try {
         loadConfig({ env, cwd: tmpDir() });
@@ -67,17 +79,26 @@ describe('config', () => {
     assert.deepEqual(problems({ LBVM_REDIS_SENTINELS: '[h1:26379, h2, "h3:99999"]', LBVM_REDIS_NAME: 'm' }), [
       'LBVM_REDIS_SENTINELS: redis.sentinels: ["h1:26379","h2","h3:99999"]: expected a sentinel address host:port, like 10.0.0.1:26379 or [fd00::1]:26379; not one: "h2", "h3:99999"',
     ]);
-    assert.match(problems({ LBVM_REDIS_SENTINELS: 'h1:26379' }).join('\n'), /^\.\/lbvm\.yaml: redis\.name: \(missing\): expected the master's name as the sentinels know it/);
+    assert.match(
+      problems({ LBVM_REDIS_SENTINELS: 'h1:26379' }).join('\n'),
+      /^\.\/lbvm\.yaml: redis\.name: \(missing\): expected the master's name as the sentinels know it/,
+    );
     assert.match(problems({ LBVM_REDIS_NAME: 'm' }).join('\n'), /redis\.sentinels: .*expected a list of sentinels/);
     // The command: exit 2, the entry named, no stack.
-    const result = await runCli('lbvm', ['config'], { cwd: tmpDir(), env: cleanEnv({ LBVM_REDIS_SENTINELS: 'h1:26379,h2:x', LBVM_REDIS_NAME: 'm' }) });
+    const result = await runCli('lbvm', ['config'], {
+      cwd: tmpDir(),
+      env: cleanEnv({ LBVM_REDIS_SENTINELS: 'h1:26379,h2:x', LBVM_REDIS_NAME: 'm' }),
+    });
     assert.equal(result.code, 2);
     assert.match(result.stderr, /redis\.sentinels: "h1:26379,h2:x": .*not one: "h2:x"/);
     assert.doesNotMatch(result.stderr, /    at /);
   });
 
   it('`lbvm config --json` prints the effective config with secrets redacted', async () => {
-    const result = await runCli('lbvm', ['config', '--json'], { cwd: tmpDir(), env: cleanEnv({ LBVM_REDIS_URL: 'redis://:topsecret@127.0.0.1:6379' }) });
+    const result = await runCli('lbvm', ['config', '--json'], {
+      cwd: tmpDir(),
+      env: cleanEnv({ LBVM_REDIS_URL: 'redis://:topsecret@127.0.0.1:6379' }),
+    });
     assert.equal(result.code, 0, result.stderr);
     const shown = JSON.parse(result.stdout) as { config: { redis: { url: string } } };
     assert.equal(shown.config.redis.url, 'redis://:***@127.0.0.1:6379');
@@ -91,7 +112,11 @@ describe('deploy/lbvm.example.yaml', () => {
     const file = path.join(ROOT, 'deploy/lbvm.example.yaml');
     assert.doesNotThrow(() => loadConfig({ configPath: file, env: {} }));
     const text = fs.readFileSync(file, 'utf8');
-    const missing = [...envKeys().values()].filter((keyPath) => !new RegExp(`^\\s*#?\\s*${keyPath[keyPath.length - 1]}:`, 'm').test(text) && !text.includes(`${keyPath[keyPath.length - 1]}:`));
+    const missing = [...envKeys().values()].filter(
+      (keyPath) =>
+        !new RegExp(`^\\s*#?\\s*${keyPath[keyPath.length - 1]}:`, 'm').test(text) &&
+        !text.includes(`${keyPath[keyPath.length - 1]}:`),
+    );
     assert.deepEqual(missing, [], `keys not documented in the example: ${missing.map((p) => p.join('.')).join(', ')}`);
   });
 });

@@ -45,15 +45,22 @@ describe('npm run demo', () => {
   it('--sim balances 20 simulated hosts and leaves nothing behind', async () => {
     const reportDir = tmpDir('lbvm-demo-report-');
     const result = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-      execFile('npm', ['run', '-s', 'demo', '--', '--sim', '--json', '--duration', '120', '--report-dir', reportDir], { cwd: ROOT, env: cleanEnv(), timeout: 180_000, maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) =>
-        resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr }),
+      execFile(
+        'npm',
+        ['run', '-s', 'demo', '--', '--sim', '--json', '--duration', '120', '--report-dir', reportDir],
+        { cwd: ROOT, env: cleanEnv(), timeout: 180_000, maxBuffer: 64 * 1024 * 1024 },
+        (error, stdout, stderr) =>
+          resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr }),
       );
     });
     assert.equal(result.code, 0, result.stderr.slice(-3000));
     const demo = lastJson(result.stdout);
     assert.equal(demo.driver, 'sim');
     assert.ok(demo.migrations.length >= 1, 'no migration completed');
-    assert.ok(demo.imbalanceAfter < demo.imbalanceBefore, `imbalance did not fall: ${demo.imbalanceBefore} → ${demo.imbalanceAfter}`);
+    assert.ok(
+      demo.imbalanceAfter < demo.imbalanceBefore,
+      `imbalance did not fall: ${demo.imbalanceBefore} → ${demo.imbalanceAfter}`,
+    );
     // It says "balanced" only when the numbers say so: under threshold 3's target, and no host above the
     // high watermark while one under the low watermark has room.
     assert.equal(demo.balanced, true, `${demo.stopReason}\n${result.stderr.slice(-3000)}`);
@@ -71,13 +78,19 @@ describe('npm run demo', () => {
 
   it('with QEMU: 6 real guests on 3 agent hosts, balanced by live migration', async () => {
     const reportDir = tmpDir('lbvm-demo-report-');
-    const result = await runCli('lbvm', ['demo', '--json', '--duration', '150', '--report-dir', reportDir], { env: cleanEnv(), timeoutMs: 300_000 });
+    const result = await runCli('lbvm', ['demo', '--json', '--duration', '150', '--report-dir', reportDir], {
+      env: cleanEnv(),
+      timeoutMs: 300_000,
+    });
     assert.equal(result.code, 0, result.stderr.slice(-3000));
     const demo = lastJson(result.stdout);
     assert.equal(demo.driver, 'qemu', result.stderr.slice(-2000));
     assert.ok(demo.migrations.length >= 1, `no live migration completed:\n${result.stderr.slice(-3000)}`);
     assert.ok(demo.migrations.every((m) => m.mode === 'live' && m.totalMs > 0));
-    assert.ok(demo.imbalanceAfter < demo.imbalanceBefore, `imbalance did not fall: ${demo.imbalanceBefore} → ${demo.imbalanceAfter}\n${result.stderr.slice(-3000)}`);
+    assert.ok(
+      demo.imbalanceAfter < demo.imbalanceBefore,
+      `imbalance did not fall: ${demo.imbalanceBefore} → ${demo.imbalanceAfter}\n${result.stderr.slice(-3000)}`,
+    );
     assert.equal(demo.leftoverProcesses, 0);
     assert.deepEqual(demoProcesses(), []);
     assert.match(result.stderr, /migrated vm-\d h1 → h[23] in .*, downtime \d+ ms/);

@@ -62,14 +62,24 @@ describe('deploy/: systemd units, cron, Redis config', () => {
     assert.match(text, new RegExp(`sentinel monitor lbvm 127.0.0.1 ${master.port} 2`));
     fs.writeFileSync(path.join(dir, 'sentinel.conf'), `${text}\ndir ${dir}\n`);
     const sentinel = spawnTracked('redis-sentinel', [path.join(dir, 'sentinel.conf')]);
-    const client = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    const client = new Redis({
+      port,
+      host: '127.0.0.1',
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+    });
     client.on('error', () => {});
     try {
-      await waitFor('redis-sentinel with the example config', async () => {
-        if (client.status !== 'ready') await client.connect();
-        const reply = (await client.call('SENTINEL', 'MASTER', 'lbvm')) as string[];
-        return reply[reply.indexOf('port') + 1] === String(master.port);
-      }, { process: sentinel, timeoutMs: 15_000 });
+      await waitFor(
+        'redis-sentinel with the example config',
+        async () => {
+          if (client.status !== 'ready') await client.connect();
+          const reply = (await client.call('SENTINEL', 'MASTER', 'lbvm')) as string[];
+          return reply[reply.indexOf('port') + 1] === String(master.port);
+        },
+        { process: sentinel, timeoutMs: 15_000 },
+      );
     } finally {
       client.disconnect();
       await sentinel.stop();
@@ -85,6 +95,6 @@ describe('deploy/: systemd units, cron, Redis config', () => {
     assert.equal(lines.length, 1);
     const fields = lines[0]!.split(/\s+/);
     assert.deepEqual(fields.slice(0, 6), ['*', '*', '*', '*', '*', 'lbvm']);
-    assert.match(lines[0]!, /lbvm\.js collect/);
+    assert.match(lines[0]!, /node \/opt\/lbvm\/bin\/lbvm collect /);
   });
 });

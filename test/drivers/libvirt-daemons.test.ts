@@ -14,7 +14,7 @@ import YAML from 'yaml';
 import type { MigrationProgress, Sample, VmSample } from '../../src/model/index.ts';
 import { openStore } from '../../src/store/index.ts';
 import { cleanEnv, runCli } from '../helpers/cli.ts';
-import { startLibvirtd, type LibvirtDaemon } from '../helpers/libvirt.ts';
+import { assertReachableByNobody, startLibvirtd, type LibvirtDaemon } from '../helpers/libvirt.ts';
 import { tmpDir } from '../helpers/tmp.ts';
 import { libvirtDriver, migrationRequest, MIB } from '../helpers/drivers.ts';
 
@@ -46,7 +46,11 @@ describe('libvirt driver on two real libvirtd daemons with a QEMU TCG guest', ()
     const result = await runCli('lbvm', ['collect', '--json', '--node', 'h1'], { cwd, env: cleanEnv() });
     assert.equal(result.code, 0, result.stderr);
     const samples: Sample[] = [];
-    for await (const sample of openStore(`files:${path.join(cwd, 'samples')}`).readSamples({ fromMs: Date.now() - 600_000, toMs: Date.now() + 1000 })) samples.push(sample);
+    for await (const sample of openStore(`files:${path.join(cwd, 'samples')}`).readSamples({
+      fromMs: Date.now() - 600_000,
+      toMs: Date.now() + 1000,
+    }))
+      samples.push(sample);
     const vm = samples.find((sample): sample is VmSample => sample.kind === 'vm');
     assert.ok(vm, `a VM sample in ${JSON.stringify(samples)}; lbvm collect said ${result.stdout} ${result.stderr}`);
     assert.equal(vm.vm, NAME);
@@ -76,7 +80,10 @@ describe('libvirt driver on two real libvirtd daemons with a QEMU TCG guest', ()
       }),
     );
     await assert.rejects(migration, /operator cancelled/);
-    assert.ok(progress.some((p) => p.bytesCopied > 0 && p.fraction > 0 && p.fraction < 1), `progress during the copy: ${JSON.stringify(progress)}`);
+    assert.ok(
+      progress.some((p) => p.bytesCopied > 0 && p.fraction > 0 && p.fraction < 1),
+      `progress during the copy: ${JSON.stringify(progress)}`,
+    );
     assert.equal(await driver.locate(NAME), 'h1');
     assert.match(await h1.virsh(['domstate', '--domain', NAME]), /running/);
     assert.equal((await h2.virsh(['list', '--all', '--name'])).trim(), '', 'nothing left half-arrived on h2');
@@ -84,5 +91,21 @@ describe('libvirt driver on two real libvirtd daemons with a QEMU TCG guest', ()
 
   it('no injected command ran: no file named pwned anywhere it could have been made', () => {
     for (const dir of [cwd, h1.dir, h2.dir, process.cwd()]) assert.ok(!fs.existsSync(path.join(dir, 'pwned')), dir);
+  });
+});
+
+describe('the test libvirtd in a private folder', () => {
+  it('fails at once on a folder nobody cannot enter, naming it and its mode', () => {
+    const privateDir = path.join(tmpDir(), 'private');
+    fs.mkdirSync(privateDir, { mode: 0o700 });
+    const inside = path.join(privateDir, 'x');
+    fs.mkdirSync(inside);
+    assert.throws(
+      () => assertReachableByNobody(inside),
+      new RegExp(`^Error: ${privateDir} \\(mode 0700, owner uid \\d+\\) cannot be entered by nobody`),
+    );
+    const open = tmpDir(); // mkdtemp makes it 0700, as startLibvirtd's own folder before it opens it
+    fs.chmodSync(open, 0o755);
+    assert.doesNotThrow(() => assertReachableByNobody(open));
   });
 });

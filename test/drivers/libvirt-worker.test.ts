@@ -53,13 +53,28 @@ describe('lbm migrate --wait through a worker with the libvirt driver', () => {
       const collected = await runCli('lbvm', ['collect', '--node', node], { env, cwd });
       assert.equal(collected.code, 0, collected.stderr);
     }
-    worker = spawnTracked(process.execPath, [path.join(ROOT, 'bin/lbvm.js'), 'worker', '--config', configFile], { env, cwd });
-    await waitFor('the worker', () => worker!.output().includes('worker ready'), { process: worker, timeoutMs: 30_000 });
+    worker = spawnTracked(process.execPath, [path.join(ROOT, 'bin/lbvm.js'), 'worker', '--config', configFile], {
+      env,
+      cwd,
+    });
+    await waitFor('the worker', () => worker!.output().includes('worker ready'), {
+      process: worker,
+      timeoutMs: 30_000,
+    });
 
-    const moved = await runCli('lbm', ['migrate', NAME, 'h2', '--wait', '--config', configFile], { env, cwd, timeoutMs: 120_000 });
+    const moved = await runCli('lbm', ['migrate', NAME, 'h2', '--wait', '--config', configFile], {
+      env,
+      cwd,
+      timeoutMs: 120_000,
+    });
     assert.equal(moved.code, 0, `${moved.stdout}\n${moved.stderr}\n${worker.output().slice(-3000)}`);
-    assert.match(moved.stdout, /done: \$\(touch pwned\); x h1 → h2 in [\d.]+m?s, downtime \d+ ms, [\d.]+ [KMG]i?B copied/);
-    const jobs = JSON.parse((await runCli('lbm', ['jobs', '--json', '--config', configFile], { env, cwd })).stdout) as { jobs: { state: string; progress: { fraction: number } | null }[] };
+    assert.match(
+      moved.stdout,
+      /done: \$\(touch pwned\); x h1 → h2 in [\d.]+m?s, downtime \d+ ms, [\d.]+ [KMG]i?B copied/,
+    );
+    const jobs = JSON.parse((await runCli('lbm', ['jobs', '--json', '--config', configFile], { env, cwd })).stdout) as {
+      jobs: { state: string; progress: { fraction: number } | null }[];
+    };
     assert.ok(JSON.stringify(jobs.jobs[0]).includes(JSON.stringify(NAME)), JSON.stringify(jobs.jobs[0]));
     assert.equal(jobs.jobs[0]!.state, 'completed');
     assert.equal(jobs.jobs[0]!.progress?.fraction, 1);

@@ -21,26 +21,91 @@ describe('virsh output parsing', () => {
     );
     assert.deepEqual([...stats.keys()], ['a b', '$(reboot)']);
     assert.deepEqual(vmFromStats('a b', 'h1', stats.get('a b')!, undefined, '4'), {
-      name: 'a b', host: 'h1', vcpus: 2, memBytes: 256 * MIB, memUsedBytes: 256 * MIB, state: 'running', instanceId: '4', cpuTimeMs: 2500,
-      diskReadBytes: 11, diskWriteBytes: 22, netRxBytes: 7, netTxBytes: 8,
+      name: 'a b',
+      host: 'h1',
+      vcpus: 2,
+      memBytes: 256 * MIB,
+      memUsedBytes: 256 * MIB,
+      state: 'running',
+      instanceId: '4',
+      cpuTimeMs: 2500,
+      diskReadBytes: 11,
+      diskWriteBytes: 22,
+      netRxBytes: 7,
+      netTxBytes: 8,
     });
-    const stopped = vmFromStats('$(reboot)', 'h1', stats.get('$(reboot)')!, { 'CPU(s)': '1', 'Max memory': '1048576 KiB', 'Used memory': '524288 KiB' }, '-');
-    assert.deepEqual(stopped, { name: '$(reboot)', host: 'h1', vcpus: 1, memBytes: 512 * MIB, memUsedBytes: 0, state: 'stopped' });
+    const stopped = vmFromStats(
+      '$(reboot)',
+      'h1',
+      stats.get('$(reboot)')!,
+      { 'CPU(s)': '1', 'Max memory': '1048576 KiB', 'Used memory': '524288 KiB' },
+      '-',
+    );
+    assert.deepEqual(stopped, {
+      name: '$(reboot)',
+      host: 'h1',
+      vcpus: 1,
+      memBytes: 512 * MIB,
+      memUsedBytes: 0,
+      state: 'stopped',
+    });
   });
 
   it('reads domjobinfo sizes and times', () => {
-    const info = parseJobInfo('Job type:         Unbounded   \nData processed:   67.250 MiB\nData remaining:   0.000 B\nData total:       128.375 MiB\nExpected downtime: 300          ms\n');
-    assert.deepEqual(info, { type: 'Unbounded', dataProcessedBytes: Math.round(67.25 * MIB), dataRemainingBytes: 0, dataTotalBytes: Math.round(128.375 * MIB), expectedDowntimeMs: 300, totalDowntimeMs: undefined, elapsedMs: undefined });
+    const info = parseJobInfo(
+      'Job type:         Unbounded   \nData processed:   67.250 MiB\nData remaining:   0.000 B\nData total:       128.375 MiB\nExpected downtime: 300          ms\n',
+    );
+    assert.deepEqual(info, {
+      type: 'Unbounded',
+      dataProcessedBytes: Math.round(67.25 * MIB),
+      dataRemainingBytes: 0,
+      dataTotalBytes: Math.round(128.375 * MIB),
+      expectedDowntimeMs: 300,
+      totalDowntimeMs: undefined,
+      elapsedMs: undefined,
+    });
   });
 
   it('builds the migrate argv with every name as the value of a named option', () => {
     for (const name of HOSTILE) {
-      assert.deepEqual(migrateArgv('qemu+ssh://a/system', name, 'qemu+tls://b/system', { autoConverge: true, bandwidthMiBPerSec: 100 }), [
-        '-c', 'qemu+ssh://a/system', 'migrate', '--live', '--persistent', '--undefinesource', '--auto-converge', '--bandwidth', '100', '--domain', name, '--desturi', 'qemu+tls://b/system',
-      ]);
+      assert.deepEqual(
+        migrateArgv('qemu+ssh://a/system', name, 'qemu+tls://b/system', {
+          autoConverge: true,
+          bandwidthMiBPerSec: 100,
+        }),
+        [
+          '-c',
+          'qemu+ssh://a/system',
+          'migrate',
+          '--live',
+          '--persistent',
+          '--undefinesource',
+          '--auto-converge',
+          '--bandwidth',
+          '100',
+          '--domain',
+          name,
+          '--desturi',
+          'qemu+tls://b/system',
+        ],
+      );
     }
-    const driver = libvirtDriver({ a: 'test:///default', b: 'test:///default' }, { autoConverge: false, bandwidthCap: false });
-    assert.deepEqual(driver.migrateArgv({ vm: 'v', from: 'a', to: 'b', bandwidthBytesPerSec: MIB }), ['-c', 'test:///default', 'migrate', '--live', '--persistent', '--undefinesource', '--domain', 'v', '--desturi', 'test:///default']);
+    const driver = libvirtDriver(
+      { a: 'test:///default', b: 'test:///default' },
+      { autoConverge: false, bandwidthCap: false },
+    );
+    assert.deepEqual(driver.migrateArgv({ vm: 'v', from: 'a', to: 'b', bandwidthBytesPerSec: MIB }), [
+      '-c',
+      'test:///default',
+      'migrate',
+      '--live',
+      '--persistent',
+      '--undefinesource',
+      '--domain',
+      'v',
+      '--desturi',
+      'test:///default',
+    ]);
   });
 });
 
@@ -75,13 +140,19 @@ describe("libvirt driver on libvirt's test:///default", () => {
       two.migrate(migrationRequest('test', 't1', 't2')),
       /live migration of "test" from t1 to t2 failed: (virsh: exit 1: .*not supported.*|virsh migrate showed no migration job on t1 for 3 s and was stopped); it (keeps running|was last seen) on t1/,
     );
-    await assert.rejects(two.migrate({ ...migrationRequest('test', 't1', 't2'), mode: 'checkpoint' }), /migrates live only/);
+    await assert.rejects(
+      two.migrate({ ...migrationRequest('test', 't1', 't2'), mode: 'checkpoint' }),
+      /migrates live only/,
+    );
     await assert.rejects(two.inventory('t9'), /no libvirt URI for host "t9"; add it to drivers\.libvirt\.hosts/);
   });
 
   it('lbvm collect --driver libvirt without URIs names the key to set (exit 2, no stack)', async () => {
     const cwd = tmpDir();
-    const result = await runCli('lbvm', ['collect', '--driver', 'libvirt', '--store', 'files:./samples'], { cwd, env: cleanEnv() });
+    const result = await runCli('lbvm', ['collect', '--driver', 'libvirt', '--store', 'files:./samples'], {
+      cwd,
+      env: cleanEnv(),
+    });
     assert.equal(result.code, 2, result.stderr);
     assert.match(result.stderr, /drivers\.libvirt\.hosts: no host has a libvirt URI/);
     assert.doesNotMatch(result.stderr, /\bat .*\.(ts|js):\d+/);

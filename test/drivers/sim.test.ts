@@ -22,9 +22,18 @@ describe('sim driver', () => {
   });
 
   it('builds the same seeded cluster everywhere, sized by config.sim, and shares it through Redis', async () => {
-    const config = testConfig(redis.url, { 'sim.hosts': 5, 'sim.vms': 40, 'sim.seed': 42, 'sim.hostMem': '32GiB', 'sim.hostCpuCores': 8 });
+    const config = testConfig(redis.url, {
+      'sim.hosts': 5,
+      'sim.vms': 40,
+      'sim.seed': 42,
+      'sim.hostMem': '32GiB',
+      'sim.hostCpuCores': 8,
+    });
     assert.deepEqual(generateSimCluster(config.sim), generateSimCluster(config.sim));
-    assert.notDeepEqual(generateSimCluster(config.sim).placement, generateSimCluster({ ...config.sim, seed: 43 }).placement);
+    assert.notDeepEqual(
+      generateSimCluster(config.sim).placement,
+      generateSimCluster({ ...config.sim, seed: 43 }).placement,
+    );
     const log = createLogger({ level: 'error', format: 'json' });
     // Two drivers with their own connections stand for two processes (a collector and a worker).
     const first = (await createDriver('sim', { config, log })) as SimDriver;
@@ -33,18 +42,32 @@ describe('sim driver', () => {
     assert.equal(hosts.length, 5);
     assert.deepEqual(hosts[0], { name: 'sim-h001', cpuCores: 8, memBytes: 32 * 1024 ** 3 });
     const inventories = await Promise.all(hosts.map((host) => second.inventory(host.name)));
-    assert.equal(inventories.reduce((sum, inventory) => sum + inventory.vms.length, 0), 40);
+    assert.equal(
+      inventories.reduce((sum, inventory) => sum + inventory.vms.length, 0),
+      40,
+    );
     for (const inventory of inventories) {
       assert.equal(inventory.cpuCores, 8);
       for (const vm of inventory.vms) {
-        assert.ok(vm.cpuUsedCores! >= 0 && vm.cpuUsedCores! <= vm.vcpus, `${vm.name} uses ${vm.cpuUsedCores} of ${vm.vcpus} cores`);
+        assert.ok(
+          vm.cpuUsedCores! >= 0 && vm.cpuUsedCores! <= vm.vcpus,
+          `${vm.name} uses ${vm.cpuUsedCores} of ${vm.vcpus} cores`,
+        );
         assert.ok(vm.memUsedBytes > 0 && vm.memUsedBytes <= vm.memBytes);
       }
     }
     // A move made through one is seen by the other.
     const vm = inventories[0]!.vms[0]!;
     const target = hosts.find((host) => host.name !== vm.host)!.name;
-    await first.migrate({ vm: vm.name, from: vm.host, to: target, mode: 'live', downtimeLimitMs: 300, bandwidthBytesPerSec: 1024 ** 4, signal: new AbortController().signal });
+    await first.migrate({
+      vm: vm.name,
+      from: vm.host,
+      to: target,
+      mode: 'live',
+      downtimeLimitMs: 300,
+      bandwidthBytesPerSec: 1024 ** 4,
+      signal: new AbortController().signal,
+    });
     assert.equal(await second.locate(vm.name), target);
     await Promise.all([first.close(), second.close()]);
   });
@@ -62,7 +85,12 @@ describe('sim driver', () => {
       samples.push(await at());
       nowMs += 15 * 60_000;
     }
-    assert.ok(samples.some((sample, index) => index > 0 && sample.some((value, vm) => Math.abs(value - samples[0]![vm]!) > 0.01)), 'CPU use changes over the period');
+    assert.ok(
+      samples.some(
+        (sample, index) => index > 0 && sample.some((value, vm) => Math.abs(value - samples[0]![vm]!) > 0.01),
+      ),
+      'CPU use changes over the period',
+    );
     client.disconnect();
   });
 
@@ -71,17 +99,37 @@ describe('sim driver', () => {
     const client = connectRedis(redis.url);
     const driver = new SimDriver({ config, redis: client });
     await driver.cluster.define(
-      [{ name: 'a', cpuCores: 4, memBytes: 8 * 1024 ** 3 }, { name: 'b', cpuCores: 4, memBytes: 8 * 1024 ** 3 }],
+      [
+        { name: 'a', cpuCores: 4, memBytes: 8 * 1024 ** 3 },
+        { name: 'b', cpuCores: 4, memBytes: 8 * 1024 ** 3 },
+      ],
       [{ name: 'vm', vcpus: 1, memBytes: 100 * 1024 * 1024, cpuBase: 0.1, cpuSwing: 0, phase: 0, memUse: 0.5 }],
       { vm: 'a' },
     );
     const controller = new AbortController();
-    const moving = driver.migrate({ vm: 'vm', from: 'a', to: 'b', mode: 'live', downtimeLimitMs: 300, bandwidthBytesPerSec: 50 * 1024 * 1024, signal: controller.signal });
+    const moving = driver.migrate({
+      vm: 'vm',
+      from: 'a',
+      to: 'b',
+      mode: 'live',
+      downtimeLimitMs: 300,
+      bandwidthBytesPerSec: 50 * 1024 * 1024,
+      signal: controller.signal,
+    });
     setTimeout(() => controller.abort(new Error('stop')), 300);
     await assert.rejects(moving, /stop/);
     assert.equal(await driver.locate('vm'), 'a');
     const progress: number[] = [];
-    const outcome = await driver.migrate({ vm: 'vm', from: 'a', to: 'b', mode: 'live', downtimeLimitMs: 300, bandwidthBytesPerSec: 200 * 1024 * 1024, signal: new AbortController().signal, onProgress: (p) => progress.push(p.fraction) });
+    const outcome = await driver.migrate({
+      vm: 'vm',
+      from: 'a',
+      to: 'b',
+      mode: 'live',
+      downtimeLimitMs: 300,
+      bandwidthBytesPerSec: 200 * 1024 * 1024,
+      signal: new AbortController().signal,
+      onProgress: (p) => progress.push(p.fraction),
+    });
     assert.ok(outcome.totalMs >= 450, `100 MiB at 200 MiB/s took ${outcome.totalMs} ms`);
     assert.equal(outcome.bytesCopied, 100 * 1024 * 1024);
     assert.ok(progress.length >= 3 && progress.at(-1) === 1);

@@ -34,7 +34,9 @@ describe('fault 1: InfluxDB down for 3 collect rounds, then back', () => {
     const t0 = Date.now() - 10 * 60_000;
     const roundAt = (index: number): Sample[] => [
       hostSample('n1', t0 + index * 10_000, { cpuUsedCores: index }),
-      ...Array.from({ length: 30 }, (_unused, vm) => vmSample(`vm-${vm}`, 'n1', t0 + index * 10_000, { cpuUsedCores: (vm % 2) / 2 })),
+      ...Array.from({ length: 30 }, (_unused, vm) =>
+        vmSample(`vm-${vm}`, 'n1', t0 + index * 10_000, { cpuUsedCores: (vm % 2) / 2 }),
+      ),
     ];
     const before = await deliver(store, spool, { samples: roundAt(0) });
     assert.equal(before.written, 31);
@@ -60,12 +62,28 @@ describe('fault 1: InfluxDB down for 3 collect rounds, then back', () => {
     assert.equal(after.replayed, 93);
     assert.equal(after.written, 31);
     assert.equal(spool.pendingBytes(), 0);
-    const series = await influxQuery(server, 'outage-store', 'SELECT count("cpuUsedCores") FROM "lbvm_raw"."vm_sample" GROUP BY "vm"', admin);
+    const series = await influxQuery(
+      server,
+      'outage-store',
+      'SELECT count("cpuUsedCores") FROM "lbvm_raw"."vm_sample" GROUP BY "vm"',
+      admin,
+    );
     const counts = series.results[0]!.series!.map((entry) => entry.values[0]![1]);
     assert.equal(counts.length, 30);
-    assert.ok(counts.every((count) => count === 5), `each VM has 5 samples, once each: ${counts.join(',')}`);
-    const hosts = await influxQuery(server, 'outage-store', 'SELECT "cpuUsedCores" FROM "lbvm_raw"."host_sample"', admin);
-    assert.deepEqual(hosts.results[0]!.series![0]!.values, [0, 1, 2, 3, 4].map((index) => [t0 + index * 10_000, index]));
+    assert.ok(
+      counts.every((count) => count === 5),
+      `each VM has 5 samples, once each: ${counts.join(',')}`,
+    );
+    const hosts = await influxQuery(
+      server,
+      'outage-store',
+      'SELECT "cpuUsedCores" FROM "lbvm_raw"."host_sample"',
+      admin,
+    );
+    assert.deepEqual(
+      hosts.results[0]!.series![0]!.values,
+      [0, 1, 2, 3, 4].map((index) => [t0 + index * 10_000, index]),
+    );
   });
   it('lbvm collect from cron, InfluxDB down for 3 rounds: each round spools with one warning; the next round replays them, in order, once', async () => {
     const cwd = tmpDir();
@@ -94,29 +112,58 @@ describe('fault 1: InfluxDB down for 3 collect rounds, then back', () => {
     const parsed = JSON.parse(last.stdout) as { timeMs: number; delivery: { replayed: number; written: number } };
     assert.deepEqual([parsed.delivery.replayed, parsed.delivery.written], [3, 1]);
     times.push(parsed.timeMs);
-    const stored = (await readWindow(server.storeUrl('outage', admin))).samples.map((sample) => sample.timeMs).sort((a, b) => a - b);
+    const stored = (await readWindow(server.storeUrl('outage', admin))).samples
+      .map((sample) => sample.timeMs)
+      .sort((a, b) => a - b);
     assert.deepEqual(stored, times, 'every round once');
   });
 
   it('one long-running lbvm collect --every 1s: the rounds taken while InfluxDB is down arrive once, in order, without a restart', async () => {
     const cwd = tmpDir();
-    const collector = spawnTracked(process.execPath, [path.join(ROOT, 'bin/lbvm.js'), 'collect', '--host-only', '--node', 'loop', '--every', '1s', '--json'], {
-      cwd,
-      env: cleanEnv({ LBVM_STORE_URL: server.storeUrl('outage-loop', admin), LBVM_LOG_FORMAT: 'json', LBVM_LOG_LEVEL: 'info' }),
-    });
-    type Round = { timeMs: number; delivery: { written: number; spooled: number; replayed: number; storeError?: string } };
-    const lines = () => collector.output().split('\n').filter((line) => line.startsWith('{'));
-    const rounds = () => lines().map((line) => JSON.parse(line) as Round & { level?: number }).filter((entry) => entry.delivery !== undefined);
+    const collector = spawnTracked(
+      process.execPath,
+      [path.join(ROOT, 'bin/lbvm.js'), 'collect', '--host-only', '--node', 'loop', '--every', '1s', '--json'],
+      {
+        cwd,
+        env: cleanEnv({
+          LBVM_STORE_URL: server.storeUrl('outage-loop', admin),
+          LBVM_LOG_FORMAT: 'json',
+          LBVM_LOG_LEVEL: 'info',
+        }),
+      },
+    );
+    type Round = {
+      timeMs: number;
+      delivery: { written: number; spooled: number; replayed: number; storeError?: string };
+    };
+    const lines = () =>
+      collector
+        .output()
+        .split('\n')
+        .filter((line) => line.startsWith('{'));
+    const rounds = () =>
+      lines()
+        .map((line) => JSON.parse(line) as Round & { level?: number })
+        .filter((entry) => entry.delivery !== undefined);
     const warnings = () => lines().filter((line) => line.includes('"level":40'));
     try {
-      await waitFor('a first round stored', () => rounds().some((round) => round.delivery.written === 1), { process: collector, timeoutMs: 20_000 });
+      await waitFor('a first round stored', () => rounds().some((round) => round.delivery.written === 1), {
+        process: collector,
+        timeoutMs: 20_000,
+      });
       await server.stop();
       try {
-        await waitFor('3 rounds spooled', () => rounds().filter((round) => round.delivery.spooled > 0).length >= 3, { process: collector, timeoutMs: 20_000 });
+        await waitFor('3 rounds spooled', () => rounds().filter((round) => round.delivery.spooled > 0).length >= 3, {
+          process: collector,
+          timeoutMs: 20_000,
+        });
       } finally {
         await server.start();
       }
-      await waitFor('a round that replays the spool', () => rounds().some((round) => round.delivery.replayed > 0), { process: collector, timeoutMs: 20_000 });
+      await waitFor('a round that replays the spool', () => rounds().some((round) => round.delivery.replayed > 0), {
+        process: collector,
+        timeoutMs: 20_000,
+      });
     } finally {
       collector.child.kill('SIGTERM');
       assert.equal((await collector.exited).code, 0, collector.output().slice(-2000));
@@ -124,13 +171,34 @@ describe('fault 1: InfluxDB down for 3 collect rounds, then back', () => {
     const taken = rounds();
     const failed = taken.filter((round) => round.delivery.storeError);
     assert.ok(failed.length >= 3, JSON.stringify(taken));
-    for (const round of failed) assert.match(round.delivery.storeError!, /InfluxDB at influx:\/\/collector:\*\*\*@127\.0\.0\.1:\d+\/outage-loop is unavailable/);
-    assert.equal(warnings().filter((line) => /did not take this round/.test(line)).length, 1, 'one warning for the outage, not one per round');
+    for (const round of failed)
+      assert.match(
+        round.delivery.storeError!,
+        /InfluxDB at influx:\/\/collector:\*\*\*@127\.0\.0\.1:\d+\/outage-loop is unavailable/,
+      );
+    assert.equal(
+      warnings().filter((line) => /did not take this round/.test(line)).length,
+      1,
+      'one warning for the outage, not one per round',
+    );
     assert.equal(lines().filter((line) => /takes rounds again/.test(line)).length, 1, 'one line when it is over');
-    assert.equal(taken.reduce((sum, round) => sum + round.delivery.replayed, 0), failed.reduce((sum, round) => sum + round.delivery.spooled, 0), 'every spooled sample replayed');
+    assert.equal(
+      taken.reduce((sum, round) => sum + round.delivery.replayed, 0),
+      failed.reduce((sum, round) => sum + round.delivery.spooled, 0),
+      'every spooled sample replayed',
+    );
     assert.ok(!collector.output().includes(admin.password), 'a secret reached the output');
-    const answer = await influxQuery(server, 'outage-loop', 'SELECT "cpuUsedCores" FROM "lbvm_raw"."host_sample"', admin);
+    const answer = await influxQuery(
+      server,
+      'outage-loop',
+      'SELECT "cpuUsedCores" FROM "lbvm_raw"."host_sample"',
+      admin,
+    );
     const stored = answer.results[0]!.series![0]!.values.map((row) => row[0] as number);
-    assert.deepEqual(stored, taken.map((round) => round.timeMs), 'every round stored once, in the order taken');
+    assert.deepEqual(
+      stored,
+      taken.map((round) => round.timeMs),
+      'every round stored once, in the order taken',
+    );
   });
 });

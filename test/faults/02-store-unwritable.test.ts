@@ -62,42 +62,53 @@ describe('fault 2: the shared files store unwritable (read-only or full)', () =>
     },
   ];
   for (const fault of faults) {
-    it(`a store folder ${fault.name}: each collect round spools with one warning naming the error, and the next good round replays all, in order, once`, async () => {
-      const shared = tmpfs(1024 * 1024);
-      const storeDir = path.join(shared, 'samples');
-      const captured = captureLog();
-      const store = new FilesStore({ dir: storeDir, retentionMs: 86_400_000, log: captured.log });
-      const spool = new Spool({ dir: path.join(tmpDir(), 'spool'), maxBytes: 1024 * 1024, log: captured.log });
-      const stateFile = path.join(tmpDir(), 'state.json');
-      const round = () => collectRound({ node: 'n1', store, spool, driver: null, stateFile, log: captured.log, baselineWaitMs: 20 });
+    it(
+      `a store folder ${fault.name}: each collect round spools with one warning ` +
+        `naming the error, and the next good round replays all, in order, once`,
+      async () => {
+        const shared = tmpfs(1024 * 1024);
+        const storeDir = path.join(shared, 'samples');
+        const captured = captureLog();
+        const store = new FilesStore({ dir: storeDir, retentionMs: 86_400_000, log: captured.log });
+        const spool = new Spool({ dir: path.join(tmpDir(), 'spool'), maxBytes: 1024 * 1024, log: captured.log });
+        const stateFile = path.join(tmpDir(), 'state.json');
+        const round = () =>
+          collectRound({ node: 'n1', store, spool, driver: null, stateFile, log: captured.log, baselineWaitMs: 20 });
 
-      const first = await round();
-      assert.equal(first.delivery.written, 1);
-      fault.make(shared, store.fileFor('n1', first.timeMs));
-      const during = [];
-      for (let index = 0; index < 3; index++) during.push(await round());
-      for (const result of during) {
-        assert.deepEqual([result.delivery.written, result.delivery.spooled], [0, 1], JSON.stringify(result.delivery));
-        assert.match(result.delivery.storeError ?? '', fault.code);
-      }
-      const warnings = captured.warnings().filter((line) => /did not take this round/.test(line.msg));
-      assert.equal(warnings.length, 3, 'one warning per round');
-      for (const warning of warnings) {
-        assert.ok(warning.msg.startsWith(`store files:${storeDir} did not take this round: `), warning.msg);
-        assert.match(warning.msg, fault.code);
-      }
-      assert.equal((await spool.pendingItems()).length, 3);
+        const first = await round();
+        assert.equal(first.delivery.written, 1);
+        fault.make(shared, store.fileFor('n1', first.timeMs));
+        const during = [];
+        for (let index = 0; index < 3; index++) during.push(await round());
+        for (const result of during) {
+          assert.deepEqual([result.delivery.written, result.delivery.spooled], [0, 1], JSON.stringify(result.delivery));
+          assert.match(result.delivery.storeError ?? '', fault.code);
+        }
+        const warnings = captured.warnings().filter((line) => /did not take this round/.test(line.msg));
+        assert.equal(warnings.length, 3, 'one warning per round');
+        for (const warning of warnings) {
+          assert.ok(warning.msg.startsWith(`store files:${storeDir} did not take this round: `), warning.msg);
+          assert.match(warning.msg, fault.code);
+        }
+        assert.equal((await spool.pendingItems()).length, 3);
 
-      fault.mend(shared);
-      const back = await round();
-      assert.deepEqual([back.delivery.replayed, back.delivery.written, back.delivery.spoolBytes], [3, 1, 0]);
-      assert.equal((await spool.pendingItems()).length, 0);
-      const stored = (await readWindow(`files:${storeDir}`, { fromMs: first.timeMs, toMs: back.timeMs })).samples;
-      const times = [first, ...during, back].map((result) => result.timeMs);
-      // Exactly once each, and in the file in the order they were taken.
-      assert.deepEqual(stored.map((sample) => sample.timeMs), times);
-      assert.deepEqual([...times].sort((a, b) => a - b), times);
-    });
+        fault.mend(shared);
+        const back = await round();
+        assert.deepEqual([back.delivery.replayed, back.delivery.written, back.delivery.spoolBytes], [3, 1, 0]);
+        assert.equal((await spool.pendingItems()).length, 0);
+        const stored = (await readWindow(`files:${storeDir}`, { fromMs: first.timeMs, toMs: back.timeMs })).samples;
+        const times = [first, ...during, back].map((result) => result.timeMs);
+        // Exactly once each, and in the file in the order they were taken.
+        assert.deepEqual(
+          stored.map((sample) => sample.timeMs),
+          times,
+        );
+        assert.deepEqual(
+          [...times].sort((a, b) => a - b),
+          times,
+        );
+      },
+    );
   }
 
   it('a store folder on a filesystem that refuses new folders with ENOENT (procfs): the round ends, spooled, naming the error', async () => {
@@ -105,7 +116,14 @@ describe('fault 2: the shared files store unwritable (read-only or full)', () =>
     const storeDir = path.join('/proc', `lbvm-${process.pid}`, 'samples');
     const spool = new Spool({ dir: path.join(tmpDir(), 'spool'), maxBytes: 1024 * 1024 });
     const started = Date.now();
-    const result = await collectRound({ node: 'n1', store: openStore(`files:${storeDir}`), spool, driver: null, stateFile: path.join(tmpDir(), 'state.json'), baselineWaitMs: 20 });
+    const result = await collectRound({
+      node: 'n1',
+      store: openStore(`files:${storeDir}`),
+      spool,
+      driver: null,
+      stateFile: path.join(tmpDir(), 'state.json'),
+      baselineWaitMs: 20,
+    });
     assert.ok(Date.now() - started < 10_000, `the round took ${Date.now() - started} ms`);
     assert.deepEqual([result.delivery.written, result.delivery.spooled], [0, 1]);
     assert.match(result.delivery.storeError ?? '', /ENOENT.*mkdir/);
@@ -118,7 +136,9 @@ describe('fault 2: the shared files store unwritable (read-only or full)', () =>
     const spool = new Spool({ dir: path.join(tmpDir(), 'spool'), maxBytes: 64 * 1024 * 1024 });
     const t0 = Date.now() - 60_000;
     // Long names make each line ~2 KB, so the 256 KB tmpfs fills during this round.
-    const round: Sample[] = Array.from({ length: 400 }, (_unused, index) => vmSample(`vm-${index}-${'x'.repeat(2000)}`, `n${index % 4}`, t0 + index));
+    const round: Sample[] = Array.from({ length: 400 }, (_unused, index) =>
+      vmSample(`vm-${index}-${'x'.repeat(2000)}`, `n${index % 4}`, t0 + index),
+    );
     const first = await deliver(store, spool, { samples: round });
     assert.ok(first.written > 0 && first.spooled > 0, JSON.stringify(first));
     assert.equal(first.written + first.spooled, round.length);
@@ -139,15 +159,27 @@ describe('fault 2: the shared files store unwritable (read-only or full)', () =>
     const spool = new Spool({ dir: tmpDir(), maxBytes: 1e6 });
     const t0 = Date.now() - 60_000;
     remount(shared, 'ro');
-    const first = await deliver(store, spool, { samples: [hostSample('n1', t0)], events: [{ type: 'migration.started', timeMs: t0, vm: 'a' }] });
-    const second = await deliver(store, spool, { samples: [hostSample('n1', t0 + 1000)], events: [{ type: 'migration.finished', timeMs: t0 + 1000, vm: 'a' }] });
+    const first = await deliver(store, spool, {
+      samples: [hostSample('n1', t0)],
+      events: [{ type: 'migration.started', timeMs: t0, vm: 'a' }],
+    });
+    const second = await deliver(store, spool, {
+      samples: [hostSample('n1', t0 + 1000)],
+      events: [{ type: 'migration.finished', timeMs: t0 + 1000, vm: 'a' }],
+    });
     assert.deepEqual([first.spooled, second.spooled], [2, 2]);
     remount(shared, 'rw');
     const back = await deliver(store, spool, {});
     assert.equal(back.replayed, 4);
     const events = await store.readEvents({ fromMs: t0, toMs: t0 + 1000 });
-    assert.deepEqual(events.map((event) => event.type), ['migration.started', 'migration.finished']);
-    assert.deepEqual((await readWindow(`files:${storeDir}`, { fromMs: t0, toMs: t0 + 1000 })).samples.map((sample) => sample.timeMs), [t0, t0 + 1000]);
+    assert.deepEqual(
+      events.map((event) => event.type),
+      ['migration.started', 'migration.finished'],
+    );
+    assert.deepEqual(
+      (await readWindow(`files:${storeDir}`, { fromMs: t0, toMs: t0 + 1000 })).samples.map((sample) => sample.timeMs),
+      [t0, t0 + 1000],
+    );
   });
 
   it('resumes a replay cut short by a new outage without writing a batch twice', async () => {
@@ -178,6 +210,9 @@ describe('fault 2: the shared files store unwritable (read-only or full)', () =>
     assert.deepEqual([rest.replayed, rest.error], [30, undefined]);
     const stored = (await readWindow(`files:${storeDir}`, { fromMs: t0, toMs: t0 + 60_000 })).samples;
     assert.equal(stored.length, 50);
-    assert.deepEqual(stored.map((sample) => sample.timeMs).sort((a, b) => a - b), samples.map((sample) => sample.timeMs));
+    assert.deepEqual(
+      stored.map((sample) => sample.timeMs).sort((a, b) => a - b),
+      samples.map((sample) => sample.timeMs),
+    );
   });
 });

@@ -9,7 +9,15 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { QemuDriver } from '../../src/drivers/qemu/driver.ts';
 import { createLogger } from '../../src/log.ts';
-import { qemuPids, qemuProcessesOf, startAgent, testGuestSpec, ticks, waitBooted, type TestAgent } from '../helpers/agent.ts';
+import {
+  qemuPids,
+  qemuProcessesOf,
+  startAgent,
+  testGuestSpec,
+  ticks,
+  waitBooted,
+  type TestAgent,
+} from '../helpers/agent.ts';
 import { startRedis, type RedisServer } from '../helpers/redis.ts';
 import { eventsOf, job, MIB, queueRig, until, type QueueRig } from '../queue/support.ts';
 import { Daemons, qemuQueueRig, stopAgents } from './support.ts';
@@ -26,7 +34,13 @@ describe('fault 6: worker SIGKILLed mid-migration', () => {
 
   before(async () => {
     [redis, a, b] = await Promise.all([startRedis(), startAgent('host-a'), startAgent('host-b')]);
-    driver = new QemuDriver(new Map([[a.host, a.client], [b.host, b.client]]), createLogger({ level: 'warn', format: 'json' }));
+    driver = new QemuDriver(
+      new Map([
+        [a.host, a.client],
+        [b.host, b.client],
+      ]),
+      createLogger({ level: 'warn', format: 'json' }),
+    );
     await a.client.start(testGuestSpec(GUEST, { memPercent: 40, dirtyPercent: 2 }));
     await waitBooted(a, GUEST);
   });
@@ -42,11 +56,21 @@ describe('fault 6: worker SIGKILLed mid-migration', () => {
     const before = ticks(a.console(GUEST)).at(-1)!;
     const queued = await rig.queue.enqueue(job(GUEST, a.host, b.host, { planId: 'crash-1' }));
     const first = rig.spawnWorker();
-    await until('the migration to be under way', async () => ((await rig.queue.job(queued.jobId))?.progress?.bytesCopied ?? 0) > 0, 60_000, async () => first.output());
+    await until(
+      'the migration to be under way',
+      async () => ((await rig.queue.job(queued.jobId))?.progress?.bytesCopied ?? 0) > 0,
+      60_000,
+      async () => first.output(),
+    );
     first.child.kill('SIGKILL');
     await first.exited;
     const second = rig.spawnWorker();
-    await until('the job to complete after the restart', async () => (await rig.queue.job(queued.jobId))?.state === 'completed', 120_000, async () => second.output());
+    await until(
+      'the job to complete after the restart',
+      async () => (await rig.queue.job(queued.jobId))?.state === 'completed',
+      120_000,
+      async () => second.output(),
+    );
     // The agents carry on the move the dead worker started: the re-run either found the VM at its
     // destination, or re-attached to that same migration (never a second one).
     assert.ok(['already-there', 'migrated'].includes((await rig.queue.job(queued.jobId))?.result?.outcome ?? ''));
@@ -64,22 +88,42 @@ describe('fault 6: worker SIGKILLed mid-migration', () => {
 
   it('sim driver: the re-run moves the VM once; the dead attempt never commits', async () => {
     // 128 MiB at 32 MiB/s: a 4 s migration; a worker that stops renewing loses the job after 2 s.
-    const r = await queueRig(redis.url, ['h1', 'h2'], { vm1: 'h1' }, { 'migration.bandwidthBytesPerSec': 32 * MIB, 'migration.lockDuration': '2s', 'migration.slotWait': '200ms' }, 128 * MIB);
+    const r = await queueRig(
+      redis.url,
+      ['h1', 'h2'],
+      { vm1: 'h1' },
+      { 'migration.bandwidthBytesPerSec': 32 * MIB, 'migration.lockDuration': '2s', 'migration.slotWait': '200ms' },
+      128 * MIB,
+    );
     rigs.push(r);
     const queued = await r.queue.enqueue(job('vm1', 'h1', 'h2'));
     const first = daemons.simWorker(r.config);
-    await until('the first worker to start the migration', async () => (await eventsOf(r, 'migration.started')).length === 1, 30_000, async () => first.output());
+    await until(
+      'the first worker to start the migration',
+      async () => (await eventsOf(r, 'migration.started')).length === 1,
+      30_000,
+      async () => first.output(),
+    );
     await sleep(1000);
     first.child.kill('SIGKILL');
     await first.exited;
     assert.equal(await r.driver.locate('vm1'), 'h1', 'a killed migration has not moved the VM');
     const second = daemons.simWorker(r.config);
-    await until('the job to complete after the restart', async () => (await r.queue.job(queued.jobId))?.state === 'completed', 60_000, async () => second.output());
+    await until(
+      'the job to complete after the restart',
+      async () => (await r.queue.job(queued.jobId))?.state === 'completed',
+      60_000,
+      async () => second.output(),
+    );
     assert.equal(await r.driver.locate('vm1'), 'h2');
     const finished = await eventsOf(r, 'migration.finished');
     assert.equal(finished.length, 1);
     assert.equal(finished[0]!.detail?.outcome, 'migrated');
-    assert.equal((await eventsOf(r, 'migration.started')).length, 2, 'started by the dead worker, then once more after its lock expired');
+    assert.equal(
+      (await eventsOf(r, 'migration.started')).length,
+      2,
+      'started by the dead worker, then once more after its lock expired',
+    );
     await second.stop();
   });
 });

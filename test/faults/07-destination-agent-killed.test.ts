@@ -8,7 +8,15 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { QemuDriver } from '../../src/drivers/qemu/driver.ts';
 import { createLogger } from '../../src/log.ts';
-import { qemuPids, qemuProcessesOf, startAgent, testGuestSpec, ticks, waitBooted, type TestAgent } from '../helpers/agent.ts';
+import {
+  qemuPids,
+  qemuProcessesOf,
+  startAgent,
+  testGuestSpec,
+  ticks,
+  waitBooted,
+  type TestAgent,
+} from '../helpers/agent.ts';
 import { startRedis, type RedisServer } from '../helpers/redis.ts';
 import { eventsOf, job, MIB, until } from '../queue/support.ts';
 import { Daemons, qemuQueueRig, stopAgents } from './support.ts';
@@ -35,13 +43,29 @@ describe('fault 7: destination agent killed during a live migration', () => {
   it('the guest keeps running on its source, the job fails with the reason, leftovers go on restart', async () => {
     // Move the guest from B to A over a slow link, and kill A's agent (the destination).
     const rig = qemuQueueRig(redis.url, daemons, a, b, 2 * MIB, 1);
-    const driver = new QemuDriver(new Map([[a.host, a.client], [b.host, b.client]]), createLogger({ level: 'warn', format: 'json' }));
+    const driver = new QemuDriver(
+      new Map([
+        [a.host, a.client],
+        [b.host, b.client],
+      ]),
+      createLogger({ level: 'warn', format: 'json' }),
+    );
     const queued = await rig.queue.enqueue(job(GUEST, b.host, a.host, { planId: 'dest-dies' }));
     const worker = rig.spawnWorker();
-    await until('the migration to be under way', async () => ((await rig.queue.job(queued.jobId))?.progress?.bytesCopied ?? 0) > 0, 60_000, async () => worker.output());
+    await until(
+      'the migration to be under way',
+      async () => ((await rig.queue.job(queued.jobId))?.progress?.bytesCopied ?? 0) > 0,
+      60_000,
+      async () => worker.output(),
+    );
     assert.ok(qemuPids(a.stateDir).length > 0, 'the destination started its incoming QEMU');
     await a.kill();
-    await until('the job to fail', async () => (await rig.queue.job(queued.jobId))?.state === 'failed', 60_000, async () => worker.output());
+    await until(
+      'the job to fail',
+      async () => (await rig.queue.job(queued.jobId))?.state === 'failed',
+      60_000,
+      async () => worker.output(),
+    );
     assert.match((await rig.queue.job(queued.jobId))!.failedReason!, /destination agent \(host-a\) stopped answering/);
     const failed = await eventsOf(rig, 'migration.failed');
     assert.equal(failed.length, 1);
@@ -53,7 +77,11 @@ describe('fault 7: destination agent killed during a live migration', () => {
     await sleep(2000);
     assert.ok(ticks(b.console(GUEST)).at(-1)! > tick, 'the guest keeps counting on its source');
     await a.start();
-    await until('A to clean up the half-started guest', async () => qemuPids(a.stateDir).length === 0 && (await a.client.list()).guests.length === 0, 20_000);
+    await until(
+      'A to clean up the half-started guest',
+      async () => qemuPids(a.stateDir).length === 0 && (await a.client.list()).guests.length === 0,
+      20_000,
+    );
     assert.equal(qemuProcessesOf(GUEST).length, 1);
     assert.equal(await driver.locate(GUEST), b.host);
     await worker.stop();

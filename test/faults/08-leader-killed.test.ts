@@ -47,7 +47,13 @@ describe('fault 8: leader monitor SIGKILLed, two standbys', () => {
       store: { url: `files:${path.join(dir, 'samples')}`, spoolDir: path.join(dir, 'spool') },
       collect: { stateFile: path.join(dir, 'state.json') },
       monitor: { interval: '500ms', window: '30s', lease: `${LEASE_MS}ms`, listen: '127.0.0.1:0' },
-      limits: { movesPerRound: 2, migrationsPerSourceHost: 8, migrationsPerDestinationHost: 8, migrationsInCluster: 16, cooldown: '1s' },
+      limits: {
+        movesPerRound: 2,
+        migrationsPerSourceHost: 8,
+        migrationsPerDestinationHost: 8,
+        migrationsInCluster: 16,
+        cooldown: '1s',
+      },
       log: { level: 'info', format: 'json' },
     };
     const configFile = path.join(dir, 'lbvm.yaml');
@@ -56,7 +62,15 @@ describe('fault 8: leader monitor SIGKILLed, two standbys', () => {
     const redis = connectRedis(server.url);
     const log = createLogger({ level: 'error', format: 'json' });
     const driver = new SimDriver({ config, redis });
-    const vms = Array.from({ length: 12 }, (_, i) => ({ name: `vm-${i}`, vcpus: 1, memBytes: 2 * GiB, cpuBase: 0.3, cpuSwing: 0, phase: 0, memUse: 0.5 }));
+    const vms = Array.from({ length: 12 }, (_, i) => ({
+      name: `vm-${i}`,
+      vcpus: 1,
+      memBytes: 2 * GiB,
+      cpuBase: 0.3,
+      cpuSwing: 0,
+      phase: 0,
+      memUse: 0.5,
+    }));
     await driver.cluster.define(
       ['h1', 'h2', 'h3', 'h4'].map((name) => ({ name, cpuCores: 4, memBytes: 16 * GiB })),
       vms,
@@ -67,7 +81,16 @@ describe('fault 8: leader monitor SIGKILLed, two standbys', () => {
     const spool = new Spool({ dir: config.store.spoolDir, maxBytes: config.store.spoolMaxBytes, log });
     const collectAll = async () => {
       for (const node of ['h1', 'h2', 'h3', 'h4']) {
-        await collectRound({ node, store, spool, driver, stateFile: config.collect.stateFile, logicalCapacity: { cpuCores: 4, memBytes: 16 * GiB }, log, baselineWaitMs: 0 });
+        await collectRound({
+          node,
+          store,
+          spool,
+          driver,
+          stateFile: config.collect.stateFile,
+          logicalCapacity: { cpuCores: 4, memBytes: 16 * GiB },
+          log,
+          baselineWaitMs: 0,
+        });
       }
     };
     await collectAll();
@@ -79,7 +102,11 @@ describe('fault 8: leader monitor SIGKILLed, two standbys', () => {
     })();
 
     for (let i = 0; i < 3; i++) {
-      monitors.push(spawnTracked(process.execPath, [path.join(ROOT, 'bin/lbvm.js'), 'monitor', '--config', configFile], { env: cleanEnv() }));
+      monitors.push(
+        spawnTracked(process.execPath, [path.join(ROOT, 'bin/lbvm.js'), 'monitor', '--config', configFile], {
+          env: cleanEnv(),
+        }),
+      );
     }
     const keys = leaseKeys('fo');
     const holder = async () => (await redis.get(keys.lease)) ?? '';
@@ -93,13 +120,21 @@ describe('fault 8: leader monitor SIGKILLed, two standbys', () => {
     const standbys = monitors.filter((m) => m !== leader);
     const firstJobs = await queue.jobs();
     const firstToken = Number(await redis.get(keys.fence));
-    assert.ok(firstJobs.every((job) => job.data.fencingToken === firstToken), 'every job carries the one leader\'s token');
-    for (const standby of standbys) assert.doesNotMatch(standby.output(), /"enqueued":\[\{/, 'a standby enqueued something');
+    assert.ok(
+      firstJobs.every((job) => job.data.fencingToken === firstToken),
+      "every job carries the one leader's token",
+    );
+    for (const standby of standbys)
+      assert.doesNotMatch(standby.output(), /"enqueued":\[\{/, 'a standby enqueued something');
 
     // The leader serves /healthz and /metrics on the address it logged.
     const listen = leader.output().match(/"listen":"([^"]+)".*serving \/healthz/)?.[1];
     assert.ok(listen, `no listen address in the leader's log:\n${leader.output().slice(-2000)}`);
-    const health = (await (await fetch(`http://${listen}/healthz`)).json()) as { ok: boolean; leader: boolean; fencingToken: number };
+    const health = (await (await fetch(`http://${listen}/healthz`)).json()) as {
+      ok: boolean;
+      leader: boolean;
+      fencingToken: number;
+    };
     assert.deepEqual([health.ok, health.leader, health.fencingToken], [true, true, firstToken]);
     const metrics = await (await fetch(`http://${listen}/metrics`)).text();
     assert.match(metrics, /^lbvm_monitor_leader 1$/m);
@@ -108,10 +143,14 @@ describe('fault 8: leader monitor SIGKILLed, two standbys', () => {
 
     const killedAt = Date.now();
     leader.child.kill('SIGKILL');
-    await waitFor('a standby takes over', async () => {
-      const now = await holder();
-      return now !== '' && !now.endsWith(`:${leaderPid}`);
-    }, { timeoutMs: 4 * LEASE_MS });
+    await waitFor(
+      'a standby takes over',
+      async () => {
+        const now = await holder();
+        return now !== '' && !now.endsWith(`:${leaderPid}`);
+      },
+      { timeoutMs: 4 * LEASE_MS },
+    );
     const takeoverMs = Date.now() - killedAt;
     const newPid = Number((await holder()).split(':').pop());
     const standby = standbys.find((m) => m.child.pid === newPid)!;
@@ -120,7 +159,9 @@ describe('fault 8: leader monitor SIGKILLed, two standbys', () => {
     assert.ok(takeoverMs <= 2 * LEASE_MS + 500, `takeover took ${takeoverMs} ms; the lease is ${LEASE_MS} ms`);
     assert.ok(Number(await redis.get(keys.fence)) > firstToken, 'the new leader has a higher fencing token');
 
-    await waitFor('the new leader enqueues', async () => (await queue.jobs()).length > firstJobs.length, { timeoutMs: 20_000 });
+    await waitFor('the new leader enqueues', async () => (await queue.jobs()).length > firstJobs.length, {
+      timeoutMs: 20_000,
+    });
     await sleep(1500);
     const jobs = await queue.jobs();
     const perVm = new Map<string, number>();
@@ -129,7 +170,10 @@ describe('fault 8: leader monitor SIGKILLed, two standbys', () => {
     assert.deepEqual(twice, [], `VMs enqueued twice across the handover: ${JSON.stringify(twice)}`);
     const newToken = Number(await redis.get(keys.fence));
     const later = jobs.filter((job) => !firstJobs.some((first) => first.jobId === job.jobId));
-    assert.ok(later.every((job) => job.data.fencingToken === newToken), 'every job after the handover carries the new leader\'s token');
+    assert.ok(
+      later.every((job) => job.data.fencingToken === newToken),
+      "every job after the handover carries the new leader's token",
+    );
     assert.doesNotMatch(other.output(), /became the active monitor/, 'the second standby also took the lead');
     assert.doesNotMatch(other.output(), /"enqueued":\[\{/, 'the second standby enqueued something');
 
@@ -141,7 +185,9 @@ describe('fault 8: leader monitor SIGKILLed, two standbys', () => {
     assert.equal(exit.code, 0, standby.output().slice(-2000));
     assert.ok(Date.now() - stoppedAt < LEASE_MS * 2, 'a graceful stop took longer than the lease');
     assert.ok(!(await holder()).endsWith(`:${standby.child.pid}`), 'the lease was not released');
-    await waitFor('the last standby takes over', async () => (await holder()).endsWith(`:${other.child.pid}`), { timeoutMs: 2 * LEASE_MS });
+    await waitFor('the last standby takes over', async () => (await holder()).endsWith(`:${other.child.pid}`), {
+      timeoutMs: 2 * LEASE_MS,
+    });
     await queue.close();
     await store.close();
     redis.disconnect();

@@ -14,7 +14,11 @@ describe('fault 11: half the hosts unknown at once', () => {
   const fixture = simClusterFixture();
 
   it('moves nothing and says why; moves again once the hosts report', async () => {
-    const c = await fixture.cluster({ hosts: 4, vms: Array.from({ length: 8 }, (_, i) => simVm(`vm-${i}`, 0.45)), worker: false });
+    const c = await fixture.cluster({
+      hosts: 4,
+      vms: Array.from({ length: 8 }, (_, i) => simVm(`vm-${i}`, 0.45)),
+      worker: false,
+    });
     await c.collect();
     await new Promise((resolve) => setTimeout(resolve, 3300));
     await c.collect(['h1', 'h3']);
@@ -27,7 +31,10 @@ describe('fault 11: half the hosts unknown at once', () => {
     assert.deepEqual([...new Set(record.heldBack.map((held) => held.reason))], ['TOO_MANY_UNKNOWN_HOSTS']);
     assert.equal(record.heldBack.length, record.moves.length, 'every planned move is held back, each with the reason');
     const why = record.notes.find((note) => /moving nothing/.test(note)) ?? assert.fail(record.notes.join('\n'));
-    assert.match(why, /moving nothing: 2 of 4 hosts are unknown \(50% > 30% allowed by monitor\.maxUnknownHostShare\); no sample for over 3 intervals from: h2, h4/);
+    assert.match(
+      why,
+      /moving nothing: 2 of 4 hosts are unknown \(50% > 30% allowed by monitor\.maxUnknownHostShare\); no sample for over 3 intervals from: h2, h4/,
+    );
     assert.deepEqual(await c.queue.jobs(), [], 'nothing enqueued');
     const shown = JSON.parse((await c.redis.get(roundKeys(c.config.redis.prefix).lastRound))!) as RoundRecord;
     assert.ok(shown.notes.includes(why), 'the reason is in the record lbm status shows');

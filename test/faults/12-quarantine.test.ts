@@ -58,17 +58,39 @@ describe('fault 12: a migration that fails twice', () => {
 
     const plan = await cluster.json<PlanJson>('plan');
     assert.deepEqual(plan.quarantined, [{ vm: 'web-1', host: 'h1', untilMs: expectedUntil }]);
-    assert.ok(plan.notes.some((note) => /quarantined after 2 failed migrations in a row .*web-1 until/.test(note)), plan.notes.join('\n'));
-    assert.ok(plan.moves.every((move) => move.vm !== 'web-1'), 'the plan moves a quarantined VM');
-    assert.ok(plan.skipped.some((skip) => skip.vm === 'web-1' && skip.reason === 'QUARANTINED'), JSON.stringify(plan.skipped));
+    assert.ok(
+      plan.notes.some((note) => /quarantined after 2 failed migrations in a row .*web-1 until/.test(note)),
+      plan.notes.join('\n'),
+    );
+    assert.ok(
+      plan.moves.every((move) => move.vm !== 'web-1'),
+      'the plan moves a quarantined VM',
+    );
+    assert.ok(
+      plan.skipped.some((skip) => skip.vm === 'web-1' && skip.reason === 'QUARANTINED'),
+      JSON.stringify(plan.skipped),
+    );
 
-    const monitor = new Monitor({ config: cluster.config, log, store: cluster.store, redis: cluster.redis, queue: cluster.queue, id: 'test-monitor' });
+    const monitor = new Monitor({
+      config: cluster.config,
+      log,
+      store: cluster.store,
+      redis: cluster.redis,
+      queue: cluster.queue,
+      id: 'test-monitor',
+    });
     const record = await monitor.round();
     await monitor.lease.release();
     assert.equal(record.mode, 'enforce');
     assert.deepEqual(record.quarantined, [{ vm: 'web-1', host: 'h1', untilMs: expectedUntil }]);
-    assert.ok(record.notes.some((note) => /quarantined .*web-1/.test(note)), record.notes.join('\n'));
-    assert.ok(record.enqueued.every((entry) => entry.vm !== 'web-1'), JSON.stringify(record.enqueued));
+    assert.ok(
+      record.notes.some((note) => /quarantined .*web-1/.test(note)),
+      record.notes.join('\n'),
+    );
+    assert.ok(
+      record.enqueued.every((entry) => entry.vm !== 'web-1'),
+      JSON.stringify(record.enqueued),
+    );
     const stored = JSON.parse((await cluster.redis.get(roundKeys(cluster.config.redis.prefix).lastRound)) ?? 'null');
     assert.deepEqual(stored.quarantined, record.quarantined, 'lbm status reads the same record');
 
@@ -83,4 +105,3 @@ describe('fault 12: a migration that fails twice', () => {
     assert.ok(!after.skipped.some((skip) => skip.vm === 'web-1' && skip.reason === 'QUARANTINED'));
   });
 });
-

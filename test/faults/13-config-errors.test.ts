@@ -29,11 +29,25 @@ describe('fault 13: configuration errors', () => {
     const file = path.join(dir, 'bad.yaml');
     fs.writeFileSync(
       file,
-      ['monitor:', '  interval: soon', '  intervall: 5', 'store:', '  url: http://influx:8086/db', 'limits:', '  movesPerRound: "ten"', 'policies:', '  overload:', '    highWatermark: -0.5', ''].join('\n'),
+      [
+        'monitor:',
+        '  interval: soon',
+        '  intervall: 5',
+        'store:',
+        '  url: http://influx:8086/db',
+        'limits:',
+        '  movesPerRound: "ten"',
+        'policies:',
+        '  overload:',
+        '    highWatermark: -0.5',
+        '',
+      ].join('\n'),
     );
     const problems = problemsOf(() => loadConfig({ configPath: file, env: {} }));
     assert.equal(problems.length, 5, problems.join('\n'));
-    const find = (key: string) => problems.find((line) => line.includes(` ${key}:`)) ?? assert.fail(`no line for ${key} in:\n${problems.join('\n')}`);
+    const find = (key: string) =>
+      problems.find((line) => line.includes(` ${key}:`)) ??
+      assert.fail(`no line for ${key} in:\n${problems.join('\n')}`);
     assert.match(find('monitor.interval'), /"soon".*expected a duration/);
     assert.match(find('monitor.intervall'), /unknown key.*expected one of: interval,/);
     assert.match(find('store.url'), /"http:\/\/influx:8086\/db".*expected a URL like files:/);
@@ -44,11 +58,24 @@ describe('fault 13: configuration errors', () => {
 
   it('names the variable when the bad value came from the environment, and refuses unknown LBVM_ variables', () => {
     // LBVM_FROM_SOURCE (bin/) and LBVM_INFLUX_PASSWORD (deploy/influxdb/setup.sh) are LBVM's own.
-    const env = { LBVM_REDIS_URL: 'localhost:6379', LBVM_MONITOR_INTERVL: '5s', LBVM_FROM_SOURCE: '1', LBVM_INFLUX_PASSWORD: 'x' };
+    const env = {
+      LBVM_REDIS_URL: 'localhost:6379',
+      LBVM_MONITOR_INTERVL: '5s',
+      LBVM_FROM_SOURCE: '1',
+      LBVM_INFLUX_PASSWORD: 'x',
+    };
     const problems = problemsOf(() => loadConfig({ env, cwd: tmpDir() }));
     assert.equal(problems.length, 2, problems.join('\n'));
-    assert.ok(problems.some((line) => /^LBVM_REDIS_URL: redis\.url: "localhost:6379": expected a URL like redis:\/\//.test(line)), problems.join('\n'));
-    assert.ok(problems.some((line) => /^LBVM_MONITOR_INTERVL: unknown LBVM_ environment variable/.test(line)), problems.join('\n'));
+    assert.ok(
+      problems.some((line) =>
+        /^LBVM_REDIS_URL: redis\.url: "localhost:6379": expected a URL like redis:\/\//.test(line),
+      ),
+      problems.join('\n'),
+    );
+    assert.ok(
+      problems.some((line) => /^LBVM_MONITOR_INTERVL: unknown LBVM_ environment variable/.test(line)),
+      problems.join('\n'),
+    );
   });
 
   it('refuses a missing config file given explicitly, and a YAML syntax error with its line', () => {
@@ -77,12 +104,20 @@ describe('fault 13: configuration errors', () => {
     fs.writeFileSync(
       path.join(dir, 'lbvm.yaml'),
       [
-        'monitr:', '  interval: 10s', // unknown key (a typo of a section)
-        'monitor:', '  mode: [enforce]', // wrong type: a list for a word
-        'store:', '  url: influx:/influx:8086', // a bad URL
-        'policies:', '  balance:', '    weights:', '      cpu: -1', // negative
-        '  overload:', '    highWatermark: -0.2', // negative threshold
-        'limits:', '  movesPerHour: 2.5', // not a whole number
+        'monitr:',
+        '  interval: 10s', // unknown key (a typo of a section)
+        'monitor:',
+        '  mode: [enforce]', // wrong type: a list for a word
+        'store:',
+        '  url: influx:/influx:8086', // a bad URL
+        'policies:',
+        '  balance:',
+        '    weights:',
+        '      cpu: -1', // negative
+        '  overload:',
+        '    highWatermark: -0.2', // negative threshold
+        'limits:',
+        '  movesPerHour: 2.5', // not a whole number
         '',
       ].join('\n'),
     );
@@ -91,7 +126,10 @@ describe('fault 13: configuration errors', () => {
       ['monitor.mode', /: monitor\.mode: \["enforce"\]: expected .*enforce.*report/],
       ['store.url', /: store\.url: "influx:\/influx:8086": expected a URL like files:/],
       ['policies.balance.weights.cpu', /: policies\.balance\.weights\.cpu: -1: expected a number >= 0/],
-      ['policies.overload.highWatermark', /: policies\.overload\.highWatermark: -0\.2: expected a number between 0 and 1/],
+      [
+        'policies.overload.highWatermark',
+        /: policies\.overload\.highWatermark: -0\.2: expected a number between 0 and 1/,
+      ],
       ['limits.movesPerHour', /: limits\.movesPerHour: 2\.5: expected (a whole number|integer)/],
     ];
     const commands: ['lbvm' | 'lbm', string[]][] = [
@@ -101,7 +139,11 @@ describe('fault 13: configuration errors', () => {
       ['lbvm', ['worker']],
       ['lbm', ['status']],
     ];
-    const results = await Promise.all(commands.map(([tool, args]) => runCli(tool, args, { cwd: dir, env: cleanEnv({ LBVM_REDIS_URL: 'redis://127.0.0.1:1' }) })));
+    const results = await Promise.all(
+      commands.map(([tool, args]) =>
+        runCli(tool, args, { cwd: dir, env: cleanEnv({ LBVM_REDIS_URL: 'redis://127.0.0.1:1' }) }),
+      ),
+    );
     results.forEach((result, index) => {
       const [tool, args] = commands[index]!;
       const what = `${tool} ${args.join(' ')}`;
@@ -109,7 +151,9 @@ describe('fault 13: configuration errors', () => {
       const lines = result.stderr.trim().split('\n');
       assert.equal(lines.length, expected.length, `${what}: one line per problem, got:\n${result.stderr}`);
       for (const [key, pattern] of expected) {
-        const line = lines.find((candidate) => candidate.startsWith(`${tool}: ./lbvm.yaml: ${key}:`)) ?? assert.fail(`${what}: no line for ${key} in:\n${result.stderr}`);
+        const line =
+          lines.find((candidate) => candidate.startsWith(`${tool}: ./lbvm.yaml: ${key}:`)) ??
+          assert.fail(`${what}: no line for ${key} in:\n${result.stderr}`);
         assert.match(line, pattern);
       }
       assert.equal(result.stdout, '', `${what} printed something: it must not have started`);
@@ -123,7 +167,12 @@ describe('fault 13: configuration errors', () => {
     for (const result of [byFlag, byEnv]) {
       assert.equal(result.code, 2, result.stderr);
       assert.equal(result.stderr.trim().split('\n').length, 1, result.stderr);
-      assert.match(result.stderr, new RegExp(`${path.join(dir, 'nope.yaml').replace(/[.]/g, '\\.')}: config file not found \\(given by (--config|LBVM_CONFIG)\\); expected a readable YAML file`));
+      assert.match(
+        result.stderr,
+        new RegExp(
+          `${path.join(dir, 'nope.yaml').replace(/[.]/g, '\\.')}: config file not found \\(given by (--config|LBVM_CONFIG)\\); expected a readable YAML file`,
+        ),
+      );
     }
   });
 });

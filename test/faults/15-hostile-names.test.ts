@@ -22,7 +22,10 @@ const T0 = Date.UTC(2026, 0, 10, 23, 30);
 
 /** Every file under `dir`, recursively. */
 function filesUnder(dir: string): string[] {
-  return fs.readdirSync(dir, { recursive: true, withFileTypes: true }).filter((entry) => entry.isFile()).map((entry) => path.join(entry.parentPath ?? (entry as unknown as { path: string }).path, entry.name));
+  return fs
+    .readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((entry) => entry.isFile())
+    .map((entry) => path.join(entry.parentPath ?? (entry as unknown as { path: string }).path, entry.name));
 }
 
 /** Characters a terminal acts on (C0 but newline, DEL, C1, bidi overrides). */
@@ -36,7 +39,17 @@ describe('fault 15: hostile VM and host names', () => {
     const base = tmpDir();
     const dir = path.join(base, 'store');
     const store = new FilesStore({ dir, retentionMs: 14 * 86_400_000 });
-    const hostile = ['x; rm -rf /', '$(reboot)', '../../etc', '..', '.hidden', 'a/b\\c', 'n'.repeat(10_240), 'caf\u00e9-\ud800-\udfff', 'tab\tnew\nline'];
+    const hostile = [
+      'x; rm -rf /',
+      '$(reboot)',
+      '../../etc',
+      '..',
+      '.hidden',
+      'a/b\\c',
+      'n'.repeat(10_240),
+      'caf\u00e9-\ud800-\udfff',
+      'tab\tnew\nline',
+    ];
     await store.writeSamples(hostile.flatMap((name) => [hostSample(name, T0), vmSample(name, name, T0)]));
     const files = filesUnder(base);
     assert.equal(files.length, hostile.length);
@@ -48,15 +61,32 @@ describe('fault 15: hostile VM and host names', () => {
     assert.deepEqual(new Set(samples.map((sample) => sample.host)), new Set(hostile));
     assert.deepEqual(new Set(samples.flatMap((sample) => (sample.kind === 'vm' ? [sample.vm] : []))), new Set(hostile));
     const only = await readWindow(store, { fromMs: T0, toMs: T0, hosts: ['../../etc'], nowMs: T0 });
-    assert.deepEqual(only.samples.map((sample) => sample.host), ['../../etc', '../../etc']);
+    assert.deepEqual(
+      only.samples.map((sample) => sample.host),
+      ['../../etc', '../../etc'],
+    );
     assert.deepEqual(new Set((await store.lastSampleTimes({ nowMs: T0 })).keys()), new Set(hostile));
   });
 
   it('from the collector through the store to lbm: shown safely, moved by hand as plain data, nothing written outside the store', async () => {
     const marker = path.join(tmpDir(), 'pwned');
     const longHost = `h${'n'.repeat(10_240)}`;
-    const hosts = ['h1', '../../etc', `x; rm -rf ${path.dirname(marker)}; touch ${marker}`, 'h\u001b]0;pwned\u0007\u001b[2J', longHost];
-    const vmNames = [`$(touch ${marker})`, '`reboot`', '../../etc/passwd', 'red\u001b[31m\u009b2J', 'vm\nh9  up  fake line', '\u202eevil', `v${'x'.repeat(10_240)}`];
+    const hosts = [
+      'h1',
+      '../../etc',
+      `x; rm -rf ${path.dirname(marker)}; touch ${marker}`,
+      'h\u001b]0;pwned\u0007\u001b[2J',
+      longHost,
+    ];
+    const vmNames = [
+      `$(touch ${marker})`,
+      '`reboot`',
+      '../../etc/passwd',
+      'red\u001b[31m\u009b2J',
+      'vm\nh9  up  fake line',
+      '\u202eevil',
+      `v${'x'.repeat(10_240)}`,
+    ];
     const c = await fixture.cluster({ hosts, vms: vmNames.map((name) => simVm(name, 0.1)), worker: true });
     await c.collect();
     // A collector on another machine wrote a VM name that is not UTF-8 (raw bytes 0xff 0xfe).
@@ -69,15 +99,33 @@ describe('fault 15: hostile VM and host names', () => {
     fs.appendFileSync(h1File, line);
 
     const configFile = path.join(c.dir, 'lbm.yaml');
-    fs.writeFileSync(configFile, YAML.stringify({ redis: { url: fixture.redisUrl(), prefix: c.config.redis.prefix }, store: { url: c.config.store.url, spoolDir: c.config.store.spoolDir }, monitor: { interval: '1m', window: '10m' }, limits: { cooldown: '1s' }, migration: { slotWait: '200ms' } }));
+    fs.writeFileSync(
+      configFile,
+      YAML.stringify({
+        redis: { url: fixture.redisUrl(), prefix: c.config.redis.prefix },
+        store: { url: c.config.store.url, spoolDir: c.config.store.spoolDir },
+        monitor: { interval: '1m', window: '10m' },
+        limits: { cooldown: '1s' },
+        migration: { slotWait: '200ms' },
+      }),
+    );
     const lbm = async (...args: string[]) => {
       const result = await runCli('lbm', [...args, '--config', configFile], { env: cleanEnv() });
       assert.equal(result.code, 0, `lbm ${args.join(' ')}: ${result.stderr}`);
       return result;
     };
-    const [status, hostsText, vmsText, vmsJson] = await Promise.all([lbm('status'), lbm('hosts'), lbm('vms'), lbm('vms', '--json')]);
+    const [status, hostsText, vmsText, vmsJson] = await Promise.all([
+      lbm('status'),
+      lbm('hosts'),
+      lbm('vms'),
+      lbm('vms', '--json'),
+    ]);
     for (const result of [status, hostsText, vmsText]) {
-      assert.doesNotMatch(result.stdout + result.stderr, TERMINAL_CONTROLS, `a control character reached the terminal:\n${JSON.stringify(result.stdout)}`);
+      assert.doesNotMatch(
+        result.stdout + result.stderr,
+        TERMINAL_CONTROLS,
+        `a control character reached the terminal:\n${JSON.stringify(result.stdout)}`,
+      );
       assert.doesNotMatch(result.stdout, /^h9  up  fake line/m, 'a name broke out of its line');
       for (const text of result.stdout.split('\n')) assert.ok(text.length < 400, `a ${text.length}-character line`);
     }
@@ -107,10 +155,21 @@ describe('fault 15: hostile VM and host names', () => {
     assert.ok(fs.existsSync(path.dirname(marker)), 'the folder named in a host name is still there');
     const samples = path.join(c.dir, 'samples');
     for (const file of filesUnder(c.dir)) {
-      const inside = file.startsWith(`${samples}${path.sep}`) || file.startsWith(`${c.config.store.spoolDir}${path.sep}`) || file === c.config.collect.stateFile || file === configFile;
+      const inside =
+        file.startsWith(`${samples}${path.sep}`) ||
+        file.startsWith(`${c.config.store.spoolDir}${path.sep}`) ||
+        file === c.config.collect.stateFile ||
+        file === configFile;
       assert.ok(inside, `${file} was written outside the store`);
-      assert.ok(Buffer.byteLength(path.basename(file)) <= 255, `a ${Buffer.byteLength(path.basename(file))}-byte file name`);
+      assert.ok(
+        Buffer.byteLength(path.basename(file)) <= 255,
+        `a ${Buffer.byteLength(path.basename(file))}-byte file name`,
+      );
     }
-    assert.deepEqual(fs.readdirSync(path.dirname(c.dir)).filter((name) => name === 'etc'), [], 'nothing next to the cluster folder');
+    assert.deepEqual(
+      fs.readdirSync(path.dirname(c.dir)).filter((name) => name === 'etc'),
+      [],
+      'nothing next to the cluster folder',
+    );
   });
 });

@@ -42,11 +42,20 @@ describe('fault 18: agent control port without its credential', () => {
   it('refuses every control call without the token, or with a wrong one; nothing started or written', async () => {
     const spec = testGuestSpec('intruder');
     const body = JSON.stringify({ spec, name: 'intruder', to: '127.0.0.1:1', attemptId: 'x', memMiB: 128 });
-    const credentials: Record<string, string>[] = [{}, { authorization: 'Bearer wrong-token' }, { authorization: agent.token }, { authorization: `Basic ${agent.token}` }];
+    const credentials: Record<string, string>[] = [
+      {},
+      { authorization: 'Bearer wrong-token' },
+      { authorization: agent.token },
+      { authorization: `Basic ${agent.token}` },
+    ];
     for (const call of CONTROL_CALLS) {
       const [method, pathname] = call.split(' ') as [string, string];
       for (const headers of credentials) {
-        const response = await fetch(`http://${agent.address}${pathname}`, { method, headers: { 'content-type': 'application/json', ...headers }, ...(method === 'POST' ? { body } : {}) });
+        const response = await fetch(`http://${agent.address}${pathname}`, {
+          method,
+          headers: { 'content-type': 'application/json', ...headers },
+          ...(method === 'POST' ? { body } : {}),
+        });
         assert.equal(response.status, 401, `${call} with ${JSON.stringify(headers)}`);
         assert.match(((await response.json()) as { error: string }).error, /missing or wrong agent token/);
       }
@@ -57,6 +66,6 @@ describe('fault 18: agent control port without its credential', () => {
     assert.deepEqual(fs.existsSync(guests) ? fs.readdirSync(guests) : [], []);
     // With the token the same agent answers (the refusals above are about the credential only).
     assert.deepEqual((await agent.client.list()).guests, []);
-    assert.ok(!agent.process.output().includes(agent.token), 'the token reached the agent\'s log');
+    assert.ok(!agent.process.output().includes(agent.token), "the token reached the agent's log");
   });
 });

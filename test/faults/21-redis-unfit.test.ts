@@ -17,11 +17,20 @@ describe('fault 21: Redis that may evict or forget keys', () => {
   });
 
   it('the worker and the monitor refuse maxmemory-policy allkeys-lru and a Redis without persistence, naming the setting', async () => {
-    const [lru, volatile] = await Promise.all([startRedis({ extraConfig: ['maxmemory-policy allkeys-lru'] }), startRedis({ appendonly: false })]);
+    const [lru, volatile] = await Promise.all([
+      startRedis({ extraConfig: ['maxmemory-policy allkeys-lru'] }),
+      startRedis({ appendonly: false }),
+    ]);
     servers.push(lru, volatile);
-    const env = (url: string) => cleanEnv({ LBVM_REDIS_URL: url, LBVM_COLLECT_DRIVER: 'sim', LBVM_MONITOR_LISTEN: '127.0.0.1:0' });
+    const env = (url: string) =>
+      cleanEnv({ LBVM_REDIS_URL: url, LBVM_COLLECT_DRIVER: 'sim', LBVM_MONITOR_LISTEN: '127.0.0.1:0' });
     const run = (command: string, url: string) => runCli('lbvm', [command], { env: env(url), cwd: tmpDir() });
-    const [workerLru, workerVolatile, monitorLru, monitorVolatile] = await Promise.all([run('worker', lru.url), run('worker', volatile.url), run('monitor', lru.url), run('monitor', volatile.url)]);
+    const [workerLru, workerVolatile, monitorLru, monitorVolatile] = await Promise.all([
+      run('worker', lru.url),
+      run('worker', volatile.url),
+      run('monitor', lru.url),
+      run('monitor', volatile.url),
+    ]);
     for (const [name, result] of Object.entries({ workerLru, monitorLru })) {
       assert.equal(result.code, 3, `${name}: ${result.stderr}`);
       assert.match(result.stderr, /maxmemory-policy allkeys-lru; BullMQ needs maxmemory-policy noeviction/, name);

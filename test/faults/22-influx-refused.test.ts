@@ -30,9 +30,17 @@ describe('fault 22: InfluxDB refuses points (400) or credentials (401)', () => {
     const now = Date.now();
     await store.writeSamples([hostSample('n1', now - 2000)]);
     // Someone wrote cpuCores as a string into the same measurement: a type conflict for our next points.
-    const write = await fetch(`${server.httpUrl}/write?db=refused&precision=ms`, { method: 'POST', headers: basicAuth, body: `host_sample,host=other cpuCores="eight" ${now - 1000}` });
+    const write = await fetch(`${server.httpUrl}/write?db=refused&precision=ms`, {
+      method: 'POST',
+      headers: basicAuth,
+      body: `host_sample,host=other cpuCores="eight" ${now - 1000}`,
+    });
     assert.equal(write.status, 400, 'the server refuses the conflicting string itself');
-    await fetch(`${server.httpUrl}/write?db=refused&precision=ms&rp=lbvm_raw`, { method: 'POST', headers: basicAuth, body: `vm_sample,host=n1,vm=v vcpus="two" ${now - 1000}` });
+    await fetch(`${server.httpUrl}/write?db=refused&precision=ms&rp=lbvm_raw`, {
+      method: 'POST',
+      headers: basicAuth,
+      body: `vm_sample,host=n1,vm=v vcpus="two" ${now - 1000}`,
+    });
     const spool = new Spool({ dir: tmpDir(), maxBytes: 1e6 });
     const report = await deliver(store, spool, {
       samples: [
@@ -50,7 +58,11 @@ describe('fault 22: InfluxDB refuses points (400) or credentials (401)', () => {
     const stream = store.readSamples({ fromMs: now - 11 * 86_400_000, toMs: now });
     const stored: Sample[] = [];
     for await (const sample of stream) stored.push(sample);
-    assert.deepEqual(stored.map((sample) => sample.host).sort(), ['n1', 'n1', 'n2'], 'the good points of the batch are stored');
+    assert.deepEqual(
+      stored.map((sample) => sample.host).sort(),
+      ['n1', 'n1', 'n2'],
+      'the good points of the batch are stored',
+    );
     // The wrong-typed point someone else wrote is skipped by the reader, counted, with one warning.
     assert.equal(stream.skips.skipped, 1);
     assert.match(stream.skips.examples[0]!, /vm_sample host=n1 vm=v .*vcpus is string/);
@@ -59,14 +71,17 @@ describe('fault 22: InfluxDB refuses points (400) or credentials (401)', () => {
     assert.ok(warning, JSON.stringify(captured.lines()));
   });
 
-
   it('refused points waiting in the spool are replayed once: set aside with a count, the spool empties, the good ones behind them are stored', async () => {
     const captured = captureLog();
     const store = openStore(server.storeUrl('replay', admin), { retentionMs: 86_400_000, log: captured.log });
     const now = Date.now();
     await store.writeSamples([hostSample('n0', now - 5000)]); // creates the database and its policies
     // Someone else's client wrote memUsedBytes as a string first: our float memUsedBytes now conflicts.
-    const foreign = await fetch(`${server.httpUrl}/write?db=replay&precision=ms&rp=lbvm_raw`, { method: 'POST', headers: basicAuth, body: `vm_sample,host=x,vm=z memUsedBytes="some" ${now - 4000}` });
+    const foreign = await fetch(`${server.httpUrl}/write?db=replay&precision=ms&rp=lbvm_raw`, {
+      method: 'POST',
+      headers: basicAuth,
+      body: `vm_sample,host=x,vm=z memUsedBytes="some" ${now - 4000}`,
+    });
     assert.equal(foreign.status, 204);
     // What an outage left in the spool: good samples, a conflicting one, one beyond retention and a
     // time in microseconds (InfluxDB would drop it answering "dropped=0"), then more good ones.
@@ -91,9 +106,21 @@ describe('fault 22: InfluxDB refuses points (400) or credentials (401)', () => {
     assert.equal(spool.pendingBytes(), 0, 'nothing refused stays in the spool to be retried');
     const again = await deliver(store, spool, {});
     assert.deepEqual([again.replayed, again.written, again.rejected], [0, 0, 0], 'refused points are not tried again');
-    const stored = await influxQuery(server, 'replay', 'SELECT "cpuUsedCores" FROM "lbvm_raw"."host_sample" GROUP BY "host"', admin);
-    assert.deepEqual(stored.results[0]!.series!.map((series) => series.tags!.host).sort(), ['n0', 'n1', 'n2', 'n4', 'n5'], 'the good points around the bad ones are stored');
-    const warnings = captured.warnings().map((line) => line.msg).join('\n');
+    const stored = await influxQuery(
+      server,
+      'replay',
+      'SELECT "cpuUsedCores" FROM "lbvm_raw"."host_sample" GROUP BY "host"',
+      admin,
+    );
+    assert.deepEqual(
+      stored.results[0]!.series!.map((series) => series.tags!.host).sort(),
+      ['n0', 'n1', 'n2', 'n4', 'n5'],
+      'the good points around the bad ones are stored',
+    );
+    const warnings = captured
+      .warnings()
+      .map((line) => line.msg)
+      .join('\n');
     assert.match(warnings, /InfluxDB refused 1 points/);
     assert.match(warnings, /set aside 1 invalid samples/);
     assert.match(warnings, /set aside 1 samples older than the retention/);
@@ -101,7 +128,10 @@ describe('fault 22: InfluxDB refuses points (400) or credentials (401)', () => {
 
   it('without or with wrong credentials: a clear "authentication" error naming the URL, the samples spooled, no secret in any log line', async () => {
     const captured = captureLog();
-    for (const url of [server.storeUrl('authdb'), server.storeUrl('authdb', { username: admin.username, password: 'wrong-Pa55' })]) {
+    for (const url of [
+      server.storeUrl('authdb'),
+      server.storeUrl('authdb', { username: admin.username, password: 'wrong-Pa55' }),
+    ]) {
       const store = openStore(url, { log: captured.log });
       await assert.rejects(store.writeSamples([hostSample('n1', Date.now())]), (error: Error) => {
         assert.ok(error instanceof StoreAuthFailed, String(error));
@@ -114,11 +144,16 @@ describe('fault 22: InfluxDB refuses points (400) or credentials (401)', () => {
           if (typeof value === 'object' && value !== null) {
             if (seen.has(value)) return undefined;
             seen.add(value);
-            if (value instanceof Error) return { ...value, message: value.message, cause: (value as { cause?: unknown }).cause };
+            if (value instanceof Error)
+              return { ...value, message: value.message, cause: (value as { cause?: unknown }).cause };
           }
           return value;
         });
-        for (const secret of ['wrong-Pa55', admin.password, Buffer.from(`${admin.username}:wrong-Pa55`).toString('base64')]) {
+        for (const secret of [
+          'wrong-Pa55',
+          admin.password,
+          Buffer.from(`${admin.username}:wrong-Pa55`).toString('base64'),
+        ]) {
           assert.ok(!deep.includes(secret), `the error carries a secret: ${deep.slice(0, 500)}`);
         }
         return true;
@@ -144,7 +179,10 @@ describe('fault 22: InfluxDB refuses points (400) or credentials (401)', () => {
       })(),
       (error: Error) => {
         assert.ok(error instanceof StoreAuthFailed, String(error));
-        assert.match(error.message, /InfluxDB at influx:\/\/lbvm-admin:\*\*\*@127\.0\.0\.1:\d+\/authdb refused authentication \(401\)/);
+        assert.match(
+          error.message,
+          /InfluxDB at influx:\/\/lbvm-admin:\*\*\*@127\.0\.0\.1:\d+\/authdb refused authentication \(401\)/,
+        );
         assert.ok(!error.message.includes('wrong-Pa55'));
         return true;
       },

@@ -55,19 +55,28 @@ describe('fault 24: the Redis master SIGKILLed under Sentinel, a monitor leading
   it('the replica is promoted; monitor and worker carry on; waiting jobs run once; no VM moves twice; the running migration ends once', async (t) => {
     const dir = tmpDir('lbvm-sentinel-failover-');
     const configFile = path.join(dir, 'lbvm.yaml');
-    fs.writeFileSync(configFile, YAML.stringify({
-      redis: { url: bed.target.url, prefix: 'sf', sentinels: bed.target.sentinels, name: bed.target.name },
-      store: { url: `files:${path.join(dir, 'samples')}`, spoolDir: path.join(dir, 'spool') },
-      collect: { stateFile: path.join(dir, 'state.json'), driver: 'sim' },
-      // The lease outlives the failover (a few seconds here), so the leader keeps its token.
-      monitor: { interval: '500ms', window: '30s', lease: '10s', listen: '127.0.0.1:0' },
-      // One migration out of a host at a time: the operator's moves out of src wait for their slot.
-      limits: { movesPerRound: 2, migrationsPerSourceHost: 1, migrationsPerDestinationHost: 4, migrationsInCluster: 4, cooldown: '10m' },
-      // The operator's VMs (w-*) are left to the operator: the monitor balances h1's alone.
-      rules: { ignore: ['w-*'] },
-      migration: { lockDuration: '10s', slotWait: '300ms', backoff: '500ms', bandwidthBytesPerSec: 1 * GiB },
-      log: { level: 'info', format: 'json' },
-    }));
+    fs.writeFileSync(
+      configFile,
+      YAML.stringify({
+        redis: { url: bed.target.url, prefix: 'sf', sentinels: bed.target.sentinels, name: bed.target.name },
+        store: { url: `files:${path.join(dir, 'samples')}`, spoolDir: path.join(dir, 'spool') },
+        collect: { stateFile: path.join(dir, 'state.json'), driver: 'sim' },
+        // The lease outlives the failover (a few seconds here), so the leader keeps its token.
+        monitor: { interval: '500ms', window: '30s', lease: '10s', listen: '127.0.0.1:0' },
+        // One migration out of a host at a time: the operator's moves out of src wait for their slot.
+        limits: {
+          movesPerRound: 2,
+          migrationsPerSourceHost: 1,
+          migrationsPerDestinationHost: 4,
+          migrationsInCluster: 4,
+          cooldown: '10m',
+        },
+        // The operator's VMs (w-*) are left to the operator: the monitor balances h1's alone.
+        rules: { ignore: ['w-*'] },
+        migration: { lockDuration: '10s', slotWait: '300ms', backoff: '500ms', bandwidthBytesPerSec: 1 * GiB },
+        log: { level: 'info', format: 'json' },
+      }),
+    );
     const { config } = loadConfig({ configPath: configFile, env: {} });
     const redis = connectRedis(config.redis);
     closers.push(() => redis.disconnect());
@@ -75,19 +84,40 @@ describe('fault 24: the Redis master SIGKILLed under Sentinel, a monitor leading
     const driver = new SimDriver({ config, redis });
     // h1 overloaded by 16 VMs (a sim migration of 2 GiB takes 2 s at 1 GiB/s): the monitor has moves
     // to make before and after the kill. On src, 4 VMs of 3 GiB the operator moves by hand.
-    const vm = (name: string, memBytes: number, cpuBase: number) => ({ name, vcpus: 1, memBytes, cpuBase, cpuSwing: 0, phase: 0, memUse: 0.5 });
+    const vm = (name: string, memBytes: number, cpuBase: number) => ({
+      name,
+      vcpus: 1,
+      memBytes,
+      cpuBase,
+      cpuSwing: 0,
+      phase: 0,
+      memUse: 0.5,
+    });
     const balanced = Array.from({ length: 16 }, (_, i) => vm(`vm-${i}`, 2 * GiB, 0.35));
     const manual = Array.from({ length: 4 }, (_, i) => vm(`w-${i + 1}`, 3 * GiB, 0.1));
     await driver.cluster.define(
       HOSTS.map((name) => ({ name, cpuCores: 4, memBytes: 64 * GiB })),
       [...balanced, ...manual],
-      Object.fromEntries([...balanced.map((entry) => [entry.name, 'h1']), ...manual.map((entry) => [entry.name, 'src'])]),
+      Object.fromEntries([
+        ...balanced.map((entry) => [entry.name, 'h1']),
+        ...manual.map((entry) => [entry.name, 'src']),
+      ]),
     );
     const store = openStore(config.store.url, { log });
     closers.push(() => store.close());
     const spool = new Spool({ dir: config.store.spoolDir, maxBytes: config.store.spoolMaxBytes, log });
     const collectAll = async () => {
-      for (const node of HOSTS) await collectRound({ node, store, spool, driver, stateFile: config.collect.stateFile, logicalCapacity: { cpuCores: 4, memBytes: 64 * GiB }, log, baselineWaitMs: 0 });
+      for (const node of HOSTS)
+        await collectRound({
+          node,
+          store,
+          spool,
+          driver,
+          stateFile: config.collect.stateFile,
+          logicalCapacity: { cpuCores: 4, memBytes: 64 * GiB },
+          log,
+          baselineWaitMs: 0,
+        });
     };
     await collectAll();
     collector = (async () => {
@@ -98,7 +128,11 @@ describe('fault 24: the Redis master SIGKILLed under Sentinel, a monitor leading
     })();
 
     const spawn = (command: string, ...args: string[]) => {
-      const daemon = spawnTracked(process.execPath, [path.join(ROOT, 'bin/lbvm.js'), command, '--config', configFile, ...args], { env: cleanEnv() });
+      const daemon = spawnTracked(
+        process.execPath,
+        [path.join(ROOT, 'bin/lbvm.js'), command, '--config', configFile, ...args],
+        { env: cleanEnv() },
+      );
       daemons.push(daemon);
       return daemon;
     };
@@ -106,19 +140,41 @@ describe('fault 24: the Redis master SIGKILLed under Sentinel, a monitor leading
     const worker = spawn('worker');
     const queue = new MigrationQueue(redis, config);
     closers.unshift(() => queue.close());
-    const events = async (type?: LbvmEvent['type']) => (await queue.events.read({ count: 100_000 })).map((stored) => stored.event).filter((event) => !type || event.type === type);
-    await waitFor('the monitor to lead', async () => (await redis.get(leaseKeys('sf').lease)) !== null, { process: monitor, timeoutMs: 30_000 });
+    const events = async (type?: LbvmEvent['type']) =>
+      (await queue.events.read({ count: 100_000 }))
+        .map((stored) => stored.event)
+        .filter((event) => !type || event.type === type);
+    await waitFor('the monitor to lead', async () => (await redis.get(leaseKeys('sf').lease)) !== null, {
+      process: monitor,
+      timeoutMs: 30_000,
+    });
     const running = async () => {
-      const ended = new Set((await events()).filter((event) => event.type === 'migration.finished' || event.type === 'migration.failed').map((event) => event.jobId));
+      const ended = new Set(
+        (await events())
+          .filter((event) => event.type === 'migration.finished' || event.type === 'migration.failed')
+          .map((event) => event.jobId),
+      );
       return (await events('migration.started')).filter((event) => !ended.has(event.jobId));
     };
     for (const [index, entry] of manual.entries()) {
-      const result = await queue.enqueue({ vm: entry.name, from: 'src', to: `h${2 + (index % 3)}`, reason: 'operator', planId: 'by-hand', requestedBy: 'test', fencingToken: null, mode: 'live' });
+      const result = await queue.enqueue({
+        vm: entry.name,
+        from: 'src',
+        to: `h${2 + (index % 3)}`,
+        reason: 'operator',
+        planId: 'by-hand',
+        requestedBy: 'test',
+        fencingToken: null,
+        mode: 'live',
+      });
       assert.equal(result.status, 'queued');
     }
     await until(
-      'an operator\'s migration running, others waiting, and the monitor moving VMs',
-      async () => (await running()).some((event) => event.vm?.startsWith('w-')) && (await queue.inFlight()).some((job) => job.state !== 'active' && job.vm.startsWith('w-')) && (await events('migration.queued')).some((event) => event.vm?.startsWith('vm-')),
+      "an operator's migration running, others waiting, and the monitor moving VMs",
+      async () =>
+        (await running()).some((event) => event.vm?.startsWith('w-')) &&
+        (await queue.inFlight()).some((job) => job.state !== 'active' && job.vm.startsWith('w-')) &&
+        (await events('migration.queued')).some((event) => event.vm?.startsWith('vm-')),
       60_000,
       async () => `monitor:\n${monitor.output().slice(-3000)}\nworker:\n${worker.output().slice(-2000)}`,
     );
@@ -134,15 +190,28 @@ describe('fault 24: the Redis master SIGKILLed under Sentinel, a monitor leading
     const old = await bed.killMaster();
     const promoted = await bed.waitForPromotion(old);
     const promotedMs = Date.now() - killedAt;
-    await until('a job enqueued by the monitor after the kill', async () => (await events('migration.queued')).some((event) => event.timeMs > killedAt), 60_000, async () => monitor.output().slice(-3000));
-    const firstEnqueueMs = Math.min(...(await events('migration.queued')).filter((event) => event.timeMs > killedAt).map((event) => event.timeMs)) - killedAt;
+    await until(
+      'a job enqueued by the monitor after the kill',
+      async () => (await events('migration.queued')).some((event) => event.timeMs > killedAt),
+      60_000,
+      async () => monitor.output().slice(-3000),
+    );
+    const firstEnqueueMs =
+      Math.min(
+        ...(await events('migration.queued')).filter((event) => event.timeMs > killedAt).map((event) => event.timeMs),
+      ) - killedAt;
     t.diagnostic(`kill -> replica promoted: ${promotedMs} ms; kill -> first new enqueue: ${firstEnqueueMs} ms`);
 
     const ids = inFlight.map((job) => job.jobId);
-    await until('every job in flight at the kill to end', async () => {
-      const states = await Promise.all(ids.map(async (id) => (await queue.job(id))?.state));
-      return states.every((state) => state === 'completed' || state === 'failed');
-    }, 90_000, async () => worker.output().slice(-3000));
+    await until(
+      'every job in flight at the kill to end',
+      async () => {
+        const states = await Promise.all(ids.map(async (id) => (await queue.job(id))?.state));
+        return states.every((state) => state === 'completed' || state === 'failed');
+      },
+      90_000,
+      async () => worker.output().slice(-3000),
+    );
     stopCollecting = true;
     await collector;
 
@@ -155,8 +224,15 @@ describe('fault 24: the Redis master SIGKILLed under Sentinel, a monitor leading
     for (const [name, daemon] of Object.entries({ monitor, worker })) {
       assert.equal(daemon.child.exitCode, null, `${name} exited:\n${daemon.output().slice(-2000)}`);
       const output = daemon.output();
-      assert.match(output, new RegExp(`following the Redis master to 127\\.0\\.0\\.1:${promoted.port} \\(failover\\)`), `${name} followed the master`);
-      assert.ok(output.split('\n').filter((line) => /Redis unreachable; retrying/.test(line)).length <= 1, `${name}: the outage logged at most once`);
+      assert.match(
+        output,
+        new RegExp(`following the Redis master to 127\\.0\\.0\\.1:${promoted.port} \\(failover\\)`),
+        `${name} followed the master`,
+      );
+      assert.ok(
+        output.split('\n').filter((line) => /Redis unreachable; retrying/.test(line)).length <= 1,
+        `${name}: the outage logged at most once`,
+      );
       assert.ok(!output.includes('redis-Pa55'), `${name} logged the Redis password`);
     }
     const all = await events();
@@ -165,18 +241,39 @@ describe('fault 24: the Redis master SIGKILLed under Sentinel, a monitor leading
       const view = (await queue.job(job.jobId))!;
       assert.equal(view.state, 'completed', `${job.jobId} (${job.vm}) ended ${view.state}: ${view.failedReason}`);
       assert.equal(await driver.locate(job.vm), job.to);
-      assert.equal(all.filter((event) => event.type === 'migration.finished' && event.jobId === job.jobId).length, 1, `${job.vm}: one finished event`);
+      assert.equal(
+        all.filter((event) => event.type === 'migration.finished' && event.jobId === job.jobId).length,
+        1,
+        `${job.vm}: one finished event`,
+      );
     }
-    assert.deepEqual(all.filter((event) => event.type === 'migration.dropped'), [], 'no job dropped: the leader kept its token across the failover');
+    assert.deepEqual(
+      all.filter((event) => event.type === 'migration.dropped'),
+      [],
+      'no job dropped: the leader kept its token across the failover',
+    );
     const migrated = all.filter((event) => event.type === 'migration.finished' && event.detail?.outcome === 'migrated');
-    assert.equal(new Set(migrated.map((event) => event.vm)).size, migrated.length, `no VM moved twice: ${migrated.map((event) => event.vm).join(', ')}`);
+    assert.equal(
+      new Set(migrated.map((event) => event.vm)).size,
+      migrated.length,
+      `no VM moved twice: ${migrated.map((event) => event.vm).join(', ')}`,
+    );
     // The migration running at the kill ended once: finished, every earlier attempt ended by a failure.
-    const attempts = all.filter((event) => event.jobId === runningJob && /started|finished|failed/.test(event.type)).map((event) => event.type);
+    const attempts = all
+      .filter((event) => event.jobId === runningJob && /started|finished|failed/.test(event.type))
+      .map((event) => event.type);
     assert.equal(attempts.at(-1), 'migration.finished', attempts.join(','));
-    assert.equal(attempts.filter((type) => type === 'migration.failed').length, attempts.filter((type) => type === 'migration.started').length - 1, attempts.join(','));
+    assert.equal(
+      attempts.filter((type) => type === 'migration.failed').length,
+      attempts.filter((type) => type === 'migration.started').length - 1,
+      attempts.join(','),
+    );
     // Jobs enqueued after the kill carry a token no older than the leader's before it.
     const after = (await queue.jobs()).filter((job) => job.enqueuedMs > killedAt);
-    assert.ok(after.length > 0 && after.every((job) => (job.data.fencingToken ?? 0) >= tokenBefore), 'new jobs carry the leader\'s token');
+    assert.ok(
+      after.length > 0 && after.every((job) => (job.data.fencingToken ?? 0) >= tokenBefore),
+      "new jobs carry the leader's token",
+    );
   });
 });
 
@@ -188,7 +285,9 @@ describe('fault 24 (QEMU): the Redis master SIGKILLed under Sentinel while a wor
   const closers: (() => Promise<unknown>)[] = [];
   before(async () => {
     [bed, a, b] = await Promise.all([startSentinel(), startAgent('host-a'), startAgent('host-b')]);
-    await Promise.all(['db-1', 'db-2'].map((name) => a.client.start(testGuestSpec(name, { memPercent: 40, dirtyPercent: 2 }))));
+    await Promise.all(
+      ['db-1', 'db-2'].map((name) => a.client.start(testGuestSpec(name, { memPercent: 40, dirtyPercent: 2 }))),
+    );
     await Promise.all(['db-1', 'db-2'].map((name) => waitBooted(a, name)));
   });
   after(async () => {
@@ -200,11 +299,19 @@ describe('fault 24 (QEMU): the Redis master SIGKILLed under Sentinel while a wor
 
   it('the worker follows the master; the running migration ends once, the waiting one runs once, each guest runs in one place', async () => {
     // 12 MiB/s: the first guest's copy spans the failover; one migration out of host-a at a time.
-    const rig = qemuQueueRig(bed.target, daemons, a, b, 12 * MIB, 3, { 'migration.lockDuration': '10s', 'limits.migrationsPerSourceHost': 1 });
+    const rig = qemuQueueRig(bed.target, daemons, a, b, 12 * MIB, 3, {
+      'migration.lockDuration': '10s',
+      'limits.migrationsPerSourceHost': 1,
+    });
     closers.push(() => rig.close());
     const worker = rig.spawnWorker();
     const first = await rig.queue.enqueue(job('db-1', a.host, b.host, { planId: 'qemu-failover' }));
-    await until('the live migration to be under way', async () => ((await rig.queue.job(first.jobId))?.progress?.bytesCopied ?? 0) > 0, 90_000, async () => worker.output().slice(-3000));
+    await until(
+      'the live migration to be under way',
+      async () => ((await rig.queue.job(first.jobId))?.progress?.bytesCopied ?? 0) > 0,
+      90_000,
+      async () => worker.output().slice(-3000),
+    );
     const second = await rig.queue.enqueue(job('db-2', a.host, b.host, { planId: 'qemu-failover' }));
     assert.equal(second.status, 'queued');
     const barrier = connectRedis(bed.target);
@@ -213,13 +320,29 @@ describe('fault 24 (QEMU): the Redis master SIGKILLed under Sentinel while a wor
     assert.equal(await barrier.call('WAIT', '1', '5000'), 1);
     const old = await bed.killMaster();
     await bed.waitForPromotion(old);
-    await until('both jobs to end', async () => {
-      const states = await Promise.all([first.jobId, second.jobId].map(async (id) => (await rig.queue.job(id))?.state));
-      return states.every((state) => state === 'completed' || state === 'failed');
-    }, 180_000, async () => worker.output().slice(-3000));
+    await until(
+      'both jobs to end',
+      async () => {
+        const states = await Promise.all(
+          [first.jobId, second.jobId].map(async (id) => (await rig.queue.job(id))?.state),
+        );
+        return states.every((state) => state === 'completed' || state === 'failed');
+      },
+      180_000,
+      async () => worker.output().slice(-3000),
+    );
     assert.equal(worker.child.exitCode, null, 'the worker carried on without a restart');
-    const driver = new QemuDriver(new Map([[a.host, a.client], [b.host, b.client]]), createLogger({ level: 'warn', format: 'json' }));
-    for (const [name, queued] of [['db-1', first], ['db-2', second]] as const) {
+    const driver = new QemuDriver(
+      new Map([
+        [a.host, a.client],
+        [b.host, b.client],
+      ]),
+      createLogger({ level: 'warn', format: 'json' }),
+    );
+    for (const [name, queued] of [
+      ['db-1', first],
+      ['db-2', second],
+    ] as const) {
       const view = (await rig.queue.job(queued.jobId))!;
       assert.equal(view.state, 'completed', `${name}: ${view.failedReason}`);
       assert.ok(['migrated', 'already-there'].includes(view.result?.outcome ?? ''), `${name}: ${view.result?.outcome}`);
@@ -227,10 +350,20 @@ describe('fault 24 (QEMU): the Redis master SIGKILLed under Sentinel while a wor
       assert.equal(qemuProcessesOf(name).length, 1, `${name} runs in exactly one place`);
     }
     const all = await eventsOf(rig);
-    assert.equal(all.filter((event) => event.type === 'migration.finished' && event.jobId === second.jobId).length, 1, 'the waiting job ran once');
-    const attempts = all.filter((event) => event.jobId === first.jobId && /started|finished|failed/.test(event.type)).map((event) => event.type);
+    assert.equal(
+      all.filter((event) => event.type === 'migration.finished' && event.jobId === second.jobId).length,
+      1,
+      'the waiting job ran once',
+    );
+    const attempts = all
+      .filter((event) => event.jobId === first.jobId && /started|finished|failed/.test(event.type))
+      .map((event) => event.type);
     assert.equal(attempts.at(-1), 'migration.finished', attempts.join(','));
-    assert.equal(attempts.filter((type) => type === 'migration.failed').length, attempts.filter((type) => type === 'migration.started').length - 1, attempts.join(','));
+    assert.equal(
+      attempts.filter((type) => type === 'migration.failed').length,
+      attempts.filter((type) => type === 'migration.started').length - 1,
+      attempts.join(','),
+    );
     assert.match(worker.output(), /following the Redis master to/);
   });
 });
@@ -241,7 +374,11 @@ describe('fault 24 (TLS): sentinels and servers on TLS alone, with passwords', (
   before(async () => {
     const cert = await selfSignedCert();
     caFile = cert.certFile;
-    bed = await startSentinel({ tls: { certFile: cert.certFile, keyFile: cert.keyFile, caFile: cert.certFile }, password: 'tls-Redis-pw', sentinelPassword: 'tls-Sentinel-pw' });
+    bed = await startSentinel({
+      tls: { certFile: cert.certFile, keyFile: cert.keyFile, caFile: cert.certFile },
+      password: 'tls-Redis-pw',
+      sentinelPassword: 'tls-Sentinel-pw',
+    });
   });
   after(async () => {
     await bed?.stop();
@@ -266,7 +403,10 @@ describe('fault 24 (TLS): sentinels and servers on TLS alone, with passwords', (
     const tokenOfOneRound = async (): Promise<number> => {
       const deadline = Date.now() + 30_000;
       for (;;) {
-        const result = await runCli('lbvm', ['monitor', '--once', '--json'], { cwd: dir, env: env({ NODE_EXTRA_CA_CERTS: caFile }) });
+        const result = await runCli('lbvm', ['monitor', '--once', '--json'], {
+          cwd: dir,
+          env: env({ NODE_EXTRA_CA_CERTS: caFile }),
+        });
         outputs.push(result.stdout, result.stderr);
         assert.equal(result.code, 0, result.stderr);
         const token = (JSON.parse(result.stdout) as { fencingToken: number | null }).fencingToken;
@@ -290,6 +430,7 @@ describe('fault 24 (TLS): sentinels and servers on TLS alone, with passwords', (
     assert.equal(refused.code, 3, refused.stderr);
     assert.match(refused.stderr, /Redis master "lbvm" of sentinels 127\.0\.0\.1:\d+/);
     assert.doesNotMatch(refused.stderr, /    at /);
-    for (const text of outputs) assert.ok(!/tls-Redis-pw|tls-Sentinel-pw/.test(text), `a password was printed:\n${text}`);
+    for (const text of outputs)
+      assert.ok(!/tls-Redis-pw|tls-Sentinel-pw/.test(text), `a password was printed:\n${text}`);
   });
 });

@@ -20,7 +20,10 @@ export class Daemons {
   readonly started: Tracked[] = [];
 
   spawn(command: 'worker' | 'monitor', env: NodeJS.ProcessEnv, args: string[] = []): Tracked {
-    const daemon = spawnTracked(process.execPath, [path.join(ROOT, 'bin/lbvm.js'), command, ...args], { env, cwd: tmpDir() });
+    const daemon = spawnTracked(process.execPath, [path.join(ROOT, 'bin/lbvm.js'), command, ...args], {
+      env,
+      cwd: tmpDir(),
+    });
     this.started.push(daemon);
     return daemon;
   }
@@ -39,16 +42,39 @@ export class Daemons {
  * A queue on Redis (a URL, or a Sentinel target: then the rig and the workers follow the master) and
  * `lbvm worker` processes using the qemu driver through agents a and b.
  */
-export function qemuQueueRig(redis: string | Required<RedisTarget>, daemons: Daemons, a: TestAgent, b: TestAgent, bandwidthBytesPerSec: number, attempts = 3, extra: Record<string, unknown> = {}) {
+export function qemuQueueRig(
+  redis: string | Required<RedisTarget>,
+  daemons: Daemons,
+  a: TestAgent,
+  b: TestAgent,
+  bandwidthBytesPerSec: number,
+  attempts = 3,
+  extra: Record<string, unknown> = {},
+) {
   const target = typeof redis === 'string' ? { url: redis, sentinels: [], name: '', sentinelPassword: '' } : redis;
-  const settings = { 'migration.lockDuration': '3s', 'migration.slotWait': '200ms', 'migration.bandwidthBytesPerSec': bandwidthBytesPerSec, 'migration.attempts': attempts, 'migration.backoff': '500ms', ...extra };
-  const config = testConfig(target.url, { ...settings, 'redis.sentinels': target.sentinels, 'redis.name': target.name, 'redis.sentinelPassword': target.sentinelPassword });
+  const settings = {
+    'migration.lockDuration': '3s',
+    'migration.slotWait': '200ms',
+    'migration.bandwidthBytesPerSec': bandwidthBytesPerSec,
+    'migration.attempts': attempts,
+    'migration.backoff': '500ms',
+    ...extra,
+  };
+  const config = testConfig(target.url, {
+    ...settings,
+    'redis.sentinels': target.sentinels,
+    'redis.name': target.name,
+    'redis.sentinelPassword': target.sentinelPassword,
+  });
   const redisClient = connectRedis(config.redis);
   const queue = new MigrationQueue(redisClient, config);
   const env = cleanEnv({
     ...configEnv(config),
     LBVM_COLLECT_DRIVER: 'qemu',
-    LBVM_HOSTS: JSON.stringify({ [a.host]: { cpuCores: 2, memBytes: '4GiB', agent: a.address }, [b.host]: { cpuCores: 2, memBytes: '4GiB', agent: b.address } }),
+    LBVM_HOSTS: JSON.stringify({
+      [a.host]: { cpuCores: 2, memBytes: '4GiB', agent: a.address },
+      [b.host]: { cpuCores: 2, memBytes: '4GiB', agent: b.address },
+    }),
     LBVM_AGENT_TOKEN: a.token,
   });
   return {
@@ -67,7 +93,8 @@ export function qemuQueueRig(redis: string | Required<RedisTarget>, daemons: Dae
 export async function stopAgents(...agents: (TestAgent | undefined)[]): Promise<void> {
   for (const agent of agents) {
     if (!agent) continue;
-    for (const guest of (await agent.client.list().catch(() => ({ guests: [] }))).guests) await agent.client.stop(guest.name).catch(() => {});
+    for (const guest of (await agent.client.list().catch(() => ({ guests: [] }))).guests)
+      await agent.client.stop(guest.name).catch(() => {});
     await agent.stop();
   }
 }

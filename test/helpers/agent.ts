@@ -20,7 +20,8 @@ process.on('exit', () => {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const cmdline = fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8');
-      if (cmdline.startsWith('qemu-system') && stateDirs.some((dir) => cmdline.includes(`${dir}/guests/`))) process.kill(Number(entry), 'SIGKILL');
+      if (cmdline.startsWith('qemu-system') && stateDirs.some((dir) => cmdline.includes(`${dir}/guests/`)))
+        process.kill(Number(entry), 'SIGKILL');
     } catch {
       /* gone */
     }
@@ -28,7 +29,8 @@ process.on('exit', () => {
 });
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   // Make these signals run the exit hooks above (Node's default for them skips 'exit' listeners).
-  if (process.listenerCount(signal) === 0) process.once(signal, () => process.exit(128 + (signal === 'SIGINT' ? 2 : 15)));
+  if (process.listenerCount(signal) === 0)
+    process.once(signal, () => process.exit(128 + (signal === 'SIGINT' ? 2 : 15)));
 }
 
 /** Pids of live QEMU processes of guests under an agent's state folder. */
@@ -94,11 +96,19 @@ export async function startAgent(host: string, token = 'test-token-0123456789'):
       return fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('\n') : [];
     },
     async start() {
-      agent.process = spawnTracked(process.execPath, [path.join(ROOT, 'bin/lbvm.js'), 'agent', '--node', host, '--listen', address, '--state-dir', stateDir], {
-        env: cleanEnv({ LBVM_AGENT_TOKEN: token, LBVM_LOG_FORMAT: 'json', LBVM_LOG_LEVEL: 'info' }),
-        cwd: stateDir,
+      agent.process = spawnTracked(
+        process.execPath,
+        [path.join(ROOT, 'bin/lbvm.js'), 'agent', '--node', host, '--listen', address, '--state-dir', stateDir],
+        {
+          env: cleanEnv({ LBVM_AGENT_TOKEN: token, LBVM_LOG_FORMAT: 'json', LBVM_LOG_LEVEL: 'info' }),
+          cwd: stateDir,
+        },
+      );
+      await waitFor(`lbvm agent ${host} on ${address}`, async () => (await agent.client.health(1000)).host === host, {
+        process: agent.process,
+        timeoutMs: 30_000,
+        intervalMs: 200,
       });
-      await waitFor(`lbvm agent ${host} on ${address}`, async () => (await agent.client.health(1000)).host === host, { process: agent.process, timeoutMs: 30_000, intervalMs: 200 });
     },
     stop: () => agent.process.stop(),
     async kill() {
@@ -113,15 +123,28 @@ export async function startAgent(host: string, token = 'test-token-0123456789'):
 /** The spec of the LBVM test guest (deploy/guest), as an agent starts it. */
 export function testGuestSpec(name: string, load: TestGuestLoad = {}, memMiB = 128): GuestSpecInput {
   assertGuestImage();
-  return { name, memMiB, vcpus: 1, kernel: path.join(GUEST_DIR, 'vmlinuz'), initrd: path.join(GUEST_DIR, 'initramfs.cpio.gz'), append: guestKernelArgs(load) };
+  return {
+    name,
+    memMiB,
+    vcpus: 1,
+    kernel: path.join(GUEST_DIR, 'vmlinuz'),
+    initrd: path.join(GUEST_DIR, 'initramfs.cpio.gz'),
+    append: guestKernelArgs(load),
+  };
 }
 
 /** Tick numbers the guest printed on a console, in order. */
 export function ticks(lines: string[]): number[] {
-  return lines.filter((line) => line.startsWith('lbvm-guest: tick ')).map((line) => Number(line.slice('lbvm-guest: tick '.length)));
+  return lines
+    .filter((line) => line.startsWith('lbvm-guest: tick '))
+    .map((line) => Number(line.slice('lbvm-guest: tick '.length)));
 }
 
 /** Waits until the guest printed "lbvm-guest: up" on `agent`. */
 export async function waitBooted(agent: TestAgent, name: string, timeoutMs = 120_000): Promise<void> {
-  await waitFor(`guest ${name} to boot on ${agent.host}`, () => agent.console(name).some((line) => line.startsWith('lbvm-guest: up')), { timeoutMs, intervalMs: 250 });
+  await waitFor(
+    `guest ${name} to boot on ${agent.host}`,
+    () => agent.console(name).some((line) => line.startsWith('lbvm-guest: up')),
+    { timeoutMs, intervalMs: 250 },
+  );
 }

@@ -7,7 +7,17 @@ import { tmpDir } from './tmp.ts';
 
 const run = promisify(execFile);
 
-const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--hide-scrollbars'];
+const FLAGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--hide-scrollbars',
+];
 
 export interface Rendered {
   dom: string;
@@ -21,9 +31,17 @@ export async function renderPage(file: string, size = '1200,1800'): Promise<Rend
   const screenshot = path.join(profile, 'screenshot.png');
   const url = `file://${file}`;
   const common = [...FLAGS, `--user-data-dir=${profile}`, '--enable-logging=stderr', '--v=0', `--window-size=${size}`];
-  const dumped = await run('chromium', [...common, '--dump-dom', url], { maxBuffer: 64 * 1024 * 1024, timeout: 60_000 });
-  const shot = await run('chromium', [...common, `--screenshot=${screenshot}`, url], { maxBuffer: 64 * 1024 * 1024, timeout: 60_000 });
+  const dumped = await run('chromium', [...common, '--dump-dom', url], {
+    maxBuffer: 64 * 1024 * 1024,
+    timeout: 60_000,
+  });
+  const shot = await run('chromium', [...common, `--screenshot=${screenshot}`, url], {
+    maxBuffer: 64 * 1024 * 1024,
+    timeout: 60_000,
+  });
   if (!fs.existsSync(screenshot)) throw new Error(`chromium wrote no screenshot: ${shot.stderr.slice(-2000)}`);
-  const consoleLines = `${dumped.stderr}\n${shot.stderr}`.split('\n').filter((line) => /CONSOLE|Uncaught|Failed to load resource|net::ERR_/.test(line));
+  const consoleLines = `${dumped.stderr}\n${shot.stderr}`
+    .split('\n')
+    .filter((line) => /CONSOLE|Uncaught|Failed to load resource|net::ERR_/.test(line));
   return { dom: dumped.stdout, screenshot, consoleLines };
 }

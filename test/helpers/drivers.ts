@@ -22,11 +22,36 @@ export function capturingLog(): { log: Logger; text: () => string } {
 }
 
 /** A live migration request with a fresh signal and 100 MiB/s unless told otherwise. */
-export function migrationRequest(vm: string, from: string, to: string, extra: Partial<MigrateRequest> = {}): MigrateRequest {
-  return { vm, from, to, mode: 'live', downtimeLimitMs: 300, bandwidthBytesPerSec: 100 * MIB, signal: new AbortController().signal, ...extra };
+export function migrationRequest(
+  vm: string,
+  from: string,
+  to: string,
+  extra: Partial<MigrateRequest> = {},
+): MigrateRequest {
+  return {
+    vm,
+    from,
+    to,
+    mode: 'live',
+    downtimeLimitMs: 300,
+    bandwidthBytesPerSec: 100 * MIB,
+    signal: new AbortController().signal,
+    ...extra,
+  };
 }
 
 /** A libvirt driver for these URIs, polling domjobinfo every 250 ms. */
-export function libvirtDriver(uris: Record<string, string>, overrides: Partial<LibvirtDriverOptions> = {}): LibvirtDriver {
-  return new LibvirtDriver({ uris, autoConverge: true, bandwidthCap: true, pollIntervalMs: 250, virsh: 'virsh', log: silentLog, ...overrides });
+export function libvirtDriver(
+  uris: Record<string, string>,
+  overrides: Partial<LibvirtDriverOptions> = {},
+): LibvirtDriver {
+  return new LibvirtDriver({
+    uris,
+    autoConverge: true,
+    bandwidthCap: true,
+    pollIntervalMs: 250,
+    virsh: 'virsh',
+    log: silentLog,
+    ...overrides,
+  });
 }

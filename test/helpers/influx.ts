@@ -62,7 +62,9 @@ export async function startInflux(options: InfluxOptions = {}): Promise<InfluxSe
     dir,
     process: undefined as unknown as Tracked,
     storeUrl(db, credentials) {
-      const auth = credentials ? `${encodeURIComponent(credentials.username)}:${encodeURIComponent(credentials.password)}@` : '';
+      const auth = credentials
+        ? `${encodeURIComponent(credentials.username)}:${encodeURIComponent(credentials.password)}@`
+        : '';
       return `influx://${auth}127.0.0.1:${port}/${db}`;
     },
     async start() {
@@ -86,7 +88,8 @@ export async function startInflux(options: InfluxOptions = {}): Promise<InfluxSe
     // InfluxDB 1.x lets the first admin user be created without auth, then auth is switched on.
     const query = `CREATE USER "${options.admin.username}" WITH PASSWORD '${options.admin.password.replace(/'/g, "\\'")}' WITH ALL PRIVILEGES`;
     const response = await fetch(`${httpUrl}/query`, { method: 'POST', body: new URLSearchParams({ q: query }) });
-    if (!response.ok) throw new Error(`influxd: creating the admin user failed: ${response.status} ${await response.text()}`);
+    if (!response.ok)
+      throw new Error(`influxd: creating the admin user failed: ${response.status} ${await response.text()}`);
     await server.stop();
     writeConfig(true);
     await server.start();
@@ -95,12 +98,25 @@ export async function startInflux(options: InfluxOptions = {}): Promise<InfluxSe
 }
 
 export interface InfluxAnswer {
-  results: { series?: { name: string; columns: string[]; values: unknown[][]; tags?: Record<string, string> }[]; error?: string }[];
+  results: {
+    series?: { name: string; columns: string[]; values: unknown[][]; tags?: Record<string, string> }[];
+    error?: string;
+  }[];
 }
 
 /** Runs an InfluxQL query on `db` over plain HTTP (epoch ms), as an operator's `influx` shell would. */
-export async function influxQuery(server: InfluxServer, db: string, q: string, credentials?: { username: string; password: string }): Promise<InfluxAnswer> {
-  const headers: Record<string, string> = credentials ? { authorization: `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}` } : {};
-  const response = await fetch(`${server.httpUrl}/query?db=${encodeURIComponent(db)}&epoch=ms&q=${encodeURIComponent(q)}`, { headers });
+export async function influxQuery(
+  server: InfluxServer,
+  db: string,
+  q: string,
+  credentials?: { username: string; password: string },
+): Promise<InfluxAnswer> {
+  const headers: Record<string, string> = credentials
+    ? { authorization: `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}` }
+    : {};
+  const response = await fetch(
+    `${server.httpUrl}/query?db=${encodeURIComponent(db)}&epoch=ms&q=${encodeURIComponent(q)}`,
+    { headers },
+  );
   return (await response.json()) as InfluxAnswer;
 }

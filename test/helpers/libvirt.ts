@@ -5,6 +5,11 @@
  * `host_uuid`, so two of them on one machine are two hosts to libvirt (a live migration between them
  * is allowed). Domains are QEMU TCG guests (`<domain type='qemu'>`) booting the test guest image.
  * `stop()` destroys its domains, stops the daemon and kills any QEMU it left behind.
+ *
+ * The daemon and its QEMU run as `nobody`, who cannot read inside a clone kept in a private folder
+ * (`mktemp -d` is 0700): each daemon boots its guests from its own readable copy of the test guest's
+ * kernel and initramfs, in its own folder, and a temporary folder `nobody` cannot reach fails at once
+ * naming the folder and its mode.
  */
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
@@ -49,14 +54,56 @@ process.on('exit', () => {
   for (const dir of daemons) killLeftoverQemu(dir);
 });
 
-const xml = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/'/g, '&apos;').replace(/"/g, '&quot;');
+const xml = (text: string) =>
+  text
+    .replace(/&/g, '&amp;')
+    .replace(/</g, '&lt;')
+    .replace(/>/g, '&gt;')
+    .replace(/'/g, '&apos;')
+    .replace(/"/g, '&quot;');
+
+/**
+ * Fails, naming the folder and its mode, when `nobody` cannot reach `dir` (a folder on the way to it
+ * lets others neither in nor through).
+ */
+export function assertReachableByNobody(dir: string): void {
+  for (let at = path.resolve(dir); ; at = path.dirname(at)) {
+    const stat = fs.statSync(at);
+    const searchable = stat.uid === NOBODY ? stat.mode & 0o100 : stat.mode & 0o001;
+    if (!searchable) {
+      throw new Error(
+        `${at} (mode ${(stat.mode & 0o7777).toString(8).padStart(4, '0')}, owner uid ${stat.uid}) cannot be entered by ` +
+          `nobody, whom the test libvirtd runs as; give TMPDIR a folder others may pass through (such as /tmp)`,
+      );
+    }
+    if (at === path.dirname(at)) return;
+  }
+}
+
+/** Copies the test guest's kernel and initramfs into `dir/guest`, readable by all; their paths. */
+function readableGuestImage(dir: string): { kernel: string; initrd: string } {
+  assertGuestImage();
+  const guest = path.join(dir, 'guest');
+  fs.mkdirSync(guest, { recursive: true, mode: 0o755 });
+  const copy = (file: string) => {
+    const target = path.join(guest, file);
+    if (!fs.existsSync(target)) {
+      fs.copyFileSync(path.join(GUEST_DIR, file), target);
+      fs.chmodSync(target, 0o644);
+    }
+    return target;
+  };
+  return { kernel: copy('vmlinuz'), initrd: copy('initramfs.cpio.gz') };
+}
 
 export async function startLibvirtd(): Promise<LibvirtDaemon> {
   const dir = tmpDir('lbvm-libvirtd-');
+  assertReachableByNobody(path.dirname(dir));
   for (const sub of ['run', 'config/libvirt', 'cache', 'data']) fs.mkdirSync(path.join(dir, sub), { recursive: true });
   fs.writeFileSync(path.join(dir, 'config/libvirt/libvirtd.conf'), `host_uuid = "${randomUUID()}"\n`);
   fs.chmodSync(dir, 0o755);
-  for (const entry of ['', 'run', 'config', 'config/libvirt', 'config/libvirt/libvirtd.conf', 'cache', 'data']) fs.chownSync(path.join(dir, entry), NOBODY, NOBODY);
+  for (const entry of ['', 'run', 'config', 'config/libvirt', 'config/libvirt/libvirtd.conf', 'cache', 'data'])
+    fs.chownSync(path.join(dir, entry), NOBODY, NOBODY);
   const env = {
     PATH: '/usr/sbin:/usr/bin:/sbin:/bin',
     HOME: dir,
@@ -66,12 +113,31 @@ export async function startLibvirtd(): Promise<LibvirtDaemon> {
     XDG_DATA_HOME: path.join(dir, 'data'),
   };
   // setpriv again inside: the kill-with-parent signal is cleared by the change of user, and set anew after it.
-  const process = spawnTracked('setpriv', [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', '--pdeathsig', 'KILL', '--', 'libvirtd', '--timeout', '0'], { env, cwd: dir });
+  const process = spawnTracked(
+    'setpriv',
+    [
+      `--reuid=${NOBODY}`,
+      `--regid=${NOBODY}`,
+      '--clear-groups',
+      '--pdeathsig',
+      'KILL',
+      '--',
+      'libvirtd',
+      '--timeout',
+      '0',
+    ],
+    { env, cwd: dir },
+  );
   daemons.add(dir);
   const socket = path.join(dir, 'run/libvirt/libvirt-sock');
   const uri = `qemu:///session?socket=${socket}`;
-  const virsh = async (args: string[]) => (await runFile('virsh', ['-c', uri, ...args], { timeoutMs: 60_000, cwd: dir })).stdout;
-  await waitFor(`libvirtd in ${dir}`, async () => fs.existsSync(socket) && (await virsh(['uri'])).trim().startsWith('qemu:///session'), { process, timeoutMs: 30_000, intervalMs: 200 });
+  const virsh = async (args: string[]) =>
+    (await runFile('virsh', ['-c', uri, ...args], { timeoutMs: 60_000, cwd: dir })).stdout;
+  await waitFor(
+    `libvirtd in ${dir}`,
+    async () => fs.existsSync(socket) && (await virsh(['uri'])).trim().startsWith('qemu:///session'),
+    { process, timeoutMs: 30_000, intervalMs: 200 },
+  );
 
   return {
     dir,
@@ -79,7 +145,7 @@ export async function startLibvirtd(): Promise<LibvirtDaemon> {
     process,
     virsh,
     async startGuest(name, load = {}) {
-      assertGuestImage();
+      const image = readableGuestImage(dir);
       const serialLog = path.join(dir, `serial-${randomUUID()}.log`);
       const file = path.join(dir, `domain-${randomUUID()}.xml`);
       fs.writeFileSync(
@@ -90,8 +156,8 @@ export async function startLibvirtd(): Promise<LibvirtDaemon> {
   <vcpu>1</vcpu>
   <os>
     <type arch='x86_64'>hvm</type>
-    <kernel>${xml(path.join(GUEST_DIR, 'vmlinuz'))}</kernel>
-    <initrd>${xml(path.join(GUEST_DIR, 'initramfs.cpio.gz'))}</initrd>
+    <kernel>${xml(image.kernel)}</kernel>
+    <initrd>${xml(image.initrd)}</initrd>
     <cmdline>${xml(guestKernelArgs(load))}</cmdline>
   </os>
   <on_poweroff>destroy</on_poweroff>
@@ -107,7 +173,11 @@ export async function startLibvirtd(): Promise<LibvirtDaemon> {
       await virsh(['define', '--file', file]);
       await virsh(['start', '--domain', name]);
       const up = () => fs.existsSync(serialLog) && fs.readFileSync(serialLog, 'utf8').includes('lbvm-guest: up');
-      await waitFor(`libvirt guest ${JSON.stringify(name)} (serial log ${serialLog})`, up, { process, timeoutMs: 90_000, intervalMs: 250 });
+      await waitFor(`libvirt guest ${JSON.stringify(name)} (serial log ${serialLog})`, up, {
+        process,
+        timeoutMs: 90_000,
+        intervalMs: 250,
+      });
       return { serialLog };
     },
     async stop() {

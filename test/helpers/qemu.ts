@@ -61,7 +61,10 @@ export async function startGuest(options: GuestOptions = {}): Promise<Guest> {
     initrd: path.join(GUEST_DIR, 'initramfs.cpio.gz'),
     append: guestKernelArgs(options),
   });
-  const process = spawnTracked('qemu-system-x86_64', qemuArgv(spec, { qmpSocket, serialLog, pidFile: path.join(dir, 'qemu.pid'), accel: 'tcg' }));
+  const process = spawnTracked(
+    'qemu-system-x86_64',
+    qemuArgv(spec, { qmpSocket, serialLog, pidFile: path.join(dir, 'qemu.pid'), accel: 'tcg' }),
+  );
   const consoleLines = () => (fs.existsSync(serialLog) ? fs.readFileSync(serialLog, 'utf8').split('\n') : []);
   const guest: Guest = {
     name,
@@ -76,10 +79,14 @@ export async function startGuest(options: GuestOptions = {}): Promise<Guest> {
     },
     stop: () => process.stop(),
   };
-  await waitFor(`QEMU guest ${name} (serial log ${serialLog})`, () => consoleLines().some((line) => line.startsWith('lbvm-guest: up')), {
-    process,
-    timeoutMs: 90_000,
-    intervalMs: 250,
-  });
+  await waitFor(
+    `QEMU guest ${name} (serial log ${serialLog})`,
+    () => consoleLines().some((line) => line.startsWith('lbvm-guest: up')),
+    {
+      process,
+      timeoutMs: 90_000,
+      intervalMs: 250,
+    },
+  );
   return guest;
 }

@@ -53,12 +53,32 @@ export async function selfSignedCert(): Promise<SelfSignedCert> {
   const certFile = path.join(dir, 'cert.pem');
   const keyFile = path.join(dir, 'key.pem');
   await runFile('openssl', [
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-    '-keyout', keyFile, '-out', certFile, '-days', '1', '-subj', '/CN=lbvm-test-pve',
-    '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost',
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-keyout',
+    keyFile,
+    '-out',
+    certFile,
+    '-days',
+    '1',
+    '-subj',
+    '/CN=lbvm-test-pve',
+    '-addext',
+    'subjectAltName=IP:127.0.0.1,DNS:localhost',
   ]);
   const cert = fs.readFileSync(certFile, 'utf8');
-  return { certFile, keyFile, cert, key: fs.readFileSync(keyFile, 'utf8'), fingerprint256: new X509Certificate(cert).fingerprint256 };
+  return {
+    certFile,
+    keyFile,
+    cert,
+    key: fs.readFileSync(keyFile, 'utf8'),
+    fingerprint256: new X509Certificate(cert).fingerprint256,
+  };
 }
 
 export interface RecordedServer {
@@ -70,7 +90,10 @@ export interface RecordedServer {
   close(): Promise<void>;
 }
 
-export async function startRecordedServer(cert: SelfSignedCert, routes: Record<string, Responder> = {}): Promise<RecordedServer> {
+export async function startRecordedServer(
+  cert: SelfSignedCert,
+  routes: Record<string, Responder> = {},
+): Promise<RecordedServer> {
   const table = new Map(Object.entries(routes));
   const counts = new Map<string, number>();
   const requests: RecordedRequest[] = [];
@@ -101,7 +124,10 @@ export async function startRecordedServer(cert: SelfSignedCert, routes: Record<s
           ? responder(request, count)
           : responder;
       const text = response.body ?? JSON.stringify(response.json ?? { data: null });
-      outgoing.writeHead(response.status ?? 200, response.statusMessage ?? 'OK', { 'Content-Type': 'application/json;charset=UTF-8', 'Content-Length': Buffer.byteLength(text) });
+      outgoing.writeHead(response.status ?? 200, response.statusMessage ?? 'OK', {
+        'Content-Type': 'application/json;charset=UTF-8',
+        'Content-Length': Buffer.byteLength(text),
+      });
       outgoing.end(text);
     });
   });

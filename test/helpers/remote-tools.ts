@@ -176,6 +176,7 @@ export function installRemoteTools(): RemoteTools {
         .split('\n')
         .filter(Boolean)
         .map((line) => JSON.parse(line) as RemoteCall),
-    record: (target, recording) => fs.writeFileSync(path.join(dir, 'hosts', `${encodeURIComponent(target)}.json`), JSON.stringify(recording)),
+    record: (target, recording) =>
+      fs.writeFileSync(path.join(dir, 'hosts', `${encodeURIComponent(target)}.json`), JSON.stringify(recording)),
   };
 }

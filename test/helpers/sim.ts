@@ -20,12 +20,29 @@ export function simConfigBase(dir: string, redisUrl: string, prefix: string) {
 }
 
 /** One collector round on each of `nodes`, `rounds` times (two give CPU rates). */
-export async function collectSim(options: { config: LbvmConfig; store: SampleStore; driver: SimDriver; nodes: string[]; capacity: { cpuCores: number; memBytes: number }; log: Logger; rounds?: number }): Promise<void> {
+export async function collectSim(options: {
+  config: LbvmConfig;
+  store: SampleStore;
+  driver: SimDriver;
+  nodes: string[];
+  capacity: { cpuCores: number; memBytes: number };
+  log: Logger;
+  rounds?: number;
+}): Promise<void> {
   const { config, store, driver, log } = options;
   const spool = new Spool({ dir: config.store.spoolDir, maxBytes: config.store.spoolMaxBytes, log });
   for (let round = 0; round < (options.rounds ?? 1); round++) {
     for (const node of options.nodes) {
-      await collectRound({ node, store, spool, driver, stateFile: config.collect.stateFile, logicalCapacity: options.capacity, log, baselineWaitMs: 0 });
+      await collectRound({
+        node,
+        store,
+        spool,
+        driver,
+        stateFile: config.collect.stateFile,
+        logicalCapacity: options.capacity,
+        log,
+        baselineWaitMs: 0,
+      });
     }
   }
 }

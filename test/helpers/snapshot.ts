@@ -9,7 +9,17 @@ export const GiB = 1024 ** 3;
 export const NOW = 1_700_000_000_000;
 
 export function host(name: string, overrides: Partial<HostState> = {}): HostState {
-  return { name, cpuCores: 8, memBytes: 64 * GiB, cpuUsedWindowCores: [], memUsedBytes: 0, status: 'up', maintenance: false, lastSampleMs: NOW, ...overrides };
+  return {
+    name,
+    cpuCores: 8,
+    memBytes: 64 * GiB,
+    cpuUsedWindowCores: [],
+    memUsedBytes: 0,
+    status: 'up',
+    maintenance: false,
+    lastSampleMs: NOW,
+    ...overrides,
+  };
 }
 
 /** A VM using `cores` steadily (a flat window of 6 samples). */
@@ -27,9 +37,21 @@ export function vm(name: string, hostName: string, cores = 1, overrides: Partial
   };
 }
 
-export function snapshot(hosts: HostState[], vms: VmState[], overrides: Partial<Snapshot> & { rules?: Partial<Rules> } = {}): Snapshot {
+export function snapshot(
+  hosts: HostState[],
+  vms: VmState[],
+  overrides: Partial<Snapshot> & { rules?: Partial<Rules> } = {},
+): Snapshot {
   const { rules, ...rest } = overrides;
-  return { nowMs: NOW, seed: 1, hosts, vms, inFlight: [], ...rest, rules: { groups: [], pins: [], ignoredVms: [], ...rules } };
+  return {
+    nowMs: NOW,
+    seed: 1,
+    hosts,
+    vms,
+    inFlight: [],
+    ...rest,
+    rules: { groups: [], pins: [], ignoredVms: [], ...rules },
+  };
 }
 
 /** Deterministic PRNG (mulberry32), for generators only: policies never use randomness. */
@@ -42,7 +64,7 @@ export const rng = prng;
  */
 export function randomSnapshot(seed: number): Snapshot {
   const random = rng(seed);
-  const pick = <T,>(items: T[]): T => items[Math.floor(random() * items.length)]!;
+  const pick = <T>(items: T[]): T => items[Math.floor(random() * items.length)]!;
   const hostCount = 3 + Math.floor(random() * 10);
   const hosts: HostState[] = [];
   for (let i = 0; i < hostCount; i++) {
@@ -66,7 +88,9 @@ export function randomSnapshot(seed: number): Snapshot {
     const at = pick(candidates);
     memLeft.set(at.name, memLeft.get(at.name)! - memBytes);
     const base = random() * 3;
-    const window = Array.from({ length: 8 }, (_, k) => Math.max(0, base + (random() - 0.5) + (random() < 0.3 ? k * 0.1 : 0)));
+    const window = Array.from({ length: 8 }, (_, k) =>
+      Math.max(0, base + (random() - 0.5) + (random() < 0.3 ? k * 0.1 : 0)),
+    );
     const roll = random();
     vms.push(
       vm(`vm-${i}`, at.name, 0, {
@@ -86,7 +110,8 @@ export function randomSnapshot(seed: number): Snapshot {
     const a = pick(vms);
     const b = pick(vms);
     if (a === b) continue;
-    if (a.host !== b.host) groups.push({ name: `apart-${g}`, kind: 'anti-affinity', vms: [a.name, b.name], hard: random() < 0.7 });
+    if (a.host !== b.host)
+      groups.push({ name: `apart-${g}`, kind: 'anti-affinity', vms: [a.name, b.name], hard: random() < 0.7 });
     else groups.push({ name: `together-${g}`, kind: 'affinity', vms: [a.name, b.name], hard: random() < 0.5 });
   }
   for (let p = 0; p < 2 && vms.length > 0; p++) {

@@ -33,11 +33,17 @@ describe('test harness: real servers', () => {
 
   it('starts influxd and answers a write and a query', async () => {
     influx = await startInflux();
-    const query = (q: string) => fetch(`${influx!.httpUrl}/query`, { method: 'POST', body: new URLSearchParams({ q }) });
+    const query = (q: string) =>
+      fetch(`${influx!.httpUrl}/query`, { method: 'POST', body: new URLSearchParams({ q }) });
     assert.equal((await query('CREATE DATABASE harness')).status, 200);
-    const write = await fetch(`${influx.httpUrl}/write?db=harness&precision=ms`, { method: 'POST', body: 'probe,host=h1 value=1.5 1700000000000' });
+    const write = await fetch(`${influx.httpUrl}/write?db=harness&precision=ms`, {
+      method: 'POST',
+      body: 'probe,host=h1 value=1.5 1700000000000',
+    });
     assert.equal(write.status, 204, await write.text());
-    const result = (await (await fetch(`${influx.httpUrl}/query?db=harness&q=${encodeURIComponent('SELECT value FROM probe')}`)).json()) as {
+    const result = (await (
+      await fetch(`${influx.httpUrl}/query?db=harness&q=${encodeURIComponent('SELECT value FROM probe')}`)
+    ).json()) as {
       results: { series?: { values: unknown[][] }[] }[];
     };
     assert.equal(result.results[0]!.series![0]!.values[0]![1], 1.5);
@@ -45,7 +51,10 @@ describe('test harness: real servers', () => {
 
   it('boots a QEMU guest that reports it is up, counts, and burns the CPU share it was told', async () => {
     guest = await startGuest({ cpuPercent: 50, name: 'harness-guest' });
-    assert.ok(guest.console().some((line) => /^lbvm-guest: up cpu=50%/.test(line)), guest.console().join('\n'));
+    assert.ok(
+      guest.console().some((line) => /^lbvm-guest: up cpu=50%/.test(line)),
+      guest.console().join('\n'),
+    );
     const pid = guest.process.child.pid!;
     // setpriv execs QEMU in place, so the child's pid is QEMU's.
     const cpuTicks = () => {

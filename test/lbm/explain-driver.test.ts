@@ -15,19 +15,41 @@ import { GiB, simVmOf, startLbmCluster, type LbmCluster } from './support.ts';
 describe('lbm explain: how a move is carried out, HA and busy VMs', () => {
   let cluster: LbmCluster;
   let proxmoxConfig: string;
-  const explain = (...args: string[]) => runCli('lbm', ['explain', ...args, '--config', proxmoxConfig], { env: cleanEnv() });
+  const explain = (...args: string[]) =>
+    runCli('lbm', ['explain', ...args, '--config', proxmoxConfig], { env: cleanEnv() });
 
   before(async () => {
-    cluster = await startLbmCluster(['pve1', 'pve2'], [simVmOf('web-1', 2 * GiB, 0.5), simVmOf('db-1', 2 * GiB, 0.5), simVmOf('plain-1', GiB, 0.1)], { 'web-1': 'pve1', 'db-1': 'pve1', 'plain-1': 'pve2' });
+    cluster = await startLbmCluster(
+      ['pve1', 'pve2'],
+      [simVmOf('web-1', 2 * GiB, 0.5), simVmOf('db-1', 2 * GiB, 0.5), simVmOf('plain-1', GiB, 0.1)],
+      { 'web-1': 'pve1', 'db-1': 'pve1', 'plain-1': 'pve2' },
+    );
     await cluster.collect();
     await cluster.collect();
     // What a Proxmox collector adds to the newest round: web-1 under HA, db-1 locked by a migration's cleanup.
     const newest = (await cluster.store.lastSampleTimes()).get('pve1')!;
-    const sample = (vm: string, extra: Partial<VmSample>): VmSample => ({ kind: 'vm', vm, host: 'pve1', timeMs: newest, vcpus: 1, cpuUsedCores: 0.5, memBytes: 2 * GiB, memUsedBytes: GiB, state: 'running', ...extra });
-    await cluster.store.writeSamples([sample('web-1', { haState: 'started' }), sample('db-1', { busy: 'lock: migrate' })]);
+    const sample = (vm: string, extra: Partial<VmSample>): VmSample => ({
+      kind: 'vm',
+      vm,
+      host: 'pve1',
+      timeMs: newest,
+      vcpus: 1,
+      cpuUsedCores: 0.5,
+      memBytes: 2 * GiB,
+      memUsedBytes: GiB,
+      state: 'running',
+      ...extra,
+    });
+    await cluster.store.writeSamples([
+      sample('web-1', { haState: 'started' }),
+      sample('db-1', { busy: 'lock: migrate' }),
+    ]);
     proxmoxConfig = path.join(path.dirname(cluster.configFile), 'proxmox.yaml');
     const settings = YAML.parse(fs.readFileSync(cluster.configFile, 'utf8')) as Record<string, unknown>;
-    fs.writeFileSync(proxmoxConfig, YAML.stringify({ ...settings, collect: { ...(settings.collect as object), driver: 'proxmox' } }));
+    fs.writeFileSync(
+      proxmoxConfig,
+      YAML.stringify({ ...settings, collect: { ...(settings.collect as object), driver: 'proxmox' } }),
+    );
   });
   after(async () => {
     await cluster?.close();
@@ -37,7 +59,10 @@ describe('lbm explain: how a move is carried out, HA and busy VMs', () => {
     const text = await explain('web-1');
     assert.equal(text.code, 0, text.stderr);
     assert.match(text.stdout, /^ {2}HA-managed \(HA state started\): its moves go through the HA manager$/m);
-    assert.match(text.stdout, /^ {2}moved by the Proxmox HA manager: LBVM asks it \(a hamigrate task\); its resource agent then runs the migration itself/m);
+    assert.match(
+      text.stdout,
+      /^ {2}moved by the Proxmox HA manager: LBVM asks it \(a hamigrate task\); its resource agent then runs the migration itself/m,
+    );
     const json = await explain('web-1', '--json');
     const data = JSON.parse(json.stdout) as { haState: string | null; busy: string | null; movedBy: string };
     assert.deepEqual([data.haState, data.busy], ['started', null]);

@@ -60,8 +60,21 @@ describe('lbm (real Redis, files store, worker; sim driver)', () => {
   });
 
   it('status: hosts with bars, VM counts, imbalance, no leader yet', async () => {
-    const status = await json<{ hosts: { host: string; vms: number; status: string }[]; vms: number; imbalance: number; monitor: { leader: string | null } }>('status');
-    assert.deepEqual(status.hosts.map((h) => [h.host, h.vms, h.status]), [['h1', 7, 'up'], ['h2', 1, 'up'], ['h3', 0, 'up'], ['h4', 0, 'up']]);
+    const status = await json<{
+      hosts: { host: string; vms: number; status: string }[];
+      vms: number;
+      imbalance: number;
+      monitor: { leader: string | null };
+    }>('status');
+    assert.deepEqual(
+      status.hosts.map((h) => [h.host, h.vms, h.status]),
+      [
+        ['h1', 7, 'up'],
+        ['h2', 1, 'up'],
+        ['h3', 0, 'up'],
+        ['h4', 0, 'up'],
+      ],
+    );
     assert.equal(status.vms, 8);
     assert.ok(status.imbalance > 0.2, `imbalance ${status.imbalance}`);
     assert.equal(status.monitor.leader, null);
@@ -75,8 +88,15 @@ describe('lbm (real Redis, files store, worker; sim driver)', () => {
   it('hosts and vms: tables, --host filter, rules shown', async () => {
     const hosts = await json<{ hosts: { host: string }[] }>('hosts');
     assert.equal(hosts.hosts.length, 4);
-    const vms = await json<{ vms: { vm: string; host: string; rules: string[]; cpuEstimateCores: number }[] }>('vms', '--host', 'h2');
-    assert.deepEqual(vms.vms.map((v) => [v.vm, v.rules]), [['dns-2', ['anti-affinity:dns-pair']]]);
+    const vms = await json<{ vms: { vm: string; host: string; rules: string[]; cpuEstimateCores: number }[] }>(
+      'vms',
+      '--host',
+      'h2',
+    );
+    assert.deepEqual(
+      vms.vms.map((v) => [v.vm, v.rules]),
+      [['dns-2', ['anti-affinity:dns-pair']]],
+    );
     const text = await lbm('vms');
     assert.match(text.stdout, /^VM +HOST +VCPUS +MEMORY +CPU NOW +CPU EST\. +RULES +LAST MOVE$/m);
     assert.match(text.stdout, /^web-1 +h1 +1 +2 GiB +0\.\d\d +\d\.\d\d +- +-$/m);
@@ -85,7 +105,7 @@ describe('lbm (real Redis, files store, worker; sim driver)', () => {
     assert.match(unknown.stderr, /unknown host "h9"; did you mean "h1", "h2", "h3"/);
   });
 
-  it('logs: a host\'s and a VM\'s resource log as JSON, chart and table; unknown names get suggestions', async () => {
+  it("logs: a host's and a VM's resource log as JSON, chart and table; unknown names get suggestions", async () => {
     const host = await json<{ kind: string; points: { value: number }[] }>('logs', 'h1', '--since', '10m');
     assert.equal(host.kind, 'host');
     assert.ok(host.points.length >= 2 && host.points.every((p) => p.value > 2), JSON.stringify(host.points));
@@ -101,16 +121,50 @@ describe('lbm (real Redis, files store, worker; sim driver)', () => {
     assert.match(badMetric.stderr, /--metric "gpu": expected one of cpu, mem, disk, net/);
   });
 
-  it('plan: moves with reasons, gains and costs; moves nothing', async () => {
-    const plan = await json<{ moves: { vm: string; from: string; to: string; reason: string; gain: number }[]; scoreBefore: number; scoreAfter: number }>('plan');
+  it("plan: moves with reasons, gains and costs, and what the monitor's gate would hold back; moves nothing", async () => {
+    type PlanOutput = {
+      moves: { vm: string; from: string; to: string; reason: string; gain: number }[];
+      scoreBefore: number;
+      scoreAfter: number;
+      mode: string;
+      wouldEnqueue: string[];
+      heldBack: { vm: string; reason: string; detail: string }[];
+    };
+    const plan = await json<PlanOutput>('plan');
     assert.ok(plan.moves.length > 0);
     assert.ok(plan.moves.every((m) => m.from === 'h1' && m.reason.length > 10 && m.gain > 0));
     assert.ok(plan.scoreAfter < plan.scoreBefore);
-    assert.ok(plan.moves.every((m) => !(m.vm === 'dns-1' && m.to === 'h2')), 'the plan broke the anti-affinity rule');
+    assert.ok(
+      plan.moves.every((m) => !(m.vm === 'dns-1' && m.to === 'h2')),
+      'the plan broke the anti-affinity rule',
+    );
+    assert.equal(plan.mode, 'enforce');
+    assert.deepEqual(
+      plan.wouldEnqueue,
+      plan.moves.map((m) => m.vm),
+    );
+    assert.deepEqual(plan.heldBack, []);
     const jobs = await json<{ jobs: unknown[] }>('jobs');
     assert.deepEqual(jobs.jobs, [], 'lbm plan enqueued something');
     const text = await lbm('plan', '--policy', 'balance');
     assert.match(text.stdout, /^plan \(balance\): \d+ moves, imbalance score/);
+    assert.match(text.stdout, /^the monitor \(enforce\) would enqueue (\d+) of \1 now$/m);
+    // Paused, the gate holds every move back, as the monitor's round would.
+    assert.equal((await lbm('pause', '--reason', 'plan test')).code, 0);
+    try {
+      const paused = await json<PlanOutput>('plan');
+      assert.equal(paused.mode, 'paused');
+      assert.deepEqual(paused.wouldEnqueue, []);
+      assert.deepEqual(
+        paused.heldBack.map((h) => [h.vm, h.reason]),
+        paused.moves.map((m) => [m.vm, 'PAUSED']),
+      );
+      const pausedText = await lbm('plan');
+      assert.match(pausedText.stdout, /^the monitor \(paused\) would enqueue 0 of \d+ now; held back: \d+$/m);
+      assert.match(pausedText.stdout, /^held back: \S+ PAUSED \(paused by .*: plan test\)$/m);
+    } finally {
+      assert.equal((await lbm('resume')).code, 0);
+    }
     const bad = await lbm('plan', '--policy', 'random');
     assert.equal(bad.code, 2);
   });
@@ -126,7 +180,10 @@ describe('lbm (real Redis, files store, worker; sim driver)', () => {
   });
 
   it('explain: where a VM is and why, with its history and rules', async () => {
-    const explained = await json<{ host: string; history: { type: string }[]; rules: { rule: string }[] }>('explain', 'web-1');
+    const explained = await json<{ host: string; history: { type: string }[]; rules: { rule: string }[] }>(
+      'explain',
+      'web-1',
+    );
     assert.equal(explained.host, 'h3');
     assert.ok(explained.history.some((e) => e.type === 'migration.finished'));
     const text = await lbm('explain', 'dns-1');
@@ -153,7 +210,13 @@ describe('lbm (real Redis, files store, worker; sim driver)', () => {
     await new Monitor({ config, log, store, redis, queue, id: 'test' }).round();
     await queue.close();
     const html = path.join(tmpDir(), 'report.html');
-    const report = await json<{ totals: { migrations: number }; imbalance: unknown[]; htmlFile: string }>('report', '--since', '1h', '--html', html);
+    const report = await json<{ totals: { migrations: number }; imbalance: unknown[]; htmlFile: string }>(
+      'report',
+      '--since',
+      '1h',
+      '--html',
+      html,
+    );
     assert.ok(report.totals.migrations >= 1);
     assert.ok(report.imbalance.length >= 1);
     assert.equal(report.htmlFile, html);
@@ -164,9 +227,14 @@ describe('lbm (real Redis, files store, worker; sim driver)', () => {
   });
 
   it('Redis unreachable: says which URL and what to check, exit 3, no stack', async () => {
-    const result = await runCli('lbm', ['status', '--config', configFile], { env: cleanEnv({ LBVM_REDIS_URL: 'redis://127.0.0.1:1' }) });
+    const result = await runCli('lbm', ['status', '--config', configFile], {
+      env: cleanEnv({ LBVM_REDIS_URL: 'redis://127.0.0.1:1' }),
+    });
     assert.equal(result.code, 3, result.stderr);
-    assert.match(result.stderr, /Redis at redis:\/\/127\.0\.0\.1:1 is unreachable .*Check that redis-server runs there/);
+    assert.match(
+      result.stderr,
+      /Redis at redis:\/\/127\.0\.0\.1:1 is unreachable .*Check that redis-server runs there/,
+    );
     assert.doesNotMatch(result.stderr, /\n\s+at /);
   });
 });

@@ -48,12 +48,34 @@ describe('lbm migrate --wait, interrupted', () => {
     const { config } = loadConfig({ configPath: configFile, env: {} });
     redis = connectRedis(server.url);
     driver = new SimDriver({ config, redis });
-    const vm = (name: string) => ({ name, vcpus: 2, memBytes: 8 * GiB, cpuBase: 0.5, cpuSwing: 0, phase: 0, memUse: 0.5 });
-    await driver.cluster.define(['h1', 'h2'].map((name) => ({ name, cpuCores: 8, memBytes: 64 * GiB })), [vm('big-1'), vm('big-2')], { 'big-1': 'h1', 'big-2': 'h1' });
+    const vm = (name: string) => ({
+      name,
+      vcpus: 2,
+      memBytes: 8 * GiB,
+      cpuBase: 0.5,
+      cpuSwing: 0,
+      phase: 0,
+      memUse: 0.5,
+    });
+    await driver.cluster.define(
+      ['h1', 'h2'].map((name) => ({ name, cpuCores: 8, memBytes: 64 * GiB })),
+      [vm('big-1'), vm('big-2')],
+      { 'big-1': 'h1', 'big-2': 'h1' },
+    );
     const store = openStore(config.store.url, { log });
-    await collectSim({ config, store, driver, nodes: ['h1', 'h2'], capacity: { cpuCores: 8, memBytes: 64 * GiB }, log, rounds: 2 });
+    await collectSim({
+      config,
+      store,
+      driver,
+      nodes: ['h1', 'h2'],
+      capacity: { cpuCores: 8, memBytes: 64 * GiB },
+      log,
+      rounds: 2,
+    });
     await store.close();
-    worker = spawnTracked(process.execPath, [path.join(ROOT, 'bin/lbvm.js'), 'worker', '--config', configFile], { env: cleanEnv() });
+    worker = spawnTracked(process.execPath, [path.join(ROOT, 'bin/lbvm.js'), 'worker', '--config', configFile], {
+      env: cleanEnv(),
+    });
     await waitFor('the worker', () => worker.output().includes('worker ready'), { process: worker, timeoutMs: 30_000 });
   });
   after(async () => {
@@ -65,14 +87,33 @@ describe('lbm migrate --wait, interrupted', () => {
   it('on a terminal, Ctrl-C asks; "y" cancels the migration and the VM stays on its source', async () => {
     // A real pseudo-terminal: `script` runs the command on one and copies our pipe to it, so the
     // ^C byte below reaches lbm as SIGINT from the terminal, as an operator's keystroke would.
-    const waiting = spawnTracked('script', ['-qfec', 'exec "$TEST_LBM_NODE" "$TEST_LBM_LBM" migrate big-1 h2 --wait --config "$TEST_LBM_CONFIG"', '/dev/null'], {
-      env: cleanEnv({ TEST_LBM_NODE: process.execPath, TEST_LBM_LBM: path.join(ROOT, 'bin/lbm.js'), TEST_LBM_CONFIG: configFile }),
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
+    const waiting = spawnTracked(
+      'script',
+      [
+        '-qfec',
+        'exec "$TEST_LBM_NODE" "$TEST_LBM_LBM" migrate big-1 h2 --wait --config "$TEST_LBM_CONFIG"',
+        '/dev/null',
+      ],
+      {
+        env: cleanEnv({
+          TEST_LBM_NODE: process.execPath,
+          TEST_LBM_LBM: path.join(ROOT, 'bin/lbm.js'),
+          TEST_LBM_CONFIG: configFile,
+        }),
+        stdio: ['pipe', 'pipe', 'pipe'],
+      },
+    );
     try {
-      await waitFor('the progress bar', () => /big-1 h1 → h2 .*\d+%/.test(waiting.output()), { process: waiting, timeoutMs: 30_000 });
+      await waitFor('the progress bar', () => /big-1 h1 → h2 .*\d+%/.test(waiting.output()), {
+        process: waiting,
+        timeoutMs: 30_000,
+      });
       waiting.child.stdin!.write('\u0003');
-      await waitFor('the question', () => waiting.output().includes('cancel the migration of big-1? It stays on h1. [y/N]'), { process: waiting, timeoutMs: 10_000 });
+      await waitFor(
+        'the question',
+        () => waiting.output().includes('cancel the migration of big-1? It stays on h1. [y/N]'),
+        { process: waiting, timeoutMs: 10_000 },
+      );
       waiting.child.stdin!.write('y\r');
       const { code } = await waiting.exited;
       const output = waiting.output();
@@ -83,14 +124,26 @@ describe('lbm migrate --wait, interrupted', () => {
       await waiting.stop();
     }
     assert.equal(await driver.locate('big-1'), 'h1');
-    const jobs = JSON.parse((await lbm('jobs', '--json')).stdout) as { jobs: { data: { vm: string }; state: string; failedReason: string | null }[] };
-    assert.deepEqual(jobs.jobs.filter((job) => job.data.vm === 'big-1').map((job) => job.state), ['failed']);
+    const jobs = JSON.parse((await lbm('jobs', '--json')).stdout) as {
+      jobs: { data: { vm: string }; state: string; failedReason: string | null }[];
+    };
+    assert.deepEqual(
+      jobs.jobs.filter((job) => job.data.vm === 'big-1').map((job) => job.state),
+      ['failed'],
+    );
   });
 
   it('without a terminal, SIGINT stops the waiting and the migration goes on', async () => {
-    const waiting = spawnTracked(process.execPath, [path.join(ROOT, 'bin/lbm.js'), 'migrate', 'big-2', 'h2', '--wait', '--config', configFile], { env: cleanEnv() });
+    const waiting = spawnTracked(
+      process.execPath,
+      [path.join(ROOT, 'bin/lbm.js'), 'migrate', 'big-2', 'h2', '--wait', '--config', configFile],
+      { env: cleanEnv() },
+    );
     try {
-      await waitFor('the progress', () => /big-2 h1 → h2 .*\d+%/.test(waiting.output()), { process: waiting, timeoutMs: 30_000 });
+      await waitFor('the progress', () => /big-2 h1 → h2 .*\d+%/.test(waiting.output()), {
+        process: waiting,
+        timeoutMs: 30_000,
+      });
       waiting.child.kill('SIGINT');
       const { code } = await waiting.exited;
       assert.equal(code, 0, waiting.output());
@@ -98,7 +151,12 @@ describe('lbm migrate --wait, interrupted', () => {
     } finally {
       await waiting.stop();
     }
-    const jobs = JSON.parse((await lbm('jobs', '--json')).stdout) as { jobs: { data: { vm: string }; state: string; failedReason: string | null }[] };
-    assert.deepEqual(jobs.jobs.filter((job) => job.data.vm === 'big-2').map((job) => job.state), ['active']);
+    const jobs = JSON.parse((await lbm('jobs', '--json')).stdout) as {
+      jobs: { data: { vm: string }; state: string; failedReason: string | null }[];
+    };
+    assert.deepEqual(
+      jobs.jobs.filter((job) => job.data.vm === 'big-2').map((job) => job.state),
+      ['active'],
+    );
   });
 });

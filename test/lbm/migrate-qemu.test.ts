@@ -38,7 +38,10 @@ describe('lbm migrate --wait with real QEMU guests', () => {
         redis: { url: redis.url },
         store: { url: `files:${path.join(dir, 'samples')}`, spoolDir: path.join(dir, 'spool') },
         collect: { driver: 'qemu', stateFile: path.join(dir, 'state.json') },
-        hosts: { h1: { cpuCores: 2, memBytes: '4GiB', agent: a.address }, h2: { cpuCores: 2, memBytes: '4GiB', agent: b.address } },
+        hosts: {
+          h1: { cpuCores: 2, memBytes: '4GiB', agent: a.address },
+          h2: { cpuCores: 2, memBytes: '4GiB', agent: b.address },
+        },
       }),
     );
     const env = cleanEnv({ LBVM_AGENT_TOKEN: a.token });
@@ -48,21 +51,39 @@ describe('lbm migrate --wait with real QEMU guests', () => {
         assert.equal(collected.code, 0, collected.stderr);
       }
     }
-    worker = spawnTracked(process.execPath, [path.join(ROOT, 'bin/lbvm.js'), 'worker', '--config', configFile], { env, cwd: dir });
-    await waitFor('the worker', () => worker!.output().includes('worker ready'), { process: worker, timeoutMs: 30_000 });
+    worker = spawnTracked(process.execPath, [path.join(ROOT, 'bin/lbvm.js'), 'worker', '--config', configFile], {
+      env,
+      cwd: dir,
+    });
+    await waitFor('the worker', () => worker!.output().includes('worker ready'), {
+      process: worker,
+      timeoutMs: 30_000,
+    });
     const ticksBefore = ticks(a.console('web-1'));
 
-    const moved = await runCli('lbm', ['migrate', 'web-1', 'h2', '--wait', '--config', configFile], { env, cwd: dir, timeoutMs: 120_000 });
+    const moved = await runCli('lbm', ['migrate', 'web-1', 'h2', '--wait', '--config', configFile], {
+      env,
+      cwd: dir,
+      timeoutMs: 120_000,
+    });
     assert.equal(moved.code, 0, `${moved.stdout}\n${moved.stderr}`);
     assert.match(moved.stdout, /^done: web-1 h1 → h2 in [\d.]+m?s, downtime \d+ ms, [\d.]+ [KMG]i?B copied/m);
 
-    const jobs = JSON.parse((await runCli('lbm', ['jobs', '--json', '--config', configFile], { env, cwd: dir })).stdout) as { jobs: { state: string; progress: { fraction: number } | null }[] };
+    const jobs = JSON.parse(
+      (await runCli('lbm', ['jobs', '--json', '--config', configFile], { env, cwd: dir })).stdout,
+    ) as { jobs: { state: string; progress: { fraction: number } | null }[] };
     assert.equal(jobs.jobs[0]!.state, 'completed');
     assert.equal(jobs.jobs[0]!.progress?.fraction, 1, `progress ended at ${JSON.stringify(jobs.jobs[0]!.progress)}`);
 
     // The guest runs on h2 only, and its counter went on from where it was.
-    assert.deepEqual((await a.client.list()).guests.map((g) => g.name), []);
-    assert.deepEqual((await b.client.list()).guests.map((g) => g.name), ['web-1']);
+    assert.deepEqual(
+      (await a.client.list()).guests.map((g) => g.name),
+      [],
+    );
+    assert.deepEqual(
+      (await b.client.list()).guests.map((g) => g.name),
+      ['web-1'],
+    );
     assert.equal(qemuProcessesOf('web-1').length, 1);
     await waitFor('the guest to tick on h2', () => ticks(b.console('web-1')).length > 0, { timeoutMs: 20_000 });
     assert.ok(ticks(b.console('web-1'))[0]! >= ticksBefore[ticksBefore.length - 1]!, 'the counter went backwards');

@@ -43,7 +43,12 @@ export interface LbmCluster {
 }
 
 /** `settings` are merged into the config file (redis and store are filled in). */
-export async function startLbmCluster(hosts: string[], vms: SimVm[], placement: Record<string, string>, settings: Record<string, unknown> = {}): Promise<LbmCluster> {
+export async function startLbmCluster(
+  hosts: string[],
+  vms: SimVm[],
+  placement: Record<string, string>,
+  settings: Record<string, unknown> = {},
+): Promise<LbmCluster> {
   const server = await startRedis();
   const dir = tmpDir('lbvm-lbm-');
   const configFile = path.join(dir, 'lbvm.yaml');
@@ -57,18 +62,31 @@ export async function startLbmCluster(hosts: string[], vms: SimVm[], placement: 
   const config = loadConfig({ configPath: configFile, env: {} }).config;
   const redis = connectRedis(server.url);
   const driver = new SimDriver({ config, redis });
-  await driver.cluster.define(hosts.map((name) => ({ name, cpuCores: 4, memBytes: 16 * GiB })), vms, placement);
+  await driver.cluster.define(
+    hosts.map((name) => ({ name, cpuCores: 4, memBytes: 16 * GiB })),
+    vms,
+    placement,
+  );
   const store = openStore(config.store.url, { log });
   const queue = new MigrationQueue(redis, config);
   const lbm = (...args: string[]) => runCli('lbm', [...args, '--config', configFile], { env: cleanEnv() });
   const cluster: LbmCluster = {
-    server, config, configFile, store, driver, redis, queue, hosts, lbm,
+    server,
+    config,
+    configFile,
+    store,
+    driver,
+    redis,
+    queue,
+    hosts,
+    lbm,
     async json<T>(...args: string[]): Promise<T> {
       const result = await lbm(...args, '--json');
       assert.equal(result.code, 0, `lbm ${args.join(' ')}: ${result.stderr}`);
       return JSON.parse(result.stdout) as T;
     },
-    collect: () => collectSim({ config, store, driver, nodes: hosts, capacity: { cpuCores: 4, memBytes: 16 * GiB }, log }),
+    collect: () =>
+      collectSim({ config, store, driver, nodes: hosts, capacity: { cpuCores: 4, memBytes: 16 * GiB }, log }),
     async close() {
       await queue.close().catch(() => {});
       await store.close();

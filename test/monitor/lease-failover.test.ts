@@ -60,7 +60,12 @@ describe('fencing tokens across a Sentinel failover (real redis-server and redis
     used.push(await lead(b.lease));
     assert.equal(used[1], 2);
     const replica = bed.servers.find((server) => server !== bed.servers[0])!;
-    const onReplica = new Redis({ port: replica.port, host: '127.0.0.1', password: 'master-pw', maxRetriesPerRequest: 1 });
+    const onReplica = new Redis({
+      port: replica.port,
+      host: '127.0.0.1',
+      password: 'master-pw',
+      maxRetriesPerRequest: 1,
+    });
     clients.push(onReplica);
     assert.equal(await onReplica.get(leaseKeys('fo').fence), '1', "the replica missed the old master's last token");
 
@@ -87,7 +92,8 @@ describe('fencing tokens across a Sentinel failover (real redis-server and redis
     const back = new Redis({ port: old.port, host: '127.0.0.1', password: 'master-pw', maxRetriesPerRequest: 1 });
     clients.push(back);
     const deadline = Date.now() + 30_000;
-    while ((await back.get(leaseKeys('fo').fence).catch(() => null)) !== String(used[2]) && Date.now() < deadline) await sleep(200);
+    while ((await back.get(leaseKeys('fo').fence).catch(() => null)) !== String(used[2]) && Date.now() < deadline)
+      await sleep(200);
     assert.equal(await back.get(leaseKeys('fo').fence), String(used[2]), 'the old master resynced from the new one');
 
     // Handovers in the new epoch go on from there.
@@ -95,6 +101,7 @@ describe('fencing tokens across a Sentinel failover (real redis-server and redis
     const d = monitor('d');
     used.push(await lead(d.lease));
     assert.equal(used[3], used[2]! + 1);
-    for (let index = 1; index < used.length; index++) assert.ok(used[index]! > used[index - 1]!, `tokens only grow: ${used.join(', ')}`);
+    for (let index = 1; index < used.length; index++)
+      assert.ok(used[index]! > used[index - 1]!, `tokens only grow: ${used.join(', ')}`);
   });
 });

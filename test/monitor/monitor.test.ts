@@ -44,16 +44,31 @@ describe('lbvm monitor end to end (real Redis, files store, worker; sim driver)'
     const perHost = new Map<string, number>();
     for (const host of Object.values(placement)) perHost.set(host, (perHost.get(host) ?? 0) + 1);
     assert.equal(records[0]!.mode, 'enforce');
-    assert.ok(records[0]!.enqueued.length > 0, `the first round enqueued nothing: ${JSON.stringify(records[0]!.notes)}`);
+    assert.ok(
+      records[0]!.enqueued.length > 0,
+      `the first round enqueued nothing: ${JSON.stringify(records[0]!.notes)}`,
+    );
     assert.ok(Math.max(...perHost.values()) <= 3, `still imbalanced: ${JSON.stringify(Object.fromEntries(perHost))}`);
     assert.ok(perHost.size >= 3, `only ${perHost.size} hosts used: ${JSON.stringify(Object.fromEntries(perHost))}`);
     const last = records[records.length - 1]!;
-    assert.ok(last.imbalanceBefore! < records[0]!.imbalanceBefore!, `imbalance did not fall: ${records[0]!.imbalanceBefore} → ${last.imbalanceBefore}`);
-    for (const record of records) assert.equal(new Set(record.enqueued.map((e) => e.vm)).size, record.enqueued.length, 'a VM enqueued twice in one round');
+    assert.ok(
+      last.imbalanceBefore! < records[0]!.imbalanceBefore!,
+      `imbalance did not fall: ${records[0]!.imbalanceBefore} → ${last.imbalanceBefore}`,
+    );
+    for (const record of records)
+      assert.equal(
+        new Set(record.enqueued.map((e) => e.vm)).size,
+        record.enqueued.length,
+        'a VM enqueued twice in one round',
+      );
   });
 
   it('in report mode plans and records, moves nothing', async () => {
-    c = await cluster({ hosts: 3, vms: Array.from({ length: 6 }, (_, i) => vm(`vm-${i}`, 0.6)), config: { 'monitor.mode': 'report' } });
+    c = await cluster({
+      hosts: 3,
+      vms: Array.from({ length: 6 }, (_, i) => vm(`vm-${i}`, 0.6)),
+      config: { 'monitor.mode': 'report' },
+    });
     await c.collect();
     const record = await c.monitor().round();
     assert.equal(record.mode, 'report');
@@ -74,12 +89,13 @@ describe('lbvm monitor end to end (real Redis, files store, worker; sim driver)'
     const paused = await monitor.round();
     assert.equal(paused.mode, 'paused');
     assert.deepEqual(paused.enqueued, []);
-    assert.ok(paused.notes.some((note) => /paused by test/.test(note)), paused.notes.join('\n'));
+    assert.ok(
+      paused.notes.some((note) => /paused by test/.test(note)),
+      paused.notes.join('\n'),
+    );
     await setPaused(c.redis, c.config.redis.prefix, false, { by: 'test', nowMs: Date.now() });
     const resumed = await monitor.round();
     assert.equal(resumed.mode, 'enforce');
     assert.ok(resumed.enqueued.length > 0);
   });
-
-
 });

@@ -89,18 +89,40 @@ export async function simCluster(redisUrl: string, options: SimClusterOptions): 
   const blocking = connectRedis(redisUrl, { blocking: true });
   const store = openStore(config.store.url, { log });
   const driver = new SimDriver({ config, redis });
-  const names = typeof options.hosts === 'number' ? Array.from({ length: options.hosts }, (_, i) => `h${i + 1}`) : options.hosts;
+  const names =
+    typeof options.hosts === 'number' ? Array.from({ length: options.hosts }, (_, i) => `h${i + 1}`) : options.hosts;
   const hosts: SimHost[] = names.map((name) => ({ name, cpuCores: 4, memBytes: 16 * GiB }));
-  await driver.cluster.define(hosts, options.vms, options.placement ?? Object.fromEntries(options.vms.map((vm) => [vm.name, names[0]!])));
+  await driver.cluster.define(
+    hosts,
+    options.vms,
+    options.placement ?? Object.fromEntries(options.vms.map((vm) => [vm.name, names[0]!])),
+  );
   const queue = new MigrationQueue(redis, config);
   const worker = options.worker === false ? null : startMigrationWorker({ config, driver, log, connection: blocking });
   const spool = new Spool({ dir: config.store.spoolDir, maxBytes: config.store.spoolMaxBytes, log });
   const monitors: Monitor[] = [];
   return {
-    config, redis, blocking, store, driver, queue, worker, dir, hostNames: names,
+    config,
+    redis,
+    blocking,
+    store,
+    driver,
+    queue,
+    worker,
+    dir,
+    hostNames: names,
     async collect(only) {
       for (const host of only ?? names) {
-        await collectRound({ node: host, store, spool, driver, stateFile: config.collect.stateFile, logicalCapacity: { cpuCores: 4, memBytes: 16 * GiB }, log, baselineWaitMs: 0 });
+        await collectRound({
+          node: host,
+          store,
+          spool,
+          driver,
+          stateFile: config.collect.stateFile,
+          logicalCapacity: { cpuCores: 4, memBytes: 16 * GiB },
+          log,
+          baselineWaitMs: 0,
+        });
       }
     },
     monitor() {
@@ -120,7 +142,15 @@ export async function simCluster(redisUrl: string, options: SimClusterOptions): 
 }
 
 /** A VM of 1 vCPU busy at `share` (flat), 2 GiB. */
-export const simVm = (name: string, share: number): SimVm => ({ name, vcpus: 1, memBytes: 2 * GiB, cpuBase: share, cpuSwing: 0, phase: 0, memUse: 0.5 });
+export const simVm = (name: string, share: number): SimVm => ({
+  name,
+  vcpus: 1,
+  memBytes: 2 * GiB,
+  cpuBase: share,
+  cpuSwing: 0,
+  phase: 0,
+  memUse: 0.5,
+});
 
 /** Waits until no migration is queued or running (10 s at most). */
 export async function settle(cluster: SimCluster): Promise<void> {

@@ -4,17 +4,41 @@ import type { HostSample, LbvmEvent, VmSample } from '../../src/model/index.ts';
 import { NO_RULES } from '../../src/model/index.ts';
 import { rulesFromConfig } from '../../src/config/policy-settings.ts';
 import { loadConfig } from '../../src/config/load.ts';
-import { SnapshotBuilder, reconcile, rulesFromTags, type SnapshotInputs } from '../../src/monitor/index.ts';
+import { SnapshotBuilder, rulesFromTags, type SnapshotInputs } from '../../src/monitor/index.ts';
 
 const MIN = 60_000;
 const GiB = 1024 ** 3;
-const host = (name: string, timeMs: number, used = 1): HostSample => ({ kind: 'host', host: name, timeMs, cpuCores: 4, cpuUsedCores: used, memBytes: 16 * GiB, memUsedBytes: 4 * GiB });
+const host = (name: string, timeMs: number, used = 1): HostSample => ({
+  kind: 'host',
+  host: name,
+  timeMs,
+  cpuCores: 4,
+  cpuUsedCores: used,
+  memBytes: 16 * GiB,
+  memUsedBytes: 4 * GiB,
+});
 const vm = (name: string, on: string, timeMs: number, cores = 0.5, tags: string[] = []): VmSample => ({
-  kind: 'vm', vm: name, host: on, timeMs, vcpus: 1, cpuUsedCores: cores, memBytes: 2 * GiB, memUsedBytes: GiB, tags,
+  kind: 'vm',
+  vm: name,
+  host: on,
+  timeMs,
+  vcpus: 1,
+  cpuUsedCores: cores,
+  memBytes: 2 * GiB,
+  memUsedBytes: GiB,
+  tags,
 });
 const inputs = (nowMs: number, extra: Partial<SnapshotInputs> = {}): SnapshotInputs => ({
-  nowMs, intervalMs: MIN, staleAfterIntervals: 3, configuredHosts: {}, maintenance: new Set(), rules: NO_RULES, inFlight: [],
-  quarantineAfterFailures: 2, quarantineMs: 60 * MIN, ...extra,
+  nowMs,
+  intervalMs: MIN,
+  staleAfterIntervals: 3,
+  configuredHosts: {},
+  maintenance: new Set(),
+  rules: NO_RULES,
+  inFlight: [],
+  quarantineAfterFailures: 2,
+  quarantineMs: 60 * MIN,
+  ...extra,
 });
 
 describe('snapshot builder', () => {
@@ -44,10 +68,13 @@ describe('snapshot builder', () => {
     assert.equal(a.host, 'n2');
     assert.equal(a.previousHost, 'n1');
     assert.equal(a.lastMoveMs, moved.timeMs);
-    assert.deepEqual(a.cpuUsedWindowCores.map((c) => Number(c.toFixed(1))), [0, 0.1, 0.2, 0.3, 0.4]);
+    assert.deepEqual(
+      a.cpuUsedWindowCores.map((c) => Number(c.toFixed(1))),
+      [0, 0.1, 0.2, 0.3, 0.4],
+    );
   });
 
-  it('drops a VM missing from its live host\'s newest round, keeps one on a silent host', () => {
+  it("drops a VM missing from its live host's newest round, keeps one on a silent host", () => {
     const builder = new SnapshotBuilder();
     for (let t = 0; t <= 5; t++) builder.addSample(host('n1', t * MIN));
     builder.addSample(vm('gone', 'n1', 2 * MIN));
@@ -65,9 +92,17 @@ describe('snapshot builder', () => {
     builder.addEvent({ type: 'migration.failed', timeMs: 1000, vm: 'a', from: 'n1', to: 'n2', error: 'x' });
     builder.addEvent({ type: 'migration.failed', timeMs: 2000, vm: 'a', from: 'n1', to: 'n2', error: 'x' });
     assert.equal(builder.build(inputs(3000)).vms[0]!.quarantinedUntilMs, 2000 + 60 * MIN);
-    assert.equal(builder.build(inputs(2000 + 61 * MIN)).vms[0]!.quarantinedUntilMs, undefined, 'the quarantine ends after its time');
+    assert.equal(
+      builder.build(inputs(2000 + 61 * MIN)).vms[0]!.quarantinedUntilMs,
+      undefined,
+      'the quarantine ends after its time',
+    );
     builder.addEvent({ type: 'migration.finished', timeMs: 2500, vm: 'a', from: 'n1', to: 'n2' });
-    assert.equal(builder.build(inputs(3000)).vms[0]!.quarantinedUntilMs, undefined, 'a success ends the run of failures');
+    assert.equal(
+      builder.build(inputs(3000)).vms[0]!.quarantinedUntilMs,
+      undefined,
+      'a success ends the run of failures',
+    );
   });
 
   it('reads rules from tags and expands ignore globs from config', () => {
@@ -78,8 +113,16 @@ describe('snapshot builder', () => {
     builder.addSample(vm('db-1', 'n1', 0, 0.1, ['lbvm.prefer=n3']));
     const { config } = loadConfig({ env: {}, overrides: { 'rules.ignore': ['db-*'] }, cwd: '/nonexistent' });
     const snapshot = builder.build(inputs(0, { rules: (names) => rulesFromConfig(config, names) }));
-    assert.deepEqual(snapshot.rules.groups, [{ name: 'tag:anti-affinity=dns', kind: 'anti-affinity', hard: true, vms: ['dns-1', 'dns-2'] }]);
-    assert.deepEqual(snapshot.rules.pins.map((p) => [p.vm, p.hosts, p.hard]), [['db-1', ['n3'], false], ['dns-2', ['n1', 'n2'], true]]);
+    assert.deepEqual(snapshot.rules.groups, [
+      { name: 'tag:anti-affinity=dns', kind: 'anti-affinity', hard: true, vms: ['dns-1', 'dns-2'] },
+    ]);
+    assert.deepEqual(
+      snapshot.rules.pins.map((p) => [p.vm, p.hosts, p.hard]),
+      [
+        ['db-1', ['n3'], false],
+        ['dns-2', ['n1', 'n2'], true],
+      ],
+    );
     assert.deepEqual(snapshot.rules.ignoredVms, ['db-1']);
     assert.deepEqual(rulesFromTags([{ name: 'x', tags: ['lbvm.ignore'] }]).ignoredVms, ['x']);
   });
@@ -93,16 +136,5 @@ describe('snapshot builder', () => {
       return builder.build(inputs(3 * MIN));
     };
     assert.deepEqual(build(), build());
-  });
-});
-
-describe('reconcile', () => {
-  const move = (vmName: string, to = 'n2') => ({ vm: vmName, from: 'n1', to, policy: 'balance', reason: 'r', gain: 1, cost: { bytes: 1, durationMs: 1, score: 0 } });
-  it('holds back VMs in flight and duplicates, and respects the round and hour budgets, naming why', () => {
-    const result = reconcile([move('a'), move('b'), move('b', 'n3'), move('c'), move('d')], [{ vm: 'a', from: 'n1', to: 'n4', jobId: 'j1', state: 'active' }], { round: 2, hour: 5 });
-    assert.deepEqual(result.enqueue.map((m) => m.vm), ['b', 'c']);
-    assert.deepEqual(result.heldBack.map((h) => [h.move.vm, h.reason]), [['a', 'IN_FLIGHT'], ['b', 'DUPLICATE'], ['d', 'ROUND_MOVE_LIMIT']]);
-    assert.match(result.heldBack[0]!.detail, /already migrating n1 → n4 \(job j1, active\)/);
-    assert.deepEqual(reconcile([move('a'), move('b')], [], { round: 5, hour: 1 }).heldBack.map((h) => h.reason), ['HOUR_MOVE_LIMIT']);
   });
 });

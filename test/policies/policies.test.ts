@@ -1,16 +1,44 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { balance, checkMove, consolidate, evacuate, forecastDemand, imbalance, overload, planRound, POLICIES, vmDemand, withSettings, applyMovesToSnapshot, DEFAULT_SETTINGS } from '../../policies/index.ts';
+import {
+  balance,
+  checkMove,
+  consolidate,
+  evacuate,
+  forecastDemand,
+  imbalance,
+  overload,
+  planRound,
+  POLICIES,
+  vmDemand,
+  withSettings,
+  applyMovesToSnapshot,
+  DEFAULT_SETTINGS,
+} from '../../policies/index.ts';
 import type { Plan, Snapshot } from '../../src/model/index.ts';
 import { GiB, host, NOW, snapshot, vm } from '../helpers/snapshot.ts';
 
 const ALL = Object.values(POLICIES);
-const loose = withSettings({ limits: { migrationsPerSourceHost: 10, migrationsPerDestinationHost: 10, migrationsInCluster: 50 }, balance: { threshold: 5 } });
+const loose = withSettings({
+  limits: { migrationsPerSourceHost: 10, migrationsPerDestinationHost: 10, migrationsInCluster: 50 },
+  balance: { threshold: 5 },
+});
 
 /** h0 is hot (7 of 8 cores), h1..h3 are light. */
-function hotCluster(extraVms: ReturnType<typeof vm>[] = [], hostOverrides: Record<string, Partial<ReturnType<typeof host>>> = {}): Snapshot {
+function hotCluster(
+  extraVms: ReturnType<typeof vm>[] = [],
+  hostOverrides: Record<string, Partial<ReturnType<typeof host>>> = {},
+): Snapshot {
   const hosts = ['h0', 'h1', 'h2', 'h3'].map((name) => host(name, hostOverrides[name]));
-  const vms = [vm('a', 'h0', 2.5), vm('b', 'h0', 2.5), vm('c', 'h0', 2), vm('d', 'h1', 1), vm('e', 'h2', 1), vm('f', 'h3', 0.5), ...extraVms];
+  const vms = [
+    vm('a', 'h0', 2.5),
+    vm('b', 'h0', 2.5),
+    vm('c', 'h0', 2),
+    vm('d', 'h1', 1),
+    vm('e', 'h2', 1),
+    vm('f', 'h3', 0.5),
+    ...extraVms,
+  ];
   return snapshot(hosts, vms);
 }
 
@@ -24,16 +52,24 @@ describe('policies: hard rules', () => {
   it('never places an anti-affinity pair together', () => {
     const base = hotCluster();
     // d on h1 (the lightest host but one) must stay apart from a, b and c.
-    const s = { ...base, rules: { ...base.rules, groups: [{ name: 'apart', kind: 'anti-affinity' as const, vms: ['a', 'b', 'c', 'd', 'e'], hard: true }] } };
+    const s = {
+      ...base,
+      rules: {
+        ...base.rules,
+        groups: [{ name: 'apart', kind: 'anti-affinity' as const, vms: ['a', 'b', 'c', 'd', 'e'], hard: true }],
+      },
+    };
     let moved = 0;
     for (const policy of ALL) {
       const plan = policy.run(s, loose);
       moved += plan.moves.length;
       const where = placementAfter(s, plan);
       const hostsOfGroup = ['a', 'b', 'c', 'd', 'e'].map((name) => where.get(name));
-      for (const m of plan.moves) assert.ok(!['h1', 'h2'].includes(m.to) || !['a', 'b', 'c'].includes(m.vm), `${policy.name}: ${m.reason}`);
+      for (const m of plan.moves)
+        assert.ok(!['h1', 'h2'].includes(m.to) || !['a', 'b', 'c'].includes(m.vm), `${policy.name}: ${m.reason}`);
       assert.ok(hostsOfGroup.filter((h) => h === 'h0').length <= 3);
-      for (const h of ['h1', 'h2', 'h3']) assert.ok(hostsOfGroup.filter((x) => x === h).length <= 1, `${policy.name} put two of the group on ${h}`);
+      for (const h of ['h1', 'h2', 'h3'])
+        assert.ok(hostsOfGroup.filter((x) => x === h).length <= 1, `${policy.name} put two of the group on ${h}`);
     }
     assert.ok(moved > 0, 'some policy should still relieve h0 (to h3)');
   });
@@ -46,13 +82,21 @@ describe('policies: hard rules', () => {
       assert.ok(!plan.moves.some((m) => m.vm === 'a'), `${policy.name} moved the pinned VM`);
     }
     const plan = evacuate(s, loose);
-    assert.ok(plan.skipped.some((skip) => skip.vm === 'a' && skip.reason === 'PINNED' && /licence/.test(skip.detail)), JSON.stringify(plan.skipped));
+    assert.ok(
+      plan.skipped.some((skip) => skip.vm === 'a' && skip.reason === 'PINNED' && /licence/.test(skip.detail)),
+      JSON.stringify(plan.skipped),
+    );
   });
 
-  it('never overfills a destination\'s memory', () => {
+  it("never overfills a destination's memory", () => {
     // Light hosts have CPU to spare but only 3 GiB of memory free; VMs on h0 are 4 GiB.
     const hosts = [host('h0'), host('h1', { memBytes: 8 * GiB }), host('h2', { memBytes: 8 * GiB })];
-    const vms = [vm('a', 'h0', 3.5, { memBytes: 4 * GiB }), vm('b', 'h0', 3.5, { memBytes: 4 * GiB }), vm('c', 'h1', 0.2, { memBytes: 5 * GiB }), vm('d', 'h2', 0.2, { memBytes: 5 * GiB })];
+    const vms = [
+      vm('a', 'h0', 3.5, { memBytes: 4 * GiB }),
+      vm('b', 'h0', 3.5, { memBytes: 4 * GiB }),
+      vm('c', 'h1', 0.2, { memBytes: 5 * GiB }),
+      vm('d', 'h2', 0.2, { memBytes: 5 * GiB }),
+    ];
     const s = snapshot(hosts, vms);
     for (const policy of ALL) {
       const plan = policy.run(s, loose);
@@ -61,15 +105,32 @@ describe('policies: hard rules', () => {
         const used = vms.filter((v) => where.get(v.name) === h.name).reduce((total, v) => total + v.memBytes, 0);
         assert.ok(used <= h.memBytes, `${policy.name} put ${used / GiB} GiB on ${h.name} (${h.memBytes / GiB} GiB)`);
       }
-      assert.ok(!plan.moves.some((m) => ['a', 'b'].includes(m.vm)), `${policy.name}: ${plan.moves.map((m) => m.reason).join('; ')}`);
+      assert.ok(
+        !plan.moves.some((m) => ['a', 'b'].includes(m.vm)),
+        `${policy.name}: ${plan.moves.map((m) => m.reason).join('; ')}`,
+      );
     }
     const plan = overload(s, loose);
-    assert.ok(plan.skipped.some((skip) => skip.reason === 'NO_DESTINATION' && /DEST_MEM_FULL/.test(skip.detail)), JSON.stringify(plan.skipped));
+    assert.ok(
+      plan.skipped.some((skip) => skip.reason === 'NO_DESTINATION' && /DEST_MEM_FULL/.test(skip.detail)),
+      JSON.stringify(plan.skipped),
+    );
   });
 
   it('empties a maintenance host over rounds, largest VM first, and never onto a stale or down host', () => {
-    const hosts = [host('h0', { maintenance: true }), host('h1'), host('h2', { status: 'stale' }), host('h3', { status: 'down' }), host('h4')];
-    const vms = [vm('small', 'h0', 0.5, { memBytes: GiB }), vm('big', 'h0', 1, { memBytes: 8 * GiB }), vm('mid', 'h0', 1, { memBytes: 4 * GiB }), vm('x', 'h1', 1)];
+    const hosts = [
+      host('h0', { maintenance: true }),
+      host('h1'),
+      host('h2', { status: 'stale' }),
+      host('h3', { status: 'down' }),
+      host('h4'),
+    ];
+    const vms = [
+      vm('small', 'h0', 0.5, { memBytes: GiB }),
+      vm('big', 'h0', 1, { memBytes: 8 * GiB }),
+      vm('mid', 'h0', 1, { memBytes: 4 * GiB }),
+      vm('x', 'h1', 1),
+    ];
     let s = snapshot(hosts, vms);
     const order: string[] = [];
     for (let round = 0; round < 5 && s.vms.some((v) => v.host === 'h0'); round++) {
@@ -79,7 +140,10 @@ describe('policies: hard rules', () => {
       // The round's moves finish; the next snapshot sees them done.
       s = { ...applyMovesToSnapshot(s, plan.moves), nowMs: s.nowMs + 60_000 };
     }
-    assert.deepEqual(s.vms.filter((v) => v.host === 'h0'), []);
+    assert.deepEqual(
+      s.vms.filter((v) => v.host === 'h0'),
+      [],
+    );
     assert.deepEqual(order, ['big', 'mid', 'small']);
   });
 });
@@ -87,14 +151,21 @@ describe('policies: hard rules', () => {
 describe('policies: stability', () => {
   it('gives the same plan for the same snapshot', () => {
     const s = hotCluster();
-    for (const policy of ALL) assert.deepEqual(policy.run(structuredClone(s), loose), policy.run(s, loose), policy.name);
+    for (const policy of ALL)
+      assert.deepEqual(policy.run(structuredClone(s), loose), policy.run(s, loose), policy.name);
   });
 
   it('respects cooldown, ping-pong, quarantine and in-flight migrations', () => {
     const recent = NOW - 5 * 60_000;
     const base = hotCluster();
     const vms = base.vms.map((v) =>
-      v.name === 'a' ? { ...v, lastMoveMs: recent } : v.name === 'b' ? { ...v, quarantinedUntilMs: NOW + 60_000 } : v.name === 'c' ? { ...v, previousHost: 'h3', lastMoveMs: NOW - 40 * 60_000 } : v,
+      v.name === 'a'
+        ? { ...v, lastMoveMs: recent }
+        : v.name === 'b'
+          ? { ...v, quarantinedUntilMs: NOW + 60_000 }
+          : v.name === 'c'
+            ? { ...v, previousHost: 'h3', lastMoveMs: NOW - 40 * 60_000 }
+            : v,
     );
     const s: Snapshot = { ...base, vms, inFlight: [{ vm: 'd', from: 'h1', to: 'h2', jobId: 'j1', state: 'active' }] };
     for (const policy of [overload, balance]) {
@@ -102,7 +173,8 @@ describe('policies: stability', () => {
       assert.ok(!plan.moves.some((m) => ['a', 'b', 'd'].includes(m.vm)), plan.moves.map((m) => m.reason).join('\n'));
       assert.ok(!plan.moves.some((m) => m.vm === 'c' && m.to === 'h3'), 'c went back to h3');
       const reasons = new Set(plan.skipped.map((skip) => skip.reason));
-      for (const reason of ['COOLDOWN', 'QUARANTINED']) assert.ok(reasons.has(reason as never), `${policy.name}: no ${reason} in ${JSON.stringify(plan.skipped)}`);
+      for (const reason of ['COOLDOWN', 'QUARANTINED'])
+        assert.ok(reasons.has(reason as never), `${policy.name}: no ${reason} in ${JSON.stringify(plan.skipped)}`);
     }
   });
 
@@ -112,26 +184,42 @@ describe('policies: stability', () => {
     const s: Snapshot = { ...base, inFlight: [{ vm: 'zz', from: 'h9', to: 'h3', jobId: 'j', state: 'active' }] };
     const plan = overload(s, DEFAULT_SETTINGS);
     assert.ok(plan.moves.length > 0);
-    assert.ok(plan.moves.every((m) => m.to !== 'h3'), plan.moves.map((m) => m.reason).join('\n'));
+    assert.ok(
+      plan.moves.every((m) => m.to !== 'h3'),
+      plan.moves.map((m) => m.reason).join('\n'),
+    );
     // And h0 sends at most one migration at a time.
     assert.equal(plan.moves.filter((m) => m.from === 'h0').length, 1);
   });
 
   it('keeps to the moves-per-round budget across a round', () => {
     const hosts = Array.from({ length: 10 }, (_, i) => host(`h${i}`));
-    const vms = Array.from({ length: 40 }, (_, i) => vm(`v${String(i).padStart(2, '0')}`, i < 30 ? `h${i % 3}` : `h${3 + (i % 7)}`, i < 30 ? 0.8 : 0.1));
-    const settings = withSettings({ limits: { movesPerRound: 3, migrationsPerSourceHost: 10, migrationsPerDestinationHost: 10, migrationsInCluster: 50 }, balance: { threshold: 5 } });
+    const vms = Array.from({ length: 40 }, (_, i) =>
+      vm(`v${String(i).padStart(2, '0')}`, i < 30 ? `h${i % 3}` : `h${3 + (i % 7)}`, i < 30 ? 0.8 : 0.1),
+    );
+    const settings = withSettings({
+      limits: {
+        movesPerRound: 3,
+        migrationsPerSourceHost: 10,
+        migrationsPerDestinationHost: 10,
+        migrationsInCluster: 50,
+      },
+      balance: { threshold: 5 },
+    });
     const plan = planRound(snapshot(hosts, vms), settings, ['overload', 'balance']);
     assert.equal(plan.moves.length, 3);
   });
 });
 
 describe('policies: explanations', () => {
-  it('overload names the hot host, the VM, its size and the destination\'s use before and after', () => {
+  it("overload names the hot host, the VM, its size and the destination's use before and after", () => {
     const plan = overload(hotCluster(), DEFAULT_SETTINGS);
     assert.equal(plan.moves.length, 1);
     const [move] = plan.moves;
-    assert.match(move!.reason, /^h0 CPU 88% > high 80%: [abc] \(\d\.\d\d cores, 2 GiB\) to h3, 6% → \d+% \(h0 88% → \d+%\); imbalance [\d.]+ → [\d.]+, gain -?[\d.]+, cost [\d.]+/);
+    assert.match(
+      move!.reason,
+      /^h0 CPU 88% > high 80%: [abc] \(\d\.\d\d cores, 2 GiB\) to h3, 6% → \d+% \(h0 88% → \d+%\); imbalance [\d.]+ → [\d.]+, gain -?[\d.]+, cost [\d.]+/,
+    );
     assert.ok(move!.cost.durationMs > 0 && move!.cost.bytes >= 2 * GiB);
     assert.ok(plan.scoreAfter < plan.scoreBefore);
   });
@@ -139,10 +227,23 @@ describe('policies: explanations', () => {
   it('overload weighs relief against the copy: of two VMs that relieve a host alike, the smaller copy goes', () => {
     const hosts = [host('h0'), host('h1'), host('h2')];
     // h0 at 95%: twins of 2 cores, one with 48 GiB to copy (slow), one with 1 GiB.
-    const vms = [vm('heavy', 'h0', 2, { memBytes: 48 * GiB }), vm('light', 'h0', 2, { memBytes: GiB }), vm('rest', 'h0', 3.6, { memBytes: 4 * GiB })];
-    const plan = overload(snapshot(hosts, vms, { rules: { groups: [], pins: [], ignoredVms: ['rest'] } }), withSettings({ limits: { migrationsPerSourceHost: 1 } }));
-    assert.deepEqual(plan.moves.map((m) => m.vm), ['light']);
-    assert.match(plan.moves[0]!.reason, /^h0 CPU 95% > high 80%: light .* to h[12], 0% → 25% .*worth [\d.]+ \(spread [\d.]+, risk [\d.]+\) − cost [\d.]+ ≥ [\d.]+ at threshold 3/);
+    const vms = [
+      vm('heavy', 'h0', 2, { memBytes: 48 * GiB }),
+      vm('light', 'h0', 2, { memBytes: GiB }),
+      vm('rest', 'h0', 3.6, { memBytes: 4 * GiB }),
+    ];
+    const plan = overload(
+      snapshot(hosts, vms, { rules: { groups: [], pins: [], ignoredVms: ['rest'] } }),
+      withSettings({ limits: { migrationsPerSourceHost: 1 } }),
+    );
+    assert.deepEqual(
+      plan.moves.map((m) => m.vm),
+      ['light'],
+    );
+    assert.match(
+      plan.moves[0]!.reason,
+      /^h0 CPU 95% > high 80%: light .* to h[12], 0% → 25% .*worth [\d.]+ \(spread [\d.]+, risk [\d.]+\) − cost [\d.]+ ≥ [\d.]+ at threshold 3/,
+    );
     // Every destination stays at or under the high watermark.
     for (const m of plan.moves) assert.ok(Number(/→ (\d+)%/.exec(m.reason)![1]) <= 80, m.reason);
   });
@@ -150,27 +251,47 @@ describe('policies: explanations', () => {
   it('threshold 1 moves only what rules require: hot hosts are reported, not relieved', () => {
     const plan = overload(hotCluster(), withSettings({ balance: { threshold: 1 } }));
     assert.deepEqual(plan.moves, []);
-    assert.match(plan.notes.join('\n'), /threshold 1 moves only what rules require: 1 host\(s\) above high 80% left as they are: h0 \(CPU 88%/);
+    assert.match(
+      plan.notes.join('\n'),
+      /threshold 1 moves only what rules require: 1 host\(s\) above high 80% left as they are: h0 \(CPU 88%/,
+    );
     assert.deepEqual(balance(hotCluster(), withSettings({ balance: { threshold: 1 } })).moves, []);
   });
 
   it('says why nothing happened', () => {
     const calm = snapshot([host('h0'), host('h1')], [vm('a', 'h0', 1), vm('b', 'h1', 1)]);
-    assert.match(balance(calm, DEFAULT_SETTINGS).notes.join('\n'), /nothing to do: imbalance 0\.\d+ below threshold 3's target 0\.1/);
-    assert.match(overload(calm, DEFAULT_SETTINGS).notes.join('\n'), /nothing to do: hottest host h\d \(CPU 13%, memory 3% committed \(0% used\)\) is not above high 80%/);
+    assert.match(
+      balance(calm, DEFAULT_SETTINGS).notes.join('\n'),
+      /nothing to do: imbalance 0\.\d+ below threshold 3's target 0\.1/,
+    );
+    assert.match(
+      overload(calm, DEFAULT_SETTINGS).notes.join('\n'),
+      /nothing to do: hottest host h\d \(CPU 13%, memory 3% committed \(0% used\)\) is not above high 80%/,
+    );
     assert.match(evacuate(calm, DEFAULT_SETTINGS).notes.join('\n'), /no host is in maintenance/);
   });
 
   it('balance keeps a move only when gain beats cost, more readily at higher thresholds', () => {
     const hosts = Array.from({ length: 6 }, (_, i) => host(`h${i}`));
-    const vms = Array.from({ length: 24 }, (_, i) => vm(`v${String(i).padStart(2, '0')}`, i < 12 ? `h${i % 2}` : `h${2 + (i % 4)}`, i < 12 ? 1 : 0.3, { memBytes: 8 * GiB, memDirtyBytesPerSec: 300e6 }));
+    const vms = Array.from({ length: 24 }, (_, i) =>
+      vm(`v${String(i).padStart(2, '0')}`, i < 12 ? `h${i % 2}` : `h${2 + (i % 4)}`, i < 12 ? 1 : 0.3, {
+        memBytes: 8 * GiB,
+        memDirtyBytesPerSec: 300e6,
+      }),
+    );
     const s = snapshot(hosts, vms);
-    const counts = [1, 2, 3, 4, 5].map((level) => balance(s, withSettings({ balance: { threshold: level as 1 } }, loose)).moves.length);
+    const counts = [1, 2, 3, 4, 5].map(
+      (level) => balance(s, withSettings({ balance: { threshold: level as 1 } }, loose)).moves.length,
+    );
     assert.equal(counts[0], 0);
     for (let i = 1; i < counts.length; i++) assert.ok(counts[i]! >= counts[i - 1]!, `moves by level: ${counts}`);
     assert.ok(counts[4]! > 0, `moves by level: ${counts}`);
     const cautious = balance(s, withSettings({ balance: { threshold: 2 } }, loose));
-    if (cautious.moves.length === 0) assert.ok(cautious.skipped.some((skip) => skip.reason === 'GAIN_BELOW_COST') || cautious.notes.some((n) => /nothing to do/.test(n)));
+    if (cautious.moves.length === 0)
+      assert.ok(
+        cautious.skipped.some((skip) => skip.reason === 'GAIN_BELOW_COST') ||
+          cautious.notes.some((n) => /nothing to do/.test(n)),
+      );
     const aggressive = balance(s, withSettings({ balance: { threshold: 5 } }, loose));
     for (const m of aggressive.moves) assert.ok(m.gain > m.cost.score, m.reason);
   });
@@ -181,22 +302,50 @@ describe('policies: consolidate and checkMove', () => {
     const hosts = Array.from({ length: 5 }, (_, i) => host(`h${i}`));
     const vms = Array.from({ length: 5 }, (_, i) => vm(`v${i}`, `h${i}`, 0.5));
     const s = snapshot(hosts, vms);
-    const settings = withSettings({ limits: { movesPerRound: 10, migrationsPerSourceHost: 5, migrationsPerDestinationHost: 5, migrationsInCluster: 10 }, consolidate: { headroom: 0.2, spareHosts: 1 } });
+    const settings = withSettings({
+      limits: {
+        movesPerRound: 10,
+        migrationsPerSourceHost: 5,
+        migrationsPerDestinationHost: 5,
+        migrationsInCluster: 10,
+      },
+      consolidate: { headroom: 0.2, spareHosts: 1 },
+    });
     const plan = consolidate(s, settings);
     const after = placementAfter(s, plan);
     const used = new Set(after.values());
     assert.ok(used.size < 5, JSON.stringify([...after]));
-    assert.deepEqual(plan.powerDownHosts, hosts.map((h) => h.name).filter((h) => !used.has(h)).sort().slice(1));
+    assert.deepEqual(
+      plan.powerDownHosts,
+      hosts
+        .map((h) => h.name)
+        .filter((h) => !used.has(h))
+        .sort()
+        .slice(1),
+    );
     assert.match(plan.notes.join('\n'), /can be powered down: h\d/);
   });
 
-  it('a round passes consolidate\'s power-down hosts on and gives the same plan for the same snapshot', () => {
+  it("a round passes consolidate's power-down hosts on and gives the same plan for the same snapshot", () => {
     const hosts = Array.from({ length: 5 }, (_, i) => host(`h${i}`));
-    const s = snapshot(hosts, Array.from({ length: 5 }, (_, i) => vm(`v${i}`, `h${i}`, 0.5)));
-    const settings = withSettings({ limits: { movesPerRound: 10, migrationsPerSourceHost: 5, migrationsPerDestinationHost: 5, migrationsInCluster: 10 } });
+    const s = snapshot(
+      hosts,
+      Array.from({ length: 5 }, (_, i) => vm(`v${i}`, `h${i}`, 0.5)),
+    );
+    const settings = withSettings({
+      limits: {
+        movesPerRound: 10,
+        migrationsPerSourceHost: 5,
+        migrationsPerDestinationHost: 5,
+        migrationsInCluster: 10,
+      },
+    });
     const round = planRound(s, settings, ['evacuate', 'overload', 'consolidate']);
     assert.deepEqual(round, planRound(structuredClone(s), settings, ['evacuate', 'overload', 'consolidate']));
-    assert.deepEqual(round.plans.map((p) => p.policy), ['evacuate', 'overload', 'consolidate']);
+    assert.deepEqual(
+      round.plans.map((p) => p.policy),
+      ['evacuate', 'overload', 'consolidate'],
+    );
     assert.ok(round.moves.length > 0 && round.moves.every((m) => m.policy === 'consolidate'));
     assert.ok((round.powerDownHosts ?? []).length > 0, JSON.stringify(round.notes));
     assert.ok(round.notes.some((n) => n.startsWith('evacuate: nothing to do')));
@@ -217,16 +366,33 @@ describe('policies: consolidate and checkMove', () => {
     const s: Snapshot = {
       ...base,
       vms: base.vms.map((v) => (v.name === 'a' ? { ...v, lastMoveMs: NOW - 60_000 } : v)),
-      rules: { groups: [{ name: 'apart', kind: 'anti-affinity', vms: ['a', 'd'], hard: true }, { name: 'friends', kind: 'affinity', vms: ['a', 'e'], hard: false }], pins: [], ignoredVms: [] },
+      rules: {
+        groups: [
+          { name: 'apart', kind: 'anti-affinity', vms: ['a', 'd'], hard: true },
+          { name: 'friends', kind: 'affinity', vms: ['a', 'e'], hard: false },
+        ],
+        pins: [],
+        ignoredVms: [],
+      },
     };
     const toH1 = checkMove(s, { vm: 'a', to: 'h1' }, DEFAULT_SETTINGS);
-    assert.deepEqual(toH1.hard.map((v) => v.rule), ['ANTI_AFFINITY']);
+    assert.deepEqual(
+      toH1.hard.map((v) => v.rule),
+      ['ANTI_AFFINITY'],
+    );
     assert.match(toH1.hard[0]!.detail, /rule apart/);
     const toH3 = checkMove(s, { vm: 'a', to: 'h3' }, DEFAULT_SETTINGS);
     assert.deepEqual(toH3.hard, []);
     assert.deepEqual(toH3.soft.map((v) => v.rule).sort(), ['AFFINITY', 'COOLDOWN']);
-    const full = checkMove({ ...s, hosts: s.hosts.map((h) => (h.name === 'h3' ? { ...h, memBytes: GiB } : h)) }, { vm: 'b', to: 'h3' }, DEFAULT_SETTINGS);
-    assert.deepEqual(full.hard.map((v) => v.rule), ['DEST_MEM_FULL']);
+    const full = checkMove(
+      { ...s, hosts: s.hosts.map((h) => (h.name === 'h3' ? { ...h, memBytes: GiB } : h)) },
+      { vm: 'b', to: 'h3' },
+      DEFAULT_SETTINGS,
+    );
+    assert.deepEqual(
+      full.hard.map((v) => v.rule),
+      ['DEST_MEM_FULL'],
+    );
   });
 });
 

@@ -7,7 +7,13 @@ import { tmpDir } from '../helpers/tmp.ts';
 describe('config → policy settings and rules', () => {
   it('maps policies, limits, demand and migration bandwidth from the config', () => {
     const { config } = loadConfig({
-      env: { LBVM_POLICIES_BALANCE_THRESHOLD: '5', LBVM_LIMITS_MOVES_PER_ROUND: '4', LBVM_LIMITS_COOLDOWN: '10m', LBVM_POLICIES_OVERLOAD_HIGH_WATERMARK: '0.9', LBVM_MIGRATION_BANDWIDTH_BYTES_PER_SEC: '100MiB' },
+      env: {
+        LBVM_POLICIES_BALANCE_THRESHOLD: '5',
+        LBVM_LIMITS_MOVES_PER_ROUND: '4',
+        LBVM_LIMITS_COOLDOWN: '10m',
+        LBVM_POLICIES_OVERLOAD_HIGH_WATERMARK: '0.9',
+        LBVM_MIGRATION_BANDWIDTH_BYTES_PER_SEC: '100MiB',
+      },
       cwd: tmpDir(),
     });
     const settings = policySettingsFromConfig(config);

@@ -19,7 +19,16 @@ const MIN = 60_000;
 
 /** A VM as a driver lists it: `cores` busy, 4 GiB. */
 function listed(name: string, cores: number, extra: Partial<VmInventory> = {}): VmInventory {
-  return { name, host: 'h0', vcpus: 4, memBytes: 4 * GiB, memUsedBytes: 2 * GiB, state: 'running', cpuUsedCores: cores, ...extra };
+  return {
+    name,
+    host: 'h0',
+    vcpus: 4,
+    memBytes: 4 * GiB,
+    memUsedBytes: 2 * GiB,
+    state: 'running',
+    cpuUsedCores: cores,
+    ...extra,
+  };
 }
 
 /** Rounds of samples of a hot h0 (big, busy; small) and an idle h1, written to and read back from a files store. */
@@ -29,16 +38,40 @@ async function snapshotFrom(rounds: VmInventory[][]): Promise<Snapshot> {
   rounds.forEach((vms, index) => {
     const timeMs = NOW - (rounds.length - 1 - index) * MIN;
     const used = vms.reduce((sum, entry) => sum + (entry.cpuUsedCores ?? 0), 0);
-    written.push({ kind: 'host', host: 'h0', timeMs, cpuCores: 4, cpuUsedCores: used, memBytes: 64 * GiB, memUsedBytes: 8 * GiB });
-    written.push({ kind: 'host', host: 'h1', timeMs, cpuCores: 4, cpuUsedCores: 0.2, memBytes: 64 * GiB, memUsedBytes: 2 * GiB });
+    written.push({
+      kind: 'host',
+      host: 'h0',
+      timeMs,
+      cpuCores: 4,
+      cpuUsedCores: used,
+      memBytes: 64 * GiB,
+      memUsedBytes: 8 * GiB,
+    });
+    written.push({
+      kind: 'host',
+      host: 'h1',
+      timeMs,
+      cpuCores: 4,
+      cpuUsedCores: 0.2,
+      memBytes: 64 * GiB,
+      memUsedBytes: 2 * GiB,
+    });
     written.push(...vmSamplesFromInventory('h0', vms, timeMs, {}).samples);
   });
   assert.equal((await store.writeSamples(written)).written, written.length);
   const builder = new SnapshotBuilder();
-  for await (const sample of store.readSamples({ fromMs: NOW - 60 * MIN, toMs: NOW, nowMs: NOW })) builder.addSample(sample);
+  for await (const sample of store.readSamples({ fromMs: NOW - 60 * MIN, toMs: NOW, nowMs: NOW }))
+    builder.addSample(sample);
   return builder.build({
-    nowMs: NOW, intervalMs: MIN, staleAfterIntervals: 3, configuredHosts: {}, maintenance: new Set(), rules: NO_RULES, inFlight: [],
-    quarantineAfterFailures: 3, quarantineMs: 60 * MIN,
+    nowMs: NOW,
+    intervalMs: MIN,
+    staleAfterIntervals: 3,
+    configuredHosts: {},
+    maintenance: new Set(),
+    rules: NO_RULES,
+    inFlight: [],
+    quarantineAfterFailures: 3,
+    quarantineMs: 60 * MIN,
   });
 }
 
@@ -53,7 +86,10 @@ describe('a VM its hypervisor is busy with', () => {
 
     const plan = planRound(s, DEFAULT_SETTINGS, ['overload', 'balance']);
     assert.ok(!plan.moves.some((move) => move.vm === 'big'), JSON.stringify(plan.moves));
-    assert.ok(plan.moves.some((move) => move.vm === 'small' && move.to === 'h1'), JSON.stringify(plan.moves));
+    assert.ok(
+      plan.moves.some((move) => move.vm === 'small' && move.to === 'h1'),
+      JSON.stringify(plan.moves),
+    );
     const skip = plan.skipped.find((entry) => entry.vm === 'big' && entry.reason === 'VM_BUSY');
     assert.ok(skip, JSON.stringify(plan.skipped));
     assert.match(skip.detail, /big is busy on h0 \(lock: migrate\)/);
@@ -64,13 +100,26 @@ describe('a VM its hypervisor is busy with', () => {
     const cleared = [listed('big', 2.5), listed('small', 1)];
     const s = await snapshotFrom([busy, busy, cleared]);
     assert.equal(s.vms.find((entry) => entry.name === 'big')!.busy, undefined);
-    assert.ok(!planRound(s, DEFAULT_SETTINGS, ['overload', 'balance']).skipped.some((entry) => entry.reason === 'VM_BUSY'));
+    assert.ok(
+      !planRound(s, DEFAULT_SETTINGS, ['overload', 'balance']).skipped.some((entry) => entry.reason === 'VM_BUSY'),
+    );
   });
 
   it('stays where it is even when its host is evacuated', () => {
-    const s = snapshot([host('h0', { maintenance: true }), host('h1')], [vm('starting-ct', 'h0', 1, { busy: 'state: starting' }), vm('other', 'h0', 1)]);
+    const s = snapshot(
+      [host('h0', { maintenance: true }), host('h1')],
+      [vm('starting-ct', 'h0', 1, { busy: 'state: starting' }), vm('other', 'h0', 1)],
+    );
     const plan = planRound(s, DEFAULT_SETTINGS, ['evacuate']);
-    assert.deepEqual(plan.moves.map((move) => move.vm), ['other']);
-    assert.ok(plan.skipped.some((entry) => entry.vm === 'starting-ct' && entry.reason === 'VM_BUSY' && entry.detail.includes('state: starting')), JSON.stringify(plan.skipped));
+    assert.deepEqual(
+      plan.moves.map((move) => move.vm),
+      ['other'],
+    );
+    assert.ok(
+      plan.skipped.some(
+        (entry) => entry.vm === 'starting-ct' && entry.reason === 'VM_BUSY' && entry.detail.includes('state: starting'),
+      ),
+      JSON.stringify(plan.skipped),
+    );
   });
 });

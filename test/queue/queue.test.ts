@@ -5,7 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { limitsFromConfig, MigrationSlots } from '../../src/queue/limits.ts';
+import { limitsFromConfig } from '../../src/config/limits.ts';
+import { MigrationSlots } from '../../src/queue/limits.ts';
 import { startRedis, type RedisServer } from '../helpers/redis.ts';
 import { eventsOf, job, MIB, peakConcurrency, queueRig, until, type QueueRig } from './support.ts';
 
@@ -25,7 +26,11 @@ describe('migration queue and workers (sim driver, real Redis)', () => {
     await redis?.stop();
   });
 
-  const fast = { 'migration.bandwidthBytesPerSec': 256 * MIB, 'migration.lockDuration': '5s', 'migration.slotWait': '100ms' };
+  const fast = {
+    'migration.bandwidthBytesPerSec': 256 * MIB,
+    'migration.lockDuration': '5s',
+    'migration.slotWait': '100ms',
+  };
 
   it('runs the same decision enqueued twice once, and says the second was a duplicate', async () => {
     const r = await rig(redis.url, ['h1', 'h2'], { vm1: 'h1' }, fast);
@@ -50,15 +55,31 @@ describe('migration queue and workers (sim driver, real Redis)', () => {
     const hosts = ['src', 'd1', 'd2', 'd3', 'd4', 'd5', 'd6'];
     const placement = Object.fromEntries(Array.from({ length: 6 }, (_, index) => [`vm${index + 1}`, 'src']));
     // attempts: 1, so a delay that counted as an attempt would fail the job.
-    const r = await rig(redis.url, hosts, placement, { ...fast, 'migration.bandwidthBytesPerSec': 200 * MIB, 'limits.migrationsPerSourceHost': 1, 'limits.migrationsInCluster': 10, 'migration.attempts': 1 });
+    const r = await rig(redis.url, hosts, placement, {
+      ...fast,
+      'migration.bandwidthBytesPerSec': 200 * MIB,
+      'limits.migrationsPerSourceHost': 1,
+      'limits.migrationsInCluster': 10,
+      'migration.attempts': 1,
+    });
     const ids = [];
-    for (let index = 1; index <= 6; index++) ids.push((await r.queue.enqueue(job(`vm${index}`, 'src', `d${index}`))).jobId);
+    for (let index = 1; index <= 6; index++)
+      ids.push((await r.queue.enqueue(job(`vm${index}`, 'src', `d${index}`))).jobId);
     r.startWorker(3);
     r.startWorker(3);
-    await until('six migrations to finish', async () => (await eventsOf(r, 'migration.finished')).length === 6, 60_000, async () => JSON.stringify(await eventsOf(r)));
+    await until(
+      'six migrations to finish',
+      async () => (await eventsOf(r, 'migration.finished')).length === 6,
+      60_000,
+      async () => JSON.stringify(await eventsOf(r)),
+    );
     const events = await eventsOf(r);
     const peak = peakConcurrency(events);
-    assert.equal(peak.source, 1, `at most one migration from src at a time; events: ${JSON.stringify(events.map((e) => [e.type, e.vm]))}`);
+    assert.equal(
+      peak.source,
+      1,
+      `at most one migration from src at a time; events: ${JSON.stringify(events.map((e) => [e.type, e.vm]))}`,
+    );
     assert.equal(events.filter((event) => event.type === 'migration.failed').length, 0);
     for (const id of ids) assert.equal((await r.queue.job(id))?.state, 'completed');
     for (let index = 1; index <= 6; index++) assert.equal(await r.driver.locate(`vm${index}`), `d${index}`);
@@ -72,7 +93,11 @@ describe('migration queue and workers (sim driver, real Redis)', () => {
     const done = await r.queue.enqueue(job('there', 'h1', 'h2'));
     const lost = await r.queue.enqueue(job('elsewhere', 'h1', 'h2'));
     r.startWorker();
-    await until('both jobs to finish', async () => (await r.queue.job(done.jobId))?.state === 'completed' && (await r.queue.job(lost.jobId))?.state === 'failed');
+    await until(
+      'both jobs to finish',
+      async () =>
+        (await r.queue.job(done.jobId))?.state === 'completed' && (await r.queue.job(lost.jobId))?.state === 'failed',
+    );
     assert.equal((await r.queue.job(done.jobId))?.result?.outcome, 'already-there');
     const failed = await r.queue.job(lost.jobId);
     assert.match(failed!.failedReason!, /is on "h3", neither at the source "h1" nor at the destination "h2"/);
@@ -81,13 +106,21 @@ describe('migration queue and workers (sim driver, real Redis)', () => {
   });
 
   it('retries a failed migration with backoff, reporting progress and a failure event for each attempt', async () => {
-    const r = await rig(redis.url, ['h1', 'h2'], { vm1: 'h1' }, { ...fast, 'sim.failureRate': 1, 'migration.attempts': 2, 'migration.backoff': '200ms' });
+    const r = await rig(
+      redis.url,
+      ['h1', 'h2'],
+      { vm1: 'h1' },
+      { ...fast, 'sim.failureRate': 1, 'migration.attempts': 2, 'migration.backoff': '200ms' },
+    );
     const queued = await r.queue.enqueue(job('vm1', 'h1', 'h2'));
     r.startWorker();
     await until('the job to fail for good', async () => (await r.queue.job(queued.jobId))?.state === 'failed');
     const failures = await eventsOf(r, 'migration.failed');
     assert.equal(failures.length, 2);
-    assert.deepEqual(failures.map((event) => event.detail?.willRetry), [true, false]);
+    assert.deepEqual(
+      failures.map((event) => event.detail?.willRetry),
+      [true, false],
+    );
     assert.match(failures[1]!.error!, /simulated migration failure/);
     const view = await r.queue.job(queued.jobId);
     assert.equal(view?.attemptsMade, 2);

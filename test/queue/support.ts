@@ -22,7 +22,13 @@ export function testConfig(redisUrl: string, overrides: Record<string, unknown> 
   return loadConfig({
     env: {},
     cwd: tmpDir(),
-    overrides: { 'redis.url': redisUrl, 'redis.prefix': uniquePrefix(), 'log.level': 'warn', 'log.format': 'json', ...overrides },
+    overrides: {
+      'redis.url': redisUrl,
+      'redis.prefix': uniquePrefix(),
+      'log.level': 'warn',
+      'log.format': 'json',
+      ...overrides,
+    },
   }).config;
 }
 
@@ -57,7 +63,13 @@ export function simVm(name: string, memBytes = 64 * MIB): SimVm {
 }
 
 /** A sim cluster of `hosts` hosts and the given VMs placed as told. */
-export async function defineCluster(redis: Redis, config: LbvmConfig, hosts: string[], placement: Record<string, string>, memBytes = 64 * MIB): Promise<SimDriver> {
+export async function defineCluster(
+  redis: Redis,
+  config: LbvmConfig,
+  hosts: string[],
+  placement: Record<string, string>,
+  memBytes = 64 * MIB,
+): Promise<SimDriver> {
   const driver = new SimDriver({ config, redis });
   await driver.cluster.define(
     hosts.map((name) => ({ name, cpuCores: 8, memBytes: 64 * 1024 * MIB })),
@@ -78,7 +90,13 @@ export interface QueueRig {
   close(): Promise<void>;
 }
 
-export async function queueRig(redisUrl: string, hosts: string[], placement: Record<string, string>, overrides: Record<string, unknown> = {}, memBytes = 64 * MIB): Promise<QueueRig> {
+export async function queueRig(
+  redisUrl: string,
+  hosts: string[],
+  placement: Record<string, string>,
+  overrides: Record<string, unknown> = {},
+  memBytes = 64 * MIB,
+): Promise<QueueRig> {
   const config = testConfig(redisUrl, overrides);
   // config.redis: with redis.sentinels in the overrides, the rig follows the master too.
   const redis = connectRedis(config.redis, { blocking: true });
@@ -111,7 +129,17 @@ export async function queueRig(redisUrl: string, hosts: string[], placement: Rec
 }
 
 export function job(vm: string, from: string, to: string, extra: Partial<MigrationJobData> = {}): MigrationJobData {
-  return { vm, from, to, reason: 'test', planId: 'plan-1', requestedBy: 'monitor', fencingToken: null, mode: 'live', ...extra };
+  return {
+    vm,
+    from,
+    to,
+    reason: 'test',
+    planId: 'plan-1',
+    requestedBy: 'monitor',
+    fencingToken: null,
+    mode: 'live',
+    ...extra,
+  };
 }
 
 export async function eventsOf(rig: { events: RedisEventLog }, type?: LbvmEvent['type']): Promise<LbvmEvent[]> {
@@ -120,10 +148,16 @@ export async function eventsOf(rig: { events: RedisEventLog }, type?: LbvmEvent[
 }
 
 /** Waits until `check` holds, failing with `describe()` after `timeoutMs`. */
-export async function until(what: string, check: () => Promise<boolean>, timeoutMs = 30_000, describe?: () => Promise<string>): Promise<void> {
+export async function until(
+  what: string,
+  check: () => Promise<boolean>,
+  timeoutMs = 30_000,
+  describe?: () => Promise<string>,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${describe ? `\n${await describe()}` : ''}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}${describe ? `\n${await describe()}` : ''}`);
     await sleep(100);
   }
 }

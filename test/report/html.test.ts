@@ -17,13 +17,60 @@ function cluster(): { samples: Sample[]; events: LbvmEvent[] } {
   const events: LbvmEvent[] = [];
   for (let t = 0; t <= 60; t++) {
     const moved = t >= 20;
-    samples.push({ kind: 'host', host: 'n1', timeMs: T0 + t * MIN, cpuCores: 4, cpuUsedCores: moved ? 2.2 : 3.8, memBytes: 16 * GiB, memUsedBytes: 9 * GiB });
-    samples.push({ kind: 'host', host: 'n2', timeMs: T0 + t * MIN, cpuCores: 4, cpuUsedCores: moved ? 2.0 : 0.4, memBytes: 16 * GiB, memUsedBytes: 5 * GiB });
-    events.push({ type: 'monitor.round', timeMs: T0 + t * MIN + 1000, detail: { imbalanceBefore: moved ? 0.03 : 0.42 } });
+    samples.push({
+      kind: 'host',
+      host: 'n1',
+      timeMs: T0 + t * MIN,
+      cpuCores: 4,
+      cpuUsedCores: moved ? 2.2 : 3.8,
+      memBytes: 16 * GiB,
+      memUsedBytes: 9 * GiB,
+    });
+    samples.push({
+      kind: 'host',
+      host: 'n2',
+      timeMs: T0 + t * MIN,
+      cpuCores: 4,
+      cpuUsedCores: moved ? 2.0 : 0.4,
+      memBytes: 16 * GiB,
+      memUsedBytes: 5 * GiB,
+    });
+    events.push({
+      type: 'monitor.round',
+      timeMs: T0 + t * MIN + 1000,
+      detail: { imbalanceBefore: moved ? 0.03 : 0.42 },
+    });
   }
-  events.push({ type: 'migration.started', timeMs: T0 + 19 * MIN, vm: 'vm-<b>7</b>', from: 'n1', to: 'n2', jobId: 'j1', reason: 'n1 CPU 95% > high 80%', requestedBy: 'monitor', mode: 'live' });
-  events.push({ type: 'migration.finished', timeMs: T0 + 19 * MIN + 2500, vm: 'vm-<b>7</b>', from: 'n1', to: 'n2', jobId: 'j1', totalMs: 2500, downtimeMs: 4 });
-  events.push({ type: 'migration.failed', timeMs: T0 + 30 * MIN, vm: 'vm-9', from: 'n1', to: 'n2', jobId: 'j2', error: 'destination agent unreachable' });
+  events.push({
+    type: 'migration.started',
+    timeMs: T0 + 19 * MIN,
+    vm: 'vm-<b>7</b>',
+    from: 'n1',
+    to: 'n2',
+    jobId: 'j1',
+    reason: 'n1 CPU 95% > high 80%',
+    requestedBy: 'monitor',
+    mode: 'live',
+  });
+  events.push({
+    type: 'migration.finished',
+    timeMs: T0 + 19 * MIN + 2500,
+    vm: 'vm-<b>7</b>',
+    from: 'n1',
+    to: 'n2',
+    jobId: 'j1',
+    totalMs: 2500,
+    downtimeMs: 4,
+  });
+  events.push({
+    type: 'migration.failed',
+    timeMs: T0 + 30 * MIN,
+    vm: 'vm-9',
+    from: 'n1',
+    to: 'n2',
+    jobId: 'j2',
+    error: 'destination agent unreachable',
+  });
   return { samples, events };
 }
 
@@ -34,7 +81,10 @@ describe('report', () => {
     assert.equal(data.totals.migrations, 1);
     assert.equal(data.totals.failed, 1);
     assert.equal(data.totals.medianDowntimeMs, 4);
-    assert.deepEqual(data.overloads.map((o) => [o.host, (o.toMs - o.fromMs) / MIN]), [['n1', 20]]);
+    assert.deepEqual(
+      data.overloads.map((o) => [o.host, (o.toMs - o.fromMs) / MIN]),
+      [['n1', 20]],
+    );
     assert.equal(data.imbalance.length, 61);
     assert.equal(data.migrations[0]!.reason, 'n1 CPU 95% > high 80%');
   });
@@ -50,12 +100,31 @@ describe('report', () => {
     assert.doesNotMatch(html, /vm-<b>7/, 'names are escaped');
     const page = await renderPage(file);
     assert.deepEqual(page.consoleLines, []);
-    for (const id of ['chart-cpu', 'chart-mem', 'chart-imbalance']) assert.match(page.dom, new RegExp(`<svg id="${id}"[^>]*>[\\s\\S]*?<path d="M`), `${id} has no line`);
+    for (const id of ['chart-cpu', 'chart-mem', 'chart-imbalance'])
+      assert.match(page.dom, new RegExp(`<svg id="${id}"[^>]*>[\\s\\S]*?<path d="M`), `${id} has no line`);
     assert.match(page.dom, /<table id="migrations">/);
     assert.match(page.dom, /vm-&lt;b&gt;7&lt;\/b&gt;/);
     const png = fs.readFileSync(page.screenshot);
     assert.equal(png.subarray(1, 4).toString(), 'PNG');
     assert.ok(png.length > 20_000, `screenshot is only ${png.length} bytes`);
     if (process.env.LBVM_KEEP_SCREENSHOT) fs.copyFileSync(page.screenshot, process.env.LBVM_KEEP_SCREENSHOT);
+  });
+
+  it('the time axis of a short report reads in seconds, not one minute six times; a longer one in minutes', () => {
+    const axis = (fromMs: number, toMs: number) => {
+      const { samples, events } = cluster();
+      const html = renderHtml(buildReport({ fromMs, toMs, samples, events, highWatermark: 0.8 }), {
+        highWatermark: 0.8,
+        generatedMs: toMs,
+      });
+      const cpu = html.slice(
+        html.indexOf('<svg id="chart-cpu"'),
+        html.indexOf('</svg>', html.indexOf('<svg id="chart-cpu"')),
+      );
+      return [...cpu.matchAll(/class="axis" text-anchor="middle">([^<]+)</g)].map((match) => match[1]!);
+    };
+    const oneMinute = axis(T0 + 6 * MIN, T0 + 7 * MIN);
+    assert.deepEqual(oneMinute, ['10:06:00', '10:06:10', '10:06:20', '10:06:30', '10:06:40', '10:06:50', '10:07:00']);
+    assert.deepEqual(axis(T0, T0 + 60 * MIN), ['10:00', '10:10', '10:20', '10:30', '10:40', '10:50', '11:00']);
   });
 });

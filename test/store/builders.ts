@@ -3,11 +3,31 @@ import type { HostSample, Sample, VmSample } from '../../src/model/index.ts';
 import { openStore, type SampleStore, type SampleWindowQuery, type SkipReport } from '../../src/store/index.ts';
 
 export function hostSample(host: string, timeMs: number, overrides: Partial<HostSample> = {}): HostSample {
-  return { kind: 'host', host, timeMs, cpuCores: 8, cpuUsedCores: 2.5, memBytes: 32 * 2 ** 30, memUsedBytes: 12 * 2 ** 30, ...overrides };
+  return {
+    kind: 'host',
+    host,
+    timeMs,
+    cpuCores: 8,
+    cpuUsedCores: 2.5,
+    memBytes: 32 * 2 ** 30,
+    memUsedBytes: 12 * 2 ** 30,
+    ...overrides,
+  };
 }
 
 export function vmSample(vm: string, host: string, timeMs: number, overrides: Partial<VmSample> = {}): VmSample {
-  return { kind: 'vm', vm, host, timeMs, vcpus: 2, cpuUsedCores: 0.5, memBytes: 2 ** 30, memUsedBytes: 2 ** 29, state: 'running', ...overrides };
+  return {
+    kind: 'vm',
+    vm,
+    host,
+    timeMs,
+    vcpus: 2,
+    cpuUsedCores: 0.5,
+    memBytes: 2 ** 30,
+    memUsedBytes: 2 ** 29,
+    state: 'running',
+    ...overrides,
+  };
 }
 
 /**
@@ -20,7 +40,12 @@ export async function readWindow(
 ): Promise<{ samples: Sample[]; skips: SkipReport }> {
   const opened = typeof store === 'string' ? openStore(store) : store;
   const toMs = query.toMs ?? Date.now();
-  const stream = opened.readSamples({ fromMs: toMs - 3_600_000, ...query, toMs, nowMs: query.nowMs ?? (query.toMs === undefined ? undefined : toMs) });
+  const stream = opened.readSamples({
+    fromMs: toMs - 3_600_000,
+    ...query,
+    toMs,
+    nowMs: query.nowMs ?? (query.toMs === undefined ? undefined : toMs),
+  });
   const samples: Sample[] = [];
   for await (const sample of stream) samples.push(sample);
   return { samples, skips: stream.skips };

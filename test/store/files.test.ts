@@ -43,7 +43,13 @@ describe('files store', () => {
     const key = (sample: Sample) => JSON.stringify(sample, Object.keys(sample).sort());
     assert.deepEqual(all.samples.map(key).sort(), written.map(key).sort());
 
-    const window = await readWindow(store, { fromMs: T0 + 20 * 60_000, toMs: T0 + 39 * 60_000, hosts: ['n2'], kinds: ['host'], nowMs });
+    const window = await readWindow(store, {
+      fromMs: T0 + 20 * 60_000,
+      toMs: T0 + 39 * 60_000,
+      hosts: ['n2'],
+      kinds: ['host'],
+      nowMs,
+    });
     assert.equal(window.samples.length, 20);
     assert.ok(window.samples.every((sample) => sample.host === 'n2' && sample.kind === 'host'));
     assert.deepEqual(
@@ -64,20 +70,21 @@ describe('files store', () => {
       { type: 'monitor.paused', timeMs: T0 - 3_600_000 },
     ]);
     const events = await store.readEvents({ fromMs: T0, toMs: T0 + 10_000 });
-    assert.deepEqual(events.map((event) => event.type), ['migration.started', 'migration.finished']);
+    assert.deepEqual(
+      events.map((event) => event.type),
+      ['migration.started', 'migration.finished'],
+    );
     assert.equal(events[1]!.totalMs, 900);
     assert.ok(fs.existsSync(path.join(dir, 'events', '2026-01-10')));
   });
-
-
-
 
   it('streams: reading a window of a large day holds memory to a fraction of the file size', async () => {
     const dir = tmpDir();
     const store = openStore(`files:${dir}`);
     // ~60 MB of one host's day.
     const batch: Sample[] = [];
-    for (let index = 0; index < 100_000; index++) batch.push(vmSample(`vm-${index % 100}-${'x'.repeat(300)}`, 'big', T0 - 20 * 3_600_000 + index * 100));
+    for (let index = 0; index < 100_000; index++)
+      batch.push(vmSample(`vm-${index % 100}-${'x'.repeat(300)}`, 'big', T0 - 20 * 3_600_000 + index * 100));
     await store.writeSamples(batch);
     const size = fs.statSync(path.join(dir, '2026-01-10', 'big.jsonl')).size;
     assert.ok(size > 40e6, `file is ${size} bytes`);
@@ -112,19 +119,31 @@ describe('files store', () => {
            { kind: 'vm', vm: 'w${writer}-' + round + '-' + 'x'.repeat(3000), host: 'shared', timeMs, vcpus: 1, cpuUsedCores: 0, memBytes: 1, memUsedBytes: 1 },
          ]);
        }`;
-    const children = Array.from({ length: writers }, (_unused, writer) =>
-      new Promise<number | null>((resolve) => {
-        const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script(writer)], { cwd: ROOT, stdio: 'inherit' });
-        child.on('exit', resolve);
-      }),
+    const children = Array.from(
+      { length: writers },
+      (_unused, writer) =>
+        new Promise<number | null>((resolve) => {
+          const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script(writer)], {
+            cwd: ROOT,
+            stdio: 'inherit',
+          });
+          child.on('exit', resolve);
+        }),
     );
     assert.deepEqual(await Promise.all(children), new Array(writers).fill(0));
     // An empty line may appear when a writer sees another's line half-written and ends it (see
     // endLineIfCut); readers skip empty lines. What must never happen is a torn or glued line.
-    const lines = fs.readFileSync(path.join(dir, '2026-01-10', 'shared.jsonl'), 'utf8').split('\n').filter(Boolean);
+    const lines = fs
+      .readFileSync(path.join(dir, '2026-01-10', 'shared.jsonl'), 'utf8')
+      .split('\n')
+      .filter(Boolean);
     assert.equal(lines.length, writers * rounds * 2);
     for (const line of lines) JSON.parse(line); // throws on a torn or interleaved line
-    const { samples, skips } = await readWindow(openStore(`files:${dir}`), { fromMs: T0, toMs: T0 + rounds, nowMs: T0 + 60_000 });
+    const { samples, skips } = await readWindow(openStore(`files:${dir}`), {
+      fromMs: T0,
+      toMs: T0 + rounds,
+      nowMs: T0 + 60_000,
+    });
     assert.equal(skips.skipped, 0);
     assert.equal(samples.length, writers * rounds * 2);
   });
@@ -137,7 +156,9 @@ describe('files store', () => {
     const file = path.join(dir, '2026-01-12', 'n1.jsonl');
     fs.mkdirSync(path.dirname(file), { recursive: true });
     fs.writeFileSync(file, 'garbage before everything\n'); // a full scan would report this line
-    const samples = Array.from({ length: 20_000 }, (_unused, index) => vmSample(`vm-${index % 30}`, 'n1', dayStart + 1000 + index * 4000));
+    const samples = Array.from({ length: 20_000 }, (_unused, index) =>
+      vmSample(`vm-${index % 30}`, 'n1', dayStart + 1000 + index * 4000),
+    );
     await store.writeSamples(samples);
     assert.ok(fs.statSync(file).size > 2 * 1024 * 1024, `${fs.statSync(file).size} bytes`);
     assert.ok(!fs.existsSync(`${file}.unsorted`), 'written in time order: no marker');
@@ -149,7 +170,10 @@ describe('files store', () => {
     const toMs = dayStart + 1000 + 19_999 * 4000;
     const result = await readWindow(store, { fromMs, toMs, nowMs: toMs });
     assert.equal(result.samples.length, 900);
-    assert.deepEqual(result.samples.map((sample) => sample.timeMs), samples.slice(19_100).map((sample) => sample.timeMs));
+    assert.deepEqual(
+      result.samples.map((sample) => sample.timeMs),
+      samples.slice(19_100).map((sample) => sample.timeMs),
+    );
     assert.equal(result.skips.skipped, 1, JSON.stringify(result.skips));
     assert.match(result.skips.examples[0]!, new RegExp(`${file.replace(/[.]/g, '\\.')}:19992: not valid JSON`));
   });
@@ -158,7 +182,9 @@ describe('files store', () => {
     const dir = tmpDir();
     const store = openStore(`files:${dir}`);
     const dayStart = Date.UTC(2026, 0, 12);
-    const samples = Array.from({ length: 20_000 }, (_unused, index) => vmSample(`vm-${index % 30}`, 'n1', dayStart + 3_600_000 + index * 1000));
+    const samples = Array.from({ length: 20_000 }, (_unused, index) =>
+      vmSample(`vm-${index % 30}`, 'n1', dayStart + 3_600_000 + index * 1000),
+    );
     await store.writeSamples(samples);
     const file = path.join(dir, '2026-01-12', 'n1.jsonl');
     assert.ok(!fs.existsSync(`${file}.unsorted`));
@@ -166,8 +192,15 @@ describe('files store', () => {
     const late = vmSample('late', 'n1', dayStart + 60_000);
     await store.writeSamples([late]);
     assert.ok(fs.existsSync(`${file}.unsorted`));
-    const result = await readWindow(store, { fromMs: dayStart, toMs: dayStart + 120_000, nowMs: dayStart + 86_400_000 });
-    assert.deepEqual(result.samples.map((sample) => (sample.kind === 'vm' ? sample.vm : '')), ['late']);
+    const result = await readWindow(store, {
+      fromMs: dayStart,
+      toMs: dayStart + 120_000,
+      nowMs: dayStart + 86_400_000,
+    });
+    assert.deepEqual(
+      result.samples.map((sample) => (sample.kind === 'vm' ? sample.vm : '')),
+      ['late'],
+    );
   });
 
   it('prunes day folders older than the retention, samples and events', async () => {
@@ -178,7 +211,13 @@ describe('files store', () => {
     await store.writeEvents([{ type: 'monitor.paused', timeMs: T0 - 5 * day }]);
     const { removed } = await store.prune(T0);
     assert.equal(removed, 2);
-    assert.deepEqual(fs.readdirSync(dir).filter((name) => name !== 'events').sort(), ['2026-01-09', '2026-01-10']);
+    assert.deepEqual(
+      fs
+        .readdirSync(dir)
+        .filter((name) => name !== 'events')
+        .sort(),
+      ['2026-01-09', '2026-01-10'],
+    );
     assert.deepEqual(fs.readdirSync(path.join(dir, 'events')), []);
   });
 });

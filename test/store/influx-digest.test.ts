@@ -46,7 +46,11 @@ describe('influx digest read', () => {
       if (step >= 10) samples.push(hostSample('n3', t), vmSample('quiet', 'n3', t, { cpuUsedCores: 0.5 }));
       samples.push(vmSample('steady', 'n1', t, { cpuUsedCores: 0.25 + step / 100, memDirtyBytesPerSec: step * 1000 }));
       // `mover` ran on n1 for the first half of the window, then on n2 with a new size.
-      samples.push(step >= 15 ? vmSample('mover', 'n1', t, { cpuUsedCores: 1 }) : vmSample('mover', 'n2', t, { cpuUsedCores: 1.5, vcpus: 4, memBytes: 8 * 2 ** 30 }));
+      samples.push(
+        step >= 15
+          ? vmSample('mover', 'n1', t, { cpuUsedCores: 1 })
+          : vmSample('mover', 'n2', t, { cpuUsedCores: 1.5, vcpus: 4, memBytes: 8 * 2 ** 30 }),
+      );
       // `gone` stopped five minutes ago.
       if (step >= 5) samples.push(vmSample('gone', 'n2', t, { cpuUsedCores: 0.1 }));
     }
@@ -58,7 +62,10 @@ describe('influx digest read', () => {
       `vm_sample,host=n1,vm=steady cpuUsedCores=900 ${nowMs - 10 * STEP - 500}`,
       `vm_sample,host=n2,vm=steady cpuUsedCores=900,vcpus=2,memBytes=1073741824,memUsedBytes=1 ${nowMs - 90_500}`,
     ];
-    const write = await fetch(`${server.httpUrl}/write?db=digest&precision=ms&rp=lbvm_raw`, { method: 'POST', body: lines.join('\n') });
+    const write = await fetch(`${server.httpUrl}/write?db=digest&precision=ms&rp=lbvm_raw`, {
+      method: 'POST',
+      body: lines.join('\n'),
+    });
     assert.equal(write.status, 204, await write.text());
   });
   after(async () => {
@@ -80,14 +87,20 @@ describe('influx digest read', () => {
 
     assert.deepEqual(digested, whole);
     // The window really holds what the test set up, so the equality above is not between two empties.
-    assert.deepEqual(whole.vms.map((vm) => `${vm.name}@${vm.host}`), ['mover@n2', 'quiet@n3', 'steady@n1']);
+    assert.deepEqual(
+      whole.vms.map((vm) => `${vm.name}@${vm.host}`),
+      ['mover@n2', 'quiet@n3', 'steady@n1'],
+    );
     assert.equal(whole.vms.find((vm) => vm.name === 'mover')!.vcpus, 4);
     assert.equal(whole.vms.find((vm) => vm.name === 'steady')!.cpuUsedWindowCores.length, 29);
     assert.equal(whole.hosts.find((host) => host.name === 'n3')!.status, 'stale');
     // The absurd rows are skipped by both, and counted once each.
     assert.equal(stream.skips.skipped, 2);
     assert.equal(digest.skips.skipped, 2);
-    assert.ok(digest.skips.examples.every((example) => /vm=steady/.test(example)), digest.skips.examples.join('; '));
+    assert.ok(
+      digest.skips.examples.every((example) => /vm=steady/.test(example)),
+      digest.skips.examples.join('; '),
+    );
   });
 
   it('reads fewer rows than every sample whole: one per series for the newest, one field for the window', async () => {

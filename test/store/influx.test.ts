@@ -48,30 +48,57 @@ describe('influx store', () => {
     ]);
     const selectOf = (name: string) => {
       const cq = cqs.results[0]!.series![0]!.values.find((row) => row[0] === name)![1] as string;
-      return cq.replace(/^.* BEGIN /, '').replace(/ GROUP BY/, ` WHERE time >= ${start}ms AND time < ${start + 300_000}ms GROUP BY`).replace(/ END$/, '');
+      return cq
+        .replace(/^.* BEGIN /, '')
+        .replace(/ GROUP BY/, ` WHERE time >= ${start}ms AND time < ${start + 300_000}ms GROUP BY`)
+        .replace(/ END$/, '');
     };
     for (const name of ['lbvm_host_5m', 'lbvm_vm_5m']) {
       const ran = await influxQuery(server, 'schema', selectOf(name));
       assert.equal(ran.results[0]!.error, undefined, JSON.stringify(ran));
     }
-    const hostMeans = await influxQuery(server, 'schema', `SELECT mean_cpuUsedCores FROM "lbvm_5m"."host_sample_5m" WHERE time = ${start}ms`);
+    const hostMeans = await influxQuery(
+      server,
+      'schema',
+      `SELECT mean_cpuUsedCores FROM "lbvm_5m"."host_sample_5m" WHERE time = ${start}ms`,
+    );
     assert.deepEqual(hostMeans.results[0]!.series![0]!.values, [[start, 2]]);
-    const vmMeans = await influxQuery(server, 'schema', `SELECT mean_cpuUsedCores FROM "lbvm_5m"."vm_sample_5m" WHERE time = ${start}ms GROUP BY "vm"`);
+    const vmMeans = await influxQuery(
+      server,
+      'schema',
+      `SELECT mean_cpuUsedCores FROM "lbvm_5m"."vm_sample_5m" WHERE time = ${start}ms GROUP BY "vm"`,
+    );
     assert.deepEqual(vmMeans.results[0]!.series![0]!.values, [[start, 0.5]]);
     assert.equal(vmMeans.results[0]!.series![0]!.tags?.vm, 'v1', 'tags are kept by GROUP BY *');
     // Opening again (another collector, a restart) changes nothing and fails nothing.
-    await openStore(server.storeUrl('schema'), { retentionMs: 7 * 86_400_000 }).writeSamples([hostSample('n1', Date.now())]);
+    await openStore(server.storeUrl('schema'), { retentionMs: 7 * 86_400_000 }).writeSamples([
+      hostSample('n1', Date.now()),
+    ]);
   });
 
   it('reads back a window as written, hostile names included, with last sample times and events', async () => {
     const store = openStore(server.storeUrl('roundtrip'));
     const t0 = Date.now() - 30 * 60_000;
-    const names = ['n1', 'x; rm -rf /', '$(reboot)', '../../etc', 'back\\slash', 'a,b=c d', 'new\nline', 'caf\u00e9 \ud800', 'n'.repeat(10_240)];
+    const names = [
+      'n1',
+      'x; rm -rf /',
+      '$(reboot)',
+      '../../etc',
+      'back\\slash',
+      'a,b=c d',
+      'new\nline',
+      'caf\u00e9 \ud800',
+      'n'.repeat(10_240),
+    ];
     const written: Sample[] = [];
     for (let minute = 0; minute < 20; minute++) {
       // Every other round the VM is busy (a Proxmox lock) under HA: string fields only while set.
       const busy = minute % 2 ? { busy: 'lock: "migrate"', haState: 'started' } : {};
-      for (const host of names) written.push(hostSample(host, t0 + minute * 60_000), vmSample(`${host}-vm`, host, t0 + minute * 60_000, { tags: ['lbvm.anti-affinity=web'], ...busy }));
+      for (const host of names)
+        written.push(
+          hostSample(host, t0 + minute * 60_000),
+          vmSample(`${host}-vm`, host, t0 + minute * 60_000, { tags: ['lbvm.anti-affinity=web'], ...busy }),
+        );
     }
     const report = await store.writeSamples(written);
     assert.deepEqual([report.written, report.rejected], [written.length, 0]);
@@ -80,7 +107,13 @@ describe('influx store', () => {
     assert.deepEqual(back.map(key).sort(), written.map(key).sort());
     const onlyOne = await (async () => {
       const samples: Sample[] = [];
-      for await (const sample of store.readSamples({ fromMs: t0, toMs: t0 + 19 * 60_000, hosts: ['../../etc'], kinds: ['vm'] })) samples.push(sample);
+      for await (const sample of store.readSamples({
+        fromMs: t0,
+        toMs: t0 + 19 * 60_000,
+        hosts: ['../../etc'],
+        kinds: ['vm'],
+      }))
+        samples.push(sample);
       return samples;
     })();
     assert.equal(onlyOne.length, 20);
@@ -96,7 +129,13 @@ describe('influx store', () => {
     ]);
     const events = await store.readEvents({ fromMs: t0, toMs: t0 + 10_000 });
     assert.equal(events.length, 3, 'two events in the same millisecond are both kept');
-    assert.deepEqual(events.slice(0, 2).map((event) => event.vm).sort(), ['vm-1', 'vm-2']);
+    assert.deepEqual(
+      events
+        .slice(0, 2)
+        .map((event) => event.vm)
+        .sort(),
+      ['vm-1', 'vm-2'],
+    );
     assert.equal(events[2]!.type, 'migration.finished');
     assert.equal(events[2]!.downtimeMs, 3);
   });
@@ -113,11 +152,15 @@ describe('influx store', () => {
       }
     }
     assert.equal((await store.writeSamples(written)).written, written.length);
-    const plan = await (store as unknown as { planReads: (kind: string, query: object) => Promise<string[]> }).planReads('vm', { fromMs: t0, toMs: t0 + 3 * 60_000 });
+    const plan = await (
+      store as unknown as { planReads: (kind: string, query: object) => Promise<string[]> }
+    ).planReads('vm', { fromMs: t0, toMs: t0 + 3 * 60_000 });
     assert.ok(plan.length >= 2, `a ${written.length}-sample window is read in ${plan.length} queries`);
     const back = await readAll(store, t0, t0 + 3 * 60_000);
     assert.equal(back.length, written.length);
-    const keys = new Set(back.map((sample) => `${sample.kind}|${sample.host}|${sample.kind === 'vm' ? sample.vm : ''}|${sample.timeMs}`));
+    const keys = new Set(
+      back.map((sample) => `${sample.kind}|${sample.host}|${sample.kind === 'vm' ? sample.vm : ''}|${sample.timeMs}`),
+    );
     assert.equal(keys.size, written.length, 'no sample twice');
   });
 
@@ -138,5 +181,4 @@ describe('influx store', () => {
     }
     assert.equal((await store.writeSamples(samples)).written, 50);
   });
-
 });

@@ -12,9 +12,6 @@ import { hostSample, readWindow } from './builders.ts';
 import { captureLog } from './log-capture.ts';
 
 describe('spool', () => {
-
-
-
   it('while another live process holds the spool (a long replay), a round writes directly instead of waiting or failing', async () => {
     const dir = tmpDir();
     const store = openStore(`files:${path.join(dir, 'samples')}`);
@@ -29,7 +26,10 @@ describe('spool', () => {
     const free = await deliver(store, spool, { samples: [hostSample('n1', t0 + 2000)] });
     assert.deepEqual([free.written, free.replayed], [1, 1]);
     const stored = (await readWindow(`files:${path.join(dir, 'samples')}`, { fromMs: t0, toMs: t0 + 2000 })).samples;
-    assert.deepEqual(stored.map((sample) => sample.timeMs).sort((a, b) => a - b), [t0, t0 + 1000, t0 + 2000]);
+    assert.deepEqual(
+      stored.map((sample) => sample.timeMs).sort((a, b) => a - b),
+      [t0, t0 + 1000, t0 + 2000],
+    );
   });
 
   it('is bounded: past spoolMaxBytes the oldest are dropped, with a warning saying how many', async () => {
@@ -42,12 +42,14 @@ describe('spool', () => {
     assert.ok(spool.pendingBytes() <= 10_000);
     assert.ok(kept.length > 10 && kept.length < 100, `${kept.length} kept`);
     // The newest are kept, in order.
-    assert.deepEqual(kept.map((item) => item.sample!.timeMs), items.slice(100 - kept.length).map((item) => item.sample.timeMs));
+    assert.deepEqual(
+      kept.map((item) => item.sample!.timeMs),
+      items.slice(100 - kept.length).map((item) => item.sample.timeMs),
+    );
     const dropped = captured.warnings().reduce((sum, line) => sum + Number(line.dropped), 0);
     assert.equal(dropped, 100 - kept.length);
     assert.match(captured.warnings()[0]!.msg, /spool full .* dropped the \d+ oldest spooled items/);
   });
-
 });
 
 // Spool files are readable only by their owner: they may hold a cluster's inventory.

@@ -1,10 +1,10 @@
 /** `lbvm agent`: owns this host's QEMU guests and serves the authenticated control port, until SIGTERM. */
 import { Command } from 'commander';
-import { Agent } from '../../drivers/qemu/agent.ts';
+import { Agent } from '../../drivers/qemu/agent/agent.ts';
 import { ConfigError } from '../../errors.ts';
-import { loggerFor, logStartup } from '../../log.ts';
+import { loggerFor } from '../../log.ts';
 import { teach } from '../help.ts';
-import { loadFor, withCommon, type CommonOptions } from '../run.ts';
+import { loadFor, withCommon, type CommonOptions, logStartup } from '../run.ts';
 
 interface AgentOptions extends CommonOptions {
   listen?: string;
@@ -25,7 +25,10 @@ export function agentCommand(): Command {
       'are re-adopted). The control port is bound to agent.listen and every call needs the shared token\n' +
       'from the environment variable named by agent.tokenEnv (LBVM_AGENT_TOKEN); the token is never logged.\n' +
       'Several agents on one machine, each with its own --state-dir, --listen and --node, make a real cluster.',
-    examples: ['LBVM_AGENT_TOKEN=... lbvm agent --listen 127.0.0.1:7300', 'LBVM_AGENT_TOKEN=... lbvm agent --node n2 --listen 127.0.0.1:7302 --state-dir ./.lbvm/agent-n2'],
+    examples: [
+      'LBVM_AGENT_TOKEN=... lbvm agent --listen 127.0.0.1:7300',
+      'LBVM_AGENT_TOKEN=... lbvm agent --node n2 --listen 127.0.0.1:7302 --state-dir ./.lbvm/agent-n2',
+    ],
   });
   return command.action(async (options: AgentOptions) => {
     const overrides: Record<string, unknown> = {};
@@ -34,10 +37,21 @@ export function agentCommand(): Command {
     if (options.node) overrides.node = options.node;
     const { config, file } = loadFor(options, overrides);
     const token = process.env[config.agent.tokenEnv];
-    if (!token) throw new ConfigError([`${config.agent.tokenEnv}: not set; the agent refuses to serve without a shared token (agent.tokenEnv names the variable)`]);
+    if (!token)
+      throw new ConfigError([
+        `${config.agent.tokenEnv}: not set; the agent refuses to serve without a shared token (agent.tokenEnv names the variable)`,
+      ]);
     const log = loggerFor(config, 'agent');
     logStartup(log, config, file);
-    const agent = new Agent({ host: config.node, listen: config.agent.listen, stateDir: config.agent.stateDir, token, accel: config.agent.accel, migrationAddress: config.agent.migrationAddress, log });
+    const agent = new Agent({
+      host: config.node,
+      listen: config.agent.listen,
+      stateDir: config.agent.stateDir,
+      token,
+      accel: config.agent.accel,
+      migrationAddress: config.agent.migrationAddress,
+      log,
+    });
     await agent.start();
     await new Promise<void>((resolve) => {
       const stop = (signal: string) => {

@@ -7,13 +7,13 @@ import type { LbvmConfig } from '../../config/schema.ts';
 import { createDriver } from '../../drivers/index.ts';
 import type { Driver } from '../../drivers/driver.ts';
 import { ExitError, UsageError } from '../../errors.ts';
-import { loggerFor, logStartup } from '../../log.ts';
+import { loggerFor } from '../../log.ts';
 import { openStoreFor, spoolFor } from '../../store/index.ts';
 import { StoreAuthFailed } from '../../store/errors.ts';
 import { formatBytes, parseDurationMs } from '../../units.ts';
 import { teach } from '../help.ts';
 import { safeJson, safeOutput } from '../render.ts';
-import { loadFor, output, withCommon, type CommonOptions } from '../run.ts';
+import { loadFor, output, withCommon, type CommonOptions, logStartup } from '../run.ts';
 
 interface CollectFlags extends CommonOptions {
   node?: string;
@@ -29,19 +29,31 @@ export function logicalCapacity(config: LbvmConfig): { cpuCores: number; memByte
   const mode = config.collect.hostUse;
   if (mode === 'proc') return undefined;
   if (mode === 'guests') {
-    if (!configured) throw new UsageError(`collect.hostUse is "guests" but hosts.${config.node} gives no capacity; add hosts.${config.node}: { cpuCores: N, memBytes: SIZE }`);
+    if (!configured)
+      throw new UsageError(
+        `collect.hostUse is "guests" but hosts.${config.node} gives no capacity; add hosts.${config.node}: { cpuCores: N, memBytes: SIZE }`,
+      );
     return { cpuCores: configured.cpuCores, memBytes: configured.memBytes };
   }
-  return configured && config.node !== os.hostname() ? { cpuCores: configured.cpuCores, memBytes: configured.memBytes } : undefined;
+  return configured && config.node !== os.hostname()
+    ? { cpuCores: configured.cpuCores, memBytes: configured.memBytes }
+    : undefined;
 }
 
 function summary(result: RoundResult): string {
   const { host, delivery } = result;
   const parts = [
-    `${result.node}: CPU ${host.cpuUsedCores.toFixed(2)}/${host.cpuCores} cores, memory ${formatBytes(host.memUsedBytes)}/${formatBytes(host.memBytes)}, ${result.vmSamples} VMs`,
+    `${result.node}: CPU ${host.cpuUsedCores.toFixed(2)}/${host.cpuCores} cores, memory ` +
+      `${formatBytes(host.memUsedBytes)}/${formatBytes(host.memBytes)}, ${result.vmSamples} VMs`,
   ];
-  if (delivery.storeError) parts.push(`store did not take it (${delivery.storeError}): spooled ${delivery.spooled}, ${formatBytes(delivery.spoolBytes)} waiting`);
-  else parts.push(`wrote ${delivery.written} samples${delivery.replayed ? `, replayed ${delivery.replayed} spooled` : ''}`);
+  if (delivery.storeError)
+    parts.push(
+      `store did not take it (${delivery.storeError}): spooled ${delivery.spooled}, ${formatBytes(delivery.spoolBytes)} waiting`,
+    );
+  else
+    parts.push(
+      `wrote ${delivery.written} samples${delivery.replayed ? `, replayed ${delivery.replayed} spooled` : ''}`,
+    );
   if (delivery.rejected) parts.push(`set aside ${delivery.rejected} invalid`);
   if (delivery.dropped) parts.push(`spool full: dropped ${delivery.dropped} oldest`);
   if (result.driverError) parts.push(`VMs not listed: ${result.driverError}`);
@@ -52,8 +64,14 @@ export function collectCommand(): Command {
   const command = withCommon(new Command('collect'))
     .option('--node <name>', 'host name to tag samples with (default: config node, else the hostname)')
     .option('--store <url>', 'files:DIR or influx://[user:pass@]host:port/db (overrides store.url)')
-    .option('--driver <name>', 'hypervisor driver listing the VMs: qemu, sim, libvirt, proxmox, openvz (overrides collect.driver)')
-    .option('--every <duration>', 'loop: one round every DURATION (10s, 1m) until stopped; without it, one round for cron')
+    .option(
+      '--driver <name>',
+      'hypervisor driver listing the VMs: qemu, sim, libvirt, proxmox, openvz (overrides collect.driver)',
+    )
+    .option(
+      '--every <duration>',
+      'loop: one round every DURATION (10s, 1m) until stopped; without it, one round for cron',
+    )
     .option('--host-only', 'sample the host only, without asking a driver for its VMs');
   teach(command, {
     summary: 'sample this host and its VMs once (for cron) or every --every, into the sample store',
@@ -77,7 +95,10 @@ export function collectCommand(): Command {
     let intervalMs: number | undefined;
     if (flags.every !== undefined) {
       const parsed = parseDurationMs(flags.every);
-      if (parsed === null || parsed < 1000) throw new UsageError(`--every ${JSON.stringify(flags.every)}: expected a duration of at least 1s, like 10s or 1m`);
+      if (parsed === null || parsed < 1000)
+        throw new UsageError(
+          `--every ${JSON.stringify(flags.every)}: expected a duration of at least 1s, like 10s or 1m`,
+        );
       intervalMs = parsed;
     }
     const { config, file } = loadFor(flags, {
@@ -89,7 +110,10 @@ export function collectCommand(): Command {
     const log = loggerFor(config, 'collect');
     if (intervalMs !== undefined) logStartup(log, config, file);
     const capacity = logicalCapacity(config);
-    if (capacity && flags.hostOnly) throw new UsageError(`--host-only: ${config.node} is a logical host whose use is the sum of its guests; it needs a driver`);
+    if (capacity && flags.hostOnly)
+      throw new UsageError(
+        `--host-only: ${config.node} is a logical host whose use is the sum of its guests; it needs a driver`,
+      );
     // Without a driver there are no VMs; a driver missing its settings says so here, naming them.
     const driver: Driver | null = flags.hostOnly ? null : await createDriver(config.collect.driver, { config, log });
     const store = openStoreFor(config, log);
@@ -110,7 +134,10 @@ export function collectCommand(): Command {
       try {
         await store.prune();
       } catch (error) {
-        log.warn({ store: store.displayUrl, error: (error as Error).message }, `could not remove old samples from ${store.displayUrl}: ${(error as Error).message}`);
+        log.warn(
+          { store: store.displayUrl, error: (error as Error).message },
+          `could not remove old samples from ${store.displayUrl}: ${(error as Error).message}`,
+        );
       }
     };
     try {

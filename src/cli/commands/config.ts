@@ -12,11 +12,19 @@ export function configCommand(): Command {
     details:
       'Reads the config file and LBVM_* variables exactly as the daemons do. Exits 2 with one line per\n' +
       'problem (key, value, what was expected) when something is wrong. Secrets are printed as ***.',
-    examples: ['lbvm config', 'LBVM_MONITOR_INTERVAL=30s lbvm config --json', 'lbvm config --config /etc/lbvm/lbvm.yaml'],
+    examples: [
+      'lbvm config',
+      'LBVM_MONITOR_INTERVAL=30s lbvm config --json',
+      'lbvm config --config /etc/lbvm/lbvm.yaml',
+    ],
   });
   return command.action((options: CommonOptions) => {
     const { config, file } = loadFor(options);
     const shown = { file, config: redactConfig(config) };
-    output(options, shown, (data) => `# config file: ${data.file ?? '(none: defaults and environment)'}\n${YAML.stringify(data.config)}`);
+    output(
+      options,
+      shown,
+      (data) => `# config file: ${data.file ?? '(none: defaults and environment)'}\n${YAML.stringify(data.config)}`,
+    );
   });
 }

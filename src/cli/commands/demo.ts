@@ -25,7 +25,7 @@ export function demoCommand(): Command {
     summary: 'start a throwaway local cluster and watch LBVM balance it live',
     details:
       'Starts its own redis-server, a files store and the LBVM daemons in a temporary folder, then\n' +
-      'shows hosts\' CPU bars, each decision with its reason and each live migration with its progress\n' +
+      "shows hosts' CPU bars, each decision with its reason and each live migration with its progress\n" +
       'and downtime, until the cluster is balanced or --duration is up; prints the report, writes the\n' +
       'HTML report, and tears everything down (also on Ctrl-C).\n' +
       'QEMU mode: 3 agent hosts (1 core, 1 GiB each) with 6 TCG guests started on h1 on purpose.\n' +
@@ -35,7 +35,8 @@ export function demoCommand(): Command {
   });
   return command.action(async (options: DemoCommandOptions) => {
     const seconds = Number(options.duration);
-    if (!Number.isFinite(seconds) || seconds < 10) throw new UsageError(`--duration ${JSON.stringify(options.duration)}: expected a number of seconds >= 10`);
+    if (!Number.isFinite(seconds) || seconds < 10)
+      throw new UsageError(`--duration ${JSON.stringify(options.duration)}: expected a number of seconds >= 10`);
     const abort = new AbortController();
     const onSignal = () => {
       process.stderr.write('\nstopping the demo: tearing everything down...\n');
@@ -69,10 +70,18 @@ export function demoCommand(): Command {
 
 function summary(result: DemoResult): string {
   const lines = [
-    `LBVM demo (${result.driver} driver) done in ${formatDuration(result.durationMs)}: ${result.balanced ? 'balanced' : 'not balanced'}${result.stopReason ? ` (${result.stopReason})` : ''}.`,
-    `  imbalance ${result.imbalanceBefore?.toFixed(3) ?? '-'} → ${result.imbalanceAfter?.toFixed(3) ?? '-'} (standard deviation of hosts' measured CPU share; lower is flatter)`,
+    `LBVM demo (${result.driver} driver) done in ${formatDuration(result.durationMs)}: ` +
+      `${result.balanced ? 'balanced' : 'not balanced'}${result.stopReason ? ` (${result.stopReason})` : ''}.`,
+    `  imbalance ${result.imbalanceBefore?.toFixed(3) ?? '-'} → ${result.imbalanceAfter?.toFixed(3) ?? '-'} ` +
+      `(standard deviation of hosts' measured CPU share; lower is flatter)`,
     `  ${result.migrations.length} live migrations${result.failedMigrations ? `, ${result.failedMigrations} failed attempts` : ''}:`,
-    ...result.migrations.slice(0, 15).map((m) => `    ${m.vm} ${m.from} → ${m.to}  ${m.totalMs === null ? '' : formatDuration(m.totalMs)}  downtime ${m.downtimeMs === null ? 'unknown' : `${Math.round(m.downtimeMs)} ms`}`),
+    ...result.migrations
+      .slice(0, 15)
+      .map(
+        (m) =>
+          `    ${m.vm} ${m.from} → ${m.to}  ${m.totalMs === null ? '' : formatDuration(m.totalMs)} ` +
+          ` downtime ${m.downtimeMs === null ? 'unknown' : `${Math.round(m.downtimeMs)} ms`}`,
+      ),
     ...(result.migrations.length > 15 ? [`    ... ${result.migrations.length - 15} more`] : []),
     `  HTML report: ${result.reportHtml ?? '(not written)'}`,
     `  processes left behind: ${result.leftoverProcesses}`,

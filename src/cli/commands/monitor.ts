@@ -1,7 +1,6 @@
 /** `lbvm monitor`: the long-running balancer (one leads through a lease; others stand by). */
 import os from 'node:os';
 import { Command } from 'commander';
-import { logStartup } from '../../log.ts';
 import { Monitor } from '../../monitor/daemon.ts';
 import { serveMetrics } from '../../monitor/metrics.ts';
 import { assertRedisFitForQueue } from '../../queue/redis.ts';
@@ -11,7 +10,7 @@ import { UsageError } from '../../errors.ts';
 import { CliContext } from '../context.ts';
 import { teach } from '../help.ts';
 import { safeJson } from '../render.ts';
-import { withCommon, type CommonOptions } from '../run.ts';
+import { withCommon, type CommonOptions, logStartup } from '../run.ts';
 
 interface MonitorOptions extends CommonOptions {
   interval?: string;
@@ -40,7 +39,8 @@ export function monitorCommand(): Command {
   return command.action(async (options: MonitorOptions) => {
     const overrides: Record<string, unknown> = {};
     if (options.interval !== undefined) {
-      if (parseDurationMs(options.interval) === null) throw new UsageError(`--interval ${JSON.stringify(options.interval)}: expected a duration like 30s or 5m`);
+      if (parseDurationMs(options.interval) === null)
+        throw new UsageError(`--interval ${JSON.stringify(options.interval)}: expected a duration like 30s or 5m`);
       overrides['monitor.interval'] = options.interval;
     }
     if (options.mode !== undefined) overrides['monitor.mode'] = options.mode;
@@ -52,7 +52,14 @@ export function monitorCommand(): Command {
     logConnectionTrouble(redis, log, config.redis);
     await assertRedisFitForQueue(redis, config.redis);
     const queue = await context.queue();
-    const monitor = new Monitor({ config, log, store: context.store(), redis, queue, id: `${os.hostname()}:${process.pid}` });
+    const monitor = new Monitor({
+      config,
+      log,
+      store: context.store(),
+      redis,
+      queue,
+      id: `${os.hostname()}:${process.pid}`,
+    });
     if (options.once) {
       try {
         const record = await monitor.round();

@@ -30,10 +30,20 @@ function required(value: string | undefined, flag: string, expected: string): st
   return value;
 }
 
-function number(text: string, flag: string, { integer = false, min = 0, max = Number.POSITIVE_INFINITY, exclusiveMin = false } = {}): number {
+function number(
+  text: string,
+  flag: string,
+  { integer = false, min = 0, max = Number.POSITIVE_INFINITY, exclusiveMin = false } = {},
+): number {
   const value = Number(text);
   const expected = `${integer ? 'a whole number' : 'a number'} ${exclusiveMin ? '>' : '>='} ${min}${Number.isFinite(max) ? ` and <= ${max}` : ''}`;
-  if (text.trim() === '' || !Number.isFinite(value) || (integer && !Number.isInteger(value)) || (exclusiveMin ? value <= min : value < min) || value > max) {
+  if (
+    text.trim() === '' ||
+    !Number.isFinite(value) ||
+    (integer && !Number.isInteger(value)) ||
+    (exclusiveMin ? value <= min : value < min) ||
+    value > max
+  ) {
     throw new UsageError(`${flag}: "${text}": expected ${expected}`);
   }
   return value;
@@ -44,19 +54,28 @@ function readInitial(file: string): Record<string, string> {
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch {
-    throw new UsageError(`--initial: file "${file}" not found or unreadable; expected a JSON object {"<vm>": "h<index>", ...}`);
+    throw new UsageError(
+      `--initial: file "${file}" not found or unreadable; expected a JSON object {"<vm>": "h<index>", ...}`,
+    );
   }
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch (error) {
-    throw new UsageError(`--initial: ${file}: not valid JSON (${(error as Error).message.split('\n')[0]}); expected a JSON object {"<vm>": "h<index>", ...}`);
+    throw new UsageError(
+      `--initial: ${file}: not valid JSON (${(error as Error).message.split('\n')[0]}); expected a JSON object {"<vm>": "h<index>", ...}`,
+    );
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-    throw new UsageError(`--initial: ${file}: expected a JSON object {"<vm>": "h<index>", ...}, got ${Array.isArray(parsed) ? 'an array' : typeof parsed}`);
+    throw new UsageError(
+      `--initial: ${file}: expected a JSON object {"<vm>": "h<index>", ...}, got ${Array.isArray(parsed) ? 'an array' : typeof parsed}`,
+    );
   }
   for (const [vm, host] of Object.entries(parsed)) {
-    if (typeof host !== 'string') throw new UsageError(`--initial: ${file}: VM "${vm}" placed on ${JSON.stringify(host)}; expected a host name like "h3"`);
+    if (typeof host !== 'string')
+      throw new UsageError(
+        `--initial: ${file}: VM "${vm}" placed on ${JSON.stringify(host)}; expected a host name like "h3"`,
+      );
   }
   return parsed as Record<string, string>;
 }
@@ -80,7 +99,9 @@ export function chart(series: readonly number[], width = 72, height = 8): string
   const rows: string[] = [];
   for (let r = height; r >= 1; r--) {
     const label = r === height ? top.toFixed(3).padStart(6) : r === 1 ? bottom.toFixed(3).padStart(6) : ''.padStart(6);
-    rows.push(`${label} │${values.map((v) => (1 + ((v - bottom) / span) * (height - 1)) >= r - 0.5 ? '█' : ' ').join('')}`);
+    rows.push(
+      `${label} │${values.map((v) => (1 + ((v - bottom) / span) * (height - 1) >= r - 0.5 ? '█' : ' ')).join('')}`,
+    );
   }
   rows.push(`${''.padStart(6)} └${'─'.repeat(columns)}`);
   return rows.join('\n');
@@ -100,7 +121,14 @@ function text(result: SimResult): string {
     `  unserved demand        ${(s.unservedFraction * 100).toFixed(4)}% of all CPU demand`,
     `  active hosts           ${s.meanActiveHosts.toFixed(1)} on average`,
     `  plan time              median ${s.planMsMedian.toFixed(2)} ms, p99 ${s.planMsP99.toFixed(2)} ms`,
-    `  passed over            ${refused.length ? refused.slice(0, 6).map(([reason, n]) => `${reason} ×${n.toLocaleString('en-US')}`).join(', ') : 'nothing'}`,
+    `  passed over            ${
+      refused.length
+        ? refused
+            .slice(0, 6)
+            .map(([reason, n]) => `${reason} ×${n.toLocaleString('en-US')}`)
+            .join(', ')
+        : 'nothing'
+    }`,
     '',
     'imbalance over time:',
     chart(result.imbalance),
@@ -122,7 +150,8 @@ export function simulateCommand(): Command {
     examples: [
       'lbvm simulate --trace ../shared/traces/planetlab/20110303 --format planetlab --hosts 60 --host-cores 4',
       'lbvm simulate --trace ../shared/traces/planetlab/20110303 --format planetlab --hosts 60 --host-cores 4 --policy balance --threshold 5 --json',
-      'lbvm simulate --trace ../shared/traces/bitbrains-rnd/2013-8 --format bitbrains --hosts 13 --host-cores 16 --host-mem-gib 1024 --policy evacuate,overload,balance --moves-out moves.jsonl',
+      'lbvm simulate --trace ../shared/traces/bitbrains-rnd/2013-8 --format bitbrains --hosts 13 ' +
+        '--host-cores 16 --host-mem-gib 1024 --policy evacuate,overload,balance --moves-out moves.jsonl',
     ],
   });
   command
@@ -132,18 +161,35 @@ export function simulateCommand(): Command {
     .option('--host-cores <n>', 'CPU cores per host')
     .option('--host-mem-gib <n>', 'memory per host in GiB', '64')
     .option('--initial <file>', 'JSON object VM → host for step 0 (default: round-robin)')
-    .option('--policy <name>', 'balance, overload, consolidate, evacuate, comma-joined, or a peer: none, proxlb, xo, drs, ovirt, lownode, crs', 'balance')
-    .option('--threshold <level>', "balance's migration threshold, 1 (cautious) to 5 (aggressive); default from the config (3)")
+    .option(
+      '--policy <name>',
+      'balance, overload, consolidate, evacuate, comma-joined, or a peer: none, proxlb, xo, drs, ovirt, lownode, crs',
+      'balance',
+    )
+    .option(
+      '--threshold <level>',
+      "balance's migration threshold, 1 (cautious) to 5 (aggressive); default from the config (3)",
+    )
     .option('--moves-out <file>', 'write one JSON line per step: {"t": 3, "moves": [{"vm", "from", "to"}]}');
   return command.action((options: SimulateOptions) => {
     const traceDir = required(options.trace, '--trace', 'a folder of trace files');
     const format = required(options.format, '--format', TRACE_FORMATS.join(' or '));
-    if (!(TRACE_FORMATS as readonly string[]).includes(format)) throw new UsageError(`--format: unknown trace format "${format}"; expected one of: ${TRACE_FORMATS.join(', ')}`);
-    const hosts = number(required(options.hosts, '--hosts', 'a whole number >= 1'), '--hosts', { integer: true, min: 1 });
-    const hostCores = number(required(options.hostCores, '--host-cores', 'a number > 0'), '--host-cores', { min: 0, exclusiveMin: true });
+    if (!(TRACE_FORMATS as readonly string[]).includes(format))
+      throw new UsageError(`--format: unknown trace format "${format}"; expected one of: ${TRACE_FORMATS.join(', ')}`);
+    const hosts = number(required(options.hosts, '--hosts', 'a whole number >= 1'), '--hosts', {
+      integer: true,
+      min: 1,
+    });
+    const hostCores = number(required(options.hostCores, '--host-cores', 'a number > 0'), '--host-cores', {
+      min: 0,
+      exclusiveMin: true,
+    });
     const hostMemGib = number(options.hostMemGib, '--host-mem-gib', { min: 0, exclusiveMin: true });
     const { config } = loadFor(options);
-    const threshold = options.threshold === undefined ? config.policies.balance.threshold : number(options.threshold, '--threshold', { integer: true, min: 1, max: 5 });
+    const threshold =
+      options.threshold === undefined
+        ? config.policies.balance.threshold
+        : number(options.threshold, '--threshold', { integer: true, min: 1, max: 5 });
     const initial = options.initial ? readInitial(options.initial) : undefined;
     const trace = readTrace(traceDir, format);
     const settings = simulationSettings(config, trace, threshold as ThresholdLevel);
@@ -152,7 +198,10 @@ export function simulateCommand(): Command {
       try {
         movesOut = fs.openSync(options.movesOut, 'w');
       } catch (error) {
-        throw new UsageError(`--moves-out: cannot write "${options.movesOut}" (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); expected a writable file path`);
+        throw new UsageError(
+          `--moves-out: cannot write "${options.movesOut}" ` +
+            `(${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); expected a writable file path`,
+        );
       }
     }
     try {
@@ -164,7 +213,8 @@ export function simulateCommand(): Command {
         policy: options.policy,
         settings,
         windowSamples: settings.demand.maxWindowSamples,
-        onStep: movesOut === null ? undefined : (t, moves) => fs.writeSync(movesOut!, `${JSON.stringify({ t, moves })}\n`),
+        onStep:
+          movesOut === null ? undefined : (t, moves) => fs.writeSync(movesOut!, `${JSON.stringify({ t, moves })}\n`),
       });
       output(options, result.summary, () => text(result));
     } finally {

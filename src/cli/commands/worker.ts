@@ -1,7 +1,7 @@
 /** `lbvm worker`: carries out queued migrations through the configured driver, until SIGTERM. */
 import { Command } from 'commander';
 import { createDriver } from '../../drivers/index.ts';
-import { loggerFor, logStartup } from '../../log.ts';
+import { loggerFor } from '../../log.ts';
 import { assertRedisFitForQueue } from '../../queue/redis.ts';
 import { connectRedis, logConnectionTrouble } from '../../util/redis.ts';
 import { listenForCancels } from '../../queue/cancel.ts';
@@ -11,7 +11,7 @@ import { openStoreFor } from '../../store/index.ts';
 import { DRIVER_NAMES } from '../../config/schema.ts';
 import { UsageError } from '../../errors.ts';
 import { teach } from '../help.ts';
-import { loadFor, withCommon, type CommonOptions } from '../run.ts';
+import { loadFor, withCommon, type CommonOptions, logStartup } from '../run.ts';
 
 interface WorkerOptions extends CommonOptions {
   driver?: string;
@@ -30,14 +30,19 @@ export function workerCommand(): Command {
       'across every worker process. Run as many workers as you like, on any host. Refuses to start when\n' +
       'Redis may evict keys (maxmemory-policy other than noeviction) or has persistence off.\n' +
       'SIGTERM: stops taking jobs and lets running migrations finish; a second SIGTERM cancels them.',
-    examples: ['lbvm worker', 'lbvm worker --driver sim --concurrency 8', 'LBVM_REDIS_URL=rediss://:pw@redis:6380 lbvm worker'],
+    examples: [
+      'lbvm worker',
+      'lbvm worker --driver sim --concurrency 8',
+      'LBVM_REDIS_URL=rediss://:pw@redis:6380 lbvm worker',
+    ],
   });
   return command.action(async (options: WorkerOptions) => {
     const overrides: Record<string, unknown> = {};
     if (options.driver) overrides['collect.driver'] = options.driver;
     const { config, file } = loadFor(options, overrides);
     const concurrency = options.concurrency === undefined ? undefined : Number(options.concurrency);
-    if (concurrency !== undefined && !(Number.isInteger(concurrency) && concurrency >= 1)) throw new UsageError(`--concurrency ${options.concurrency}: expected a whole number >= 1`);
+    if (concurrency !== undefined && !(Number.isInteger(concurrency) && concurrency >= 1))
+      throw new UsageError(`--concurrency ${options.concurrency}: expected a whole number >= 1`);
     const log = loggerFor(config, 'worker');
     logStartup(log, config, file);
     const connection = connectRedis(config.redis, { blocking: true });
@@ -61,7 +66,11 @@ export function workerCommand(): Command {
           await store.writeEvents([event]);
           storeWarned = false;
         } catch (error) {
-          if (!storeWarned) log.warn({ error: (error as Error).message, store: store.displayUrl }, 'could not copy migration events to the store; they are in Redis');
+          if (!storeWarned)
+            log.warn(
+              { error: (error as Error).message, store: store.displayUrl },
+              'could not copy migration events to the store; they are in Redis',
+            );
           storeWarned = true;
         }
       },
@@ -70,7 +79,8 @@ export function workerCommand(): Command {
     // `lbm migrate --wait` asks for a cancel on a channel every worker listens to.
     const subscriber = connectRedis(config.redis);
     await listenForCancels(subscriber, config.redis.prefix, (jobId) => {
-      if (worker.cancel(jobId, 'cancelled by an operator')) log.warn({ jobId }, 'migration cancelled by an operator; the guest stays on its source');
+      if (worker.cancel(jobId, 'cancelled by an operator'))
+        log.warn({ jobId }, 'migration cancelled by an operator; the guest stays on its source');
     });
     log.info({ driver: driver.name, concurrency: concurrency ?? config.migration.workerConcurrency }, 'worker ready');
     await new Promise<void>((resolve) => {

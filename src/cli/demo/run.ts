@@ -96,7 +96,8 @@ export function qemuMissing(): string | null {
     return 'qemu-system-x86_64 is not installed (Debian package qemu-system-x86)';
   }
   for (const file of ['vmlinuz', 'initramfs.cpio.gz']) {
-    if (!fs.existsSync(path.join(GUEST_DIR, file))) return `the test guest is not built (${path.join(GUEST_DIR, file)} missing: run deploy/setup.sh)`;
+    if (!fs.existsSync(path.join(GUEST_DIR, file)))
+      return `the test guest is not built (${path.join(GUEST_DIR, file)} missing: run deploy/setup.sh)`;
   }
   return null;
 }
@@ -125,7 +126,11 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     notes.push(`QEMU demo not possible: ${missing}; running the sim driver instead`);
     driver = 'sim';
   }
-  const view = new DemoView(options.out, `LBVM demo (${driver === 'qemu' ? '3 hosts, 6 QEMU guests, live migration' : 'sim driver, 20 hosts, 300 VMs'})`, startedMs);
+  const view = new DemoView(
+    options.out,
+    `LBVM demo (${driver === 'qemu' ? '3 hosts, 6 QEMU guests, live migration' : 'sim driver, 20 hosts, 300 VMs'})`,
+    startedMs,
+  );
   for (const note of notes) view.say(note);
   const stack = new DemoStack();
   let redis: Redis | null = null;
@@ -134,7 +139,20 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   const stopCollectors = new AbortController();
   let inProcessCollectors: Promise<void> | null = null;
   let agents: AgentClient[] = [];
-  const result: DemoResult = { driver, imbalanceBefore: null, imbalanceAfter: null, balanced: false, stopReason: null, hosts: [], migrations: [], failedMigrations: 0, leftoverProcesses: 0, reportHtml: null, durationMs: 0, notes };
+  const result: DemoResult = {
+    driver,
+    imbalanceBefore: null,
+    imbalanceAfter: null,
+    balanced: false,
+    stopReason: null,
+    hosts: [],
+    migrations: [],
+    failedMigrations: 0,
+    leftoverProcesses: 0,
+    reportHtml: null,
+    durationMs: 0,
+    notes,
+  };
   let config: LbvmConfig | null = null;
   const ticker = setInterval(() => view.render(), 500);
   try {
@@ -143,12 +161,20 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     const token = randomBytes(16).toString('hex');
     if (driver === 'qemu') {
       const ports = await Promise.all([1, 2, 3].map(() => freePort()));
-      const hosts = Object.fromEntries([1, 2, 3].map((n, i) => [`h${n}`, { cpuCores: 1, memBytes: '2GiB', agent: `127.0.0.1:${ports[i]}` }]));
+      const hosts = Object.fromEntries(
+        [1, 2, 3].map((n, i) => [`h${n}`, { cpuCores: 1, memBytes: '2GiB', agent: `127.0.0.1:${ports[i]}` }]),
+      );
       stack.writeConfig(
         baseConfig(stack, server.url, {
           hosts,
           collect: { driver: 'qemu', interval: '2s' },
-          limits: { movesPerRound: 2, migrationsPerSourceHost: 1, migrationsPerDestinationHost: 1, migrationsInCluster: 2, cooldown: '20s' },
+          limits: {
+            movesPerRound: 2,
+            migrationsPerSourceHost: 1,
+            migrationsPerDestinationHost: 1,
+            migrationsInCluster: 2,
+            cooldown: '20s',
+          },
           migration: { mode: 'live', downtimeLimit: '300ms' },
           agent: { accel: 'tcg' },
         }),
@@ -157,15 +183,35 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       const env = { LBVM_AGENT_TOKEN: token };
       view.say('starting 3 agents (h1, h2, h3: 1 core and 2 GiB each)');
       agents = [1, 2, 3].map((n, i) => {
-        stack.spawnLbvm(`agent-h${n}`, ['agent', '--node', `h${n}`, '--listen', `127.0.0.1:${ports[i]}`, '--state-dir', path.join(stack.dir, `agent-h${n}`)], env);
+        stack.spawnLbvm(
+          `agent-h${n}`,
+          [
+            'agent',
+            '--node',
+            `h${n}`,
+            '--listen',
+            `127.0.0.1:${ports[i]}`,
+            '--state-dir',
+            path.join(stack.dir, `agent-h${n}`),
+          ],
+          env,
+        );
         return new AgentClient(`127.0.0.1:${ports[i]}`, token, `h${n}`);
       });
-      for (const agent of agents) await waitFor(`agent ${agent.host}`, async () => (await agent.health(1000)).host === agent.host, { timeoutMs: 30_000 });
-      view.say(`starting 6 guests on h1, badly placed on purpose (CPU burn ${QEMU_GUESTS.map((g) => `${g.cpuPercent}%`).join(', ')} = 1.1 cores on a 1-core host)`);
+      for (const agent of agents)
+        await waitFor(`agent ${agent.host}`, async () => (await agent.health(1000)).host === agent.host, {
+          timeoutMs: 30_000,
+        });
+      view.say(
+        `starting 6 guests on h1, badly placed on purpose (CPU burn ${QEMU_GUESTS.map((g) => `${g.cpuPercent}%`).join(', ')} = 1.1 cores on a 1-core host)`,
+      );
       for (const guest of QEMU_GUESTS) {
         await agents[0]!.start({
-          name: guest.name, vcpus: 1, memMiB: 128,
-          kernel: path.join(GUEST_DIR, 'vmlinuz'), initrd: path.join(GUEST_DIR, 'initramfs.cpio.gz'),
+          name: guest.name,
+          vcpus: 1,
+          memMiB: 128,
+          kernel: path.join(GUEST_DIR, 'vmlinuz'),
+          initrd: path.join(GUEST_DIR, 'initramfs.cpio.gz'),
           append: guestKernelArgs({ cpuPercent: guest.cpuPercent, memPercent: 10, dirtyPercent: 2 }),
         });
       }
@@ -173,18 +219,34 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       const serialLog = (name: string) => path.join(stack.dir, 'agent-h1', 'guests', guestId(name), 'serial.log');
       await waitFor(
         'the demo guests to boot',
-        () => QEMU_GUESTS.every((guest) => fs.existsSync(serialLog(guest.name)) && fs.readFileSync(serialLog(guest.name), 'utf8').includes('lbvm-guest: up')),
+        () =>
+          QEMU_GUESTS.every(
+            (guest) =>
+              fs.existsSync(serialLog(guest.name)) &&
+              fs.readFileSync(serialLog(guest.name), 'utf8').includes('lbvm-guest: up'),
+          ),
         { timeoutMs: 120_000, intervalMs: 500 },
       );
       view.say('starting collectors (every 2 s), a monitor and a worker');
-      for (const n of [1, 2, 3]) stack.spawnLbvm(`collect-h${n}`, ['collect', '--every', '2s', '--node', `h${n}`], { ...env, LBVM_COLLECT_STATE_FILE: path.join(stack.dir, `collect-h${n}.json`) });
+      for (const n of [1, 2, 3])
+        stack.spawnLbvm(`collect-h${n}`, ['collect', '--every', '2s', '--node', `h${n}`], {
+          ...env,
+          LBVM_COLLECT_STATE_FILE: path.join(stack.dir, `collect-h${n}.json`),
+        });
       stack.spawnLbvm('worker', ['worker'], env);
       stack.spawnLbvm('monitor', ['monitor'], env);
     } else {
       stack.writeConfig(
         baseConfig(stack, server.url, {
           collect: { driver: 'sim', interval: '2s' },
-          limits: { movesPerRound: 12, migrationsPerSourceHost: 2, migrationsPerDestinationHost: 2, migrationsInCluster: 12, cooldown: '20s', movesPerHour: 1000 },
+          limits: {
+            movesPerRound: 12,
+            migrationsPerSourceHost: 2,
+            migrationsPerDestinationHost: 2,
+            migrationsInCluster: 12,
+            cooldown: '20s',
+            movesPerHour: 1000,
+          },
           sim: { hosts: 20, vms: 300, hostCpuCores: 32, hostMem: '192GiB', speedup: 20, seed: 7 },
         }),
       );
@@ -192,7 +254,11 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       redis = connectRedis(server.url);
       const sim = new SimDriver({ config, redis });
       const cluster = generateSimCluster(config.sim);
-      const placement = packBadly(cluster.vms, cluster.hosts.map((h) => h.name), config.sim.hostMem);
+      const placement = packBadly(
+        cluster.vms,
+        cluster.hosts.map((h) => h.name),
+        config.sim.hostMem,
+      );
       await sim.cluster.define(cluster.hosts, cluster.vms, placement);
       const used = new Set(Object.values(placement)).size;
       view.say(`sim cluster: 20 hosts of 32 cores and 192 GiB, 300 VMs packed onto ${used} of them on purpose`);
@@ -201,14 +267,23 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       const spool = spoolFor(config, createLogger({ level: 'error', format: 'json' }));
       const collectAll = async () => {
         for (const host of cluster.hosts) {
-          await collectRound({ node: host.name, store: store!, spool, driver: sim, stateFile: path.join(stack.dir, 'collect-state.json'), logicalCapacity: { cpuCores: host.cpuCores, memBytes: host.memBytes }, baselineWaitMs: 0 });
+          await collectRound({
+            node: host.name,
+            store: store!,
+            spool,
+            driver: sim,
+            stateFile: path.join(stack.dir, 'collect-state.json'),
+            logicalCapacity: { cpuCores: host.cpuCores, memBytes: host.memBytes },
+            baselineWaitMs: 0,
+          });
         }
       };
       await collectAll();
       inProcessCollectors = (async () => {
         while (!stopCollectors.signal.aborted) {
           await new Promise((resolve) => setTimeout(resolve, 2000));
-          if (!stopCollectors.signal.aborted) await collectAll().catch((error: Error) => view.say(`collect round failed: ${error.message}`));
+          if (!stopCollectors.signal.aborted)
+            await collectAll().catch((error: Error) => view.say(`collect round failed: ${error.message}`));
         }
       })();
       stack.spawnLbvm('worker', ['worker']);
@@ -218,7 +293,19 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     redis ??= connectRedis(server.url);
     store ??= openStore(config!.store.url, { log: createLogger({ level: 'error', format: 'json' }) });
     queue = new MigrationQueue(redis, config!);
-    await watch({ config: config!, redis, queue, store, view, result, options, startedMs, stack, expectedHosts: driver === 'qemu' ? 3 : 20, expectedVms: driver === 'qemu' ? QEMU_GUESTS.length : 300 });
+    await watch({
+      config: config!,
+      redis,
+      queue,
+      store,
+      view,
+      result,
+      options,
+      startedMs,
+      stack,
+      expectedHosts: driver === 'qemu' ? 3 : 20,
+      expectedVms: driver === 'qemu' ? QEMU_GUESTS.length : 300,
+    });
   } finally {
     clearInterval(ticker);
     view.say('tearing down');
@@ -304,7 +391,10 @@ async function watch(context: WatchContext): Promise<void> {
   while (Date.now() < deadline && !options.signal.aborted) {
     for (const name of ['monitor', 'worker']) {
       const crashed = stack.logOf(name).includes('"level":60') || stack.logOf(name).includes('internal error');
-      if (crashed) throw new Error(`the ${name} stopped: see ${path.join(stack.dir, 'logs', `${name}.log`)}\n${stack.logOf(name).slice(-1500)}`);
+      if (crashed)
+        throw new Error(
+          `the ${name} stopped: see ${path.join(stack.dir, 'logs', `${name}.log`)}\n${stack.logOf(name).slice(-1500)}`,
+        );
     }
     // Hosts: the newest host sample of each, and VM counts from the newest VM samples.
     const nowMs = Date.now();
@@ -323,12 +413,21 @@ async function watch(context: WatchContext): Promise<void> {
     for (const { host } of vmHost.values()) counts.set(host, (counts.get(host) ?? 0) + 1);
     const lines: HostLine[] = [...latest.values()]
       .sort((a, b) => (a.host < b.host ? -1 : 1))
-      .map((s) => ({ host: s.host, cpuUsedCores: s.cpuUsedCores, cpuCores: s.cpuCores, memUsedBytes: s.memUsedBytes, memBytes: s.memBytes, memCommittedBytes: s.memCommittedBytes, vms: counts.get(s.host) ?? 0 }));
+      .map((s) => ({
+        host: s.host,
+        cpuUsedCores: s.cpuUsedCores,
+        cpuCores: s.cpuCores,
+        memUsedBytes: s.memUsedBytes,
+        memBytes: s.memBytes,
+        memCommittedBytes: s.memCommittedBytes,
+        vms: counts.get(s.host) ?? 0,
+      }));
     // The cluster is shown once every host has reported (a host's first round waits a second for its
     // CPU baselines, so a partial picture would first show the empty hosts without the loaded one),
     // or after a grace period, so that a host that never reports is seen missing rather than hidden.
     if (lines.length > 0 && firstHostSeenMs === 0) firstHostSeenMs = nowMs;
-    if (lines.length >= expectedHosts || (firstHostSeenMs > 0 && nowMs - firstHostSeenMs > 15_000)) view.setHosts(lines);
+    if (lines.length >= expectedHosts || (firstHostSeenMs > 0 && nowMs - firstHostSeenMs > 15_000))
+      view.setHosts(lines);
     const newest = Math.max(0, ...[...latest.values()].map((s) => s.timeMs));
     if (lines.length >= expectedHosts && vmHost.size >= expectedVms && newest > lastSampleMs) {
       lastSampleMs = newest;
@@ -354,7 +453,10 @@ async function watch(context: WatchContext): Promise<void> {
         }
         if (queued.length === 0 && lastMoveMs > 0) quietRoundsAfterMove++;
         else if (queued.length > 0) quietRoundsAfterMove = 0;
-        view.setStatus(`CPU imbalance ${result.imbalanceAfter?.toFixed(3) ?? '-'}  ·  monitor score ${record.imbalanceBefore?.toFixed(3) ?? '-'}  ·  round ${record.mode}  ·  ${result.migrations.length} migrations  ·  ${formatDuration(Date.now() - startedMs)} of ${formatDuration(options.durationMs)}`);
+        view.setStatus(
+          `CPU imbalance ${result.imbalanceAfter?.toFixed(3) ?? '-'}  ·  monitor score ${record.imbalanceBefore?.toFixed(3) ?? '-'}  ·  round ` +
+            `${record.mode}  ·  ${result.migrations.length} migrations  ·  ${formatDuration(Date.now() - startedMs)} of ${formatDuration(options.durationMs)}`,
+        );
       }
     }
 
@@ -369,8 +471,12 @@ async function watch(context: WatchContext): Promise<void> {
     const jobs = (await queue.jobs(50)).filter((job) => job.state === 'active');
     view.setActive(
       jobs.map((job) => ({
-        vm: job.data.vm, from: job.data.from, to: job.data.to,
-        fraction: job.progress?.fraction ?? 0, bytesCopied: job.progress?.bytesCopied ?? 0, bytesRemaining: job.progress?.bytesRemaining ?? 0,
+        vm: job.data.vm,
+        from: job.data.from,
+        to: job.data.to,
+        fraction: job.progress?.fraction ?? 0,
+        bytesCopied: job.progress?.bytesCopied ?? 0,
+        bytesRemaining: job.progress?.bytesRemaining ?? 0,
       })),
     );
 
@@ -382,12 +488,17 @@ async function watch(context: WatchContext): Promise<void> {
       const end = judgeEnd(result.hosts, result.imbalanceAfter ?? 0, lastRecord, config);
       result.balanced = end.balanced;
       result.stopReason = end.reason;
-      view.say(`${end.balanced ? 'balanced' : 'stopped, not balanced'}: imbalance ${result.imbalanceBefore?.toFixed(3)} → ${result.imbalanceAfter?.toFixed(3)}; ${end.reason}`);
+      view.say(
+        `${end.balanced ? 'balanced' : 'stopped, not balanced'}: imbalance ` +
+          `${result.imbalanceBefore?.toFixed(3)} → ${result.imbalanceAfter?.toFixed(3)}; ${end.reason}`,
+      );
       return;
     }
     await new Promise((resolve) => setTimeout(resolve, 500));
   }
-  result.stopReason = options.signal.aborted ? 'interrupted' : `time is up (--duration ${Math.round(options.durationMs / 1000)}) with imbalance ${result.imbalanceAfter?.toFixed(3) ?? '-'}`;
+  result.stopReason = options.signal.aborted
+    ? 'interrupted'
+    : `time is up (--duration ${Math.round(options.durationMs / 1000)}) with imbalance ${result.imbalanceAfter?.toFixed(3) ?? '-'}`;
   view.say(result.stopReason);
 }
 
@@ -408,7 +519,12 @@ function demoHost(line: HostLine): DemoHost {
  * watermark holds room for one of its VMs. Otherwise the reason is the limit or rule the last round
  * named (held-back moves first, then the plan's own stop note), so the operator reads what stopped it.
  */
-export function judgeEnd(hosts: readonly DemoHost[], imbalance: number, record: RoundRecord | null, config: LbvmConfig): { balanced: boolean; reason: string } {
+export function judgeEnd(
+  hosts: readonly DemoHost[],
+  imbalance: number,
+  record: RoundRecord | null,
+  config: LbvmConfig,
+): { balanced: boolean; reason: string } {
   const level = config.policies.balance.threshold as ThresholdLevel;
   const target = THRESHOLD_LEVELS[level].targetImbalance;
   const { highWatermark: high, lowWatermark: low } = config.policies.overload;
@@ -417,14 +533,26 @@ export function judgeEnd(hosts: readonly DemoHost[], imbalance: number, record: 
   const hot = hosts.filter((h) => load(h) > high);
   const cool = hosts.filter((h) => load(h) < low);
   const problems: string[] = [];
-  if (imbalance > target) problems.push(`imbalance ${imbalance.toFixed(3)} is above threshold ${level}'s target ${target}`);
+  if (imbalance > target)
+    problems.push(`imbalance ${imbalance.toFixed(3)} is above threshold ${level}'s target ${target}`);
   if (hot.length > 0 && cool.length > 0) {
-    problems.push(`${hot.map((h) => `${h.host} (${pct(load(h))})`).join(', ')} above high ${pct(high)} while ${cool.length} host(s) are under low ${pct(low)} (e.g. ${cool[0]!.host} at ${pct(load(cool[0]!))})`);
+    problems.push(
+      `${hot.map((h) => `${h.host} (${pct(load(h))})`).join(', ')} above high ${pct(high)} while ` +
+        `${cool.length} host(s) are under low ${pct(low)} (e.g. ${cool[0]!.host} at ${pct(load(cool[0]!))})`,
+    );
   }
-  if (problems.length === 0) return { balanced: true, reason: `imbalance under threshold ${level}'s target ${target} and no host above high ${pct(high)} with room elsewhere` };
+  if (problems.length === 0)
+    return {
+      balanced: true,
+      reason: `imbalance under threshold ${level}'s target ${target} and no host above high ${pct(high)} with room elsewhere`,
+    };
   const held = record?.heldBack[0];
   const notes = record?.notes ?? [];
-  const stop = held ? `${held.reason}: ${held.detail}` : (notes.find((n) => /stopped|limit|COOLDOWN|budget/.test(n)) ?? notes.find((n) => !/nothing to do/.test(n)) ?? 'the monitor queues no move and names no limit');
+  const stop = held
+    ? `${held.reason}: ${held.detail}`
+    : (notes.find((n) => /stopped|limit|COOLDOWN|budget/.test(n)) ??
+      notes.find((n) => !/nothing to do/.test(n)) ??
+      'the monitor queues no move and names no limit');
   return { balanced: false, reason: `${problems.join('; ')}; what stops it: ${stop}` };
 }
 
@@ -432,23 +560,51 @@ function describeEvent(event: LbvmEvent, view: DemoView, result: DemoResult): vo
   const move = `${event.vm} ${event.from} → ${event.to}`;
   if (event.type === 'migration.started') view.say(`migrating ${move} (${event.mode ?? 'live'})`);
   else if (event.type === 'migration.finished') {
-    result.migrations.push({ vm: event.vm!, from: event.from!, to: event.to!, mode: event.mode ?? 'live', totalMs: event.totalMs ?? null, downtimeMs: event.downtimeMs ?? null });
-    view.say(`migrated ${move} in ${event.totalMs === undefined ? '?' : formatDuration(event.totalMs)}, downtime ${event.downtimeMs === null || event.downtimeMs === undefined ? 'unknown' : `${Math.round(event.downtimeMs)} ms`}`);
+    result.migrations.push({
+      vm: event.vm!,
+      from: event.from!,
+      to: event.to!,
+      mode: event.mode ?? 'live',
+      totalMs: event.totalMs ?? null,
+      downtimeMs: event.downtimeMs ?? null,
+    });
+    view.say(
+      `migrated ${move} in ${event.totalMs === undefined ? '?' : formatDuration(event.totalMs)}, downtime ` +
+        `${event.downtimeMs === null || event.downtimeMs === undefined ? 'unknown' : `${Math.round(event.downtimeMs)} ms`}`,
+    );
   } else if (event.type === 'migration.failed') {
     result.failedMigrations++;
     view.say(`migration of ${move} failed: ${event.error ?? 'unknown error'}`);
   } else if (event.type === 'migration.dropped') view.say(`migration of ${move} dropped: ${event.error ?? ''}`);
 }
 
-async function writeReport(config: LbvmConfig, store: SampleStore, events: RedisEventLog, fromMs: number, reportDir: string): Promise<string> {
+async function writeReport(
+  config: LbvmConfig,
+  store: SampleStore,
+  events: RedisEventLog,
+  fromMs: number,
+  reportDir: string,
+): Promise<string> {
   const toMs = Date.now();
   const samples: Sample[] = [];
   for await (const sample of store.readSamples({ fromMs, toMs, kinds: ['host'], nowMs: toMs })) samples.push(sample);
   const all = (await events.read({ count: 100_000 })).map((entry) => entry.event);
-  const data = buildReport({ fromMs, toMs, samples, events: all, highWatermark: config.policies.overload.highWatermark });
+  const data = buildReport({
+    fromMs,
+    toMs,
+    samples,
+    events: all,
+    highWatermark: config.policies.overload.highWatermark,
+  });
   makeDirs(reportDir);
   const file = path.join(reportDir, `demo-report-${new Date(fromMs).toISOString().replace(/[:.]/g, '-')}.html`);
-  fs.writeFileSync(file, renderHtml(data, { title: 'LBVM demo report', highWatermark: config.policies.overload.highWatermark, generatedMs: toMs }));
+  fs.writeFileSync(
+    file,
+    renderHtml(data, {
+      title: 'LBVM demo report',
+      highWatermark: config.policies.overload.highWatermark,
+      generatedMs: toMs,
+    }),
+  );
   return file;
 }
-

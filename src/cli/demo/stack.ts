@@ -101,8 +101,10 @@ export class DemoStack {
     const isAlive = (tracked: Tracked) => tracked.child.exitCode === null && tracked.child.signalCode === null;
     const strays = this.strays();
     const leftovers = new Set<number>(strays);
-    for (const entry of this.processes) if (isAlive(entry.tracked) && entry.tracked.child.pid) leftovers.add(entry.tracked.child.pid);
-    if (this.redis && isAlive(this.redis.process) && this.redis.process.child.pid) leftovers.add(this.redis.process.child.pid);
+    for (const entry of this.processes)
+      if (isAlive(entry.tracked) && entry.tracked.child.pid) leftovers.add(entry.tracked.child.pid);
+    if (this.redis && isAlive(this.redis.process) && this.redis.process.child.pid)
+      leftovers.add(this.redis.process.child.pid);
     for (const pid of leftovers) {
       try {
         process.kill(pid, 'SIGKILL');

@@ -79,7 +79,8 @@ export class DemoView {
     screen.push('');
     for (const migration of this.active.slice(0, 4)) {
       screen.push(
-        `  ⇄ ${migration.vm} ${migration.from} → ${migration.to}  ${bar(migration.fraction, 20)} ${Math.round(migration.fraction * 100)}%  ${formatBytes(migration.bytesCopied)} copied, ${formatBytes(migration.bytesRemaining)} left`,
+        `  ⇄ ${migration.vm} ${migration.from} → ${migration.to}  ${bar(migration.fraction, 20)} ${Math.round(migration.fraction * 100)}% ` +
+          ` ${formatBytes(migration.bytesCopied)} copied, ${formatBytes(migration.bytesRemaining)} left`,
       );
     }
     if (this.active.length > 4) screen.push(`  ... ${this.active.length - 4} more migrations running`);
@@ -94,12 +95,16 @@ export class DemoView {
     return this.hosts.map((host) => {
       const share = host.cpuCores > 0 ? host.cpuUsedCores / host.cpuCores : 0;
       const mem = host.memBytes > 0 ? host.memUsedBytes / host.memBytes : 0;
-      return `  ${host.host.padEnd(nameWidth)} CPU ${bar(share, width)} ${String(Math.round(share * 100)).padStart(3)}%  mem ${String(Math.round(mem * 100)).padStart(3)}%  ${host.vms} VMs`;
+      return (
+        `  ${host.host.padEnd(nameWidth)} CPU ${bar(share, width)} ${String(Math.round(share * 100)).padStart(3)}% ` +
+        ` mem ${String(Math.round(mem * 100)).padStart(3)}%  ${host.vms} VMs`
+      );
     });
   }
 
   /** Leaves the screen with the final story printed plainly. */
   finish(): void {
-    if (this.tty) this.out.write(`\u001b[H\u001b[2J${[...this.hostLines(30), '', ...this.log.slice(-30)].join('\n')}\n`);
+    if (this.tty)
+      this.out.write(`\u001b[H\u001b[2J${[...this.hostLines(30), '', ...this.log.slice(-30)].join('\n')}\n`);
   }
 }

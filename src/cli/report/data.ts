@@ -49,7 +49,14 @@ export interface ReportData {
   imbalance: SeriesPoint[];
   migrations: MigrationRow[];
   overloads: OverloadPeriod[];
-  totals: { migrations: number; failed: number; dropped: number; medianDowntimeMs: number | null; overloadedHostMinutes: number; overloadedHostSeconds: number };
+  totals: {
+    migrations: number;
+    failed: number;
+    dropped: number;
+    medianDowntimeMs: number | null;
+    overloadedHostMinutes: number;
+    overloadedHostSeconds: number;
+  };
 }
 
 export interface ReportInputs {
@@ -84,7 +91,14 @@ export function buildReport(inputs: ReportInputs): ReportData {
       series.memCommittedShare.push({ timeMs: s.timeMs, value: mem });
       const share = Math.max(cpu, mem);
       if (share > inputs.highWatermark) {
-        if (!open) open = { host, fromMs: s.timeMs, toMs: s.timeMs, peakShare: share, resource: cpu >= mem ? 'cpu' : 'memory committed' };
+        if (!open)
+          open = {
+            host,
+            fromMs: s.timeMs,
+            toMs: s.timeMs,
+            peakShare: share,
+            resource: cpu >= mem ? 'cpu' : 'memory committed',
+          };
         open.toMs = s.timeMs;
         if (share > open.peakShare) {
           open.peakShare = share;
@@ -110,7 +124,11 @@ export function buildReport(inputs: ReportInputs): ReportData {
       if (typeof value === 'number') imbalance.push({ timeMs: event.timeMs, value });
     } else if (event.type === 'migration.started' && event.jobId) {
       started.set(event.jobId, event);
-    } else if (event.type === 'migration.finished' || event.type === 'migration.failed' || event.type === 'migration.dropped') {
+    } else if (
+      event.type === 'migration.finished' ||
+      event.type === 'migration.failed' ||
+      event.type === 'migration.dropped'
+    ) {
       const start = event.jobId ? started.get(event.jobId) : undefined;
       migrations.push({
         vm: event.vm ?? '?',
@@ -121,14 +139,18 @@ export function buildReport(inputs: ReportInputs): ReportData {
         mode: event.mode ?? start?.mode ?? 'live',
         startMs: start?.timeMs ?? null,
         endMs: event.timeMs,
-        outcome: event.type === 'migration.finished' ? 'finished' : event.type === 'migration.failed' ? 'failed' : 'dropped',
+        outcome:
+          event.type === 'migration.finished' ? 'finished' : event.type === 'migration.failed' ? 'failed' : 'dropped',
         totalMs: event.totalMs ?? (start ? event.timeMs - start.timeMs : null),
         downtimeMs: event.downtimeMs ?? null,
         error: event.error,
       });
     }
   }
-  const downtimes = migrations.filter((m) => m.outcome === 'finished' && m.downtimeMs !== null).map((m) => m.downtimeMs!).sort((a, b) => a - b);
+  const downtimes = migrations
+    .filter((m) => m.outcome === 'finished' && m.downtimeMs !== null)
+    .map((m) => m.downtimeMs!)
+    .sort((a, b) => a - b);
   return {
     fromMs: inputs.fromMs,
     toMs: inputs.toMs,

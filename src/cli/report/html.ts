@@ -6,14 +6,29 @@
 import { formatDuration } from '../../units.ts';
 import type { ReportData, SeriesPoint } from './data.ts';
 
-const PALETTE = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'];
+const PALETTE = [
+  '#1f77b4',
+  '#ff7f0e',
+  '#2ca02c',
+  '#d62728',
+  '#9467bd',
+  '#8c564b',
+  '#e377c2',
+  '#7f7f7f',
+  '#bcbd22',
+  '#17becf',
+];
 
 export function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 }
 
-function clock(timeMs: number): string {
-  return new Date(timeMs).toISOString().slice(11, 16);
+/** Below this span a report's times carry seconds: its axis's 6 steps are under 2 minutes apart. */
+const SECONDS_BELOW_MS = 12 * 60_000;
+
+/** A time of day (UTC) for a report spanning `spanMs`: HH:MM, or HH:MM:SS when minutes alone would repeat. */
+export function clock(timeMs: number, spanMs: number): string {
+  return new Date(timeMs).toISOString().slice(11, spanMs < SECONDS_BELOW_MS ? 19 : 16);
 }
 
 interface ChartSpec {
@@ -43,41 +58,67 @@ export function lineChart(spec: ChartSpec): string {
   const yMax = spec.yMax > 0 ? spec.yMax : 1;
   const y = (v: number) => top + plotH - (Math.min(v, yMax) / yMax) * plotH;
   const parts: string[] = [];
-  parts.push(`<svg id="${spec.id}" class="chart" viewBox="0 0 ${width} ${height}" role="img" aria-label="${escapeHtml(spec.title)}" xmlns="http://www.w3.org/2000/svg">`);
+  parts.push(
+    `<svg id="${spec.id}" class="chart" viewBox="0 0 ${width} ${height}" role="img" aria-label="${escapeHtml(spec.title)}" xmlns="http://www.w3.org/2000/svg">`,
+  );
   parts.push(`<text x="${left}" y="16" class="title">${escapeHtml(spec.title)}</text>`);
   for (let i = 0; i <= 4; i++) {
     const value = (yMax * i) / 4;
-    parts.push(`<line x1="${left}" x2="${left + plotW}" y1="${y(value).toFixed(1)}" y2="${y(value).toFixed(1)}" class="grid"/>`);
-    parts.push(`<text x="${left - 6}" y="${(y(value) + 4).toFixed(1)}" class="axis" text-anchor="end">${escapeHtml(spec.yLabel(value))}</text>`);
+    parts.push(
+      `<line x1="${left}" x2="${left + plotW}" y1="${y(value).toFixed(1)}" y2="${y(value).toFixed(1)}" class="grid"/>`,
+    );
+    parts.push(
+      `<text x="${left - 6}" y="${(y(value) + 4).toFixed(1)}" class="axis" text-anchor="end">${escapeHtml(spec.yLabel(value))}</text>`,
+    );
   }
   for (let i = 0; i <= 6; i++) {
     const t = spec.fromMs + (span * i) / 6;
-    parts.push(`<text x="${x(t).toFixed(1)}" y="${height - 10}" class="axis" text-anchor="middle">${clock(t)}</text>`);
+    parts.push(
+      `<text x="${x(t).toFixed(1)}" y="${height - 10}" class="axis" text-anchor="middle">${clock(t, span)}</text>`,
+    );
   }
   if (spec.threshold) {
     const ty = y(spec.threshold.value).toFixed(1);
-    parts.push(`<line x1="${left}" x2="${left + plotW}" y1="${ty}" y2="${ty}" class="threshold"/><text x="${left + plotW - 4}" y="${Number(ty) - 4}" class="axis" text-anchor="end">${escapeHtml(spec.threshold.label)}</text>`);
+    parts.push(
+      `<line x1="${left}" x2="${left + plotW}" y1="${ty}" y2="${ty}" class="threshold"/><text x="${left + plotW - 4}" ` +
+        `y="${Number(ty) - 4}" class="axis" text-anchor="end">${escapeHtml(spec.threshold.label)}</text>`,
+    );
   }
   for (const marker of spec.markers) {
     if (marker.timeMs < spec.fromMs || marker.timeMs > spec.toMs) continue;
     const mx = x(marker.timeMs).toFixed(1);
-    parts.push(`<line x1="${mx}" x2="${mx}" y1="${top}" y2="${top + plotH}" class="${marker.failed ? 'marker failed' : 'marker'}"><title>${escapeHtml(marker.label)}</title></line>`);
+    parts.push(
+      `<line x1="${mx}" x2="${mx}" y1="${top}" y2="${top + plotH}" ` +
+        `class="${marker.failed ? 'marker failed' : 'marker'}"><title>${escapeHtml(marker.label)}</title></line>`,
+    );
   }
   spec.series.forEach((series, index) => {
     const color = PALETTE[index % PALETTE.length]!;
     const points = series.points.filter((p) => p.timeMs >= spec.fromMs && p.timeMs <= spec.toMs);
     if (points.length > 0) {
-      const d = points.map((p, i) => `${i === 0 ? 'M' : 'L'}${x(p.timeMs).toFixed(1)},${y(p.value).toFixed(1)}`).join(' ');
-      parts.push(`<path d="${d}" fill="none" stroke="${color}" stroke-width="1.6"><title>${escapeHtml(series.name)}</title></path>`);
+      const d = points
+        .map((p, i) => `${i === 0 ? 'M' : 'L'}${x(p.timeMs).toFixed(1)},${y(p.value).toFixed(1)}`)
+        .join(' ');
+      parts.push(
+        `<path d="${d}" fill="none" stroke="${color}" stroke-width="1.6"><title>${escapeHtml(series.name)}</title></path>`,
+      );
     }
     const ly = top + 4 + index * 16;
     if (index < 14) {
-      parts.push(`<rect x="${left + plotW + 14}" y="${ly}" width="10" height="10" fill="${color}"/><text x="${left + plotW + 30}" y="${ly + 9}" class="legend">${escapeHtml(series.name.slice(0, 18))}</text>`);
+      parts.push(
+        `<rect x="${left + plotW + 14}" y="${ly}" width="10" height="10" fill="${color}"/><text ` +
+          `x="${left + plotW + 30}" y="${ly + 9}" class="legend">${escapeHtml(series.name.slice(0, 18))}</text>`,
+      );
     }
   });
-  if (spec.series.length > 14) parts.push(`<text x="${left + plotW + 14}" y="${top + 4 + 14 * 16 + 9}" class="legend">+${spec.series.length - 14} more</text>`);
+  if (spec.series.length > 14)
+    parts.push(
+      `<text x="${left + plotW + 14}" y="${top + 4 + 14 * 16 + 9}" class="legend">+${spec.series.length - 14} more</text>`,
+    );
   if (spec.series.every((s) => s.points.length === 0)) {
-    parts.push(`<text x="${left + plotW / 2}" y="${top + plotH / 2}" class="empty" text-anchor="middle">no data in this period</text>`);
+    parts.push(
+      `<text x="${left + plotW / 2}" y="${top + plotH / 2}" class="empty" text-anchor="middle">no data in this period</text>`,
+    );
   }
   parts.push('</svg>');
   return parts.join('');
@@ -85,10 +126,15 @@ export function lineChart(spec: ChartSpec): string {
 
 /** Overloaded host time in words that stay true: seconds under two minutes, then minutes rounded up. */
 export function overloadedTime(totals: { overloadedHostSeconds: number; overloadedHostMinutes: number }): string {
-  return totals.overloadedHostSeconds < 120 ? `${totals.overloadedHostSeconds} s` : `${totals.overloadedHostMinutes} min`;
+  return totals.overloadedHostSeconds < 120
+    ? `${totals.overloadedHostSeconds} s`
+    : `${totals.overloadedHostMinutes} min`;
 }
 
-export function renderHtml(data: ReportData, options: { title?: string; highWatermark: number; generatedMs: number }): string {
+export function renderHtml(
+  data: ReportData,
+  options: { title?: string; highWatermark: number; generatedMs: number },
+): string {
   const pct = (v: number) => `${Math.round(v * 100)}%`;
   const markers = data.migrations.map((m) => ({
     timeMs: m.endMs,
@@ -96,20 +142,77 @@ export function renderHtml(data: ReportData, options: { title?: string; highWate
     label: `${m.vm}: ${m.from} → ${m.to} (${m.outcome})${m.reason ? ` — ${m.reason}` : ''}`,
   }));
   const charts = [
-    lineChart({ id: 'chart-cpu', title: 'CPU use per host (share of capacity)', series: data.hosts.map((h) => ({ name: h.host, points: h.cpuShare })), markers, fromMs: data.fromMs, toMs: data.toMs, yMax: Math.max(1, ...data.hosts.flatMap((h) => h.cpuShare.map((p) => p.value))), yLabel: pct, threshold: { value: options.highWatermark, label: `high ${pct(options.highWatermark)}` } }),
-    lineChart({ id: 'chart-mem', title: 'Memory measured in use per host (share of capacity)', series: data.hosts.map((h) => ({ name: h.host, points: h.memShare })), markers, fromMs: data.fromMs, toMs: data.toMs, yMax: 1, yLabel: pct, threshold: { value: options.highWatermark, label: `high ${pct(options.highWatermark)}` } }),
-    lineChart({ id: 'chart-mem-committed', title: 'Memory committed to VMs per host (their configured sizes; what the policies judge)', series: data.hosts.map((h) => ({ name: h.host, points: h.memCommittedShare })), markers, fromMs: data.fromMs, toMs: data.toMs, yMax: Math.max(1, ...data.hosts.flatMap((h) => h.memCommittedShare.map((p) => p.value))), yLabel: pct, threshold: { value: options.highWatermark, label: `high ${pct(options.highWatermark)}` } }),
-    lineChart({ id: 'chart-imbalance', title: 'Cluster imbalance (lower is flatter)', series: [{ name: 'imbalance', points: data.imbalance }], markers, fromMs: data.fromMs, toMs: data.toMs, yMax: Math.max(0.05, ...data.imbalance.map((p) => p.value)) * 1.1, yLabel: (v) => v.toFixed(2) }),
+    lineChart({
+      id: 'chart-cpu',
+      title: 'CPU use per host (share of capacity)',
+      series: data.hosts.map((h) => ({ name: h.host, points: h.cpuShare })),
+      markers,
+      fromMs: data.fromMs,
+      toMs: data.toMs,
+      yMax: Math.max(1, ...data.hosts.flatMap((h) => h.cpuShare.map((p) => p.value))),
+      yLabel: pct,
+      threshold: { value: options.highWatermark, label: `high ${pct(options.highWatermark)}` },
+    }),
+    lineChart({
+      id: 'chart-mem',
+      title: 'Memory measured in use per host (share of capacity)',
+      series: data.hosts.map((h) => ({ name: h.host, points: h.memShare })),
+      markers,
+      fromMs: data.fromMs,
+      toMs: data.toMs,
+      yMax: 1,
+      yLabel: pct,
+      threshold: { value: options.highWatermark, label: `high ${pct(options.highWatermark)}` },
+    }),
+    lineChart({
+      id: 'chart-mem-committed',
+      title: 'Memory committed to VMs per host (their configured sizes; what the policies judge)',
+      series: data.hosts.map((h) => ({ name: h.host, points: h.memCommittedShare })),
+      markers,
+      fromMs: data.fromMs,
+      toMs: data.toMs,
+      yMax: Math.max(1, ...data.hosts.flatMap((h) => h.memCommittedShare.map((p) => p.value))),
+      yLabel: pct,
+      threshold: { value: options.highWatermark, label: `high ${pct(options.highWatermark)}` },
+    }),
+    lineChart({
+      id: 'chart-imbalance',
+      title: 'Cluster imbalance (lower is flatter)',
+      series: [{ name: 'imbalance', points: data.imbalance }],
+      markers,
+      fromMs: data.fromMs,
+      toMs: data.toMs,
+      yMax: Math.max(0.05, ...data.imbalance.map((p) => p.value)) * 1.1,
+      yLabel: (v) => v.toFixed(2),
+    }),
   ];
+  const span = data.toMs - data.fromMs;
   const rows = data.migrations
     .map(
-      (m) => `<tr class="${m.outcome}"><td>${clock(m.endMs)}</td><td>${escapeHtml(m.vm)}</td><td>${escapeHtml(m.from)} → ${escapeHtml(m.to)}</td><td>${escapeHtml(m.mode)}</td><td>${escapeHtml(m.requestedBy)}</td><td>${m.outcome}${m.error ? `: ${escapeHtml(m.error)}` : ''}</td><td>${m.totalMs === null ? '–' : formatDuration(m.totalMs)}</td><td>${m.downtimeMs === null ? '–' : `${Math.round(m.downtimeMs)} ms`}</td><td>${escapeHtml(m.reason)}</td></tr>`,
+      (m) =>
+        `<tr class="${m.outcome}"><td>${clock(m.endMs, span)}</td><td>${escapeHtml(m.vm)}</td>` +
+        `<td>${escapeHtml(m.from)} → ${escapeHtml(m.to)}</td><td>${escapeHtml(m.mode)}</td><td>${escapeHtml(m.requestedBy)}</td>` +
+        `<td>${m.outcome}${m.error ? `: ${escapeHtml(m.error)}` : ''}</td>` +
+        `<td>${m.totalMs === null ? '–' : formatDuration(m.totalMs)}</td>` +
+        `<td>${m.downtimeMs === null ? '–' : `${Math.round(m.downtimeMs)} ms`}</td><td>${escapeHtml(m.reason)}</td></tr>`,
     )
     .join('\n');
   const overloads = data.overloads
-    .map((o) => `<tr><td>${escapeHtml(o.host)}</td><td>${clock(o.fromMs)}</td><td>${clock(o.toMs)}</td><td>${formatDuration(o.toMs - o.fromMs)}</td><td>${pct(o.peakShare)} ${o.resource}</td></tr>`)
+    .map(
+      (o) =>
+        `<tr><td>${escapeHtml(o.host)}</td><td>${clock(o.fromMs, span)}</td><td>${clock(o.toMs, span)}</td>` +
+        `<td>${formatDuration(o.toMs - o.fromMs)}</td><td>${pct(o.peakShare)} ${o.resource}</td></tr>`,
+    )
     .join('\n');
   const t = data.totals;
+  const table = (id: string, headings: string[], body: string) =>
+    `<table id="${id}"><thead><tr>${headings.map((h) => `<th>${h}</th>`).join('')}</tr></thead><tbody>\n${body}\n</tbody></table>`;
+  const migrationsTable = data.migrations.length
+    ? table('migrations', ['time', 'VM', 'move', 'mode', 'by', 'outcome', 'took', 'downtime', 'reason'], rows)
+    : '<p>No migration in this period.</p>';
+  const overloadsTable = data.overloads.length
+    ? table('overloads', ['host', 'from', 'to', 'for', 'peak'], overloads)
+    : '<p>No host was overloaded in this period.</p>';
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(options.title ?? 'LBVM report')}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -141,9 +244,9 @@ ${charts[2]}
 <h2>Imbalance over time</h2>
 ${charts[3]}
 <h2>Migrations</h2>
-${data.migrations.length ? `<table id="migrations"><thead><tr><th>time</th><th>VM</th><th>move</th><th>mode</th><th>by</th><th>outcome</th><th>took</th><th>downtime</th><th>reason</th></tr></thead><tbody>\n${rows}\n</tbody></table>` : '<p>No migration in this period.</p>'}
+${migrationsTable}
 <h2>Overloaded hosts (CPU or memory committed above ${pct(options.highWatermark)})</h2>
-${data.overloads.length ? `<table id="overloads"><thead><tr><th>host</th><th>from</th><th>to</th><th>for</th><th>peak</th></tr></thead><tbody>\n${overloads}\n</tbody></table>` : '<p>No host was overloaded in this period.</p>'}
+${overloadsTable}
 </body></html>
 `;
 }

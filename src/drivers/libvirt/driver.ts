@@ -57,7 +57,13 @@ const MIB = 1024 * 1024;
 
 export class LibvirtDriver implements Driver {
   readonly name = 'libvirt';
-  readonly capabilities: DriverCapabilities = { live: true, checkpoint: false, cancel: true, progress: true, stats: true };
+  readonly capabilities: DriverCapabilities = {
+    live: true,
+    checkpoint: false,
+    cancel: true,
+    progress: true,
+    stats: true,
+  };
 
   constructor(private readonly options: LibvirtDriverOptions) {}
 
@@ -67,14 +73,26 @@ export class LibvirtDriver implements Driver {
     for (const [host, capacity] of Object.entries(config.hosts)) if (capacity.uri) uris[host] = capacity.uri;
     Object.assign(uris, settings.hosts);
     if (Object.keys(uris).length === 0) {
-      throw new ConfigError(['drivers.libvirt.hosts: no host has a libvirt URI; the libvirt driver needs one per host, e.g. drivers.libvirt.hosts: { n1: qemu+ssh://n1/system } (or hosts.<name>.uri)']);
+      throw new ConfigError([
+        'drivers.libvirt.hosts: no host has a libvirt URI; the libvirt driver needs one per host, e.g. drivers.libvirt.hosts: { n1: qemu+ssh://n1/system } (or hosts.<name>.uri)',
+      ]);
     }
-    return new LibvirtDriver({ uris, autoConverge: settings.autoConverge, bandwidthCap: settings.bandwidthCap, pollIntervalMs: settings.pollInterval, virsh: settings.virsh, log });
+    return new LibvirtDriver({
+      uris,
+      autoConverge: settings.autoConverge,
+      bandwidthCap: settings.bandwidthCap,
+      pollIntervalMs: settings.pollInterval,
+      virsh: settings.virsh,
+      log,
+    });
   }
 
   uri(host: string): string {
     const uri = this.options.uris[host];
-    if (!uri) throw new Error(`no libvirt URI for host ${JSON.stringify(host)}; add it to drivers.libvirt.hosts (known: ${Object.keys(this.options.uris).join(', ')})`);
+    if (!uri)
+      throw new Error(
+        `no libvirt URI for host ${JSON.stringify(host)}; add it to drivers.libvirt.hosts (known: ${Object.keys(this.options.uris).join(', ')})`,
+      );
     return uri;
   }
 
@@ -83,19 +101,26 @@ export class LibvirtDriver implements Driver {
     try {
       return (await runFile(this.options.virsh, args, { env: this.options.env, timeoutMs })).stdout;
     } catch (error) {
-      if (error instanceof CommandFailed) error.message = `virsh ${args[2]} on ${host} (${args[1]}) failed: ${error.message}`;
+      if (error instanceof CommandFailed)
+        error.message = `virsh ${args[2]} on ${host} (${args[1]}) failed: ${error.message}`;
       throw error;
     }
   }
 
   async inventory(host: string): Promise<HostInventory> {
     const uri = this.uri(host);
-    const [statsText, listText] = await Promise.all([this.virsh(host, domstatsArgv(uri)), this.virsh(host, listArgv(uri))]);
+    const [statsText, listText] = await Promise.all([
+      this.virsh(host, domstatsArgv(uri)),
+      this.virsh(host, listArgv(uri)),
+    ]);
     const ids = parseIdNames(listText);
     const vms = [];
     for (const [name, stats] of parseDomstats(statsText)) {
       // A hypervisor driver that leaves sizes out of domstats (the test driver) is asked with dominfo.
-      const dominfo = stats['balloon.current'] === undefined || stats['vcpu.current'] === undefined ? parseColonRecord(await this.virsh(host, dominfoArgv(uri, name))) : undefined;
+      const dominfo =
+        stats['balloon.current'] === undefined || stats['vcpu.current'] === undefined
+          ? parseColonRecord(await this.virsh(host, dominfoArgv(uri, name)))
+          : undefined;
       vms.push(vmFromStats(name, host, stats, dominfo, ids.get(name)));
     }
     return { host, vms };
@@ -106,9 +131,15 @@ export class LibvirtDriver implements Driver {
       Object.keys(this.options.uris).map(async (host): Promise<HostAnswer> => {
         try {
           const state = (await this.virsh(host, domstateArgv(this.uri(host), vm), 20_000)).trim();
-          return { host, active: /^(running|paused|in shutdown|blocked|pmsuspended)/.test(state), defined: true, detail: state };
+          return {
+            host,
+            active: /^(running|paused|in shutdown|blocked|pmsuspended)/.test(state),
+            defined: true,
+            detail: state,
+          };
         } catch (error) {
-          if (error instanceof CommandFailed && isNoDomain(error.stderr)) return { host, active: false, defined: false };
+          if (error instanceof CommandFailed && isNoDomain(error.stderr))
+            return { host, active: false, defined: false };
           return { host, active: false, defined: false, error: error as Error };
         }
       }),
@@ -118,12 +149,21 @@ export class LibvirtDriver implements Driver {
 
   /** The `virsh` argv of a live migration (exported for the operator's `--dry-run`-like checks and tests). */
   migrateArgv(request: Pick<MigrateRequest, 'vm' | 'from' | 'to' | 'bandwidthBytesPerSec'>): string[] {
-    const bandwidthMiBPerSec = this.options.bandwidthCap && request.bandwidthBytesPerSec > 0 ? Math.max(1, Math.round(request.bandwidthBytesPerSec / MIB)) : undefined;
-    return migrateArgv(this.uri(request.from), request.vm, this.uri(request.to), { autoConverge: this.options.autoConverge, bandwidthMiBPerSec });
+    const bandwidthMiBPerSec =
+      this.options.bandwidthCap && request.bandwidthBytesPerSec > 0
+        ? Math.max(1, Math.round(request.bandwidthBytesPerSec / MIB))
+        : undefined;
+    return migrateArgv(this.uri(request.from), request.vm, this.uri(request.to), {
+      autoConverge: this.options.autoConverge,
+      bandwidthMiBPerSec,
+    });
   }
 
   async migrate(request: MigrateRequest): Promise<MigrateOutcome> {
-    if (request.mode !== 'live') throw new Error(`the libvirt driver migrates live only (migration.mode ${request.mode} is not supported); nothing was done`);
+    if (request.mode !== 'live')
+      throw new Error(
+        `the libvirt driver migrates live only (migration.mode ${request.mode} is not supported); nothing was done`,
+      );
     if (request.signal.aborted) throw (request.signal.reason as Error) ?? new Error('cancelled');
     const sourceUri = this.uri(request.from);
     const argv = this.migrateArgv(request);
@@ -132,7 +172,11 @@ export class LibvirtDriver implements Driver {
     const stallMs = this.options.stallMs ?? 30_000;
     const stopVirsh = new AbortController();
     // No timeout of our own: the worker's migration.timeout aborts the signal, which aborts the job.
-    const running = runFile(this.options.virsh, argv, { env: this.options.env, timeoutMs: 0, signal: stopVirsh.signal }).then(
+    const running = runFile(this.options.virsh, argv, {
+      env: this.options.env,
+      timeoutMs: 0,
+      signal: stopVirsh.signal,
+    }).then(
       () => (outcome = { error: null }),
       (error: Error) => (outcome = { error }),
     );
@@ -182,18 +226,30 @@ export class LibvirtDriver implements Driver {
         const where = await this.locate(request.vm).catch(() => null);
         if (where !== request.to) {
           throw new Error(
-            `live migration of ${JSON.stringify(request.vm)} from ${request.from} to ${request.to} failed: virsh migrate showed no migration job on ${request.from} for ${Math.round(stallMs / 1000)} s and was stopped; it ${where === request.from ? 'keeps running' : 'was last seen'} on ${where ?? request.from}`,
+            `live migration of ${JSON.stringify(request.vm)} from ${request.from} to ` +
+              `${request.to} failed: virsh migrate showed no migration job on ${request.from} ` +
+              `for ${Math.round(stallMs / 1000)} s and was stopped; it ` +
+              `${where === request.from ? 'keeps running' : 'was last seen'} on ${where ?? request.from}`,
           );
         }
       } else if (result?.error) {
         if (aborted) throw aborted;
-        throw new Error(`live migration of ${JSON.stringify(request.vm)} from ${request.from} to ${request.to} failed: ${result.error.message}; it keeps running on ${request.from}`);
+        throw new Error(
+          `live migration of ${JSON.stringify(request.vm)} from ${request.from} to ` +
+            `${request.to} failed: ${result.error.message}; it keeps running on ${request.from}`,
+        );
       }
-      if (aborted) this.options.log.warn({ vm: request.vm }, 'the migration completed before the cancel reached libvirt; the guest runs on the destination');
+      if (aborted)
+        this.options.log.warn(
+          { vm: request.vm },
+          'the migration completed before the cancel reached libvirt; the guest runs on the destination',
+        );
       // The destination keeps the statistics of the incoming job: downtime and bytes as libvirt measured them.
       let completed: JobInfo | null = null;
       try {
-        completed = parseJobInfo(await this.virsh(request.to, jobinfoArgv(this.uri(request.to), request.vm, true), 20_000));
+        completed = parseJobInfo(
+          await this.virsh(request.to, jobinfoArgv(this.uri(request.to), request.vm, true), 20_000),
+        );
       } catch {
         completed = null;
       }

@@ -126,14 +126,31 @@ function sumIndexed(stats: Record<string, string>, prefix: 'block' | 'net', fiel
  * QEMU process's resident set (`balloon.rss`, capped at the size: it includes QEMU's own overhead).
  * `dominfo` fills what a hypervisor driver does not put in domstats (libvirt's test driver).
  */
-export function vmFromStats(name: string, host: string, stats: Record<string, string>, dominfo?: Record<string, string>, id?: string): VmInventory {
+export function vmFromStats(
+  name: string,
+  host: string,
+  stats: Record<string, string>,
+  dominfo?: Record<string, string>,
+  id?: string,
+): VmInventory {
   const kib = (value: number | undefined) => (value === undefined ? undefined : value * 1024);
-  const memBytes = kib(number(stats['balloon.current'])) ?? virshBytes(dominfo?.['Used memory']) ?? virshBytes(dominfo?.['Max memory']) ?? 0;
+  const memBytes =
+    kib(number(stats['balloon.current'])) ??
+    virshBytes(dominfo?.['Used memory']) ??
+    virshBytes(dominfo?.['Max memory']) ??
+    0;
   const available = kib(number(stats['balloon.available']));
   const unused = kib(number(stats['balloon.unused']));
   const rss = kib(number(stats['balloon.rss']));
   const state = runState(stats['state.state']);
-  let memUsedBytes = available !== undefined && unused !== undefined ? available - unused : rss !== undefined ? Math.min(rss, memBytes) : state === 'running' ? memBytes : 0;
+  let memUsedBytes =
+    available !== undefined && unused !== undefined
+      ? available - unused
+      : rss !== undefined
+        ? Math.min(rss, memBytes)
+        : state === 'running'
+          ? memBytes
+          : 0;
   memUsedBytes = Math.max(0, Math.min(memUsedBytes, memBytes));
   const vm: VmInventory = {
     name,
@@ -157,7 +174,8 @@ export function vmFromStats(name: string, host: string, stats: Record<string, st
     netRxBytes: sumIndexed(stats, 'net', 'rx.bytes'),
     netTxBytes: sumIndexed(stats, 'net', 'tx.bytes'),
   };
-  for (const [key, value] of Object.entries(counters)) if (value !== undefined) (vm as unknown as Record<string, number>)[key] = value;
+  for (const [key, value] of Object.entries(counters))
+    if (value !== undefined) (vm as unknown as Record<string, number>)[key] = value;
   return vm;
 }
 
@@ -180,7 +198,14 @@ export const domstatsArgv = (uri: string) => ['-c', uri, 'domstats', '--raw'];
 export const listArgv = (uri: string) => ['-c', uri, 'list', '--all', '--id', '--name'];
 export const dominfoArgv = (uri: string, vm: string) => ['-c', uri, 'dominfo', '--domain', vm];
 export const domstateArgv = (uri: string, vm: string) => ['-c', uri, 'domstate', '--domain', vm];
-export const jobinfoArgv = (uri: string, vm: string, completed = false) => ['-c', uri, 'domjobinfo', '--domain', vm, ...(completed ? ['--completed'] : [])];
+export const jobinfoArgv = (uri: string, vm: string, completed = false) => [
+  '-c',
+  uri,
+  'domjobinfo',
+  '--domain',
+  vm,
+  ...(completed ? ['--completed'] : []),
+];
 export const jobabortArgv = (uri: string, vm: string) => ['-c', uri, 'domjobabort', '--domain', vm];
 
 /** virsh's message for a domain that is not defined on that connection. */

@@ -21,7 +21,14 @@ import { ConfigError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import type { VmRunState } from '../../model/index.ts';
 import { CommandFailed, runFile } from '../../util/processes.ts';
-import type { Driver, DriverCapabilities, HostInventory, MigrateOutcome, MigrateRequest, VmInventory } from '../driver.ts';
+import type {
+  Driver,
+  DriverCapabilities,
+  HostInventory,
+  MigrateOutcome,
+  MigrateRequest,
+  VmInventory,
+} from '../driver.ts';
 import { locateFromAnswers, type HostAnswer } from '../locate.ts';
 import { checkSshTarget, sshArgv } from './remote.ts';
 
@@ -130,7 +137,11 @@ export function stateOf(word: string | undefined): { state: VmRunState; busy?: s
  * p->cpunum < 0 ? 0 : p->cpunum)`; prlctl prints "unlimited"), its CPU limit in percent rounded up, or
  * else all the host's cores, which is what it may use (prl-disp getVcpuNum counts the host's CPUs too).
  */
-export function containerCpus(cpus: number | string | null | undefined, cpulimitPercent: number | null | undefined, hostCores: number | null): number {
+export function containerCpus(
+  cpus: number | string | null | undefined,
+  cpulimitPercent: number | null | undefined,
+  hostCores: number | null,
+): number {
   const count = Number(cpus);
   if (Number.isFinite(count) && count > 0) return count;
   if (cpulimitPercent && cpulimitPercent > 0) return Math.min(Math.ceil(cpulimitPercent / 100), hostCores ?? Infinity);
@@ -142,7 +153,14 @@ function nameOf(name: string | null | undefined, ctid: string): string {
   return name && name !== '-' ? name : ctid;
 }
 
-function container(id: string, name: string | null | undefined, status: string | undefined, host: string, sizes: Pick<VmInventory, 'vcpus' | 'memBytes' | 'memUsedBytes'>, cpuTimes: Map<string, number>): Container {
+function container(
+  id: string,
+  name: string | null | undefined,
+  status: string | undefined,
+  host: string,
+  sizes: Pick<VmInventory, 'vcpus' | 'memBytes' | 'memUsedBytes'>,
+  cpuTimes: Map<string, number>,
+): Container {
   const { state, busy } = stateOf(status);
   const vm: VmInventory = { name: nameOf(name, id), host, ...sizes, state };
   const cpuTimeMs = cpuTimes.get(id);
@@ -188,14 +206,27 @@ export function splitJsonEntries(text: string): { entries: unknown[]; unreadable
 }
 
 /** `vzlist -j -a -o ctid,name,status,cpus,cpulimit,physpages`. Memory is the vSwap RAM limit (physpages, 4 KiB pages). */
-export function parseVzlist(text: string, host: string, cpuTimes: Map<string, number>, hostCores: number | null): Listing {
+export function parseVzlist(
+  text: string,
+  host: string,
+  cpuTimes: Map<string, number>,
+  hostCores: number | null,
+): Listing {
   const { entries, unreadable } = splitJsonEntries(text);
   const containers = (entries as VzlistEntry[]).map((entry) => {
     const id = String(entry.ctid);
     const limitPages = entry.physpages?.limit;
-    const memBytes = limitPages !== undefined && limitPages > 0 && limitPages < UNLIMITED_PAGES ? limitPages * PAGE_BYTES : 0;
+    const memBytes =
+      limitPages !== undefined && limitPages > 0 && limitPages < UNLIMITED_PAGES ? limitPages * PAGE_BYTES : 0;
     const memUsedBytes = Math.min((entry.physpages?.held ?? 0) * PAGE_BYTES, memBytes || Infinity);
-    return container(id, entry.name, entry.status, host, { vcpus: containerCpus(entry.cpus, entry.cpulimit, hostCores), memBytes, memUsedBytes }, cpuTimes);
+    return container(
+      id,
+      entry.name,
+      entry.status,
+      host,
+      { vcpus: containerCpus(entry.cpus, entry.cpulimit, hostCores), memBytes, memUsedBytes },
+      cpuTimes,
+    );
   });
   return { containers, unreadable };
 }
@@ -209,11 +240,20 @@ function prlctlBytes(text: string | undefined): number {
 }
 
 /** `prlctl list -j -i -a` -> containers and VMs alike. */
-export function parsePrlctlList(text: string, host: string, cpuTimes: Map<string, number>, hostCores: number | null): Listing {
+export function parsePrlctlList(
+  text: string,
+  host: string,
+  cpuTimes: Map<string, number>,
+  hostCores: number | null,
+): Listing {
   const { entries, unreadable } = splitJsonEntries(text);
   const containers = (entries as PrlctlEntry[]).map((entry) => {
     const id = String(entry.EnvID ?? entry.ID ?? '');
-    const sizes = { vcpus: containerCpus(entry.Hardware?.cpu?.cpus, null, hostCores), memBytes: prlctlBytes(entry.Hardware?.memory?.size), memUsedBytes: 0 };
+    const sizes = {
+      vcpus: containerCpus(entry.Hardware?.cpu?.cpus, null, hostCores),
+      memBytes: prlctlBytes(entry.Hardware?.memory?.size),
+      memUsedBytes: 0,
+    };
     return container(id, entry.Name, entry.State, host, sizes, cpuTimes);
   });
   return { containers, unreadable };
@@ -234,39 +274,65 @@ export interface OpenvzDriverOptions {
 /** vzmigrate's exit codes worth explaining (vzctl bin/vzmigrate.in: MIG_ERR_*). */
 const VZMIGRATE_HINTS: Record<number, (from: string, to: string) => string> = {
   2: () => 'the container is not running, which vzmigrate --online needs',
-  4: (from, to) => `vzmigrate on ${from} could not log in to ${to} as root: it runs its own ssh (-o BatchMode=yes), not LBVM's drivers.openvz.sshOptions, so ${from}'s root public key must be in ${to}'s /root/.ssh/authorized_keys`,
+  4: (from, to) =>
+    `vzmigrate on ${from} could not log in to ${to} as root: it runs its own ssh (-o BatchMode=yes), not ` +
+    `LBVM's drivers.openvz.sshOptions, so ${from}'s root public key must be in ${to}'s /root/.ssh/authorized_keys`,
   9: (_from, to) => `a container with this ctid already exists on ${to}`,
   20: (from) => `the container is locked on ${from} (another vzctl or vzmigrate works on it)`,
 };
 
 export class OpenvzDriver implements Driver {
   readonly name = 'openvz';
-  readonly capabilities: DriverCapabilities = { live: true, checkpoint: false, cancel: false, progress: false, stats: true };
+  readonly capabilities: DriverCapabilities = {
+    live: true,
+    checkpoint: false,
+    cancel: false,
+    progress: false,
+    stats: true,
+  };
 
   constructor(private readonly options: OpenvzDriverOptions) {}
 
   static fromConfig(config: LbvmConfig, log: Logger): OpenvzDriver {
     const settings = config.drivers.openvz;
     const problems: string[] = [];
-    if (Object.keys(settings.hosts).length === 0) problems.push('drivers.openvz.hosts: no host has an ssh target; the openvz driver needs one per host, e.g. drivers.openvz.hosts: { n1: root@10.0.0.1 }');
+    if (Object.keys(settings.hosts).length === 0)
+      problems.push(
+        'drivers.openvz.hosts: no host has an ssh target; the openvz driver needs one per host, e.g. drivers.openvz.hosts: { n1: root@10.0.0.1 }',
+      );
     for (const [host, target] of Object.entries(settings.hosts)) {
       const problem = checkSshTarget(target);
       if (problem) problems.push(`drivers.openvz.hosts.${host}: ${JSON.stringify(target)}: ${problem}`);
     }
     if (problems.length) throw new ConfigError(problems);
-    return new OpenvzDriver({ targets: settings.hosts, flavour: settings.flavour, sshOptions: settings.sshOptions, ssh: settings.ssh, kernelHz: settings.kernelHz, log });
+    return new OpenvzDriver({
+      targets: settings.hosts,
+      flavour: settings.flavour,
+      sshOptions: settings.sshOptions,
+      ssh: settings.ssh,
+      kernelHz: settings.kernelHz,
+      log,
+    });
   }
 
   target(host: string): string {
     const target = this.options.targets[host];
-    if (!target) throw new Error(`no ssh target for host ${JSON.stringify(host)}; add it to drivers.openvz.hosts (known: ${Object.keys(this.options.targets).join(', ')})`);
+    if (!target)
+      throw new Error(
+        `no ssh target for host ${JSON.stringify(host)}; add it to drivers.openvz.hosts (known: ${Object.keys(this.options.targets).join(', ')})`,
+      );
     return target;
   }
 
   /** Runs `argv` on `host` through ssh; a failure names the host and what the remote side said. */
   private async remote(host: string, argv: string[], timeoutMs: number, label = argv[0]): Promise<string> {
     try {
-      return (await runFile(this.options.ssh, sshArgv(this.options.sshOptions, this.target(host), argv), { env: this.options.env, timeoutMs })).stdout;
+      return (
+        await runFile(this.options.ssh, sshArgv(this.options.sshOptions, this.target(host), argv), {
+          env: this.options.env,
+          timeoutMs,
+        })
+      ).stdout;
     } catch (error) {
       (error as Error).message = `${label} on ${host} (ssh ${this.target(host)}) failed: ${(error as Error).message}`;
       throw error;
@@ -276,19 +342,32 @@ export class OpenvzDriver implements Driver {
   /** The host's containers, with their ctids, and what the host is (one ssh call; fixed words only, no names). */
   async list(host: string): Promise<{ listing: Listing; facts: HostFacts }> {
     const tool = this.options.flavour === 'vzctl' ? `vzlist -j -a -o ${VZLIST_FIELDS}` : 'prlctl list -j -i -a';
-    const script = `${tool} && echo ${VESTAT_MARK} && (cat /proc/vz/vestat 2>/dev/null || true) && echo ${HOST_MARK} && (vzctl --version 2>/dev/null || true) && (nproc 2>/dev/null || true)`;
+    const script =
+      `${tool} && echo ${VESTAT_MARK} && (cat /proc/vz/vestat 2>/dev/null || true) && echo ` +
+      `${HOST_MARK} && (vzctl --version 2>/dev/null || true) && (nproc 2>/dev/null || true)`;
     const output = await this.remote(host, ['sh', '-c', script], 60_000, tool.split(' ')[0]);
-    const [listing = '', vestat = '', hostText = ''] = output.split(new RegExp(`^(?:${VESTAT_MARK}|${HOST_MARK})$`, 'm'));
+    const [listing = '', vestat = '', hostText = ''] = output.split(
+      new RegExp(`^(?:${VESTAT_MARK}|${HOST_MARK})$`, 'm'),
+    );
     const facts = parseHostFacts(hostText);
     const cpuTimes = parseVestat(vestat, this.options.kernelHz);
     try {
-      const parsed = this.options.flavour === 'vzctl' ? parseVzlist(listing, host, cpuTimes, facts.cores) : parsePrlctlList(listing, host, cpuTimes, facts.cores);
+      const parsed =
+        this.options.flavour === 'vzctl'
+          ? parseVzlist(listing, host, cpuTimes, facts.cores)
+          : parsePrlctlList(listing, host, cpuTimes, facts.cores);
       if (parsed.unreadable.length) {
-        this.options.log.warn({ host, unreadable: parsed.unreadable }, `${tool.split(' ')[0]} on ${host} printed ${parsed.unreadable.length} container(s) that are not valid JSON (a " or \\ in a text field, printed unescaped); they are left out of this round`);
+        this.options.log.warn(
+          { host, unreadable: parsed.unreadable },
+          `${tool.split(' ')[0]} on ${host} printed ${parsed.unreadable.length} container(s) that are ` +
+            `not valid JSON (a " or \\ in a text field, printed unescaped); they are left out of this round`,
+        );
       }
       return { listing: parsed, facts };
     } catch (error) {
-      throw new Error(`${tool.split(' ')[0]} on ${host}: could not read its JSON output (${(error as Error).message}): ${listing.slice(0, 200)}`);
+      throw new Error(
+        `${tool.split(' ')[0]} on ${host}: could not read its JSON output (${(error as Error).message}): ${listing.slice(0, 200)}`,
+      );
     }
   }
 
@@ -301,7 +380,11 @@ export class OpenvzDriver implements Driver {
       Object.keys(this.options.targets).map(async (host): Promise<HostAnswer> => {
         try {
           const found = (await this.inventory(host)).vms.filter((entry) => entry.name === vm);
-          return { host, active: found.some((entry) => entry.state === 'running' || entry.state === 'paused'), defined: found.length > 0 };
+          return {
+            host,
+            active: found.some((entry) => entry.state === 'running' || entry.state === 'paused'),
+            defined: found.length > 0,
+          };
         } catch (error) {
           return { host, active: false, defined: false, error: error as Error };
         }
@@ -317,7 +400,10 @@ export class OpenvzDriver implements Driver {
    * a bare host; OpenVZ 7 and prlctl take `[user@]host`.
    */
   migrateCommand(entry: Container, to: string, facts: HostFacts): string[] {
-    if (!CTID.test(entry.ctid)) throw new Error(`container ${JSON.stringify(entry.vm.name)} has the id ${JSON.stringify(entry.ctid)}, which cannot be passed to a migration tool; nothing was done`);
+    if (!CTID.test(entry.ctid))
+      throw new Error(
+        `container ${JSON.stringify(entry.vm.name)} has the id ${JSON.stringify(entry.ctid)}, which cannot be passed to a migration tool; nothing was done`,
+      );
     const target = this.target(to);
     if (this.options.flavour === 'prlctl') return ['prlctl', 'migrate', entry.ctid, target];
     const live = entry.vm.state === 'running' || entry.vm.state === 'paused';
@@ -326,29 +412,50 @@ export class OpenvzDriver implements Driver {
   }
 
   async migrate(request: MigrateRequest): Promise<MigrateOutcome> {
-    if (request.mode !== 'live') throw new Error(`the openvz driver migrates live only (migration.mode ${request.mode} is not supported); nothing was done`);
+    if (request.mode !== 'live')
+      throw new Error(
+        `the openvz driver migrates live only (migration.mode ${request.mode} is not supported); nothing was done`,
+      );
     if (request.signal.aborted) throw (request.signal.reason as Error) ?? new Error('cancelled');
     const { listing, facts } = await this.list(request.from);
     const found = listing.containers.filter((entry) => entry.vm.name === request.vm);
     if (found.length !== 1) {
-      throw new Error(`${found.length ? `${found.length} containers are` : 'no container is'} named ${JSON.stringify(request.vm)} on ${request.from}${found.length ? ` (ctids ${found.map((entry) => entry.ctid).join(', ')}): give them unique names` : ''}; nothing was done`);
+      throw new Error(
+        `${found.length ? `${found.length} containers are` : 'no container is'} named ${JSON.stringify(request.vm)} on ` +
+          `${request.from}${found.length ? ` (ctids ${found.map((entry) => entry.ctid).join(', ')}): give them unique names` : ''}; nothing was done`,
+      );
     }
     const entry = found[0]!;
-    if (entry.vm.busy) throw new Error(`container ${JSON.stringify(request.vm)} (${entry.ctid}) on ${request.from} is busy (${entry.vm.busy}): it is not moved until that ends; nothing was done`);
+    if (entry.vm.busy)
+      throw new Error(
+        `container ${JSON.stringify(request.vm)} (${entry.ctid}) on ${request.from} ` +
+          `is busy (${entry.vm.busy}): it is not moved until that ends; nothing was done`,
+      );
     const command = this.migrateCommand(entry, request.to, facts);
     const startedMs = Date.now();
-    const onAbort = () => this.options.log.warn({ vm: request.vm, from: request.from, to: request.to }, `${command[0]} cannot be cancelled once started; it runs to its end`);
+    const onAbort = () =>
+      this.options.log.warn(
+        { vm: request.vm, from: request.from, to: request.to },
+        `${command[0]} cannot be cancelled once started; it runs to its end`,
+      );
     request.signal.addEventListener('abort', onAbort, { once: true });
     try {
       await this.remote(request.from, command, 0);
     } catch (error) {
       const code = error instanceof CommandFailed && typeof error.exitCode === 'number' ? error.exitCode : null;
-      const hint = this.options.flavour === 'vzctl' && code !== null ? VZMIGRATE_HINTS[code]?.(request.from, request.to) : undefined;
-      throw new Error(`migration of ${JSON.stringify(request.vm)} (${entry.ctid}) from ${request.from} to ${request.to} failed: ${(error as Error).message}${hint ? `; ${hint}` : ''}`);
+      const hint =
+        this.options.flavour === 'vzctl' && code !== null
+          ? VZMIGRATE_HINTS[code]?.(request.from, request.to)
+          : undefined;
+      throw new Error(
+        `migration of ${JSON.stringify(request.vm)} (${entry.ctid}) from ${request.from} ` +
+          `to ${request.to} failed: ${(error as Error).message}${hint ? `; ${hint}` : ''}`,
+      );
     } finally {
       request.signal.removeEventListener('abort', onAbort);
     }
-    if (command[0] === 'vzmigrate' && !command.includes('--online')) this.options.log.info({ vm: request.vm, ctid: entry.ctid }, `${request.vm} was not running: moved offline`);
+    if (command[0] === 'vzmigrate' && !command.includes('--online'))
+      this.options.log.info({ vm: request.vm, ctid: entry.ctid }, `${request.vm} was not running: moved offline`);
     return { totalMs: Date.now() - startedMs, downtimeMs: null, bytesCopied: 0 };
   }
 

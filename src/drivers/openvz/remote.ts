@@ -8,7 +8,8 @@
 
 /** Quotes one argument for a POSIX shell: `x; rm -rf /` -> `'x; rm -rf /'`, `it's` -> `'it'\''s'`. */
 export function shellQuote(argument: string): string {
-  if (argument.includes('\0')) throw new Error(`an argument for the remote shell contains a NUL byte: ${JSON.stringify(argument)}`);
+  if (argument.includes('\0'))
+    throw new Error(`an argument for the remote shell contains a NUL byte: ${JSON.stringify(argument)}`);
   return `'${argument.replace(/'/g, `'\\''`)}'`;
 }
 
@@ -20,7 +21,8 @@ export function remoteCommand(argv: string[]): string {
 /** An ssh target (`host`, `user@host`, `user@[fe80::1]`): never an option, never with spaces. */
 export function checkSshTarget(target: string): string | null {
   if (target.startsWith('-')) return 'must not start with "-" (ssh would read it as an option)';
-  if (!/^[A-Za-z0-9._@:%[\]-]+$/.test(target)) return 'expected [user@]host with letters, digits and . _ - @ : [ ] only';
+  if (!/^[A-Za-z0-9._@:%[\]-]+$/.test(target))
+    return 'expected [user@]host with letters, digits and . _ - @ : [ ] only';
   return null;
 }
 

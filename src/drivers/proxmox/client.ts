@@ -66,7 +66,10 @@ export class ProxmoxClient {
       // The pin replaces chain verification (Proxmox's default certificate is self-signed); the check
       // runs before the connection is handed to the request, so nothing is sent to a wrong server.
       const agent = new https.Agent({ keepAlive: true, maxSockets: 8 });
-      const connect = (connectOptions: tls.ConnectionOptions, callback: (error: Error | null, socket?: Duplex) => void): undefined => {
+      const connect = (
+        connectOptions: tls.ConnectionOptions,
+        callback: (error: Error | null, socket?: Duplex) => void,
+      ): undefined => {
         let done = false;
         const finish = (error: Error | null, socket?: Duplex) => {
           if (done) return;
@@ -77,7 +80,10 @@ export class ProxmoxClient {
         socket.once('secureConnect', () => {
           const seen = normaliseFingerprint(socket.getPeerCertificate().fingerprint256 ?? '');
           if (seen !== pin) {
-            const error = Object.assign(new Error(`the server's certificate has SHA-256 fingerprint ${seen}, not the pinned ${pin}`), { code: 'FINGERPRINT_MISMATCH' });
+            const error = Object.assign(
+              new Error(`the server's certificate has SHA-256 fingerprint ${seen}, not the pinned ${pin}`),
+              { code: 'FINGERPRINT_MISMATCH' },
+            );
             socket.destroy();
             finish(error);
             return;
@@ -90,15 +96,27 @@ export class ProxmoxClient {
       (agent as unknown as { createConnection: typeof connect }).createConnection = connect;
       this.agent = agent;
     } else {
-      this.agent = new https.Agent({ keepAlive: true, maxSockets: 8, ca: options.ca, rejectUnauthorized: options.tlsVerify });
+      this.agent = new https.Agent({
+        keepAlive: true,
+        maxSockets: 8,
+        ca: options.ca,
+        rejectUnauthorized: options.tlsVerify,
+      });
     }
   }
 
   /** GET/POST/DELETE `path` (below /api2/json, already encoded); resolves with the response's `data`. */
   async call<T>(method: 'GET' | 'POST' | 'DELETE', path: string, form?: Record<string, string | number>): Promise<T> {
     const url = new URL(this.apiUrl + path);
-    const body = form ? new URLSearchParams(Object.entries(form).map(([key, value]): [string, string] => [key, String(value)])).toString() : undefined;
-    const headers: Record<string, string> = { Authorization: `PVEAPIToken=${this.options.token}`, Accept: 'application/json' };
+    const body = form
+      ? new URLSearchParams(
+          Object.entries(form).map(([key, value]): [string, string] => [key, String(value)]),
+        ).toString()
+      : undefined;
+    const headers: Record<string, string> = {
+      Authorization: `PVEAPIToken=${this.options.token}`,
+      Accept: 'application/json',
+    };
     if (body !== undefined) {
       headers['Content-Type'] = 'application/x-www-form-urlencoded';
       headers['Content-Length'] = String(Buffer.byteLength(body));
@@ -108,7 +126,15 @@ export class ProxmoxClient {
     try {
       answer = await exchange(
         url,
-        { method, headers, agent: this.agent, idleTimeout: { ms: this.options.requestTimeoutMs, message: `no answer within ${this.options.requestTimeoutMs} ms (drivers.proxmox.requestTimeout)` } },
+        {
+          method,
+          headers,
+          agent: this.agent,
+          idleTimeout: {
+            ms: this.options.requestTimeoutMs,
+            message: `no answer within ${this.options.requestTimeoutMs} ms (drivers.proxmox.requestTimeout)`,
+          },
+        },
         body,
       );
     } catch (failure) {
@@ -119,13 +145,19 @@ export class ProxmoxClient {
           `Proxmox API ${url.origin}: TLS verification failed (${code}: ${error.message}). ` +
             (code === 'FINGERPRINT_MISMATCH'
               ? 'Check drivers.proxmox.fingerprint against `pvenode cert info` on the node; a changed certificate may mean someone is in between.'
-              : 'Trust its CA with drivers.proxmox.caFile (Proxmox: /etc/pve/pve-root-ca.pem) or pin the certificate with drivers.proxmox.fingerprint (SHA-256, `pvenode cert info`).'),
+              : 'Trust its CA with drivers.proxmox.caFile (Proxmox: /etc/pve/pve-root-ca.pem) or ' +
+                'pin the certificate with drivers.proxmox.fingerprint (SHA-256, `pvenode cert info`).'),
         );
       }
-      throw new Error(`Proxmox API ${where}: ${code ? `${code}: ` : ''}${error.message}; check drivers.proxmox.url and that the node is reachable`);
+      throw new Error(
+        `Proxmox API ${where}: ${code ? `${code}: ` : ''}${error.message}; check drivers.proxmox.url and that the node is reachable`,
+      );
     }
     if (answer.status < 200 || answer.status >= 300) {
-      throw new ProxmoxApiError(answer.status, `Proxmox API ${where}: HTTP ${answer.status} ${explainStatus(answer.status, answer.statusText, answer.text)}`);
+      throw new ProxmoxApiError(
+        answer.status,
+        `Proxmox API ${where}: HTTP ${answer.status} ${explainStatus(answer.status, answer.statusText, answer.text)}`,
+      );
     }
     try {
       return (JSON.parse(answer.text) as { data: T }).data;
@@ -144,13 +176,18 @@ function explainStatus(status: number, statusMessage: string, body: string): str
   let detail = statusMessage;
   try {
     const parsed = JSON.parse(body) as { errors?: Record<string, string>; message?: string };
-    if (parsed.errors) detail += ` (${Object.entries(parsed.errors).map(([key, value]) => `${key}: ${String(value).trim()}`).join('; ')})`;
+    if (parsed.errors)
+      detail += ` (${Object.entries(parsed.errors)
+        .map(([key, value]) => `${key}: ${String(value).trim()}`)
+        .join('; ')})`;
     else if (parsed.message) detail += ` (${parsed.message.trim()})`;
   } catch {
     /* not JSON */
   }
-  if (status === 401) return `${detail}: the API token was refused; check the token (USER@REALM!TOKENID=SECRET) in drivers.proxmox.tokenEnv or tokenFile`;
-  if (status === 403) return `${detail}: the token lacks a privilege (VM.Audit to list, VM.Migrate to migrate, Sys.Audit for tasks)`;
+  if (status === 401)
+    return `${detail}: the API token was refused; check the token (USER@REALM!TOKENID=SECRET) in drivers.proxmox.tokenEnv or tokenFile`;
+  if (status === 403)
+    return `${detail}: the token lacks a privilege (VM.Audit to list, VM.Migrate to migrate, Sys.Audit for tasks)`;
   return detail;
 }
 

@@ -27,7 +27,14 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { LbvmConfig } from '../../config/schema.ts';
 import { ConfigError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
-import type { Driver, DriverCapabilities, HostInventory, MigrateOutcome, MigrateRequest, VmInventory } from '../driver.ts';
+import type {
+  Driver,
+  DriverCapabilities,
+  HostInventory,
+  MigrateOutcome,
+  MigrateRequest,
+  VmInventory,
+} from '../driver.ts';
 import { nodePath, ProxmoxClient } from './client.ts';
 import { isEmptyLogPlaceholder, MigrationLog, parseUpid, taskSucceeded, type TaskLogEntry } from './task-log.ts';
 
@@ -83,7 +90,11 @@ const LOG_PAGE_LINES = 500;
 /** HA states in which a guest sits still (pve-ha-manager service states and resources.cfg `state`); others mean it is moving, recovering or failed. */
 const SETTLED_HA_STATES = new Set(['started', 'stopped', 'disabled', 'ignored']);
 /** The statuses of a guest LBVM can move, as LBVM names them. */
-const STEADY_STATUSES: Record<string, VmInventory['state']> = { running: 'running', paused: 'paused', stopped: 'stopped' };
+const STEADY_STATUSES: Record<string, VmInventory['state']> = {
+  running: 'running',
+  paused: 'paused',
+  stopped: 'stopped',
+};
 
 export interface ProxmoxDriverOptions {
   client: ProxmoxClient;
@@ -97,7 +108,8 @@ export interface ProxmoxDriverOptions {
 export function busyOf(resource: ClusterResource): string | undefined {
   if (resource.lock) return `lock: ${resource.lock}`;
   if (resource.hastate && !SETTLED_HA_STATES.has(resource.hastate)) return `hastate: ${resource.hastate}`;
-  if (!resource.status || !Object.hasOwn(STEADY_STATUSES, resource.status)) return `status: ${resource.status ?? 'unknown'}`;
+  if (!resource.status || !Object.hasOwn(STEADY_STATUSES, resource.status))
+    return `status: ${resource.status ?? 'unknown'}`;
   return undefined;
 }
 
@@ -114,7 +126,13 @@ const unlockCommand = (guest: ClusterResource) => `${guest.type === 'lxc' ? 'pct
 
 export class ProxmoxDriver implements Driver {
   readonly name = 'proxmox';
-  readonly capabilities: DriverCapabilities = { live: true, checkpoint: false, cancel: true, progress: true, stats: true };
+  readonly capabilities: DriverCapabilities = {
+    live: true,
+    checkpoint: false,
+    cancel: true,
+    progress: true,
+    stats: true,
+  };
 
   constructor(private readonly options: ProxmoxDriverOptions) {}
 
@@ -125,10 +143,15 @@ export class ProxmoxDriver implements Driver {
     let baseUrl = settings.url;
     try {
       const parsed = new URL(settings.url);
-      if (parsed.protocol !== 'https:') problems.push(`drivers.proxmox.url: ${JSON.stringify(settings.url)}: expected an https:// URL like https://pve1:8006 (the API is HTTPS only)`);
+      if (parsed.protocol !== 'https:')
+        problems.push(
+          `drivers.proxmox.url: ${JSON.stringify(settings.url)}: expected an https:// URL like https://pve1:8006 (the API is HTTPS only)`,
+        );
       baseUrl = parsed.origin + parsed.pathname;
     } catch {
-      problems.push(`drivers.proxmox.url: ${JSON.stringify(settings.url)}: expected the API's URL like https://pve1:8006`);
+      problems.push(
+        `drivers.proxmox.url: ${JSON.stringify(settings.url)}: expected the API's URL like https://pve1:8006`,
+      );
     }
     let token = env[settings.tokenEnv]?.trim();
     let tokenSource = settings.tokenEnv;
@@ -137,25 +160,38 @@ export class ProxmoxDriver implements Driver {
       try {
         token = fs.readFileSync(settings.tokenFile, 'utf8').trim();
       } catch (error) {
-        problems.push(`drivers.proxmox.tokenFile: cannot read ${settings.tokenFile} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+        problems.push(
+          `drivers.proxmox.tokenFile: cannot read ${settings.tokenFile} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,
+        );
       }
     }
     if (!token && !problems.some((problem) => problem.startsWith('drivers.proxmox.tokenFile'))) {
-      problems.push(`${settings.tokenEnv}: not set (and no drivers.proxmox.tokenFile); the proxmox driver needs an API token USER@REALM!TOKENID=SECRET in it (drivers.proxmox.tokenEnv)`);
+      problems.push(
+        `${settings.tokenEnv}: not set (and no drivers.proxmox.tokenFile); the proxmox ` +
+          `driver needs an API token USER@REALM!TOKENID=SECRET in it (drivers.proxmox.tokenEnv)`,
+      );
     } else if (token && !TOKEN_FORMAT.test(token)) {
-      problems.push(`${tokenSource}: the API token is not of the form USER@REALM!TOKENID=SECRET (its value is not shown)`);
+      problems.push(
+        `${tokenSource}: the API token is not of the form USER@REALM!TOKENID=SECRET (its value is not shown)`,
+      );
     }
     let ca: string | undefined;
     if (settings.caFile) {
       try {
         ca = fs.readFileSync(settings.caFile, 'utf8');
       } catch (error) {
-        problems.push(`drivers.proxmox.caFile: cannot read ${settings.caFile} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+        problems.push(
+          `drivers.proxmox.caFile: cannot read ${settings.caFile} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,
+        );
       }
     }
     if (settings.caFile && settings.fingerprint) problems.push('drivers.proxmox: give caFile or fingerprint, not both');
     if (problems.length) throw new ConfigError(problems);
-    if (!settings.tlsVerify && !settings.fingerprint) log.warn({ url: baseUrl }, 'drivers.proxmox.tlsVerify is false: the API certificate is not checked and the token can be stolen by anyone in between; prefer caFile or fingerprint');
+    if (!settings.tlsVerify && !settings.fingerprint)
+      log.warn(
+        { url: baseUrl },
+        'drivers.proxmox.tlsVerify is false: the API certificate is not checked and the token can be stolen by anyone in between; prefer caFile or fingerprint',
+      );
     const client = new ProxmoxClient({
       baseUrl,
       token: token!,
@@ -183,12 +219,21 @@ export class ProxmoxDriver implements Driver {
   /** The guest called `vm` (its name, or its vmid when it has none). Two guests of one name are an error. */
   private async find(vm: string): Promise<ClusterResource | null> {
     const matches = (await this.resources()).filter((resource) => ProxmoxDriver.guestName(resource) === vm);
-    if (matches.length > 1) throw new Error(`VM name ${JSON.stringify(vm)} is used by several Proxmox guests (${matches.map((m) => `${m.type} ${m.vmid} on ${m.node}`).join(', ')}); give them unique names`);
+    if (matches.length > 1)
+      throw new Error(
+        `VM name ${JSON.stringify(vm)} is used by several Proxmox guests ` +
+          `(${matches.map((m) => `${m.type} ${m.vmid} on ${m.node}`).join(', ')}); give them unique names`,
+      );
     return matches[0] ?? null;
   }
 
   async inventory(host: string): Promise<HostInventory> {
-    return { host, vms: (await this.resources()).filter((resource) => resource.node === host).map((resource) => ProxmoxDriver.vmOf(resource, host)) };
+    return {
+      host,
+      vms: (await this.resources())
+        .filter((resource) => resource.node === host)
+        .map((resource) => ProxmoxDriver.vmOf(resource, host)),
+    };
   }
 
   /**
@@ -198,7 +243,10 @@ export class ProxmoxDriver implements Driver {
    */
   static vmOf(resource: ClusterResource, host: string): VmInventory {
     const vcpus = resource.maxcpu ?? 0;
-    const state = resource.status && Object.hasOwn(STEADY_STATUSES, resource.status) ? STEADY_STATUSES[resource.status]! : 'unknown';
+    const state =
+      resource.status && Object.hasOwn(STEADY_STATUSES, resource.status)
+        ? STEADY_STATUSES[resource.status]!
+        : 'unknown';
     const vm: VmInventory = {
       name: ProxmoxDriver.guestName(resource),
       host,
@@ -228,42 +276,82 @@ export class ProxmoxDriver implements Driver {
   }
 
   async migrate(request: MigrateRequest): Promise<MigrateOutcome> {
-    if (request.mode !== 'live') throw new Error(`the proxmox driver migrates live only (migration.mode ${request.mode} is not supported); nothing was done`);
+    if (request.mode !== 'live')
+      throw new Error(
+        `the proxmox driver migrates live only (migration.mode ${request.mode} is not supported); nothing was done`,
+      );
     const guest = await this.find(request.vm);
     if (!guest) throw new Error(`no Proxmox guest is named ${JSON.stringify(request.vm)}`);
-    if (guest.node !== request.from) throw new Error(`${JSON.stringify(request.vm)} (${label(guest)}) is on ${guest.node}, not on ${request.from}; nothing was done`);
+    if (guest.node !== request.from)
+      throw new Error(
+        `${JSON.stringify(request.vm)} (${label(guest)}) is on ${guest.node}, not on ${request.from}; nothing was done`,
+      );
     const busy = busyOf(guest);
     if (busy) {
-      const hint = busy.startsWith('lock: ') ? `; if no task still runs for it (see its Task History), clear the lock with \`${unlockCommand(guest)}\`` : '';
-      throw new Error(`${JSON.stringify(request.vm)} (${label(guest)}) is busy on ${guest.node} (${busy}): Proxmox would refuse to migrate it until that clears${hint}; nothing was done`);
+      const hint = busy.startsWith('lock: ')
+        ? `; if no task still runs for it (see its Task History), clear the lock with \`${unlockCommand(guest)}\``
+        : '';
+      throw new Error(
+        `${JSON.stringify(request.vm)} (${label(guest)}) is busy on ${guest.node} (${busy}): ` +
+          `Proxmox would refuse to migrate it until that clears${hint}; nothing was done`,
+      );
     }
     // A running or paused VM moves only with online=1, and a stopped one ignores it ("VM isn't
     // running. Doing offline migration instead."), so it is always sent. Containers cannot move
     // live: they are stopped (180 s to shut down, no force), moved and started again.
-    const form: Record<string, string | number> = guest.type === 'qemu' ? { target: request.to, online: 1, 'with-local-disks': 1 } : { target: request.to, restart: 1 };
+    const form: Record<string, string | number> =
+      guest.type === 'qemu'
+        ? { target: request.to, online: 1, 'with-local-disks': 1 }
+        : { target: request.to, restart: 1 };
     if (request.bandwidthBytesPerSec > 0) form.bwlimit = Math.max(1, Math.round(request.bandwidthBytesPerSec / 1024)); // KiB/s
     const startedMs = Date.now();
-    let upid = await this.client.call<string>('POST', `${nodePath(request.from)}/${guest.type}/${guest.vmid}/migrate`, form);
+    let upid = await this.client.call<string>(
+      'POST',
+      `${nodePath(request.from)}/${guest.type}/${guest.vmid}/migrate`,
+      form,
+    );
     const asked = parseUpid(upid);
     if (asked?.type === 'hamigrate') {
       const haRequest = await this.followTask(request, upid, null);
-      if (!taskSucceeded(haRequest.exitstatus)) throw this.failure(request, guest, upid, haRequest, `the HA manager was not asked to move it: ${haRequest.exitstatus ?? 'no exit status'}`);
+      if (!taskSucceeded(haRequest.exitstatus))
+        throw this.failure(
+          request,
+          guest,
+          upid,
+          haRequest,
+          `the HA manager was not asked to move it: ${haRequest.exitstatus ?? 'no exit status'}`,
+        );
       upid = await this.waitForHaTask(request, guest, upid, asked.startTimeSec);
     }
     const run = await this.followTask(request, upid, guest.maxmem ?? 0);
     if (!taskSucceeded(run.exitstatus)) {
       const where = await this.whereNow(guest);
       if (run.cancelled) {
-        this.options.log.warn({ vm: request.vm, upid, exitstatus: run.exitstatus }, `migration of ${request.vm} cancelled: Proxmox ended its task with "${run.exitstatus}"; ${where}`);
+        this.options.log.warn(
+          { vm: request.vm, upid, exitstatus: run.exitstatus },
+          `migration of ${request.vm} cancelled: Proxmox ended its task with "${run.exitstatus}"; ${where}`,
+        );
         throw run.cancelled;
       }
       throw this.failure(request, guest, upid, run, `${run.exitstatus ?? 'no exit status'}; ${where}`);
     }
-    if (run.cancelled) this.options.log.warn({ vm: request.vm, upid }, 'the migration completed before the cancel reached Proxmox; the guest runs on the destination');
-    if (run.exitstatus !== 'OK') this.options.log.warn({ vm: request.vm, upid, exitstatus: run.exitstatus }, `Proxmox finished the migration of ${request.vm} with ${run.exitstatus} (a success; see its task log)`);
+    if (run.cancelled)
+      this.options.log.warn(
+        { vm: request.vm, upid },
+        'the migration completed before the cancel reached Proxmox; the guest runs on the destination',
+      );
+    if (run.exitstatus !== 'OK')
+      this.options.log.warn(
+        { vm: request.vm, upid, exitstatus: run.exitstatus },
+        `Proxmox finished the migration of ${request.vm} with ${run.exitstatus} (a success; see its task log)`,
+      );
     if (asked?.type === 'hamigrate') {
       const now = await this.find(request.vm);
-      if (now?.node !== request.to) throw new Error(`the HA manager's migration of ${JSON.stringify(request.vm)} (${label(guest)}, task ${upid}) ended ${run.exitstatus}, but the guest is on ${now?.node ?? 'no node'}, not ${request.to}`);
+      if (now?.node !== request.to)
+        throw new Error(
+          `the HA manager's migration of ${JSON.stringify(request.vm)} (${label(guest)}, task ${upid}) ` +
+            `ended ${run.exitstatus}, but the guest is on ${now?.node ?? 'no node'}, not ${request.to}`,
+        );
     }
     // A restart migration's downtime is all of it, from the stop to the start on the target.
     const downtimeMs = guest.type === 'lxc' ? run.log.restartDowntimeMs() : run.log.downtimeMs;
@@ -278,7 +366,11 @@ export class ProxmoxDriver implements Driver {
    * abort stops it (DELETE, once) and goes on following it, since only its end says what happened.
    * `memEstimateBytes` (the guest's size) reports progress; null reports none.
    */
-  private async followTask(request: MigrateRequest, upid: string, memEstimateBytes: number | null): Promise<{ exitstatus?: string; log: MigrationLog; cancelled: Error | null }> {
+  private async followTask(
+    request: MigrateRequest,
+    upid: string,
+    memEstimateBytes: number | null,
+  ): Promise<{ exitstatus?: string; log: MigrationLog; cancelled: Error | null }> {
     const task = `${nodePath(parseUpid(upid)?.node ?? request.from)}/tasks/${encodeURIComponent(upid)}`;
     const log = new MigrationLog();
     let cancelled: Error | null = null;
@@ -286,7 +378,14 @@ export class ProxmoxDriver implements Driver {
     for (;;) {
       if (request.signal.aborted && !cancelled) {
         cancelled = (request.signal.reason as Error) ?? new Error('cancelled');
-        await this.client.call('DELETE', task).catch((error: Error) => this.options.log.warn({ vm: request.vm, upid, error: error.message }, 'could not stop the Proxmox migration task'));
+        await this.client
+          .call('DELETE', task)
+          .catch((error: Error) =>
+            this.options.log.warn(
+              { vm: request.vm, upid, error: error.message },
+              'could not stop the Proxmox migration task',
+            ),
+          );
       }
       let status: TaskStatus;
       try {
@@ -294,7 +393,10 @@ export class ProxmoxDriver implements Driver {
         failedPolls = 0;
       } catch (error) {
         // The task runs on in Proxmox whatever happens to this connection: keep asking a while.
-        if (++failedPolls >= MAX_FAILED_POLLS) throw new Error(`lost track of the Proxmox task ${upid} of ${JSON.stringify(request.vm)} (${(error as Error).message}); it may still be running on ${request.from}`);
+        if (++failedPolls >= MAX_FAILED_POLLS)
+          throw new Error(
+            `lost track of the Proxmox task ${upid} of ${JSON.stringify(request.vm)} (${(error as Error).message}); it may still be running on ${request.from}`,
+          );
         await sleep(this.options.pollIntervalMs);
         continue;
       }
@@ -313,7 +415,10 @@ export class ProxmoxDriver implements Driver {
     let progressed = false;
     for (;;) {
       const start = log.start;
-      const entries = await this.client.call<TaskLogEntry[]>('GET', `${task}/log?start=${start}&limit=${LOG_PAGE_LINES}`);
+      const entries = await this.client.call<TaskLogEntry[]>(
+        'GET',
+        `${task}/log?start=${start}&limit=${LOG_PAGE_LINES}`,
+      );
       if (!isEmptyLogPlaceholder(entries, start)) progressed = log.add(entries) || progressed;
       if (entries.length < LOG_PAGE_LINES) return progressed;
     }
@@ -325,27 +430,43 @@ export class ProxmoxDriver implements Driver {
    * type for this guest on its node since the request. It may take a while (the HA manager works in
    * rounds; a container is shut down first), bounded by drivers.proxmox.haTaskWait.
    */
-  private async waitForHaTask(request: MigrateRequest, guest: ClusterResource, haUpid: string, sinceSec: number): Promise<string> {
+  private async waitForHaTask(
+    request: MigrateRequest,
+    guest: ClusterResource,
+    haUpid: string,
+    sinceSec: number,
+  ): Promise<string> {
     const type = guest.type === 'lxc' ? 'vzmigrate' : 'qmigrate';
     const query = `?typefilter=${type}&vmid=${guest.vmid}&since=${sinceSec}&source=all`;
     const deadline = Date.now() + this.options.haTaskWaitMs;
     let failedPolls = 0;
     for (;;) {
       if (request.signal.aborted) {
-        this.options.log.warn({ vm: request.vm, upid: haUpid }, `migration of ${request.vm} cancelled before the HA manager started it: the HA manager was already asked (task ${haUpid}) and may still move it`);
+        this.options.log.warn(
+          { vm: request.vm, upid: haUpid },
+          `migration of ${request.vm} cancelled before the HA manager started it: the HA manager was already asked (task ${haUpid}) and may still move it`,
+        );
         throw (request.signal.reason as Error) ?? new Error('cancelled');
       }
       try {
         const tasks = await this.client.call<TaskListEntry[]>('GET', `${nodePath(guest.node)}/tasks${query}`);
         failedPolls = 0;
-        const started = tasks.filter((task) => task.type === type && task.starttime >= sinceSec && task.upid !== haUpid).sort((a, b) => a.starttime - b.starttime)[0];
+        const started = tasks
+          .filter((task) => task.type === type && task.starttime >= sinceSec && task.upid !== haUpid)
+          .sort((a, b) => a.starttime - b.starttime)[0];
         if (started) return started.upid;
       } catch (error) {
-        if (++failedPolls >= MAX_FAILED_POLLS) throw new Error(`lost track of the HA migration of ${JSON.stringify(request.vm)} (${(error as Error).message}); the HA manager may still move it`);
+        if (++failedPolls >= MAX_FAILED_POLLS)
+          throw new Error(
+            `lost track of the HA migration of ${JSON.stringify(request.vm)} (${(error as Error).message}); the HA manager may still move it`,
+          );
       }
       if (Date.now() >= deadline) {
         throw new Error(
-          `the HA manager was asked to move ${JSON.stringify(request.vm)} (${label(guest)}) to ${request.to} (task ${haUpid}) but started no ${type} task on ${guest.node} within ${Math.round(this.options.haTaskWaitMs / 1000)} s (drivers.proxmox.haTaskWait); ${await this.whereNow(guest)}. \`ha-manager status\` on a node says why (a target outside the guest's HA group or rules, the service in state error)`,
+          `the HA manager was asked to move ${JSON.stringify(request.vm)} (${label(guest)}) to ${request.to} (task ` +
+            `${haUpid}) but started no ${type} task on ${guest.node} within ${Math.round(this.options.haTaskWaitMs / 1000)} ` +
+            `s (drivers.proxmox.haTaskWait); ${await this.whereNow(guest)}. \`ha-manager status\` on ` +
+            `a node says why (a target outside the guest's HA group or rules, the service in state error)`,
         );
       }
       await sleep(this.options.pollIntervalMs);
@@ -355,18 +476,35 @@ export class ProxmoxDriver implements Driver {
   /** Where a guest is after a migration that did not complete, and whether it kept a lock, as a sentence. */
   private async whereNow(guest: ClusterResource): Promise<string> {
     try {
-      const now = (await this.resources()).find((resource) => resource.type === guest.type && resource.vmid === guest.vmid);
+      const now = (await this.resources()).find(
+        (resource) => resource.type === guest.type && resource.vmid === guest.vmid,
+      );
       if (!now) return `${label(guest)} is on no node now`;
-      const lock = now.lock ? `, with \`lock: ${now.lock}\` left on it: LBVM will not plan it until that clears; if no task still runs for it, clear it with \`${unlockCommand(now)}\`` : '';
+      const lock = now.lock
+        ? `, with \`lock: ${now.lock}\` left on it: LBVM will not plan it until that ` +
+          `clears; if no task still runs for it, clear it with \`${unlockCommand(now)}\``
+        : '';
       return `${label(guest)} is on ${now.node}${lock}`;
     } catch (error) {
       return `where ${label(guest)} is now could not be read (${(error as Error).message})`;
     }
   }
 
-  private failure(request: MigrateRequest, guest: ClusterResource, upid: string, run: { log: MigrationLog }, why: string): Error {
-    const tail = run.log.lines.slice(-FAILED_LOG_LINES).map((line) => `  ${line}`).join('\n');
-    return new Error(`Proxmox migration of ${JSON.stringify(request.vm)} (${label(guest)}) from ${request.from} to ${request.to} failed: ${why} (task ${upid}). Task log:\n${tail}`);
+  private failure(
+    request: MigrateRequest,
+    guest: ClusterResource,
+    upid: string,
+    run: { log: MigrationLog },
+    why: string,
+  ): Error {
+    const tail = run.log.lines
+      .slice(-FAILED_LOG_LINES)
+      .map((line) => `  ${line}`)
+      .join('\n');
+    return new Error(
+      `Proxmox migration of ${JSON.stringify(request.vm)} (${label(guest)}) from ` +
+        `${request.from} to ${request.to} failed: ${why} (task ${upid}). Task log:\n${tail}`,
+    );
   }
 
   /**
@@ -374,20 +512,33 @@ export class ProxmoxDriver implements Driver {
    * task logs it) and doubles it when a migration does not converge; a container's restart migration
    * has no limit at all. LBVM cannot pass migration.downtimeLimit, so it says when it was exceeded.
    */
-  private reportDowntimeLimit(request: MigrateRequest, guest: ClusterResource, log: MigrationLog, downtimeMs: number | null): void {
+  private reportDowntimeLimit(
+    request: MigrateRequest,
+    guest: ClusterResource,
+    log: MigrationLog,
+    downtimeMs: number | null,
+  ): void {
     const limitMs = request.downtimeLimitMs;
     if (guest.type === 'lxc') {
       if (downtimeMs !== null && downtimeMs > limitMs) {
-        this.options.log.warn({ vm: request.vm, downtimeMs, downtimeLimitMs: limitMs }, `${request.vm} (${label(guest)}) was down ${Math.round(downtimeMs / 1000)} s for its restart migration (Proxmox moves containers stopped), above migration.downtimeLimit ${limitMs} ms`);
+        this.options.log.warn(
+          { vm: request.vm, downtimeMs, downtimeLimitMs: limitMs },
+          `${request.vm} (${label(guest)}) was down ${Math.round(downtimeMs / 1000)} s for its restart ` +
+            `migration (Proxmox moves containers stopped), above migration.downtimeLimit ${limitMs} ms`,
+        );
       }
       return;
     }
     const applied = log.raisedDowntimeLimitMs ?? log.downtimeLimitMs;
     if (applied !== null && applied > limitMs) {
-      const why = log.raisedDowntimeLimitMs !== null ? 'raised by Proxmox because the migration did not converge' : "the guest's migrate_downtime";
+      const why =
+        log.raisedDowntimeLimitMs !== null
+          ? 'raised by Proxmox because the migration did not converge'
+          : "the guest's migrate_downtime";
       this.options.log.warn(
         { vm: request.vm, appliedDowntimeLimitMs: applied, downtimeLimitMs: limitMs, downtimeMs },
-        `Proxmox migrated ${request.vm} (${label(guest)}) with a downtime limit of ${applied} ms (${why}), above migration.downtimeLimit ${limitMs} ms; set it on the guest to keep LBVM's: qm set ${guest.vmid} --migrate_downtime ${limitMs / 1000}`,
+        `Proxmox migrated ${request.vm} (${label(guest)}) with a downtime limit of ${applied} ms (${why}), above migration.downtimeLimit ` +
+          `${limitMs} ms; set it on the guest to keep LBVM's: qm set ${guest.vmid} --migrate_downtime ${limitMs / 1000}`,
       );
     }
   }

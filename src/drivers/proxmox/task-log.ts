@@ -36,7 +36,9 @@ export interface Upid {
 /** `UPID:pve1:0000ABCD:0001E240:6553F0A0:qmigrate:100:root@pam:` -> its parts, or null when it is not a UPID. */
 export function parseUpid(upid: string): Upid | null {
   const match = upid.match(/^UPID:([^:]+):[0-9A-Fa-f]{8,}:[0-9A-Fa-f]{8,}:([0-9A-Fa-f]{8,}):([^:]+):([^:]*):([^:]+):/);
-  return match ? { node: match[1]!, startTimeSec: parseInt(match[2]!, 16), type: match[3]!, id: match[4]!, user: match[5]! } : null;
+  return match
+    ? { node: match[1]!, startTimeSec: parseInt(match[2]!, 16), type: match[3]!, id: match[4]!, user: match[5]! }
+    : null;
 }
 
 /** Proxmox's own rule: `OK` and `WARNINGS: N` are successes, anything else (or nothing) is an error. */
@@ -74,7 +76,9 @@ export function parseProgressLine(line: string): { stream: string; bytesCopied: 
   const [copiedText, totalText] = memory ? [match[1]!, match[2]!] : [match[2]!, match[3]!];
   const copied = logBytes(copiedText);
   const total = logBytes(totalText);
-  return copied !== undefined && total !== undefined ? { stream: memory ? 'VM-state' : match[1]!, bytesCopied: copied, bytesTotal: total } : null;
+  return copied !== undefined && total !== undefined
+    ? { stream: memory ? 'VM-state' : match[1]!, bytesCopied: copied, bytesTotal: total }
+    : null;
 }
 
 /** `average migration speed: 105.3 MiB/s - downtime 52 ms` -> 52 */
@@ -148,7 +152,8 @@ export class MigrationLog {
    */
   get bytesCopied(): number {
     let sum = 0;
-    for (const [stream, { copied }] of this.streams) sum += stream === 'VM-state' && this.completedVmStateBytes !== null ? 0 : copied;
+    for (const [stream, { copied }] of this.streams)
+      sum += stream === 'VM-state' && this.completedVmStateBytes !== null ? 0 : copied;
     return sum + (this.completedVmStateBytes ?? 0);
   }
 
@@ -157,11 +162,17 @@ export class MigrationLog {
     let total = this.streams.has('VM-state') ? 0 : memEstimateBytes;
     for (const { total: streamTotal } of this.streams.values()) total += streamTotal;
     const copied = this.bytesCopied;
-    return { bytesCopied: copied, bytesRemaining: Math.max(0, total - copied), fraction: total > 0 ? Math.min(1, copied / total) : 0 };
+    return {
+      bytesCopied: copied,
+      bytesRemaining: Math.max(0, total - copied),
+      fraction: total > 0 ? Math.min(1, copied / total) : 0,
+    };
   }
 
   /** A restart migration's downtime: from `shutdown CT` to the end of the task (the container started on the target), or null. */
   restartDowntimeMs(): number | null {
-    return this.stoppedAtMs !== null && this.finishedAtMs !== null ? Math.max(0, this.finishedAtMs - this.stoppedAtMs) : null;
+    return this.stoppedAtMs !== null && this.finishedAtMs !== null
+      ? Math.max(0, this.finishedAtMs - this.stoppedAtMs)
+      : null;
   }
 }

@@ -67,18 +67,27 @@ export class AgentClient {
       parsed = { error: response.text };
     }
     if (response.status < 200 || response.status > 299) {
-      throw new AgentCallError(response.status, `agent of ${this.host}: ${route}: ${(parsed as { error?: string }).error ?? response.statusText}`);
+      throw new AgentCallError(
+        response.status,
+        `agent of ${this.host}: ${route}: ${(parsed as { error?: string }).error ?? response.statusText}`,
+      );
     }
     return parsed as T;
   }
 
   async health(timeoutMs = 5000): Promise<{ host: string; guests: number }> {
     const response = await this.request('GET', '/v1/health', undefined, timeoutMs);
-    if (response.status !== 200) throw new AgentCallError(response.status, `agent of ${this.host}: health: ${response.status}`);
+    if (response.status !== 200)
+      throw new AgentCallError(response.status, `agent of ${this.host}: health: ${response.status}`);
     return JSON.parse(response.text) as { host: string; guests: number };
   }
 
-  private request(method: 'GET' | 'POST', route: string, body: string | undefined, timeoutMs: number): Promise<HttpAnswer> {
+  private request(
+    method: 'GET' | 'POST',
+    route: string,
+    body: string | undefined,
+    timeoutMs: number,
+  ): Promise<HttpAnswer> {
     const headers: Record<string, string> = { authorization: `Bearer ${this.token}` };
     if (body !== undefined) {
       headers['content-type'] = 'application/json';
@@ -115,7 +124,8 @@ export class AgentClient {
       body: JSON.stringify({ name }),
       signal,
     });
-    if (!download.ok || !download.body) throw new AgentCallError(download.status, `agent of ${this.host}: checkpoint download: ${await download.text()}`);
+    if (!download.ok || !download.body)
+      throw new AgentCallError(download.status, `agent of ${this.host}: checkpoint download: ${await download.text()}`);
     const upload = await fetch(`${to.baseUrl}/v1/checkpoint/upload?${new URLSearchParams({ name })}`, {
       method: 'POST',
       headers: { authorization: `Bearer ${to.token}`, 'content-type': 'application/octet-stream' },

@@ -24,7 +24,13 @@ const POLL_MS = 200;
 
 export class QemuDriver implements Driver {
   readonly name = 'qemu';
-  readonly capabilities: DriverCapabilities = { live: true, checkpoint: true, cancel: true, progress: true, stats: true };
+  readonly capabilities: DriverCapabilities = {
+    live: true,
+    checkpoint: true,
+    cancel: true,
+    progress: true,
+    stats: true,
+  };
 
   constructor(
     private readonly agents: Map<string, AgentClient>,
@@ -34,19 +40,29 @@ export class QemuDriver implements Driver {
   static fromConfig(config: LbvmConfig, log: Logger, env: NodeJS.ProcessEnv = process.env): QemuDriver {
     const token = env[config.agent.tokenEnv];
     const problems: string[] = [];
-    if (!token) problems.push(`${config.agent.tokenEnv}: not set; the qemu driver needs the agents' shared token in this environment variable (agent.tokenEnv)`);
+    if (!token)
+      problems.push(
+        `${config.agent.tokenEnv}: not set; the qemu driver needs the agents' shared token in this environment variable (agent.tokenEnv)`,
+      );
     const agents = new Map<string, AgentClient>();
     for (const [host, settings] of Object.entries(config.hosts)) {
       if (settings.agent) agents.set(host, new AgentClient(settings.agent, token ?? '', host));
     }
-    if (agents.size === 0) problems.push('hosts: no host has an `agent:` address (hosts.<name>.agent: host:port); the qemu driver reaches each host through its lbvm agent');
+    if (agents.size === 0)
+      problems.push(
+        'hosts: no host has an `agent:` address (hosts.<name>.agent: host:port); the qemu driver reaches each host through its lbvm agent',
+      );
     if (problems.length) throw new ConfigError(problems);
     return new QemuDriver(agents, log);
   }
 
   agent(host: string): AgentClient {
     const client = this.agents.get(host);
-    if (!client) throw new AgentCallError(404, `no agent address configured for host ${JSON.stringify(host)} (hosts.<name>.agent)`);
+    if (!client)
+      throw new AgentCallError(
+        404,
+        `no agent address configured for host ${JSON.stringify(host)} (hosts.<name>.agent)`,
+      );
     return client;
   }
 
@@ -73,10 +89,16 @@ export class QemuDriver implements Driver {
       }),
     );
     const found = answers.filter((answer) => answer.role && answer.role !== 'incoming');
-    if (found.length > 1) throw new Error(`VM ${JSON.stringify(vm)} is defined on several hosts: ${found.map((answer) => `${answer.host} (${answer.role})`).join(', ')}`);
+    if (found.length > 1)
+      throw new Error(
+        `VM ${JSON.stringify(vm)} is defined on several hosts: ${found.map((answer) => `${answer.host} (${answer.role})`).join(', ')}`,
+      );
     if (found.length === 1) return found[0]!.host;
     const failed = answers.filter((answer) => answer.error);
-    if (failed.length) throw new Error(`cannot tell where ${JSON.stringify(vm)} is: ${failed.map((answer) => answer.error!.message).join('; ')}`);
+    if (failed.length)
+      throw new Error(
+        `cannot tell where ${JSON.stringify(vm)} is: ${failed.map((answer) => answer.error!.message).join('; ')}`,
+      );
     return null;
   }
 
@@ -116,7 +138,8 @@ export class QemuDriver implements Driver {
           await sleep(POLL_MS);
           continue;
         }
-        if (status.attemptId !== attemptId && !cancelReason) throw new Error(`another attempt (${status.attemptId}) took over this migration`);
+        if (status.attemptId !== attemptId && !cancelReason)
+          throw new Error(`another attempt (${status.attemptId}) took over this migration`);
         request.onProgress?.({
           bytesCopied: status.bytesCopied,
           bytesRemaining: status.bytesRemaining,
@@ -126,11 +149,20 @@ export class QemuDriver implements Driver {
         if (status.status === 'completed') {
           completed = true;
           await this.commit(destination, request.vm);
-          if (cancelReason) this.log.warn({ vm: request.vm }, 'the migration completed before the cancel reached QEMU; the guest runs on the destination');
+          if (cancelReason)
+            this.log.warn(
+              { vm: request.vm },
+              'the migration completed before the cancel reached QEMU; the guest runs on the destination',
+            );
           return { totalMs: status.totalMs, downtimeMs: status.downtimeMs, bytesCopied: status.bytesCopied };
         }
         if (status.status === 'failed' || status.status === 'cancelled') {
-          throw cancelReason ?? new Error(`live migration of ${JSON.stringify(request.vm)} ${status.status}: ${status.error ?? 'no reason given'}; it keeps running on ${request.from}`);
+          throw (
+            cancelReason ??
+            new Error(
+              `live migration of ${JSON.stringify(request.vm)} ${status.status}: ${status.error ?? 'no reason given'}; it keeps running on ${request.from}`,
+            )
+          );
         }
         // Is the destination still there? A dead destination agent may leave its QEMU receiving.
         try {
@@ -138,7 +170,10 @@ export class QemuDriver implements Driver {
           destinationSeenMs = Date.now();
         } catch {
           if (Date.now() - destinationSeenMs > DESTINATION_SILENCE_MS && !cancelReason) {
-            cancelReason = new Error(`the destination agent (${request.to}) stopped answering during the migration; cancelled, ${JSON.stringify(request.vm)} keeps running on ${request.from}`);
+            cancelReason = new Error(
+              `the destination agent (${request.to}) stopped answering during the migration; ` +
+                `cancelled, ${JSON.stringify(request.vm)} keeps running on ${request.from}`,
+            );
             await source.call('/v1/migrate/cancel', { name: request.vm, attemptId }).catch(() => {});
           }
         }
@@ -147,7 +182,10 @@ export class QemuDriver implements Driver {
     } finally {
       if (!completed) {
         await destination.call('/v1/incoming/abort', { name: request.vm }).catch((error: Error) => {
-          this.log.warn({ vm: request.vm, host: request.to, error: error.message }, 'could not remove the half-started destination guest now; its agent cleans it up');
+          this.log.warn(
+            { vm: request.vm, host: request.to, error: error.message },
+            'could not remove the half-started destination guest now; its agent cleans it up',
+          );
         });
       }
     }
@@ -161,7 +199,10 @@ export class QemuDriver implements Driver {
         return;
       } catch (error) {
         if (attempt >= 5) {
-          this.log.warn({ vm, error: (error as Error).message }, 'migration completed but the destination did not confirm yet; its agent adopts the guest by itself');
+          this.log.warn(
+            { vm, error: (error as Error).message },
+            'migration completed but the destination did not confirm yet; its agent adopts the guest by itself',
+          );
           return;
         }
         await sleep(500);
@@ -184,7 +225,11 @@ export class QemuDriver implements Driver {
       };
       check();
       const pausedMs = Date.now();
-      const save = await source.call<{ bytes: number }>('/v1/checkpoint/save', { name: request.vm, attemptId }, 10 * 60_000);
+      const save = await source.call<{ bytes: number }>(
+        '/v1/checkpoint/save',
+        { name: request.vm, attemptId },
+        10 * 60_000,
+      );
       saved = true;
       request.onProgress?.({ bytesCopied: 0, bytesRemaining: save.bytes, fraction: 0.33 });
       check();
@@ -195,14 +240,22 @@ export class QemuDriver implements Driver {
       restored = true;
       const downtimeMs = Date.now() - pausedMs;
       await source.call('/v1/checkpoint/finish', { name: request.vm }).catch((error: Error) => {
-        this.log.warn({ vm: request.vm, error: error.message }, 'the checkpoint was restored on the destination but the source copy could not be quit yet');
+        this.log.warn(
+          { vm: request.vm, error: error.message },
+          'the checkpoint was restored on the destination but the source copy could not be quit yet',
+        );
       });
       request.onProgress?.({ bytesCopied: copied, bytesRemaining: 0, fraction: 1 });
       return { totalMs: Date.now() - startedMs, downtimeMs, bytesCopied: copied };
     } finally {
       if (!restored) {
         await destination.call('/v1/incoming/abort', { name: request.vm }).catch(() => {});
-        if (saved) await source.call('/v1/checkpoint/resume', { name: request.vm }).catch((error: Error) => this.log.warn({ vm: request.vm, error: error.message }, 'could not resume the guest on its source'));
+        if (saved)
+          await source
+            .call('/v1/checkpoint/resume', { name: request.vm })
+            .catch((error: Error) =>
+              this.log.warn({ vm: request.vm, error: error.message }, 'could not resume the guest on its source'),
+            );
       }
     }
   }

@@ -61,20 +61,29 @@ export interface QemuRuntime {
 
 export function qemuArgv(spec: GuestSpec, runtime: QemuRuntime): string[] {
   const argv = [
-    '-name', `lbvm-${guestId(spec.name)}`,
+    '-name',
+    `lbvm-${guestId(spec.name)}`,
     // Multi-threaded TCG (QEMU 7.2's default) crashed the migrated test guest in about one live
     // migration in ten while it dirtied memory fast (guest kernel panic right after arrival); with
     // single-threaded TCG we saw 25 of 25 succeed. A 1-vCPU guest loses nothing by it.
-    '-accel', runtime.accel === 'tcg' ? 'tcg,thread=single' : runtime.accel,
-    '-m', String(spec.memMiB),
-    '-smp', String(spec.vcpus),
+    '-accel',
+    runtime.accel === 'tcg' ? 'tcg,thread=single' : runtime.accel,
+    '-m',
+    String(spec.memMiB),
+    '-smp',
+    String(spec.vcpus),
     '-nodefaults',
-    '-display', 'none',
+    '-display',
+    'none',
     '-no-reboot',
-    '-kernel', spec.kernel,
-    '-serial', `file:${qemuOptionValue(runtime.serialLog)}`,
-    '-qmp', `unix:${qemuOptionValue(runtime.qmpSocket)},server=on,wait=off`,
-    '-pidfile', runtime.pidFile,
+    '-kernel',
+    spec.kernel,
+    '-serial',
+    `file:${qemuOptionValue(runtime.serialLog)}`,
+    '-qmp',
+    `unix:${qemuOptionValue(runtime.qmpSocket)},server=on,wait=off`,
+    '-pidfile',
+    runtime.pidFile,
   ];
   if (spec.initrd) argv.push('-initrd', spec.initrd);
   if (spec.append) argv.push('-append', spec.append);

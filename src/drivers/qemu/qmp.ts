@@ -145,11 +145,31 @@ export class QmpClient {
 
 /** The parts of `query-migrate`'s reply LBVM reads. */
 export interface MigrateInfo {
-  status?: 'none' | 'setup' | 'cancelling' | 'cancelled' | 'active' | 'postcopy-active' | 'completed' | 'failed' | 'colo' | 'pre-switchover' | 'device' | 'wait-unplug';
+  status?:
+    | 'none'
+    | 'setup'
+    | 'cancelling'
+    | 'cancelled'
+    | 'active'
+    | 'postcopy-active'
+    | 'completed'
+    | 'failed'
+    | 'colo'
+    | 'pre-switchover'
+    | 'device'
+    | 'wait-unplug';
   'total-time'?: number;
   downtime?: number;
   'expected-downtime'?: number;
   'error-desc'?: string;
-  ram?: { transferred: number; remaining: number; total: number; 'dirty-sync-count'?: number; mbps?: number; 'dirty-pages-rate'?: number; 'page-size'?: number };
+  ram?: {
+    transferred: number;
+    remaining: number;
+    total: number;
+    'dirty-sync-count'?: number;
+    mbps?: number;
+    'dirty-pages-rate'?: number;
+    'page-size'?: number;
+  };
   'socket-address'?: { type: string; host?: string; port?: string }[];
 }

@@ -11,21 +11,34 @@ function operator(): string {
   return `${process.env.SUDO_USER ?? process.env.USER ?? 'operator'}@${os.hostname()}`;
 }
 
-
 export function pauseCommand(): Command {
-  const command = withCommon(new Command('pause')).option('--reason <text>', 'why, shown by lbm status and in the monitor log');
+  const command = withCommon(new Command('pause')).option(
+    '--reason <text>',
+    'why, shown by lbm status and in the monitor log',
+  );
   teach(command, {
     summary: 'stop the monitor from starting new moves (takes effect within one interval)',
-    details: 'Migrations already running finish. The monitor keeps planning and logs what it would have done.\nThe flag lives in Redis: it survives monitor restarts and reaches every monitor.',
+    details:
+      'Migrations already running finish. The monitor keeps planning and logs what it would have ' +
+      'done.\nThe flag lives in Redis: it survives monitor restarts and reaches every monitor.',
     examples: ['lbm pause --reason "storage maintenance"', 'lbm pause --json'],
   });
   return command.action(async (options: CommonOptions & { reason?: string }) => {
     const state = await withContext(options, 'pause', async (context) => {
       const redis = await context.redis();
-      await setPaused(redis, context.config.redis.prefix, true, { by: operator(), nowMs: Date.now(), reason: options.reason });
+      await setPaused(redis, context.config.redis.prefix, true, {
+        by: operator(),
+        nowMs: Date.now(),
+        reason: options.reason,
+      });
       return readPause(redis, context.config.redis.prefix);
     });
-    output(options, state, () => `paused by ${state.by}${state.reason ? ` (${state.reason})` : ''}: the monitor starts no new move from its next round. Undo with: lbm resume`);
+    output(
+      options,
+      state,
+      () =>
+        `paused by ${state.by}${state.reason ? ` (${state.reason})` : ''}: the monitor starts no new move from its next round. Undo with: lbm resume`,
+    );
   });
 }
 
@@ -39,7 +52,11 @@ export function resumeCommand(): Command {
       await setPaused(redis, context.config.redis.prefix, false, { by: operator(), nowMs: Date.now() });
       return { paused: false, wasPaused: before.paused };
     });
-    output(options, state, () => (state.wasPaused ? 'resumed: the monitor may move VMs from its next round' : 'the monitor was not paused; nothing changed'));
+    output(options, state, () =>
+      state.wasPaused
+        ? 'resumed: the monitor may move VMs from its next round'
+        : 'the monitor was not paused; nothing changed',
+    );
   });
 }
 
@@ -54,12 +71,22 @@ export function maintenanceCommand(): Command {
     examples: ['lbm maintenance n3 on --evacuate', 'lbm maintenance n3 off', 'lbm maintenance n3 on --json'],
   });
   return command.action(async (host: string, state: string, options: CommonOptions & { evacuate?: boolean }) => {
-    if (state !== 'on' && state !== 'off') throw new UsageError(`lbm maintenance ${host} ${JSON.stringify(state)}: expected on or off`);
+    if (state !== 'on' && state !== 'off')
+      throw new UsageError(`lbm maintenance ${host} ${JSON.stringify(state)}: expected on or off`);
     const result = await withContext(options, 'maintenance', async (context) => {
       const redis = await context.redis();
-      await setMaintenance(redis, context.config.redis.prefix, host, state === 'on', { by: operator(), sinceMs: Date.now(), evacuate: options.evacuate === true });
+      await setMaintenance(redis, context.config.redis.prefix, host, state === 'on', {
+        by: operator(),
+        sinceMs: Date.now(),
+        evacuate: options.evacuate === true,
+      });
       const flags = await readMaintenance(redis, context.config.redis.prefix);
-      return { host, maintenance: flags.has(host), evacuate: flags.get(host)?.evacuate ?? false, hostsInMaintenance: [...flags.keys()].sort() };
+      return {
+        host,
+        maintenance: flags.has(host),
+        evacuate: flags.get(host)?.evacuate ?? false,
+        hostsInMaintenance: [...flags.keys()].sort(),
+      };
     });
     output(options, result, () =>
       result.maintenance

@@ -28,7 +28,9 @@ export function explainCommand(): Command {
       const settings = policySettingsFromConfig(context.config);
       const plan = planRound(view.snapshot, settings, context.config.monitor.policies);
       const queue = await context.queue();
-      const history = (await queue.events.latest(5000)).map((e) => e.event).filter((e) => e.vm === name && e.type.startsWith('migration.'));
+      const history = (await queue.events.latest(5000))
+        .map((e) => e.event)
+        .filter((e) => e.vm === name && e.type.startsWith('migration.'));
       const rules = view.snapshot.rules;
       const data = {
         vm: name,
@@ -38,8 +40,12 @@ export function explainCommand(): Command {
         cpuEstimateCores: vmDemand(vm, settings.demand).cores,
         cpuSpreadCores: Math.sqrt(vmDemand(vm, settings.demand).variance),
         rules: [
-          ...rules.groups.filter((g) => g.vms.includes(name)).map((g) => ({ rule: g.name, kind: g.kind, hard: g.hard, with: g.vms.filter((v) => v !== name) })),
-          ...rules.pins.filter((p) => p.vm === name).map((p) => ({ rule: p.name, kind: p.hard ? 'pin' : 'prefer', hard: p.hard, hosts: p.hosts })),
+          ...rules.groups
+            .filter((g) => g.vms.includes(name))
+            .map((g) => ({ rule: g.name, kind: g.kind, hard: g.hard, with: g.vms.filter((v) => v !== name) })),
+          ...rules.pins
+            .filter((p) => p.vm === name)
+            .map((p) => ({ rule: p.name, kind: p.hard ? 'pin' : 'prefer', hard: p.hard, hosts: p.hosts })),
         ],
         ignored: rules.ignoredVms.includes(name),
         /** The hypervisor's HA state when an HA manager owns the VM (its moves then go through it), else null. */
@@ -54,20 +60,40 @@ export function explainCommand(): Command {
         passedOver: plan.skipped.filter((s) => s.vm === name),
       };
       output(options, data, () => {
-        const lines = [`${name} runs on ${vm.host}: ${vm.vcpus} vCPU, ${formatBytes(vm.memBytes)}, CPU forecast ${data.cpuEstimateCores.toFixed(2)} ± ${data.cpuSpreadCores.toFixed(2)} cores`];
+        const lines = [
+          `${name} runs on ${vm.host}: ${vm.vcpus} vCPU, ${formatBytes(vm.memBytes)}, CPU ` +
+            `forecast ${data.cpuEstimateCores.toFixed(2)} ± ${data.cpuSpreadCores.toFixed(2)} cores`,
+        ];
         if (data.ignored) lines.push('  ignored by the balancer (rules.ignore or tag lbvm.ignore): never moved');
         if (data.haState) lines.push(`  HA-managed (HA state ${data.haState}): its moves go through the HA manager`);
         lines.push(`  moved ${data.movedBy}`);
         if (data.busy) lines.push(`  busy on ${vm.host}: ${data.busy}; not moved until that clears`);
-        for (const rule of data.rules) lines.push(`  rule ${rule.rule}: ${rule.kind}${rule.hard ? '' : ' (soft)'} ${'with' in rule ? `with ${rule.with.join(', ')}` : `on ${rule.hosts.join(', ')}`}`);
-        if (data.inFlight) lines.push(`  migrating now: ${data.inFlight.from} → ${data.inFlight.to} (job ${data.inFlight.jobId}, ${data.inFlight.state})`);
-        if (data.quarantinedUntilMs) lines.push(`  quarantined after repeated failed migrations until ${new Date(data.quarantinedUntilMs).toISOString()}`);
+        for (const rule of data.rules)
+          lines.push(
+            `  rule ${rule.rule}: ${rule.kind}${rule.hard ? '' : ' (soft)'} ${'with' in rule ? `with ${rule.with.join(', ')}` : `on ${rule.hosts.join(', ')}`}`,
+          );
+        if (data.inFlight)
+          lines.push(
+            `  migrating now: ${data.inFlight.from} → ${data.inFlight.to} (job ${data.inFlight.jobId}, ${data.inFlight.state})`,
+          );
+        if (data.quarantinedUntilMs)
+          lines.push(
+            `  quarantined after repeated failed migrations until ${new Date(data.quarantinedUntilMs).toISOString()}`,
+          );
         lines.push(history.length ? '  history:' : '  history: no migration recorded');
         for (const event of data.history) {
-          lines.push(`    ${ago(event.timeMs, nowMs).padEnd(8)} ${event.type.replace('migration.', '').padEnd(8)} ${event.from} → ${event.to}${event.requestedBy ? ` by ${event.requestedBy}` : ''}${event.reason ? `: ${event.reason}` : ''}${event.error ? ` (${event.error})` : ''}`);
+          lines.push(
+            `    ${ago(event.timeMs, nowMs).padEnd(8)} ${event.type.replace('migration.', '').padEnd(8)} ` +
+              `${event.from} → ${event.to}` +
+              (event.requestedBy ? ` by ${event.requestedBy}` : '') +
+              (event.reason ? `: ${event.reason}` : '') +
+              (event.error ? ` (${event.error})` : ''),
+          );
         }
         if (data.plannedMove) lines.push(`  the plan now moves it: ${data.plannedMove.reason}`);
-        else if (data.passedOver.length) for (const skip of data.passedOver.slice(0, 5)) lines.push(`  the plan passes it over: ${skip.reason}: ${skip.detail}`);
+        else if (data.passedOver.length)
+          for (const skip of data.passedOver.slice(0, 5))
+            lines.push(`  the plan passes it over: ${skip.reason}: ${skip.detail}`);
         else lines.push('  the plan leaves it where it is');
         return lines.join('\n');
       });

@@ -17,18 +17,21 @@ export function reportCommand(): Command {
     .option('--since <duration>', 'the period to report on', '24h')
     .option('--html <file>', 'also write one self-contained HTML page with charts (opens without network)');
   teach(command, {
-    summary: 'what happened: imbalance over time, migrations (who, why, how long, downtime), failures, overloaded hosts',
+    summary:
+      'what happened: imbalance over time, migrations (who, why, how long, downtime), failures, overloaded hosts',
     examples: ['lbm report', 'lbm report --since 7d --html /tmp/lbvm-week.html', 'lbm report --json'],
   });
   return command.action(async (options: CommonOptions & { since: string; html?: string }) => {
     const sinceMs = parseDurationMs(options.since);
-    if (sinceMs === null) throw new UsageError(`--since ${JSON.stringify(options.since)}: expected a duration like 6h, 24h or 7d`);
+    if (sinceMs === null)
+      throw new UsageError(`--since ${JSON.stringify(options.since)}: expected a duration like 6h, 24h or 7d`);
     const context = CliContext.open(options, 'report');
     try {
       const toMs = Date.now();
       const fromMs = toMs - sinceMs;
       const samples: Sample[] = [];
-      for await (const sample of context.store().readSamples({ fromMs, toMs, kinds: ['host'], nowMs: toMs })) samples.push(sample);
+      for await (const sample of context.store().readSamples({ fromMs, toMs, kinds: ['host'], nowMs: toMs }))
+        samples.push(sample);
       const queue = await context.queue();
       const events = (await queue.events.read({ after: `${fromMs}-0`, count: 1_000_000 })).map((entry) => entry.event);
       const highWatermark = context.config.policies.overload.highWatermark;
@@ -41,24 +44,52 @@ export function reportCommand(): Command {
       output(options, { ...data, htmlFile }, () => {
         const t = data.totals;
         const lines = [
-          `LBVM report, last ${options.since}: ${data.hosts.length} hosts · ${t.migrations} migrations, ${t.failed} failed attempts, ${t.dropped} dropped · median downtime ${t.medianDowntimeMs === null ? '-' : `${Math.round(t.medianDowntimeMs)} ms`} · ${overloadedTime(t)} of overloaded host time`,
-          `imbalance: ${data.imbalance.length ? `${sparkline(data.imbalance.slice(-60).map((p) => p.value))}  ${data.imbalance[0]!.value.toFixed(3)} → ${data.imbalance[data.imbalance.length - 1]!.value.toFixed(3)}` : 'no monitor round in this period'}`,
+          `LBVM report, last ${options.since}: ${data.hosts.length} hosts · ${t.migrations} migrations, ${t.failed} failed attempts, ${t.dropped} dropped ` +
+            `· median downtime ${t.medianDowntimeMs === null ? '-' : `${Math.round(t.medianDowntimeMs)} ms`} · ${overloadedTime(t)} of overloaded host time`,
+          `imbalance: ${
+            data.imbalance.length
+              ? `${sparkline(data.imbalance.slice(-60).map((p) => p.value))}  ` +
+                `${data.imbalance[0]!.value.toFixed(3)} → ${data.imbalance[data.imbalance.length - 1]!.value.toFixed(3)}`
+              : 'no monitor round in this period'
+          }`,
         ];
         if (data.migrations.length) {
           lines.push('', 'migrations (newest last):');
           lines.push(
             table(
               ['TIME (UTC)', 'VM', 'MOVE', 'BY', 'OUTCOME', 'TOOK', 'DOWNTIME', 'WHY'],
-              data.migrations.slice(-25).map((m) => [
-                new Date(m.endMs).toISOString().slice(11, 19), m.vm, `${m.from} → ${m.to}`, m.requestedBy, m.outcome + (m.error ? `: ${m.error.slice(0, 40)}` : ''),
-                m.totalMs === null ? '-' : formatDuration(m.totalMs), m.downtimeMs === null ? '-' : `${Math.round(m.downtimeMs)} ms`, m.reason.slice(0, 70),
-              ]),
+              data.migrations
+                .slice(-25)
+                .map((m) => [
+                  new Date(m.endMs).toISOString().slice(11, 19),
+                  m.vm,
+                  `${m.from} → ${m.to}`,
+                  m.requestedBy,
+                  m.outcome + (m.error ? `: ${m.error.slice(0, 40)}` : ''),
+                  m.totalMs === null ? '-' : formatDuration(m.totalMs),
+                  m.downtimeMs === null ? '-' : `${Math.round(m.downtimeMs)} ms`,
+                  m.reason.slice(0, 70),
+                ]),
             ),
           );
         }
         if (data.overloads.length) {
-          lines.push('', `overloaded hosts (CPU, or memory committed to VMs, above ${Math.round(highWatermark * 100)}%):`);
-          lines.push(table(['HOST', 'FROM', 'TO', 'FOR', 'PEAK'], data.overloads.map((o) => [o.host, new Date(o.fromMs).toISOString().slice(11, 19), new Date(o.toMs).toISOString().slice(11, 19), formatDuration(o.toMs - o.fromMs), `${Math.round(o.peakShare * 100)}% ${o.resource}`])));
+          lines.push(
+            '',
+            `overloaded hosts (CPU, or memory committed to VMs, above ${Math.round(highWatermark * 100)}%):`,
+          );
+          lines.push(
+            table(
+              ['HOST', 'FROM', 'TO', 'FOR', 'PEAK'],
+              data.overloads.map((o) => [
+                o.host,
+                new Date(o.fromMs).toISOString().slice(11, 19),
+                new Date(o.toMs).toISOString().slice(11, 19),
+                formatDuration(o.toMs - o.fromMs),
+                `${Math.round(o.peakShare * 100)}% ${o.resource}`,
+              ]),
+            ),
+          );
         }
         if (htmlFile) lines.push('', `HTML report: ${htmlFile}`);
         return lines.join('\n');

@@ -29,7 +29,9 @@ export function statusCommand(): Command {
   const command = withCommon(new Command('status'));
   teach(command, {
     summary: 'the cluster in one screen: hosts with CPU and memory bars, imbalance, monitor, migrations',
-    details: 'Reads the sample window and Redis exactly as the monitor does. A host is "unknown" when its\nlast sample is older than monitor.staleAfterIntervals intervals: nothing moves to it.',
+    details:
+      'Reads the sample window and Redis exactly as the monitor does. A host is "unknown" when ' +
+      'its\nlast sample is older than monitor.staleAfterIntervals intervals: nothing moves to it.',
     examples: ['lbm status', 'lbm status --json | jq .imbalance'],
   });
   return command.action(async (options: CommonOptions) => {
@@ -39,7 +41,11 @@ export function statusCommand(): Command {
       const view = await openCluster(context, nowMs);
       const redis = await context.redis();
       const prefix = context.config.redis.prefix;
-      const [leader, rawRound, jobs] = await Promise.all([currentLeader(redis, prefix), redis.get(roundKeys(prefix).lastRound), (await context.queue()).jobs(200)]);
+      const [leader, rawRound, jobs] = await Promise.all([
+        currentLeader(redis, prefix),
+        redis.get(roundKeys(prefix).lastRound),
+        (await context.queue()).jobs(200),
+      ]);
       const round = rawRound ? (JSON.parse(rawRound) as RoundRecord) : null;
       const vmCount = new Map<string, number>();
       for (const vm of view.snapshot.vms) vmCount.set(vm.host, (vmCount.get(vm.host) ?? 0) + 1);
@@ -74,17 +80,38 @@ export function statusCommand(): Command {
           notes: round?.notes.slice(0, 5) ?? [],
         },
         migrations: {
-          running: jobs.filter((j) => j.state === 'active').map((j) => ({ jobId: j.jobId, vm: j.data.vm, from: j.data.from, to: j.data.to, fraction: j.progress?.fraction ?? 0 })),
-          queued: jobs.filter((j) => j.state === 'waiting' || j.state === 'delayed' || j.state === 'prioritized').map((j) => ({ jobId: j.jobId, vm: j.data.vm, from: j.data.from, to: j.data.to })),
+          running: jobs
+            .filter((j) => j.state === 'active')
+            .map((j) => ({
+              jobId: j.jobId,
+              vm: j.data.vm,
+              from: j.data.from,
+              to: j.data.to,
+              fraction: j.progress?.fraction ?? 0,
+            })),
+          queued: jobs
+            .filter((j) => j.state === 'waiting' || j.state === 'delayed' || j.state === 'prioritized')
+            .map((j) => ({ jobId: j.jobId, vm: j.data.vm, from: j.data.from, to: j.data.to })),
         },
       };
       output(options, data, () => {
         const lines: string[] = [];
-        lines.push(`LBVM cluster: ${hosts.length} hosts${data.unknownHosts.length ? ` (${data.unknownHosts.length} unknown)` : ''}, ${data.vms} VMs · imbalance ${data.imbalance.toFixed(3)} (std dev of hosts' CPU share)`);
         lines.push(
-          `monitor: ${leader ? `leader ${leader}` : 'NO LEADER (is `lbvm monitor` running?)'} · ${round ? `mode ${round.mode}, last round ${ago(round.timeMs, nowMs)}: ${data.monitor.lastRoundEnqueued} enqueued, ${data.monitor.lastRoundHeldBack} held back` : 'no round recorded yet'}`,
+          `LBVM cluster: ${hosts.length} hosts${data.unknownHosts.length ? ` (${data.unknownHosts.length} unknown)` : ''}, ` +
+            `${data.vms} VMs · imbalance ${data.imbalance.toFixed(3)} (std dev of hosts' CPU share)`,
         );
-        if (view.pause.paused) lines.push(`PAUSED by ${view.pause.by ?? '?'}${view.pause.reason ? ` (${view.pause.reason})` : ''} ${ago(view.pause.sinceMs, nowMs)}: no new moves (lbm resume)`);
+        lines.push(
+          `monitor: ${leader ? `leader ${leader}` : 'NO LEADER (is `lbvm monitor` running?)'} · ` +
+            (round
+              ? `mode ${round.mode}, last round ${ago(round.timeMs, nowMs)}: ` +
+                `${data.monitor.lastRoundEnqueued} enqueued, ${data.monitor.lastRoundHeldBack} held back`
+              : 'no round recorded yet'),
+        );
+        if (view.pause.paused)
+          lines.push(
+            `PAUSED by ${view.pause.by ?? '?'}${view.pause.reason ? ` (${view.pause.reason})` : ''} ` +
+              `${ago(view.pause.sinceMs, nowMs)}: no new moves (lbm resume)`,
+          );
         lines.push('');
         lines.push(
           table(
@@ -96,13 +123,23 @@ export function statusCommand(): Command {
                 h.status !== 'up' ? `unknown: last sample ${ago(h.lastSampleMs, nowMs)}` : '',
                 h.maintenance ? `maintenance${h.evacuate ? ' (evacuate)' : ''}` : '',
               ].filter(Boolean);
-              return [h.host, `${bar(cpu, 16)} ${Math.round(cpu * 100)}%`, `${h.cpuUsedCores.toFixed(1)}/${h.cpuCores} cores`, `${bar(mem, 16)} ${Math.round(mem * 100)}%`, `${formatBytes(h.memUsedBytes)}/${formatBytes(h.memBytes)}`, `${Math.round((h.memBytes ? h.memCommittedBytes / h.memBytes : 0) * 100)}% (${formatBytes(h.memCommittedBytes)})`, String(h.vms), flags.join(', ')];
+              return [
+                h.host,
+                `${bar(cpu, 16)} ${Math.round(cpu * 100)}%`,
+                `${h.cpuUsedCores.toFixed(1)}/${h.cpuCores} cores`,
+                `${bar(mem, 16)} ${Math.round(mem * 100)}%`,
+                `${formatBytes(h.memUsedBytes)}/${formatBytes(h.memBytes)}`,
+                `${Math.round((h.memBytes ? h.memCommittedBytes / h.memBytes : 0) * 100)}% (${formatBytes(h.memCommittedBytes)})`,
+                String(h.vms),
+                flags.join(', '),
+              ];
             }),
           ),
         );
         lines.push('');
         lines.push(`migrations: ${data.migrations.running.length} running, ${data.migrations.queued.length} queued`);
-        for (const m of data.migrations.running) lines.push(`  ⇄ ${m.vm} ${m.from} → ${m.to} ${bar(m.fraction, 12)} ${Math.round(m.fraction * 100)}%`);
+        for (const m of data.migrations.running)
+          lines.push(`  ⇄ ${m.vm} ${m.from} → ${m.to} ${bar(m.fraction, 12)} ${Math.round(m.fraction * 100)}%`);
         for (const m of data.migrations.queued.slice(0, 10)) lines.push(`  … ${m.vm} ${m.from} → ${m.to} (queued)`);
         return lines.join('\n');
       });

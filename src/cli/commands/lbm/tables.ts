@@ -9,12 +9,13 @@ import { teach } from '../../help.ts';
 import { table } from '../../render.ts';
 import { output, withCommon, type CommonOptions } from '../../run.ts';
 
-
 export function hostsCommand(): Command {
   const command = withCommon(new Command('hosts'));
   teach(command, {
     summary: 'a table of hosts: capacity, measured use, memory committed to VMs, VM count, status and last sample',
-    details: 'MEM USED is memory measured in use; COMMITTED is the configured memory of the VMs on the host, the measure the policies judge (a destination must have a VM\'s whole size free).',
+    details:
+      'MEM USED is memory measured in use; COMMITTED is the configured memory of the VMs on ' +
+      "the host, the measure the policies judge (a destination must have a VM's whole size free).",
     examples: ['lbm hosts', 'lbm hosts --json'],
   });
   return command.action(async (options: CommonOptions) => {
@@ -24,17 +25,33 @@ export function hostsCommand(): Command {
     for (const vm of view.snapshot.vms) vmCount.set(vm.host, (vmCount.get(vm.host) ?? 0) + 1);
     const committed = committedMemory(view.snapshot.vms);
     const rows = view.snapshot.hosts.map((h) => ({
-      host: h.name, cpuCores: h.cpuCores, cpuUsedCores: hostCpuUsed(h), memBytes: h.memBytes, memUsedBytes: h.memUsedBytes, memCommittedBytes: committed.get(h.name) ?? 0,
-      vms: vmCount.get(h.name) ?? 0, status: h.status === 'up' ? 'up' : 'unknown', maintenance: h.maintenance, lastSampleMs: h.lastSampleMs,
+      host: h.name,
+      cpuCores: h.cpuCores,
+      cpuUsedCores: hostCpuUsed(h),
+      memBytes: h.memBytes,
+      memUsedBytes: h.memUsedBytes,
+      memCommittedBytes: committed.get(h.name) ?? 0,
+      vms: vmCount.get(h.name) ?? 0,
+      status: h.status === 'up' ? 'up' : 'unknown',
+      maintenance: h.maintenance,
+      lastSampleMs: h.lastSampleMs,
     }));
     output(options, { timeMs: nowMs, hosts: rows }, () =>
       table(
         ['HOST', 'CORES', 'CPU USED', 'CPU', 'MEMORY', 'MEM USED', '', 'COMMITTED', '', 'VMS', 'STATUS', 'LAST SAMPLE'],
         rows.map((h) => [
-          h.host, String(h.cpuCores), h.cpuUsedCores.toFixed(2), `${Math.round((h.cpuCores ? h.cpuUsedCores / h.cpuCores : 0) * 100)}%`,
-          formatBytes(h.memBytes), formatBytes(h.memUsedBytes), `${Math.round((h.memBytes ? h.memUsedBytes / h.memBytes : 0) * 100)}%`,
-          formatBytes(h.memCommittedBytes), `${Math.round((h.memBytes ? h.memCommittedBytes / h.memBytes : 0) * 100)}%`,
-          String(h.vms), `${h.status}${h.maintenance ? ', maintenance' : ''}`, ago(h.lastSampleMs, nowMs),
+          h.host,
+          String(h.cpuCores),
+          h.cpuUsedCores.toFixed(2),
+          `${Math.round((h.cpuCores ? h.cpuUsedCores / h.cpuCores : 0) * 100)}%`,
+          formatBytes(h.memBytes),
+          formatBytes(h.memUsedBytes),
+          `${Math.round((h.memBytes ? h.memUsedBytes / h.memBytes : 0) * 100)}%`,
+          formatBytes(h.memCommittedBytes),
+          `${Math.round((h.memBytes ? h.memCommittedBytes / h.memBytes : 0) * 100)}%`,
+          String(h.vms),
+          `${h.status}${h.maintenance ? ', maintenance' : ''}`,
+          ago(h.lastSampleMs, nowMs),
         ]),
       ),
     );
@@ -45,22 +62,33 @@ export function vmsCommand(): Command {
   const command = withCommon(new Command('vms')).option('--host <host>', 'only the VMs on this host');
   teach(command, {
     summary: 'a table of balanced VMs: host, size, smoothed use, rules, last move',
-    details: '"CPU est." is the demand forecast the policies use: the window\'s mean, pulled toward the latest sample as far as the VM\'s load has held (policies/demand.ts).',
+    details:
+      '"CPU est." is the demand forecast the policies use: the window\'s mean, pulled ' +
+      "toward the latest sample as far as the VM's load has held (policies/demand.ts).",
     examples: ['lbm vms', 'lbm vms --host n3', 'lbm vms --json'],
   });
   return command.action(async (options: CommonOptions & { host?: string }) => {
     const nowMs = Date.now();
-    const { view, settings } = await withContext(options, 'vms', async (context) => ({ view: await openCluster(context, nowMs), settings: policySettingsFromConfig(context.config) }));
+    const { view, settings } = await withContext(options, 'vms', async (context) => ({
+      view: await openCluster(context, nowMs),
+      settings: policySettingsFromConfig(context.config),
+    }));
     if (options.host) findHost(view, options.host);
     const rules = view.snapshot.rules;
     const rows = view.snapshot.vms
       .filter((vm) => !options.host || vm.host === options.host)
       .map((vm) => ({
-        vm: vm.name, host: vm.host, vcpus: vm.vcpus, memBytes: vm.memBytes, memUsedBytes: vm.memUsedBytes,
+        vm: vm.name,
+        host: vm.host,
+        vcpus: vm.vcpus,
+        memBytes: vm.memBytes,
+        memUsedBytes: vm.memUsedBytes,
         cpuUsedCores: vm.cpuUsedWindowCores[vm.cpuUsedWindowCores.length - 1] ?? 0,
         cpuEstimateCores: vmDemand(vm, settings.demand).cores,
         rules: [
-          ...rules.groups.filter((g) => g.vms.includes(vm.name)).map((g) => `${g.kind}${g.hard ? '' : '(soft)'}:${g.name}`),
+          ...rules.groups
+            .filter((g) => g.vms.includes(vm.name))
+            .map((g) => `${g.kind}${g.hard ? '' : '(soft)'}:${g.name}`),
           ...rules.pins.filter((p) => p.vm === vm.name).map((p) => `${p.hard ? 'pin' : 'prefer'}:${p.hosts.join('|')}`),
           ...(rules.ignoredVms.includes(vm.name) ? ['ignored'] : []),
         ],
@@ -75,9 +103,16 @@ export function vmsCommand(): Command {
         : table(
             ['VM', 'HOST', 'VCPUS', 'MEMORY', 'CPU NOW', 'CPU EST.', 'RULES', 'LAST MOVE'],
             rows.map((vm) => [
-              vm.vm, vm.host, String(vm.vcpus), formatBytes(vm.memBytes), vm.cpuUsedCores.toFixed(2), vm.cpuEstimateCores.toFixed(2),
+              vm.vm,
+              vm.host,
+              String(vm.vcpus),
+              formatBytes(vm.memBytes),
+              vm.cpuUsedCores.toFixed(2),
+              vm.cpuEstimateCores.toFixed(2),
               vm.rules.join(' ') || '-',
-              `${vm.lastMoveMs ? `${ago(vm.lastMoveMs, nowMs)} from ${vm.previousHost}` : '-'}${vm.migrating ? ' (migrating)' : ''}${vm.quarantinedUntilMs ? ' (quarantined)' : ''}`,
+              (vm.lastMoveMs ? `${ago(vm.lastMoveMs, nowMs)} from ${vm.previousHost}` : '-') +
+                (vm.migrating ? ' (migrating)' : '') +
+                (vm.quarantinedUntilMs ? ' (quarantined)' : ''),
             ]),
           ),
     );
@@ -85,7 +120,9 @@ export function vmsCommand(): Command {
 }
 
 export function jobsCommand(): Command {
-  const command = withCommon(new Command('jobs')).option('--failed', 'only failed migrations').option('--limit <n>', 'at most this many jobs', '50');
+  const command = withCommon(new Command('jobs'))
+    .option('--failed', 'only failed migrations')
+    .option('--limit <n>', 'at most this many jobs', '50');
   teach(command, {
     summary: 'migrations queued, running, done and failed, newest first',
     examples: ['lbm jobs', 'lbm jobs --failed', 'lbm jobs --json --limit 500'],
@@ -93,17 +130,29 @@ export function jobsCommand(): Command {
   return command.action(async (options: CommonOptions & { failed?: boolean; limit?: string }) => {
     const nowMs = Date.now();
     const limit = Math.max(1, Number(options.limit) || 50);
-    const jobs = await withContext(options, 'jobs', async (context) => (await context.queue()).jobs(options.failed ? 1000 : limit));
+    const jobs = await withContext(options, 'jobs', async (context) =>
+      (await context.queue()).jobs(options.failed ? 1000 : limit),
+    );
     const shown = (options.failed ? jobs.filter((job) => job.state === 'failed') : jobs).slice(0, limit);
     output(options, { timeMs: nowMs, jobs: shown }, () =>
       shown.length === 0
-        ? options.failed ? 'no failed migration' : 'no migration job'
+        ? options.failed
+          ? 'no failed migration'
+          : 'no migration job'
         : table(
             ['JOB', 'VM', 'MOVE', 'STATE', 'PROGRESS', 'BY', 'ENQUEUED', 'TOOK', 'DOWNTIME', 'ERROR'],
             shown.map((job) => [
-              job.jobId.slice(0, 14), job.data.vm, `${job.data.from} → ${job.data.to}`, job.state,
-              job.progress ? `${Math.round(job.progress.fraction * 100)}%` : '-', job.data.requestedBy, ago(job.enqueuedMs, nowMs),
-              job.result ? `${(job.result.totalMs / 1000).toFixed(1)}s` : '-', job.result?.downtimeMs !== undefined && job.result?.downtimeMs !== null ? `${Math.round(job.result.downtimeMs)}ms` : '-',
+              job.jobId.slice(0, 14),
+              job.data.vm,
+              `${job.data.from} → ${job.data.to}`,
+              job.state,
+              job.progress ? `${Math.round(job.progress.fraction * 100)}%` : '-',
+              job.data.requestedBy,
+              ago(job.enqueuedMs, nowMs),
+              job.result ? `${(job.result.totalMs / 1000).toFixed(1)}s` : '-',
+              job.result?.downtimeMs !== undefined && job.result?.downtimeMs !== null
+                ? `${Math.round(job.result.downtimeMs)}ms`
+                : '-',
               (job.failedReason ?? '').slice(0, 60),
             ]),
           ),

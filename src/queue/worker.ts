@@ -224,8 +224,14 @@ export function startMigrationWorker(options: WorkerOptions): MigrationWorker {
       let reason = controller.signal.aborted ? (controller.signal.reason as Error) : (error as Error);
       // A run whose slots expired lost the job, whatever the driver said about it (under load the
       // driver may see another attempt's move before this worker sees its lock renewal fail).
-      if (!(reason instanceof LockLost) && !(reason instanceof CancelledByOperator) && !(await slots.renew(slotRequest).catch(() => true))) {
-        reason = new LockLost(`migration slots expired while migrating (${reason.message}): another worker may run this job now`);
+      if (
+        !(reason instanceof LockLost) &&
+        !(reason instanceof CancelledByOperator) &&
+        !(await slots.renew(slotRequest).catch(() => true))
+      ) {
+        reason = new LockLost(
+          `migration slots expired while migrating (${reason.message}): another worker may run this job now`,
+        );
       }
       const lockLost = reason instanceof LockLost;
       const cancelled = reason instanceof CancelledByOperator;

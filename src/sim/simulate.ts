@@ -1,9 +1,11 @@
 /**
- * The trace-driven simulator. Hosts h0 … h{N-1} of equal size; VMs placed by `initial` or dealt
- * round-robin in sorted name order. At step t the policy sees the demands up to and including t
- * (a window of the last `windowSamples`); its moves apply before step t+1 is scored. Migrations
- * finish within a step (nothing stays in flight), and each moved VM carries lastMoveMs and
- * previousHost, so cooldowns and ping-pong rules work as in the monitor.
+ * The trace-driven simulator. Hosts h0 … h{N-1} of equal size, or of the sizes `hostSpecs` gives; VMs
+ * placed by `placement` or `initial`, or dealt round-robin in sorted name order. At step t the policy
+ * sees the demands up to and including t (a window of the last `windowSamples`) of the VMs still
+ * running (a VM is gone from its `departures` step on); its moves apply before step t+1 is scored.
+ * Migrations finish within a step (nothing stays in flight), and each moved VM carries lastMoveMs and
+ * previousHost, so cooldowns and ping-pong rules work as in the monitor. A `meter` (energy.ts) is told
+ * each step's placement and moves.
  *
  * Scores per step, on the actual (not predicted) demand of that step:
  *   imbalance = population standard deviation over all hosts of CPU demand ÷ cores
@@ -22,8 +24,18 @@ export interface SimOptions {
   hosts: number;
   hostCores: number;
   hostMemBytes: number;
+  /** Hosts of their own sizes, h0 … in order (then `hosts`, `hostCores` and `hostMemBytes` are not read). */
+  hostSpecs?: readonly HostSpec[];
   /** VM → host name (`h0`…); otherwise round-robin in sorted name order. */
   initial?: Record<string, string>;
+  /** Host index of each VM (in the trace's order) at step 0, in place of `initial`. */
+  placement?: Int32Array;
+  /** Step from which each VM is gone (finished), or -1: it is neither scored nor planned from then on. */
+  departures?: Int32Array;
+  /** First step the planner runs at (default 0). */
+  firstPlanStep?: number;
+  /** Told each scored step and each applied move (the energy meter). */
+  meter?: SimMeter;
   /** A peer (`none`, `proxlb`, `xo`, `drs`, `ovirt`, `lownode`, `crs`), a policy name, or several joined by commas (run as one round). */
   policy: string;
   settings: PolicySettings;
@@ -62,6 +74,17 @@ export interface SimResult {
   /** Imbalance per step (for the chart). */
   imbalance: number[];
   migrationsPerStep: number[];
+}
+
+export interface HostSpec {
+  cpuCores: number;
+  memBytes: number;
+}
+
+/** Something that follows the run: each scored step's placement and running VMs, then each move applied after it. */
+export interface SimMeter {
+  score(t: number, placement: Int32Array, running: Uint8Array): void;
+  moved(vm: number, from: number, to: number): void;
 }
 
 type Planner = (snapshot: Snapshot) => Plan;
@@ -122,8 +145,14 @@ export function initialPlacement(trace: Trace, hosts: number, initial?: Record<s
  * What no move can mend at the start, with the fix: hosts given more VM memory than they have (every
  * move onto them is refused, and if the VMs need more than all hosts have, any move is).
  */
-export function startProblems(trace: Trace, hostCount: number, hostMemBytes: number, placement: Int32Array): string[] {
+export function startProblems(
+  trace: Trace,
+  hostCount: number,
+  hostMemBytes: number | readonly number[],
+  placement: Int32Array,
+): string[] {
   const GiB = 1024 ** 3;
+  const memOf = (h: number) => (typeof hostMemBytes === 'number' ? hostMemBytes : hostMemBytes[h]!);
   const committed = new Float64Array(hostCount);
   let total = 0;
   for (let i = 0; i < trace.vms.length; i++) {
@@ -132,8 +161,13 @@ export function startProblems(trace: Trace, hostCount: number, hostMemBytes: num
   }
   const over = Array.from(committed)
     .map((bytes, h) => ({ h, bytes }))
-    .filter((x) => x.bytes > hostMemBytes);
+    .filter((x) => x.bytes > memOf(x.h));
   if (over.length === 0) return [];
+  if (typeof hostMemBytes !== 'number')
+    return [
+      `memory overcommitted at the start: ${over.length} of ${hostCount} hosts hold more VM memory than they have ` +
+        `(${hostName(over[0]!.h)}: ${Math.round(over[0]!.bytes / GiB)} GiB); no move may land on them (DEST_MEM_FULL)`,
+    ];
   const worst = over.reduce((a, b) => (b.bytes > a.bytes ? b : a));
   const fit = Math.ceil((1.25 * Math.max(...committed)) / GiB);
   const round = (bytes: number) => Math.round(bytes / GiB).toLocaleString('en-US');
@@ -150,15 +184,24 @@ export function startProblems(trace: Trace, hostCount: number, hostMemBytes: num
 }
 
 export function simulate(trace: Trace, options: SimOptions): SimResult {
-  const { hosts: hostCount, hostCores, hostMemBytes } = options;
+  const hostCount = options.hostSpecs?.length ?? options.hosts;
+  const cores = options.hostSpecs?.map((h) => h.cpuCores) ?? new Array<number>(hostCount).fill(options.hostCores);
+  const mem = options.hostSpecs?.map((h) => h.memBytes) ?? new Array<number>(hostCount).fill(options.hostMemBytes);
   const planner = options.planner ?? plannerFor(options.policy, options.settings, trace.stepMs);
   // ProxLB reads the last hour: every planner is given at least that much.
   const window = Math.max(
     options.windowSamples ?? options.settings.demand.maxWindowSamples,
     Math.ceil(3_600_000 / trace.stepMs),
   );
-  const placement = initialPlacement(trace, hostCount, options.initial);
-  const notes = [...trace.notes, ...startProblems(trace, hostCount, hostMemBytes, placement)];
+  const placement = options.placement
+    ? Int32Array.from(options.placement)
+    : initialPlacement(trace, hostCount, options.initial);
+  const notes = [
+    ...trace.notes,
+    ...startProblems(trace, hostCount, options.hostSpecs ? mem : options.hostMemBytes, placement),
+  ];
+  const departures = options.departures;
+  const running = new Uint8Array(trace.vms.length).fill(1);
   const lastMoveMs: (number | undefined)[] = new Array(trace.vms.length).fill(undefined);
   const previousHost: (string | undefined)[] = new Array(trace.vms.length).fill(undefined);
   const vmIndex = new Map(trace.vms.map((vm, i) => [vm.name, i]));
@@ -174,51 +217,64 @@ export function simulate(trace: Trace, options: SimOptions): SimResult {
   const demand = new Float64Array(hostCount);
   const count = new Int32Array(hostCount);
   for (let t = 0; t < trace.steps; t++) {
+    if (departures) for (let i = 0; i < running.length; i++) if (departures[i] === t) running[i] = 0;
     // Score step t with the placement decided at t − 1.
     demand.fill(0);
     count.fill(0);
     for (let i = 0; i < trace.vms.length; i++) {
+      if (!running[i]) continue;
       demand[placement[i]!]! += trace.vms[i]!.cpuCores[t]!;
       count[placement[i]!]!++;
     }
     let sum = 0;
     let sumSq = 0;
     for (let h = 0; h < hostCount; h++) {
-      const use = demand[h]! / hostCores;
+      const use = demand[h]! / cores[h]!;
       sum += use;
       sumSq += use * use;
       totalDemand += demand[h]!;
-      if (demand[h]! > hostCores + 1e-9) {
+      if (demand[h]! > cores[h]! + 1e-9) {
         overloadedHostSteps++;
-        unserved += demand[h]! - hostCores;
+        unserved += demand[h]! - cores[h]!;
       }
       if (count[h]! > 0) activeHostSum++;
     }
     const mean = sum / hostCount;
     imbalanceSeries.push(Math.sqrt(Math.max(0, sumSq / hostCount - mean * mean)));
-    // Plan with what is known at t.
-    const nowMs = trace.startMs + t * trace.stepMs;
-    const snapshot = buildSnapshot(trace, t, window, placement, lastMoveMs, previousHost, {
-      hostCount,
-      hostCores,
-      hostMemBytes,
-      nowMs,
-    });
-    const started = performance.now();
-    const plan = planner(snapshot);
-    planMs.push(performance.now() - started);
+    options.meter?.score(t, placement, running);
     const applied: { vm: string; from: string; to: string }[] = [];
-    for (const move of plan.moves) {
-      const i = vmIndex.get(move.vm);
-      const match = /^h(\d+)$/.exec(move.to);
-      if (i === undefined || !match || Number(match[1]) >= hostCount || hostName(placement[i]!) !== move.from) continue;
-      placement[i] = Number(match[1]);
-      movedBytes += trace.vms[i]!.memBytes;
-      lastMoveMs[i] = nowMs;
-      previousHost[i] = move.from;
-      applied.push({ vm: move.vm, from: move.from, to: move.to });
+    if (t >= (options.firstPlanStep ?? 0)) {
+      // Plan with what is known at t.
+      const nowMs = trace.startMs + t * trace.stepMs;
+      const snapshot = buildSnapshot(trace, t, window, placement, running, lastMoveMs, previousHost, {
+        cores,
+        mem,
+        nowMs,
+      });
+      const started = performance.now();
+      const plan = planner(snapshot);
+      planMs.push(performance.now() - started);
+      for (const move of plan.moves) {
+        const i = vmIndex.get(move.vm);
+        const match = /^h(\d+)$/.exec(move.to);
+        if (
+          i === undefined ||
+          !running[i] ||
+          !match ||
+          Number(match[1]) >= hostCount ||
+          hostName(placement[i]!) !== move.from
+        )
+          continue;
+        const to = Number(match[1]);
+        options.meter?.moved(i, placement[i]!, to);
+        placement[i] = to;
+        movedBytes += trace.vms[i]!.memBytes;
+        lastMoveMs[i] = nowMs;
+        previousHost[i] = move.from;
+        applied.push({ vm: move.vm, from: move.from, to: move.to });
+      }
+      for (const skip of plan.skipped) refused.set(skip.reason, (refused.get(skip.reason) ?? 0) + 1);
     }
-    for (const skip of plan.skipped) refused.set(skip.reason, (refused.get(skip.reason) ?? 0) + 1);
     migrationsPerStep.push(applied.length);
     options.onStep?.(t, applied);
   }
@@ -250,13 +306,16 @@ function buildSnapshot(
   t: number,
   window: number,
   placement: Int32Array,
+  running: Uint8Array,
   lastMoveMs: (number | undefined)[],
   previousHost: (string | undefined)[],
-  cluster: { hostCount: number; hostCores: number; hostMemBytes: number; nowMs: number },
+  cluster: { cores: readonly number[]; mem: readonly number[]; nowMs: number },
 ): Snapshot {
   const from = Math.max(0, t - window + 1);
-  const memUsed = new Float64Array(cluster.hostCount);
-  const vms: VmState[] = trace.vms.map((vm, i) => {
+  const memUsed = new Float64Array(cluster.cores.length);
+  const vms: VmState[] = [];
+  trace.vms.forEach((vm, i) => {
+    if (!running[i]) return;
     const used = vm.memUsedBytes ? vm.memUsedBytes[t]! : vm.memBytes;
     memUsed[placement[i]!]! += used;
     const state: VmState = {
@@ -271,15 +330,15 @@ function buildSnapshot(
     };
     if (lastMoveMs[i] !== undefined) state.lastMoveMs = lastMoveMs[i];
     if (previousHost[i] !== undefined) state.previousHost = previousHost[i];
-    return state;
+    vms.push(state);
   });
   const hosts: HostState[] = [];
-  for (let h = 0; h < cluster.hostCount; h++) {
+  for (let h = 0; h < cluster.cores.length; h++) {
     // No host-level series in a trace: the policy sums its VMs' windows.
     hosts.push({
       name: hostName(h),
-      cpuCores: cluster.hostCores,
-      memBytes: cluster.hostMemBytes,
+      cpuCores: cluster.cores[h]!,
+      memBytes: cluster.mem[h]!,
       cpuUsedWindowCores: [],
       memUsedBytes: memUsed[h]!,
       status: 'up',

@@ -38,6 +38,8 @@ export interface Trace {
   vms: TraceVm[];
   /** What the reader decided about quirks (VMs left out, gaps filled). */
   notes: string[];
+  /** PlanetLab: the file names in the folder's own order (readdir, what Java's File.listFiles gives CloudSim). */
+  listed?: string[];
 }
 
 const STEP_MS = 300_000;
@@ -63,18 +65,28 @@ export function readTrace(dir: string, format: string, options: ReadOptions = {}
   return format === 'planetlab' ? readPlanetLab(dir, options) : readBitbrains(dir);
 }
 
+/** The folder's trace files in its own order (readdir: fs.readdirSync would sort them). */
+function listFilesUnsorted(dir: string, filter: (name: string) => boolean): string[] {
+  const names: string[] = [];
+  const handle = fs.opendirSync(dir);
+  try {
+    for (let entry = handle.readSync(); entry !== null; entry = handle.readSync()) {
+      if (entry.isFile() && !entry.name.startsWith('.') && entry.name !== 'README.md' && filter(entry.name))
+        names.push(entry.name);
+    }
+  } finally {
+    handle.closeSync();
+  }
+  return names;
+}
+
 function listFiles(dir: string, filter: (name: string) => boolean): string[] {
-  return fs
-    .readdirSync(dir, { withFileTypes: true })
-    .filter(
-      (entry) => entry.isFile() && !entry.name.startsWith('.') && entry.name !== 'README.md' && filter(entry.name),
-    )
-    .map((entry) => entry.name)
-    .sort();
+  return listFilesUnsorted(dir, filter).sort();
 }
 
 export function readPlanetLab(dir: string, options: ReadOptions = {}): Trace {
-  const files = listFiles(dir, (name) => !name.includes('.'));
+  const listed = listFilesUnsorted(dir, (name) => !name.includes('.'));
+  const files = listed.slice().sort();
   if (files.length === 0)
     throw new UsageError(`--trace: "${dir}" holds no PlanetLab files (one file per VM, no extension)`);
   const memBytes = options.vmMemBytes ?? GiB;
@@ -106,6 +118,7 @@ export function readPlanetLab(dir: string, options: ReadOptions = {}): Trace {
     steps,
     vms,
     notes: [],
+    listed,
   };
 }
 

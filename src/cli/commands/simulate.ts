@@ -7,8 +7,11 @@ import fs from 'node:fs';
 import { Command } from 'commander';
 import type { ThresholdLevel } from '../../../policies/index.ts';
 import { UsageError } from '../../errors.ts';
+import { VM_ORDERS, type VmOrder } from '../../sim/cloudsim.ts';
+import { CLOUDSIM_PEERS, isCloudsimPeer } from '../../sim/cloudsim-peers.ts';
+import { CLOUDSIM_ROUND, cloudsimSettings, runCloudsimDay, type CloudsimDayResult } from '../../sim/cloudsim-run.ts';
 import { simulationSettings } from '../../sim/settings.ts';
-import { simulate, type SimResult } from '../../sim/simulate.ts';
+import { plannerFor, simulate, type SimResult } from '../../sim/simulate.ts';
 import { readTrace, TRACE_FORMATS } from '../../sim/traces.ts';
 import { teach } from '../help.ts';
 import { loadFor, output, withCommon, type CommonOptions } from '../run.ts';
@@ -18,9 +21,12 @@ interface SimulateOptions extends CommonOptions {
   format?: string;
   hosts?: string;
   hostCores?: string;
-  hostMemGib: string;
+  hostMemGib?: string;
   initial?: string;
-  policy: string;
+  policy?: string;
+  setup?: string;
+  vmOrder: string;
+  ramLimit?: boolean;
   threshold?: string;
   movesOut?: string;
 }
@@ -135,6 +141,31 @@ function text(result: SimResult): string {
   ].join('\n');
 }
 
+const SETUPS = ['cloudsim-planetlab'] as const;
+
+const pct = (share: number, digits: number) => `${(share * 100).toFixed(digits)}%`;
+
+function energyText(r: CloudsimDayResult): string {
+  const e = r.energy;
+  const s = r.sim;
+  return [
+    `CloudSim PlanetLab setup, day ${r.day}: ${r.vms} VMs on 800 hosts (400 HP ML110 G4, 400 G5), 5-minute steps, ` +
+      `VM types by ${r.order} order${r.ramLimit ? ', RAM a limit all day' : ''}; policy ${r.policy}`,
+    ...s.notes.map((note) => `  note: ${note}`),
+    '',
+    `  energy                 ${e.energyKWh.toFixed(2)} kWh`,
+    `  SLATAH                 ${pct(e.slatah, 3)} of the time hosts were on, they were CPU-starved`,
+    `  PDM                    ${pct(e.pdm, 4)} of the demand lost to migrations`,
+    `  SLAV                   ${pct(e.slav, 6)} (SLATAH × PDM)`,
+    `  migrations             ${e.migrations.toLocaleString('en-US')}`,
+    `  hosts                  ${e.hostsOnFirst} on after the first step, ${e.hostsOnLast} at the end, ${e.meanHostsOn.toFixed(1)} on average; ` +
+      `switched off ${e.hostsSwitchedOff}, on ${e.hostsSwitchedOn}`,
+    `  VMs                    ${e.vmsRunningAtEnd} of ${r.vms} still running at the end (the rest finished: two zero samples in a row)`,
+    `  overloaded host-steps  ${s.overloadedHostSteps} (demand above capacity)`,
+    `  plan time              median ${s.planMsMedian.toFixed(2)} ms, p99 ${s.planMsP99.toFixed(2)} ms`,
+  ].join('\n');
+}
+
 export function simulateCommand(): Command {
   const command = withCommon(new Command('simulate'));
   teach(command, {
@@ -146,12 +177,21 @@ export function simulateCommand(): Command {
       'or a peer to compare with: none, proxlb, xo, drs, ovirt, lownode, crs (src/sim/peers.ts says what each does). ' +
       'Other settings (watermarks, limits, cooldown, weights, monitor.window) come from the config.\n\n' +
       '--json adds movedGiB (memory copied), refusedByReason (candidates passed over, by named reason) and notes ' +
-      '(a start no move can fix, such as hosts given less memory than their VMs, named with the flag that fixes it).',
+      '(a start no move can fix, such as hosts given less memory than their VMs, named with the flag that fixes it).\n\n' +
+      "--setup cloudsim-planetlab replays a PlanetLab day in the data centre of CloudSim 3.0.3's power experiments " +
+      '(800 hosts, half HP ML110 G4 and half G5 with their SPECpower curves, four VM types, 5-minute steps) and prints ' +
+      'energy (kWh), SLATAH, PDM, SLAV, migrations and hosts switched off and on. Its policy defaults to ' +
+      `${CLOUDSIM_ROUND}; none is CloudSim's DVFS run (no migrations); ${CLOUDSIM_PEERS.join(' and ')} are CloudSim's ` +
+      "algorithms as LBVM writes them. --vm-order says which files become which VM type: directory (the folder's own " +
+      'order, what CloudSim reads), name or hash (the same on every copy). README.md, "Energy", says where the model ' +
+      'differs from CloudSim.',
     examples: [
       'lbvm simulate --trace ../shared/traces/planetlab/20110303 --format planetlab --hosts 60 --host-cores 4',
       'lbvm simulate --trace ../shared/traces/planetlab/20110303 --format planetlab --hosts 60 --host-cores 4 --policy balance --threshold 5 --json',
       'lbvm simulate --trace ../shared/traces/bitbrains-rnd/2013-8 --format bitbrains --hosts 13 ' +
         '--host-cores 16 --host-mem-gib 1024 --policy evacuate,overload,balance --moves-out moves.jsonl',
+      'lbvm simulate --setup cloudsim-planetlab --trace ../shared/traces/planetlab/20110303',
+      'lbvm simulate --setup cloudsim-planetlab --trace ../shared/traces/planetlab/20110303 --policy none --vm-order hash --json',
     ],
   });
   command
@@ -159,12 +199,25 @@ export function simulateCommand(): Command {
     .option('--format <format>', `trace format: ${TRACE_FORMATS.join(' or ')}`)
     .option('--hosts <n>', 'number of hosts')
     .option('--host-cores <n>', 'CPU cores per host')
-    .option('--host-mem-gib <n>', 'memory per host in GiB', '64')
+    .option('--host-mem-gib <n>', 'memory per host in GiB (default 64)')
     .option('--initial <file>', 'JSON object VM → host for step 0 (default: round-robin)')
     .option(
       '--policy <name>',
-      'balance, overload, consolidate, evacuate, comma-joined, or a peer: none, proxlb, xo, drs, ovirt, lownode, crs',
-      'balance',
+      'balance (default), overload, consolidate, evacuate, comma-joined, or a peer: none, proxlb, xo, drs, ovirt, lownode, crs; ' +
+        `with --setup cloudsim-planetlab also ${CLOUDSIM_PEERS.join(', ')} (default ${CLOUDSIM_ROUND})`,
+    )
+    .option(
+      '--setup <name>',
+      `a whole simulated data centre in place of --format/--hosts/--host-cores: ${SETUPS.join(', ')}`,
+    )
+    .option(
+      '--vm-order <order>',
+      `with --setup: which files become which VM type: ${VM_ORDERS.join(', ')}`,
+      'directory',
+    )
+    .option(
+      '--ram-limit',
+      "with --setup: keep the hosts' 4 GB as a limit all day (CloudSim checks it only at the start)",
     )
     .option(
       '--threshold <level>',
@@ -172,6 +225,7 @@ export function simulateCommand(): Command {
     )
     .option('--moves-out <file>', 'write one JSON line per step: {"t": 3, "moves": [{"vm", "from", "to"}]}');
   return command.action((options: SimulateOptions) => {
+    if (options.setup !== undefined) return simulateSetup(options);
     const traceDir = required(options.trace, '--trace', 'a folder of trace files');
     const format = required(options.format, '--format', TRACE_FORMATS.join(' or '));
     if (!(TRACE_FORMATS as readonly string[]).includes(format))
@@ -184,7 +238,7 @@ export function simulateCommand(): Command {
       min: 0,
       exclusiveMin: true,
     });
-    const hostMemGib = number(options.hostMemGib, '--host-mem-gib', { min: 0, exclusiveMin: true });
+    const hostMemGib = number(options.hostMemGib ?? '64', '--host-mem-gib', { min: 0, exclusiveMin: true });
     const { config } = loadFor(options);
     const threshold =
       options.threshold === undefined
@@ -210,7 +264,7 @@ export function simulateCommand(): Command {
         hostCores,
         hostMemBytes: hostMemGib * 1024 ** 3,
         initial,
-        policy: options.policy,
+        policy: options.policy ?? 'balance',
         settings,
         windowSamples: settings.demand.maxWindowSamples,
         onStep:
@@ -221,4 +275,51 @@ export function simulateCommand(): Command {
       if (movesOut !== null) fs.closeSync(movesOut);
     }
   });
+}
+
+function simulateSetup(options: SimulateOptions): void {
+  const setup = options.setup!;
+  if (!(SETUPS as readonly string[]).includes(setup))
+    throw new UsageError(`--setup: unknown setup "${setup}"; expected one of: ${SETUPS.join(', ')}`);
+  const ignored = (
+    [
+      ['--hosts', options.hosts],
+      ['--host-cores', options.hostCores],
+      ['--host-mem-gib', options.hostMemGib],
+      ['--initial', options.initial],
+      ['--moves-out', options.movesOut],
+    ] as const
+  ).filter(([, value]) => value !== undefined);
+  if (ignored.length > 0)
+    throw new UsageError(
+      `${ignored.map(([flag]) => flag).join(', ')}: not used with --setup ${setup}, which brings its own hosts ` +
+        `and placement; leave ${ignored.length > 1 ? 'them' : 'it'} out`,
+    );
+  if (options.format !== undefined && options.format !== 'planetlab')
+    throw new UsageError(
+      `--format: "${options.format}": --setup ${setup} replays PlanetLab days; expected planetlab or no --format`,
+    );
+  if (!(VM_ORDERS as readonly string[]).includes(options.vmOrder))
+    throw new UsageError(`--vm-order: "${options.vmOrder}": expected one of: ${VM_ORDERS.join(', ')}`);
+  const traceDir = required(options.trace, '--trace', 'a folder of PlanetLab files (one day)');
+  const { config } = loadFor(options);
+  const day = readTrace(traceDir, 'planetlab');
+  const policy = options.policy ?? CLOUDSIM_ROUND;
+  const settings = cloudsimSettings(config, day);
+  if (!isCloudsimPeer(policy)) {
+    try {
+      plannerFor(policy, settings);
+    } catch (error) {
+      if (error instanceof UsageError)
+        throw new UsageError(`${error.message}; with --setup ${setup} also ${CLOUDSIM_PEERS.join(', ')}`);
+      throw error;
+    }
+  }
+  const result = runCloudsimDay(day, {
+    policy,
+    settings,
+    order: options.vmOrder as VmOrder,
+    ramLimit: options.ramLimit,
+  });
+  output(options, result, energyText);
 }

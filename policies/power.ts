@@ -37,21 +37,9 @@ export function powerWatts(curve: PowerCurve, share: number): number {
   return curve[i]! + (curve[i + 1]! - curve[i]!) * (at - i);
 }
 
-/** Joules of one step of `seconds` on a host at `shareStart` then `shareEnd`; 0 when it starts switched off. */
-export function stepEnergyJoules(
-  curve: PowerCurve,
-  onAtStart: boolean,
-  shareStart: number,
-  shareEnd: number,
-  seconds: number,
-): number {
-  if (!onAtStart) return 0;
+/** Joules of one step of `seconds` on a host that was on at its start, at `shareStart` then `shareEnd`. */
+export function stepEnergyJoules(curve: PowerCurve, shareStart: number, shareEnd: number, seconds: number): number {
   return ((powerWatts(curve, shareStart) + powerWatts(curve, shareEnd)) / 2) * seconds;
-}
-
-/** Watts a host saves per core of capacity when switched off: its idle draw over its cores. */
-export function idleWattsPerCore(curve: PowerCurve, cpuCores: number): number {
-  return cpuCores > 0 ? curve[0]! / cpuCores : 0;
 }
 
 /** Why a curve is not usable, or null: at least two points, every one a finite number ≥ 0, never decreasing. */

@@ -152,11 +152,11 @@ export class EnergyMeter {
         if (emptiedByMoves) {
           // On until its last VM has left, at the use it had (CloudSim: the VM runs there until it lands).
           const seconds = Math.min(this.stepSeconds, this.leaving[h]!);
-          this.joules += stepEnergyJoules(curve, true, this.use[h]!, this.use[h]!, seconds);
+          this.joules += stepEnergyJoules(curve, this.use[h]!, this.use[h]!, seconds);
           this.onSeconds += seconds;
           if (starved) this.starvedSeconds += seconds;
         } else {
-          this.joules += stepEnergyJoules(curve, true, this.use[h]!, use[h]!, this.stepSeconds);
+          this.joules += stepEnergyJoules(curve, this.use[h]!, use[h]!, this.stepSeconds);
           this.onSeconds += this.stepSeconds;
           this.starvedSeconds += starved ? this.stepSeconds : Math.min(this.stepSeconds, this.arriving[h]!);
         }

@@ -11,6 +11,7 @@ import os from 'node:os';
 import { z } from 'zod';
 import { DEFAULT_ROUND, POLICY_NAMES } from '../../policies/names.ts';
 import { DEFAULT_SETTINGS } from '../../policies/settings.ts';
+import { POWER_CURVES, powerCurveProblem } from '../../policies/power.ts';
 import { parseBytes, parseDurationMs } from '../units.ts';
 import { parseHostPort } from '../util/address.ts';
 
@@ -119,6 +120,24 @@ const pinRule = z
     strength: z.enum(['must', 'should']).default('must'),
   })
   .strict();
+
+const POWER_CURVE_EXPECTED =
+  'expected watts at evenly spaced CPU use from 0% to 100% (SPECpower: 0, 10, … 100%), like [86, 89.4, 92.6, 96, 99.5, 102, 106, 108, 112, 114, 117], ' +
+  `or one of: ${Object.keys(POWER_CURVES).join(', ')}`;
+
+/** A host's power curve (policies/power.ts): a list of watts, or the name of a known one. */
+const powerCurve = z.unknown().transform((value, ctx) => {
+  if (typeof value === 'string' && value in POWER_CURVES) return [...POWER_CURVES[value as keyof typeof POWER_CURVES]];
+  const problem = Array.isArray(value) ? powerCurveProblem(value) : null;
+  if (!Array.isArray(value) || problem) {
+    ctx.addIssue({
+      code: z.ZodIssueCode.custom,
+      message: problem ? `${problem}; ${POWER_CURVE_EXPECTED}` : POWER_CURVE_EXPECTED,
+    });
+    return z.NEVER;
+  }
+  return value as number[];
+});
 
 export const DRIVER_NAMES = ['qemu', 'sim', 'libvirt', 'proxmox', 'openvz'] as const;
 
@@ -334,6 +353,19 @@ export const configSchema = z
       .default({}),
     /** Hosts by name, with their capacity (required for logical hosts) and how to reach them. */
     hosts: z.record(z.string().min(1), hostCapacity).default({}),
+    /**
+     * Hosts' power curves: `lbm report` estimates the energy they used and what the hosts consolidation
+     * would power down draw. None set: no estimate.
+     */
+    power: z
+      .object({
+        /** Every host without its own curve. */
+        default: powerCurve.optional(),
+        /** By host name. */
+        hosts: z.record(z.string().min(1), powerCurve).default({}),
+      })
+      .strict()
+      .default({}),
     migration: z
       .object({
         /** `live` or `checkpoint` (stop, save, copy, restore) for monitor-made moves. */

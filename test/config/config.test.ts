@@ -94,6 +94,26 @@ describe('config', () => {
     assert.doesNotMatch(result.stderr, /    at /);
   });
 
+  it('power curves: a list of watts or a known model; a falling or empty curve, or an unknown name, stops at start naming the key', () => {
+    const dir = tmpDir();
+    fs.writeFileSync(path.join(dir, 'lbvm.yaml'), 'power:\n  hosts:\n    n1: hp-ml110-g4\n    n2: [60, 140]\n');
+    const { config } = loadConfig({ env: {}, cwd: dir });
+    assert.equal(config.power.hosts.n1!.length, 11);
+    assert.deepEqual(config.power.hosts.n2, [60, 140]);
+    fs.writeFileSync(path.join(dir, 'lbvm.yaml'), 'power:\n  hosts:\n    n1: [120, 90]\n    n2: []\n');
+    assert.throws(
+      () => loadConfig({ env: { LBVM_POWER_DEFAULT: 'fast' }, cwd: dir }),
+      (error: unknown) =>
+        error instanceof ConfigError &&
+        error.exitCode === 2 &&
+        /power\.hosts\.n1: \[120,90\]: expected watts that never fall .*90 at 100% is below 120/.test(error.message) &&
+        /power\.hosts\.n2: \[\]: expected at least two watt values/.test(error.message) &&
+        /LBVM_POWER_DEFAULT: power\.default: "fast": expected watts at evenly spaced CPU use .* or one of: hp-ml110-g4, hp-ml110-g5/.test(
+          error.message,
+        ),
+    );
+  });
+
   it('`lbvm config --json` prints the effective config with secrets redacted', async () => {
     const result = await runCli('lbvm', ['config', '--json'], {
       cwd: tmpDir(),

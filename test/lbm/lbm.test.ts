@@ -224,6 +224,23 @@ describe('lbm (real Redis, files store, worker; sim driver)', () => {
     const text = await lbm('report', '--since', '1h');
     assert.match(text.stdout, /^LBVM report, last 1h: 4 hosts · \d+ migrations/);
     assert.match(text.stdout, /web-1 +h1 → h3 +operator:/);
+    assert.doesNotMatch(text.stdout, /energy/);
+    // With power curves: the energy estimated per host, and the hosts consolidation would power down.
+    const powered = await runCli('lbm', ['report', '--since', '1h', '--json', '--config', configFile], {
+      env: cleanEnv({ LBVM_POWER_DEFAULT: 'hp-ml110-g5' }),
+    });
+    assert.equal(powered.code, 0, powered.stderr);
+    const energy = JSON.parse(powered.stdout) as {
+      energy: { kWh: number; byHost: { host: string; meanWatts: number }[] };
+      powerDown: { hosts: { host: string; idleWatts: number }[] };
+    };
+    assert.deepEqual(
+      energy.energy.byHost.map((h) => h.host),
+      ['h1', 'h2', 'h3', 'h4'],
+    );
+    assert.ok(energy.energy.byHost.every((h) => h.meanWatts >= 93.7 && h.meanWatts <= 135));
+    assert.ok(energy.energy.kWh > 0);
+    assert.ok(energy.powerDown.hosts.every((h) => h.idleWatts === 93.7));
   });
 
   it('Redis unreachable: says which URL and what to check, exit 3, no stack', async () => {

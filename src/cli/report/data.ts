@@ -3,6 +3,7 @@
  * one self-contained HTML page. Times are epoch ms; shares are fractions of capacity.
  */
 import type { HostSample, LbvmEvent, Sample } from '../../model/index.ts';
+import { stepEnergyJoules, type PowerCurve } from '../../../policies/power.ts';
 
 export interface SeriesPoint {
   timeMs: number;
@@ -42,10 +43,20 @@ export interface OverloadPeriod {
   resource: 'cpu' | 'memory committed';
 }
 
+/** Energy the hosts with a power curve used over the period, estimated from their CPU samples. */
+export interface EnergyEstimate {
+  kWh: number;
+  byHost: { host: string; kWh: number; meanWatts: number }[];
+  /** Hosts that reported but have no curve (power.hosts, power.default): left out of the estimate. */
+  hostsWithoutCurve: string[];
+}
+
 export interface ReportData {
   fromMs: number;
   toMs: number;
   hosts: HostSeries[];
+  /** Only when hosts' power curves are configured. */
+  energy?: EnergyEstimate;
   imbalance: SeriesPoint[];
   migrations: MigrationRow[];
   overloads: OverloadPeriod[];
@@ -66,6 +77,26 @@ export interface ReportInputs {
   events: LbvmEvent[];
   /** A host above this share of CPU, or of memory committed to VMs, counts as overloaded (as the overload policy judges). */
   highWatermark: number;
+  /** Each host's power curve, or null; with none at all, no energy estimate. */
+  powerCurve?: (host: string) => PowerCurve | null;
+  /** A sample stands for at most this long after it (a silent host is not assumed on). */
+  maxSampleGapMs?: number;
+}
+
+/**
+ * Joules from one host's samples (sorted by time): the mean of the power at two consecutive samples
+ * times the time between them (power.ts), a gap longer than `maxGapMs` counting only `maxGapMs`.
+ */
+function hostJoules(list: readonly HostSample[], curve: PowerCurve, maxGapMs: number): number {
+  let joules = 0;
+  for (let i = 1; i < list.length; i++) {
+    const a = list[i - 1]!;
+    const b = list[i]!;
+    const share = (s: HostSample) => (s.cpuCores > 0 ? s.cpuUsedCores / s.cpuCores : 0);
+    const seconds = Math.min(b.timeMs - a.timeMs, maxGapMs) / 1000;
+    joules += stepEnergyJoules(curve, share(a), share(b), seconds);
+  }
+  return joules;
 }
 
 export function buildReport(inputs: ReportInputs): ReportData {
@@ -113,6 +144,24 @@ export function buildReport(inputs: ReportInputs): ReportData {
     if (open) overloads.push(open);
     hosts.push(series);
   }
+  let energy: EnergyEstimate | undefined;
+  const curves = [...byHost.keys()].map((host) => [host, inputs.powerCurve?.(host) ?? null] as const);
+  if (curves.some(([, curve]) => curve)) {
+    const byHostEnergy = curves
+      .filter(([, curve]) => curve)
+      .map(([host, curve]) => {
+        const list = byHost.get(host)!;
+        const joules = hostJoules(list, curve!, inputs.maxSampleGapMs ?? Number.POSITIVE_INFINITY);
+        const spanSeconds = list.length > 1 ? (list[list.length - 1]!.timeMs - list[0]!.timeMs) / 1000 : 0;
+        return { host, kWh: joules / 3.6e6, meanWatts: spanSeconds > 0 ? joules / spanSeconds : 0 };
+      })
+      .sort((a, b) => (a.host < b.host ? -1 : 1));
+    energy = {
+      kWh: byHostEnergy.reduce((sum, h) => sum + h.kWh, 0),
+      byHost: byHostEnergy,
+      hostsWithoutCurve: curves.filter(([, curve]) => !curve).map(([host]) => host),
+    };
+  }
 
   const events = [...inputs.events].sort((a, b) => a.timeMs - b.timeMs);
   const imbalance: SeriesPoint[] = [];
@@ -155,6 +204,7 @@ export function buildReport(inputs: ReportInputs): ReportData {
     fromMs: inputs.fromMs,
     toMs: inputs.toMs,
     hosts,
+    ...(energy ? { energy } : {}),
     imbalance,
     migrations,
     overloads,

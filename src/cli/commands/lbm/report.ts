@@ -2,15 +2,27 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
+import { planRound } from '../../../../policies/index.ts';
+import { powerWatts, type PowerCurve } from '../../../../policies/power.ts';
+import { policySettingsFromConfig } from '../../../config/policy-settings.ts';
+import type { LbvmConfig } from '../../../config/schema.ts';
 import { UsageError } from '../../../errors.ts';
 import type { Sample } from '../../../model/index.ts';
 import { formatDuration, parseDurationMs } from '../../../units.ts';
+import { openCluster } from '../../cluster.ts';
 import { CliContext } from '../../context.ts';
 import { teach } from '../../help.ts';
 import { buildReport } from '../../report/data.ts';
 import { overloadedTime, renderHtml } from '../../report/html.ts';
 import { sparkline, table } from '../../render.ts';
 import { output, withCommon, type CommonOptions } from '../../run.ts';
+
+/** A host's configured power curve (power.hosts, else power.default), or null. */
+export function configuredCurve(config: LbvmConfig): ((host: string) => PowerCurve | null) | null {
+  const { hosts, default: fallback } = config.power;
+  if (!fallback && Object.keys(hosts).length === 0) return null;
+  return (host) => hosts[host] ?? fallback ?? null;
+}
 
 export function reportCommand(): Command {
   const command = withCommon(new Command('report'))
@@ -35,7 +47,28 @@ export function reportCommand(): Command {
       const queue = await context.queue();
       const events = (await queue.events.read({ after: `${fromMs}-0`, count: 1_000_000 })).map((entry) => entry.event);
       const highWatermark = context.config.policies.overload.highWatermark;
-      const data = buildReport({ fromMs, toMs, samples, events, highWatermark });
+      const curve = configuredCurve(context.config);
+      const report = buildReport({
+        fromMs,
+        toMs,
+        samples,
+        events,
+        highWatermark,
+        powerCurve: curve ?? undefined,
+        maxSampleGapMs: context.config.monitor.staleAfterIntervals * context.config.collect.interval,
+      });
+      // With curves: the hosts consolidation would power down now (the monitor's own snapshot and policy).
+      let powerDown: { hosts: { host: string; idleWatts: number | null }[]; idleWatts: number } | undefined;
+      if (curve) {
+        const view = await openCluster(context, toMs);
+        const plan = planRound(view.snapshot, policySettingsFromConfig(context.config), ['consolidate']);
+        const hosts = (plan.powerDownHosts ?? []).map((host) => {
+          const c = curve(host);
+          return { host, idleWatts: c ? powerWatts(c, 0) : null };
+        });
+        powerDown = { hosts, idleWatts: hosts.reduce((sum, h) => sum + (h.idleWatts ?? 0), 0) };
+      }
+      const data = { ...report, ...(powerDown ? { powerDown } : {}) };
       let htmlFile: string | null = null;
       if (options.html) {
         htmlFile = path.resolve(options.html);
@@ -89,6 +122,29 @@ export function reportCommand(): Command {
                 `${Math.round(o.peakShare * 100)}% ${o.resource}`,
               ]),
             ),
+          );
+        }
+        if (data.energy) {
+          const e = data.energy;
+          lines.push(
+            '',
+            `energy (estimated from CPU use and power.* curves): ${e.kWh.toFixed(2)} kWh over ${e.byHost.length} host(s)` +
+              (e.hostsWithoutCurve.length ? `; no curve for ${e.hostsWithoutCurve.join(', ')}` : ''),
+          );
+          lines.push(
+            table(
+              ['HOST', 'KWH', 'MEAN W'],
+              e.byHost.map((h) => [h.host, h.kWh.toFixed(3), h.meanWatts.toFixed(1)]),
+            ),
+          );
+        }
+        if (data.powerDown) {
+          const p = data.powerDown;
+          lines.push(
+            p.hosts.length
+              ? `consolidate would power down ${p.hosts.length} host(s) now: ${p.hosts.map((h) => h.host).join(', ')} ` +
+                  `(their idle draw: ${Math.round(p.idleWatts)} W, ${((p.idleWatts * 24) / 1000).toFixed(1)} kWh a day)`
+              : 'consolidate would power down no host now (`lbm plan --policy consolidate` says why)',
           );
         }
         if (htmlFile) lines.push('', `HTML report: ${htmlFile}`);

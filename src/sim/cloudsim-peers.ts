@@ -14,11 +14,17 @@
  * Each step: every overloaded host gives up the VM with the least RAM (minimum migration time) until
  * it is no longer overloaded; those VMs, busiest first, go to the host whose power rises least
  * (power-aware best fit decreasing: a host that can take the VM's request, on one of its PEs, and, if
- * it runs VMs, is not overloaded with it; an empty host counts only its rise above idle). Then, from
- * the least-used host on upward, each running host not overloaded nor receiving is emptied if all its
- * VMs find such a host among the running ones (none of them switched on for it); hosts that receive
- * are not emptied in the same step. Host use is its VMs' allocation at the step's start; what each
- * host has free is kept up to date as VMs are placed, as CloudSim's schedulers do.
+ * its VMs are given any CPU, is not overloaded with it). The rise is CloudSim's: the power at what the
+ * host's VMs are given now (VMs placed on it earlier in the step included) plus the VM's request, less
+ * the power at the step's start (PowerVmAllocationPolicyMigrationAbstract.findHostForVm against
+ * PowerHost.getPower, which is not refreshed within a step), so a host that took VMs looks dearer for
+ * the next one and an empty host counts only its rise above idle. Then, from the least-used host on
+ * upward (hosts overloaded or empty at the step's start left out), each host is emptied if all its VMs
+ * find such a host among those running at the step's start (none switched on for it), all or none;
+ * a host that receives them is not emptied in the same step, but one that took a VM from an
+ * overloaded host may be, moving that VM on again, as in CloudSim. Host use is its VMs' allocation at
+ * the step's start; what each host has free is kept up to date as VMs are placed, as CloudSim's
+ * schedulers do.
  */
 import type { Move, Plan, Snapshot } from '../model/index.ts';
 import { powerWatts } from '../../policies/power.ts';
@@ -119,13 +125,17 @@ function consolidateLikeCloudsim(
     let bestRise = Number.POSITIVE_INFINITY;
     for (const h of hosts) {
       if (excluded.has(h.index) || h.peCores < vm.request || h.free < vm.request) continue;
-      if (h.use !== 0) {
+      // What the host's VMs are given now, the VMs placed on it earlier in this step included.
+      const givenShare = (h.cores - h.free) / h.cores;
+      if (givenShare !== 0) {
         add(h, vm);
         const over = overloaded(h);
         remove(h, vm);
         if (over) continue;
       }
-      const rise = powerWatts(h.power, h.use + vm.request / h.cores) - powerWatts(h.power, h.use);
+      // CloudSim: power at (what is given now + the VM's request) less the power at the step's start, so a
+      // host that took VMs earlier in the step looks dearer for the next one.
+      const rise = powerWatts(h.power, givenShare + vm.request / h.cores) - powerWatts(h.power, h.use);
       if (rise < bestRise) {
         bestRise = rise;
         best = h;

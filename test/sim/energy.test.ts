@@ -4,11 +4,13 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { DEFAULT_SETTINGS } from '../../policies/index.ts';
 import { POWER_CURVES, powerWatts } from '../../policies/power.ts';
-import { cloudsimPlanetLab, departureSteps } from '../../src/sim/cloudsim.ts';
+import { cloudsimPeer } from '../../src/sim/cloudsim-peers.ts';
+import { cloudsimPlanetLab, departureSteps, type EnergyHost } from '../../src/sim/cloudsim.ts';
 import { runCloudsimDay } from '../../src/sim/cloudsim-run.ts';
 import { EnergyMeter } from '../../src/sim/energy.ts';
 import { readTrace, type Trace } from '../../src/sim/traces.ts';
 import { cleanEnv, runCli } from '../helpers/cli.ts';
+import { host, snapshot, vm } from '../helpers/snapshot.ts';
 import { tmpDir } from '../helpers/tmp.ts';
 import { sharedTrace } from '../helpers/traces.ts';
 
@@ -86,6 +88,40 @@ describe('CloudSim PlanetLab setup', () => {
     assert.ok(Math.abs(e.pdm - (0.1 * 1 * d) / (3 * 300 * 2)) < 1e-9, `PDM ${e.pdm}`);
     assert.equal(e.migrations, 1);
     assert.equal(e.hostsSwitchedOn, 1);
+  });
+
+  it("THR-MMT's rewrite spreads an overloaded host's VMs as CloudSim's best fit does: a host that took one looks dearer for the next", () => {
+    // Three G5 hosts (5.32 cores); h0's VMs request 7 cores (132% > 80%): the two 613 MB VMs (least RAM) leave.
+    const g5: EnergyHost = {
+      name: '',
+      type: 'G5',
+      cpuCores: 5.32,
+      peCores: 2.66,
+      memBytes: 64 * 1024 ** 3,
+      power: POWER_CURVES['hp-ml110-g5'],
+    };
+    const specs = ['h0', 'h1', 'h2'].map((name) => ({ ...g5, name }));
+    const MB = 1024 ** 2;
+    const plan = cloudsimPeer(
+      'thr-mmt',
+      specs,
+      300_000,
+    )(
+      snapshot(
+        specs.map((h) => host(h.name, { cpuCores: h.cpuCores })),
+        [
+          vm('a', 'h0', 2, { memBytes: 613 * MB }),
+          vm('b', 'h0', 2, { memBytes: 613 * MB }),
+          vm('c', 'h0', 2, { memBytes: 1740 * MB }),
+          vm('d', 'h0', 1, { memBytes: 1740 * MB }),
+        ],
+      ),
+    );
+    // Both empty hosts rise alike for the first VM (the first wins); for the second, h1's rise counts a's 2 cores.
+    assert.deepEqual(
+      plan.moves.map((m) => `${m.vm} ${m.from}→${m.to}`),
+      ['a h0→h1', 'b h0→h2'],
+    );
   });
 
   it('with no migrations, 20110303 costs within 2% of the 764.96 kWh CloudSim measures (DVFS run)', () => {

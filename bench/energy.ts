@@ -6,7 +6,9 @@
  * DVFS run). One meter scores every run (src/sim/energy.ts).
  *
  * The goal, per day: no more energy than LR-MMT 1.2, no higher SLAV, at a tenth of its migrations or
- * fewer (against the published figures; on a day without them, against the rewrite's).
+ * fewer (against the published figures; on a day without them, against the rewrite's). The same goal
+ * against the rewrite on the same meter is printed beside it (`daysMetAgainstRewrite`), since the
+ * rewrite and CloudSim do not agree to the kWh (README, "Energy").
  *
  * Runs in parallel, one process per day and planner (BENCH_JOBS, default the machine's cores); progress
  * on stderr; ENERGY_DAYS=regex keeps only matching days; ENERGY_VM_ORDER=directory|name|hash (default
@@ -123,12 +125,19 @@ const table = days.map((day) => {
       slav: round(lbvm.slavPercent / yardstick.slavPercent, 4),
       migrations: round(lbvm.migrations / yardstick.migrations, 4),
     },
+    // The same goal against the rewrite of LR-MMT on the same meter (no difference of model between them).
+    againstRewriteLrMmt: {
+      energy: round(lbvm.kWh / figures(get('lr-mmt')).kWh, 3),
+      slav: round(lbvm.slavPercent / figures(get('lr-mmt')).slavPercent, 4),
+      migrations: round(lbvm.migrations / figures(get('lr-mmt')).migrations, 4),
+    },
     rewriteLrMmt: figures(get('lr-mmt')),
     rewriteThrMmt: figures(get('thr-mmt')),
   };
 });
-const met = (row: (typeof table)[number]) =>
-  row.againstLrMmt.energy <= 1 && row.againstLrMmt.slav <= 1 && row.againstLrMmt.migrations <= 0.1;
+type Ratios = { energy: number; slav: number; migrations: number };
+const meets = (r: Ratios) => r.energy <= 1 && r.slav <= 1 && r.migrations <= 0.1;
+const met = (row: (typeof table)[number]) => meets(row.againstLrMmt);
 const sum = (pick: (row: (typeof table)[number]) => number) =>
   round(
     table.reduce((n, row) => n + pick(row), 0),
@@ -147,6 +156,7 @@ process.stdout.write(
       slavAtMostLrMmt: `${table.filter((r) => r.againstLrMmt.slav <= 1).length}/${table.length}`,
       migrationsAtMostATenthOfLrMmt: `${table.filter((r) => r.againstLrMmt.migrations <= 0.1).length}/${table.length}`,
       missed: table.filter((r) => !met(r)).map((r) => r.day),
+      daysMetAgainstRewrite: `${table.filter((r) => meets(r.againstRewriteLrMmt)).length}/${table.length}`,
     },
     totals: {
       lbvmKWh: sum((r) => r.lbvm.kWh),

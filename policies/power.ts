@@ -1,8 +1,9 @@
 /**
  * Host power: what a host draws at a given CPU use, from a measured curve (watts at evenly spaced
  * use, 0% to 100%: SPECpower_ssj2008 publishes eleven points, 0, 10, … 100%), and the energy of a
- * time step. The simulator's energy model, the consolidation's choice of hosts to empty and the
- * estimate `lbm report` prints all read this one file.
+ * time step. The simulator's energy meter, the power-aware placement of its CloudSim rewrites and the
+ * estimate `lbm report` prints all read this one file (LBVM's consolidate packs by CPU and memory and
+ * does not read the curves).
  *
  *   power(u) = p_i + (p_{i+1} − p_i) · (u − u_i) / (u_{i+1} − u_i),   u_i ≤ u ≤ u_{i+1}
  *   energy of a step of Δt seconds on a host that was on at its start = (power(u_start) + power(u_end)) / 2 · Δt

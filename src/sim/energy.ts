@@ -12,7 +12,8 @@
  * migrates to it.
  *
  *   energy  Σ over steps and hosts on at the step's start of (P_h(u_start) + P_h(u_end)) / 2 · Δt (power.ts);
- *           a host emptied by migrations is on until its last VM has left: P_h(u_start) · d_last
+ *           a host emptied by migrations (the VMs it held and any it received in the step) is on until
+ *           its last VM has left: P_h(u_start) · d_last
  *   SLATAH  time hosts on spent with Σ a_i < Σ r_i (CPU-starved), over the time hosts were on; a host
  *           receiving migrations counts the longest of them (its migrating-in VM gets 10% of its request)
  *   PDM     Σ over migrations of (r_i − 0.9 a_i) · d_i (the VM runs at 90% while it migrates), over Σ r_i · Δt
@@ -63,9 +64,9 @@ export class EnergyMeter {
   /** Per VM at the previous scored step: request and allocation (cores). */
   private vmRequest: Float64Array;
   private vmAlloc: Float64Array;
-  /** Migrations during the step after the previous one: longest arriving (with a request) and leaving, per host. */
+  /** Migrations during the step after the previous one, per host: longest arriving (with a request), how many arrived, longest leaving, how many left. */
   private arriving: Float64Array;
-  private receiving: Uint8Array;
+  private receiving: Int32Array;
   private leaving: Float64Array;
   private leavingCount: Int32Array;
   private previousT = -1;
@@ -100,7 +101,7 @@ export class EnergyMeter {
     this.vmRequest = new Float64Array(trace.vms.length);
     this.vmAlloc = new Float64Array(trace.vms.length);
     this.arriving = new Float64Array(this.hostCount);
-    this.receiving = new Uint8Array(this.hostCount);
+    this.receiving = new Int32Array(this.hostCount);
     this.leaving = new Float64Array(this.hostCount);
     this.leavingCount = new Int32Array(this.hostCount);
   }
@@ -148,13 +149,16 @@ export class EnergyMeter {
         on++;
         const curve = this.hosts[h]!.power;
         const starved = this.requested[h]! > this.allocated[h]! * (1 + STARVED) + STARVED;
-        const emptiedByMoves = held && this.leavingCount[h]! >= this.holds[h]! && !this.receiving[h] && holds[h] === 0;
+        // Empty at the step's end, every VM it held and every VM it received gone by migration (a VM can be
+        // placed on a host and moved on in the same plan, as CloudSim's are: both copies end together).
+        const emptiedByMoves =
+          holds[h] === 0 && this.leavingCount[h]! > 0 && this.leavingCount[h]! >= this.holds[h]! + this.receiving[h]!;
         if (emptiedByMoves) {
           // On until its last VM has left, at the use it had (CloudSim: the VM runs there until it lands).
           const seconds = Math.min(this.stepSeconds, this.leaving[h]!);
           this.joules += stepEnergyJoules(curve, this.use[h]!, this.use[h]!, seconds);
           this.onSeconds += seconds;
-          if (starved) this.starvedSeconds += seconds;
+          this.starvedSeconds += starved ? seconds : Math.min(seconds, this.arriving[h]!);
         } else {
           this.joules += stepEnergyJoules(curve, this.use[h]!, use[h]!, this.stepSeconds);
           this.onSeconds += this.stepSeconds;
@@ -196,7 +200,7 @@ export class EnergyMeter {
     if (this.previousT < this.firstStep) return;
     const seconds = this.vms[vm]!.migrationSeconds;
     this.migrationCount++;
-    this.receiving[to] = 1;
+    this.receiving[to]++;
     if (this.vmRequest[vm]! > 0) this.arriving[to] = Math.max(this.arriving[to]!, seconds);
     this.leaving[from] = Math.max(this.leaving[from]!, seconds);
     this.leavingCount[from]++;

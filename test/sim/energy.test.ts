@@ -90,6 +90,28 @@ describe('CloudSim PlanetLab setup', () => {
     assert.equal(e.hostsSwitchedOn, 1);
   });
 
+  it('a host a VM passes through in one step (placed there, then moved on) is on only while the VM migrates', () => {
+    const hosts = cloudsimPlanetLab({ ...trace([[1]]), listed: ['vm0'] }, { order: 'directory' }).hosts.slice(0, 3);
+    const d = 870 / 62.5;
+    const meter = new EnergyMeter(trace([[1, 1, 1]]), hosts, [{ pes: 1, migrationSeconds: d }], 300);
+    const placement = Int32Array.from([0]);
+    const running = Uint8Array.from([1]);
+    meter.score(0, placement, running);
+    meter.score(1, placement, running);
+    meter.moved(0, 0, 1); // h0 (G4) → h1 (G5), then on to h2 (G4) in the same plan
+    meter.moved(0, 1, 2);
+    placement[0] = 2;
+    meter.score(2, placement, running);
+    const g4 = POWER_CURVES['hp-ml110-g4'];
+    const joules =
+      powerWatts(g4, 1 / 3.72) * d + // h0 until the VM has left
+      powerWatts(POWER_CURVES['hp-ml110-g5'], 0) * d + // h1 while the VM passes through
+      ((powerWatts(g4, 0) + powerWatts(g4, 1 / 3.72)) / 2) * 300; // h2 switched on for the step
+    const e = meter.summary();
+    assert.ok(Math.abs(e.energyKWh - joules / 3.6e6) < 1e-9, `${e.energyKWh} kWh`);
+    assert.equal(e.migrations, 2);
+  });
+
   it("THR-MMT's rewrite spreads an overloaded host's VMs as CloudSim's best fit does: a host that took one looks dearer for the next", () => {
     // Three G5 hosts (5.32 cores); h0's VMs request 7 cores (132% > 80%): the two 613 MB VMs (least RAM) leave.
     const g5: EnergyHost = {
@@ -124,15 +146,25 @@ describe('CloudSim PlanetLab setup', () => {
     );
   });
 
+  let day0303: Trace | undefined;
+  const day = () => (day0303 ??= readTrace(sharedTrace('planetlab/20110303'), 'planetlab'));
+
   it('with no migrations, 20110303 costs within 2% of the 764.96 kWh CloudSim measures (DVFS run)', () => {
-    const day = readTrace(sharedTrace('planetlab/20110303'), 'planetlab');
     // `hash` deals the VM types the same on every copy of the traces; CloudSim's own run used its folder's order.
-    const result = runCloudsimDay(day, { policy: 'none', settings: DEFAULT_SETTINGS, order: 'hash' });
+    const result = runCloudsimDay(day(), { policy: 'none', settings: DEFAULT_SETTINGS, order: 'hash' });
     const kWh = result.energy.energyKWh;
     assert.ok(Math.abs(kWh - 764.96) / 764.96 < 0.02, `${kWh.toFixed(2)} kWh`);
     assert.equal(result.energy.migrations, 0);
     assert.equal(result.energy.hostsOnFirst, 414);
     assert.equal(result.energy.vmsRunningAtEnd, 520);
+  });
+
+  it("with LR-MMT's rewrite consolidating, 20110303 costs within 5% of CloudSim's 167.83 kWh and 27,649 migrations", () => {
+    // The meter and the rewrite together against CloudSim's own LR-MMT 1.2 run (the folder's order there, `hash` here).
+    const result = runCloudsimDay(day(), { policy: 'lr-mmt', settings: DEFAULT_SETTINGS, order: 'hash' });
+    const { energyKWh, migrations } = result.energy;
+    assert.ok(Math.abs(energyKWh - 167.83) / 167.83 < 0.05, `${energyKWh.toFixed(2)} kWh`);
+    assert.ok(Math.abs(migrations - 27649) / 27649 < 0.05, `${migrations} migrations`);
   });
 
   it('lbvm simulate --setup refuses flags it does not use, an unknown setup and an unknown VM order, naming them (exit 2)', async () => {

@@ -89,6 +89,28 @@ describe('report', () => {
     assert.equal(data.migrations[0]!.reason, 'n1 CPU 95% > high 80%');
   });
 
+  it("estimates energy from a host's CPU samples and its power curve; a silent stretch counts only up to the staleness limit", () => {
+    const { samples, events } = cluster();
+    // n1 falls silent from minute 31 to 59: its samples at 30 and 60 are 30 minutes apart, counted as 3.
+    const kept = samples.filter((s) => s.host !== 'n1' || s.timeMs <= T0 + 30 * MIN || s.timeMs === T0 + 60 * MIN);
+    const data = buildReport({
+      fromMs: T0,
+      toMs: T0 + 60 * MIN,
+      samples: kept,
+      events,
+      highWatermark: 0.8,
+      powerCurve: (host) => (host === 'n1' ? [100, 200] : null), // 100 W idle, 200 W at full use
+      maxSampleGapMs: 3 * MIN,
+    });
+    // 19 minutes at 95% (195 W), one from 95% to 55% (175 W), 10 at 55% (155 W), then 3 at 155 W.
+    const joules = 60 * (19 * 195 + 175 + 10 * 155) + 180 * 155;
+    assert.deepEqual(data.energy?.hostsWithoutCurve, ['n2']);
+    const n1 = data.energy!.byHost[0]!;
+    assert.equal(n1.host, 'n1');
+    assert.ok(Math.abs(n1.kWh - joules / 3.6e6) < 1e-9, `${n1.kWh} kWh`);
+    assert.ok(Math.abs(n1.meanWatts - joules / (33 * 60)) < 1e-9, `${n1.meanWatts} W`);
+  });
+
   it('the HTML page renders its charts in headless Chromium without console errors (screenshot taken)', async () => {
     const { samples, events } = cluster();
     const data = buildReport({ fromMs: T0, toMs: T0 + 60 * MIN, samples, events, highWatermark: 0.8 });

@@ -85,18 +85,25 @@ export interface ReportInputs {
 
 /**
  * Joules from one host's samples (sorted by time): the mean of the power at two consecutive samples
- * times the time between them (power.ts), a gap longer than `maxGapMs` counting only `maxGapMs`.
+ * times the time between them (power.ts), a gap longer than `maxGapMs` counting only `maxGapMs`;
+ * and the seconds so counted.
  */
-function hostJoules(list: readonly HostSample[], curve: PowerCurve, maxGapMs: number): number {
+function hostJoules(
+  list: readonly HostSample[],
+  curve: PowerCurve,
+  maxGapMs: number,
+): { joules: number; seconds: number } {
   let joules = 0;
+  let counted = 0;
   for (let i = 1; i < list.length; i++) {
     const a = list[i - 1]!;
     const b = list[i]!;
     const share = (s: HostSample) => (s.cpuCores > 0 ? s.cpuUsedCores / s.cpuCores : 0);
     const seconds = Math.min(b.timeMs - a.timeMs, maxGapMs) / 1000;
     joules += stepEnergyJoules(curve, share(a), share(b), seconds);
+    counted += seconds;
   }
-  return joules;
+  return { joules, seconds: counted };
 }
 
 export function buildReport(inputs: ReportInputs): ReportData {
@@ -151,9 +158,9 @@ export function buildReport(inputs: ReportInputs): ReportData {
       .filter(([, curve]) => curve)
       .map(([host, curve]) => {
         const list = byHost.get(host)!;
-        const joules = hostJoules(list, curve!, inputs.maxSampleGapMs ?? Number.POSITIVE_INFINITY);
-        const spanSeconds = list.length > 1 ? (list[list.length - 1]!.timeMs - list[0]!.timeMs) / 1000 : 0;
-        return { host, kWh: joules / 3.6e6, meanWatts: spanSeconds > 0 ? joules / spanSeconds : 0 };
+        const { joules, seconds } = hostJoules(list, curve!, inputs.maxSampleGapMs ?? Number.POSITIVE_INFINITY);
+        // Mean draw over the time counted (a silent stretch beyond the staleness limit is not a low draw).
+        return { host, kWh: joules / 3.6e6, meanWatts: seconds > 0 ? joules / seconds : 0 };
       })
       .sort((a, b) => (a.host < b.host ? -1 : 1));
     energy = {

@@ -3,6 +3,7 @@
  * in flight, built into a Snapshot. The monitor's rounds, `lbm plan`, `lbm status` and `lbm migrate`
  * all call this one function, so the operator sees exactly what the monitor sees.
  */
+import { performance } from 'node:perf_hooks';
 import type { Redis } from 'ioredis';
 import type { LbvmConfig } from '../config/schema.ts';
 import { rulesFromConfig } from '../config/policy-settings.ts';
@@ -11,6 +12,7 @@ import type { MigrationQueue } from '../queue/queue.ts';
 import type { SampleStore } from '../store/types.ts';
 import { readMaintenance, readPause, type MaintenanceFlag, type PauseState } from './control.ts';
 import { SnapshotBuilder } from './snapshot.ts';
+import { IncrementalWindow, type WindowReadReport } from './window.ts';
 
 export interface ClusterSources {
   config: LbvmConfig;
@@ -28,6 +30,8 @@ export interface ClusterView {
   inFlight: InFlightMigration[];
   /** Migration events (started, finished, failed, dropped) of the history window, oldest first. */
   migrationEvents: LbvmEvent[];
+  /** How the sample window was read (whole or what was new, and why), and the time it and the snapshot took. */
+  read: WindowReadReport & { snapshotMs: number };
 }
 
 /** A VM left alone after repeated failed migrations, and until when. */
@@ -54,7 +58,11 @@ export function quarantineNote(quarantined: QuarantinedVm[], failures: number): 
   );
 }
 
-export async function readCluster(sources: ClusterSources, nowMs: number): Promise<ClusterView> {
+export async function readCluster(
+  sources: ClusterSources,
+  nowMs: number,
+  window?: IncrementalWindow,
+): Promise<ClusterView> {
   const { config, store, redis, queue } = sources;
   const prefix = config.redis.prefix;
   const historyMs = Math.max(config.limits.cooldown, config.limits.quarantine, config.monitor.window);
@@ -67,18 +75,11 @@ export async function readCluster(sources: ClusterSources, nowMs: number): Promi
   ]);
   const migrationEvents = stored.map((entry) => entry.event).filter((event) => event.type.startsWith('migration.'));
   const builder = new SnapshotBuilder();
-  const window = { fromMs: nowMs - config.monitor.window, toMs: nowMs, nowMs };
-  let samplesSkipped: number;
-  if (store.readDigest) {
-    const digest = await store.readDigest(window);
-    for (const sample of digest.latest) builder.addLatest(sample);
-    for (const point of digest.cpu) builder.addCpuPoint(point.kind, point.name, point.timeMs, point.cores);
-    samplesSkipped = digest.skips.skipped;
-  } else {
-    const stream = store.readSamples(window);
-    for await (const batch of stream.batches()) for (const sample of batch) builder.addSample(sample);
-    samplesSkipped = stream.skips.skipped;
-  }
+  // The monitor's window reads what is new since its previous round; anyone else reads the window whole.
+  const sampleWindow = window ?? windowFor(config, store);
+  const read = await sampleWindow.read({ fromMs: nowMs - config.monitor.window, toMs: nowMs, nowMs });
+  const snapshotStarted = performance.now();
+  sampleWindow.fill(builder);
   for (const event of migrationEvents) builder.addEvent(event);
   const snapshot = builder.build({
     nowMs,
@@ -93,5 +94,18 @@ export async function readCluster(sources: ClusterSources, nowMs: number): Promi
     quarantineAfterFailures: config.limits.quarantineAfterFailures,
     quarantineMs: config.limits.quarantine,
   });
-  return { snapshot, samplesSkipped, pause, maintenance, inFlight, migrationEvents };
+  return {
+    snapshot,
+    samplesSkipped: read.skips.skipped,
+    pause,
+    maintenance,
+    inFlight,
+    migrationEvents,
+    read: { ...read, snapshotMs: performance.now() - snapshotStarted },
+  };
+}
+
+/** The sample window as the config describes it: a whole read after a gap of more than two intervals. */
+export function windowFor(config: LbvmConfig, store: SampleStore): IncrementalWindow {
+  return new IncrementalWindow(store, { maxGapMs: 2.5 * config.monitor.interval });
 }

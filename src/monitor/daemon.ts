@@ -22,6 +22,7 @@ import { HOUR_MS, movesInLastHour, roundKeys } from './control.ts';
 import { quarantinedVms, quarantineNote, readCluster, windowFor, type QuarantinedVm } from './read.ts';
 import type { IncrementalWindow } from './window.ts';
 import { LeaderLease } from './lease.ts';
+import { PUBLISHED_VERSION, publishSnapshot } from './published.ts';
 import { masterTerm } from '../util/redis.ts';
 import { MonitorMetrics } from './metrics.ts';
 import { gate, gateInputs, type GateMode } from './gate.ts';
@@ -61,6 +62,9 @@ export interface RoundRecord {
   readMs?: number;
   snapshotMs?: number;
   enqueueMs?: number;
+  /** Publishing the snapshot for `lbm` (published.ts): ms, and its size deflated. */
+  publishMs?: number;
+  publishedBytes?: number;
   roundMs: number;
 }
 
@@ -265,6 +269,29 @@ export class Monitor {
     }
     for (const held of base.heldBack) this.metrics.movesHeldBack.inc({ reason: held.reason });
     base.enqueueMs = performance.now() - enqueueStarted;
+    if (this.lease.isLeader() && this.lease.token === token) {
+      const publishStarted = performance.now();
+      try {
+        base.publishedBytes = await publishSnapshot(
+          redis,
+          prefix,
+          {
+            version: PUBLISHED_VERSION,
+            roundId,
+            monitor: this.deps.id,
+            store: store.displayUrl,
+            windowMs: config.monitor.window,
+            samplesSkipped: skipped,
+            snapshot: snap,
+          },
+          // lbm takes it while it is this young; Redis forgets it after.
+          config.monitor.staleAfterIntervals * config.monitor.interval,
+        );
+      } catch (error) {
+        log.warn({ error: (error as Error).message }, 'could not publish the snapshot for lbm; lbm reads the store');
+      }
+      base.publishMs = performance.now() - publishStarted;
+    }
     base.roundMs = performance.now() - started;
     this.metrics.roundSeconds.observe(base.roundMs / 1000);
     this.metrics.rounds.inc({ outcome: base.mode });

@@ -12,6 +12,7 @@ import type { MigrationQueue } from '../queue/queue.ts';
 import type { SampleStore } from '../store/types.ts';
 import { readMaintenance, readPause, type MaintenanceFlag, type PauseState } from './control.ts';
 import { SnapshotBuilder } from './snapshot.ts';
+import { readPublished } from './published.ts';
 import { IncrementalWindow, type WindowReadReport } from './window.ts';
 
 export interface ClusterSources {
@@ -32,7 +33,13 @@ export interface ClusterView {
   migrationEvents: LbvmEvent[];
   /** How the sample window was read (whole or what was new, and why), and the time it and the snapshot took. */
   read: WindowReadReport & { snapshotMs: number };
+  /** Where the snapshot came from: the store, read now, or the leader's published snapshot of a round (published.ts). */
+  source: ViewSource;
 }
+
+export type ViewSource =
+  | { kind: 'store'; reason: string }
+  | { kind: 'published'; roundId: string; monitor: string; timeMs: number; ageMs: number };
 
 /** A VM left alone after repeated failed migrations, and until when. */
 export interface QuarantinedVm {
@@ -58,22 +65,91 @@ export function quarantineNote(quarantined: QuarantinedVm[], failures: number): 
   );
 }
 
+/**
+ * `window`: the monitor's window kept between rounds; without it the window is read whole. `published`
+ * (`lbm`): take the leader's published snapshot when there is a usable one (see published.ts), with
+ * pause, maintenance, the migrations in flight and the rules as they are now.
+ */
 export async function readCluster(
   sources: ClusterSources,
   nowMs: number,
   window?: IncrementalWindow,
+  options: { published?: boolean } = {},
 ): Promise<ClusterView> {
   const { config, store, redis, queue } = sources;
   const prefix = config.redis.prefix;
   const historyMs = Math.max(config.limits.cooldown, config.limits.quarantine, config.monitor.window);
-  const [pause, maintenance, inFlight, stored] = await Promise.all([
+  const readStarted = performance.now();
+  const [pause, maintenance, inFlight, stored, published] = await Promise.all([
     readPause(redis, prefix),
     readMaintenance(redis, prefix),
     queue.inFlight(),
     // Stream ids begin with the ms time the event was added, so this reads the history window only.
     queue.events.read({ after: `${Math.max(0, nowMs - historyMs)}-0`, count: 100_000 }),
+    options.published ? readPublished(redis, prefix) : null,
   ]);
   const migrationEvents = stored.map((entry) => entry.event).filter((event) => event.type.startsWith('migration.'));
+  let source: ViewSource = { kind: 'store', reason: 'the monitor reads the store' };
+  if (options.published) {
+    const maxAgeMs = config.monitor.staleAfterIntervals * config.monitor.interval;
+    if (!published)
+      source = { kind: 'store', reason: 'no monitor has published one (none leads, or none has finished a round)' };
+    else if (published.store !== store.displayUrl)
+      source = { kind: 'store', reason: `the published snapshot was read from ${published.store}` };
+    else if (published.windowMs !== config.monitor.window)
+      source = { kind: 'store', reason: `the published snapshot has a ${published.windowMs / 60_000}-minute window` };
+    else if (nowMs - published.snapshot.nowMs > maxAgeMs)
+      source = {
+        kind: 'store',
+        reason: `the published snapshot is ${Math.round((nowMs - published.snapshot.nowMs) / 1000)} s old`,
+      };
+    else {
+      const snapshot = published.snapshot;
+      // Rules of time (quarantine, cooldown, staleness) are judged now, as the next round will judge them;
+      // the seed stays the round's.
+      const staleAfterMs = config.monitor.staleAfterIntervals * config.monitor.interval;
+      return {
+        snapshot: {
+          ...snapshot,
+          nowMs,
+          hosts: snapshot.hosts.map((host) => ({
+            ...host,
+            maintenance: maintenance.has(host.name),
+            status:
+              host.status === 'up' && host.lastSampleMs !== null && nowMs - host.lastSampleMs > staleAfterMs
+                ? 'stale'
+                : host.status,
+          })),
+          rules: rulesFromConfig(
+            config,
+            snapshot.vms.map((vm) => vm.name),
+          ),
+          inFlight,
+        },
+        samplesSkipped: published.samplesSkipped,
+        pause,
+        maintenance,
+        inFlight,
+        migrationEvents,
+        read: {
+          full: false,
+          reasons: [`published by ${published.monitor}, round ${published.roundId}`],
+          rereadHosts: [],
+          items: 0,
+          skips: { skipped: published.samplesSkipped, byReason: {}, examples: [] },
+          readMs: performance.now() - readStarted,
+          snapshotMs: 0,
+        },
+        source: {
+          kind: 'published',
+          roundId: published.roundId,
+          monitor: published.monitor,
+          timeMs: snapshot.nowMs,
+          ageMs: Math.max(0, nowMs - snapshot.nowMs),
+        },
+      };
+    }
+  }
   const builder = new SnapshotBuilder();
   // The monitor's window reads what is new since its previous round; anyone else reads the window whole.
   const sampleWindow = window ?? windowFor(config, store);
@@ -102,6 +178,7 @@ export async function readCluster(
     inFlight,
     migrationEvents,
     read: { ...read, snapshotMs: performance.now() - snapshotStarted },
+    source,
   };
 }
 

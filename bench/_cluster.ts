@@ -6,6 +6,7 @@
  * is filled, as a real collector's round is.
  */
 import type { Sample } from '../src/model/index.ts';
+import { StoreWriteFailed } from '../src/store/errors.ts';
 import type { SampleStore } from '../src/store/index.ts';
 
 const GiB = 2 ** 30;
@@ -75,6 +76,27 @@ export function clusterRound(
 }
 
 /**
+ * Writes samples as a collector's spool would: what the store could not take (an InfluxDB busy past
+ * its write timeout on a loaded machine answers 500) is written again, up to `attempts` times.
+ * Returns how many attempts it took.
+ */
+export async function writeAll(store: SampleStore, samples: Sample[], attempts = 5): Promise<number> {
+  let left: readonly Sample[] = samples;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const report = await store.writeSamples(left);
+      if (report.rejected > 0)
+        throw new Error(`the store refused ${report.rejected} samples: ${report.rejectedReasons}`);
+      return attempt;
+    } catch (error) {
+      if (!(error instanceof StoreWriteFailed) || attempt >= attempts) throw new Error((error as Error).message);
+      left = error.unwritten as Sample[];
+      await new Promise((resolve) => setTimeout(resolve, 1000 * attempt));
+    }
+  }
+}
+
+/**
  * Writes the cluster's samples of every minute in [fromMs, toMs) (one second before each minute's
  * end), two minutes in flight: the window a monitor finds when it starts.
  */
@@ -93,8 +115,7 @@ export async function writeHistory(
   const worker = async () => {
     while (next < times.length) {
       const samples = clusterRound(times[next++]!, cluster.vmsPerHost, 0, cluster.hosts);
-      const report = await store.writeSamples(samples);
-      if (report.written !== samples.length) throw new Error(`wrote ${report.written} of ${samples.length} samples`);
+      await writeAll(store, samples);
       written += samples.length;
       progress?.(++done, times.length);
     }

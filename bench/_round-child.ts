@@ -5,15 +5,10 @@
  * monitor runs on the cluster's own clock (a minute a round). Prints one JSON line on stdout.
  */
 import { performance } from 'node:perf_hooks';
-import { loadConfig } from '../src/config/load.ts';
-import { createLogger } from '../src/log.ts';
-import { Monitor, type RoundRecord } from '../src/monitor/daemon.ts';
+import type { RoundRecord } from '../src/monitor/daemon.ts';
 import { queueKeys } from '../src/queue/keys.ts';
-import { MigrationQueue } from '../src/queue/queue.ts';
-import { openStore } from '../src/store/index.ts';
-import { connectRedis } from '../src/util/redis.ts';
-import { tmpDir } from '../test/helpers/tmp.ts';
-import { clusterRound, MINUTE_MS } from './_cluster.ts';
+import { clusterRound, MINUTE_MS, writeAll } from './_cluster.ts';
+import { benchMonitor } from './_monitor.ts';
 
 const env = (name: string): string => {
   const value = process.env[name];
@@ -29,35 +24,22 @@ const prefix = env('BENCH_PREFIX');
 const window = env('BENCH_WINDOW');
 let nowMs = Number(env('BENCH_NOW_MS'));
 
-const log = createLogger({ level: 'error', format: 'json' });
-const { config } = loadConfig({
-  env: {},
-  cwd: tmpDir(),
-  overrides: {
-    'store.url': storeUrl,
-    'redis.url': redisUrl,
-    'redis.prefix': prefix,
-    'monitor.window': window,
-    'limits.movesPerRound': 10,
-    'limits.movesPerHour': 100_000,
-  },
-});
 const clock = () => nowMs;
-// The collectors' store: the same clock, so a new minute is stored on time.
-const writer = openStore(storeUrl, { clock, requestTimeoutMs: 120_000 });
-const store = openStore(storeUrl, { log });
-const redis = connectRedis(redisUrl);
-const queue = new MigrationQueue(redis, config);
-const monitor = new Monitor({ config, log, store, redis, queue, id: 'bench', clock });
-
+const { monitor, writer, redis, queue, close } = benchMonitor({
+  storeUrl,
+  redisUrl,
+  prefix,
+  id: 'bench',
+  clock,
+  overrides: { 'monitor.window': window, 'limits.movesPerRound': 10, 'limits.movesPerHour': 100_000 },
+});
 const records: (RoundRecord & { wallMs: number })[] = [];
 let rssMaxBytes = 0;
 for (let round = 0; round <= rounds; round++) {
   if (round > 0) {
     nowMs += MINUTE_MS;
     const samples = clusterRound(nowMs - 1000, vmsPerHost, 0, hosts);
-    const report = await writer.writeSamples(samples);
-    if (report.written !== samples.length) throw new Error(`wrote ${report.written} of ${samples.length} samples`);
+    await writeAll(writer, samples);
   }
   // Each round starts from an empty queue, as a steady-state round would find it.
   await queue.queue.obliterate({ force: true });
@@ -75,11 +57,7 @@ for (let round = 0; round <= rounds; round++) {
       `${queued} enqueued${record.inputs.window?.reasons.length ? `; ${record.inputs.window.reasons.join('; ')}` : ''}\n`,
   );
 }
-await monitor.lease.release();
-await queue.close();
-await writer.close();
-await store.close();
-redis.disconnect();
+await close();
 process.stdout.write(
   JSON.stringify({
     records: records.map((r) => ({

@@ -28,6 +28,7 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const WINDOW = process.env.BENCH_WINDOW ?? '30m';
 const WINDOW_MS = parseDurationMs(WINDOW) ?? NaN;
 if (Number.isNaN(WINDOW_MS)) throw new Error(`BENCH_WINDOW=${WINDOW}: expected a duration such as 30m or 2h`);
+const STORES = (process.env.BENCH_STORES ?? 'files,influx').split(',');
 const TARGET_MS = 1000;
 const TARGET_RSS_MIB = 1024;
 const TARGET_HOSTS = 1000;
@@ -103,13 +104,15 @@ async function measure(store: 'files' | 'influx', hosts: number, storeUrl: strin
 const redisServer = await startRedisServer({ dir: tmpDir('lbvm-bench-redis-') });
 const influx = await startInflux();
 try {
-  const sizes: Record<
-    string,
-    { files: Awaited<ReturnType<typeof measure>>; influx: Awaited<ReturnType<typeof measure>> }
-  > = {};
+  type Result = Awaited<ReturnType<typeof measure>> | null;
+  const sizes: Record<string, { files: Result; influx: Result }> = {};
   for (const hosts of SIZES) {
-    const files = await measure('files', hosts, `files:${tmpDir('lbvm-bench-files-')}/samples`, redisServer.url);
-    const influxResult = await measure('influx', hosts, influx.storeUrl(`lbvm_bench_${hosts}`), redisServer.url);
+    const files = STORES.includes('files')
+      ? await measure('files', hosts, `files:${tmpDir('lbvm-bench-files-')}/samples`, redisServer.url)
+      : null;
+    const influxResult = STORES.includes('influx')
+      ? await measure('influx', hosts, influx.storeUrl(`lbvm_bench_${hosts}`), redisServer.url)
+      : null;
     sizes[String(hosts)] = { files, influx: influxResult };
   }
   const atTarget = sizes[String(TARGET_HOSTS)];
@@ -124,8 +127,14 @@ try {
       sizes,
       meetsTarget: atTarget
         ? {
-            files: atTarget.files.roundMsMedian < TARGET_MS && atTarget.files.monitorRssMiB < TARGET_RSS_MIB,
-            influx: atTarget.influx.roundMsMedian < TARGET_MS && atTarget.influx.monitorRssMiB < TARGET_RSS_MIB,
+            files:
+              atTarget.files &&
+              atTarget.files.roundMsMedian < TARGET_MS &&
+              atTarget.files.monitorRssMiB < TARGET_RSS_MIB,
+            influx:
+              atTarget.influx &&
+              atTarget.influx.roundMsMedian < TARGET_MS &&
+              atTarget.influx.monitorRssMiB < TARGET_RSS_MIB,
           }
         : null,
     }) + '\n',

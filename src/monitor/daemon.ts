@@ -90,6 +90,8 @@ export class Monitor {
   /** The sample window kept between rounds while this monitor leads (window.ts). */
   readonly window: IncrementalWindow;
   lastRecord: RoundRecord | null = null;
+  /** The fencing token this monitor last took (to know whether anyone else led since). */
+  private heldToken: number | null = null;
 
   constructor(private readonly deps: MonitorDeps) {
     this.clock = deps.clock ?? Date.now;
@@ -104,8 +106,12 @@ export class Monitor {
       {
         onAcquired: (token) => {
           log.info({ fencingToken: token }, 'became the active monitor (leader)');
-          // What another leader's rounds saw is not ours: read the whole window first.
-          this.window.invalidate('took the lease');
+          // Another leader may have acted since our window's last read: read the whole window first.
+          // Not when the fence moved by one since our own token: nobody else took the lease in between
+          // (a round that kept the event loop past the lease, such as a whole read of a large window).
+          const resumed = this.heldToken !== null && token === this.heldToken + 1;
+          this.heldToken = token;
+          if (!resumed) this.window.invalidate('took the lease');
           this.metrics.leader.set(1);
           this.metrics.fencingToken.set(token);
         },

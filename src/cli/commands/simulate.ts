@@ -152,6 +152,8 @@ export function simulateCommand(): Command {
       'lbvm simulate --trace ../shared/traces/planetlab/20110303 --format planetlab --hosts 60 --host-cores 4 --policy balance --threshold 5 --json',
       'lbvm simulate --trace ../shared/traces/bitbrains-rnd/2013-8 --format bitbrains --hosts 13 ' +
         '--host-cores 16 --host-mem-gib 1024 --policy evacuate,overload,balance --moves-out moves.jsonl',
+      'lbvm simulate --trace azure-v2-sample --format azure --hosts 40 --host-cores 48 --host-mem-gib 512  ' +
+        '# a folder holding vmtable.csv(.gz) and vm_cpu_readings-file-*.csv(.gz)',
     ],
   });
   command

@@ -1,7 +1,7 @@
 /**
  * plan-scale: median plan time per policy on a synthetic cluster of 1,000 hosts × 30,000 VMs,
  * 10% of hosts over the high watermark (seeded, so every run plans the same snapshot).
- * Two limit sets: the config defaults (10 moves a round, 1 migration per host) and "unbounded"
+ * Two limit sets: the config defaults (10 moves a round, 2 migrations per host, 8 in the cluster) and "unbounded"
  * (1,000 moves a round, no per-host limit), which makes each policy do all the work it finds.
  * Targets: balance < 500 ms, overload < 100 ms (median).
  */

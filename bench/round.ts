@@ -1,155 +1,142 @@
 /**
- * `npm run bench -- round`: one full monitor round — read a 30-minute window, build the snapshot,
- * plan, reconcile, enqueue — for 200 hosts × 4,000 VMs (samples every 60 s: 126,000 samples in the
- * window), from the files store and from InfluxDB (a real influxd started here), against a real
- * Redis. Target (issue #6): under 2 s. Reports the median of 5 rounds per backend, with the plan
- * time and the moves enqueued. Prints one JSON object on stdout; progress on stderr.
+ * `npm run bench -- round`: the monitor's round — read the window, build the snapshot, plan, reconcile,
+ * enqueue — on the synthetic cluster of `_cluster.ts` (30 VMs a host, a sample a minute) at 200, 1,000
+ * and 3,000 hosts (`BENCH_SIZES`, `BENCH_VMS_PER_HOST`), from the files store and from InfluxDB (a real
+ * influxd started here), against a real Redis. For each size and store it writes the window's history
+ * (`BENCH_WINDOW`, default 30m), then starts one monitor process (`_round-child.ts`) that runs the first
+ * round (a whole read of the window) and `BENCH_ROUNDS` more (default 5), each after one new minute of
+ * samples was stored. Targets (issue #16): the median round under 1 s at 1,000 × 30,000 on both stores,
+ * and that process's RSS under 1 GiB. Prints one JSON object on stdout; progress on stderr.
  */
-import { performance } from 'node:perf_hooks';
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { fileURLToPath } from 'node:url';
 import { median } from 'simple-statistics';
-import { loadConfig } from '../src/config/load.ts';
-import { createLogger } from '../src/log.ts';
-import type { Sample } from '../src/model/index.ts';
-import { Monitor } from '../src/monitor/daemon.ts';
-import { queueKeys } from '../src/queue/keys.ts';
-import { MigrationQueue } from '../src/queue/queue.ts';
-import { connectRedis } from '../src/util/redis.ts';
-import { openStore, type SampleStore } from '../src/store/index.ts';
+import { parseDurationMs } from '../src/units.ts';
+import { openStore } from '../src/store/index.ts';
 import { startRedisServer } from '../src/util/redis-server.ts';
 import { startInflux } from '../test/helpers/influx.ts';
 import { tmpDir } from '../test/helpers/tmp.ts';
+import { MINUTE_MS, writeHistory } from './_cluster.ts';
 
-const HOSTS = Number(process.env.BENCH_HOSTS ?? 200);
-const VMS = Number(process.env.BENCH_VMS ?? 4000);
+const run = promisify(execFile);
+const here = path.dirname(fileURLToPath(import.meta.url));
+const SIZES = (process.env.BENCH_SIZES ?? '200,1000,3000').split(',').map(Number);
+const VMS_PER_HOST = Number(process.env.BENCH_VMS_PER_HOST ?? 30);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
-const STEP_MS = 60_000;
-const WINDOW_MS = 30 * STEP_MS;
-const GiB = 2 ** 30;
+const WINDOW = process.env.BENCH_WINDOW ?? '30m';
+const WINDOW_MS = parseDurationMs(WINDOW) ?? NaN;
+if (Number.isNaN(WINDOW_MS)) throw new Error(`BENCH_WINDOW=${WINDOW}: expected a duration such as 30m or 2h`);
+const STORES = (process.env.BENCH_STORES ?? 'files,influx').split(',');
+const TARGET_MS = 1000;
+const TARGET_RSS_MIB = 1024;
+const TARGET_HOSTS = 1000;
 
-/** A cluster where a tenth of the hosts run hot, so the round has real moves to plan and enqueue. */
-function window(nowMs: number): Sample[] {
-  const samples: Sample[] = [];
-  for (let step = 29; step >= 0; step--) {
-    const timeMs = nowMs - step * STEP_MS - 1000;
-    for (let h = 0; h < HOSTS; h++) {
-      const host = `n${String(h).padStart(3, '0')}`;
-      const hot = h % 10 === 0;
-      const vmsHere = Array.from({ length: VMS / HOSTS }, (_, i) => h * (VMS / HOSTS) + i);
-      let used = 0;
-      for (const v of vmsHere) {
-        const cores = hot ? 1.6 : 0.3 + (v % 5) * 0.05;
-        used += cores;
-        samples.push({
-          kind: 'vm',
-          vm: `vm-${String(v).padStart(5, '0')}`,
-          host,
-          timeMs,
-          vcpus: 2,
-          cpuUsedCores: cores,
-          memBytes: 2 * GiB,
-          memUsedBytes: GiB,
-          memDirtyBytesPerSec: 5e6,
-          state: 'running',
-        });
-      }
-      samples.push({
-        kind: 'host',
-        host,
-        timeMs,
-        cpuCores: 32,
-        cpuUsedCores: used,
-        memBytes: 128 * GiB,
-        memUsedBytes: (VMS / HOSTS) * 2 * GiB + 8 * GiB,
-      });
-    }
-  }
-  return samples;
+interface ChildRecord {
+  wallMs: number;
+  readMs: number;
+  snapshotMs: number;
+  planMs: number;
+  enqueueMs: number;
+  full: boolean;
+  items: number;
+  hosts: number;
+  vms: number;
+  queued: number;
 }
 
-async function measure(name: string, storeUrl: string, redisUrl: string, prefix: string) {
-  const log = createLogger({ level: 'error', format: 'json' });
-  const { config } = loadConfig({
-    env: {},
-    cwd: tmpDir(),
-    overrides: {
-      'store.url': storeUrl,
-      'redis.url': redisUrl,
-      'redis.prefix': prefix,
-      'monitor.window': '30m',
-      'limits.movesPerRound': 10,
-      'limits.movesPerHour': 100_000,
-    },
+async function measure(store: 'files' | 'influx', hosts: number, storeUrl: string, redisUrl: string) {
+  const nowMs = Math.floor(Date.now() / MINUTE_MS) * MINUTE_MS;
+  // History is loaded in bulk: it is not late news for a monitor that has not started yet.
+  const writer = openStore(storeUrl, { announceLate: false, requestTimeoutMs: 120_000 });
+  const cluster = { hosts, vmsPerHost: VMS_PER_HOST };
+  process.stderr.write(`${store} ${hosts} hosts: writing ${WINDOW} of history...`);
+  let shown = 0;
+  const samplesInWindow = await writeHistory(writer, cluster, nowMs - WINDOW_MS, nowMs, (done, of) => {
+    if (done / of >= shown + 0.25) process.stderr.write(` ${Math.round((shown += 0.25) * 100)}%`);
   });
-  const store: SampleStore = openStore(config.store.url, { log });
-  const nowMs = Date.now();
-  const samples = window(nowMs);
-  process.stderr.write(`${name}: writing ${samples.length} samples...\n`);
-  for (let i = 0; i < samples.length; i += 50_000) await store.writeSamples(samples.slice(i, i + 50_000));
-  const redis = connectRedis(redisUrl);
-  const queue = new MigrationQueue(redis, config);
-  const monitor = new Monitor({ config, log, store, redis, queue, id: 'bench', clock: () => nowMs });
-  const roundMs: number[] = [];
-  const planMs: number[] = [];
-  let enqueued = 0;
-  let vmsSeen = 0;
-  let hostsSeen = 0;
-  for (let round = 0; round < ROUNDS; round++) {
-    // Each round starts from an empty queue, as a steady-state round would find it.
-    await queue.queue.obliterate({ force: true });
-    await redis.del(queueKeys(prefix).vmClaims);
-    const started = performance.now();
-    const record = await monitor.round();
-    roundMs.push(performance.now() - started);
-    planMs.push(record.planMs ?? 0);
-    enqueued = record.enqueued.filter((e) => e.status === 'queued').length;
-    vmsSeen = record.inputs.vms;
-    hostsSeen = record.inputs.hosts;
-    if (round === 0 && record.enqueued.length === 0)
-      process.stderr.write(
-        'nothing enqueued: ' +
-          JSON.stringify({
-            mode: record.mode,
-            notes: record.notes,
-            held: record.heldBack.slice(0, 5),
-            moves: record.moves.length,
-            unknown: record.inputs.unknownHosts.length,
-          }) +
-          '\n',
-      );
-    process.stderr.write(
-      `${name}: round ${round + 1}: ${Math.round(roundMs[round]!)} ms (plan ${Math.round(planMs[round]!)} ms), ${enqueued} enqueued\n`,
-    );
-  }
-  await monitor.lease.release();
-  await queue.close();
-  await store.close();
-  redis.disconnect();
+  await writer.close();
+  process.stderr.write(` ${samplesInWindow} samples\n`);
+  const { stdout, stderr } = await run(process.execPath, ['--import', 'tsx', path.join(here, '_round-child.ts')], {
+    env: {
+      ...process.env,
+      BENCH_HOSTS: String(hosts),
+      BENCH_VMS_PER_HOST: String(VMS_PER_HOST),
+      BENCH_ROUNDS: String(ROUNDS),
+      BENCH_STORE_URL: storeUrl,
+      BENCH_REDIS_URL: redisUrl,
+      BENCH_PREFIX: `bench-${store}-${hosts}`,
+      BENCH_WINDOW: WINDOW,
+      BENCH_NOW_MS: String(nowMs),
+    },
+    maxBuffer: 64 * 2 ** 20,
+  });
+  process.stderr.write(stderr);
+  const child = JSON.parse(stdout) as { records: ChildRecord[]; rssMaxMiB: number; peakRssMiB: number };
+  const [first, ...rest] = child.records;
+  const med = (pick: (r: ChildRecord) => number) => Math.round(median(rest.map(pick)));
   return {
-    samplesInWindow: samples.length,
-    hosts: hostsSeen,
-    vms: vmsSeen,
-    roundMsMedian: Math.round(median(roundMs)),
-    planMsMedian: Math.round(median(planMs)),
-    enqueuedPerRound: enqueued,
-    underTarget: median(roundMs) < 2000,
+    samplesInWindow,
+    hosts: first!.hosts,
+    vms: first!.vms,
+    firstRound: {
+      ms: Math.round(first!.wallMs),
+      readMs: Math.round(first!.readMs),
+      snapshotMs: Math.round(first!.snapshotMs),
+      planMs: Math.round(first!.planMs),
+      full: first!.full,
+    },
+    roundMsMedian: med((r) => r.wallMs),
+    readMsMedian: med((r) => r.readMs),
+    snapshotMsMedian: med((r) => r.snapshotMs),
+    planMsMedian: med((r) => r.planMs),
+    enqueueMsMedian: med((r) => r.enqueueMs),
+    itemsReadMedian: med((r) => r.items),
+    roundsAllIncremental: rest.every((r) => !r.full),
+    enqueuedPerRound: med((r) => r.queued),
+    roundMs: rest.map((r) => Math.round(r.wallMs)),
+    monitorRssMiB: child.rssMaxMiB,
+    monitorPeakRssMiB: child.peakRssMiB,
   };
 }
 
 const redisServer = await startRedisServer({ dir: tmpDir('lbvm-bench-redis-') });
 const influx = await startInflux();
 try {
-  const files = await measure('files', `files:${tmpDir('lbvm-bench-files-')}/samples`, redisServer.url, 'bench-files');
-  const influxResult = await measure('influx', influx.storeUrl('lbvm_bench'), redisServer.url, 'bench-influx');
+  type Result = Awaited<ReturnType<typeof measure>> | null;
+  const sizes: Record<string, { files: Result; influx: Result }> = {};
+  for (const hosts of SIZES) {
+    const files = STORES.includes('files')
+      ? await measure('files', hosts, `files:${tmpDir('lbvm-bench-files-')}/samples`, redisServer.url)
+      : null;
+    const influxResult = STORES.includes('influx')
+      ? await measure('influx', hosts, influx.storeUrl(`lbvm_bench_${hosts}`), redisServer.url)
+      : null;
+    sizes[String(hosts)] = { files, influx: influxResult };
+  }
+  const atTarget = sizes[String(TARGET_HOSTS)];
   process.stdout.write(
     JSON.stringify({
       bench: 'round',
-      hosts: HOSTS,
-      vms: VMS,
-      windowMinutes: WINDOW_MS / STEP_MS,
+      vmsPerHost: VMS_PER_HOST,
+      windowMinutes: WINDOW_MS / MINUTE_MS,
       rounds: ROUNDS,
-      targetMs: 2000,
-      files,
-      influx: influxResult,
+      targetMs: TARGET_MS,
+      targetRssMiB: TARGET_RSS_MIB,
+      sizes,
+      meetsTarget: atTarget
+        ? {
+            files:
+              atTarget.files &&
+              atTarget.files.roundMsMedian < TARGET_MS &&
+              atTarget.files.monitorRssMiB < TARGET_RSS_MIB,
+            influx:
+              atTarget.influx &&
+              atTarget.influx.roundMsMedian < TARGET_MS &&
+              atTarget.influx.monitorRssMiB < TARGET_RSS_MIB,
+          }
+        : null,
     }) + '\n',
   );
 } finally {

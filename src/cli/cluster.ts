@@ -2,6 +2,7 @@
  * Opening the cluster for `lbm`: the same readCluster() the monitor uses, plus helpers to name a
  * host or VM the operator typed (with the closest known names when it is unknown).
  */
+import type { Command } from 'commander';
 import { standardDeviation } from 'simple-statistics';
 import { ExitError } from '../errors.ts';
 import type { HostState, VmState } from '../model/index.ts';
@@ -9,10 +10,36 @@ import { readCluster, type ClusterView } from '../monitor/read.ts';
 import { closestNames } from '../util/closest.ts';
 import type { CliContext } from './context.ts';
 
-export async function openCluster(context: CliContext, nowMs = Date.now()): Promise<ClusterView> {
+/**
+ * The cluster as the monitor sees it: its published snapshot when there is a usable one (`fromStore`
+ * false, the default for views), else the sample window read from the store now.
+ */
+export async function openCluster(
+  context: CliContext,
+  nowMs = Date.now(),
+  options: { fromStore?: boolean } = {},
+): Promise<ClusterView> {
   const redis = await context.redis();
   const queue = await context.queue();
-  return readCluster({ config: context.config, store: context.store(), redis, queue }, nowMs);
+  return readCluster({ config: context.config, store: context.store(), redis, queue }, nowMs, undefined, {
+    published: !options.fromStore,
+  });
+}
+
+/** `--from-store`: read the sample window now instead of the monitor's published snapshot. */
+export function withSource(command: Command): Command {
+  return command.option(
+    '--from-store',
+    "read the sample window from the store now, not the monitor's published snapshot",
+  );
+}
+
+/** One line saying where the snapshot came from and how old it is. */
+export function sourceLine(view: ClusterView, nowMs: number): string {
+  const source = view.source;
+  return source.kind === 'published'
+    ? `snapshot: round ${source.roundId} of monitor ${source.monitor}, ${ago(source.timeMs, nowMs)}`
+    : `snapshot: read from the store now (${source.reason})`;
 }
 
 /** Exit code 5: the operator named something that does not exist. */

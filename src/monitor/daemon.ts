@@ -19,8 +19,10 @@ import type { RedisEventLog } from '../queue/events.ts';
 import type { MigrationQueue } from '../queue/queue.ts';
 import type { SampleStore } from '../store/types.ts';
 import { HOUR_MS, movesInLastHour, roundKeys } from './control.ts';
-import { quarantinedVms, quarantineNote, readCluster, type QuarantinedVm } from './read.ts';
+import { quarantinedVms, quarantineNote, readCluster, windowFor, type QuarantinedVm } from './read.ts';
+import type { IncrementalWindow } from './window.ts';
 import { LeaderLease } from './lease.ts';
+import { PUBLISHED_VERSION, publishSnapshot } from './published.ts';
 import { masterTerm } from '../util/redis.ts';
 import { MonitorMetrics } from './metrics.ts';
 import { gate, gateInputs, type GateMode } from './gate.ts';
@@ -40,6 +42,12 @@ export interface RoundRecord {
     maintenanceHosts: string[];
     samplesSkipped: number;
     inFlight: number;
+    /**
+     * How the sample window was read: whole (on start, on taking the lease, after a gap or a failed
+     * read, or when the store could not tell what was new: `reasons`) or only what arrived since the
+     * previous round; `items` samples and points read, hosts read again whole.
+     */
+    window?: { full: boolean; reasons: string[]; items: number; rereadHosts: number };
   };
   imbalanceBefore: number | null;
   imbalanceAfter: number | null;
@@ -50,6 +58,13 @@ export interface RoundRecord {
   quarantined: QuarantinedVm[];
   notes: string[];
   planMs: number | null;
+  /** Reading the sample window, building the snapshot, and enqueuing (with the gate), in ms. */
+  readMs?: number;
+  snapshotMs?: number;
+  enqueueMs?: number;
+  /** Publishing the snapshot for `lbm` (published.ts): ms, and its size deflated. */
+  publishMs?: number;
+  publishedBytes?: number;
   roundMs: number;
 }
 
@@ -72,11 +87,16 @@ export class Monitor {
   private timer: NodeJS.Timeout | null = null;
   private current: Promise<RoundRecord | null> | null = null;
   private stopping = false;
+  /** The sample window kept between rounds while this monitor leads (window.ts). */
+  readonly window: IncrementalWindow;
   lastRecord: RoundRecord | null = null;
+  /** The fencing token this monitor last took (to know whether anyone else led since). */
+  private heldToken: number | null = null;
 
   constructor(private readonly deps: MonitorDeps) {
     this.clock = deps.clock ?? Date.now;
     this.metrics = deps.metrics ?? new MonitorMetrics();
+    this.window = windowFor(deps.config, deps.store);
     const { log } = deps;
     this.lease = new LeaderLease(
       deps.redis,
@@ -86,6 +106,12 @@ export class Monitor {
       {
         onAcquired: (token) => {
           log.info({ fencingToken: token }, 'became the active monitor (leader)');
+          // Another leader may have acted since our window's last read: read the whole window first.
+          // Not when the fence moved by one since our own token: nobody else took the lease in between
+          // (a round that kept the event loop past the lease, such as a whole read of a large window).
+          const resumed = this.heldToken !== null && token === this.heldToken + 1;
+          this.heldToken = token;
+          if (!resumed) this.window.invalidate('took the lease');
           this.metrics.leader.set(1);
           this.metrics.fencingToken.set(token);
         },
@@ -166,6 +192,8 @@ export class Monitor {
       roundMs: 0,
     };
     if (token === null) {
+      // A standby keeps no window: it reads the whole window when it takes the lease.
+      this.window.drop('took the lease');
       base.notes.push('standing by: another monitor holds the lease');
       base.roundMs = performance.now() - started;
       this.metrics.rounds.inc({ outcome: 'standby' });
@@ -173,8 +201,10 @@ export class Monitor {
       return base;
     }
 
-    const view = await readCluster({ config, store, redis, queue }, nowMs);
+    const view = await readCluster({ config, store, redis, queue }, nowMs, this.window);
     const { snapshot: snap, samplesSkipped: skipped, pause, maintenance, inFlight } = view;
+    base.readMs = view.read.readMs;
+    base.snapshotMs = view.read.snapshotMs;
     const settings = policySettingsFromConfig(config);
     const unknown = snap.hosts.filter((host) => host.status !== 'up').map((host) => host.name);
     Object.assign(base.inputs, {
@@ -184,7 +214,19 @@ export class Monitor {
       maintenanceHosts: [...maintenance.keys()].sort(),
       samplesSkipped: skipped,
       inFlight: inFlight.length,
+      window: {
+        full: view.read.full,
+        reasons: view.read.reasons,
+        items: view.read.items,
+        rereadHosts: view.read.rereadHosts.length,
+      },
     });
+    if (view.read.full || view.read.rereadHosts.length > 0)
+      log.info(
+        { reasons: view.read.reasons, items: view.read.items, readMs: Math.round(view.read.readMs) },
+        `read the ${view.read.full ? 'whole sample window' : `windows of ${view.read.rereadHosts.length} hosts`} ` +
+          `again: ${view.read.reasons.join('; ')}`,
+      );
     this.metrics.hosts.set(snap.hosts.length);
     this.metrics.vms.set(snap.vms.length);
     this.metrics.hostsUnknown.set(unknown.length);
@@ -202,6 +244,7 @@ export class Monitor {
     if (quarantined) base.notes.push(quarantined);
     base.notes.push(...plan.notes);
 
+    const enqueueStarted = performance.now();
     // The gate (gate.ts), the same pure step `lbm plan` runs: what may be enqueued, and what is held back.
     const gated = gate(gateInputs(config, view, plan.moves, await this.movesInLastHour(nowMs), store.displayUrl));
     base.mode = gated.mode;
@@ -231,6 +274,30 @@ export class Monitor {
       }
     }
     for (const held of base.heldBack) this.metrics.movesHeldBack.inc({ reason: held.reason });
+    base.enqueueMs = performance.now() - enqueueStarted;
+    if (this.lease.isLeader() && this.lease.token === token) {
+      const publishStarted = performance.now();
+      try {
+        base.publishedBytes = await publishSnapshot(
+          redis,
+          prefix,
+          {
+            version: PUBLISHED_VERSION,
+            roundId,
+            monitor: this.deps.id,
+            store: store.displayUrl,
+            windowMs: config.monitor.window,
+            samplesSkipped: skipped,
+            snapshot: snap,
+          },
+          // lbm takes it while it is this young; Redis forgets it after.
+          config.monitor.staleAfterIntervals * config.monitor.interval,
+        );
+      } catch (error) {
+        log.warn({ error: (error as Error).message }, 'could not publish the snapshot for lbm; lbm reads the store');
+      }
+      base.publishMs = performance.now() - publishStarted;
+    }
     base.roundMs = performance.now() - started;
     this.metrics.roundSeconds.observe(base.roundMs / 1000);
     this.metrics.rounds.inc({ outcome: base.mode });

@@ -4,3 +4,4 @@ export * from './lease.ts';
 export * from './control.ts';
 export * from './metrics.ts';
 export * from './read.ts';
+export * from './window.ts';

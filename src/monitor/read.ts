@@ -3,6 +3,7 @@
  * in flight, built into a Snapshot. The monitor's rounds, `lbm plan`, `lbm status` and `lbm migrate`
  * all call this one function, so the operator sees exactly what the monitor sees.
  */
+import { performance } from 'node:perf_hooks';
 import type { Redis } from 'ioredis';
 import type { LbvmConfig } from '../config/schema.ts';
 import { rulesFromConfig } from '../config/policy-settings.ts';
@@ -11,6 +12,8 @@ import type { MigrationQueue } from '../queue/queue.ts';
 import type { SampleStore } from '../store/types.ts';
 import { readMaintenance, readPause, type MaintenanceFlag, type PauseState } from './control.ts';
 import { SnapshotBuilder } from './snapshot.ts';
+import { readPublished } from './published.ts';
+import { IncrementalWindow, type WindowReadReport } from './window.ts';
 
 export interface ClusterSources {
   config: LbvmConfig;
@@ -28,7 +31,15 @@ export interface ClusterView {
   inFlight: InFlightMigration[];
   /** Migration events (started, finished, failed, dropped) of the history window, oldest first. */
   migrationEvents: LbvmEvent[];
+  /** How the sample window was read (whole or what was new, and why), and the time it and the snapshot took. */
+  read: WindowReadReport & { snapshotMs: number };
+  /** Where the snapshot came from: the store, read now, or the leader's published snapshot of a round (published.ts). */
+  source: ViewSource;
 }
+
+export type ViewSource =
+  | { kind: 'store'; reason: string }
+  | { kind: 'published'; roundId: string; monitor: string; timeMs: number; ageMs: number };
 
 /** A VM left alone after repeated failed migrations, and until when. */
 export interface QuarantinedVm {
@@ -54,31 +65,97 @@ export function quarantineNote(quarantined: QuarantinedVm[], failures: number): 
   );
 }
 
-export async function readCluster(sources: ClusterSources, nowMs: number): Promise<ClusterView> {
+/**
+ * `window`: the monitor's window kept between rounds; without it the window is read whole. `published`
+ * (`lbm`): take the leader's published snapshot when there is a usable one (see published.ts), with
+ * pause, maintenance, the migrations in flight and the rules as they are now.
+ */
+export async function readCluster(
+  sources: ClusterSources,
+  nowMs: number,
+  window?: IncrementalWindow,
+  options: { published?: boolean } = {},
+): Promise<ClusterView> {
   const { config, store, redis, queue } = sources;
   const prefix = config.redis.prefix;
   const historyMs = Math.max(config.limits.cooldown, config.limits.quarantine, config.monitor.window);
-  const [pause, maintenance, inFlight, stored] = await Promise.all([
+  const readStarted = performance.now();
+  const [pause, maintenance, inFlight, stored, published] = await Promise.all([
     readPause(redis, prefix),
     readMaintenance(redis, prefix),
     queue.inFlight(),
     // Stream ids begin with the ms time the event was added, so this reads the history window only.
     queue.events.read({ after: `${Math.max(0, nowMs - historyMs)}-0`, count: 100_000 }),
+    options.published ? readPublished(redis, prefix) : null,
   ]);
   const migrationEvents = stored.map((entry) => entry.event).filter((event) => event.type.startsWith('migration.'));
-  const builder = new SnapshotBuilder();
-  const window = { fromMs: nowMs - config.monitor.window, toMs: nowMs, nowMs };
-  let samplesSkipped: number;
-  if (store.readDigest) {
-    const digest = await store.readDigest(window);
-    for (const sample of digest.latest) builder.addLatest(sample);
-    for (const point of digest.cpu) builder.addCpuPoint(point.kind, point.name, point.timeMs, point.cores);
-    samplesSkipped = digest.skips.skipped;
-  } else {
-    const stream = store.readSamples(window);
-    for await (const batch of stream.batches()) for (const sample of batch) builder.addSample(sample);
-    samplesSkipped = stream.skips.skipped;
+  let source: ViewSource = { kind: 'store', reason: 'the monitor reads the store' };
+  if (options.published) {
+    const maxAgeMs = config.monitor.staleAfterIntervals * config.monitor.interval;
+    if (!published)
+      source = { kind: 'store', reason: 'no monitor has published one (none leads, or none has finished a round)' };
+    else if (published.store !== store.displayUrl)
+      source = { kind: 'store', reason: `the published snapshot was read from ${published.store}` };
+    else if (published.windowMs !== config.monitor.window)
+      source = { kind: 'store', reason: `the published snapshot has a ${published.windowMs / 60_000}-minute window` };
+    else if (nowMs - published.snapshot.nowMs > maxAgeMs)
+      source = {
+        kind: 'store',
+        reason: `the published snapshot is ${Math.round((nowMs - published.snapshot.nowMs) / 1000)} s old`,
+      };
+    else {
+      const snapshot = published.snapshot;
+      // Rules of time (quarantine, cooldown, staleness) are judged now, as the next round will judge them;
+      // the seed stays the round's.
+      const staleAfterMs = config.monitor.staleAfterIntervals * config.monitor.interval;
+      return {
+        snapshot: {
+          ...snapshot,
+          nowMs,
+          hosts: snapshot.hosts.map((host) => ({
+            ...host,
+            maintenance: maintenance.has(host.name),
+            status:
+              host.status === 'up' && host.lastSampleMs !== null && nowMs - host.lastSampleMs > staleAfterMs
+                ? 'stale'
+                : host.status,
+          })),
+          rules: rulesFromConfig(
+            config,
+            snapshot.vms.map((vm) => vm.name),
+          ),
+          inFlight,
+        },
+        samplesSkipped: published.samplesSkipped,
+        pause,
+        maintenance,
+        inFlight,
+        migrationEvents,
+        read: {
+          full: false,
+          reasons: [`published by ${published.monitor}, round ${published.roundId}`],
+          rereadHosts: [],
+          items: 0,
+          skips: { skipped: published.samplesSkipped, byReason: {}, examples: [] },
+          readMs: performance.now() - readStarted,
+          snapshotMs: 0,
+        },
+        source: {
+          kind: 'published',
+          roundId: published.roundId,
+          monitor: published.monitor,
+          timeMs: snapshot.nowMs,
+          ageMs: Math.max(0, nowMs - snapshot.nowMs),
+        },
+      };
+    }
   }
+  const builder = new SnapshotBuilder();
+  // The monitor's window reads what is new since its previous round; anyone else reads the window whole.
+  const sampleWindow = window ?? windowFor(config, store);
+  const read = await sampleWindow.read({ fromMs: nowMs - config.monitor.window, toMs: nowMs, nowMs });
+  const snapshotStarted = performance.now();
+  sampleWindow.fill(builder);
   for (const event of migrationEvents) builder.addEvent(event);
   const snapshot = builder.build({
     nowMs,
@@ -93,5 +170,19 @@ export async function readCluster(sources: ClusterSources, nowMs: number): Promi
     quarantineAfterFailures: config.limits.quarantineAfterFailures,
     quarantineMs: config.limits.quarantine,
   });
-  return { snapshot, samplesSkipped, pause, maintenance, inFlight, migrationEvents };
+  return {
+    snapshot,
+    samplesSkipped: read.skips.skipped,
+    pause,
+    maintenance,
+    inFlight,
+    migrationEvents,
+    read: { ...read, snapshotMs: performance.now() - snapshotStarted },
+    source,
+  };
+}
+
+/** The sample window as the config describes it: a whole read after a gap of more than two intervals. */
+export function windowFor(config: LbvmConfig, store: SampleStore): IncrementalWindow {
+  return new IncrementalWindow(store, { maxGapMs: 2.5 * config.monitor.interval });
 }

@@ -40,6 +40,13 @@ interface Accumulator<T extends Sample> {
   /** The newest full sample; a CPU point may arrive before it (or without it, then it is dropped). */
   latest?: T;
   cpuWindow: { timeMs: number; cores: number }[];
+  /** The CPU points' values already in time order (a whole window given at once, see `addWindow`). */
+  ordered?: number[];
+}
+
+/** The window's CPU values in time order (a stable sort: points of the same time stay in the order added). */
+function coresInOrder(acc: Accumulator<Sample>): number[] {
+  return acc.ordered ?? acc.cpuWindow.sort((a, b) => a.timeMs - b.timeMs).map((point) => point.cores);
 }
 
 export class SnapshotBuilder {
@@ -70,6 +77,15 @@ export class SnapshotBuilder {
     else if (!current.latest || sample.timeMs >= current.latest.timeMs) current.latest = sample;
   }
 
+  /**
+   * A host's or VM's whole window at once: its newest sample and its CPU values in time order (the
+   * monitor's in-memory window, src/monitor/window.ts). Replaces anything added for it before.
+   */
+  addWindow(kind: Sample['kind'], name: string, latest: Sample, orderedCores: number[]): void {
+    const map: Map<string, Accumulator<Sample>> = kind === 'host' ? this.hosts : this.vms;
+    map.set(name, { latest, cpuWindow: [], ordered: orderedCores });
+  }
+
   addEvent(event: LbvmEvent): void {
     if (event.type === 'migration.finished' || event.type === 'migration.failed') this.events.push(event);
   }
@@ -93,7 +109,7 @@ export class SnapshotBuilder {
         name,
         cpuCores: configured?.cpuCores ?? seen?.latest.cpuCores ?? 0,
         memBytes: configured?.memBytes ?? seen?.latest.memBytes ?? 0,
-        cpuUsedWindowCores: seen ? seen.cpuWindow.sort((a, b) => a.timeMs - b.timeMs).map((point) => point.cores) : [],
+        cpuUsedWindowCores: seen ? coresInOrder(seen) : [],
         memUsedBytes: seen?.latest.memUsedBytes ?? 0,
         status: stale ? 'stale' : 'up',
         maintenance: inputs.maintenance.has(name),
@@ -125,7 +141,7 @@ export class SnapshotBuilder {
         host,
         vcpus: latest.vcpus,
         memBytes: latest.memBytes,
-        cpuUsedWindowCores: acc.cpuWindow.sort((a, b) => a.timeMs - b.timeMs).map((point) => point.cores),
+        cpuUsedWindowCores: coresInOrder(acc),
         memUsedBytes: latest.memUsedBytes,
         memDirtyBytesPerSec: latest.memDirtyBytesPerSec ?? 0,
         diskBytesPerSec: (latest.diskReadBytesPerSec ?? 0) + (latest.diskWriteBytesPerSec ?? 0),

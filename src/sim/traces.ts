@@ -1,5 +1,6 @@
 /**
- * Trace readers for the simulator: PlanetLab (CloudSim's files) and Bitbrains GWA-T-12 (Rnd),
+ * Trace readers for the simulator: PlanetLab (CloudSim's files) and Bitbrains GWA-T-12 (Rnd)
+ * (the Azure Public Dataset's VM traces: azure.ts),
  * read into per-VM series of CPU demand in cores on a fixed 5-minute step. Quirks handled here
  * (see ../shared/traces/*\/README.md):
  * - PlanetLab: one file per VM, no extension, names may contain spaces; 288 integer percents;
@@ -13,8 +14,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { UsageError } from '../errors.ts';
+import { readAzure } from './azure.ts';
 
-export const TRACE_FORMATS = ['planetlab', 'bitbrains'] as const;
+export const TRACE_FORMATS = ['planetlab', 'bitbrains', 'azure'] as const;
 export type TraceFormat = (typeof TRACE_FORMATS)[number];
 
 export interface TraceVm {
@@ -62,6 +64,7 @@ export function readTrace(dir: string, format: string, options: ReadOptions = {}
   }
   if (!stat.isDirectory())
     throw new UsageError(`--trace: "${dir}" is not a folder; expected a folder of ${format} trace files`);
+  if (format === 'azure') return readAzure(dir, options);
   return format === 'planetlab' ? readPlanetLab(dir, options) : readBitbrains(dir);
 }
 

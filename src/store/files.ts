@@ -18,10 +18,18 @@ import path from 'node:path';
 import type { Logger } from '../log.ts';
 import type { LbvmEvent, Sample } from '../model/index.ts';
 import { StoreWriteFailed } from './errors.ts';
-import { readLineBatches, readLines, readTail } from './lines.ts';
+import { readLineBatches, readLines, readTail, type Line } from './lines.ts';
 import { sampleStream, warnSkips } from './stream.ts';
 import { encodeName } from './names.ts';
-import type { SampleStore, SampleStream, SampleWindowQuery, WriteReport } from './types.ts';
+import type {
+  SampleStore,
+  SampleStream,
+  SampleWindowQuery,
+  WindowRead,
+  WindowReader,
+  WindowSink,
+  WriteReport,
+} from './types.ts';
 import {
   DEFAULT_FUTURE_TOLERANCE_MS,
   futureDated,
@@ -30,6 +38,7 @@ import {
   screenSamples,
   validateEvent,
   validateSample,
+  type Verdict,
 } from './validate.ts';
 import { makeDirs } from '../util/dirs.ts';
 
@@ -55,6 +64,27 @@ function daysBetween(fromMs: number, toMs: number): string[] {
 }
 
 const DAY_DIR = /^\d{4}-\d{2}-\d{2}$/;
+
+/** The sample files of the days from `fromMs` to `toMs`, day by day, by name within a day. */
+async function sampleFiles(
+  samplesDir: string,
+  fromMs: number,
+  toMs: number,
+): Promise<{ name: string; file: string }[]> {
+  const files: { name: string; file: string }[] = [];
+  for (const day of daysBetween(fromMs, toMs)) {
+    const dayDir = path.join(samplesDir, day);
+    let names: string[];
+    try {
+      names = (await fsp.readdir(dayDir)).filter((name) => name.endsWith('.jsonl')).sort();
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
+      throw error;
+    }
+    for (const name of names) files.push({ name, file: path.join(dayDir, name) });
+  }
+  return files;
+}
 
 /** Samples are written with `timeMs` first, so a reader can filter a line by time without parsing it. */
 function serialize(sample: Sample): string {
@@ -234,84 +264,63 @@ export class FilesStore implements SampleStore {
     const kinds = new Set(query.kinds ?? ['host', 'vm']);
     const futureToleranceMs = this.options.futureToleranceMs ?? DEFAULT_FUTURE_TOLERANCE_MS;
     async function* produce(): AsyncGenerator<Sample[]> {
-      for (const day of daysBetween(query.fromMs, query.toMs)) {
-        const dayDir = path.join(store.samplesDir, day);
-        let names: string[];
-        try {
-          names = (await fsp.readdir(dayDir)).filter((name) => name.endsWith('.jsonl')).sort();
-        } catch (error) {
-          if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
-          throw error;
-        }
-        for (const name of names) {
-          if (wantHosts && !wantHosts.has(name)) continue;
-          const file = path.join(dayDir, name);
-          // A file in time order is entered at the window by bisection and left after it.
-          const sorted = !fs.existsSync(`${file}${UNSORTED_SUFFIX}`);
-          const startOffset = sorted ? seekTo(file, query.fromMs) : 0;
-          // Line numbers count from the offset; the lines before it are counted only for a warning.
-          let linesBefore: number | null = startOffset === 0 ? 0 : null;
-          const skip = async (number: number, reason: string) => {
-            linesBefore ??= await countLines(file, startOffset);
-            counter.add(`${file}:${linesBefore + number}`, reason);
-          };
-          let done = false;
-          for await (const lines of readLineBatches(file, startOffset)) {
-            const batch: Sample[] = [];
-            for (const line of lines) {
-              if (line.text.length === 0 && !line.oversized) continue;
-              const quick = quickTime(line.text);
-              if (quick !== null && !line.unterminated && (quick < query.fromMs || quick > query.toMs)) {
-                // A line from the future is a broken clock: said, even beyond the window, and no
-                // proof of where the window ends.
-                if (quick > nowMs + futureToleranceMs) {
-                  await skip(line.number, futureDated(quick, nowMs));
-                  continue;
-                }
-                // In a time-ordered file nothing after a later line is in the window.
-                if (sorted && quick > query.toMs) {
-                  done = true;
-                  break;
-                }
+      for (const { name, file } of await sampleFiles(store.samplesDir, query.fromMs, query.toMs)) {
+        if (wantHosts && !wantHosts.has(name)) continue;
+        // A file in time order is entered at the window by bisection and left after it.
+        const sorted = !fs.existsSync(`${file}${UNSORTED_SUFFIX}`);
+        const startOffset = sorted ? seekTo(file, query.fromMs) : 0;
+        // Line numbers count from the offset; the lines before it are counted only for a warning.
+        let linesBefore: number | null = startOffset === 0 ? 0 : null;
+        const skip = async (number: number, reason: string) => {
+          linesBefore ??= await countLines(file, startOffset);
+          counter.add(`${file}:${linesBefore + number}`, reason);
+        };
+        let done = false;
+        for await (const lines of readLineBatches(file, startOffset)) {
+          const batch: Sample[] = [];
+          for (const line of lines) {
+            if (line.text.length === 0 && !line.oversized) continue;
+            const quick = quickTime(line.text);
+            if (quick !== null && !line.unterminated && (quick < query.fromMs || quick > query.toMs)) {
+              // A line from the future is a broken clock: said, even beyond the window, and no
+              // proof of where the window ends.
+              if (quick > nowMs + futureToleranceMs) {
+                await skip(line.number, futureDated(quick, nowMs));
                 continue;
               }
-              if (line.oversized) {
-                await skip(line.number, 'line longer than 1 MiB');
-                continue;
+              // In a time-ordered file nothing after a later line is in the window.
+              if (sorted && quick > query.toMs) {
+                done = true;
+                break;
               }
-              let parsed: unknown;
-              try {
-                parsed = JSON.parse(line.text);
-              } catch {
-                await skip(
-                  line.number,
-                  line.unterminated ? 'truncated line (no newline at the end of the file)' : 'not valid JSON',
-                );
-                continue;
-              }
-              const verdict = validateSample(parsed, { nowMs, futureToleranceMs });
-              if (!verdict.ok) {
-                await skip(line.number, verdict.reason);
-                continue;
-              }
-              const sample = verdict.value;
-              const crossProblem = crossCheck.check(sample);
-              if (crossProblem) {
-                await skip(line.number, crossProblem);
-                continue;
-              }
-              if (sample.timeMs < query.fromMs || sample.timeMs > query.toMs) continue;
-              if (!kinds.has(sample.kind)) continue;
-              if (hostNames && !hostNames.has(sample.host)) continue;
-              batch.push(sample);
+              continue;
             }
-            if (batch.length > 0) yield batch;
-            if (done) break;
+            const verdict = sampleOfLine(line, { nowMs, futureToleranceMs }, crossCheck);
+            if (!verdict.ok) {
+              await skip(line.number, verdict.reason);
+              continue;
+            }
+            const sample = verdict.value;
+            if (sample.timeMs < query.fromMs || sample.timeMs > query.toMs) continue;
+            if (!kinds.has(sample.kind)) continue;
+            if (hostNames && !hostNames.has(sample.host)) continue;
+            batch.push(sample);
           }
+          if (batch.length > 0) yield batch;
+          if (done) break;
         }
       }
     }
     return sampleStream(counter, { log: this.options.log, store: this.displayUrl }, produce);
+  }
+
+  openWindowReader(): WindowReader {
+    return new FilesWindowReader(this, this.samplesDir, this.options.futureToleranceMs ?? DEFAULT_FUTURE_TOLERANCE_MS);
+  }
+
+  /** Where warnings go (the window reader's too). */
+  get log(): Logger | undefined {
+    return this.options.log;
   }
 
   async lastSampleTimes(options: { sinceMs?: number; nowMs?: number } = {}): Promise<Map<string, number>> {
@@ -415,6 +424,136 @@ export class FilesStore implements SampleStore {
   }
 
   async close(): Promise<void> {}
+}
+
+/** One line of a sample file as a checked sample, or why it is skipped. */
+function sampleOfLine(
+  line: Line,
+  checks: { nowMs: number; futureToleranceMs: number },
+  crossCheck: HostCrossCheck,
+): Verdict<Sample> {
+  if (line.oversized) return { ok: false, reason: 'line longer than 1 MiB' };
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(line.text);
+  } catch {
+    return {
+      ok: false,
+      reason: line.unterminated ? 'truncated line (no newline at the end of the file)' : 'not valid JSON',
+    };
+  }
+  const verdict = validateSample(parsed, checks);
+  if (!verdict.ok) return verdict;
+  const crossProblem = crossCheck.check(verdict.value);
+  return crossProblem ? { ok: false, reason: crossProblem } : verdict;
+}
+
+/** Where a window reader stands in one day file. */
+interface FilePlace {
+  /** Just after the last complete line read: the next read starts here. */
+  offset: number;
+  /** The file's identity, to notice one replaced (or cut shorter) under the same name. */
+  dev: number;
+  ino: number;
+  /** Lines before `offset`, for warnings (null until needed, when the first read started by bisection). */
+  linesBefore: number | null;
+}
+
+/**
+ * The files store's incremental reader. Day files only grow (one O_APPEND write per line), so the
+ * bytes past where the previous read stopped are exactly what arrived since, whatever their
+ * measurement time: a late round or a spool replaying old samples appends to the day file of their
+ * time, and is read the next round like any other line. A file that is shorter than where the reader
+ * stopped, or is another file under the same name, makes it read the whole window again. Samples
+ * dated after the window's end go to the sink, which holds them until the window reaches them.
+ */
+class FilesWindowReader implements WindowReader {
+  readonly uniqueTimes = false;
+  private places: Map<string, FilePlace> | null = null;
+  private crossCheck = new HostCrossCheck();
+
+  constructor(
+    private readonly store: FilesStore,
+    private readonly samplesDir: string,
+    private readonly futureToleranceMs: number,
+  ) {}
+
+  async read(query: SampleWindowQuery & { full?: boolean; reason?: string }, sink: WindowSink): Promise<WindowRead> {
+    const reasons: string[] = [];
+    let full = query.full === true || this.places === null;
+    if (full) reasons.push(query.reason ?? 'start');
+    const places = full ? new Map<string, FilePlace>() : this.places!;
+    // A read that throws leaves the reader at a whole read.
+    this.places = null;
+    if (full) {
+      sink.clear();
+      this.crossCheck = new HostCrossCheck();
+    }
+    const counter = new SkipCounter();
+    const nowMs = query.nowMs ?? Date.now();
+    let items = 0;
+    const seen = new Set<string>();
+    for (const { file } of await sampleFiles(this.samplesDir, query.fromMs, query.toMs)) {
+      seen.add(file);
+      let stat: fs.Stats;
+      try {
+        stat = fs.statSync(file);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        throw error;
+      }
+      let place = places.get(file);
+      if (place && (place.dev !== stat.dev || place.ino !== stat.ino || stat.size < place.offset)) {
+        // Not the file we were reading: nothing said what changed in it, so read everything again.
+        this.places = null;
+        return this.read(
+          { ...query, full: true, reason: `${file} was replaced or cut shorter since the previous read` },
+          sink,
+        );
+      }
+      if (!place) {
+        const sorted = !fs.existsSync(`${file}${UNSORTED_SUFFIX}`);
+        const offset = sorted ? seekTo(file, query.fromMs) : 0;
+        place = { offset, dev: stat.dev, ino: stat.ino, linesBefore: offset === 0 ? 0 : null };
+        places.set(file, place);
+      }
+      if (stat.size === place.offset) continue;
+      const start = place.offset;
+      const progress = { completeTo: start };
+      let lines = 0;
+      for await (const batch of readLineBatches(file, start, progress)) {
+        for (const line of batch) {
+          // A line still being written (or cut short) is read whole next time, once it ends.
+          if (line.unterminated) break;
+          lines++;
+          if (line.text.length === 0 && !line.oversized) continue;
+          const quick = quickTime(line.text);
+          if (quick !== null && quick < query.fromMs) continue;
+          // Dated beyond the clock-skew tolerance: said, as a whole read says it, and held like any
+          // other sample dated after the window's end, for the round its time comes.
+          const verdict = sampleOfLine(line, { nowMs: Infinity, futureToleranceMs: 0 }, this.crossCheck);
+          if (verdict.ok && verdict.value.timeMs > nowMs + this.futureToleranceMs) {
+            place.linesBefore ??= await countLines(file, start);
+            counter.add(`${file}:${place.linesBefore + lines}`, futureDated(verdict.value.timeMs, nowMs));
+          }
+          if (!verdict.ok) {
+            place.linesBefore ??= await countLines(file, start);
+            counter.add(`${file}:${place.linesBefore + lines}`, verdict.reason);
+            continue;
+          }
+          if (verdict.value.timeMs < query.fromMs) continue;
+          sink.sample(verdict.value);
+          items++;
+        }
+      }
+      place.offset = progress.completeTo;
+      if (place.linesBefore !== null) place.linesBefore += lines;
+    }
+    for (const file of places.keys()) if (!seen.has(file)) places.delete(file);
+    warnSkips(this.store.log, counter, this.store.displayUrl);
+    this.places = places;
+    return { full, reasons, rereadHosts: [], items, skips: counter.report() };
+  }
 }
 
 /** Below this size a file is simply read from its start. */

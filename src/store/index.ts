@@ -36,6 +36,10 @@ export interface OpenStoreOptions {
   futureToleranceMs?: number;
   /** InfluxDB request timeout. Default 10 s. */
   requestTimeoutMs?: number;
+  /** InfluxDB: announce samples stored late (default true; off only to load history in bulk, see influx.ts). */
+  announceLate?: boolean;
+  /** InfluxDB: the clock that says when samples were stored, for the late-sample announcements (tests). */
+  clock?: () => number;
 }
 
 /** The store as the config describes it (store.url, retention, batch size). For daemons and lbm. */
@@ -91,6 +95,8 @@ export function openStore(url: string, options: OpenStoreOptions = {}): SampleSt
       log: options.log,
       futureToleranceMs: options.futureToleranceMs,
       requestTimeoutMs: options.requestTimeoutMs,
+      announceLate: options.announceLate,
+      clock: options.clock,
     });
   }
   throw new UsageError(

@@ -32,8 +32,20 @@ import type { Logger } from '../log.ts';
 import type { HostSample, LbvmEvent, Sample, VmSample } from '../model/index.ts';
 import { HOST_NUMERIC_FIELDS, VM_NUMERIC_FIELDS, VM_TEXT_FIELDS } from '../model/index.ts';
 import { StoreAuthFailed, StoreWriteFailed } from './errors.ts';
+import { InfluxWindowReader, type LateWrite } from './influx-window.ts';
 import { sampleStream, warnSkips } from './stream.ts';
-import type { CpuPoint, SampleStore, SampleStream, SampleWindowQuery, WindowDigest, WriteReport } from './types.ts';
+import type {
+  CpuPoint,
+  SampleStore,
+  SampleStream,
+  SampleWindowQuery,
+  SkipReport,
+  WindowDigest,
+  WindowReader,
+  WindowReaderOptions,
+  WindowSink,
+  WriteReport,
+} from './types.ts';
 import {
   DEFAULT_FUTURE_TOLERANCE_MS,
   HostCrossCheck,
@@ -66,6 +78,17 @@ export const DOWNSAMPLED_POLICY = 'lbvm_5m';
 export const HOST_MEASUREMENT = 'host_sample';
 export const VM_MEASUREMENT = 'vm_sample';
 export const EVENT_MEASUREMENT = 'lbvm_event';
+/**
+ * Announcements of samples stored long after their measurement time (a late round, a spool replayed
+ * after an outage): time = when they were stored, fields `hosts` (a JSON list), `fromMs`, `toMs` (the
+ * samples' times) and `samples`. A monitor reading only what is new (influx-window.ts) reads these to
+ * learn which hosts' windows to read again: InfluxDB cannot say when a point was stored.
+ */
+export const LATE_MEASUREMENT = 'lbvm_late';
+/** A sample stored more than this after its measurement time is announced in lbvm_late. */
+export const LATE_AFTER_MS = 30_000;
+/** Hosts named in one announcement (InfluxDB string fields hold up to 64 KB). */
+const HOSTS_PER_ANNOUNCEMENT = 200;
 /** Rows per read query: bounded memory (~100 bytes of JSON a row) with few queries. */
 const ROWS_PER_QUERY = 50_000;
 
@@ -78,6 +101,10 @@ export interface InfluxStoreOptions {
   log?: Logger;
   futureToleranceMs?: number;
   requestTimeoutMs?: number;
+  /** Announce samples stored long after their time in lbvm_late (default true; off only to load history in bulk). */
+  announceLate?: boolean;
+  /** The clock that says when samples were stored (tests run a cluster's rounds on their own clock). */
+  clock?: () => number;
 }
 
 /** Never disables the host: the spool, not the client, handles outages. */
@@ -150,6 +177,11 @@ export class InfluxStore implements SampleStore {
       password: url.password ? decodeURIComponent(url.password) : undefined,
       pool: { maxRetries: 0, requestTimeout: options.requestTimeoutMs ?? 10_000, backoff: NO_BACKOFF },
     });
+  }
+
+  /** Where warnings go (the window reader's too). */
+  get log(): Logger | undefined {
+    return this.options.log;
   }
 
   /** A StoreUnavailable for `error`, with a message naming the URL (redacted) and, for 401/403, authentication. */
@@ -301,6 +333,17 @@ export class InfluxStore implements SampleStore {
     if (firstError !== undefined) {
       throw this.failure('writing samples', firstError, batches.filter((_batch, index) => !done[index]).flat());
     }
+    // Samples stored long after their time are announced once stored. Until the announcement is, they
+    // count as not written: the caller spools them, and writing them again is harmless (same points).
+    const storedAtMs = (this.options.clock ?? Date.now)();
+    const late = valid.filter((sample) => sample.timeMs < storedAtMs - LATE_AFTER_MS);
+    if (late.length > 0 && this.options.announceLate !== false) {
+      try {
+        await this.announceLate(late, storedAtMs);
+      } catch (error) {
+        throw this.failure('announcing late samples', error, late);
+      }
+    }
     if (report.rejected > rejected) {
       this.options.log?.warn(
         { store: this.displayUrl, rejected: report.rejected - rejected, reasons: report.rejectedReasons },
@@ -352,6 +395,97 @@ export class InfluxStore implements SampleStore {
     }
   }
 
+  /** Writes the lbvm_late announcements of `late` (see LATE_MEASUREMENT), stored at `storedAtMs`. */
+  private async announceLate(late: readonly Sample[], storedAtMs: number): Promise<void> {
+    let fromMs = Infinity;
+    let toMs = -Infinity;
+    const hosts = new Set<string>();
+    for (const sample of late) {
+      fromMs = Math.min(fromMs, sample.timeMs);
+      toMs = Math.max(toMs, sample.timeMs);
+      hosts.add(sample.host);
+    }
+    const names = [...hosts].sort();
+    const points: IPoint[] = [];
+    for (let start = 0; start < names.length; start += HOSTS_PER_ANNOUNCEMENT) {
+      const json = JSON.stringify(names.slice(start, start + HOSTS_PER_ANNOUNCEMENT));
+      points.push({
+        measurement: LATE_MEASUREMENT,
+        fields: { hosts: json, fromMs, toMs, samples: late.length },
+        // Two writers announcing in the same millisecond must not overwrite each other's point.
+        timestamp: (
+          BigInt(storedAtMs) * 1_000_000n +
+          BigInt(subMillisecondOffset(`${json}${fromMs}${toMs}`))
+        ).toString(),
+      });
+    }
+    const report: WriteReport = { written: 0, rejected: 0, rejectedReasons: [] };
+    await this.writeBatch(points, points, 'n', report);
+  }
+
+  /** The late-sample announcements stored after `sinceMs`, oldest first (see LATE_MEASUREMENT). */
+  async lateWrites(sinceMs: number): Promise<LateWrite[]> {
+    const series = await this.select(
+      `SELECT "hosts", "fromMs", "toMs" FROM ${escape.quoted(RAW_POLICY)}.${escape.quoted(LATE_MEASUREMENT)} ` +
+        `WHERE time > ${Math.floor(sinceMs)}ms`,
+    );
+    const writes: LateWrite[] = [];
+    for (const { values } of series) {
+      for (const [time, hosts, fromMs, toMs] of values) {
+        let names: unknown;
+        try {
+          names = JSON.parse(String(hosts));
+        } catch {
+          names = null;
+        }
+        if (!Array.isArray(names) || typeof fromMs !== 'number' || typeof toMs !== 'number') continue;
+        writes.push({
+          key: `${String(time)} ${String(hosts)} ${fromMs} ${toMs}`,
+          storedAtMs: Number(time),
+          hosts: names.filter((name): name is string => typeof name === 'string'),
+          fromMs,
+          toMs,
+        });
+      }
+    }
+    return writes;
+  }
+
+  /**
+   * Every row of one kind with fromMs <= time <= toMs, whole and checked, in `onSample`; a row that
+   * fails the checks names its host in `onBad`. For the window reader's short spans (what arrived
+   * since its previous read): reading all fields of a minute costs about what one field of the
+   * whole window does, and gives each series' newest row with it.
+   */
+  async rowsInto(
+    kind: Sample['kind'],
+    query: SampleWindowQuery,
+    crossCheck: HostCrossCheck,
+    onSample: (sample: Sample) => void,
+    onBad: (host: string) => void,
+  ): Promise<number> {
+    const nowMs = query.nowMs ?? Date.now();
+    const checks = { nowMs, futureToleranceMs: this.options.futureToleranceMs ?? DEFAULT_FUTURE_TOLERANCE_MS };
+    const quiet = new SkipCounter(0);
+    let rows = 0;
+    for await (const answer of this.answers(await this.planReads(kind, query))) {
+      for (const { columns, values } of answer) {
+        const hostColumn = columns.indexOf('host');
+        for (const row of values) {
+          rows++;
+          const sample = this.sampleOf(kind, columns, row, undefined, checks, quiet, crossCheck);
+          if (sample) onSample(sample);
+          else onBad(decodeTag(String(row[hostColumn] ?? '')));
+        }
+      }
+    }
+    return rows;
+  }
+
+  openWindowReader(options: WindowReaderOptions = {}): WindowReader {
+    return new InfluxWindowReader(this, options);
+  }
+
   async writeEvents(events: readonly LbvmEvent[]): Promise<WriteReport> {
     const report: WriteReport = { written: 0, rejected: 0, rejectedReasons: [] };
     if (events.length === 0) return report;
@@ -360,10 +494,9 @@ export class InfluxStore implements SampleStore {
     } catch (error) {
       throw this.failure('creating the database', error, [...events]);
     }
-    const { createHash } = require('node:crypto') as { createHash: typeof CreateHash };
     const points = events.map((event): IPoint => {
       const json = JSON.stringify(event);
-      const offsetNs = BigInt(parseInt(createHash('sha1').update(json).digest('hex').slice(0, 8), 16) % 1_000_000);
+      const offsetNs = BigInt(subMillisecondOffset(json));
       const fields: Record<string, string> = { json };
       if (event.host) fields.host = event.host;
       if (event.vm) fields.vm = event.vm;
@@ -443,6 +576,17 @@ export class InfluxStore implements SampleStore {
    * not cost the row its CPU point.
    */
   async readDigest(query: SampleWindowQuery): Promise<WindowDigest> {
+    const latest: Sample[] = [];
+    const cpu: CpuPoint[] = [];
+    const skips = await this.digestInto(query, {
+      latest: (sample) => latest.push(sample),
+      cpu: (point) => cpu.push(point),
+    });
+    return { latest, cpu, skips };
+  }
+
+  /** `readDigest`, handed to `sink` as it comes: memory stays bounded by one answer, whatever the window. */
+  async digestInto(query: SampleWindowQuery, sink: Pick<WindowSink, 'cpu' | 'latest'>): Promise<SkipReport> {
     const counter = new SkipCounter();
     // Hosts are read first, so every VM row and CPU point is checked against its host's size.
     const crossCheck = new HostCrossCheck();
@@ -450,8 +594,6 @@ export class InfluxStore implements SampleStore {
     const checks = { nowMs, futureToleranceMs: this.options.futureToleranceMs ?? DEFAULT_FUTURE_TOLERANCE_MS };
     const kinds = query.kinds ?? ['host', 'vm'];
     const hostNames = query.hosts ? new Set(query.hosts) : null;
-    const latest: Sample[] = [];
-    const cpu: CpuPoint[] = [];
     const keep = (sample: Sample | null): sample is Sample =>
       sample !== null && (!hostNames || hostNames.has(sample.host));
     try {
@@ -461,8 +603,14 @@ export class InfluxStore implements SampleStore {
             for (const row of values) {
               const sample = this.sampleOf('host', columns, row, tags, checks, counter, crossCheck);
               if (!keep(sample)) continue;
-              latest.push(sample);
-              cpu.push({ kind: 'host', name: sample.host, timeMs: sample.timeMs, cores: sample.cpuUsedCores });
+              sink.latest(sample);
+              sink.cpu({
+                kind: 'host',
+                name: sample.host,
+                host: sample.host,
+                timeMs: sample.timeMs,
+                cores: sample.cpuUsedCores,
+              });
             }
           }
         }
@@ -485,7 +633,7 @@ export class InfluxStore implements SampleStore {
               continue;
             }
             vcpusOf.set(keyOf(tags), sample.vcpus);
-            if (keep(sample)) latest.push(sample);
+            if (keep(sample)) sink.latest(sample);
           }
         }
         for (let start = 0; start < suspect.length; start += 100) {
@@ -502,8 +650,14 @@ export class InfluxStore implements SampleStore {
             for (const row of values) {
               const sample = this.sampleOf('vm', columns, row, tags, checks, counter, crossCheck);
               if (!keep(sample) || sample.kind !== 'vm') continue;
-              latest.push(sample);
-              cpu.push({ kind: 'vm', name: sample.vm, timeMs: sample.timeMs, cores: sample.cpuUsedCores });
+              sink.latest(sample);
+              sink.cpu({
+                kind: 'vm',
+                name: sample.vm,
+                host: sample.host,
+                timeMs: sample.timeMs,
+                cores: sample.cpuUsedCores,
+              });
             }
           }
         }
@@ -529,7 +683,7 @@ export class InfluxStore implements SampleStore {
                 );
                 continue;
               }
-              cpu.push({ kind: 'vm', name: vm, timeMs, cores: cores as number });
+              sink.cpu({ kind: 'vm', name: vm, host, timeMs, cores: cores as number });
             }
           }
         }
@@ -537,7 +691,7 @@ export class InfluxStore implements SampleStore {
     } finally {
       warnSkips(this.options.log, counter, this.displayUrl);
     }
-    return { latest, cpu, skips: counter.report() };
+    return counter.report();
   }
 
   /** The answers to `plan`'s queries in plan order, two in flight (InfluxDB answers each on one core). */
@@ -695,6 +849,12 @@ export class InfluxStore implements SampleStore {
   }
 
   async close(): Promise<void> {}
+}
+
+/** Nanoseconds (0..999,999) from a hash of `text`: distinct points written in the same millisecond stay apart. */
+function subMillisecondOffset(text: string): number {
+  const { createHash } = require('node:crypto') as { createHash: typeof CreateHash };
+  return parseInt(createHash('sha1').update(text).digest('hex').slice(0, 8), 16) % 1_000_000;
 }
 
 function checkResults(raw: unknown): unknown {

@@ -26,7 +26,12 @@ export async function* readLines(file: string, startOffset = 0): AsyncGenerator<
  * cut at its newlines (a newline byte never occurs inside a UTF-8 sequence), which is several times
  * cheaper than a string and a promise per line when a reader goes through a day of samples.
  */
-export async function* readLineBatches(file: string, startOffset = 0): AsyncGenerator<Line[]> {
+export async function* readLineBatches(
+  file: string,
+  startOffset = 0,
+  /** Kept up to date with the offset just after the last newline read (where the next complete line starts). */
+  progress?: { completeTo: number },
+): AsyncGenerator<Line[]> {
   // Synchronous reads: a reader goes through hundreds of small files, and under load each trip
   // through libuv's thread pool costs more than the read itself.
   let fd: number;
@@ -47,6 +52,7 @@ export async function* readLineBatches(file: string, startOffset = 0): AsyncGene
     for (;;) {
       const bytesRead = fsSync.readSync(fd, buffer, 0, CHUNK_BYTES, position);
       if (bytesRead === 0) break;
+      const chunkStart = position;
       position += bytesRead;
       const batch: Line[] = [];
       let start = 0;
@@ -66,6 +72,7 @@ export async function* readLineBatches(file: string, startOffset = 0): AsyncGene
         start = firstNewline + 1;
       }
       const lastNewline = firstNewline === -1 || firstNewline >= bytesRead ? -1 : buffer.lastIndexOf(10, bytesRead - 1);
+      if (progress && lastNewline !== -1) progress.completeTo = chunkStart + lastNewline + 1;
       if (lastNewline >= start) {
         const text = buffer.toString('utf8', start, lastNewline);
         for (let from = 0; ;) {

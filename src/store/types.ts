@@ -35,10 +35,11 @@ export interface SampleStream extends AsyncIterable<Sample> {
   batches(): AsyncIterable<Sample[]>;
 }
 
-/** One CPU measurement of a host (`name` = host) or a VM (`name` = VM) in a window. */
+/** One CPU measurement of a host (`name` = host) or a VM (`name` = VM, on `host`) in a window. */
 export interface CpuPoint {
   kind: Sample['kind'];
   name: string;
+  host: string;
   timeMs: number;
   cores: number;
 }
@@ -83,6 +84,11 @@ export interface SampleStore {
    */
   readDigest?(query: SampleWindowQuery): Promise<WindowDigest>;
   /**
+   * A reader that keeps its place between reads of a sliding window, so the monitor reads only what
+   * arrived since its last round (see `WindowReader`). One per monitor; stores without one are read whole.
+   */
+  openWindowReader?(options: WindowReaderOptions): WindowReader;
+  /**
    * The time of the newest sample of each host seen since `sinceMs` (default: the retention period),
    * so the monitor can tell a silent host (unknown) from an idle one.
    */
@@ -95,3 +101,58 @@ export interface SampleStore {
 }
 
 export const EMPTY_WRITE: WriteReport = Object.freeze({ written: 0, rejected: 0, rejectedReasons: [] }) as WriteReport;
+
+/**
+ * Where a `WindowReader` puts what it reads: the monitor's in-memory window (src/monitor/window.ts).
+ * Series are a host's samples, or a VM's samples on one host.
+ */
+export interface WindowSink {
+  /** Forget everything: the whole window follows. */
+  clear(): void;
+  /** Forget these hosts' series (the host's own and every VM's on it): their whole windows follow. */
+  clearHosts(hosts: ReadonlySet<string>): void;
+  /** A whole valid sample: its CPU point, and a candidate for its series' newest sample. */
+  sample(sample: Sample): void;
+  /** A CPU point alone (a digest read, where the newest sample of the series comes apart through `latest`). */
+  cpu(point: CpuPoint): void;
+  /** A series' newest sample alone (its CPU point comes through `cpu`). */
+  latest(sample: Sample): void;
+}
+
+export interface WindowReaderOptions {
+  /**
+   * How long after its measurement a sample may reach the store and still be read by the next
+   * incremental read without anything else (InfluxDB re-reads this much of the past every read;
+   * samples stored later are announced by their writer, see influx.ts). Default 60 s.
+   */
+  overlapMs?: number;
+}
+
+/** What one `WindowReader.read` did. */
+export interface WindowRead {
+  /** The whole window was read (the sink was cleared first). */
+  full: boolean;
+  /** Why the whole window, or some hosts' windows, were read again ('start', 'file ... was replaced', ...). */
+  reasons: string[];
+  /** Hosts whose whole windows were read again (late samples, bad rows), when not a full read. */
+  rereadHosts: string[];
+  /** Samples and points handed to the sink. */
+  items: number;
+  skips: SkipReport;
+}
+
+/**
+ * Reads a sliding window into a sink, keeping its place between reads: the first read (or one asked
+ * `full`) reads the whole window, later ones only what the store took since the previous one. A
+ * reader that cannot tell exactly what arrived (a file replaced, late samples of too many hosts)
+ * reads the whole window again and says why. After a read that threw, the next read is whole.
+ */
+export interface WindowReader {
+  /**
+   * True when a series holds one point per time (InfluxDB: the same series and time is the same
+   * point, and incremental reads overlap); false when every stored copy counts (files: a line
+   * written twice is read twice by a whole read too).
+   */
+  readonly uniqueTimes: boolean;
+  read(query: SampleWindowQuery & { full?: boolean; reason?: string }, sink: WindowSink): Promise<WindowRead>;
+}

@@ -19,7 +19,7 @@ import {
   type TestAgent,
 } from '../helpers/agent.ts';
 import { startRedis, type RedisServer } from '../helpers/redis.ts';
-import { eventsOf, job, MIB, queueRig, until, type QueueRig } from '../queue/support.ts';
+import { eventsOf, job, MIB, queueRig, until } from '../queue/support.ts';
 import { Daemons, qemuQueueRig, stopAgents } from './support.ts';
 
 const GUEST = 'db-1';
@@ -30,7 +30,7 @@ describe('fault 6: worker SIGKILLed mid-migration', () => {
   let b: TestAgent;
   let driver: QemuDriver;
   const daemons = new Daemons();
-  const rigs: QueueRig[] = [];
+  const rigs: { close(): Promise<void> }[] = [];
 
   before(async () => {
     [redis, a, b] = await Promise.all([startRedis(), startAgent('host-a'), startAgent('host-b')]);
@@ -53,6 +53,7 @@ describe('fault 6: worker SIGKILLed mid-migration', () => {
 
   it('real QEMU guest: after restart the job completes cleanly, the guest runs in exactly one place, moved once', async () => {
     const rig = qemuQueueRig(redis.url, daemons, a, b, 12 * MIB);
+    rigs.push(rig);
     const before = ticks(a.console(GUEST)).at(-1)!;
     const queued = await rig.queue.enqueue(job(GUEST, a.host, b.host, { planId: 'crash-1' }));
     const first = rig.spawnWorker();
@@ -83,7 +84,6 @@ describe('fault 6: worker SIGKILLed mid-migration', () => {
     const finished = await eventsOf(rig, 'migration.finished');
     assert.equal(finished.length, 1);
     await second.stop();
-    await rig.close();
   });
 
   it('sim driver: the re-run moves the VM once; the dead attempt never commits', async () => {

@@ -28,6 +28,8 @@ describe('fault 7: destination agent killed during a live migration', () => {
   let a: TestAgent;
   let b: TestAgent;
   const daemons = new Daemons();
+  // Closed in after(), so a failed assertion does not leave the queue's connections holding the file open.
+  const rigs: { close(): Promise<void> }[] = [];
 
   before(async () => {
     [redis, a, b] = await Promise.all([startRedis(), startAgent('host-a'), startAgent('host-b')]);
@@ -36,6 +38,7 @@ describe('fault 7: destination agent killed during a live migration', () => {
   });
   after(async () => {
     await daemons.stopAll();
+    await Promise.all(rigs.map((rig) => rig.close()));
     await stopAgents(a, b);
     await redis?.stop();
   });
@@ -43,6 +46,7 @@ describe('fault 7: destination agent killed during a live migration', () => {
   it('the guest keeps running on its source, the job fails with the reason, leftovers go on restart', async () => {
     // Move the guest from B to A over a slow link, and kill A's agent (the destination).
     const rig = qemuQueueRig(redis.url, daemons, a, b, 2 * MIB, 1);
+    rigs.push(rig);
     const driver = new QemuDriver(
       new Map([
         [a.host, a.client],
@@ -85,6 +89,5 @@ describe('fault 7: destination agent killed during a live migration', () => {
     assert.equal(qemuProcessesOf(GUEST).length, 1);
     assert.equal(await driver.locate(GUEST), b.host);
     await worker.stop();
-    await rig.close();
   });
 });

@@ -146,7 +146,8 @@ describe('fault 16: Redis with a password and InfluxDB with authentication', () 
         assert.doesNotMatch(result.stderr, /\n\s+at /);
         clean(result.stderr);
       }
-      const wrongStore = await runCli('lbm', ['hosts'], {
+      // The monitor above published its snapshot, which `lbm hosts` would read without the store: ask for the store.
+      const wrongStore = await runCli('lbm', ['hosts', '--from-store'], {
         cwd,
         env: {
           ...good,

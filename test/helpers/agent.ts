@@ -11,7 +11,7 @@ import { guestId, guestKernelArgs, type GuestSpecInput, type TestGuestLoad } fro
 import { cleanEnv, ROOT } from './cli.ts';
 import { freePort, spawnTracked, waitFor, type Tracked } from './processes.ts';
 import { assertGuestImage, GUEST_DIR } from './qemu.ts';
-import { tmpDir } from './tmp.ts';
+import { madeDirs, tmpDir } from './tmp.ts';
 
 const stateDirs: string[] = [];
 process.on('exit', () => {
@@ -50,14 +50,20 @@ export function qemuPids(stateDir: string): number[] {
 }
 
 /** Every process on this machine running the QEMU of guest `name` (whoever started it). */
+/**
+ * The QEMU processes running guest `name` that this test process started (their command line holds
+ * a folder of its tmpDir): other tests on the machine may run a guest of the same name at once.
+ */
 export function qemuProcessesOf(name: string): number[] {
   const marker = `lbvm-${guestId(name)}`;
+  const ours = madeDirs();
   const found: number[] = [];
   for (const entry of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const cmdline = fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8');
-      if (cmdline.includes(marker) && cmdline.includes('qemu-system')) found.push(Number(entry));
+      if (cmdline.includes(marker) && cmdline.includes('qemu-system') && ours.some((dir) => cmdline.includes(dir)))
+        found.push(Number(entry));
     } catch {
       /* gone */
     }

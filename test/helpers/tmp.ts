@@ -13,3 +13,8 @@ export function tmpDir(prefix = 'lbvm-test-'): string {
   made.push(dir);
   return dir;
 }
+
+/** The folders tmpDir made in this process (so a search of /proc can keep to this test's own guests). */
+export function madeDirs(): readonly string[] {
+  return made;
+}

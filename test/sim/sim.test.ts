@@ -478,7 +478,7 @@ describe('lbvm simulate (the real CLI)', () => {
       ],
       [
         ['simulate', '--trace', trace, '--format', 'swf', '--hosts', '2', '--host-cores', '4'],
-        /^lbvm: --format: unknown trace format "swf"; expected one of: planetlab, bitbrains$/,
+        /^lbvm: --format: unknown trace format "swf"; expected one of: planetlab, bitbrains, azure$/,
       ],
       [
         [...base, '--trace', trace, '--initial', path.join(dir, 'bad.json')],

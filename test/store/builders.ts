@@ -1,5 +1,6 @@
 /** Sample builders with overrides, and a window reader, for store, collector and fault tests. */
-import type { HostSample, Sample, VmSample } from '../../src/model/index.ts';
+import type { HostSample, Sample, Snapshot, VmSample } from '../../src/model/index.ts';
+import { SnapshotBuilder } from '../../src/monitor/snapshot.ts';
 import { openStore, type SampleStore, type SampleWindowQuery, type SkipReport } from '../../src/store/index.ts';
 
 export function hostSample(host: string, timeMs: number, overrides: Partial<HostSample> = {}): HostSample {
@@ -49,4 +50,21 @@ export async function readWindow(
   const samples: Sample[] = [];
   for await (const sample of stream) samples.push(sample);
   return { samples, skips: stream.skips };
+}
+
+/** The snapshot a read of a window gives, with plain inputs (no rules, controls or jobs): for read tests. */
+export function snapshotOf(fill: (builder: SnapshotBuilder) => void, nowMs: number, intervalMs = 60_000): Snapshot {
+  const builder = new SnapshotBuilder();
+  fill(builder);
+  return builder.build({
+    nowMs,
+    intervalMs,
+    staleAfterIntervals: 3,
+    configuredHosts: {},
+    maintenance: new Set(),
+    rules: { groups: [], pins: [], ignoredVms: [] },
+    inFlight: [],
+    quarantineAfterFailures: 2,
+    quarantineMs: 3_600_000,
+  });
 }

@@ -6,28 +6,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Sample, Snapshot } from '../../src/model/index.ts';
-import { SnapshotBuilder } from '../../src/monitor/snapshot.ts';
 import { openStore, type SampleStore } from '../../src/store/index.ts';
 import { startInflux, type InfluxServer } from '../helpers/influx.ts';
-import { hostSample, vmSample } from './builders.ts';
+import { hostSample, snapshotOf, vmSample } from './builders.ts';
 
 const STEP = 60_000;
-
-function snapshotOf(fill: (builder: SnapshotBuilder) => void, nowMs: number): Snapshot {
-  const builder = new SnapshotBuilder();
-  fill(builder);
-  return builder.build({
-    nowMs,
-    intervalMs: STEP,
-    staleAfterIntervals: 3,
-    configuredHosts: {},
-    maintenance: new Set(),
-    rules: { groups: [], pins: [], ignoredVms: [] },
-    inFlight: [],
-    quarantineAfterFailures: 2,
-    quarantineMs: 3_600_000,
-  });
-}
 
 describe('influx digest read', () => {
   let server: InfluxServer;

@@ -192,6 +192,8 @@ export function simulateCommand(): Command {
         '--host-cores 16 --host-mem-gib 1024 --policy evacuate,overload,balance --moves-out moves.jsonl',
       'lbvm simulate --setup cloudsim-planetlab --trace ../shared/traces/planetlab/20110303',
       'lbvm simulate --setup cloudsim-planetlab --trace ../shared/traces/planetlab/20110303 --policy none --vm-order hash --json',
+      'lbvm simulate --trace azure-v2-sample --format azure --hosts 40 --host-cores 48 --host-mem-gib 512  ' +
+        '# a folder holding vmtable.csv(.gz) and vm_cpu_readings-file-*.csv(.gz)',
     ],
   });
   command

@@ -8,22 +8,22 @@ import { policySettingsFromConfig } from '../../../config/policy-settings.ts';
 import { planRound, vmDemand } from '../../../../policies/index.ts';
 import { howMoved } from '../../../drivers/moves.ts';
 import { formatBytes } from '../../../units.ts';
-import { ago, findVm, openCluster } from '../../cluster.ts';
+import { ago, findVm, openCluster, sourceLine, withSource } from '../../cluster.ts';
 import { CliContext } from '../../context.ts';
 import { teach } from '../../help.ts';
 import { output, withCommon, type CommonOptions } from '../../run.ts';
 
 export function explainCommand(): Command {
-  const command = withCommon(new Command('explain')).argument('<vm>', 'the VM');
+  const command = withSource(withCommon(new Command('explain'))).argument('<vm>', 'the VM');
   teach(command, {
     summary: 'why a VM is where it is: its last moves and their reasons, its rules, and what the plan says now',
     examples: ['lbm explain vm-17', 'lbm explain vm-17 --json'],
   });
-  return command.action(async (name: string, options: CommonOptions) => {
+  return command.action(async (name: string, options: CommonOptions & { fromStore?: boolean }) => {
     const context = CliContext.open(options, 'explain');
     try {
       const nowMs = Date.now();
-      const view = await openCluster(context, nowMs);
+      const view = await openCluster(context, nowMs, { fromStore: options.fromStore });
       const vm = findVm(view, name);
       const settings = policySettingsFromConfig(context.config);
       const plan = planRound(view.snapshot, settings, context.config.monitor.policies);
@@ -33,6 +33,7 @@ export function explainCommand(): Command {
         .filter((e) => e.vm === name && e.type.startsWith('migration.'));
       const rules = view.snapshot.rules;
       const data = {
+        source: view.source,
         vm: name,
         host: vm.host,
         vcpus: vm.vcpus,
@@ -95,6 +96,7 @@ export function explainCommand(): Command {
           for (const skip of data.passedOver.slice(0, 5))
             lines.push(`  the plan passes it over: ${skip.reason}: ${skip.detail}`);
         else lines.push('  the plan leaves it where it is');
+        lines.push(sourceLine(view, nowMs));
         return lines.join('\n');
       });
     } finally {

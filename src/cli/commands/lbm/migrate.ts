@@ -48,7 +48,8 @@ export function migrateCommand(): Command {
   return command.action(async (vmName: string, hostName: string, options: MigrateOptions) => {
     const context = CliContext.open(options, 'migrate');
     try {
-      const view = await openCluster(context);
+      // Where the VM is now, not a round ago: a manual move reads the store.
+      const view = await openCluster(context, Date.now(), { fromStore: true });
       const vm = findVm(view, vmName);
       findHost(view, hostName);
       if (vm.host === hostName) throw new UsageError(`${vmName} already runs on ${hostName}; nothing to do`);

@@ -10,14 +10,14 @@ import { formatDuration } from '../../../units.ts';
 import { movesInLastHour } from '../../../monitor/control.ts';
 import { gate, gateInputs } from '../../../monitor/gate.ts';
 import { quarantinedVms, quarantineNote } from '../../../monitor/read.ts';
-import { openCluster } from '../../cluster.ts';
+import { openCluster, sourceLine, withSource } from '../../cluster.ts';
 import { CliContext } from '../../context.ts';
 import { teach } from '../../help.ts';
 import { table } from '../../render.ts';
 import { output, withCommon, type CommonOptions } from '../../run.ts';
 
 export function planCommand(): Command {
-  const command = withCommon(new Command('plan')).option(
+  const command = withSource(withCommon(new Command('plan'))).option(
     '--policy <names>',
     `policies to run, comma-separated, in order (default: monitor.policies); one of ${POLICY_NAMES.join(', ')}`,
   );
@@ -30,7 +30,7 @@ export function planCommand(): Command {
       'hold back are listed with the reason; candidates passed over are counted by reason.',
     examples: ['lbm plan', 'lbm plan --policy consolidate', 'lbm plan --policy evacuate,balance --json'],
   });
-  return command.action(async (options: CommonOptions & { policy?: string }) => {
+  return command.action(async (options: CommonOptions & { policy?: string; fromStore?: boolean }) => {
     const context = CliContext.open(options, 'plan');
     try {
       const names = (
@@ -46,7 +46,7 @@ export function planCommand(): Command {
           throw new UsageError(`--policy ${JSON.stringify(name)}: expected one of ${POLICY_NAMES.join(', ')}`);
       }
       const nowMs = Date.now();
-      const view = await openCluster(context, nowMs);
+      const view = await openCluster(context, nowMs, { fromStore: options.fromStore });
       const settings = policySettingsFromConfig(context.config);
       const plan = planRound(view.snapshot, settings, names);
       // The monitor's own gate on the same inputs: what it would enqueue now, and what it would hold back.
@@ -55,6 +55,7 @@ export function planCommand(): Command {
       const skippedByReason: Record<string, number> = {};
       for (const skip of plan.skipped) skippedByReason[skip.reason] = (skippedByReason[skip.reason] ?? 0) + 1;
       const data = {
+        source: view.source,
         policies: names,
         scoreBefore: plan.scoreBefore,
         scoreAfter: plan.scoreAfter,
@@ -108,6 +109,7 @@ export function planCommand(): Command {
           );
         for (const note of data.notes) lines.push(`note: ${note}`);
         if (data.powerDownHosts.length) lines.push(`hosts that can be powered down: ${data.powerDownHosts.join(', ')}`);
+        lines.push(sourceLine(view, nowMs));
         return lines.join('\n');
       });
     } finally {

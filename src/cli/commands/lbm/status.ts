@@ -4,7 +4,15 @@ import { currentLeader } from '../../../monitor/lease.ts';
 import { roundKeys } from '../../../monitor/control.ts';
 import type { RoundRecord } from '../../../monitor/daemon.ts';
 import { formatBytes } from '../../../units.ts';
-import { ago, committedMemory, hostCpuUsed, measuredImbalance, openCluster } from '../../cluster.ts';
+import {
+  ago,
+  committedMemory,
+  hostCpuUsed,
+  measuredImbalance,
+  openCluster,
+  sourceLine,
+  withSource,
+} from '../../cluster.ts';
 import { CliContext } from '../../context.ts';
 import { teach } from '../../help.ts';
 import { bar, table } from '../../render.ts';
@@ -26,7 +34,7 @@ export interface HostStatus {
 }
 
 export function statusCommand(): Command {
-  const command = withCommon(new Command('status'));
+  const command = withSource(withCommon(new Command('status')));
   teach(command, {
     summary: 'the cluster in one screen: hosts with CPU and memory bars, imbalance, monitor, migrations',
     details:
@@ -34,11 +42,11 @@ export function statusCommand(): Command {
       'its\nlast sample is older than monitor.staleAfterIntervals intervals: nothing moves to it.',
     examples: ['lbm status', 'lbm status --json | jq .imbalance'],
   });
-  return command.action(async (options: CommonOptions) => {
+  return command.action(async (options: CommonOptions & { fromStore?: boolean }) => {
     const context = CliContext.open(options, 'status');
     try {
       const nowMs = Date.now();
-      const view = await openCluster(context, nowMs);
+      const view = await openCluster(context, nowMs, { fromStore: options.fromStore });
       const redis = await context.redis();
       const prefix = context.config.redis.prefix;
       const [leader, rawRound, jobs] = await Promise.all([
@@ -65,6 +73,7 @@ export function statusCommand(): Command {
       }));
       const data = {
         timeMs: nowMs,
+        source: view.source,
         hosts,
         vms: view.snapshot.vms.length,
         unknownHosts: hosts.filter((h) => h.status !== 'up').map((h) => h.host),
@@ -107,6 +116,7 @@ export function statusCommand(): Command {
                 `${data.monitor.lastRoundEnqueued} enqueued, ${data.monitor.lastRoundHeldBack} held back`
               : 'no round recorded yet'),
         );
+        lines.push(sourceLine(view, nowMs));
         if (view.pause.paused)
           lines.push(
             `PAUSED by ${view.pause.by ?? '?'}${view.pause.reason ? ` (${view.pause.reason})` : ''} ` +

@@ -3,14 +3,14 @@ import { Command } from 'commander';
 import { policySettingsFromConfig } from '../../../config/policy-settings.ts';
 import { vmDemand } from '../../../../policies/index.ts';
 import { formatBytes } from '../../../units.ts';
-import { ago, committedMemory, findHost, hostCpuUsed, openCluster } from '../../cluster.ts';
+import { ago, committedMemory, findHost, hostCpuUsed, openCluster, sourceLine, withSource } from '../../cluster.ts';
 import { withContext } from '../../context.ts';
 import { teach } from '../../help.ts';
 import { table } from '../../render.ts';
 import { output, withCommon, type CommonOptions } from '../../run.ts';
 
 export function hostsCommand(): Command {
-  const command = withCommon(new Command('hosts'));
+  const command = withSource(withCommon(new Command('hosts')));
   teach(command, {
     summary: 'a table of hosts: capacity, measured use, memory committed to VMs, VM count, status and last sample',
     details:
@@ -18,9 +18,11 @@ export function hostsCommand(): Command {
       "the host, the measure the policies judge (a destination must have a VM's whole size free).",
     examples: ['lbm hosts', 'lbm hosts --json'],
   });
-  return command.action(async (options: CommonOptions) => {
+  return command.action(async (options: CommonOptions & { fromStore?: boolean }) => {
     const nowMs = Date.now();
-    const view = await withContext(options, 'hosts', (context) => openCluster(context, nowMs));
+    const view = await withContext(options, 'hosts', (context) =>
+      openCluster(context, nowMs, { fromStore: options.fromStore }),
+    );
     const vmCount = new Map<string, number>();
     for (const vm of view.snapshot.vms) vmCount.set(vm.host, (vmCount.get(vm.host) ?? 0) + 1);
     const committed = committedMemory(view.snapshot.vms);
@@ -36,30 +38,47 @@ export function hostsCommand(): Command {
       maintenance: h.maintenance,
       lastSampleMs: h.lastSampleMs,
     }));
-    output(options, { timeMs: nowMs, hosts: rows }, () =>
-      table(
-        ['HOST', 'CORES', 'CPU USED', 'CPU', 'MEMORY', 'MEM USED', '', 'COMMITTED', '', 'VMS', 'STATUS', 'LAST SAMPLE'],
-        rows.map((h) => [
-          h.host,
-          String(h.cpuCores),
-          h.cpuUsedCores.toFixed(2),
-          `${Math.round((h.cpuCores ? h.cpuUsedCores / h.cpuCores : 0) * 100)}%`,
-          formatBytes(h.memBytes),
-          formatBytes(h.memUsedBytes),
-          `${Math.round((h.memBytes ? h.memUsedBytes / h.memBytes : 0) * 100)}%`,
-          formatBytes(h.memCommittedBytes),
-          `${Math.round((h.memBytes ? h.memCommittedBytes / h.memBytes : 0) * 100)}%`,
-          String(h.vms),
-          `${h.status}${h.maintenance ? ', maintenance' : ''}`,
-          ago(h.lastSampleMs, nowMs),
-        ]),
-      ),
+    output(
+      options,
+      { timeMs: nowMs, source: view.source, hosts: rows },
+      () =>
+        `${sourceLine(view, nowMs)}\n` +
+        table(
+          [
+            'HOST',
+            'CORES',
+            'CPU USED',
+            'CPU',
+            'MEMORY',
+            'MEM USED',
+            '',
+            'COMMITTED',
+            '',
+            'VMS',
+            'STATUS',
+            'LAST SAMPLE',
+          ],
+          rows.map((h) => [
+            h.host,
+            String(h.cpuCores),
+            h.cpuUsedCores.toFixed(2),
+            `${Math.round((h.cpuCores ? h.cpuUsedCores / h.cpuCores : 0) * 100)}%`,
+            formatBytes(h.memBytes),
+            formatBytes(h.memUsedBytes),
+            `${Math.round((h.memBytes ? h.memUsedBytes / h.memBytes : 0) * 100)}%`,
+            formatBytes(h.memCommittedBytes),
+            `${Math.round((h.memBytes ? h.memCommittedBytes / h.memBytes : 0) * 100)}%`,
+            String(h.vms),
+            `${h.status}${h.maintenance ? ', maintenance' : ''}`,
+            ago(h.lastSampleMs, nowMs),
+          ]),
+        ),
     );
   });
 }
 
 export function vmsCommand(): Command {
-  const command = withCommon(new Command('vms')).option('--host <host>', 'only the VMs on this host');
+  const command = withSource(withCommon(new Command('vms'))).option('--host <host>', 'only the VMs on this host');
   teach(command, {
     summary: 'a table of balanced VMs: host, size, smoothed use, rules, last move',
     details:
@@ -67,10 +86,10 @@ export function vmsCommand(): Command {
       "toward the latest sample as far as the VM's load has held (policies/demand.ts).",
     examples: ['lbm vms', 'lbm vms --host n3', 'lbm vms --json'],
   });
-  return command.action(async (options: CommonOptions & { host?: string }) => {
+  return command.action(async (options: CommonOptions & { host?: string; fromStore?: boolean }) => {
     const nowMs = Date.now();
     const { view, settings } = await withContext(options, 'vms', async (context) => ({
-      view: await openCluster(context, nowMs),
+      view: await openCluster(context, nowMs, { fromStore: options.fromStore }),
       settings: policySettingsFromConfig(context.config),
     }));
     if (options.host) findHost(view, options.host);
@@ -97,10 +116,11 @@ export function vmsCommand(): Command {
         quarantinedUntilMs: vm.quarantinedUntilMs ?? null,
         migrating: view.inFlight.some((job) => job.vm === vm.name),
       }));
-    output(options, { timeMs: nowMs, vms: rows }, () =>
+    output(options, { timeMs: nowMs, source: view.source, vms: rows }, () =>
       rows.length === 0
-        ? `no VM${options.host ? ` on ${options.host}` : ''} in the sample window`
-        : table(
+        ? `no VM${options.host ? ` on ${options.host}` : ''} in the sample window (${sourceLine(view, nowMs)})`
+        : `${sourceLine(view, nowMs)}\n` +
+          table(
             ['VM', 'HOST', 'VCPUS', 'MEMORY', 'CPU NOW', 'CPU EST.', 'RULES', 'LAST MOVE'],
             rows.map((vm) => [
               vm.vm,

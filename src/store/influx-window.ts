@@ -1,0 +1,149 @@
+/**
+ * The InfluxDB store's incremental window reader. InfluxDB cannot say when a point was stored, only
+ * the time it carries, so each read after the first takes every row whose time is after the previous
+ * read's end less an overlap (`overlapMs`, 60 s by default): a sample stored up to that long after its
+ * measurement (a collector's round in flight while the monitor read, clocks a little apart) is read
+ * the next round; the same point read twice is the same point. Samples stored later than
+ * LATE_AFTER_MS after their time (a late round, a spool replayed after an outage) are announced by
+ * their writer in `lbvm_late` (influx.ts): the reader reads those announcements and reads the named
+ * hosts' whole windows again, or the whole window when they are many. A row that fails the checks
+ * also has its host read again whole, so the window keeps the digest's rules for bad rows.
+ *
+ * The overlap must exceed LATE_AFTER_MS plus the clock difference between collectors and the
+ * monitor: with the defaults, 30 s of clock difference.
+ */
+import type { Logger } from '../log.ts';
+import type { Sample } from '../model/index.ts';
+import type {
+  SampleWindowQuery,
+  SkipReport,
+  WindowRead,
+  WindowReader,
+  WindowReaderOptions,
+  WindowSink,
+} from './types.ts';
+import { HostCrossCheck } from './validate.ts';
+
+export const DEFAULT_OVERLAP_MS = 60_000;
+/** More hosts announced late than this share of the hosts just read (and more than a few): read everything. */
+const LATE_SHARE_FOR_FULL_READ = 0.1;
+const LATE_HOSTS_ALWAYS_REREAD = 20;
+
+/** One announcement of samples stored late: which hosts, the samples' time span, and when it was stored. */
+export interface LateWrite {
+  key: string;
+  storedAtMs: number;
+  hosts: string[];
+  fromMs: number;
+  toMs: number;
+}
+
+/** What the reader needs of the store (InfluxStore). */
+export interface InfluxWindowSource {
+  readonly displayUrl: string;
+  readonly log: Logger | undefined;
+  digestInto(query: SampleWindowQuery, sink: Pick<WindowSink, 'cpu' | 'latest'>): Promise<SkipReport>;
+  rowsInto(
+    kind: Sample['kind'],
+    query: SampleWindowQuery,
+    crossCheck: HostCrossCheck,
+    onSample: (sample: Sample) => void,
+    onBad: (host: string) => void,
+  ): Promise<number>;
+  lateWrites(sinceMs: number): Promise<LateWrite[]>;
+}
+
+export class InfluxWindowReader implements WindowReader {
+  readonly uniqueTimes = true;
+  private readonly overlapMs: number;
+  /** The end of the previous read; null when the next read must be whole. */
+  private previousToMs: number | null = null;
+  /** Announcements already acted on (they stay within the overlap for a read or two), by key. */
+  private readonly seenLate = new Map<string, number>();
+  private crossCheck = new HostCrossCheck();
+
+  constructor(
+    private readonly source: InfluxWindowSource,
+    options: WindowReaderOptions = {},
+  ) {
+    this.overlapMs = options.overlapMs ?? DEFAULT_OVERLAP_MS;
+  }
+
+  async read(query: SampleWindowQuery & { full?: boolean; reason?: string }, sink: WindowSink): Promise<WindowRead> {
+    const previousToMs = this.previousToMs;
+    // A read that throws leaves the reader at a whole read.
+    this.previousToMs = null;
+    const reasons: string[] = [];
+    const sinceMs = previousToMs === null ? -Infinity : previousToMs - this.overlapMs;
+    let full = query.full === true || previousToMs === null;
+    if (full) reasons.push(query.reason ?? 'start');
+    else if (sinceMs < query.fromMs) {
+      full = true;
+      reasons.push('the previous read ended before the window begins');
+    }
+    let items = 0;
+    const counting: Pick<WindowSink, 'cpu' | 'latest'> = {
+      cpu: (point) => {
+        items++;
+        sink.cpu(point);
+      },
+      latest: (sample) => {
+        items++;
+        sink.latest(sample);
+      },
+    };
+    const wholeRead = async (): Promise<WindowRead> => {
+      sink.clear();
+      this.crossCheck = new HostCrossCheck();
+      const skips = await this.source.digestInto(query, counting);
+      this.previousToMs = query.toMs;
+      return { full: true, reasons, rereadHosts: [], items, skips };
+    };
+    if (full) return wholeRead();
+
+    // Hosts whose late samples fall before what this read takes again anyway.
+    const lateHosts = new Set<string>();
+    for (const write of await this.source.lateWrites(sinceMs)) {
+      if (this.seenLate.has(write.key)) continue;
+      this.seenLate.set(write.key, write.storedAtMs);
+      if (write.toMs < query.fromMs || write.fromMs > sinceMs) continue;
+      for (const host of write.hosts) lateHosts.add(host);
+    }
+    for (const [key, storedAtMs] of this.seenLate) if (storedAtMs <= sinceMs) this.seenLate.delete(key);
+
+    const badHosts = new Set<string>();
+    const hostsRead = new Set<string>();
+    const since = { fromMs: Math.floor(sinceMs) + 1, toMs: query.toMs, nowMs: query.nowMs };
+    for (const kind of ['host', 'vm'] as const) {
+      await this.source.rowsInto(
+        kind,
+        since,
+        this.crossCheck,
+        (sample) => {
+          hostsRead.add(sample.host);
+          items++;
+          sink.sample(sample);
+        },
+        (host) => badHosts.add(host),
+      );
+    }
+    if (lateHosts.size > Math.max(LATE_HOSTS_ALWAYS_REREAD, hostsRead.size * LATE_SHARE_FOR_FULL_READ)) {
+      reasons.push(`samples of ${hosts(lateHosts.size)} were stored late (lbvm_late)`);
+      return wholeRead();
+    }
+    const reread = new Set([...lateHosts, ...badHosts]);
+    let skips: SkipReport = { skipped: 0, byReason: {}, examples: [] };
+    if (reread.size > 0) {
+      if (lateHosts.size > 0) reasons.push(`samples of ${hosts(lateHosts.size)} were stored late (lbvm_late)`);
+      if (badHosts.size > 0) reasons.push(`bad rows from ${hosts(badHosts.size)}`);
+      sink.clearHosts(reread);
+      skips = await this.source.digestInto({ ...query, hosts: [...reread] }, counting);
+    }
+    this.previousToMs = query.toMs;
+    return { full: false, reasons, rereadHosts: [...reread].sort(), items, skips };
+  }
+}
+
+function hosts(count: number): string {
+  return `${count} host${count === 1 ? '' : 's'}`;
+}

@@ -1,0 +1,136 @@
+/**
+ * The snapshot the leader publishes for `lbm` (src/monitor/published.ts), against a real Redis and a
+ * real files store: it is the round's snapshot exactly (a store read at the round's time gives the
+ * same); readers take it with pause, maintenance and in-flight moves as they are now and say its
+ * age; they read the store when there is none, when it is older than staleAfterIntervals intervals,
+ * or when it came from another store; `lbm hosts` says which, and `--from-store` reads the store.
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import YAML from 'yaml';
+import { setMaintenance } from '../../src/monitor/control.ts';
+import { decodeSnapshot, encodeSnapshot, publishedKey, readPublished } from '../../src/monitor/published.ts';
+import { readCluster, type ClusterView } from '../../src/monitor/read.ts';
+import { cleanEnv, runCli } from '../helpers/cli.ts';
+import { startRedis, type RedisServer } from '../helpers/redis.ts';
+import { simCluster, simVm, type SimCluster } from './sim-cluster.ts';
+
+describe('the snapshot the leader publishes for lbm (real Redis, files store)', () => {
+  let server: RedisServer;
+  let c: SimCluster;
+  before(async () => {
+    server = await startRedis();
+    c = await simCluster(server.url, {
+      hosts: 3,
+      vms: Array.from({ length: 6 }, (_, i) => simVm(`vm-${i}`, 0.3 + i * 0.05)),
+      worker: false,
+      config: { 'monitor.mode': 'report', 'monitor.interval': '1m', 'monitor.window': '10m' },
+    });
+    await c.collect();
+    await c.collect();
+  });
+  after(async () => {
+    await c?.close();
+    await server?.stop();
+  });
+
+  /** Without the keys whose value is undefined (JSON drops them; nobody reads the difference). */
+  const plain = <T>(value: T): T => JSON.parse(JSON.stringify(value)) as T;
+  const view = (nowMs: number, published: boolean): Promise<ClusterView> =>
+    readCluster({ config: c.config, store: c.store, redis: c.redis, queue: c.queue }, nowMs, undefined, { published });
+
+  it("is the round's snapshot exactly, and readers take it with what changed since", async () => {
+    const record = await c.monitor().round();
+    assert.ok(record.publishedBytes! > 0, 'the round published nothing');
+    const published = await readPublished(c.redis, c.config.redis.prefix);
+    assert.ok(published, 'no published snapshot in Redis');
+    assert.equal(published.roundId, record.roundId);
+    assert.equal(published.store, c.store.displayUrl);
+    const fromStore = await view(record.timeMs, false);
+    assert.equal(fromStore.source.kind, 'store');
+    assert.deepEqual(published.snapshot, plain(fromStore.snapshot));
+    assert.ok(published.snapshot.vms.every((vm) => vm.cpuUsedWindowCores.length === 2));
+
+    await setMaintenance(c.redis, c.config.redis.prefix, 'h2', true, {
+      by: 'test',
+      sinceMs: Date.now(),
+      evacuate: false,
+    });
+    const later = await view(record.timeMs + 30_000, true);
+    assert.deepEqual(later.source, {
+      kind: 'published',
+      roundId: record.roundId,
+      monitor: 'test-0',
+      timeMs: record.timeMs,
+      ageMs: 30_000,
+    });
+    assert.deepEqual(
+      later.snapshot.hosts.map((host) => [host.name, host.maintenance]),
+      [
+        ['h1', false],
+        ['h2', true],
+        ['h3', false],
+      ],
+    );
+    assert.deepEqual(later.snapshot.vms, published.snapshot.vms);
+    // Time rules are judged now: a quarantine that ended since the round has ended for lbm too.
+    assert.equal(later.snapshot.nowMs, record.timeMs + 30_000);
+    assert.equal(later.snapshot.seed, published.snapshot.seed);
+  });
+
+  it('is not used when stale, missing, or read from another store; lbm says which', async () => {
+    const published = (await readPublished(c.redis, c.config.redis.prefix))!;
+    const roundMs = published.snapshot.nowMs;
+    const stale = await view(roundMs + 3 * 60_000 + 1000, true);
+    assert.deepEqual(stale.source, { kind: 'store', reason: 'the published snapshot is 181 s old' });
+
+    const configFile = path.join(c.dir, 'lbvm.yaml');
+    const write = (storeUrl: string) =>
+      fs.writeFileSync(
+        configFile,
+        YAML.stringify({
+          redis: { url: server.url, prefix: c.config.redis.prefix },
+          store: { url: storeUrl },
+          monitor: { interval: '1m', window: '10m' },
+        }),
+      );
+    write(c.config.store.url);
+    const env = cleanEnv();
+    const hosts = await runCli('lbm', ['hosts', '--config', configFile], { env });
+    assert.equal(hosts.code, 0, hosts.stderr);
+    assert.match(hosts.stdout, new RegExp(`^snapshot: round ${published.roundId} of monitor test-0, \\d+s ago\\n`));
+    const fromStore = await runCli('lbm', ['hosts', '--json', '--from-store', '--config', configFile], { env });
+    assert.equal(fromStore.code, 0, fromStore.stderr);
+    assert.deepEqual(JSON.parse(fromStore.stdout).source, { kind: 'store', reason: 'the monitor reads the store' });
+
+    write(`files:${path.join(c.dir, 'other-samples')}`);
+    const other = await runCli('lbm', ['status', '--json', '--config', configFile], { env });
+    assert.equal(other.code, 0, other.stderr);
+    assert.deepEqual(JSON.parse(other.stdout).source, {
+      kind: 'store',
+      reason: `the published snapshot was read from ${c.store.displayUrl}`,
+    });
+    assert.equal(JSON.parse(other.stdout).hosts.length, 0);
+
+    await c.redis.del(publishedKey(c.config.redis.prefix));
+    const none = await view(roundMs, true);
+    assert.deepEqual(none.source, {
+      kind: 'store',
+      reason: 'no monitor has published one (none leads, or none has finished a round)',
+    });
+  });
+
+  it('decodes to the same snapshot, and names the key when it holds something else', async () => {
+    const snapshot = (await view(Date.now(), false)).snapshot;
+    snapshot.vms[0]!.cpuUsedWindowCores = [];
+    snapshot.vms[1]!.cpuUsedWindowCores = [0.1 + 0.2, Number.MIN_VALUE, 1e-300];
+    const meta = { version: 1, roundId: 'r1', monitor: 'm', store: 'files:x', windowMs: 600_000, samplesSkipped: 2 };
+    assert.deepEqual(await decodeSnapshot(await encodeSnapshot({ ...meta, snapshot })), plain({ ...meta, snapshot }));
+    await c.redis.set(publishedKey(c.config.redis.prefix), 'not deflated');
+    await assert.rejects(readPublished(c.redis, c.config.redis.prefix), {
+      message: new RegExp(`^Redis key ${c.config.redis.prefix}:monitor:snapshot: not a published snapshot \\(`),
+    });
+  });
+});

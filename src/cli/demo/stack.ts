@@ -7,18 +7,13 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import { spawnTracked, type Tracked } from '../../util/processes.ts';
 import { startRedisServer, type RedisServer } from '../../util/redis-server.ts';
-import { makeDirs } from '../../util/dirs.ts';
+import { makeDirs, PACKAGE_ROOT } from '../../util/dirs.ts';
 
-/** The checkout's root: the nearest folder above this file with a package.json (works from dist/ too). */
-export const REPO_ROOT = (() => {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  while (!fs.existsSync(path.join(dir, 'package.json')) && path.dirname(dir) !== dir) dir = path.dirname(dir);
-  return dir;
-})();
+/** The checkout's root (works from dist/ too). */
+export const REPO_ROOT = PACKAGE_ROOT;
 const LBVM_BIN = path.join(REPO_ROOT, 'bin', 'lbvm.js');
 
 export interface StackProcess {

@@ -391,7 +391,7 @@ export const configSchema = z
      */
     tls: z
       .object({
-        /** PEM file of the cluster CA: the only issuer this process trusts for agents and their callers. */
+        /** PEM file of the cluster CA: the only issuer this process trusts for agents and their callers, and for rediss:// and influxs:// servers. */
         ca: certificateFile,
         /** PEM file of this process's certificate: an agent's (`certs.sh agent`), or a worker's or collector's (`certs.sh client`). */
         cert: certificateFile,

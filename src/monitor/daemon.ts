@@ -21,7 +21,7 @@ import type { SampleStore } from '../store/types.ts';
 import { HOUR_MS, movesInLastHour, roundKeys } from './control.ts';
 import { quarantinedVms, quarantineNote, readCluster, type QuarantinedVm } from './read.ts';
 import { LeaderLease } from './lease.ts';
-import { masterTerm } from '../util/redis.ts';
+import { masterTerm, redisTargetOf } from '../util/redis.ts';
 import { MonitorMetrics } from './metrics.ts';
 import { gate, gateInputs, type GateMode } from './gate.ts';
 
@@ -96,7 +96,7 @@ export class Monitor {
         },
         onRefused: (reason) => log.info({ reason }, `not taking the lease yet: ${reason}`),
         // With Sentinel, a token carries the master's term (see lease.ts): it survives a failover.
-        term: deps.config.redis.sentinels.length > 0 ? () => masterTerm(deps.config.redis) : undefined,
+        term: deps.config.redis.sentinels.length > 0 ? () => masterTerm(redisTargetOf(deps.config)) : undefined,
       },
       this.clock,
     );

@@ -41,13 +41,24 @@ export class DemoStack {
     fs.writeFileSync(this.configFile, YAML.stringify(config));
   }
 
-  /** Starts `lbvm ARGS` with the demo's config; its output goes to DIR/logs/NAME.log. */
-  spawnLbvm(name: string, args: string[], env: Record<string, string> = {}): StackProcess {
+  /**
+   * Starts `lbvm ARGS` with the demo's config; its output goes to DIR/logs/NAME.log. `wrap` runs it
+   * through another command (`ip netns exec NS`, which execs it: the pid stays the same).
+   */
+  spawnLbvm(
+    name: string,
+    args: string[],
+    env: Record<string, string> = {},
+    wrap?: (command: string, args: string[]) => { command: string; args: string[] },
+  ): StackProcess {
     makeDirs(path.join(this.dir, 'logs'));
     const log = fs.openSync(path.join(this.dir, 'logs', `${name}.log`), 'a');
     const childEnv: NodeJS.ProcessEnv = {};
     for (const [key, value] of Object.entries(process.env)) if (!key.startsWith('LBVM_')) childEnv[key] = value;
-    const tracked = spawnTracked(process.execPath, [LBVM_BIN, ...args], {
+    const run = wrap
+      ? wrap(process.execPath, [LBVM_BIN, ...args])
+      : { command: process.execPath, args: [LBVM_BIN, ...args] };
+    const tracked = spawnTracked(run.command, run.args, {
       cwd: this.dir,
       env: { ...childEnv, LBVM_CONFIG: this.configFile, LBVM_LOG_FORMAT: 'json', ...env },
       stdio: ['ignore', log, log],

@@ -46,8 +46,14 @@ export const THRESHOLD_LEVELS: Record<ThresholdLevel, LevelRule> = {
 /** How many of the most urgent and least loaded hosts a step looks at (keeps a step O(VMs per host)). */
 export const SOURCE_HOSTS = 8;
 export const DEST_HOSTS = 16;
-/** Above the level's target imbalance a move need only be worth this share of the level's minimum gain. */
+/** Above (TARGET_MARGIN of) the level's target imbalance a move need only be worth this share of the minimum gain. */
 export const ABOVE_TARGET = 0.1;
+/**
+ * Small gains are taken until the imbalance is this share of the target: a cluster left just under
+ * its target is carried back over it by the next samples' noise (and a report would then call it
+ * unbalanced).
+ */
+export const TARGET_MARGIN = 0.8;
 /** Hosts already all but certain to be above capacity that may take load to keep another under it. */
 const TRIAGE_HOSTS = 4;
 const CERTAIN = 0.95;
@@ -268,7 +274,7 @@ export function valuedMoves(
     const score = cluster.imbalance();
     // Above the level's target the level's promise is not kept yet: smaller gains are taken too.
     const target = THRESHOLD_LEVELS[level].targetImbalance;
-    const needed = score > target ? minGain * ABOVE_TARGET : minGain;
+    const needed = score > target * TARGET_MARGIN ? minGain * ABOVE_TARGET : minGain;
     if (!best) {
       if (refused.size > 0) {
         for (const source of sources)

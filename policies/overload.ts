@@ -3,18 +3,19 @@
  * CPU whose forecast plus one standard deviation of its spread is above it (a host likely enough to
  * sample above the line, not only one whose mean is).
  * Off them, the moves worth most (objective.ts: spread and overload risk taken off, plus what brings
- * the host back toward the watermark), each to a host that stays at or under the high watermark, while
- * each nets at least the threshold level's minimum gain (balance.ts). Threshold 1 reports hot hosts and
- * moves nothing (hot spots are not mandatory moves).
+ * the host's committed memory back toward the watermark), each to a host that stays at or under the
+ * high watermark, while each nets at least the threshold level's minimum gain (balance.ts). Threshold 1
+ * reports hot hosts and moves nothing (hot spots are not mandatory moves).
  *
- *   watermark relief = Σ_{r ∈ cpu, mem} max(0, use_r − high) before − after, on the hot host
+ *   watermark relief = max(0, memory committed share − high) before − after, on the hot host
  *
  * (in shares of capacity, not squared: the watermark is the operator's line, and every point above it
- * counts the same)
+ * counts the same; CPU above it is already priced by the objective's spread and risk. Pricing it twice
+ * cost migrations without fewer overloads on the shared traces.)
  *
- * In a consolidating round (settings.overload.destinationOrder `best-fit`) the spread is left out and
- * destinations are tried fullest first under the low watermark, so the light hosts consolidation is
- * emptying are not refilled.
+ * In a consolidating round (settings.overload.destinationOrder `best-fit`) the spread is left out, CPU
+ * above the watermark is relieved like memory, and destinations are tried fullest first under the low
+ * watermark, so the light hosts consolidation is emptying are not refilled.
  */
 import type { Plan, Snapshot } from '../src/model/index.ts';
 import { THRESHOLD_LEVELS, usableHosts, valuedMoves } from './balance.ts';
@@ -58,8 +59,10 @@ export function overload(
   }
   const bestFit = settings.overload.destinationOrder === 'best-fit';
   const limit = bestFit ? Math.min(low, high) : high;
+  // CPU above the line is already priced by the objective (its spread and overload risk); memory
+  // committed is not (it is a limit, not spread by default), and in a consolidating round neither is CPU.
   const over = (cpu: number, mem: number, h: HostLoad) =>
-    Math.max(0, cpu / h.cpuCores - high) + Math.max(0, mem / h.memBytes - high);
+    (bestFit ? Math.max(0, cpu / h.cpuCores - high) : 0) + Math.max(0, mem / h.memBytes - high);
   valuedMoves(
     cluster,
     plan,

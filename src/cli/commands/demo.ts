@@ -89,7 +89,7 @@ function summary(result: DemoResult): string {
     `LBVM demo (${result.driver} driver) done in ${formatDuration(result.durationMs)}: ` +
       `${result.balanced ? 'balanced' : 'not balanced'}${result.stopReason ? ` (${result.stopReason})` : ''}.`,
     `  imbalance ${result.imbalanceBefore?.toFixed(3) ?? '-'} → ${result.imbalanceAfter?.toFixed(3) ?? '-'} ` +
-      `(standard deviation of hosts' measured CPU share; lower is flatter)`,
+      `(standard deviation of hosts' measured CPU share, after: mean of the last 5 measurements; lower is flatter)`,
     `  ${result.migrations.length} live migrations${result.failedMigrations ? `, ${result.failedMigrations} failed attempts` : ''}:`,
     ...result.migrations
       .slice(0, 15)

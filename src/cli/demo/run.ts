@@ -43,6 +43,8 @@ import { THRESHOLD_LEVELS, type ThresholdLevel } from '../../../policies/index.t
 
 const GiB = 1024 ** 3;
 const QUIET_ROUNDS = 5;
+/** The imbalance "after" is the mean of this many measurements (2 s apart). */
+const AFTER_SAMPLES = 5;
 export const GUEST_DIR = path.join(REPO_ROOT, '.cache', 'guest');
 
 export interface DemoOptions {
@@ -426,6 +428,7 @@ async function watch(context: WatchContext): Promise<void> {
   let quietRoundsAfterMove = 0;
   let lastMoveMs = 0;
   let lastRecord: RoundRecord | null = null;
+  const recent: number[] = [];
   const deadline = startedMs + options.durationMs;
   while (Date.now() < deadline && !options.signal.aborted) {
     for (const name of ['monitor', 'worker']) {
@@ -474,7 +477,11 @@ async function watch(context: WatchContext): Promise<void> {
       // "Before" is the cluster as placed: the worst imbalance measured until the first move lands
       // (a collector's first round has no CPU baseline for its VMs yet, so it reads low).
       if (lastMoveMs === 0) result.imbalanceBefore = Math.max(result.imbalanceBefore ?? 0, value);
-      result.imbalanceAfter = value;
+      // "After" is the mean of the last few measurements: one sample's noise neither makes a settled
+      // cluster look balanced nor unbalanced.
+      recent.push(value);
+      if (recent.length > AFTER_SAMPLES) recent.shift();
+      result.imbalanceAfter = recent.reduce((a, b) => a + b, 0) / recent.length;
       result.hosts = lines.map(demoHost);
     }
 

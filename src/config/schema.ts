@@ -355,6 +355,11 @@ export const configSchema = z
         downtimeLimit: duration('300ms'),
         /** Bandwidth cap per migration, bytes per second. */
         bandwidthBytesPerSec: bytes(POLICY.cost.bandwidthBytesPerSec),
+        /**
+         * What one migration stream carries at most on these hosts, for the cost model (0: no limit
+         * beyond the bandwidth): CPU-bound, lower with TLS; `bench migrate --netns` measures it.
+         */
+        streamBytesPerSec: bytes(0),
         /** A migration taking longer than this is cancelled (guest stays on its source). */
         timeout: duration('10m'),
         attempts: positiveInt(3),

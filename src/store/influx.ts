@@ -177,7 +177,8 @@ export class InfluxStore implements SampleStore {
       return new StoreWriteFailed(
         `InfluxDB at ${this.displayUrl}: TLS failed while ${what}: ${certificate}. ` +
           (this.options.ca
-            ? 'The CA in tls.ca (LBVM_TLS_CA) did not sign it, or it does not name the address in store.url: sign it with that CA (deploy/certs.sh server NAME ADDRESS...)'
+            ? 'The CA in tls.ca (LBVM_TLS_CA) did not sign it, or it does not name the address in store.url: ' +
+              'sign it with that CA (deploy/certs.sh server NAME ADDRESS...)'
             : 'Give the CA that signed it in tls.ca (LBVM_TLS_CA)'),
         unwritten,
         error,

@@ -119,7 +119,8 @@ export function redisCertificateProblem(target: string | RedisTarget, error: Err
   return (
     `Redis at ${describeRedis(t)}: TLS failed: ${why}. ` +
     (t.ca
-      ? 'The CA in tls.ca (LBVM_TLS_CA) did not sign it, or it does not name the address in redis.url: sign it with that CA (deploy/certs.sh server NAME ADDRESS...)'
+      ? 'The CA in tls.ca (LBVM_TLS_CA) did not sign it, or it does not name the address in redis.url: ' +
+        'sign it with that CA (deploy/certs.sh server NAME ADDRESS...)'
       : 'Give the CA that signed it in tls.ca (LBVM_TLS_CA)')
   );
 }

@@ -137,9 +137,10 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     notes.push(`QEMU demo not possible: ${missing}; running the sim driver instead`);
     driver = 'sim';
   }
+  const netnsTitle = options.netns ? `, network namespaces at ${options.netns.rate}, TLS` : '';
   const view = new DemoView(
     options.out,
-    `LBVM demo (${driver === 'qemu' ? `3 hosts, 6 QEMU guests, live migration${options.netns ? `, network namespaces at ${options.netns.rate}, TLS` : ''}` : 'sim driver, 20 hosts, 300 VMs'})`,
+    `LBVM demo (${driver === 'qemu' ? `3 hosts, 6 QEMU guests, live migration${netnsTitle}` : 'sim driver, 20 hosts, 300 VMs'})`,
     startedMs,
   );
   for (const note of notes) view.say(note);

@@ -7,6 +7,7 @@
  * whether auto-converge was switched on. Defaults of the config: downtime limit 300 ms, 1 GiB/s.
  * Each guest holds 40% of its RAM in a tmpfs file (more makes the 256 MiB test guest run out of
  * memory); the dirty guest rewrites 30% of its RAM (77 MiB) each second with random bytes.
+ * `--netns`: on shaped links between network namespaces, with and without TLS (bench/_migrate-netns.ts).
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -18,6 +19,11 @@ import { createLogger } from '../src/log.ts';
 import type { MigrationMode } from '../src/model/index.ts';
 import { startAgent, testGuestSpec, waitBooted, type TestAgent } from '../test/helpers/agent.ts';
 import { tmpDir } from '../test/helpers/tmp.ts';
+
+if (process.argv.includes('--netns')) {
+  await import('./_migrate-netns.ts');
+  process.exit(0);
+}
 
 function readTail(file: string): string {
   try {

@@ -6,7 +6,9 @@
 #     checks the units in deploy/systemd) and chromium (renders the HTML report in its test),
 #     libvirt-daemon, libvirt-daemon-driver-qemu and libvirt-clients (the
 #     libvirt driver's tests start their own session libvirtd; these packages ship no service, so
-#     nothing starts or is enabled at install; libvirt-daemon-system, which would, is not installed)
+#     nothing starts or is enabled at install; libvirt-daemon-system, which would, is not installed),
+#     iproute2 (ip, tc and ss: the network-namespace test bed), tcpdump (the test that watches a
+#     migration stream on that network) and openssl (deploy/certs.sh)
 #     (installed with apt-get when running as root; otherwise it says what to install and exits 1);
 #  2. npm ci, when node_modules does not match package-lock.json;
 #  3. the compiled JavaScript in dist/ (deploy/build.sh);
@@ -33,6 +35,9 @@ command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v libvirtd >/dev/null 2>&1 || missing+=(libvirt-daemon)
 have_pkg libvirt-daemon-driver-qemu || missing+=(libvirt-daemon-driver-qemu)
 command -v virsh >/dev/null 2>&1 || missing+=(libvirt-clients)
+command -v tc >/dev/null 2>&1 || missing+=(iproute2)
+command -v tcpdump >/dev/null 2>&1 || missing+=(tcpdump)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

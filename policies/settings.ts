@@ -36,8 +36,22 @@ export interface RiskSettings {
 }
 
 export interface CostSettings {
-  /** Bandwidth one migration gets (bytes/s). */
+  /** Bandwidth one migration gets (bytes/s): the cap it is given (migration.bandwidthBytesPerSec). */
   bandwidthBytesPerSec: number;
+  /**
+   * The most one migration stream carries whatever the link (bytes/s): QEMU's migration thread, and
+   * TLS's encryption, are CPU-bound (bench migrate --netns prints what a host achieves); 0: no limit
+   * beyond the bandwidth.
+   */
+  streamBytesPerSec: number;
+  /** Time every migration takes besides copying memory: starting the destination, switching over (ms). */
+  setupMs: number;
+  /** How moves are made (migration.mode): checkpoint stops the guest, saves, copies and restores it. */
+  mode: 'live' | 'checkpoint';
+  /** Checkpoint mode: how fast a host saves a guest's state to disk and restores it (bytes/s, each). */
+  checkpointLocalBytesPerSec: number;
+  /** Checkpoint mode: how fast the worker relays the saved state between the agents (bytes/s). */
+  checkpointCopyBytesPerSec: number;
   /** Pre-copy rounds after which a live migration stops iterating (QEMU-like). */
   maxPrecopyRounds: number;
   /** How much busy hosts slow a migration: duration × (1 + this × mean CPU use of source and destination). */
@@ -73,6 +87,10 @@ export interface PolicySettings {
   consolidate: { headroom: number; spareHosts: number };
 }
 
+const SETUP_MS = 200;
+const CHECKPOINT_LOCAL_BYTES_PER_SEC = 250e6;
+const CHECKPOINT_COPY_BYTES_PER_SEC = 150e6;
+
 export const DEFAULT_SETTINGS: PolicySettings = {
   cpuOvercommit: 1,
   weights: { cpu: 1, mem: 0, disk: 0, net: 0 },
@@ -80,7 +98,19 @@ export const DEFAULT_SETTINGS: PolicySettings = {
   netCapacityBytesPerSec: 1.25e9,
   demand: { horizonMs: 15 * 60_000, sampleIntervalMs: 60_000, maxWindowSamples: 120 },
   risk: { weight: 1, spreadFloor: 0.05 },
-  cost: { bandwidthBytesPerSec: 1024 ** 3, maxPrecopyRounds: 30, loadSlowdown: 1, scorePerSecond: 0.001 },
+  // setupMs and the checkpoint rates: rough figures from bench migrate --netns on a loaded 2-core test
+  // machine with TCG guests (bench/README.md); real hosts are faster: measure yours.
+  cost: {
+    bandwidthBytesPerSec: 1024 ** 3,
+    streamBytesPerSec: 0,
+    setupMs: SETUP_MS,
+    mode: 'live',
+    checkpointLocalBytesPerSec: CHECKPOINT_LOCAL_BYTES_PER_SEC,
+    checkpointCopyBytesPerSec: CHECKPOINT_COPY_BYTES_PER_SEC,
+    maxPrecopyRounds: 30,
+    loadSlowdown: 1,
+    scorePerSecond: 0.001,
+  },
   limits: {
     movesPerRound: 10,
     movesPerHour: 60,

@@ -8,7 +8,13 @@ import type { LbvmConfig } from '../config/schema.ts';
 import { QueueUnavailable } from '../errors.ts';
 import { createLogger, loggerFor, type Logger } from '../log.ts';
 import { MigrationQueue } from '../queue/queue.ts';
-import { connectRedis, describeRedis } from '../util/redis.ts';
+import {
+  connectRedis,
+  describeRedis,
+  lastConnectionError,
+  redisCertificateProblem,
+  redisTargetOf,
+} from '../util/redis.ts';
 import { openStoreFor, type SampleStore } from '../store/index.ts';
 import { loadFor, type CommonOptions } from './run.ts';
 
@@ -49,12 +55,17 @@ export class CliContext {
   async redis(): Promise<Redis> {
     if (this.redisClient) return this.redisClient;
     const target = this.config.redis;
-    const client = connectRedis(target, { failFast: this.mode === 'command' });
+    const client = connectRedis(redisTargetOf(this.config), { failFast: this.mode === 'command' });
     if (this.mode === 'command') {
       try {
         await client.ping();
       } catch (error) {
         client.disconnect();
+        const certificate = redisCertificateProblem(
+          redisTargetOf(this.config),
+          lastConnectionError(client) ?? (error as Error),
+        );
+        if (certificate) throw new QueueUnavailable(`${certificate}.`, error);
         const reason = (error as Error).message;
         const keys = target.sentinels.length > 0 ? 'redis.sentinels, redis.name and redis.url' : 'redis.url';
         const where = `${keys} in ${this.configFile ?? 'the config'} or LBVM_REDIS_URL (password: redis://:PASSWORD@host:6379)`;

@@ -20,7 +20,12 @@ export function policySettingsFromConfig(config: LbvmConfig): PolicySettings {
       sampleIntervalMs,
       maxWindowSamples: Math.max(1, Math.ceil(config.monitor.window / sampleIntervalMs)),
     },
-    cost: { ...DEFAULT_SETTINGS.cost, bandwidthBytesPerSec: config.migration.bandwidthBytesPerSec },
+    cost: {
+      ...DEFAULT_SETTINGS.cost,
+      bandwidthBytesPerSec: config.migration.bandwidthBytesPerSec,
+      streamBytesPerSec: config.migration.streamBytesPerSec,
+      mode: config.migration.mode,
+    },
     limits: limitsFromConfig(config),
     balance: { threshold: p.balance.threshold as ThresholdLevel },
     overload: {

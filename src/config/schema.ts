@@ -14,6 +14,7 @@ import { DEFAULT_SETTINGS } from '../../policies/settings.ts';
 import { POWER_CURVES, powerCurveProblem } from '../../policies/power.ts';
 import { parseBytes, parseDurationMs } from '../units.ts';
 import { parseHostPort } from '../util/address.ts';
+import { certificateFileProblem, identityProblems, keyFileProblem } from '../util/tls.ts';
 
 /** A duration in milliseconds, written `10s`, `5m`, `1h` or a number of ms. */
 export const duration = (fallback: string | number) =>
@@ -87,6 +88,18 @@ const urlWithScheme = (schemes: string[], fallback: string, example: string) =>
  */
 const POLICY = DEFAULT_SETTINGS;
 const LIMITS = DEFAULT_SETTINGS.limits;
+
+/** A PEM file checked at start (readable, holding what it should); empty: not given. */
+const pemFile = (check: (file: string) => string | null) =>
+  z
+    .string()
+    .default('')
+    .superRefine((file, ctx) => {
+      const problem = file ? check(file) : null;
+      if (problem) ctx.addIssue({ code: z.ZodIssueCode.custom, message: problem });
+    });
+const certificateFile = pemFile(certificateFileProblem);
+const keyFile = pemFile(keyFileProblem);
 
 export const STORE_URL_EXAMPLE = 'files:./.lbvm/samples or influx://user:pass@host:8086/lbvm';
 export const REDIS_URL_EXAMPLE = 'redis://[:password@]host:6379[/db] or rediss://...';
@@ -374,6 +387,11 @@ export const configSchema = z
         downtimeLimit: duration('300ms'),
         /** Bandwidth cap per migration, bytes per second. */
         bandwidthBytesPerSec: bytes(POLICY.cost.bandwidthBytesPerSec),
+        /**
+         * What one migration stream carries at most on these hosts, for the cost model (0: no limit
+         * beyond the bandwidth): CPU-bound, lower with TLS; `bench migrate --netns` measures it.
+         */
+        streamBytesPerSec: bytes(0),
         /** A migration taking longer than this is cancelled (guest stays on its source). */
         timeout: duration('10m'),
         attempts: positiveInt(3),
@@ -402,6 +420,28 @@ export const configSchema = z
         migrationAddress: z.string().default('127.0.0.1'),
       })
       .strict()
+      .default({}),
+    /**
+     * The cluster's own TLS (deploy/certs.sh makes the files): with `ca`, `cert` and `key` set, an agent's
+     * control port asks every caller for a certificate signed by `ca` (and still for the token), callers
+     * check the agent's certificate, and QEMU migration streams are encrypted both ways.
+     */
+    tls: z
+      .object({
+        /** PEM file of the cluster CA: the only issuer this process trusts for agents and their callers, and for rediss:// and influxs:// servers. */
+        ca: certificateFile,
+        /** PEM file of this process's certificate: an agent's (`certs.sh agent`), or a worker's or collector's (`certs.sh client`). */
+        cert: certificateFile,
+        /** PEM file of its private key (mode 0600 or 0640). */
+        key: keyFile,
+        /** Encrypt live migration streams (QEMU tls-creds-x509) when ca, cert and key are set; false: in the clear. */
+        migration: z.boolean().default(true),
+      })
+      .strict()
+      .superRefine((tls, ctx) => {
+        for (const { field, problem } of identityProblems(tls))
+          ctx.addIssue({ code: z.ZodIssueCode.custom, path: [field], message: problem });
+      })
       .default({}),
     sim: z
       .object({

@@ -21,11 +21,11 @@ export async function createDriver(name: LbvmConfig['collect']['driver'], contex
   switch (name) {
     // Each driver's module is loaded only when chosen (a qemu host's cron collector skips ioredis).
     case 'sim': {
-      const [{ connectRedis, describeRedis }, { SimDriver }] = await Promise.all([
+      const [{ connectRedis, describeRedis, redisTargetOf }, { SimDriver }] = await Promise.all([
         import('../util/redis.ts'),
         import('./sim.ts'),
       ]);
-      const redis = connectRedis(context.config.redis);
+      const redis = connectRedis(redisTargetOf(context.config));
       const driver = new SimDriver({ config: context.config, redis, ownsRedis: true });
       try {
         await driver.cluster.ensure(context.config.sim);

@@ -23,7 +23,7 @@ import { quarantinedVms, quarantineNote, readCluster, windowFor, type Quarantine
 import type { IncrementalWindow } from './window.ts';
 import { LeaderLease } from './lease.ts';
 import { PUBLISHED_VERSION, publishSnapshot } from './published.ts';
-import { masterTerm } from '../util/redis.ts';
+import { masterTerm, redisTargetOf } from '../util/redis.ts';
 import { MonitorMetrics } from './metrics.ts';
 import { gate, gateInputs, type GateMode } from './gate.ts';
 
@@ -122,7 +122,7 @@ export class Monitor {
         },
         onRefused: (reason) => log.info({ reason }, `not taking the lease yet: ${reason}`),
         // With Sentinel, a token carries the master's term (see lease.ts): it survives a failover.
-        term: deps.config.redis.sentinels.length > 0 ? () => masterTerm(deps.config.redis) : undefined,
+        term: deps.config.redis.sentinels.length > 0 ? () => masterTerm(redisTargetOf(deps.config)) : undefined,
       },
       this.clock,
     );

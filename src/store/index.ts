@@ -3,6 +3,7 @@
  * `influx(s)://[user:pass@]host:port/db`; `Spool` and `deliver()` make writes survive an unreachable
  * store. May import: model, errors, log. Imported by: collectors, monitor, cli.
  */
+import fs from 'node:fs';
 import path from 'node:path';
 import type { LbvmConfig } from '../config/schema.ts';
 import { UsageError } from '../errors.ts';
@@ -40,6 +41,8 @@ export interface OpenStoreOptions {
   announceLate?: boolean;
   /** InfluxDB: the clock that says when samples were stored, for the late-sample announcements (tests). */
   clock?: () => number;
+  /** PEM text of the CA that signed InfluxDB's certificate, for `influxs://` (`tls.ca`). */
+  ca?: string;
 }
 
 /** The store as the config describes it (store.url, retention, batch size). For daemons and lbm. */
@@ -49,6 +52,7 @@ export function openStoreFor(config: LbvmConfig, log?: Logger): SampleStore {
     downsampleRetentionMs: config.store.downsampleRetention,
     batchSize: config.store.batchSize,
     log,
+    ca: config.tls.ca && config.store.url.startsWith('influxs:') ? fs.readFileSync(config.tls.ca, 'utf8') : undefined,
   });
 }
 
@@ -97,6 +101,7 @@ export function openStore(url: string, options: OpenStoreOptions = {}): SampleSt
       requestTimeoutMs: options.requestTimeoutMs,
       announceLate: options.announceLate,
       clock: options.clock,
+      ca: options.ca,
     });
   }
   throw new UsageError(

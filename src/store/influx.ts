@@ -28,6 +28,7 @@ import type { createHash as CreateHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import type { IPoint } from 'influx';
 import { StoreUnavailable } from '../errors.ts';
+import { describeCertificateError } from '../util/tls.ts';
 import type { Logger } from '../log.ts';
 import type { HostSample, LbvmEvent, Sample, VmSample } from '../model/index.ts';
 import { HOST_NUMERIC_FIELDS, VM_NUMERIC_FIELDS, VM_TEXT_FIELDS } from '../model/index.ts';
@@ -105,6 +106,8 @@ export interface InfluxStoreOptions {
   announceLate?: boolean;
   /** The clock that says when samples were stored (tests run a cluster's rounds on their own clock). */
   clock?: () => number;
+  /** PEM text of the CA that signed InfluxDB's certificate (`tls.ca`), for `influxs://`; none: the system's CAs. */
+  ca?: string;
 }
 
 /** Never disables the host: the spool, not the client, handles outages. */
@@ -176,6 +179,7 @@ export class InfluxStore implements SampleStore {
       username: url.username ? decodeURIComponent(url.username) : undefined,
       password: url.password ? decodeURIComponent(url.password) : undefined,
       pool: { maxRetries: 0, requestTimeout: options.requestTimeoutMs ?? 10_000, backoff: NO_BACKOFF },
+      options: options.ca && url.protocol === 'influxs:' ? { ca: options.ca } : undefined,
     });
   }
 
@@ -200,6 +204,17 @@ export class InfluxStore implements SampleStore {
         error,
       );
     }
+    const certificate = status ? null : describeCertificateError(error);
+    if (certificate)
+      return new StoreWriteFailed(
+        `InfluxDB at ${this.displayUrl}: TLS failed while ${what}: ${certificate}. ` +
+          (this.options.ca
+            ? 'The CA in tls.ca (LBVM_TLS_CA) did not sign it, or it does not name the address in store.url: ' +
+              'sign it with that CA (deploy/certs.sh server NAME ADDRESS...)'
+            : 'Give the CA that signed it in tls.ca (LBVM_TLS_CA)'),
+        unwritten,
+        error,
+      );
     const reason = status ? `${status}: ${bodyOf(error)}` : ((error as NodeJS.ErrnoException).code ?? bodyOf(error));
     return new StoreWriteFailed(
       `InfluxDB at ${this.displayUrl} is unavailable while ${what} (${reason})`,

@@ -1,11 +1,19 @@
 /**
- * `mkdir -p` that always ends. Node's own `{ recursive: true }` spins at 100% CPU forever where a
+ * Folders. `makeDirs`: `mkdir -p` that always ends. Node's own `{ recursive: true }` spins at 100% CPU forever where a
  * filesystem answers ENOENT for a directory whose parent exists (procfs, sysfs: `files:/proc/x`
  * hung a cron collector). Here a parent that exists (or was just made) and a child still refused is
  * final: the error is thrown.
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The checkout's (or installed package's) root: the nearest folder above this file with a package.json (works from dist/ too). */
+export const PACKAGE_ROOT = (() => {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  while (!fs.existsSync(path.join(dir, 'package.json')) && path.dirname(dir) !== dir) dir = path.dirname(dir);
+  return dir;
+})();
 
 export function makeDirs(dir: string, mode?: number, parentMade = false): void {
   try {

@@ -42,7 +42,7 @@ export interface SentinelBed {
   servers: RedisServer[];
   sentinels: SentinelProcess[];
   /** What LBVM's config needs: `{ url, sentinels, name, sentinelPassword }` (config.redis fits). */
-  target: Required<RedisTarget>;
+  target: Required<Omit<RedisTarget, 'ca'>>;
   /** The server a majority of the sentinels names as master now. */
   master(): Promise<RedisServer>;
   /** SIGKILL the master, as a crash. Returns it (restart it with `.start()`: it comes back as a replica). */

@@ -12,8 +12,10 @@
  * every retry while a sentinel is down.) The URL's password, user, db and TLS (`rediss://`) still apply to the
  * master; TLS applies to the sentinels too.
  */
+import fs from 'node:fs';
 import { Redis, type RedisOptions } from 'ioredis';
 import { parseHostPort, redactUrl } from './address.ts';
+import { describeCertificateError } from './tls.ts';
 
 /** Where Redis is: `config.redis` fits. A bare URL string is a plain Redis. */
 export interface RedisTarget {
@@ -24,6 +26,19 @@ export interface RedisTarget {
   name?: string;
   /** The sentinels' own password (`requirepass` in sentinel.conf), if any. */
   sentinelPassword?: string;
+  /** PEM text of the CA that signed the servers' certificates (`tls.ca`), for `rediss://`; none: the system's CAs. */
+  ca?: string;
+}
+
+/** Where the config says Redis is, with the cluster CA (`tls.ca`) that `rediss://` servers are checked against. */
+export function redisTargetOf(config: { redis: RedisTarget; tls: { ca?: string } }): RedisTarget {
+  return config.tls.ca ? { ...config.redis, ca: fs.readFileSync(config.tls.ca, 'utf8') } : config.redis;
+}
+
+/** The TLS options of a connection to `target`: none for `redis://`. */
+function tlsOptions(target: RedisTarget): { ca?: string } | undefined {
+  if (!target.url.startsWith('rediss:')) return undefined;
+  return target.ca ? { ca: target.ca } : {};
 }
 
 function targetOf(target: string | RedisTarget): RedisTarget {
@@ -63,8 +78,9 @@ export function connectRedis(target: string | RedisTarget, options: ConnectOptio
     retryStrategy: options.failFast ? () => null : (times) => Math.min(200 * 2 ** Math.min(times, 5), capMs),
     lazyConnect: false,
   };
+  const tls = tlsOptions(t);
+  if (tls) redisOptions.tls = tls;
   if (sentinel) {
-    const tls = t.url.startsWith('rediss:');
     Object.assign(redisOptions, {
       sentinels: t.sentinels!.map((entry) => parseHostPort(entry)!),
       name: t.name,
@@ -74,14 +90,39 @@ export function connectRedis(target: string | RedisTarget, options: ConnectOptio
       // A master demoted under an open connection answers writes with READONLY: reconnect (through
       // the sentinels) and send the command again; it was not carried out.
       reconnectOnError: (error: Error) => (/^READONLY/.test(error.message) ? 2 : false),
-      ...(tls ? { tls: {}, enableTLSForSentinelMode: true, sentinelTLS: {} } : {}),
+      ...(tls ? { enableTLSForSentinelMode: true, sentinelTLS: tls } : {}),
     } satisfies RedisOptions);
   }
   const client = new Redis(t.url, redisOptions);
   // ioredis emits 'error' on every failed reconnect; callers attach their own logger. Without a
-  // listener Node would crash the process on the first one.
-  client.on('error', () => {});
+  // listener Node would crash the process on the first one. The last one is kept: a command that
+  // fails after it only says "Connection is closed".
+  client.on('error', (error: Error) => lastErrors.set(client, error));
   return client;
+}
+
+const lastErrors = new WeakMap<Redis, Error>();
+
+/** The last connection error of a client made by connectRedis (a refused connection, a TLS failure), if any. */
+export function lastConnectionError(client: Redis): Error | undefined {
+  return lastErrors.get(client);
+}
+
+/**
+ * Why Redis's certificate was refused, in words an operator can act on (the URL or sentinels named,
+ * what to set), or null when `error` is not a certificate problem.
+ */
+export function redisCertificateProblem(target: string | RedisTarget, error: Error): string | null {
+  const why = describeCertificateError(error);
+  if (!why) return null;
+  const t = targetOf(target);
+  return (
+    `Redis at ${describeRedis(t)}: TLS failed: ${why}. ` +
+    (t.ca
+      ? 'The CA in tls.ca (LBVM_TLS_CA) did not sign it, or it does not name the address in redis.url: ' +
+        'sign it with that CA (deploy/certs.sh server NAME ADDRESS...)'
+      : 'Give the CA that signed it in tls.ca (LBVM_TLS_CA)')
+  );
 }
 
 /** Is this error Redis (or, with Sentinel, every sentinel) being unreachable, rather than a bug? */
@@ -115,7 +156,9 @@ export function logConnectionTrouble(
   client.on('error', (error: Error) => {
     if (down) return;
     down = true;
-    log.warn({ redis, error: error.message }, 'Redis unreachable; retrying with backoff');
+    const certificate = redisCertificateProblem(target, error);
+    if (certificate) log.warn({ redis, error: error.message }, `${certificate}; retrying with backoff`);
+    else log.warn({ redis, error: error.message }, 'Redis unreachable; retrying with backoff');
   });
   client.on('ready', () => {
     const now = connectedAddress(client);
@@ -143,7 +186,7 @@ export interface MasterTerm {
  */
 export async function masterTerm(target: RedisTarget, timeoutMs = 2000): Promise<MasterTerm> {
   const sentinels = target.sentinels ?? [];
-  const tls = target.url.startsWith('rediss:');
+  const tls = tlsOptions(target);
   const answers = await Promise.all(
     sentinels.map(async (entry) => {
       const { host, port } = parseHostPort(entry)!;
@@ -151,7 +194,7 @@ export async function masterTerm(target: RedisTarget, timeoutMs = 2000): Promise
         host,
         port,
         password: target.sentinelPassword || undefined,
-        tls: tls ? {} : undefined,
+        tls,
         lazyConnect: true,
         enableReadyCheck: false,
         enableOfflineQueue: false,

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { envKeys, loadConfig, redactConfig } from '../../src/config/index.ts';
 import { ConfigError } from '../../src/errors.ts';
+import { makeClusterCerts } from '../../src/util/certs.ts';
 import { cleanEnv, runCli } from '../helpers/cli.ts';
 import { tmpDir } from '../helpers/tmp.ts';
 
@@ -138,5 +139,66 @@ describe('deploy/lbvm.example.yaml', () => {
         !text.includes(`${keyPath[keyPath.length - 1]}:`),
     );
     assert.deepEqual(missing, [], `keys not documented in the example: ${missing.map((p) => p.join('.')).join(', ')}`);
+  });
+});
+
+describe('tls', () => {
+  it('checks the files at start, all at once: missing, not PEM, a key others can read, a key of another certificate, another CA', async () => {
+    const dir = tmpDir('lbvm-config-tls-');
+    const certs = await makeClusterCerts(path.join(dir, 'cluster'), { agents: { n1: ['10.0.0.1'], n2: ['10.0.0.2'] } });
+    const other = await makeClusterCerts(path.join(dir, 'other'), { agents: { n1: ['10.0.0.1'] } });
+    const n1 = certs.files('n1');
+    const { config } = loadConfig({
+      env: { LBVM_TLS_CA: certs.ca, LBVM_TLS_CERT: n1.cert, LBVM_TLS_KEY: n1.key },
+      cwd: dir,
+    });
+    assert.deepEqual(config.tls, { ca: certs.ca, cert: n1.cert, key: n1.key, migration: true });
+    const problems = (env: Record<string, string>): string[] => {
+      try {
+        loadConfig({ env, cwd: dir });
+        return [];
+      } catch (error) {
+        assert.ok(error instanceof ConfigError);
+        return error.problems;
+      }
+    };
+    const readable = path.join(dir, 'readable-key.pem');
+    fs.copyFileSync(n1.key, readable);
+    fs.chmodSync(readable, 0o644);
+    assert.deepEqual(
+      problems({ LBVM_TLS_CA: path.join(dir, 'none.pem'), LBVM_TLS_CERT: n1.key, LBVM_TLS_KEY: readable }),
+      [
+        `LBVM_TLS_CA: tls.ca: "${dir}/none.pem": expected a readable PEM certificate file (no such file)`,
+        `LBVM_TLS_CERT: tls.cert: "${n1.key}": expected a PEM certificate file (-----BEGIN CERTIFICATE-----); none found in it`,
+        `LBVM_TLS_KEY: tls.key: "${readable}": expected a private key only its owner (and group) can read, mode 0600 or 0640; ` +
+          `mode 0644 lets every user read it (chmod 600 ${readable})`,
+      ],
+    );
+    const mixed = problems({ LBVM_TLS_CA: other.ca, LBVM_TLS_CERT: n1.cert, LBVM_TLS_KEY: certs.files('n2').key });
+    assert.equal(mixed.length, 2, mixed.join('\n'));
+    assert.match(
+      mixed[0]!,
+      /^LBVM_TLS_KEY: tls\.key: .*n2-key\.pem": expected the private key of the certificate .*n1\.pem \(O=LBVM, CN=n1\); this is another key$/,
+    );
+    assert.match(
+      mixed[1]!,
+      /^LBVM_TLS_CERT: tls\.cert: .*n1\.pem": expected a certificate signed by the CA in .*other\/ca\.pem; its issuer is O=LBVM, CN=LBVM cluster CA/,
+    );
+    const alone = problems({ LBVM_TLS_CERT: n1.cert });
+    assert.equal(alone.length, 2, alone.join('\n'));
+    assert.ok(
+      alone.some((line) =>
+        /tls\.key: \(missing\): expected the private key of the certificate .*n1\.pem too/.test(line),
+      ),
+    );
+    assert.ok(alone.some((line) => /tls\.ca: \(missing\): expected the CA file too/.test(line)));
+    // The command: exit 2, every problem named, no stack.
+    const result = await runCli('lbvm', ['config'], {
+      cwd: dir,
+      env: cleanEnv({ LBVM_TLS_CA: path.join(dir, 'none.pem') }),
+    });
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /tls\.ca: ".*none\.pem": expected a readable PEM certificate file \(no such file\)/);
+    assert.doesNotMatch(result.stderr, /    at /);
   });
 });

@@ -43,7 +43,7 @@ export class Daemons {
  * `lbvm worker` processes using the qemu driver through agents a and b.
  */
 export function qemuQueueRig(
-  redis: string | Required<RedisTarget>,
+  redis: string | Required<Omit<RedisTarget, 'ca'>>,
   daemons: Daemons,
   a: TestAgent,
   b: TestAgent,

@@ -1,6 +1,7 @@
 /**
  * Real `lbvm agent` processes for tests: each with its own state folder, port and host name, so
- * several make a multi-host cluster on one machine. Guests' QEMU processes run detached from the
+ * several make a multi-host cluster on one machine; or each in its own network namespace on its own
+ * address (src/util/netns.ts), with the cluster's certificates (mutual TLS, TLS migrations). Guests' QEMU processes run detached from the
  * agent (they survive its restart), so this helper kills every QEMU it finds under its state
  * folders when the test process exits.
  */
@@ -8,6 +9,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { AgentClient } from '../../src/drivers/qemu/client.ts';
 import { guestId, guestKernelArgs, type GuestSpecInput, type TestGuestLoad } from '../../src/drivers/qemu/guest.ts';
+import type { ClusterCerts } from '../../src/util/certs.ts';
+import type { NetnsCluster } from '../../src/util/netns.ts';
+import { readTls, type TlsMaterial } from '../../src/util/tls.ts';
 import { cleanEnv, ROOT } from './cli.ts';
 import { freePort, spawnTracked, waitFor, type Tracked } from './processes.ts';
 import { assertGuestImage, GUEST_DIR } from './qemu.ts';
@@ -73,6 +77,8 @@ export function qemuProcessesOf(name: string): number[] {
 
 export interface TestAgent {
   host: string;
+  /** The agent's environment (its config): change it, then stop() and start() to restart it so. */
+  env: Record<string, string>;
   address: string;
   stateDir: string;
   token: string;
@@ -85,31 +91,62 @@ export interface TestAgent {
   kill(): Promise<void>;
 }
 
-export async function startAgent(host: string, token = 'test-token-0123456789'): Promise<TestAgent> {
+export interface AgentStart {
+  token?: string;
+  /** Run the agent inside this cluster's namespace of the same host name, bound to its address (control port and migrations). */
+  netns?: NetnsCluster;
+  /**
+   * The cluster's TLS: the agent serves with the certificate named like its host (made for its address)
+   * and the test's client shows the one named `worker`.
+   */
+  certs?: ClusterCerts;
+  /** tls.migration (default: true, with certs). */
+  migrationTls?: boolean;
+}
+
+export async function startAgent(host: string, options: string | AgentStart = {}): Promise<TestAgent> {
+  const start: AgentStart = typeof options === 'string' ? { token: options } : options;
+  const token = start.token ?? 'test-token-0123456789';
   const stateDir = tmpDir(`lbvm-agent-${host}-`);
   stateDirs.push(stateDir);
-  const port = await freePort();
-  const address = `127.0.0.1:${port}`;
+  const netHost = start.netns?.host(host);
+  const address = netHost ? `${netHost.address}:7300` : `127.0.0.1:${await freePort()}`;
+  const env: Record<string, string> = { LBVM_AGENT_TOKEN: token, LBVM_LOG_FORMAT: 'json', LBVM_LOG_LEVEL: 'info' };
+  if (netHost) env.LBVM_AGENT_MIGRATION_ADDRESS = netHost.address;
+  let clientTls: TlsMaterial | undefined;
+  if (start.certs) {
+    const own = start.certs.files(host);
+    Object.assign(env, { LBVM_TLS_CA: start.certs.ca, LBVM_TLS_CERT: own.cert, LBVM_TLS_KEY: own.key });
+    env.LBVM_TLS_MIGRATION = String(start.migrationTls ?? true);
+    clientTls = readTls({ ca: start.certs.ca, ...start.certs.files('worker') });
+  }
   const agent: TestAgent = {
     host,
+    env,
     address,
     stateDir,
     token,
-    client: new AgentClient(address, token, host),
+    client: new AgentClient(address, token, host, clientTls),
     process: undefined as unknown as Tracked,
     console(name) {
       const file = path.join(stateDir, 'guests', guestId(name), 'serial.log');
       return fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('\n') : [];
     },
     async start() {
-      agent.process = spawnTracked(
-        process.execPath,
-        [path.join(ROOT, 'bin/lbvm.js'), 'agent', '--node', host, '--listen', address, '--state-dir', stateDir],
-        {
-          env: cleanEnv({ LBVM_AGENT_TOKEN: token, LBVM_LOG_FORMAT: 'json', LBVM_LOG_LEVEL: 'info' }),
-          cwd: stateDir,
-        },
-      );
+      const argv = [
+        path.join(ROOT, 'bin/lbvm.js'),
+        'agent',
+        '--node',
+        host,
+        '--listen',
+        address,
+        '--state-dir',
+        stateDir,
+      ];
+      const run = start.netns
+        ? start.netns.exec(host, process.execPath, argv)
+        : { command: process.execPath, args: argv };
+      agent.process = spawnTracked(run.command, run.args, { env: cleanEnv(agent.env), cwd: stateDir });
       await waitFor(`lbvm agent ${host} on ${address}`, async () => (await agent.client.health(1000)).host === host, {
         process: agent.process,
         timeoutMs: 30_000,

@@ -1,5 +1,6 @@
-/** A real InfluxDB 1.x (`influxd`) for one test file: free ports, temporary folder, optional auth. */
+/** A real InfluxDB 1.x (`influxd`) for one test file: free ports, temporary folder, optional auth, optional HTTPS. */
 import fs from 'node:fs';
+import https from 'node:https';
 import path from 'node:path';
 import { freePort, spawnTracked, waitFor, type Tracked } from './processes.ts';
 import { tmpDir } from './tmp.ts';
@@ -21,6 +22,20 @@ export interface InfluxServer {
 export interface InfluxOptions {
   /** Turn HTTP auth on and create this admin user. */
   admin?: { username: string; password: string };
+  /** Serve HTTPS alone (`https-enabled`) with this certificate and key; `caFile` signed it (the helper checks with it). */
+  https?: { certFile: string; keyFile: string; caFile: string };
+}
+
+/** The status of GET /ping over HTTPS, trusting `caFile`. */
+function pingHttps(url: string, caFile: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    https
+      .get(`${url}/ping`, { ca: fs.readFileSync(caFile, 'utf8') }, (response) => {
+        response.resume();
+        resolve(response.statusCode ?? 0);
+      })
+      .on('error', reject);
+  });
 }
 
 export async function startInflux(options: InfluxOptions = {}): Promise<InfluxServer> {
@@ -43,6 +58,13 @@ export async function startInflux(options: InfluxOptions = {}): Promise<InfluxSe
         '  enabled = true',
         `  bind-address = "127.0.0.1:${port}"`,
         `  auth-enabled = ${auth}`,
+        ...(options.https
+          ? [
+              '  https-enabled = true',
+              `  https-certificate = "${options.https.certFile}"`,
+              `  https-private-key = "${options.https.keyFile}"`,
+            ]
+          : []),
         '  log-enabled = false',
         '[monitor]',
         '  store-enabled = false',
@@ -54,7 +76,7 @@ export async function startInflux(options: InfluxOptions = {}): Promise<InfluxSe
         '',
       ].join('\n'),
     );
-  const httpUrl = `http://127.0.0.1:${port}`;
+  const httpUrl = `${options.https ? 'https' : 'http'}://127.0.0.1:${port}`;
   const server: InfluxServer = {
     httpUrl,
     host: '127.0.0.1',
@@ -65,11 +87,14 @@ export async function startInflux(options: InfluxOptions = {}): Promise<InfluxSe
       const auth = credentials
         ? `${encodeURIComponent(credentials.username)}:${encodeURIComponent(credentials.password)}@`
         : '';
-      return `influx://${auth}127.0.0.1:${port}/${db}`;
+      return `${options.https ? 'influxs' : 'influx'}://${auth}127.0.0.1:${port}/${db}`;
     },
     async start() {
       server.process = spawnTracked('influxd', ['-config', path.join(dir, 'influxdb.conf')]);
-      await waitFor(`influxd on port ${port}`, async () => (await fetch(`${httpUrl}/ping`)).status === 204, {
+      const ping = options.https
+        ? () => pingHttps(httpUrl, options.https!.caFile)
+        : async () => (await fetch(`${httpUrl}/ping`)).status;
+      await waitFor(`influxd on port ${port}`, async () => (await ping()) === 204, {
         process: server.process,
         timeoutMs: 30_000,
       });

@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import { createDriver } from '../../drivers/index.ts';
 import { loggerFor } from '../../log.ts';
 import { assertRedisFitForQueue } from '../../queue/redis.ts';
-import { connectRedis, logConnectionTrouble } from '../../util/redis.ts';
+import { connectRedis, logConnectionTrouble, redisTargetOf } from '../../util/redis.ts';
 import { listenForCancels } from '../../queue/cancel.ts';
 import { RedisEventLog, type EventSink } from '../../queue/events.ts';
 import { startMigrationWorker } from '../../queue/worker.ts';
@@ -45,7 +45,7 @@ export function workerCommand(): Command {
       throw new UsageError(`--concurrency ${options.concurrency}: expected a whole number >= 1`);
     const log = loggerFor(config, 'worker');
     logStartup(log, config, file);
-    const connection = connectRedis(config.redis, { blocking: true });
+    const connection = connectRedis(redisTargetOf(config), { blocking: true });
     logConnectionTrouble(connection, log, config.redis);
     try {
       await assertRedisFitForQueue(connection, config.redis);
@@ -77,7 +77,7 @@ export function workerCommand(): Command {
     };
     const worker = startMigrationWorker({ config, driver, log, connection, concurrency, events });
     // `lbm migrate --wait` asks for a cancel on a channel every worker listens to.
-    const subscriber = connectRedis(config.redis);
+    const subscriber = connectRedis(redisTargetOf(config));
     await listenForCancels(subscriber, config.redis.prefix, (jobId) => {
       if (worker.cancel(jobId, 'cancelled by an operator'))
         log.warn({ jobId }, 'migration cancelled by an operator; the guest stays on its source');

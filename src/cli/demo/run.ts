@@ -3,7 +3,10 @@
  * of 1 core and 2 GiB each) with 6 real TCG guests, all started on h1 on purpose, each burning its
  * own CPU share; `lbvm collect` per host every 2 s, one `lbvm monitor`, one `lbvm worker`. Sim mode
  * (`--sim`, or when QEMU or the test guest is missing): the `sim` driver with 20 hosts and 300 VMs
- * packed onto the fewest hosts. The story is shown live; the end is a report (text and HTML) and a
+ * packed onto the fewest hosts. With `--netns` (QEMU mode, root), each agent host is a network namespace
+ * on a bridge with `tc`-shaped links (src/util/netns.ts), its agent and collector inside it on its own
+ * address, and the cluster has its own CA (deploy/certs.sh): mutual TLS to the agents, TLS migration
+ * streams; the worker and the monitor stay in the root namespace, as on management machines. The story is shown live; the end is a report (text and HTML) and a
  * summary with `imbalanceBefore`, `imbalanceAfter`, the migrations and `leftoverProcesses`.
  */
 import { execFileSync } from 'node:child_process';
@@ -33,6 +36,9 @@ import { renderHtml } from '../report/html.ts';
 import { DemoStack, REPO_ROOT } from './stack.ts';
 import { DemoView, type HostLine } from './view.ts';
 import { makeDirs } from '../../util/dirs.ts';
+import { makeClusterCerts, type ClusterCerts } from '../../util/certs.ts';
+import { createNetnsCluster, type NetnsCluster } from '../../util/netns.ts';
+import { readTls } from '../../util/tls.ts';
 import { THRESHOLD_LEVELS, type ThresholdLevel } from '../../../policies/index.ts';
 
 const GiB = 1024 ** 3;
@@ -52,6 +58,8 @@ export interface DemoOptions {
   signal: AbortSignal;
   /** Keep the temporary folder (logs, samples, config) for a look afterwards. */
   keep?: boolean;
+  /** QEMU mode: each host in its own network namespace, links shaped to `rate` (`1gbit`), TLS everywhere. */
+  netns?: { rate: string };
 }
 
 export interface DemoMigration {
@@ -124,13 +132,15 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   const notes: string[] = [];
   let driver: 'qemu' | 'sim' = options.sim ? 'sim' : 'qemu';
   const missing = driver === 'qemu' ? qemuMissing() : null;
+  if (missing && options.netns) throw new Error(`--netns needs the QEMU demo, which is not possible here: ${missing}`);
   if (missing) {
     notes.push(`QEMU demo not possible: ${missing}; running the sim driver instead`);
     driver = 'sim';
   }
+  const netnsTitle = options.netns ? `, network namespaces at ${options.netns.rate}, TLS` : '';
   const view = new DemoView(
     options.out,
-    `LBVM demo (${driver === 'qemu' ? '3 hosts, 6 QEMU guests, live migration' : 'sim driver, 20 hosts, 300 VMs'})`,
+    `LBVM demo (${driver === 'qemu' ? `3 hosts, 6 QEMU guests, live migration${netnsTitle}` : 'sim driver, 20 hosts, 300 VMs'})`,
     startedMs,
   );
   for (const note of notes) view.say(note);
@@ -141,6 +151,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   const stopCollectors = new AbortController();
   let inProcessCollectors: Promise<void> | null = null;
   let agents: AgentClient[] = [];
+  let net: NetnsCluster | null = null;
   const result: DemoResult = {
     driver,
     imbalanceBefore: null,
@@ -162,9 +173,21 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     const server = await stack.startRedis();
     const token = randomBytes(16).toString('hex');
     if (driver === 'qemu') {
-      const ports = await Promise.all([1, 2, 3].map(() => freePort()));
+      let certs: ClusterCerts | null = null;
+      if (options.netns) {
+        view.say(`making 3 network namespaces on a bridge, links shaped to ${options.netns.rate}`);
+        net = await createNetnsCluster({ hosts: ['h1', 'h2', 'h3'], rate: options.netns.rate });
+        view.say(`making the cluster's CA and certificates (deploy/certs.sh) in ${path.join(stack.dir, 'tls')}`);
+        certs = await makeClusterCerts(path.join(stack.dir, 'tls'), {
+          agents: Object.fromEntries(net.hosts.map((host) => [host.name, [host.address]])),
+          clients: ['worker'],
+        });
+      }
+      // In a namespace every agent has an address of its own, and the port can be the same.
+      const addresses = [1, 2, 3].map((n) => net?.host(`h${n}`).address ?? '127.0.0.1');
+      const ports = net ? [7300, 7300, 7300] : await Promise.all([1, 2, 3].map(() => freePort()));
       const hosts = Object.fromEntries(
-        [1, 2, 3].map((n, i) => [`h${n}`, { cpuCores: 1, memBytes: '2GiB', agent: `127.0.0.1:${ports[i]}` }]),
+        [1, 2, 3].map((n, i) => [`h${n}`, { cpuCores: 1, memBytes: '2GiB', agent: `${addresses[i]}:${ports[i]}` }]),
       );
       stack.writeConfig(
         baseConfig(stack, server.url, {
@@ -179,12 +202,20 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
           },
           migration: { mode: 'live', downtimeLimit: '300ms' },
           agent: { accel: 'tcg' },
+          // The worker's, the monitor's and the collectors' certificate; each agent gets its own below.
+          ...(certs ? { tls: { ca: certs.ca, ...certs.files('worker') } } : {}),
         }),
       );
       config = loadConfig({ configPath: stack.configFile, env: {} }).config;
       const env = { LBVM_AGENT_TOKEN: token };
-      view.say('starting 3 agents (h1, h2, h3: 1 core and 2 GiB each)');
+      const inNamespace = (host: string) =>
+        net ? (command: string, args: string[]) => net!.exec(host, command, args) : undefined;
+      const clientTls = certs ? readTls({ ca: certs.ca, ...certs.files('worker') }) : undefined;
+      view.say(
+        `starting 3 agents (h1, h2, h3: 1 core and 2 GiB each)${net ? ` at ${addresses.join(', ')}, mutual TLS` : ''}`,
+      );
       agents = [1, 2, 3].map((n, i) => {
+        const own = certs?.files(`h${n}`);
         stack.spawnLbvm(
           `agent-h${n}`,
           [
@@ -192,13 +223,18 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
             '--node',
             `h${n}`,
             '--listen',
-            `127.0.0.1:${ports[i]}`,
+            `${addresses[i]}:${ports[i]}`,
             '--state-dir',
             path.join(stack.dir, `agent-h${n}`),
           ],
-          env,
+          {
+            ...env,
+            LBVM_AGENT_MIGRATION_ADDRESS: addresses[i]!,
+            ...(own ? { LBVM_TLS_CERT: own.cert, LBVM_TLS_KEY: own.key } : {}),
+          },
+          inNamespace(`h${n}`),
         );
-        return new AgentClient(`127.0.0.1:${ports[i]}`, token, `h${n}`);
+        return new AgentClient(`${addresses[i]}:${ports[i]}`, token, `h${n}`, clientTls);
       });
       for (const agent of agents)
         await waitFor(`agent ${agent.host}`, async () => (await agent.health(1000)).host === agent.host, {
@@ -230,11 +266,14 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
         { timeoutMs: 120_000, intervalMs: 500 },
       );
       view.say('starting collectors (every 2 s), a monitor and a worker');
+      // A host's collector runs on it (in its namespace); the worker and the monitor on a management machine.
       for (const n of [1, 2, 3])
-        stack.spawnLbvm(`collect-h${n}`, ['collect', '--every', '2s', '--node', `h${n}`], {
-          ...env,
-          LBVM_COLLECT_STATE_FILE: path.join(stack.dir, `collect-h${n}.json`),
-        });
+        stack.spawnLbvm(
+          `collect-h${n}`,
+          ['collect', '--every', '2s', '--node', `h${n}`],
+          { ...env, LBVM_COLLECT_STATE_FILE: path.join(stack.dir, `collect-h${n}.json`) },
+          inNamespace(`h${n}`),
+        );
       stack.spawnLbvm('worker', ['worker'], env);
       stack.spawnLbvm('monitor', ['monitor'], env);
     } else {
@@ -331,6 +370,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
         for (const guest of guests) await agent.stop(guest.name).catch(() => {});
       }
     });
+    await net?.teardown();
     result.durationMs = Date.now() - startedMs;
     view.finish();
     if (options.keep) notes.push(`kept the demo folder: ${stack.dir} (logs/, samples/, lbvm.yaml)`);

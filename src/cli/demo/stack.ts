@@ -7,18 +7,13 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import { spawnTracked, type Tracked } from '../../util/processes.ts';
 import { startRedisServer, type RedisServer } from '../../util/redis-server.ts';
-import { makeDirs } from '../../util/dirs.ts';
+import { makeDirs, PACKAGE_ROOT } from '../../util/dirs.ts';
 
-/** The checkout's root: the nearest folder above this file with a package.json (works from dist/ too). */
-export const REPO_ROOT = (() => {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  while (!fs.existsSync(path.join(dir, 'package.json')) && path.dirname(dir) !== dir) dir = path.dirname(dir);
-  return dir;
-})();
+/** The checkout's root (works from dist/ too). */
+export const REPO_ROOT = PACKAGE_ROOT;
 const LBVM_BIN = path.join(REPO_ROOT, 'bin', 'lbvm.js');
 
 export interface StackProcess {
@@ -46,13 +41,24 @@ export class DemoStack {
     fs.writeFileSync(this.configFile, YAML.stringify(config));
   }
 
-  /** Starts `lbvm ARGS` with the demo's config; its output goes to DIR/logs/NAME.log. */
-  spawnLbvm(name: string, args: string[], env: Record<string, string> = {}): StackProcess {
+  /**
+   * Starts `lbvm ARGS` with the demo's config; its output goes to DIR/logs/NAME.log. `wrap` runs it
+   * through another command (`ip netns exec NS`, which execs it: the pid stays the same).
+   */
+  spawnLbvm(
+    name: string,
+    args: string[],
+    env: Record<string, string> = {},
+    wrap?: (command: string, args: string[]) => { command: string; args: string[] },
+  ): StackProcess {
     makeDirs(path.join(this.dir, 'logs'));
     const log = fs.openSync(path.join(this.dir, 'logs', `${name}.log`), 'a');
     const childEnv: NodeJS.ProcessEnv = {};
     for (const [key, value] of Object.entries(process.env)) if (!key.startsWith('LBVM_')) childEnv[key] = value;
-    const tracked = spawnTracked(process.execPath, [LBVM_BIN, ...args], {
+    const run = wrap
+      ? wrap(process.execPath, [LBVM_BIN, ...args])
+      : { command: process.execPath, args: [LBVM_BIN, ...args] };
+    const tracked = spawnTracked(run.command, run.args, {
       cwd: this.dir,
       env: { ...childEnv, LBVM_CONFIG: this.configFile, LBVM_LOG_FORMAT: 'json', ...env },
       stdio: ['ignore', log, log],

@@ -1,8 +1,11 @@
 /**
- * The client side of an agent's control port: JSON calls with the shared token. Used by the qemu
- * driver (in workers and collectors), by tests, and by anyone scripting an agent.
+ * The client side of an agent's control port: JSON calls with the shared token, over HTTPS with this
+ * process's certificate when the cluster has TLS (the agent checks it during the handshake, then the
+ * token). Used by the qemu driver (in workers and collectors), by tests, and by anyone scripting an agent.
  */
-import { exchange, type HttpAnswer } from '../../util/http.ts';
+import type http from 'node:http';
+import { open, readAnswer, type ExchangeOptions, type HttpAnswer } from '../../util/http.ts';
+import { describeCertificateError, type TlsMaterial } from '../../util/tls.ts';
 import type { VmInventory } from '../driver.ts';
 import type { GuestSpecInput } from './guest.ts';
 
@@ -49,17 +52,18 @@ export class AgentClient {
     readonly address: string,
     private readonly token: string,
     readonly host = address,
+    /** The cluster CA (checks the agent), and this process's certificate and key (shown to the agent): HTTPS. */
+    private readonly tls?: TlsMaterial,
   ) {
-    this.baseUrl = `http://${address}`;
+    this.baseUrl = `${tls?.ca ? 'https' : 'http'}://${address}`;
   }
 
   async call<T>(route: string, body: Record<string, unknown> = {}, timeoutMs = 30_000): Promise<T> {
-    let response: HttpAnswer;
-    try {
-      response = await this.request('POST', route, JSON.stringify(body), timeoutMs);
-    } catch (error) {
-      throw new AgentCallError(0, `agent of ${this.host} at ${this.address} unreachable: ${(error as Error).message}`);
-    }
+    const response = await this.request('POST', route, JSON.stringify(body), AbortSignal.timeout(timeoutMs))
+      .then(readAnswer)
+      .catch((error: Error) => {
+        throw this.unreachable(error);
+      });
     let parsed: unknown;
     try {
       parsed = JSON.parse(response.text);
@@ -76,24 +80,49 @@ export class AgentClient {
   }
 
   async health(timeoutMs = 5000): Promise<{ host: string; guests: number }> {
-    const response = await this.request('GET', '/v1/health', undefined, timeoutMs);
+    const response: HttpAnswer = await this.request('GET', '/v1/health', undefined, AbortSignal.timeout(timeoutMs))
+      .then(readAnswer)
+      .catch((error: Error) => {
+        throw this.unreachable(error);
+      });
     if (response.status !== 200)
       throw new AgentCallError(response.status, `agent of ${this.host}: health: ${response.status}`);
     return JSON.parse(response.text) as { host: string; guests: number };
   }
 
+  /** A call that did not get an answer: the agent is away, or the TLS handshake failed (and why). */
+  private unreachable(error: Error): AgentCallError {
+    const certificate = describeCertificateError(error);
+    if (!certificate)
+      return new AgentCallError(0, `agent of ${this.host} at ${this.address} unreachable: ${error.message}`);
+    return new AgentCallError(
+      0,
+      `agent of ${this.host} at ${this.address}: TLS failed: ${certificate}. Both sides need certificates signed by ` +
+        `the cluster CA (tls.ca, tls.cert, tls.key; deploy/certs.sh), the agent's naming the address it is reached at`,
+    );
+  }
+
+  /**
+   * Sends one request to the agent (a JSON body, a stream, or none) and resolves with its answer, unread.
+   * The token goes in the Authorization header; over HTTPS this process's certificate is shown first.
+   */
   private request(
     method: 'GET' | 'POST',
     route: string,
-    body: string | undefined,
-    timeoutMs: number,
-  ): Promise<HttpAnswer> {
+    body: string | http.IncomingMessage | undefined,
+    signal: AbortSignal,
+  ): Promise<http.IncomingMessage> {
     const headers: Record<string, string> = { authorization: `Bearer ${this.token}` };
-    if (body !== undefined) {
+    if (typeof body === 'string') {
       headers['content-type'] = 'application/json';
       headers['content-length'] = String(Buffer.byteLength(body));
+    } else if (body) {
+      headers['content-type'] = 'application/octet-stream';
+      if (body.headers['content-length']) headers['content-length'] = body.headers['content-length'];
     }
-    return exchange(`${this.baseUrl}${route}`, { method, headers, signal: AbortSignal.timeout(timeoutMs) }, body);
+    const options: ExchangeOptions = { method, headers, signal };
+    if (this.tls?.ca) Object.assign(options, { ca: this.tls.ca, cert: this.tls.cert, key: this.tls.key });
+    return open(`${this.baseUrl}${route}`, options, body);
   }
 
   list(): Promise<{ host: string; guests: GuestInfo[] }> {
@@ -116,25 +145,28 @@ export class AgentClient {
     return this.call('/v1/inventory');
   }
 
-  /** Streams a saved checkpoint from this (source) agent into `to` (destination) agent. */
+  /**
+   * Streams a saved checkpoint from this (source) agent into `to` (destination) agent, as it is read:
+   * over HTTPS both ways when the cluster has TLS, so the guest's memory never crosses in the clear.
+   */
   async copyCheckpoint(name: string, to: AgentClient, signal: AbortSignal): Promise<number> {
-    const download = await fetch(`${this.baseUrl}/v1/checkpoint/download`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${this.token}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ name }),
-      signal,
-    });
-    if (!download.ok || !download.body)
-      throw new AgentCallError(download.status, `agent of ${this.host}: checkpoint download: ${await download.text()}`);
-    const upload = await fetch(`${to.baseUrl}/v1/checkpoint/upload?${new URLSearchParams({ name })}`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${to.token}`, 'content-type': 'application/octet-stream' },
-      body: download.body,
-      signal,
-      duplex: 'half',
-    } as RequestInit);
-    const text = await upload.text();
-    if (!upload.ok) throw new AgentCallError(upload.status, `agent of ${to.host}: checkpoint upload: ${text}`);
-    return (JSON.parse(text) as { bytes: number }).bytes;
+    const download = await this.request('POST', '/v1/checkpoint/download', JSON.stringify({ name }), signal).catch(
+      (error: Error) => {
+        throw this.unreachable(error);
+      },
+    );
+    if (download.statusCode !== 200) {
+      const answer = await readAnswer(download);
+      throw new AgentCallError(answer.status, `agent of ${this.host}: checkpoint download: ${answer.text}`);
+    }
+    const upload = await to
+      .request('POST', `/v1/checkpoint/upload?${new URLSearchParams({ name })}`, download, signal)
+      .then(readAnswer)
+      .catch((error: Error) => {
+        throw to.unreachable(error);
+      });
+    if (upload.status !== 200)
+      throw new AgentCallError(upload.status, `agent of ${to.host}: checkpoint upload: ${upload.text}`);
+    return (JSON.parse(upload.text) as { bytes: number }).bytes;
   }
 }

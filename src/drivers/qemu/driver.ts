@@ -1,6 +1,7 @@
 /**
  * The `qemu` driver: reaches each host's `lbvm agent` over its authenticated control port (the
- * address is `hosts.<name>.agent` in the config, the token `$LBVM_AGENT_TOKEN`).
+ * address is `hosts.<name>.agent` in the config, the token `$LBVM_AGENT_TOKEN`, and with the cluster's
+ * TLS this process's certificate `tls.cert`).
  *
  * Live:       destination prepares `-incoming` on a free port -> source migrates over QMP (downtime
  *             limit, bandwidth cap, auto-converge when the guest dirties faster than the cap) ->
@@ -15,6 +16,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { LbvmConfig } from '../../config/schema.ts';
 import { ConfigError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
+import { readTls } from '../../util/tls.ts';
 import type { Driver, DriverCapabilities, HostInventory, MigrateOutcome, MigrateRequest } from '../driver.ts';
 import { AgentCallError, AgentClient, type MigrationStatus } from './client.ts';
 
@@ -45,8 +47,10 @@ export class QemuDriver implements Driver {
         `${config.agent.tokenEnv}: not set; the qemu driver needs the agents' shared token in this environment variable (agent.tokenEnv)`,
       );
     const agents = new Map<string, AgentClient>();
+    // With the cluster's TLS, agents are reached over HTTPS, checked against tls.ca, showing tls.cert.
+    const tls = config.tls.ca ? readTls(config.tls) : undefined;
     for (const [host, settings] of Object.entries(config.hosts)) {
-      if (settings.agent) agents.set(host, new AgentClient(settings.agent, token ?? '', host));
+      if (settings.agent) agents.set(host, new AgentClient(settings.agent, token ?? '', host, tls));
     }
     if (agents.size === 0)
       problems.push(
@@ -111,13 +115,19 @@ export class QemuDriver implements Driver {
     const destination = this.agent(request.to);
     const attemptId = request.attemptId ?? `${Date.now()}-${Math.random()}`;
     const { spec } = await source.get(request.vm);
-    const { uri } = await destination.call<{ uri: string }>('/v1/incoming/prepare', { spec, mode: 'live', attemptId });
+    const { uri, tls } = await destination.call<{ uri: string; tls: boolean }>('/v1/incoming/prepare', {
+      spec,
+      mode: 'live',
+      attemptId,
+    });
     let completed = false;
     try {
       await source.call('/v1/migrate/start', {
         name: request.vm,
         to: request.to,
         uri,
+        // Whether the destination waits for a TLS stream: the source refuses to disagree.
+        tls,
         attemptId,
         downtimeLimitMs: request.downtimeLimitMs,
         bandwidthBytesPerSec: request.bandwidthBytesPerSec,

@@ -32,12 +32,30 @@ export interface TestGuestLoad {
   memPercent?: number;
   /** Share of guest RAM rewritten every second, 0..100. */
   dirtyPercent?: number;
+  /**
+   * What the held memory holds: `random` (the default: no page is a zero page), `zero` (QEMU sends
+   * zero pages as a flag, so they cost a migration almost nothing), or `marker`: `marker`'s text over
+   * and over, to look for on the wire.
+   */
+  fill?: 'random' | 'zero' | 'marker';
+  /** The text of `fill: 'marker'`: 8 to 64 letters, digits or '-'. */
+  marker?: string;
 }
 
 /** The kernel command line that tells the test guest's init what to burn and dirty. */
 export function guestKernelArgs(load: TestGuestLoad): string {
   const percent = (value: number | undefined) => String(Math.max(0, Math.min(100, Math.round(value ?? 0))));
-  return `console=ttyS0 quiet panic=-1 lbvm.cpu=${percent(load.cpuPercent)} lbvm.mem=${percent(load.memPercent)} lbvm.dirty=${percent(load.dirtyPercent)}`;
+  const args = [
+    'console=ttyS0 quiet panic=-1',
+    `lbvm.cpu=${percent(load.cpuPercent)} lbvm.mem=${percent(load.memPercent)} lbvm.dirty=${percent(load.dirtyPercent)}`,
+  ];
+  if (load.fill) args.push(`lbvm.fill=${load.fill}`);
+  if (load.marker !== undefined) {
+    if (!/^[A-Za-z0-9-]{8,64}$/.test(load.marker))
+      throw new Error(`marker ${JSON.stringify(load.marker)}: expected 8 to 64 letters, digits or '-'`);
+    args.push(`lbvm.marker=${load.marker}`);
+  }
+  return args.join(' ');
 }
 
 /** A stable id for a VM name, safe in file names and on QEMU's command line. */

@@ -9,7 +9,7 @@
  *   (a source left in `postmigrate` is quit; a destination that never started running is killed),
  *   and forgets nothing it did not see end.
  * - `qemu.ts`: QEMU processes (launch, QMP, quit); `proc-stat.ts`: a process's use from /proc.
- * - `control.ts`: the HTTP control port and its token.
+ * - `control.ts`: the HTTP control port (mutual TLS with the cluster's certificates) and its token.
  * - `migration.ts`: live migrations, owned by the agent, not by the caller: once started, the source
  *   agent follows `query-migrate` itself, so a worker that dies does not leave a half-done move; a
  *   later attempt re-attaches to it (same destination) and a cancel from an attempt that no longer
@@ -20,13 +20,22 @@
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../../../log.ts';
+import { readTls, type TlsMaterial } from '../../../util/tls.ts';
 import type { MigrateInfo } from '../qmp.ts';
 import { QmpClient } from '../qmp.ts';
 import { download, restore, resumeCheckpoint, saveCheckpoint, upload } from './checkpoint.ts';
 import { ControlPort, parseSpec, readJson, type ControlRoutes } from './control.ts';
 import { HttpError } from './http-error.ts';
 import { describe, inventory } from './inventory.ts';
-import { followMigration, listenIncoming, migrationInProgress, migrationStatus, startMigration } from './migration.ts';
+import {
+  followMigration,
+  listenIncoming,
+  migrationInProgress,
+  migrationStatus,
+  qemuTlsDir,
+  startMigration,
+  writeQemuTlsDir,
+} from './migration.ts';
 import { isOurQemu } from './proc-stat.ts';
 import { kill, killPidFile, launch, qmpOf, runStatus } from './qemu.ts';
 import { GuestStore, type AgentHost, type AgentOptions, type ManagedGuest, type OutgoingMigration } from './state.ts';
@@ -48,7 +57,8 @@ export class Agent implements AgentHost {
 
   constructor(readonly options: AgentOptions) {
     this.store = new GuestStore(options.stateDir);
-    this.control = new ControlPort(options.token, this.routes(), options.log);
+    const tls = options.tls ? (readTls(options.tls) as Required<TlsMaterial>) : undefined;
+    this.control = new ControlPort(options.token, this.routes(), options.log, tls);
   }
 
   get log(): Logger {
@@ -57,11 +67,17 @@ export class Agent implements AgentHost {
 
   async start(): Promise<{ host: string; port: number }> {
     this.store.open();
+    if (this.options.tls) writeQemuTlsDir(qemuTlsDir(this.options), this.options.tls);
     await this.adoptAll();
     this.address = await this.control.listen(this.options.listen);
     this.loop = setInterval(() => void this.tick(), 300);
     this.log.info(
-      { host: this.options.host, listen: `${this.address.host}:${this.address.port}`, guests: this.guests.size },
+      {
+        host: this.options.host,
+        listen: `${this.address.host}:${this.address.port}`,
+        guests: this.guests.size,
+        tls: this.options.tls ? { control: 'mutual', migration: this.options.tls.migration } : false,
+      },
       'agent listening',
     );
     return this.address;
@@ -263,7 +279,7 @@ export class Agent implements AgentHost {
             if (existing.role === 'incoming' && existing.incoming?.mode === mode) {
               existing.incoming.attemptId = attemptId;
               this.store.save(existing);
-              return { uri: existing.incoming.uri ?? null, reused: true };
+              return { uri: existing.incoming.uri ?? null, tls: existing.incoming.tls ?? false, reused: true };
             }
             throw new HttpError(
               409,
@@ -272,10 +288,11 @@ export class Agent implements AgentHost {
           }
           const guest = await launch(this, spec, 'incoming', true);
           guest.incoming = { mode, attemptId, startedMs: Date.now() };
-          if (mode === 'live') guest.incoming.uri = await listenIncoming(guest, this.options.migrationAddress);
+          if (mode === 'live') Object.assign(guest.incoming, await listenIncoming(this, guest));
           this.store.save(guest);
-          this.log.info({ vm: spec.name, mode, uri: guest.incoming.uri }, 'waiting for an incoming migration');
-          return { uri: guest.incoming.uri ?? null, reused: false };
+          const { uri, tls } = guest.incoming;
+          this.log.info({ vm: spec.name, mode, uri, tls }, 'waiting for an incoming migration');
+          return { uri: uri ?? null, tls: tls ?? false, reused: false };
         },
         'POST /v1/incoming/commit': async (body) => {
           const guest = this.guest(body.name);

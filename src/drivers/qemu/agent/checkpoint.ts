@@ -1,7 +1,9 @@
 /**
  * Checkpoint mode (stop, save, copy, restore): the source stops its guest and saves its whole state
- * into checkpoint.bin through a local socket (no shell); the caller downloads it and uploads it to the
- * destination, whose waiting QEMU reads it back and resumes. Until `finish`, the source can resume.
+ * into checkpoint.bin through a unix socket in the guest's folder (no TCP port, no shell); the caller
+ * downloads it and uploads it to the destination (over the agents' HTTPS when the cluster has TLS),
+ * whose waiting QEMU reads it back through its own socket and resumes. Until `finish`, the source can
+ * resume.
  */
 import fs from 'node:fs';
 import type http from 'node:http';
@@ -11,34 +13,39 @@ import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { MigrateInfo } from '../qmp.ts';
 import { HttpError } from './http-error.ts';
-import { listenIncoming } from './migration.ts';
+import { prepareStream } from './migration.ts';
 import { qmpOf } from './qemu.ts';
 import type { AgentHost, ManagedGuest } from './state.ts';
 
 const checkpointFile = (guest: ManagedGuest) => path.join(guest.dir, 'checkpoint.bin');
+/** The socket QEMU saves into or restores from: in the guest's own 0700 folder, short (a socket path has 107 bytes). */
+const streamSocket = (guest: ManagedGuest) => path.join(guest.dir, 'mig.sock');
 
 /** Stops the guest and saves its whole state into checkpoint.bin. */
 export async function saveCheckpoint(host: AgentHost, guest: ManagedGuest, attemptId: string) {
   if (guest.role !== 'running' && guest.role !== 'checkpointing')
     throw new HttpError(409, `${guest.spec.name} is ${guest.role} here`);
   const file = checkpointFile(guest);
+  const socketPath = streamSocket(guest);
   const qmp = await qmpOf(guest);
   const startedMs = Date.now();
+  fs.rmSync(socketPath, { force: true });
   const sink = net.createServer();
   const received = new Promise<void>((resolve, reject) => {
     sink.once('connection', (socket) => {
       pipeline(socket, fs.createWriteStream(file)).then(resolve, reject);
     });
   });
-  await new Promise<void>((resolve) => sink.listen(0, '127.0.0.1', () => resolve()));
-  const port = (sink.address() as net.AddressInfo).port;
+  await new Promise<void>((resolve, reject) => {
+    sink.once('error', reject);
+    sink.listen(socketPath, () => resolve());
+  });
   try {
     guest.role = 'checkpointing';
     host.store.save(guest);
     await qmp.execute('stop');
-    await qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'auto-converge', state: false }] });
-    await qmp.execute('migrate-set-parameters', { 'max-bandwidth': 4 * 1024 ** 3 });
-    await qmp.execute('migrate', { uri: `tcp:127.0.0.1:${port}` });
+    await prepareStream(host, qmp, { kind: 'local' });
+    await qmp.execute('migrate', { uri: `unix:${socketPath}` });
     let info: MigrateInfo = {};
     for (;;) {
       info = await qmp.execute<MigrateInfo>('query-migrate');
@@ -59,6 +66,7 @@ export async function saveCheckpoint(host: AgentHost, guest: ManagedGuest, attem
     throw error;
   } finally {
     sink.close();
+    fs.rmSync(socketPath, { force: true });
   }
 }
 
@@ -97,15 +105,22 @@ export async function restore(host: AgentHost, guest: ManagedGuest) {
   if (!waitsForCheckpoint(guest)) throw new HttpError(409, `${guest.spec.name} is not waiting for a checkpoint here`);
   const file = checkpointFile(guest);
   if (!fs.existsSync(file)) throw new HttpError(409, `no checkpoint of ${guest.spec.name} uploaded yet`);
-  const uri = await listenIncoming(guest, '127.0.0.1');
-  const port = Number(uri.split(':').pop());
-  const socket = net.createConnection({ host: '127.0.0.1', port });
+  const qmp = await qmpOf(guest);
+  const socketPath = streamSocket(guest);
+  fs.rmSync(socketPath, { force: true });
+  await prepareStream(host, qmp, { kind: 'local' });
+  await qmp.execute('migrate-incoming', { uri: `unix:${socketPath}` });
+  const socket = net.createConnection({ path: socketPath });
   await new Promise<void>((resolve, reject) => {
     socket.once('connect', resolve);
     socket.once('error', reject);
   });
-  await pipeline(fs.createReadStream(file), socket);
-  const qmp = await qmpOf(guest);
+  // QEMU closes its end as soon as it has read the stream's last section, which may come before our
+  // end has finished (`Premature close`): whether the restore worked is QEMU's to say, below.
+  const fed = await pipeline(fs.createReadStream(file), socket).then(
+    () => '',
+    (error: Error) => ` (feeding it stopped: ${error.message})`,
+  );
   const deadline = Date.now() + 60_000;
   for (;;) {
     const status = ((await qmp.execute('query-status')) as { status: string }).status;
@@ -116,11 +131,13 @@ export async function restore(host: AgentHost, guest: ManagedGuest) {
     }
     const info = await qmp.execute<MigrateInfo>('query-migrate');
     if (info.status === 'failed')
-      throw new HttpError(500, `restoring the checkpoint failed: ${info['error-desc'] ?? 'failed'}`);
-    if (Date.now() > deadline) throw new HttpError(500, `restoring the checkpoint did not finish (status ${status})`);
+      throw new HttpError(500, `restoring the checkpoint failed: ${info['error-desc'] ?? 'failed'}${fed}`);
+    if (Date.now() > deadline)
+      throw new HttpError(500, `restoring the checkpoint did not finish (status ${status})${fed}`);
     await sleep(50);
   }
   fs.rmSync(file, { force: true });
+  fs.rmSync(socketPath, { force: true });
   host.promote(guest);
   return { running: true };
 }

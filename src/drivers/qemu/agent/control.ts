@@ -1,14 +1,18 @@
 /**
- * The agent's control port: HTTP with JSON bodies, bound to `agent.listen`. Every call must carry
- * `Authorization: Bearer <token>` (the shared token from `$LBVM_AGENT_TOKEN`); a call without it is
- * refused with 401 before its body is read, and starts nothing. The token is never logged (only its
- * SHA-256 is kept, compared in constant time).
+ * The agent's control port: HTTP with JSON bodies, bound to `agent.listen`; with the cluster's TLS
+ * (tls.ca, tls.cert, tls.key) it is HTTPS asking every caller for a certificate signed by the cluster
+ * CA, and a caller without one is refused during the handshake, before any HTTP is read. Every call
+ * must then still carry `Authorization: Bearer <token>` (the shared token from `$LBVM_AGENT_TOKEN`, a
+ * second factor); a call without it is refused with 401 before its body is read, and starts nothing.
+ * The token is never logged (only its SHA-256 is kept, compared in constant time).
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
+import https from 'node:https';
 import type net from 'node:net';
 import type { Logger } from '../../../log.ts';
 import { parseHostPort } from '../../../util/address.ts';
+import type { TlsMaterial } from '../../../util/tls.ts';
 import { guestSpecSchema, type GuestSpec } from '../guest.ts';
 import { HttpError } from './http-error.ts';
 
@@ -33,6 +37,8 @@ export class ControlPort {
     token: string,
     private readonly routes: ControlRoutes,
     private readonly log: Logger,
+    /** The cluster CA and this agent's certificate and key: mutual TLS. */
+    private readonly tls?: Required<TlsMaterial>,
   ) {
     if (!token) throw new Error('the agent token is empty');
     this.tokenHash = createHash('sha256').update(token).digest();
@@ -43,7 +49,7 @@ export class ControlPort {
     const address = parseHostPort(listen, 0);
     if (!address) throw new Error(`expected host:port, got ${JSON.stringify(listen)}`);
     const { host, port } = address;
-    const server = http.createServer((request, response) => {
+    const serve = (request: http.IncomingMessage, response: http.ServerResponse) => {
       this.handle(request, response).catch((error: Error) => {
         const status = error instanceof HttpError ? error.status : 500;
         if (status >= 500) this.log.warn({ error: error.message, url: request.url }, 'control call failed');
@@ -52,7 +58,19 @@ export class ControlPort {
           response.end(JSON.stringify({ error: error.message }));
         } else response.destroy();
       });
-    });
+    };
+    const server = this.tls
+      ? https.createServer(
+          {
+            ...this.tls,
+            // Mutual TLS: no certificate signed by the CA, no connection (the handshake fails).
+            requestCert: true,
+            rejectUnauthorized: true,
+            minVersion: 'TLSv1.2',
+          },
+          serve,
+        )
+      : http.createServer(serve);
     this.server = server;
     server.requestTimeout = 0;
     await new Promise<void>((resolve, reject) => {

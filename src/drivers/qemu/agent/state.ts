@@ -22,6 +22,16 @@ export interface AgentOptions {
   migrationAddress: string;
   log: Logger;
   qemuBinary?: string;
+  /** The cluster's TLS (tls.*): the control port is mutual TLS; migration streams are TLS when `migration`. */
+  tls?: AgentTls;
+}
+
+export interface AgentTls {
+  /** PEM files: the cluster CA, this agent's certificate (server and client use) and its key. */
+  ca: string;
+  cert: string;
+  key: string;
+  migration: boolean;
 }
 
 export type GuestRole = 'running' | 'incoming' | 'checkpointing' | 'stopped';
@@ -44,6 +54,8 @@ export interface OutgoingMigration {
 export interface IncomingMigration {
   mode: 'live' | 'checkpoint';
   uri?: string;
+  /** Whether the live stream it waits for is TLS. */
+  tls?: boolean;
   attemptId: string;
   startedMs: number;
 }

@@ -110,14 +110,21 @@ export class QemuDriver implements Driver {
     const source = this.agent(request.from);
     const destination = this.agent(request.to);
     const attemptId = request.attemptId ?? `${Date.now()}-${Math.random()}`;
-    const { spec } = await source.get(request.vm);
-    const { uri } = await destination.call<{ uri: string }>('/v1/incoming/prepare', { spec, mode: 'live', attemptId });
+    // Local disks: the destination makes empty images of these sizes and exports them over NBD (`nbd`).
+    const { spec, disks } = await source.get(request.vm);
+    const { uri, nbd } = await destination.call<{ uri: string; nbd: unknown }>('/v1/incoming/prepare', {
+      spec,
+      mode: 'live',
+      attemptId,
+      disks,
+    });
     let completed = false;
     try {
       await source.call('/v1/migrate/start', {
         name: request.vm,
         to: request.to,
         uri,
+        nbd,
         attemptId,
         downtimeLimitMs: request.downtimeLimitMs,
         bandwidthBytesPerSec: request.bandwidthBytesPerSec,

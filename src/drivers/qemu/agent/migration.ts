@@ -5,6 +5,15 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { MigrateInfo, QmpClient } from '../qmp.ts';
+import {
+  cancelMirrors,
+  DISK_COPY,
+  diskProgress,
+  followDiskCopy,
+  removeLocalImages,
+  startMirrors,
+  switchOver,
+} from './disks.ts';
 import { HttpError } from './http-error.ts';
 import { kill, qmpOf } from './qemu.ts';
 import type { AgentHost, ManagedGuest, OutgoingMigration } from './state.ts';
@@ -15,6 +24,7 @@ import type { AgentHost, ManagedGuest, OutgoingMigration } from './state.ts';
  * migrated elsewhere. The others are `none`, and the ends: `completed`, `failed`, `cancelled`.
  */
 export const MIGRATION_IN_PROGRESS: ReadonlySet<string> = new Set([
+  DISK_COPY, // ours: local disks are mirrored first (disks.ts)
   'setup',
   'active',
   'cancelling',
@@ -65,7 +75,14 @@ export async function startMigration(host: AgentHost, guest: ManagedGuest, body:
     autoConverge,
     dirtyBytesPerSec,
   };
-  await qmp.execute('migrate', { uri });
+  try {
+    if (await startMirrors(guest, body.nbd, bandwidth)) guest.migration.status = DISK_COPY; // memory follows (disks.ts)
+  } catch (error) {
+    guest.migration = undefined;
+    await cancelMirrors(guest).catch(() => {});
+    throw error;
+  }
+  if (guest.migration.status !== DISK_COPY) await qmp.execute('migrate', { uri });
   host.log.info(
     { vm: guest.spec.name, to, uri, downtimeLimitMs, bandwidth, autoConverge, dirtyBytesPerSec },
     'live migration started',
@@ -77,19 +94,23 @@ export async function startMigration(host: AgentHost, guest: ManagedGuest, body:
 export async function followMigration(host: AgentHost, guest: ManagedGuest): Promise<void> {
   const migration = migrationInProgress(guest);
   if (!migration) return;
+  if (migration.status === DISK_COPY) return followDiskCopy(host, guest, migration);
   const info = await (await qmpOf(guest)).execute<MigrateInfo>('query-migrate');
   migration.info = info;
   migration.status = info.status ?? 'none';
+  if (info.status === 'pre-switchover') return switchOver(host, guest, migration);
   if (info.status === 'completed') {
     host.log.info(
       { vm: guest.spec.name, to: migration.to, totalMs: info['total-time'], downtimeMs: info.downtime },
       'live migration completed; quitting the source copy',
     );
     await kill(guest);
+    removeLocalImages(host, guest.spec, `copied to ${migration.to}`);
     host.forget(guest, `migrated to ${migration.to}`);
     host.departed.set(guest.spec.name, migration);
   } else if (info.status === 'failed' || info.status === 'cancelled') {
-    migration.error = info['error-desc'] ?? info.status;
+    migration.error ??= info['error-desc'] ?? info.status;
+    await cancelMirrors(guest);
     host.log.warn(
       { vm: guest.spec.name, to: migration.to, error: migration.error },
       'live migration ended without moving the guest; it keeps running here',
@@ -102,13 +123,16 @@ export function migrationStatus(host: AgentHost, name: string) {
   const migration = host.guests.get(name)?.migration ?? host.departed.get(name);
   if (!migration) throw new HttpError(404, `no migration of ${JSON.stringify(name)} on ${host.options.host}`);
   const info = migration.info;
+  const disk = diskProgress(migration);
   return {
     status: migration.status,
     to: migration.to,
     attemptId: migration.attemptId,
-    bytesCopied: info.ram?.transferred ?? 0,
-    bytesRemaining: info.ram?.remaining ?? 0,
-    bytesTotal: info.ram?.total ?? 0,
+    bytesCopied: (info.ram?.transferred ?? 0) + disk.copied,
+    bytesRemaining: (info.ram?.remaining ?? 0) + disk.total - disk.copied,
+    bytesTotal: (info.ram?.total ?? 0) + disk.total,
+    diskBytesCopied: disk.copied,
+    diskBytesTotal: disk.total,
     expectedDowntimeMs: info['expected-downtime'] ?? null,
     downtimeMs: info.downtime ?? null,
     totalMs: info['total-time'] ?? Date.now() - migration.startedMs,

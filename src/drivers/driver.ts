@@ -39,6 +39,8 @@ export interface VmInventory {
   netTxBytes?: number;
   cpuUsedCores?: number;
   memDirtyBytesPerSec?: number;
+  /** Size of the disks a migration must copy (local disks, not shared storage). */
+  localDiskBytes?: number;
   diskReadBytesPerSec?: number;
   diskWriteBytesPerSec?: number;
   netRxBytesPerSec?: number;

@@ -128,6 +128,7 @@ export class SnapshotBuilder {
         cpuUsedWindowCores: acc.cpuWindow.sort((a, b) => a.timeMs - b.timeMs).map((point) => point.cores),
         memUsedBytes: latest.memUsedBytes,
         memDirtyBytesPerSec: latest.memDirtyBytesPerSec ?? 0,
+        ...(latest.localDiskBytes ? { localDiskBytes: latest.localDiskBytes } : {}),
         diskBytesPerSec: (latest.diskReadBytesPerSec ?? 0) + (latest.diskWriteBytesPerSec ?? 0),
         netBytesPerSec: (latest.netRxBytesPerSec ?? 0) + (latest.netTxBytesPerSec ?? 0),
         tags: latest.tags ?? [],

@@ -213,7 +213,7 @@ export function simulate(trace: Trace, options: SimOptions): SimResult {
       const match = /^h(\d+)$/.exec(move.to);
       if (i === undefined || !match || Number(match[1]) >= hostCount || hostName(placement[i]!) !== move.from) continue;
       placement[i] = Number(match[1]);
-      movedBytes += trace.vms[i]!.memBytes;
+      movedBytes += trace.vms[i]!.memBytes + (trace.vms[i]!.localDiskBytes ?? 0);
       lastMoveMs[i] = nowMs;
       previousHost[i] = move.from;
       applied.push({ vm: move.vm, from: move.from, to: move.to });
@@ -269,6 +269,7 @@ function buildSnapshot(
       memDirtyBytesPerSec: 0,
       tags: [],
     };
+    if (vm.localDiskBytes) state.localDiskBytes = vm.localDiskBytes;
     if (lastMoveMs[i] !== undefined) state.lastMoveMs = lastMoveMs[i];
     if (previousHost[i] !== undefined) state.previousHost = previousHost[i];
     return state;

@@ -71,9 +71,15 @@ export interface PolicySettings {
     destinationOrder: 'least-loaded' | 'best-fit';
   };
   consolidate: { headroom: number; spareHosts: number };
+  /**
+   * Can the driver that carries out the moves copy local disks (Driver.capabilities.localDisks)?
+   * When not, VMs with local disks are not planned (DRIVER_CANNOT_MOVE_DISKS).
+   */
+  movesLocalDisks: boolean;
 }
 
 export const DEFAULT_SETTINGS: PolicySettings = {
+  movesLocalDisks: true,
   cpuOvercommit: 1,
   weights: { cpu: 1, mem: 0, disk: 0, net: 0 },
   diskCapacityBytesPerSec: 1e9,

@@ -5,6 +5,7 @@
  */
 import { DEFAULT_SETTINGS, type PolicySettings, type ThresholdLevel } from '../../policies/index.ts';
 import type { Rules } from '../model/index.ts';
+import { capabilitiesOf } from '../drivers/capabilities.ts';
 import { limitsFromConfig } from './limits.ts';
 import type { LbvmConfig } from './schema.ts';
 
@@ -29,6 +30,7 @@ export function policySettingsFromConfig(config: LbvmConfig): PolicySettings {
       lowWatermark: p.overload.lowWatermark,
     },
     consolidate: { headroom: p.consolidate.headroom, spareHosts: p.consolidate.spareHosts },
+    movesLocalDisks: capabilitiesOf(config).localDisks,
   };
 }
 

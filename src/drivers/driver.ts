@@ -16,6 +16,8 @@ export interface DriverCapabilities {
   progress: boolean;
   /** Does inventory() report per-VM CPU/disk/net use (not only sizes)? */
   stats: boolean;
+  /** Does migrate() move a VM whose disks are local (copying them), not only VMs on shared storage? */
+  localDisks: boolean;
 }
 
 /**

@@ -196,6 +196,7 @@ export class SimDriver implements Driver {
     cancel: true,
     progress: true,
     stats: true,
+    localDisks: true,
   };
   readonly cluster: SimCluster;
   private readonly now: () => number;

@@ -25,6 +25,7 @@ export type SkipReason =
   | 'QUARANTINED'
   | 'IN_FLIGHT'
   | 'VM_BUSY'
+  | 'DRIVER_CANNOT_MOVE_DISKS'
   | 'SOURCE_HOST_LIMIT'
   | 'DESTINATION_HOST_LIMIT'
   | 'CLUSTER_LIMIT'

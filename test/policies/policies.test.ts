@@ -454,6 +454,15 @@ describe('migration cost of local disks', () => {
     const plan = balance(s, loose);
     assert.ok(plan.moves.length > 0);
     assert.ok(!plan.moves.some((m) => m.vm === 'a'), plan.moves.map((m) => m.reason).join('\n'));
+    // A driver that cannot copy local disks: a is never planned, and the plan says why.
+    const noDiskCopy = withSettings({ ...loose, movesLocalDisks: false });
+    for (const policy of ALL) {
+      const refused = policy.run(s, noDiskCopy);
+      assert.ok(!refused.moves.some((m) => m.vm === 'a'), policy.name);
+    }
+    const skipped = overload(s, noDiskCopy).skipped.find((skip) => skip.vm === 'a');
+    assert.equal(skipped?.reason, 'DRIVER_CANNOT_MOVE_DISKS', JSON.stringify(overload(s, noDiskCopy).skipped));
+    assert.match(skipped!.detail, /a has 200 GiB of local disks and the driver cannot copy them/);
     // Without the disk, a is the one balance moves (it ranks first among equals): the disk decided.
     const withoutDisk = balance(base, loose);
     assert.ok(

@@ -30,6 +30,7 @@ export class QemuDriver implements Driver {
     cancel: true,
     progress: true,
     stats: true,
+    localDisks: true,
   };
 
   constructor(

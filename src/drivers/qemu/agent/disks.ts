@@ -182,13 +182,14 @@ export async function stopIncomingExports(guest: ManagedGuest): Promise<void> {
   }
 }
 
-/**
- * Source: starts mirroring each local disk into the destination's NBD export. Returns false when
- * the guest has no local disk (the memory migration can start at once).
- */
-export async function startMirrors(guest: ManagedGuest, nbd: unknown, bytesPerSec: number): Promise<boolean> {
+/** Source: starts mirroring each local disk into the destination's NBD export. */
+export async function startMirrors(
+  guest: ManagedGuest,
+  migration: OutgoingMigration,
+  nbd: unknown,
+  bytesPerSec: number,
+): Promise<void> {
   const indexes = localDisks(guest.spec);
-  if (indexes.length === 0) return false;
   const target = nbd as Partial<NbdTarget> | undefined;
   if (!target || typeof target.host !== 'string' || !Number.isInteger(target.port))
     throw new HttpError(400, `${guest.spec.name} has local disks: expected "nbd": {host, port} of the destination`);
@@ -209,7 +210,7 @@ export async function startMirrors(guest: ManagedGuest, nbd: unknown, bytesPerSe
       speed: bytesPerSec, // the migration's bandwidth cap holds for disks too
     });
   }
-  return true;
+  migration.mirrorsStarted = true;
 }
 
 /** The mirrors' progress (`query-block-jobs`); a mirror that vanished before switch-over failed. */
@@ -227,6 +228,7 @@ export async function mirrorStates(guest: ManagedGuest): Promise<MirrorState[]> 
  * migration once all are in sync. A mirror that fails ends the migration as failed.
  */
 export async function followDiskCopy(host: AgentHost, guest: ManagedGuest, migration: OutgoingMigration) {
+  if (!migration.mirrorsStarted) return; // startMirrors is still at it
   try {
     migration.mirrors = await mirrorStates(guest);
   } catch (error) {
@@ -242,8 +244,29 @@ export async function followDiskCopy(host: AgentHost, guest: ManagedGuest, migra
     capabilities: [{ capability: 'pause-before-switchover', state: true }],
   });
   migration.status = 'setup';
+  migration.memoryStartedMs = Date.now();
   await qmp.execute('migrate', { uri: migration.uri });
   host.log.info({ vm: guest.spec.name, to: migration.to }, 'disks in sync; memory migration started');
+  void watchSwitchOver(host, guest, migration);
+}
+
+/**
+ * The guest waits paused at `pre-switchover` until switchOver runs: rather than leave that to the
+ * agent's tick (every 300 ms, all guests), this polls every 20 ms while the memory is copied.
+ * The tick's own check stays as a fallback; `switching` keeps the two from both running it.
+ */
+async function watchSwitchOver(host: AgentHost, guest: ManagedGuest, migration: OutgoingMigration): Promise<void> {
+  try {
+    const qmp = await qmpOf(guest);
+    while (guest.migration === migration && !migration.switching) {
+      const status = (await qmp.execute<{ status?: string }>('query-migrate')).status;
+      if (status === 'pre-switchover') return await switchOver(host, guest, migration);
+      if (status !== 'setup' && status !== 'active') return;
+      await sleep(20);
+    }
+  } catch (error) {
+    host.log.debug({ vm: guest.spec.name, error: (error as Error).message }, 'switch-over watch ended');
+  }
 }
 
 /**
@@ -251,6 +274,8 @@ export async function followDiskCopy(host: AgentHost, guest: ManagedGuest, migra
  * migration finish. A mirror not in sync cancels the migration: the guest resumes here.
  */
 export async function switchOver(host: AgentHost, guest: ManagedGuest, migration: OutgoingMigration): Promise<void> {
+  if (migration.switching) return;
+  migration.switching = true;
   const qmp = await qmpOf(guest);
   let states: MirrorState[] = [];
   try {
@@ -300,6 +325,15 @@ async function waitJobsGone(qmp: QmpClient, jobIds: string[], timeoutMs = 30_000
     if (Date.now() > deadline) throw new Error(`block jobs ${jobIds.join(', ')} did not end within ${timeoutMs} ms`);
     await sleep(50);
   }
+}
+
+/**
+ * A migration's time so far or in all: QEMU's `total-time` counts from `migrate`, which for local
+ * disks starts only once they are copied; the copy before it counts too.
+ */
+export function migrationTotalMs(migration: OutgoingMigration, memoryTotalMs: number | undefined): number {
+  if (memoryTotalMs === undefined) return Date.now() - migration.startedMs;
+  return memoryTotalMs + (migration.memoryStartedMs ? migration.memoryStartedMs - migration.startedMs : 0);
 }
 
 /** Disk bytes of a migration's mirrors: copied and still to copy. */

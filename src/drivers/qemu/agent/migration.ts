@@ -10,6 +10,8 @@ import {
   DISK_COPY,
   diskProgress,
   followDiskCopy,
+  hasLocalDisks,
+  migrationTotalMs,
   removeLocalImages,
   startMirrors,
   switchOver,
@@ -70,19 +72,22 @@ export async function startMigration(host: AgentHost, guest: ManagedGuest, body:
     uri,
     attemptId,
     startedMs: Date.now(),
-    status: 'setup',
+    // Local disks are copied first (disks.ts). Never 'setup' meanwhile: QEMU's query-migrate still
+    // shows the last migration (for a guest that arrived here, its incoming one: 'completed').
+    status: hasLocalDisks(guest.spec) ? DISK_COPY : 'setup',
     info: {},
     autoConverge,
     dirtyBytesPerSec,
   };
-  try {
-    if (await startMirrors(guest, body.nbd, bandwidth)) guest.migration.status = DISK_COPY; // memory follows (disks.ts)
-  } catch (error) {
-    guest.migration = undefined;
-    await cancelMirrors(guest).catch(() => {});
-    throw error;
-  }
-  if (guest.migration.status !== DISK_COPY) await qmp.execute('migrate', { uri });
+  if (guest.migration.status === DISK_COPY) {
+    try {
+      await startMirrors(guest, guest.migration, body.nbd, bandwidth); // the memory follows (disks.ts)
+    } catch (error) {
+      guest.migration = undefined;
+      await cancelMirrors(guest).catch(() => {});
+      throw error;
+    }
+  } else await qmp.execute('migrate', { uri });
   host.log.info(
     { vm: guest.spec.name, to, uri, downtimeLimitMs, bandwidth, autoConverge, dirtyBytesPerSec },
     'live migration started',
@@ -135,7 +140,7 @@ export function migrationStatus(host: AgentHost, name: string) {
     diskBytesTotal: disk.total,
     expectedDowntimeMs: info['expected-downtime'] ?? null,
     downtimeMs: info.downtime ?? null,
-    totalMs: info['total-time'] ?? Date.now() - migration.startedMs,
+    totalMs: migrationTotalMs(migration, info['total-time']),
     error: migration.error ?? null,
     autoConverge: migration.autoConverge,
     dirtyBytesPerSec: migration.dirtyBytesPerSec,

@@ -43,6 +43,12 @@ export interface OutgoingMigration {
   dirtyBytesPerSec: number | null;
   /** Local disks being mirrored to the destination (disks.ts), as last seen. */
   mirrors?: MirrorState[];
+  /** Every mirror has been started (until then, DISK_COPY means "starting them"). */
+  mirrorsStarted?: boolean;
+  /** When the memory migration started after the disks were copied (disks.ts). */
+  memoryStartedMs?: number;
+  /** The switch-over (mirrors ended in sync, then migrate-continue) has begun. */
+  switching?: boolean;
 }
 
 /** A guest waiting here for its memory (live) or its saved checkpoint. */

@@ -13,7 +13,7 @@
  *            the domain then is decides the outcome.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { libvirtCapabilities } from '../capabilities.ts';
+import { libvirtCapabilities } from '../../model/index.ts';
 import type { LbvmConfig } from '../../config/schema.ts';
 import { ConfigError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';

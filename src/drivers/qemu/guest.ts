@@ -88,7 +88,9 @@ export interface TestGuestLoad {
 /** The kernel command line that tells the test guest's init what to burn and dirty. */
 export function guestKernelArgs(load: TestGuestLoad): string {
   const percent = (value: number | undefined) => String(Math.max(0, Math.min(100, Math.round(value ?? 0))));
-  return `console=ttyS0 quiet panic=-1 lbvm.cpu=${percent(load.cpuPercent)} lbvm.mem=${percent(load.memPercent)} lbvm.dirty=${percent(load.dirtyPercent)}${load.diskWrite === false ? ' lbvm.diskwrite=0' : ''}`;
+  const disk = load.diskWrite === false ? ' lbvm.diskwrite=0' : '';
+  const knobs = `lbvm.cpu=${percent(load.cpuPercent)} lbvm.mem=${percent(load.memPercent)} lbvm.dirty=${percent(load.dirtyPercent)}`;
+  return `console=ttyS0 quiet panic=-1 ${knobs}${disk}`;
 }
 
 /** A stable id for a VM name, safe in file names and on QEMU's command line. */

@@ -1,12 +1,29 @@
 /**
- * What each driver can do, from the configuration alone: the driver classes report it as their
- * `capabilities`, and the monitor and `lbm` read it without building a driver (they never touch a
- * hypervisor), so a policy never plans a move the configured driver cannot carry out.
+ * What each driver can do, from its settings alone: the driver classes report it as their
+ * `capabilities`, and the monitor and `lbm` read it (through the config) without building a driver
+ * (they never touch a hypervisor), so a policy never plans a move the configured driver cannot do.
  */
-import type { LbvmConfig } from '../config/schema.ts';
-import type { DriverCapabilities } from './driver.ts';
+export interface DriverCapabilities {
+  live: boolean;
+  checkpoint: boolean;
+  /** Can a running migration be cancelled (the guest stays on its source)? */
+  cancel: boolean;
+  /** Does migrate() report progress (bytes copied / remaining)? */
+  progress: boolean;
+  /** Does inventory() report per-VM CPU/disk/net use (not only sizes)? */
+  stats: boolean;
+  /** Does migrate() move a VM whose disks are local (copying them), not only VMs on shared storage? */
+  localDisks: boolean;
+}
 
-export function capabilitiesOf(config: LbvmConfig, driver = config.collect.driver): DriverCapabilities {
+export type DriverName = 'qemu' | 'sim' | 'libvirt' | 'proxmox' | 'openvz';
+
+export interface CapabilityOptions {
+  /** drivers.libvirt.copyStorage: `virsh migrate --copy-storage-all`. */
+  libvirtCopyStorage: boolean;
+}
+
+export function capabilitiesOf(driver: DriverName, options: CapabilityOptions): DriverCapabilities {
   switch (driver) {
     case 'qemu':
       // Local disks: mirrored over NBD alongside the memory (agent/disks.ts).
@@ -16,7 +33,7 @@ export function capabilitiesOf(config: LbvmConfig, driver = config.collect.drive
     case 'libvirt':
       // `virsh migrate --copy-storage-all` only when drivers.libvirt.copyStorage asks for it:
       // without it libvirt refuses a domain whose disks are not on shared storage.
-      return libvirtCapabilities(config.drivers.libvirt.copyStorage);
+      return libvirtCapabilities(options.libvirtCopyStorage);
     case 'proxmox':
       // VMs migrate with `with-local-disks=1`; containers by restart, which copies local volumes.
       return { live: true, checkpoint: false, cancel: true, progress: true, stats: true, localDisks: true };

@@ -127,6 +127,7 @@ export function vmSamplesFromInventory(
     };
     const optional: Partial<VmSample> = {
       memDirtyBytesPerSec: vm.memDirtyBytesPerSec,
+      localDiskBytes: vm.localDiskBytes,
       diskReadBytesPerSec: vm.diskReadBytesPerSec ?? rate(before?.diskReadBytes, vm.diskReadBytes, elapsedMs),
       diskWriteBytesPerSec: vm.diskWriteBytesPerSec ?? rate(before?.diskWriteBytes, vm.diskWriteBytes, elapsedMs),
       netRxBytesPerSec: vm.netRxBytesPerSec ?? rate(before?.netRxBytes, vm.netRxBytes, elapsedMs),

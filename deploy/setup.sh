@@ -2,7 +2,8 @@
 # LBVM set-up: idempotent, and quick when nothing is missing.
 #  1. system packages: redis-server, redis-sentinel (the Sentinel test bed's sentinels; where systemd
 #     runs, Debian also starts its own sentinel service on port 26379, which LBVM does not use),
-#     influxdb, qemu-system-x86, linux-image-amd64, busybox-static, systemd (its systemd-analyze
+#     influxdb, qemu-system-x86, qemu-utils (qemu-img: the agent makes a destination's empty disk
+#     image with it), linux-image-amd64, busybox-static, systemd (its systemd-analyze
 #     checks the units in deploy/systemd) and chromium (renders the HTML report in its test),
 #     libvirt-daemon, libvirt-daemon-driver-qemu and libvirt-clients (the
 #     libvirt driver's tests start their own session libvirtd; these packages ship no service, so
@@ -26,6 +27,7 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v redis-sentinel >/dev/null 2>&1 || missing+=(redis-sentinel)
 command -v influxd >/dev/null 2>&1 || missing+=(influxdb)
 command -v qemu-system-x86_64 >/dev/null 2>&1 || missing+=(qemu-system-x86)
+command -v qemu-img >/dev/null 2>&1 || missing+=(qemu-utils)
 ls /boot/vmlinuz-* >/dev/null 2>&1 || missing+=(linux-image-amd64)
 have_pkg busybox-static || missing+=(busybox-static)
 command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)

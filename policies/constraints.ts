@@ -87,6 +87,16 @@ export const VM_FILTERS: readonly VmFilter[] = [
         : null,
   },
   {
+    name: 'local disks',
+    reason: 'DRIVER_CANNOT_MOVE_DISKS',
+    manual: 'hard',
+    check: (cluster, vm) =>
+      vm.state.localDiskBytes && !cluster.settings.movesLocalDisks
+        ? `${vm.name} has ${gib(vm.state.localDiskBytes)} of local disks and the driver cannot copy them ` +
+          '(its capabilities say no local disks; libvirt: drivers.libvirt.copyStorage)'
+        : null,
+  },
+  {
     name: 'source host state',
     reason: 'SOURCE_STALE',
     manual: 'soft',

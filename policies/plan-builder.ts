@@ -51,6 +51,7 @@ export class PlanBuilder {
       cpuShare(source),
       cpuShare(dest),
       this.cluster.settings.cost,
+      vm.state.localDiskBytes ?? 0,
     );
   }
 

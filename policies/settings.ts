@@ -85,6 +85,11 @@ export interface PolicySettings {
     destinationOrder: 'least-loaded' | 'best-fit';
   };
   consolidate: { headroom: number; spareHosts: number };
+  /**
+   * Can the driver that carries out the moves copy local disks (Driver.capabilities.localDisks)?
+   * When not, VMs with local disks are not planned (DRIVER_CANNOT_MOVE_DISKS).
+   */
+  movesLocalDisks: boolean;
 }
 
 const SETUP_MS = 200;
@@ -92,6 +97,7 @@ const CHECKPOINT_LOCAL_BYTES_PER_SEC = 250e6;
 const CHECKPOINT_COPY_BYTES_PER_SEC = 150e6;
 
 export const DEFAULT_SETTINGS: PolicySettings = {
+  movesLocalDisks: true,
   cpuOvercommit: 1,
   weights: { cpu: 1, mem: 0, disk: 0, net: 0 },
   diskCapacityBytesPerSec: 1e9,

@@ -4,7 +4,7 @@
  * VMs with globs expanded against the VMs the monitor knows).
  */
 import { DEFAULT_SETTINGS, type PolicySettings, type ThresholdLevel } from '../../policies/index.ts';
-import type { Rules } from '../model/index.ts';
+import { capabilitiesOf, type Rules } from '../model/index.ts';
 import { limitsFromConfig } from './limits.ts';
 import type { LbvmConfig } from './schema.ts';
 
@@ -34,6 +34,8 @@ export function policySettingsFromConfig(config: LbvmConfig): PolicySettings {
       lowWatermark: p.overload.lowWatermark,
     },
     consolidate: { headroom: p.consolidate.headroom, spareHosts: p.consolidate.spareHosts },
+    movesLocalDisks: capabilitiesOf(config.collect.driver, { libvirtCopyStorage: config.drivers.libvirt.copyStorage })
+      .localDisks,
   };
 }
 

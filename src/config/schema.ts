@@ -472,6 +472,12 @@ export const configSchema = z
             autoConverge: z.boolean().default(true),
             /** Pass `migration.bandwidthBytesPerSec` as `virsh migrate --bandwidth` (MiB/s). */
             bandwidthCap: z.boolean().default(true),
+            /**
+             * `virsh migrate --copy-storage-all`: copy local disks to the destination (which must have
+             * images of the same size there). Off: only VMs on shared storage move, and the monitor
+             * does not plan VMs with local disks (DRIVER_CANNOT_MOVE_DISKS).
+             */
+            copyStorage: z.boolean().default(false),
             /** How often `virsh domjobinfo` is asked for progress. */
             pollInterval: duration('1s'),
             /** The virsh executable. */

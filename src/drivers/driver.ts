@@ -5,18 +5,9 @@
  * an argv element, a JSON field, a URL-encoded path segment or a word quoted for a remote shell —
  * never spliced into a shell string.
  */
-import type { MigrationMode, MigrationProgress, VmRunState } from '../model/index.ts';
+import type { DriverCapabilities, MigrationMode, MigrationProgress, VmRunState } from '../model/index.ts';
 
-export interface DriverCapabilities {
-  live: boolean;
-  checkpoint: boolean;
-  /** Can a running migration be cancelled (the guest stays on its source)? */
-  cancel: boolean;
-  /** Does migrate() report progress (bytes copied / remaining)? */
-  progress: boolean;
-  /** Does inventory() report per-VM CPU/disk/net use (not only sizes)? */
-  stats: boolean;
-}
+export type { DriverCapabilities };
 
 /**
  * One VM as the hypervisor sees it now. Use comes either as cumulative counters (the collector
@@ -39,6 +30,8 @@ export interface VmInventory {
   netTxBytes?: number;
   cpuUsedCores?: number;
   memDirtyBytesPerSec?: number;
+  /** Size of the disks a migration must copy (local disks, not shared storage). */
+  localDiskBytes?: number;
   diskReadBytesPerSec?: number;
   diskWriteBytesPerSec?: number;
   netRxBytesPerSec?: number;

@@ -43,6 +43,8 @@ export interface SimVm {
   phase: number;
   /** Share of its memory in use, 0..1. */
   memUse: number;
+  /** Size of its local disks (a migration copies them); none: shared storage. */
+  localDiskBytes?: number;
 }
 
 const GIB = 1024 ** 3;
@@ -194,6 +196,7 @@ export class SimDriver implements Driver {
     cancel: true,
     progress: true,
     stats: true,
+    localDisks: true,
   };
   readonly cluster: SimCluster;
   private readonly now: () => number;
@@ -229,6 +232,7 @@ export class SimDriver implements Driver {
         instanceId: `sim:${vm.name}`,
         cpuUsedCores: simCpuUsedCores(vm, timeMs, this.options.config.sim.period),
         memDirtyBytesPerSec: Math.round(vm.memBytes * vm.cpuBase * 0.02),
+        ...(vm.localDiskBytes ? { localDiskBytes: vm.localDiskBytes } : {}),
       });
     });
     vms.sort((a, b) => a.name.localeCompare(b.name));

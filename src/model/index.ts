@@ -4,3 +4,4 @@ export * from './snapshot.ts';
 export * from './plan.ts';
 export * from './job.ts';
 export * from './limits.ts';
+export * from './capabilities.ts';

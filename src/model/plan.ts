@@ -25,6 +25,7 @@ export type SkipReason =
   | 'QUARANTINED'
   | 'IN_FLIGHT'
   | 'VM_BUSY'
+  | 'DRIVER_CANNOT_MOVE_DISKS'
   | 'SOURCE_HOST_LIMIT'
   | 'DESTINATION_HOST_LIMIT'
   | 'CLUSTER_LIMIT'
@@ -40,8 +41,10 @@ export type SkipReason =
 
 /** Expected cost of one live migration, from the VM's size and dirty rate. */
 export interface MoveCost {
-  /** Bytes the migration is expected to copy (memory plus re-sent dirty pages). */
+  /** Bytes the migration is expected to copy (memory plus re-sent dirty pages, plus local disks). */
   bytes: number;
+  /** Of `bytes`, the VM's local disks (copied by the migration; 0 on shared storage). */
+  diskBytes?: number;
   /** Expected duration in milliseconds at the configured bandwidth. */
   durationMs: number;
   /** The same cost expressed in the score's units, so it compares with `gain`. */

@@ -47,6 +47,8 @@ export interface VmSample {
   memUsedBytes: number;
   /** How fast the guest dirties memory, when the driver can tell (drives migration cost). */
   memDirtyBytesPerSec?: number;
+  /** Size of the disks a migration must copy (local, not shared storage), when the driver can tell. */
+  localDiskBytes?: number;
   diskReadBytesPerSec?: number;
   diskWriteBytesPerSec?: number;
   netRxBytesPerSec?: number;
@@ -96,6 +98,7 @@ export const VM_NUMERIC_FIELDS = [
   'memBytes',
   'memUsedBytes',
   'memDirtyBytesPerSec',
+  'localDiskBytes',
   'diskReadBytesPerSec',
   'diskWriteBytesPerSec',
   'netRxBytesPerSec',

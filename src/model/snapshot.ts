@@ -36,6 +36,8 @@ export interface VmState {
   cpuUsedWindowCores: number[];
   memUsedBytes: number;
   memDirtyBytesPerSec: number;
+  /** Size of its disks a migration must copy (local disks; 0 or absent on shared storage). */
+  localDiskBytes?: number;
   diskBytesPerSec?: number;
   netBytesPerSec?: number;
   tags: string[];

@@ -144,6 +144,7 @@ export class SnapshotBuilder {
         cpuUsedWindowCores: coresInOrder(acc),
         memUsedBytes: latest.memUsedBytes,
         memDirtyBytesPerSec: latest.memDirtyBytesPerSec ?? 0,
+        ...(latest.localDiskBytes ? { localDiskBytes: latest.localDiskBytes } : {}),
         diskBytesPerSec: (latest.diskReadBytesPerSec ?? 0) + (latest.diskWriteBytesPerSec ?? 0),
         netBytesPerSec: (latest.netRxBytesPerSec ?? 0) + (latest.netTxBytesPerSec ?? 0),
         tags: latest.tags ?? [],

@@ -268,7 +268,7 @@ export function simulate(trace: Trace, options: SimOptions): SimResult {
         const to = Number(match[1]);
         options.meter?.moved(i, placement[i]!, to);
         placement[i] = to;
-        movedBytes += trace.vms[i]!.memBytes;
+        movedBytes += trace.vms[i]!.memBytes + (trace.vms[i]!.localDiskBytes ?? 0);
         lastMoveMs[i] = nowMs;
         previousHost[i] = move.from;
         applied.push({ vm: move.vm, from: move.from, to: move.to });
@@ -328,6 +328,7 @@ function buildSnapshot(
       memDirtyBytesPerSec: 0,
       tags: [],
     };
+    if (vm.localDiskBytes) state.localDiskBytes = vm.localDiskBytes;
     if (lastMoveMs[i] !== undefined) state.lastMoveMs = lastMoveMs[i];
     if (previousHost[i] !== undefined) state.previousHost = previousHost[i];
     vms.push(state);

@@ -15,6 +15,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { UsageError } from '../errors.ts';
 import { readAzure } from './azure.ts';
+import { parseBytes } from '../units.ts';
 
 export const TRACE_FORMATS = ['planetlab', 'bitbrains', 'azure'] as const;
 export type TraceFormat = (typeof TRACE_FORMATS)[number];
@@ -27,6 +28,8 @@ export interface TraceVm {
   cpuCores: Float64Array;
   /** Memory used in bytes per step, when the trace has it. */
   memUsedBytes: Float64Array | null;
+  /** Size of its local disks (a migration copies them), when known: see withLocalDisks. */
+  localDiskBytes?: number;
 }
 
 export interface Trace {
@@ -81,6 +84,29 @@ function listFilesUnsorted(dir: string, filter: (name: string) => boolean): stri
     handle.closeSync();
   }
   return names;
+}
+
+/**
+ * Gives VMs their local disk sizes: neither PlanetLab nor Bitbrains records disk sizes, so they come
+ * from a side file, a JSON object {"<vm>": size} (bytes, or "20GiB"). A VM not named keeps none
+ * (shared storage); a name not in the trace, or a size that is not one, is refused.
+ */
+export function withLocalDisks(trace: Trace, sizes: Record<string, unknown>, source: string): Trace {
+  const names = new Set(trace.vms.map((vm) => vm.name));
+  const bytes = new Map<string, number>();
+  for (const [vm, size] of Object.entries(sizes)) {
+    if (!names.has(vm)) throw new UsageError(`${source}: VM ${JSON.stringify(vm)} is not in the trace`);
+    const parsed = typeof size === 'number' || typeof size === 'string' ? parseBytes(size) : null;
+    if (parsed === null)
+      throw new UsageError(
+        `${source}: VM ${JSON.stringify(vm)}: ${JSON.stringify(size)} is not a size (bytes, or "20GiB")`,
+      );
+    bytes.set(vm, parsed);
+  }
+  return {
+    ...trace,
+    vms: trace.vms.map((vm) => (bytes.has(vm.name) ? { ...vm, localDiskBytes: bytes.get(vm.name)! } : vm)),
+  };
 }
 
 function listFiles(dir: string, filter: (name: string) => boolean): string[] {

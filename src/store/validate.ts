@@ -35,6 +35,8 @@ export const LIMITS = {
   hostCores: 4096,
   vmVcpus: 1024,
   memBytes: 64 * 1024 ** 4,
+  /** A VM's local disks: 1 PiB. */
+  diskBytes: 1024 ** 5,
   /** Bytes per second of disk or network: 1 TB/s. */
   rateBytesPerSec: 1e12,
   load: 100_000,
@@ -166,6 +168,7 @@ export function validateSample(input: unknown, options: ValidateOptions): Verdic
       if (s.memUsedBytes > LIMITS.memBytes) return `memUsedBytes ${s.memUsedBytes} is absurd (> 64 TiB)`;
       if (s.memUsedBytes > maxMemUsedBytes('vm', s.memBytes))
         return `memUsedBytes ${s.memUsedBytes} is absurd for memBytes ${s.memBytes}`;
+      if ((s.localDiskBytes ?? 0) > LIMITS.diskBytes) return `localDiskBytes ${s.localDiskBytes} is absurd (> 1 PiB)`;
       for (const field of [
         'memDirtyBytesPerSec',
         'diskReadBytesPerSec',

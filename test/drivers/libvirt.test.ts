@@ -106,6 +106,17 @@ describe('virsh output parsing', () => {
       '--desturi',
       'test:///default',
     ]);
+    assert.equal(driver.capabilities.localDisks, false, 'without copyStorage, VMs with local disks cannot move');
+    const copying = libvirtDriver({ a: 'test:///default', b: 'test:///default' }, { copyStorage: true });
+    assert.equal(copying.capabilities.localDisks, true);
+    const argv = copying.migrateArgv({ vm: 'v', from: 'a', to: 'b', bandwidthBytesPerSec: MIB });
+    assert.deepEqual(argv.slice(3, 8), [
+      '--live',
+      '--persistent',
+      '--undefinesource',
+      '--auto-converge',
+      '--copy-storage-all',
+    ]);
   });
 });
 

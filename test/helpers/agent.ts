@@ -8,12 +8,18 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { AgentClient } from '../../src/drivers/qemu/client.ts';
-import { guestId, guestKernelArgs, type GuestSpecInput, type TestGuestLoad } from '../../src/drivers/qemu/guest.ts';
+import {
+  guestId,
+  guestKernelArgs,
+  type DiskSpec,
+  type GuestSpecInput,
+  type TestGuestLoad,
+} from '../../src/drivers/qemu/guest.ts';
 import type { ClusterCerts } from '../../src/util/certs.ts';
 import type { NetnsCluster } from '../../src/util/netns.ts';
 import { readTls, type TlsMaterial } from '../../src/util/tls.ts';
 import { cleanEnv, ROOT } from './cli.ts';
-import { freePort, spawnTracked, waitFor, type Tracked } from './processes.ts';
+import { freePort, runFile, spawnTracked, waitFor, type Tracked } from './processes.ts';
 import { assertGuestImage, GUEST_DIR } from './qemu.ts';
 import { madeDirs, tmpDir } from './tmp.ts';
 
@@ -164,7 +170,12 @@ export async function startAgent(host: string, options: string | AgentStart = {}
 }
 
 /** The spec of the LBVM test guest (deploy/guest), as an agent starts it. */
-export function testGuestSpec(name: string, load: TestGuestLoad = {}, memMiB = 128): GuestSpecInput {
+export function testGuestSpec(
+  name: string,
+  load: TestGuestLoad = {},
+  memMiB = 128,
+  disks: Partial<DiskSpec>[] = [],
+): GuestSpecInput {
   assertGuestImage();
   return {
     name,
@@ -173,7 +184,28 @@ export function testGuestSpec(name: string, load: TestGuestLoad = {}, memMiB = 1
     kernel: path.join(GUEST_DIR, 'vmlinuz'),
     initrd: path.join(GUEST_DIR, 'initramfs.cpio.gz'),
     append: guestKernelArgs(load),
+    disks: disks as DiskSpec[],
   };
+}
+
+/** Creates an empty disk image (qemu-img create). */
+export async function createImage(file: string, format: 'raw' | 'qcow2', sizeBytes: number): Promise<void> {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  await runFile('qemu-img', ['create', '-q', '-f', format, file, String(sizeBytes)]);
+}
+
+/** The numbers of the disk records the guest said are on its disk (`lbvm-guest: disk seq N`), in order. */
+export function diskSeqs(lines: string[]): number[] {
+  return lines
+    .filter((line) => line.startsWith('lbvm-guest: disk seq '))
+    .map((line) => Number(line.slice('lbvm-guest: disk seq '.length)));
+}
+
+/** The guest's check of its disk at boot: `ok last=M records=K` or `BAD ...`; null before it printed one. */
+export function diskVerdict(lines: string[]): { ok: boolean; last: number; line: string } | null {
+  const line = lines.find((candidate) => /^lbvm-guest: disk (ok|BAD) /.test(candidate));
+  if (!line) return null;
+  return { ok: line.includes(' disk ok '), last: Number(/last=(\d+)/.exec(line)?.[1] ?? NaN), line };
 }
 
 /** Tick numbers the guest printed on a console, in order. */

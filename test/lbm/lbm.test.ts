@@ -33,7 +33,8 @@ describe('lbm (real Redis, files store, worker; sim driver)', () => {
 
   before(async () => {
     const vms = [
-      ...Array.from({ length: 6 }, (_, i) => simVmOf(`web-${i + 1}`, 2 * GiB, 0.5)),
+      // Each web VM has a 1 GiB local disk: its moves copy it (lbm plan counts it).
+      ...Array.from({ length: 6 }, (_, i) => ({ ...simVmOf(`web-${i + 1}`, 2 * GiB, 0.5), localDiskBytes: GiB })),
       simVmOf('dns-1', GiB, 0.1),
       simVmOf('dns-2', GiB, 0.1),
     ];
@@ -123,7 +124,14 @@ describe('lbm (real Redis, files store, worker; sim driver)', () => {
 
   it("plan: moves with reasons, gains and costs, and what the monitor's gate would hold back; moves nothing", async () => {
     type PlanOutput = {
-      moves: { vm: string; from: string; to: string; reason: string; gain: number }[];
+      moves: {
+        vm: string;
+        from: string;
+        to: string;
+        reason: string;
+        gain: number;
+        cost: { bytes: number; diskBytes?: number };
+      }[];
       scoreBefore: number;
       scoreAfter: number;
       mode: string;
@@ -146,8 +154,15 @@ describe('lbm (real Redis, files store, worker; sim driver)', () => {
     assert.deepEqual(plan.heldBack, []);
     const jobs = await json<{ jobs: unknown[] }>('jobs');
     assert.deepEqual(jobs.jobs, [], 'lbm plan enqueued something');
+    const webMoves = plan.moves.filter((m) => m.vm.startsWith('web-'));
+    assert.ok(webMoves.length > 0);
+    for (const move of webMoves) {
+      assert.equal(move.cost.diskBytes, GiB, `${move.vm}: its local disk is counted`);
+      assert.ok(move.cost.bytes > 3 * GiB, `${move.vm}: 2 GiB of memory and 1 GiB of disk: ${move.cost.bytes}`);
+    }
     const text = await lbm('plan', '--policy', 'balance');
     assert.match(text.stdout, /^plan \(balance\): \d+ moves, imbalance score/);
+    assert.match(text.stdout, / web-\d .*\([^)]*, 3(\.\d)? GiB incl\. disk 1 GiB\)/);
     assert.match(text.stdout, /^the monitor \(enforce\) would enqueue (\d+) of \1 now$/m);
     // Paused, the gate holds every move back, as the monitor's round would.
     assert.equal((await lbm('pause', '--reason', 'plan test')).code, 0);

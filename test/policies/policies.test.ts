@@ -15,6 +15,7 @@ import {
   applyMovesToSnapshot,
   DEFAULT_SETTINGS,
 } from '../../policies/index.ts';
+import { migrationCost } from '../../policies/cost.ts';
 import type { Plan, Snapshot } from '../../src/model/index.ts';
 import { GiB, host, NOW, snapshot, vm } from '../helpers/snapshot.ts';
 
@@ -434,5 +435,40 @@ describe('demand forecast and score', () => {
     assert.equal(imbalance(flat, { cpu: 1, mem: 0, disk: 0, net: 0 }), 0);
     // CPU use 0.5 and 0: σ = 0.25.
     assert.ok(Math.abs(imbalance(skewed, { cpu: 1, mem: 0, disk: 0, net: 0 }) - 0.25) < 1e-12);
+  });
+});
+
+describe('migration cost of local disks', () => {
+  it('counts a local disk in the bytes and time of a move, and balance moves the VM without one', () => {
+    const memOnly = migrationCost(4 * GiB, 0, 0, 0, DEFAULT_SETTINGS.cost);
+    const withDisk = migrationCost(4 * GiB, 0, 0, 0, DEFAULT_SETTINGS.cost, 20 * GiB);
+    assert.equal(withDisk.bytes, memOnly.bytes + 20 * GiB);
+    assert.equal(withDisk.diskBytes, 20 * GiB);
+    assert.equal(memOnly.diskBytes, undefined);
+    assert.ok(Math.abs(withDisk.durationMs - memOnly.durationMs * 6) <= 1, 'a 20 GiB disk + 4 GiB memory: 6× the time');
+    // a and b are the same size and load on the hot host; a has a 200 GiB local disk.
+    const base = hotCluster();
+    const s: Snapshot = {
+      ...base,
+      vms: base.vms.map((v) => (v.name === 'a' ? { ...v, localDiskBytes: 200 * GiB } : v)),
+    };
+    const plan = balance(s, loose);
+    assert.ok(plan.moves.length > 0);
+    assert.ok(!plan.moves.some((m) => m.vm === 'a'), plan.moves.map((m) => m.reason).join('\n'));
+    // A driver that cannot copy local disks: a is never planned, and the plan says why.
+    const noDiskCopy = withSettings({ ...loose, movesLocalDisks: false });
+    for (const policy of ALL) {
+      const refused = policy.run(s, noDiskCopy);
+      assert.ok(!refused.moves.some((m) => m.vm === 'a'), policy.name);
+    }
+    const skipped = overload(s, noDiskCopy).skipped.find((skip) => skip.vm === 'a');
+    assert.equal(skipped?.reason, 'DRIVER_CANNOT_MOVE_DISKS', JSON.stringify(overload(s, noDiskCopy).skipped));
+    assert.match(skipped!.detail, /a has 200 GiB of local disks and the driver cannot copy them/);
+    // Without the disk, a is the one balance moves (it ranks first among equals): the disk decided.
+    const withoutDisk = balance(base, loose);
+    assert.ok(
+      withoutDisk.moves.some((m) => m.vm === 'a'),
+      withoutDisk.moves.map((m) => m.reason).join('\n'),
+    );
   });
 });

@@ -27,6 +27,18 @@ describe('config → policy settings and rules', () => {
     assert.equal(settings.demand.horizonMs, 900_000);
   });
 
+  it('says whether the configured driver copies local disks (Driver.capabilities.localDisks)', () => {
+    const settingsOf = (env: Record<string, string>) =>
+      policySettingsFromConfig(loadConfig({ env, cwd: tmpDir() }).config);
+    assert.equal(settingsOf({ LBVM_COLLECT_DRIVER: 'qemu' }).movesLocalDisks, true);
+    assert.equal(settingsOf({ LBVM_COLLECT_DRIVER: 'proxmox' }).movesLocalDisks, true);
+    assert.equal(settingsOf({ LBVM_COLLECT_DRIVER: 'libvirt' }).movesLocalDisks, false);
+    assert.equal(
+      settingsOf({ LBVM_COLLECT_DRIVER: 'libvirt', LBVM_DRIVERS_LIBVIRT_COPY_STORAGE: 'true' }).movesLocalDisks,
+      true,
+    );
+  });
+
   it('turns rule lists into Rules, expanding ignore globs against the known VMs', () => {
     const { config } = loadConfig({
       env: {

@@ -12,7 +12,9 @@ import {
   xoPerformance,
 } from '../../src/sim/peers.ts';
 import { simulate } from '../../src/sim/simulate.ts';
-import { readTrace } from '../../src/sim/traces.ts';
+import { readTrace, withLocalDisks } from '../../src/sim/traces.ts';
+
+const GiB = 1024 ** 3;
 import { UsageError } from '../../src/errors.ts';
 import { cleanEnv, runCli } from '../helpers/cli.ts';
 import { host, NOW, snapshot, vm } from '../helpers/snapshot.ts';
@@ -504,5 +506,34 @@ describe('lbvm simulate (the real CLI)', () => {
       assert.equal(result.stderr.trim().split('\n').length, 1, result.stderr);
       assert.match(result.stderr.trim(), pattern);
     }
+  });
+});
+
+describe('simulate: local disks', () => {
+  it('takes per-VM local disk sizes from a side file: moved bytes count them, and unknown VMs or sizes are refused', () => {
+    const trace = readTrace(smallPlanetLab(), 'planetlab');
+    const options = {
+      hosts: 3,
+      hostCores: 2,
+      hostMemBytes: 64 * GiB,
+      policy: 'overload,balance',
+      settings: simSettings,
+    };
+    const sizes = Object.fromEntries(trace.vms.map((v) => [v.name, '20GiB']));
+    const plain = simulate(trace, options).summary;
+    const withDisks = simulate(withLocalDisks(trace, sizes, 'disks.json'), options).summary;
+    assert.ok(plain.migrations > 0);
+    // 1 GiB of memory per VM; with a 20 GiB disk each move copies 21 GiB, and costs more: fewer moves.
+    assert.ok(withDisks.migrations <= plain.migrations);
+    assert.equal(withDisks.movedGiB, withDisks.migrations * 21);
+    assert.equal(plain.movedGiB, plain.migrations);
+    assert.throws(
+      () => withLocalDisks(trace, { nobody: '1GiB' }, 'disks.json'),
+      /disks\.json: VM "nobody" is not in the trace/,
+    );
+    assert.throws(
+      () => withLocalDisks(trace, { [trace.vms[0]!.name]: 'big' }, 'disks.json'),
+      /disks\.json: VM "node_a_ slice": "big" is not a size/,
+    );
   });
 });

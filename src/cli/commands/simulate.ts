@@ -12,7 +12,7 @@ import { CLOUDSIM_PEERS, isCloudsimPeer } from '../../sim/cloudsim-peers.ts';
 import { CLOUDSIM_ROUND, cloudsimSettings, runCloudsimDay, type CloudsimDayResult } from '../../sim/cloudsim-run.ts';
 import { simulationSettings } from '../../sim/settings.ts';
 import { plannerFor, simulate, type SimResult } from '../../sim/simulate.ts';
-import { readTrace, TRACE_FORMATS } from '../../sim/traces.ts';
+import { readTrace, TRACE_FORMATS, withLocalDisks } from '../../sim/traces.ts';
 import { teach } from '../help.ts';
 import { loadFor, output, withCommon, type CommonOptions } from '../run.ts';
 
@@ -29,6 +29,7 @@ interface SimulateOptions extends CommonOptions {
   ramLimit?: boolean;
   threshold?: string;
   movesOut?: string;
+  localDisks?: string;
 }
 
 function required(value: string | undefined, flag: string, expected: string): string {
@@ -55,28 +56,32 @@ function number(
   return value;
 }
 
-function readInitial(file: string): Record<string, string> {
+/** A JSON object read from `file`, or a UsageError naming `flag`, the file and what was `expected`. */
+function readJsonObject(file: string, flag: string, expected: string): Record<string, unknown> {
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch {
-    throw new UsageError(
-      `--initial: file "${file}" not found or unreadable; expected a JSON object {"<vm>": "h<index>", ...}`,
-    );
+    throw new UsageError(`${flag}: file "${file}" not found or unreadable; expected ${expected}`);
   }
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch (error) {
     throw new UsageError(
-      `--initial: ${file}: not valid JSON (${(error as Error).message.split('\n')[0]}); expected a JSON object {"<vm>": "h<index>", ...}`,
+      `${flag}: ${file}: not valid JSON (${(error as Error).message.split('\n')[0]}); expected ${expected}`,
     );
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
     throw new UsageError(
-      `--initial: ${file}: expected a JSON object {"<vm>": "h<index>", ...}, got ${Array.isArray(parsed) ? 'an array' : typeof parsed}`,
+      `${flag}: ${file}: expected ${expected}, got ${Array.isArray(parsed) ? 'an array' : typeof parsed}`,
     );
   }
+  return parsed as Record<string, unknown>;
+}
+
+function readInitial(file: string): Record<string, string> {
+  const parsed = readJsonObject(file, '--initial', 'a JSON object {"<vm>": "h<index>", ...}');
   for (const [vm, host] of Object.entries(parsed)) {
     if (typeof host !== 'string')
       throw new UsageError(
@@ -225,6 +230,10 @@ export function simulateCommand(): Command {
       '--threshold <level>',
       "balance's migration threshold, 1 (cautious) to 5 (aggressive); default from the config (3)",
     )
+    .option(
+      '--local-disks <file>',
+      'JSON object VM → local disk size ("20GiB" or bytes): those VMs copy their disk when moved (traces give no disk sizes)',
+    )
     .option('--moves-out <file>', 'write one JSON line per step: {"t": 3, "moves": [{"vm", "from", "to"}]}');
   return command.action((options: SimulateOptions) => {
     if (options.setup !== undefined) return simulateSetup(options);
@@ -247,7 +256,13 @@ export function simulateCommand(): Command {
         ? config.policies.balance.threshold
         : number(options.threshold, '--threshold', { integer: true, min: 1, max: 5 });
     const initial = options.initial ? readInitial(options.initial) : undefined;
-    const trace = readTrace(traceDir, format);
+    let trace = readTrace(traceDir, format);
+    if (options.localDisks)
+      trace = withLocalDisks(
+        trace,
+        readJsonObject(options.localDisks, '--local-disks', 'a JSON object {"<vm>": "20GiB", ...}'),
+        `--local-disks: ${options.localDisks}`,
+      );
     const settings = simulationSettings(config, trace, threshold as ThresholdLevel);
     let movesOut: number | null = null;
     if (options.movesOut) {

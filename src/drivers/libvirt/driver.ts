@@ -13,6 +13,7 @@
  *            the domain then is decides the outcome.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import { libvirtCapabilities } from '../../model/index.ts';
 import type { LbvmConfig } from '../../config/schema.ts';
 import { ConfigError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
@@ -41,6 +42,8 @@ export interface LibvirtDriverOptions {
   uris: Record<string, string>;
   autoConverge: boolean;
   bandwidthCap: boolean;
+  /** `virsh migrate --copy-storage-all` (drivers.libvirt.copyStorage). */
+  copyStorage?: boolean;
   pollIntervalMs: number;
   virsh: string;
   log: Logger;
@@ -57,13 +60,9 @@ const MIB = 1024 * 1024;
 
 export class LibvirtDriver implements Driver {
   readonly name = 'libvirt';
-  readonly capabilities: DriverCapabilities = {
-    live: true,
-    checkpoint: false,
-    cancel: true,
-    progress: true,
-    stats: true,
-  };
+  get capabilities(): DriverCapabilities {
+    return libvirtCapabilities(this.options.copyStorage ?? false);
+  }
 
   constructor(private readonly options: LibvirtDriverOptions) {}
 
@@ -81,6 +80,7 @@ export class LibvirtDriver implements Driver {
       uris,
       autoConverge: settings.autoConverge,
       bandwidthCap: settings.bandwidthCap,
+      copyStorage: settings.copyStorage,
       pollIntervalMs: settings.pollInterval,
       virsh: settings.virsh,
       log,
@@ -156,6 +156,7 @@ export class LibvirtDriver implements Driver {
     return migrateArgv(this.uri(request.from), request.vm, this.uri(request.to), {
       autoConverge: this.options.autoConverge,
       bandwidthMiBPerSec,
+      copyStorage: this.options.copyStorage,
     });
   }
 

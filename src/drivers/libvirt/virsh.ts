@@ -183,12 +183,15 @@ export interface MigrateFlags {
   autoConverge: boolean;
   /** MiB/s, or undefined for no cap. */
   bandwidthMiBPerSec?: number;
+  /** `--copy-storage-all`: copy local disks too. */
+  copyStorage?: boolean;
 }
 
 /** `virsh -c SOURCE migrate --live --persistent --undefinesource [...] --domain VM --desturi DEST`. */
 export function migrateArgv(sourceUri: string, vm: string, destinationUri: string, flags: MigrateFlags): string[] {
   const argv = ['-c', sourceUri, 'migrate', '--live', '--persistent', '--undefinesource'];
   if (flags.autoConverge) argv.push('--auto-converge');
+  if (flags.copyStorage) argv.push('--copy-storage-all');
   if (flags.bandwidthMiBPerSec !== undefined) argv.push('--bandwidth', String(flags.bandwidthMiBPerSec));
   argv.push('--domain', vm, '--desturi', destinationUri);
   return argv;

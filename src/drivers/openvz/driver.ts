@@ -289,6 +289,7 @@ export class OpenvzDriver implements Driver {
     cancel: false,
     progress: false,
     stats: true,
+    localDisks: true,
   };
 
   constructor(private readonly options: OpenvzDriverOptions) {}

@@ -132,6 +132,7 @@ export class ProxmoxDriver implements Driver {
     cancel: true,
     progress: true,
     stats: true,
+    localDisks: true,
   };
 
   constructor(private readonly options: ProxmoxDriverOptions) {}

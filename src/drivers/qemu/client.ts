@@ -129,7 +129,8 @@ export class AgentClient {
     return this.call('/v1/guests/list');
   }
 
-  get(name: string): Promise<GuestInfo & { spec: GuestSpecInput }> {
+  /** `disks`: the virtual size of each local disk (what a destination must make room for). */
+  get(name: string): Promise<GuestInfo & { spec: GuestSpecInput; disks: { index: number; virtualBytes: number }[] }> {
     return this.call('/v1/guests/get', { name });
   }
 

@@ -32,6 +32,7 @@ export class QemuDriver implements Driver {
     cancel: true,
     progress: true,
     stats: true,
+    localDisks: true,
   };
 
   constructor(
@@ -114,12 +115,17 @@ export class QemuDriver implements Driver {
     const source = this.agent(request.from);
     const destination = this.agent(request.to);
     const attemptId = request.attemptId ?? `${Date.now()}-${Math.random()}`;
-    const { spec } = await source.get(request.vm);
-    const { uri, tls } = await destination.call<{ uri: string; tls: boolean }>('/v1/incoming/prepare', {
-      spec,
-      mode: 'live',
-      attemptId,
-    });
+    // Local disks: the destination makes empty images of these sizes and exports them over NBD (`nbd`).
+    const { spec, disks } = await source.get(request.vm);
+    const { uri, tls, nbd } = await destination.call<{ uri: string; tls: boolean; nbd: unknown }>(
+      '/v1/incoming/prepare',
+      {
+        spec,
+        mode: 'live',
+        attemptId,
+        disks,
+      },
+    );
     let completed = false;
     try {
       await source.call('/v1/migrate/start', {
@@ -128,6 +134,7 @@ export class QemuDriver implements Driver {
         uri,
         // Whether the destination waits for a TLS stream: the source refuses to disagree.
         tls,
+        nbd,
         attemptId,
         downtimeLimitMs: request.downtimeLimitMs,
         bandwidthBytesPerSec: request.bandwidthBytesPerSec,

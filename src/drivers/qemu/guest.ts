@@ -5,7 +5,54 @@
  * commas (QEMU's option separator) is only ever data in LBVM's own files and messages.
  */
 import { createHash } from 'node:crypto';
+import path from 'node:path';
 import { z } from 'zod';
+
+/** QEMU's cache modes (`-drive cache=`); see CACHE_OPTIONS for what each sets. */
+export const DISK_CACHE_MODES = ['none', 'directsync', 'writeback', 'writethrough', 'unsafe'] as const;
+export type DiskCacheMode = (typeof DISK_CACHE_MODES)[number];
+
+/**
+ * Cache modes safe for live migration on shared storage: both bypass the host's page cache
+ * (O_DIRECT), so the destination never reads a stale cached copy of what the source wrote.
+ */
+export const SHARED_STORAGE_CACHE_MODES: readonly DiskCacheMode[] = ['none', 'directsync'];
+
+export const diskSpecSchema = z
+  .object({
+    /**
+     * `shared`: an absolute path every host sees (NFS, Ceph, the tests' shared folder); a live
+     * migration copies only memory. `local`: a path relative to each agent's images folder; a live
+     * migration copies the disk to the destination (NBD + block mirror) alongside the memory.
+     */
+    storage: z.enum(['shared', 'local']).default('local'),
+    path: z.string().min(1).max(4096),
+    format: z.enum(['raw', 'qcow2']).default('raw'),
+    cache: z.enum(DISK_CACHE_MODES).default('none'),
+  })
+  .strict()
+  .superRefine((disk, context) => {
+    const problem = (field: 'path' | 'cache', message: string) =>
+      context.addIssue({ code: z.ZodIssueCode.custom, path: [field], message });
+    if (disk.path.includes('\0')) problem('path', 'must not contain a NUL character');
+    if (disk.storage === 'shared') {
+      if (!path.isAbsolute(disk.path))
+        problem('path', `a shared disk needs an absolute path, got ${JSON.stringify(disk.path)}`);
+      if (!SHARED_STORAGE_CACHE_MODES.includes(disk.cache))
+        problem(
+          'cache',
+          `${JSON.stringify(disk.cache)} on shared storage: live migration needs cache: none (or directsync), ` +
+            'which bypasses the host page cache so the destination never reads stale data',
+        );
+    } else if (path.isAbsolute(disk.path) || disk.path.split(/[\\/]/).includes('..')) {
+      problem(
+        'path',
+        `a local disk's path is relative to the agent's images folder, without "..", got ${JSON.stringify(disk.path)}`,
+      );
+    }
+  });
+
+export type DiskSpec = z.output<typeof diskSpecSchema>;
 
 export const guestSpecSchema = z
   .object({
@@ -18,6 +65,8 @@ export const guestSpecSchema = z
     append: z.string().default(''),
     /** Free-form tags reported in the inventory (rules read them). */
     tags: z.array(z.string()).default([]),
+    /** virtio-blk disks, in order (the first is /dev/vda in the guest). */
+    disks: z.array(diskSpecSchema).max(8).default([]),
   })
   .strict();
 
@@ -40,6 +89,8 @@ export interface TestGuestLoad {
   fill?: 'random' | 'zero' | 'marker';
   /** The text of `fill: 'marker'`: 8 to 64 letters, digits or '-'. */
   marker?: string;
+  /** false: the guest only verifies its disk's sequence at boot and writes none (an idle disk). */
+  diskWrite?: boolean;
 }
 
 /** The kernel command line that tells the test guest's init what to burn and dirty. */
@@ -49,6 +100,7 @@ export function guestKernelArgs(load: TestGuestLoad): string {
     'console=ttyS0 quiet panic=-1',
     `lbvm.cpu=${percent(load.cpuPercent)} lbvm.mem=${percent(load.memPercent)} lbvm.dirty=${percent(load.dirtyPercent)}`,
   ];
+  if (load.diskWrite === false) args.push('lbvm.diskwrite=0');
   if (load.fill) args.push(`lbvm.fill=${load.fill}`);
   if (load.marker !== undefined) {
     if (!/^[A-Za-z0-9-]{8,64}$/.test(load.marker))
@@ -75,6 +127,47 @@ export interface QemuRuntime {
   accel: 'tcg' | 'kvm';
   /** Start waiting for an incoming migration (`-incoming defer`, then `migrate-incoming`). */
   incoming?: boolean;
+  /** The folder local disks' paths are relative to (the agent's images folder). */
+  imagesDir?: string;
+}
+
+/**
+ * What each cache mode sets (QEMU's documentation of `-drive cache=`): `direct` opens the image with
+ * O_DIRECT, `noFlush` ignores the guest's flushes, `writeCache` tells the guest the device has a
+ * volatile write cache (so it sends flushes).
+ */
+const CACHE_OPTIONS: Record<DiskCacheMode, { direct: boolean; noFlush: boolean; writeCache: boolean }> = {
+  none: { direct: true, noFlush: false, writeCache: true },
+  directsync: { direct: true, noFlush: false, writeCache: false },
+  writeback: { direct: false, noFlush: false, writeCache: true },
+  writethrough: { direct: false, noFlush: false, writeCache: false },
+  unsafe: { direct: false, noFlush: true, writeCache: true },
+};
+
+/** The file of a guest's disk on this host: shared disks as given, local ones in the images folder. */
+export function diskFile(disk: DiskSpec, imagesDir: string | undefined): string {
+  if (disk.storage === 'shared') return disk.path;
+  if (!imagesDir) throw new Error(`local disk ${JSON.stringify(disk.path)} needs the agent's images folder`);
+  return path.join(imagesDir, disk.path);
+}
+
+/** QEMU's node name of the guest's disk `index` (its format layer): what mirrors and NBD exports name. */
+export function diskNode(index: number): string {
+  return `lbvm-disk${index}`;
+}
+
+function diskArgv(disk: DiskSpec, index: number, imagesDir: string | undefined): string[] {
+  const cache = CACHE_OPTIONS[disk.cache];
+  const file = `${diskNode(index)}-file`;
+  return [
+    '-blockdev',
+    `driver=file,node-name=${file},filename=${qemuOptionValue(diskFile(disk, imagesDir))},` +
+      `cache.direct=${cache.direct ? 'on' : 'off'},cache.no-flush=${cache.noFlush ? 'on' : 'off'}`,
+    '-blockdev',
+    `driver=${disk.format},node-name=${diskNode(index)},file=${file}`,
+    '-device',
+    `virtio-blk-pci,drive=${diskNode(index)},id=lbvm-vd${index},write-cache=${cache.writeCache ? 'on' : 'off'}`,
+  ];
 }
 
 export function qemuArgv(spec: GuestSpec, runtime: QemuRuntime): string[] {
@@ -105,6 +198,7 @@ export function qemuArgv(spec: GuestSpec, runtime: QemuRuntime): string[] {
   ];
   if (spec.initrd) argv.push('-initrd', spec.initrd);
   if (spec.append) argv.push('-append', spec.append);
+  spec.disks.forEach((disk, index) => argv.push(...diskArgv(disk, index, runtime.imagesDir)));
   if (runtime.incoming) argv.push('-incoming', 'defer');
   return argv;
 }

@@ -6,7 +6,7 @@ import { Command } from 'commander';
 import { policySettingsFromConfig } from '../../../config/policy-settings.ts';
 import { UsageError } from '../../../errors.ts';
 import { isPolicyName, planRound, POLICY_NAMES, type PolicyName } from '../../../../policies/index.ts';
-import { formatDuration } from '../../../units.ts';
+import { formatBytes, formatDuration } from '../../../units.ts';
 import { movesInLastHour } from '../../../monitor/control.ts';
 import { gate, gateInputs } from '../../../monitor/gate.ts';
 import { quarantinedVms, quarantineNote } from '../../../monitor/read.ts';
@@ -86,7 +86,8 @@ export function planCommand(): Command {
                 `${m.from} → ${m.to}`,
                 m.policy,
                 m.gain.toFixed(4),
-                `${m.cost.score.toFixed(4)} (${formatDuration(m.cost.durationMs)})`,
+                `${m.cost.score.toFixed(4)} (${formatDuration(m.cost.durationMs)}, ${formatBytes(m.cost.bytes)}` +
+                  `${m.cost.diskBytes ? ` incl. disk ${formatBytes(m.cost.diskBytes)}` : ''})`,
                 m.reason,
               ]),
             ),

@@ -26,6 +26,17 @@ import { QmpClient } from '../qmp.ts';
 import { download, restore, resumeCheckpoint, saveCheckpoint, upload } from './checkpoint.ts';
 import { ControlPort, parseSpec, readJson, type ControlRoutes } from './control.ts';
 import { HttpError } from './http-error.ts';
+import {
+  cancelMirrors,
+  checkImagesExist,
+  createIncomingImages,
+  DISK_COPY,
+  exportIncomingDisks,
+  hasLocalDisks,
+  localDiskSizes,
+  removeLocalImages,
+  stopIncomingExports,
+} from './disks.ts';
 import { describe, inventory } from './inventory.ts';
 import {
   followMigration,
@@ -50,6 +61,7 @@ export class Agent implements AgentHost {
   readonly guests = new Map<string, ManagedGuest>();
   readonly departed = new Map<string, OutgoingMigration>();
   readonly store: GuestStore;
+  readonly imagesDir: string;
   private readonly control: ControlPort;
   private loop: NodeJS.Timeout | null = null;
   private ticking = false;
@@ -58,6 +70,7 @@ export class Agent implements AgentHost {
   constructor(readonly options: AgentOptions) {
     this.store = new GuestStore(options.stateDir);
     const tls = options.tls ? (readTls(options.tls) as Required<TlsMaterial>) : undefined;
+    this.imagesDir = options.imagesDir ?? path.join(options.stateDir, 'images');
     this.control = new ControlPort(options.token, this.routes(), options.log, tls);
   }
 
@@ -113,6 +126,7 @@ export class Agent implements AgentHost {
     guest.role = 'running';
     guest.incoming = undefined;
     this.store.save(guest);
+    void stopIncomingExports(guest);
     this.log.info({ vm: guest.spec.name }, 'incoming guest is running here now');
   }
 
@@ -132,7 +146,7 @@ export class Agent implements AgentHost {
       const alive = guest.pid !== null && isOurQemu(guest.pid, guest.id);
       if (!alive) {
         if (guest.role === 'incoming') {
-          this.forget(guest, 'a half-started incoming guest whose QEMU is gone (found at agent start)');
+          this.dropIncoming(guest, 'a half-started incoming guest whose QEMU is gone (found at agent start)');
         } else {
           guest.role = 'stopped';
           guest.pid = null;
@@ -150,7 +164,7 @@ export class Agent implements AgentHost {
       }
       if (guest.role === 'incoming' && status !== 'running') {
         await kill(guest);
-        this.forget(guest, `a half-started incoming guest (status ${status}) found at agent start: cleaned up`);
+        this.dropIncoming(guest, `a half-started incoming guest (status ${status}) found at agent start: cleaned up`);
       } else if (guest.role === 'incoming') {
         guest.role = 'running';
         guest.incoming = undefined;
@@ -187,7 +201,7 @@ export class Agent implements AgentHost {
     const alive = guest.pid !== null && isOurQemu(guest.pid, guest.id);
     if (!alive) {
       if (guest.role === 'incoming')
-        return this.forget(guest, 'incoming QEMU exited (migration failed or cancelled)', true);
+        return this.dropIncoming(guest, 'incoming QEMU exited (migration failed or cancelled)', true);
       if (guest.role !== 'stopped') {
         guest.role = 'stopped';
         guest.pid = null;
@@ -212,14 +226,20 @@ export class Agent implements AgentHost {
         const info = await (await qmpOf(guest)).execute<MigrateInfo>('query-migrate').catch(() => null);
         if (info?.status === 'failed' || info?.status === 'cancelled') {
           await kill(guest);
-          return this.forget(guest, `incoming migration ${info.status}`);
+          return this.dropIncoming(guest, `incoming migration ${info.status}`);
         }
       }
       if (Date.now() - guest.incoming.startedMs > INCOMING_GIVE_UP_MS) {
         await kill(guest);
-        return this.forget(guest, 'incoming guest never started running');
+        return this.dropIncoming(guest, 'incoming guest never started running');
       }
     }
+  }
+
+  /** Drops a guest that never arrived, with the disk images its arrival created (a half copy). */
+  private dropIncoming(guest: ManagedGuest, why: string, unexpected = false): void {
+    this.forget(guest, why, unexpected);
+    removeLocalImages(this, guest.spec, 'half-copied disk of an incoming guest that never arrived');
   }
 
   // ---------------------------------------------------------------- the calls
@@ -249,12 +269,14 @@ export class Agent implements AgentHost {
         }),
         'POST /v1/guests/get': async (body) => {
           const guest = this.guest(body.name);
-          return { ...(await describe(guest)), spec: guest.spec };
+          const disks = guest.role === 'running' ? await localDiskSizes(guest) : [];
+          return { ...(await describe(guest)), spec: guest.spec, disks };
         },
         'POST /v1/guests/start': async (body) => {
           const spec = parseSpec(body.spec);
           if (this.guests.has(spec.name))
             throw new HttpError(409, `a guest named ${JSON.stringify(spec.name)} already exists on ${host}`);
+          checkImagesExist(this, spec);
           const guest = await launch(this, spec, 'running', false);
           this.log.info({ vm: spec.name, pid: guest.pid }, 'guest started');
           return describe(guest);
@@ -279,20 +301,46 @@ export class Agent implements AgentHost {
             if (existing.role === 'incoming' && existing.incoming?.mode === mode) {
               existing.incoming.attemptId = attemptId;
               this.store.save(existing);
-              return { uri: existing.incoming.uri ?? null, tls: existing.incoming.tls ?? false, reused: true };
+              return {
+                uri: existing.incoming.uri ?? null,
+                tls: existing.incoming.tls ?? false,
+                nbd: existing.incoming.nbd ?? null,
+                reused: true,
+              };
             }
             throw new HttpError(
               409,
               `a guest named ${JSON.stringify(spec.name)} already ${existing.role === 'incoming' ? 'is arriving' : 'runs'} on ${host}`,
             );
           }
-          const guest = await launch(this, spec, 'incoming', true);
+          if (mode === 'checkpoint' && hasLocalDisks(spec))
+            throw new HttpError(
+              409,
+              `${JSON.stringify(spec.name)} has local disks; checkpoint mode does not copy disks (use live migration)`,
+            );
+          await createIncomingImages(this, spec, body.disks);
+          let guest: ManagedGuest;
+          try {
+            guest = await launch(this, spec, 'incoming', true);
+          } catch (error) {
+            removeLocalImages(this, spec, 'the incoming guest could not start');
+            throw error;
+          }
           guest.incoming = { mode, attemptId, startedMs: Date.now() };
-          if (mode === 'live') Object.assign(guest.incoming, await listenIncoming(this, guest));
+          let nbd = null;
+          try {
+            if (mode === 'live') Object.assign(guest.incoming, await listenIncoming(this, guest));
+            nbd = await exportIncomingDisks(this, guest);
+          } catch (error) {
+            await kill(guest);
+            this.dropIncoming(guest, 'could not prepare the incoming migration');
+            throw error;
+          }
+          guest.incoming.nbd = nbd ?? undefined;
           this.store.save(guest);
           const { uri, tls } = guest.incoming;
-          this.log.info({ vm: spec.name, mode, uri, tls }, 'waiting for an incoming migration');
-          return { uri: uri ?? null, tls: tls ?? false, reused: false };
+          this.log.info({ vm: spec.name, mode, uri, tls, nbd }, 'waiting for an incoming migration');
+          return { uri: uri ?? null, tls: tls ?? false, nbd, reused: false };
         },
         'POST /v1/incoming/commit': async (body) => {
           const guest = this.guest(body.name);
@@ -316,7 +364,7 @@ export class Agent implements AgentHost {
               `${guest.spec.name} is not an incoming guest here (it is ${guest.role}); not touched`,
             );
           await kill(guest);
-          this.forget(guest, 'incoming migration aborted');
+          this.dropIncoming(guest, 'incoming migration aborted');
           return { aborted: true };
         },
         'POST /v1/incoming/restore': async (body) => restore(this, this.guest(body.name)),
@@ -329,6 +377,13 @@ export class Agent implements AgentHost {
           if (!guest.migration) return { cancelled: false };
           if (body.attemptId && guest.migration.attemptId !== body.attemptId)
             return { cancelled: false, reason: 'another attempt owns this migration now' };
+          if (guest.migration.status === DISK_COPY) {
+            // Still copying disks: no memory migration to cancel yet; stop the mirrors.
+            await cancelMirrors(guest);
+            guest.migration.status = 'cancelled';
+            guest.migration.error = 'cancelled while copying disks';
+            return { cancelled: true };
+          }
           await (await qmpOf(guest)).execute('migrate_cancel');
           return { cancelled: true };
         },

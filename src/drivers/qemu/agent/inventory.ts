@@ -4,6 +4,7 @@
  */
 import type { VmRunState } from '../../../model/index.ts';
 import type { VmInventory } from '../../driver.ts';
+import { localDiskSizes } from './disks.ts';
 import { migrationInProgress } from './migration.ts';
 import { readProcStats } from './proc-stat.ts';
 import { qmpOf, runStatus } from './qemu.ts';
@@ -32,6 +33,8 @@ export async function inventory(host: AgentHost): Promise<VmInventory[]> {
         if (proc.readBytes !== null) entry.diskReadBytes = proc.readBytes;
         if (proc.writeBytes !== null) entry.diskWriteBytes = proc.writeBytes;
       }
+      const disks = await localDiskSizes(guest).catch(() => []);
+      if (disks.length) entry.localDiskBytes = disks.reduce((sum, disk) => sum + disk.virtualBytes, 0);
       try {
         const balloon = (await (await qmpOf(guest)).execute('query-balloon', undefined, 2000)) as { actual: number };
         entry.memUsedBytes = balloon.actual;

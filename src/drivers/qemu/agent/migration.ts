@@ -14,6 +14,17 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { MigrateInfo, QmpClient } from '../qmp.ts';
+import {
+  cancelMirrors,
+  DISK_COPY,
+  diskProgress,
+  followDiskCopy,
+  hasLocalDisks,
+  migrationTotalMs,
+  removeLocalImages,
+  startMirrors,
+  switchOver,
+} from './disks.ts';
 import { HttpError } from './http-error.ts';
 import { kill, qmpOf } from './qemu.ts';
 import type { AgentHost, AgentOptions, ManagedGuest, OutgoingMigration } from './state.ts';
@@ -24,6 +35,7 @@ import type { AgentHost, AgentOptions, ManagedGuest, OutgoingMigration } from '.
  * migrated elsewhere. The others are `none`, and the ends: `completed`, `failed`, `cancelled`.
  */
 export const MIGRATION_IN_PROGRESS: ReadonlySet<string> = new Set([
+  DISK_COPY, // ours: local disks are mirrored first (disks.ts)
   'setup',
   'active',
   'cancelling',
@@ -164,12 +176,22 @@ export async function startMigration(host: AgentHost, guest: ManagedGuest, body:
     uri,
     attemptId,
     startedMs: Date.now(),
-    status: 'setup',
+    // Local disks are copied first (disks.ts). Never 'setup' meanwhile: QEMU's query-migrate still
+    // shows the last migration (for a guest that arrived here, its incoming one: 'completed').
+    status: hasLocalDisks(guest.spec) ? DISK_COPY : 'setup',
     info: {},
     autoConverge,
     dirtyBytesPerSec,
   };
-  await qmp.execute('migrate', { uri });
+  if (guest.migration.status === DISK_COPY) {
+    try {
+      await startMirrors(guest, guest.migration, body.nbd, bandwidth); // the memory follows (disks.ts)
+    } catch (error) {
+      guest.migration = undefined;
+      await cancelMirrors(guest).catch(() => {});
+      throw error;
+    }
+  } else await qmp.execute('migrate', { uri });
   host.log.info(
     { vm: guest.spec.name, to, uri, downtimeLimitMs, bandwidth, autoConverge, dirtyBytesPerSec, tls },
     'live migration started',
@@ -181,19 +203,23 @@ export async function startMigration(host: AgentHost, guest: ManagedGuest, body:
 export async function followMigration(host: AgentHost, guest: ManagedGuest): Promise<void> {
   const migration = migrationInProgress(guest);
   if (!migration) return;
+  if (migration.status === DISK_COPY) return followDiskCopy(host, guest, migration);
   const info = await (await qmpOf(guest)).execute<MigrateInfo>('query-migrate');
   migration.info = info;
   migration.status = info.status ?? 'none';
+  if (info.status === 'pre-switchover') return switchOver(host, guest, migration);
   if (info.status === 'completed') {
     host.log.info(
       { vm: guest.spec.name, to: migration.to, totalMs: info['total-time'], downtimeMs: info.downtime },
       'live migration completed; quitting the source copy',
     );
     await kill(guest);
+    removeLocalImages(host, guest.spec, `copied to ${migration.to}`);
     host.forget(guest, `migrated to ${migration.to}`);
     host.departed.set(guest.spec.name, migration);
   } else if (info.status === 'failed' || info.status === 'cancelled') {
-    migration.error = info['error-desc'] ?? info.status;
+    migration.error ??= info['error-desc'] ?? info.status;
+    await cancelMirrors(guest);
     host.log.warn(
       { vm: guest.spec.name, to: migration.to, error: migration.error },
       'live migration ended without moving the guest; it keeps running here',
@@ -206,16 +232,19 @@ export function migrationStatus(host: AgentHost, name: string) {
   const migration = host.guests.get(name)?.migration ?? host.departed.get(name);
   if (!migration) throw new HttpError(404, `no migration of ${JSON.stringify(name)} on ${host.options.host}`);
   const info = migration.info;
+  const disk = diskProgress(migration);
   return {
     status: migration.status,
     to: migration.to,
     attemptId: migration.attemptId,
-    bytesCopied: info.ram?.transferred ?? 0,
-    bytesRemaining: info.ram?.remaining ?? 0,
-    bytesTotal: info.ram?.total ?? 0,
+    bytesCopied: (info.ram?.transferred ?? 0) + disk.copied,
+    bytesRemaining: (info.ram?.remaining ?? 0) + disk.total - disk.copied,
+    bytesTotal: (info.ram?.total ?? 0) + disk.total,
+    diskBytesCopied: disk.copied,
+    diskBytesTotal: disk.total,
     expectedDowntimeMs: info['expected-downtime'] ?? null,
     downtimeMs: info.downtime ?? null,
-    totalMs: info['total-time'] ?? Date.now() - migration.startedMs,
+    totalMs: migrationTotalMs(migration, info['total-time']),
     error: migration.error ?? null,
     autoConverge: migration.autoConverge,
     dirtyBytesPerSec: migration.dirtyBytesPerSec,

@@ -29,6 +29,7 @@ export async function launch(
     pidFile: path.join(dir, 'qemu.pid'),
     accel: host.options.accel,
     incoming,
+    imagesDir: host.imagesDir,
   });
   const logFd = fs.openSync(path.join(dir, 'qemu.log'), 'a');
   const child = spawn(host.options.qemuBinary ?? 'qemu-system-x86_64', argv, {

@@ -9,6 +9,7 @@ import type { Logger } from '../../../log.ts';
 import { makeDirs } from '../../../util/dirs.ts';
 import { guestId, guestSpecSchema, type GuestSpec } from '../guest.ts';
 import type { MigrateInfo, QmpClient } from '../qmp.ts';
+import type { MirrorState, NbdTarget } from './disks.ts';
 
 export interface AgentOptions {
   /** This host's name (config `node`). */
@@ -22,6 +23,8 @@ export interface AgentOptions {
   migrationAddress: string;
   log: Logger;
   qemuBinary?: string;
+  /** Where local disks' images live (default `stateDir/images`); a local disk's path is relative to it. */
+  imagesDir?: string;
   /** The cluster's TLS (tls.*): the control port is mutual TLS; migration streams are TLS when `migration`. */
   tls?: AgentTls;
 }
@@ -48,6 +51,14 @@ export interface OutgoingMigration {
   error?: string;
   autoConverge: boolean;
   dirtyBytesPerSec: number | null;
+  /** Local disks being mirrored to the destination (disks.ts), as last seen. */
+  mirrors?: MirrorState[];
+  /** Every mirror has been started (until then, DISK_COPY means "starting them"). */
+  mirrorsStarted?: boolean;
+  /** When the memory migration started after the disks were copied (disks.ts). */
+  memoryStartedMs?: number;
+  /** The switch-over (mirrors ended in sync, then migrate-continue) has begun. */
+  switching?: boolean;
 }
 
 /** A guest waiting here for its memory (live) or its saved checkpoint. */
@@ -56,6 +67,8 @@ export interface IncomingMigration {
   uri?: string;
   /** Whether the live stream it waits for is TLS. */
   tls?: boolean;
+  /** Where this host's NBD server takes the source's disk mirrors (local disks). */
+  nbd?: NbdTarget;
   attemptId: string;
   startedMs: number;
 }
@@ -82,6 +95,8 @@ interface SavedState {
 export interface AgentHost {
   readonly options: AgentOptions;
   readonly log: Logger;
+  /** The folder local disks' paths are relative to. */
+  readonly imagesDir: string;
   readonly store: GuestStore;
   readonly guests: Map<string, ManagedGuest>;
   /** Source-side record of guests that left, so a late status call still learns the outcome. */

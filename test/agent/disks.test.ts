@@ -14,6 +14,7 @@ import { AgentCallError } from '../../src/drivers/qemu/client.ts';
 import { QemuDriver } from '../../src/drivers/qemu/driver.ts';
 import type { DiskSpec, GuestSpecInput } from '../../src/drivers/qemu/guest.ts';
 import { createLogger } from '../../src/log.ts';
+import { makeClusterCerts } from '../../src/util/certs.ts';
 import type { MigrationProgress } from '../../src/model/index.ts';
 import {
   createImage,
@@ -25,6 +26,7 @@ import {
   testGuestSpec,
   type TestAgent,
 } from '../helpers/agent.ts';
+import { stopAgents } from '../faults/support.ts';
 import { tmpDir } from '../helpers/tmp.ts';
 import { until } from '../queue/support.ts';
 
@@ -126,14 +128,7 @@ describe('guests with disks: live migration on shared storage and with a local-d
     specs[LOCAL] = testGuestSpec(LOCAL, {}, 96, [disk('local', 'local.qcow2', 'qcow2')]);
     await Promise.all([a.client.start(specs[SHARED]!), a.client.start(specs[LOCAL]!)]);
   });
-  after(async () => {
-    for (const agent of [a, b]) {
-      if (!agent) continue;
-      for (const guest of (await agent.client.list().catch(() => ({ guests: [] }))).guests)
-        await agent.client.stop(guest.name).catch(() => {});
-      await agent.stop();
-    }
-  });
+  after(() => stopAgents(a, b));
 
   it('refuses a shared disk without cache=none when the guest is defined, naming the option', async () => {
     const spec = testGuestSpec('bad', {}, 64, [
@@ -219,5 +214,51 @@ describe('guests with disks: live migration on shared storage and with a local-d
     assert.equal(fs.existsSync(path.join(b.stateDir, 'images', 'local.qcow2')), false);
     await goesOn(a, LOCAL, printedOnB());
     await rebootAndVerify(a, LOCAL);
+  });
+});
+
+describe('a local disk copied over TLS (agents with the cluster certificates, tls.migration on)', () => {
+  let a: TestAgent;
+  let b: TestAgent;
+  const NAME = 'db-tls';
+
+  before(async () => {
+    const certs = await makeClusterCerts(path.join(tmpDir('lbvm-certs-'), 'cluster'), {
+      agents: { 'host-a': ['127.0.0.1'], 'host-b': ['127.0.0.1'] },
+      clients: ['worker'],
+    });
+    [a, b] = await Promise.all([startAgent('host-a', { certs }), startAgent('host-b', { certs })]);
+    await createImage(path.join(a.stateDir, 'images', 'local.raw'), 'raw', 16 * MiB);
+    await a.client.start(
+      testGuestSpec(NAME, {}, 96, [{ storage: 'local', path: 'local.raw', format: 'raw', cache: 'none' }]),
+    );
+  });
+  after(() => stopAgents(a, b));
+
+  // With tls-creds on the destination's nbd-server-start, a source that mirrors without them is
+  // refused ("TLS negotiation required"): checked by hand by leaving them out of startMirrors.
+  it('the NBD stream takes the migration credentials: the move completes and the guest writes on', async () => {
+    const driver = new QemuDriver(
+      new Map([
+        [a.host, a.client],
+        [b.host, b.client],
+      ]),
+      createLogger({ level: 'warn', format: 'json' }),
+    );
+    await until(`${NAME} to write on ${a.host}`, async () => (diskSeqs(a.console(NAME)).at(-1) ?? 0) >= 20, 120_000);
+    const outcome = await driver.migrate({
+      vm: NAME,
+      from: a.host,
+      to: b.host,
+      mode: 'live',
+      downtimeLimitMs: 300,
+      bandwidthBytesPerSec: 1024 * MiB,
+      signal: new AbortController().signal,
+    });
+    assert.ok(outcome.bytesCopied >= 16 * MiB, `disk and memory counted: ${outcome.bytesCopied} bytes`);
+    assert.equal(await driver.locate(NAME), b.host);
+    assert.equal(fs.existsSync(path.join(a.stateDir, 'images', 'local.raw')), false, "the source's copy is removed");
+    const first = diskSeqs(b.console(NAME)).at(-1) ?? 0;
+    await until(`${NAME} to write on ${b.host}`, async () => (diskSeqs(b.console(NAME)).at(-1) ?? 0) > first, 60_000);
   });
 });

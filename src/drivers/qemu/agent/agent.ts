@@ -45,6 +45,7 @@ import {
   migrationStatus,
   qemuTlsDir,
   startMigration,
+  tlsCredentialsId,
   writeQemuTlsDir,
 } from './migration.ts';
 import { isOurQemu } from './proc-stat.ts';
@@ -330,7 +331,7 @@ export class Agent implements AgentHost {
           let nbd = null;
           try {
             if (mode === 'live') Object.assign(guest.incoming, await listenIncoming(this, guest));
-            nbd = await exportIncomingDisks(this, guest);
+            nbd = await exportIncomingDisks(this, guest, guest.incoming.tls ? tlsCredentialsId('server') : null);
           } catch (error) {
             await kill(guest);
             this.dropIncoming(guest, 'could not prepare the incoming migration');

@@ -143,8 +143,16 @@ export function removeLocalImages(host: AgentHost, spec: GuestSpec, why: string)
   }
 }
 
-/** Destination: exports each local disk of the incoming guest over NBD; where the source reaches it. */
-export async function exportIncomingDisks(host: AgentHost, guest: ManagedGuest): Promise<NbdTarget | null> {
+/**
+ * Destination: exports each local disk of the incoming guest over NBD; where the source reaches it.
+ * `tlsCreds`: the id of the incoming migration's server credentials when its stream is TLS; the NBD
+ * server then takes only TLS clients with a certificate of the cluster CA (verify-peer).
+ */
+export async function exportIncomingDisks(
+  host: AgentHost,
+  guest: ManagedGuest,
+  tlsCreds: string | null,
+): Promise<NbdTarget | null> {
   const indexes = localDisks(guest.spec);
   if (indexes.length === 0) return null;
   const qmp = await qmpOf(guest);
@@ -154,7 +162,10 @@ export async function exportIncomingDisks(host: AgentHost, guest: ManagedGuest):
   for (let attempt = 1; ; attempt++) {
     port = await freePort();
     try {
-      await qmp.execute('nbd-server-start', { addr: { type: 'inet', data: { host: address, port: String(port) } } });
+      await qmp.execute('nbd-server-start', {
+        addr: { type: 'inet', data: { host: address, port: String(port) } },
+        ...(tlsCreds ? { 'tls-creds': tlsCreds } : {}),
+      });
       break;
     } catch (error) {
       if (attempt >= 5) throw new HttpError(500, `cannot start the NBD server: ${(error as Error).message}`);
@@ -182,12 +193,17 @@ export async function stopIncomingExports(guest: ManagedGuest): Promise<void> {
   }
 }
 
-/** Source: starts mirroring each local disk into the destination's NBD export. */
+/**
+ * Source: starts mirroring each local disk into the destination's NBD export; over TLS with the
+ * client credentials `tlsCreds` (the migration's), checking the destination's certificate names the
+ * address it is reached at.
+ */
 export async function startMirrors(
   guest: ManagedGuest,
   migration: OutgoingMigration,
   nbd: unknown,
   bytesPerSec: number,
+  tlsCreds: string | null,
 ): Promise<void> {
   const indexes = localDisks(guest.spec);
   const target = nbd as Partial<NbdTarget> | undefined;
@@ -201,6 +217,7 @@ export async function startMirrors(
       'node-name': mirrorTarget(index),
       server: { type: 'inet', host: target.host, port: String(target.port) },
       export: diskNode(index),
+      ...(tlsCreds ? { 'tls-creds': tlsCreds, 'tls-hostname': target.host } : {}),
     });
     await qmp.execute('blockdev-mirror', {
       'job-id': mirrorJob(index),

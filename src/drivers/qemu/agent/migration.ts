@@ -104,10 +104,15 @@ const LOCAL_BANDWIDTH = 64 * 1024 ** 3;
 export async function tlsCredentials(host: AgentHost, qmp: QmpClient, endpoint: 'client' | 'server'): Promise<string> {
   if (!host.options.tls) throw new HttpError(500, 'this agent has no TLS certificates (tls.ca, tls.cert, tls.key)');
   const dir = qemuTlsDir(host.options);
-  const id = `lbvm-tls-${endpoint}`;
+  const id = tlsCredentialsId(endpoint);
   await qmp.execute('object-del', { id }).catch(() => {});
   await qmp.execute('object-add', { 'qom-type': 'tls-creds-x509', id, dir, endpoint, 'verify-peer': true });
   return id;
+}
+
+/** The id of the credentials object `tlsCredentials` makes (the NBD disk streams use the migration's). */
+export function tlsCredentialsId(endpoint: 'client' | 'server'): string {
+  return `lbvm-tls-${endpoint}`;
 }
 
 /** The folder of the agent's certificates as QEMU reads them. */
@@ -185,7 +190,8 @@ export async function startMigration(host: AgentHost, guest: ManagedGuest, body:
   };
   if (guest.migration.status === DISK_COPY) {
     try {
-      await startMirrors(guest, guest.migration, body.nbd, bandwidth); // the memory follows (disks.ts)
+      // The memory follows (disks.ts); the disks go over TLS when the memory does, with its credentials.
+      await startMirrors(guest, guest.migration, body.nbd, bandwidth, tls ? tlsCredentialsId('client') : null);
     } catch (error) {
       guest.migration = undefined;
       await cancelMirrors(guest).catch(() => {});

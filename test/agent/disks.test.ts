@@ -70,7 +70,8 @@ describe('guests with disks: live migration on shared storage and with a local-d
   function watchPrinted(agent: TestAgent, name: string) {
     let highest = 0;
     const sample = () => (highest = diskSeqs(agent.console(name)).reduce((max, n) => Math.max(max, n), highest));
-    const timer = setInterval(sample, 100);
+    // unref: a test that fails before it stops the watch must not keep the file's process alive.
+    const timer = setInterval(sample, 100).unref();
     return () => {
       clearInterval(timer);
       sample();
@@ -204,14 +205,23 @@ describe('guests with disks: live migration on shared storage and with a local-d
     assert.equal(await driver.locate(LOCAL), b.host);
     assert.ok(outcome.bytesCopied >= 32 * MiB, `disk and memory counted: ${outcome.bytesCopied} bytes`);
     assert.ok(bytesTotal >= 32 * MiB, `progress counts the disk: ${bytesTotal} bytes`);
-    assert.equal(fs.existsSync(path.join(a.stateDir, 'images', 'local.qcow2')), false, "the source's copy is removed");
-    assert.equal(qemuProcessesOf(LOCAL).length, 1);
+    // The source removes its copy once its QEMU has quit, a moment after the move completes.
+    await until(
+      "the source's copy to be removed",
+      async () => !fs.existsSync(path.join(a.stateDir, 'images', 'local.qcow2')),
+      30_000,
+    );
+    await until(`${LOCAL} to run in one QEMU`, async () => qemuProcessesOf(LOCAL).length === 1, 30_000);
     await goesOn(b, LOCAL, printedOnA());
     // And back: a guest that arrived by migration still shows that migration in QEMU ('completed').
     const printedOnB = watchPrinted(b, LOCAL);
     await move(LOCAL, undefined, b, a);
     assert.equal(await driver.locate(LOCAL), a.host);
-    assert.equal(fs.existsSync(path.join(b.stateDir, 'images', 'local.qcow2')), false);
+    await until(
+      "B's copy to be removed",
+      async () => !fs.existsSync(path.join(b.stateDir, 'images', 'local.qcow2')),
+      30_000,
+    );
     await goesOn(a, LOCAL, printedOnB());
     await rebootAndVerify(a, LOCAL);
   });
@@ -257,7 +267,11 @@ describe('a local disk copied over TLS (agents with the cluster certificates, tl
     });
     assert.ok(outcome.bytesCopied >= 16 * MiB, `disk and memory counted: ${outcome.bytesCopied} bytes`);
     assert.equal(await driver.locate(NAME), b.host);
-    assert.equal(fs.existsSync(path.join(a.stateDir, 'images', 'local.raw')), false, "the source's copy is removed");
+    await until(
+      "the source's copy to be removed",
+      async () => !fs.existsSync(path.join(a.stateDir, 'images', 'local.raw')),
+      30_000,
+    );
     const first = diskSeqs(b.console(NAME)).at(-1) ?? 0;
     await until(`${NAME} to write on ${b.host}`, async () => (diskSeqs(b.console(NAME)).at(-1) ?? 0) > first, 60_000);
   });

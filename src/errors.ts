@@ -66,3 +66,9 @@ export class NotImplemented extends ExitError {
     this.name = 'NotImplemented';
   }
 }
+
+/**
+ * A driver saw a later attempt of the same migration take it over: this run lost the job (the worker
+ * counts it as a lost lock, whatever its own lock said), and its result does not count.
+ */
+export class AttemptSuperseded extends Error {}

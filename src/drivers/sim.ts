@@ -15,6 +15,7 @@
 import { createHash, randomInt } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { LbvmConfig } from '../config/schema.ts';
+import { AttemptSuperseded } from '../errors.ts';
 import { prng } from '../util/prng.ts';
 import type {
   Driver,
@@ -289,7 +290,9 @@ export class SimDriver implements Driver {
         attempt,
       );
       if (moved === -1)
-        throw new Error(`sim: another attempt took over the migration of ${request.vm}; this one does not count`);
+        throw new AttemptSuperseded(
+          `sim: another attempt took over the migration of ${request.vm}; this one does not count`,
+        );
       if (moved !== 1) throw new Error(`sim: ${request.vm} left ${request.from} during the migration`);
       return {
         totalMs: Date.now() - startedMs,

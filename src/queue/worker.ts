@@ -21,6 +21,7 @@ import { DelayedError, UnrecoverableError, Worker, type ConnectionOptions, type 
 import type { Redis } from 'ioredis';
 import type { LbvmConfig } from '../config/schema.ts';
 import type { Driver } from '../drivers/driver.ts';
+import { AttemptSuperseded } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { LbvmEvent, MigrationJobData, MigrationProgress, MigrationResult } from '../model/index.ts';
 import { RedisEventLog, type EventSink } from './events.ts';
@@ -224,10 +225,12 @@ export function startMigrationWorker(options: WorkerOptions): MigrationWorker {
       let reason = controller.signal.aborted ? (controller.signal.reason as Error) : (error as Error);
       // A run whose slots expired lost the job, whatever the driver said about it (under load the
       // driver may see another attempt's move before this worker sees its lock renewal fail).
+      // A driver that saw a later attempt take the migration over says so too (the slots may be held
+      // by that attempt under the same job, so they still renew).
       if (
         !(reason instanceof LockLost) &&
         !(reason instanceof CancelledByOperator) &&
-        !(await slots.renew(slotRequest).catch(() => true))
+        (reason instanceof AttemptSuperseded || !(await slots.renew(slotRequest).catch(() => true)))
       ) {
         reason = new LockLost(
           `migration slots expired while migrating (${reason.message}): another worker may run this job now`,

@@ -14,7 +14,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { LbvmConfig } from '../../config/schema.ts';
-import { ConfigError } from '../../errors.ts';
+import { AttemptSuperseded, ConfigError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import { readTls } from '../../util/tls.ts';
 import type { Driver, DriverCapabilities, HostInventory, MigrateOutcome, MigrateRequest } from '../driver.ts';
@@ -156,7 +156,7 @@ export class QemuDriver implements Driver {
           continue;
         }
         if (status.attemptId !== attemptId && !cancelReason)
-          throw new Error(`another attempt (${status.attemptId}) took over this migration`);
+          throw new AttemptSuperseded(`another attempt (${status.attemptId}) took over this migration`);
         request.onProgress?.({
           bytesCopied: status.bytesCopied,
           bytesRemaining: status.bytesRemaining,

@@ -13,8 +13,8 @@ export function limitsFromConfig(config: LbvmConfig): MigrationLimits {
     migrationsPerDestinationHost: limits.migrationsPerDestinationHost,
     migrationsInCluster: limits.migrationsInCluster,
     cooldownMs: limits.cooldown,
-    // Moving straight back is refused for a while longer than the cooldown.
-    pingPongWindowMs: Math.max(DEFAULT_SETTINGS.limits.pingPongWindowMs, 4 * limits.cooldown),
+    // Moving straight back is refused for a while longer than the cooldown, unless the config says how long.
+    pingPongWindowMs: limits.pingPongWindow ?? Math.max(DEFAULT_SETTINGS.limits.pingPongWindowMs, 4 * limits.cooldown),
     quarantineAfterFailures: limits.quarantineAfterFailures,
     quarantineMs: limits.quarantine,
   };

@@ -17,18 +17,24 @@ import { parseHostPort } from '../util/address.ts';
 import { certificateFileProblem, identityProblems, keyFileProblem } from '../util/tls.ts';
 
 /** A duration in milliseconds, written `10s`, `5m`, `1h` or a number of ms. */
+function toMs(value: string | number, ctx: z.RefinementCtx): number {
+  const ms = parseDurationMs(value);
+  if (ms === null) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'expected a duration like 500ms, 10s, 5m or 1h' });
+    return z.NEVER;
+  }
+  return ms;
+}
+
 export const duration = (fallback: string | number) =>
+  z.union([z.string(), z.number()]).default(fallback).transform(toMs);
+
+/** A duration with no default: undefined when not given (the reader computes the default). */
+const optionalDuration = () =>
   z
     .union([z.string(), z.number()])
-    .default(fallback)
-    .transform((value, ctx) => {
-      const ms = parseDurationMs(value);
-      if (ms === null) {
-        ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'expected a duration like 500ms, 10s, 5m or 1h' });
-        return z.NEVER;
-      }
-      return ms;
-    });
+    .optional()
+    .transform((value, ctx) => (value === undefined ? undefined : toMs(value, ctx)));
 
 /** A size in bytes, written `64MiB`, `2GiB` or a number of bytes. */
 export const bytes = (fallback: string | number) =>
@@ -293,6 +299,11 @@ export const configSchema = z
         migrationsInCluster: positiveInt(LIMITS.migrationsInCluster),
         /** A VM that moved is not moved again for this long. */
         cooldown: duration(LIMITS.cooldownMs),
+        /**
+         * A VM is not moved back to a host it left for this long; unset: 2 h, or 4 × the cooldown when
+         * that is longer.
+         */
+        pingPongWindow: optionalDuration(),
         /** Failed migrations in a row after which a VM is quarantined. */
         quarantineAfterFailures: positiveInt(LIMITS.quarantineAfterFailures),
         quarantine: duration(LIMITS.quarantineMs),

@@ -20,11 +20,26 @@ describe('config → policy settings and rules', () => {
     assert.equal(settings.balance.threshold, 5);
     assert.equal(settings.limits.movesPerRound, 4);
     assert.equal(settings.limits.cooldownMs, 600_000);
+    assert.equal(settings.limits.pingPongWindowMs, 2 * 3_600_000, 'unset: 2 h (4 × a 10-minute cooldown is less)');
     assert.equal(settings.overload.highWatermark, 0.9);
     assert.equal(settings.cost.bandwidthBytesPerSec, 100 * 1024 ** 2);
     // 2 hours of 60-second samples; a 15-minute horizon.
     assert.equal(settings.demand.maxWindowSamples, 120);
     assert.equal(settings.demand.horizonMs, 900_000);
+  });
+
+  it('takes limits.pingPongWindow as given; unset, 4 × the cooldown when that is over 2 h; a bad value names the key', () => {
+    const limitsOf = (env: Record<string, string>) =>
+      policySettingsFromConfig(loadConfig({ env, cwd: tmpDir() }).config).limits;
+    assert.equal(
+      limitsOf({ LBVM_LIMITS_PING_PONG_WINDOW: '80s', LBVM_LIMITS_COOLDOWN: '20s' }).pingPongWindowMs,
+      80_000,
+    );
+    assert.equal(limitsOf({ LBVM_LIMITS_COOLDOWN: '1h' }).pingPongWindowMs, 4 * 3_600_000);
+    assert.throws(
+      () => loadConfig({ env: { LBVM_LIMITS_PING_PONG_WINDOW: 'soon' }, cwd: tmpDir() }),
+      /limits\.pingPongWindow.*expected a duration like 500ms, 10s, 5m or 1h/s,
+    );
   });
 
   it('says whether the configured driver copies local disks (Driver.capabilities.localDisks)', () => {

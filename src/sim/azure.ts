@@ -16,7 +16,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { UsageError } from '../errors.ts';
-import type { ReadOptions, Trace, TraceVm } from './traces.ts';
+import { listFiles, type ReadOptions, type Trace, type TraceVm } from './traces.ts';
 
 const STEP_S = 300;
 const GiB = 1024 ** 3;
@@ -65,8 +65,8 @@ function readVmTable(file: string): Map<string, Size> {
 }
 
 export function readAzure(dir: string, options: ReadOptions = {}): Trace {
-  const names = fs.readdirSync(dir).sort();
-  const readings = names.filter((n) => /^vm_cpu_readings.*\.csv(\.gz)?$/.test(n));
+  const names = listFiles(dir, (n) => /^(vm_cpu_readings.*|vmtable)\.csv(\.gz)?$/.test(n));
+  const readings = names.filter((n) => n.startsWith('vm_cpu_readings'));
   if (readings.length === 0)
     throw new UsageError(
       `--trace: "${dir}" holds no vm_cpu_readings-*.csv or .csv.gz files; expected the Azure Public Dataset's` +

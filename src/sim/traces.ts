@@ -109,7 +109,8 @@ export function withLocalDisks(trace: Trace, sizes: Record<string, unknown>, sou
   };
 }
 
-function listFiles(dir: string, filter: (name: string) => boolean): string[] {
+/** The folder's trace files (no folders, hidden files or README.md) that pass `filter`, sorted by name. */
+export function listFiles(dir: string, filter: (name: string) => boolean): string[] {
   return listFilesUnsorted(dir, filter).sort();
 }
 

@@ -48,7 +48,7 @@ describe('lbvm collect --driver qemu (real agent, real TCG guest)', () => {
     await Promise.all([agent.stop(), influx.stop()]);
   });
 
-  it('a guest told to burn 50% of a core shows the cores its QEMU process used (0.4–0.6 when the machine has them), in the files store and in InfluxDB', async () => {
+  it('a guest burning 50% of a core shows the cores its QEMU used (0.4–0.6 given them), in the files store and InfluxDB', async () => {
     const [pid, ...others] = qemuProcessesOf('burner');
     assert.ok(
       pid !== undefined && others.length === 0,

@@ -153,7 +153,9 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
   const sources = new Map<string, string>();
   const keys = envKeys();
   for (const [name, value] of Object.entries(env)) {
-    if (!name.startsWith('LBVM_') || NON_KEY_ENV.has(name) || value === undefined) continue;
+    // An empty variable (`LBVM_REDIS_SENTINEL_PASSWORD=`, a template's unset value) counts as unset: read as
+    // YAML it would be null, and every command would stop on "expected string, got null".
+    if (!name.startsWith('LBVM_') || NON_KEY_ENV.has(name) || value === undefined || value.trim() === '') continue;
     const keyPath = keys.get(name);
     if (!keyPath) {
       // A variable named like a secret is never echoed, even when it is not one of ours.

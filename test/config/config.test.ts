@@ -21,16 +21,22 @@ describe('config', () => {
     assert.equal(config.policies.balance.threshold, 3);
   });
 
-  it('reads ./lbvm.yaml, and LBVM_* variables override its keys', () => {
+  it('reads ./lbvm.yaml, and LBVM_* variables override its keys; an empty one counts as unset', () => {
     const dir = tmpDir();
     fs.writeFileSync(
       path.join(dir, 'lbvm.yaml'),
       'monitor:\n  interval: 30s\n  mode: report\nstore:\n  spoolMaxBytes: 8MiB\n',
     );
     const { config, file } = loadConfig({
-      env: { LBVM_MONITOR_MODE: 'enforce', LBVM_LIMITS_MOVES_PER_ROUND: '3' },
+      env: {
+        LBVM_MONITOR_MODE: 'enforce',
+        LBVM_LIMITS_MOVES_PER_ROUND: '3',
+        LBVM_STORE_SPOOL_MAX_BYTES: '',
+        LBVM_REDIS_SENTINEL_PASSWORD: ' ',
+      },
       cwd: dir,
     });
+    assert.equal(config.redis.sentinelPassword, '');
     assert.equal(file, path.join(dir, 'lbvm.yaml'));
     assert.equal(config.monitor.interval, 30_000);
     assert.equal(config.monitor.mode, 'enforce');

@@ -241,6 +241,8 @@ export function migrationStatus(host: AgentHost, name: string) {
   const disk = diskProgress(migration);
   return {
     status: migration.status,
+    /** The source's guest: `running`, `stopped` (its QEMU gone), ..., or `departed` (it left). */
+    sourceRole: host.guests.get(name)?.role ?? 'departed',
     to: migration.to,
     attemptId: migration.attemptId,
     bytesCopied: (info.ram?.transferred ?? 0) + disk.copied,

@@ -4,7 +4,7 @@
  * TLS this process's certificate `tls.cert`).
  *
  * Live:       destination prepares `-incoming` on a free port -> source migrates over QMP (downtime
- *             limit, bandwidth cap, auto-converge when the guest dirties faster than the cap) ->
+ *             limit, bandwidth cap, auto-converge: QEMU throttles a guest that would not converge) ->
  *             progress from the source's `query-migrate` -> destination confirms it runs.
  *             On failure, cancel (abort signal) or an unreachable destination: cancel on the source
  *             (the guest keeps running there) and remove the destination's half-started QEMU.

@@ -52,8 +52,13 @@ export interface CostSettings {
   checkpointLocalBytesPerSec: number;
   /** Checkpoint mode: how fast the worker relays the saved state between the agents (bytes/s). */
   checkpointCopyBytesPerSec: number;
-  /** Pre-copy rounds after which a live migration stops iterating (QEMU-like). */
-  maxPrecopyRounds: number;
+  /**
+   * Live: the longest pause the hypervisor is allowed at switch-over (migration.downtimeLimit): the
+   * pre-copy rounds go on until what is left can be sent in this time.
+   */
+  downtimeLimitMs: number;
+  /** Live: the hypervisor throttles a guest that dirties memory too fast to converge (QEMU auto-converge). */
+  autoConverge: boolean;
   /** How much busy hosts slow a migration: duration × (1 + this × mean CPU use of source and destination). */
   loadSlowdown: number;
   /** Score units one second of migration costs (a move's value is in the spread's units, see objective.ts). */
@@ -113,7 +118,8 @@ export const DEFAULT_SETTINGS: PolicySettings = {
     mode: 'live',
     checkpointLocalBytesPerSec: CHECKPOINT_LOCAL_BYTES_PER_SEC,
     checkpointCopyBytesPerSec: CHECKPOINT_COPY_BYTES_PER_SEC,
-    maxPrecopyRounds: 30,
+    downtimeLimitMs: 300,
+    autoConverge: true,
     loadSlowdown: 1,
     scorePerSecond: 0.001,
   },

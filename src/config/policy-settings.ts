@@ -25,6 +25,9 @@ export function policySettingsFromConfig(config: LbvmConfig): PolicySettings {
       bandwidthBytesPerSec: config.migration.bandwidthBytesPerSec,
       streamBytesPerSec: config.migration.streamBytesPerSec,
       mode: config.migration.mode,
+      downtimeLimitMs: config.migration.downtimeLimit,
+      // The qemu agent always switches auto-converge on; libvirt as configured.
+      autoConverge: config.collect.driver !== 'libvirt' || config.drivers.libvirt.autoConverge,
     },
     limits: limitsFromConfig(config),
     balance: { threshold: p.balance.threshold as ThresholdLevel },

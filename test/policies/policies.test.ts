@@ -477,3 +477,24 @@ describe('migration cost of local disks', () => {
     );
   });
 });
+
+describe('a VM whose live migration would not converge', () => {
+  it('is not planned when nothing throttles it, with the reason; auto-converge (the default) lets it move', () => {
+    const base = hotCluster();
+    // a dirties 2 GiB/s, faster than the 1 GiB/s a migration copies.
+    const s: Snapshot = {
+      ...base,
+      vms: base.vms.map((v) => (v.name === 'a' ? { ...v, memDirtyBytesPerSec: 2 * GiB } : v)),
+    };
+    const noThrottle = withSettings({ ...loose, cost: { ...loose.cost, autoConverge: false } });
+    for (const policy of ALL) assert.ok(!policy.run(s, noThrottle).moves.some((m) => m.vm === 'a'), policy.name);
+    const skipped = overload(s, noThrottle).skipped.find((skip) => skip.vm === 'a');
+    assert.equal(skipped?.reason, 'WOULD_NOT_CONVERGE', JSON.stringify(overload(s, noThrottle).skipped));
+    assert.match(skipped!.detail, /a dirties 2048 MiB\/s of memory, as fast as a migration copies it/);
+    // Throttled, a may move (it costs more: balance prefers b), and is never refused for it.
+    for (const policy of ALL)
+      assert.ok(!policy.run(s, loose).skipped.some((skip) => skip.reason === 'WOULD_NOT_CONVERGE'), policy.name);
+    const costs = [0, 2 * GiB].map((dirty) => migrationCost(4 * GiB, dirty, 0, 0, DEFAULT_SETTINGS.cost).durationMs);
+    assert.ok(costs[1]! > 3 * costs[0]!, `throttled, a costs more: ${costs}`);
+  });
+});

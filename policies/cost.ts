@@ -1,6 +1,9 @@
 /**
  * Cost of one migration, from the VM's memory size and dirty rate, and its local disks. Pure.
  *
+ * M is the memory the guest has used (memUsedBytes, at most its size; its size when unknown): pages it
+ * never touched are zero, which QEMU sends as a flag, not a page.
+ *
  * Live (pre-copy, as QEMU 7.2 runs it: migration/ram.c): round 0 copies all memory M; each later round
  * copies what the guest dirtied during the previous one, at most all of M:
  *   sent₀ = M,   sentᵢ₊₁ = min(M, d · (1 − throttleᵢ) · sentᵢ / b)
@@ -17,17 +20,20 @@
  * memory (block mirroring; writes during the copy are mirrored as they come and not counted here):
  *   bytes += localDiskBytes
  * where the bandwidth b is the least of the cap a migration is given and what one stream carries
- * (streamBytesPerSec: the migration thread and TLS are CPU-bound; 0 = no such limit):
- *   copyMs = bytes / b · 1000
+ * (streamBytesPerSec: the migration thread and TLS are CPU-bound; 0 = no such limit). Busy hosts slow
+ * the CPU-bound part: the stream's ceiling, when one is set (a copy the link limits is not slowed),
+ * else the whole copy:
+ *   slowdown = 1 + loadSlowdown · (cpuUse_source + cpuUse_dest) / 2
+ *   b = min(cap, streamBytesPerSec / slowdown),   copyMs = bytes / b · 1000
+ *   (no ceiling: b = cap,                          copyMs = bytes / b · 1000 · slowdown)
  * Checkpoint mode (the guest is stopped, so nothing is sent twice): bytes = M, saved to disk, relayed
  * by the worker between the agents (at most checkpointCopyBytesPerSec) and restored (the agent
  * refuses checkpoint mode for a guest with local disks):
  *   copyMs = (2 · M / checkpointLocalBytesPerSec + M / min(b, checkpointCopyBytesPerSec)) · 1000
  * Then, with the fixed time every migration takes (starting the destination, switching over):
- *   durationMs = setupMs + copyMs · (1 + loadSlowdown · (cpuUse_source + cpuUse_dest) / 2)
+ *   durationMs = setupMs + copyMs
  *   score = scorePerSecond · durationMs / 1000
- * Busy hosts copy slower and the migration's own CPU and network use hurts both hosts more, hence
- * the load term. Checked against real migrations on shaped links by `bench migrate --netns`.
+ * Checked against real migrations on shaped links by `bench migrate --netns`.
  */
 import type { MoveCost } from '../src/model/index.ts';
 import type { CostSettings } from './settings.ts';
@@ -47,26 +53,30 @@ export function migrationCost(
   destCpuUse: number,
   settings: CostSettings,
   localDiskBytes = 0,
+  memUsedBytes = 0,
 ): MoveCost {
   const least = (a: number, b: number) => (b > 0 ? Math.min(a, b) : a);
-  const bandwidth = least(settings.bandwidthBytesPerSec, settings.streamBytesPerSec);
   const load = Math.max(0, sourceCpuUse) + Math.max(0, destCpuUse);
   const slowdown = 1 + (settings.loadSlowdown * load) / 2;
+  const ceiling = settings.streamBytesPerSec > 0 ? settings.streamBytesPerSec / slowdown : 0;
+  const bandwidth = least(settings.bandwidthBytesPerSec, ceiling);
+  const copySlowdown = ceiling > 0 ? 1 : slowdown;
   const diskBytes = Math.max(0, localDiskBytes);
+  const memory = memUsedBytes > 0 ? Math.min(memBytes, memUsedBytes) : memBytes;
   let bytes: number;
   let copyMs: number;
   let converges = true;
   if (settings.mode === 'checkpoint') {
-    bytes = memBytes;
+    bytes = memory;
     const relay = least(bandwidth, settings.checkpointCopyBytesPerSec);
     copyMs = ((2 * bytes) / settings.checkpointLocalBytesPerSec + bytes / relay) * 1000;
   } else {
-    const precopy = precopyBytes(memBytes, Math.max(0, dirtyBytesPerSec), bandwidth, settings);
+    const precopy = precopyBytes(memory, Math.max(0, dirtyBytesPerSec), bandwidth, settings);
     converges = precopy.converges;
     bytes = precopy.bytes + diskBytes;
     copyMs = (bytes / bandwidth) * 1000;
   }
-  const durationMs = settings.setupMs + copyMs * slowdown;
+  const durationMs = settings.setupMs + copyMs * copySlowdown;
   return {
     bytes: Math.round(bytes),
     ...(diskBytes > 0 && settings.mode !== 'checkpoint' ? { diskBytes } : {}),

@@ -65,10 +65,21 @@ describe('migrationCost', () => {
     assert.equal(cost.durationMs, 200 + 1000 + 1000 + 2500);
   });
 
-  it('busy hosts copy slower; the score is the duration priced per second', () => {
+  it('busy hosts copy slower: the stream ceiling when one is set (not a copy the link limits), else all of it', () => {
     const idle = migrationCost(250e6, 0, 0, 0, base);
     const busy = migrationCost(250e6, 0, 1, 1, base);
     assert.equal(busy.durationMs, 200 + 2000 * 2);
     assert.equal(idle.score, (base.scorePerSecond * idle.durationMs) / 1000);
+    // A 500 MB/s ceiling halved by busy hosts is still above the 125 MB/s link: no slower.
+    const ceiling = { ...base, streamBytesPerSec: 500e6 };
+    assert.equal(migrationCost(250e6, 0, 1, 1, ceiling).durationMs, 200 + 2000);
+    // On a 1.25 GB/s link the halved ceiling (250 MB/s) sets the pace.
+    assert.equal(migrationCost(250e6, 0, 1, 1, { ...ceiling, bandwidthBytesPerSec: 1.25e9 }).durationMs, 200 + 1000);
+  });
+
+  it('copies the memory the guest used (untouched pages are zero, sent as a flag), at most its size', () => {
+    assert.equal(migrationCost(250e6, 0, 0, 0, base, 0, 125e6).bytes, 125e6);
+    assert.equal(migrationCost(250e6, 0, 0, 0, base, 0, 400e6).bytes, 250e6);
+    assert.equal(migrationCost(250e6, 0, 0, 0, base, 0, 0).bytes, 250e6);
   });
 });

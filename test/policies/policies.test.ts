@@ -222,7 +222,8 @@ describe('policies: explanations', () => {
       move!.reason,
       /^h0 CPU 88% > high 80%: [abc] \(\d\.\d\d cores, 2 GiB\) to h3, 6% → \d+% \(h0 88% → \d+%\); imbalance [\d.]+ → [\d.]+, gain -?[\d.]+, cost [\d.]+/,
     );
-    assert.ok(move!.cost.durationMs > 0 && move!.cost.bytes >= 2 * GiB);
+    // The memory it uses is copied (1 GiB of its 2: pages never touched go as a flag).
+    assert.ok(move!.cost.durationMs > 0 && move!.cost.bytes >= GiB);
     assert.ok(plan.scoreAfter < plan.scoreBefore);
   });
 
@@ -230,8 +231,8 @@ describe('policies: explanations', () => {
     const hosts = [host('h0'), host('h1'), host('h2')];
     // h0 at 95%: twins of 2 cores, one with 48 GiB to copy (slow), one with 1 GiB.
     const vms = [
-      vm('heavy', 'h0', 2, { memBytes: 48 * GiB }),
-      vm('light', 'h0', 2, { memBytes: GiB }),
+      vm('heavy', 'h0', 2, { memBytes: 48 * GiB, memUsedBytes: 48 * GiB }),
+      vm('light', 'h0', 2, { memBytes: GiB, memUsedBytes: GiB }),
       vm('rest', 'h0', 3.6, { memBytes: 4 * GiB }),
     ];
     const plan = overload(

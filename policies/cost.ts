@@ -19,17 +19,22 @@
  * Local disks (not on shared storage) are copied once, in full, over the same link, before the
  * memory (block mirroring; writes during the copy are mirrored as they come and not counted here):
  *   bytes += localDiskBytes
- * where the bandwidth b is the least of the cap a migration is given and what one stream carries
- * (streamBytesPerSec: the migration thread and TLS are CPU-bound; 0 = no such limit). Busy hosts slow
- * the CPU-bound part: the stream's ceiling, when one is set (a copy the link limits is not slowed),
- * else the whole copy:
+ * at the bandwidth b, the least of the cap the migration is given and what one stream carries when the
+ * link is not the limit (streamBytesPerSec, measured on idle hosts: QEMU's migration thread and TLS
+ * are CPU-bound; 0 = no such limit; the two overlap, a socket's buffers keep the link busy while the
+ * thread works). Busy hosts lower that ceiling, not a copy the link limits:
  *   slowdown = 1 + loadSlowdown · (cpuUse_source + cpuUse_dest) / 2
  *   b = min(cap, streamBytesPerSec / slowdown),   copyMs = bytes / b · 1000
- *   (no ceiling: b = cap,                          copyMs = bytes / b · 1000 · slowdown)
+ *   (streamBytesPerSec 0: b = cap,                copyMs = bytes / b · 1000 · slowdown)
+ * A guest that dirties its memory slows its own migration as well: the source tracks, finds and
+ * re-reads each dirtied page (under TCG every store after a bitmap sync takes QEMU's slow path; under
+ * KVM the first write to a page faults), CPU work in the process that sends the stream, so the whole
+ * copy stretches with the dirty rate (dirtyTrackingBytesPerSec, measured by the bench; 0 = not counted):
+ *   copyMs · (1 + d / dirtyTrackingBytesPerSec)
  * Checkpoint mode (the guest is stopped, so nothing is sent twice): bytes = M, saved to disk, relayed
- * by the worker between the agents (at most checkpointCopyBytesPerSec) and restored (the agent
- * refuses checkpoint mode for a guest with local disks):
- *   copyMs = (2 · M / checkpointLocalBytesPerSec + M / min(b, checkpointCopyBytesPerSec)) · 1000
+ * by the worker between the agents (at most checkpointCopyBytesPerSec, over the link) and restored (the
+ * agent refuses checkpoint mode for a guest with local disks):
+ *   copyMs = (2 · M / checkpointLocalBytesPerSec + M / min(cap, checkpointCopyBytesPerSec)) · 1000
  * Then, with the fixed time every migration takes (starting the destination, switching over):
  *   durationMs = setupMs + copyMs
  *   score = scorePerSecond · durationMs / 1000
@@ -60,7 +65,6 @@ export function migrationCost(
   const slowdown = 1 + (settings.loadSlowdown * load) / 2;
   const ceiling = settings.streamBytesPerSec > 0 ? settings.streamBytesPerSec / slowdown : 0;
   const bandwidth = least(settings.bandwidthBytesPerSec, ceiling);
-  const copySlowdown = ceiling > 0 ? 1 : slowdown;
   const diskBytes = Math.max(0, localDiskBytes);
   const memory = memUsedBytes > 0 ? Math.min(memBytes, memUsedBytes) : memBytes;
   let bytes: number;
@@ -68,15 +72,17 @@ export function migrationCost(
   let converges = true;
   if (settings.mode === 'checkpoint') {
     bytes = memory;
-    const relay = least(bandwidth, settings.checkpointCopyBytesPerSec);
+    const relay = least(settings.bandwidthBytesPerSec, settings.checkpointCopyBytesPerSec);
     copyMs = ((2 * bytes) / settings.checkpointLocalBytesPerSec + bytes / relay) * 1000;
   } else {
     const precopy = precopyBytes(memory, Math.max(0, dirtyBytesPerSec), bandwidth, settings);
     converges = precopy.converges;
     bytes = precopy.bytes + diskBytes;
-    copyMs = (bytes / bandwidth) * 1000;
+    const tracking =
+      settings.dirtyTrackingBytesPerSec > 0 ? 1 + Math.max(0, dirtyBytesPerSec) / settings.dirtyTrackingBytesPerSec : 1;
+    copyMs = (bytes / bandwidth) * 1000 * (ceiling > 0 ? 1 : slowdown) * tracking;
   }
-  const durationMs = settings.setupMs + copyMs * copySlowdown;
+  const durationMs = settings.setupMs + copyMs;
   return {
     bytes: Math.round(bytes),
     ...(diskBytes > 0 && settings.mode !== 'checkpoint' ? { diskBytes } : {}),

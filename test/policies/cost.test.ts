@@ -24,6 +24,16 @@ describe('migrationCost', () => {
     assert.equal(migrationCost(250e6, 0, 0, 0, { ...base, streamBytesPerSec: 1e9 }).durationMs, 2200);
   });
 
+  it("a dirtying guest's own copy stretches with its dirty rate when that is counted", () => {
+    const tracked = { ...base, autoConverge: false, dirtyTrackingBytesPerSec: 125e6 };
+    const plain = migrationCost(100e6, 62.5e6, 0, 0, { ...tracked, dirtyTrackingBytesPerSec: 0 });
+    const slowed = migrationCost(100e6, 62.5e6, 0, 0, tracked);
+    assert.equal(slowed.bytes, plain.bytes);
+    // × (1 + 62.5 / 125) on the copy, not on the setup time.
+    assert.equal(slowed.durationMs - 200, Math.round((plain.durationMs - 200) * 1.5));
+    assert.equal(migrationCost(100e6, 0, 0, 0, tracked).durationMs, 200 + 800);
+  });
+
   it('a dirtying guest: the geometric series of the rounds, until what is left fits in the downtime limit', () => {
     const settings = { ...base, autoConverge: false, downtimeLimitMs: 50 };
     const memory = 100e6;

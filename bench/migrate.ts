@@ -5,8 +5,9 @@
  * forth) and reports medians: total time, downtime (QMP's `downtime` for live; stop-to-resume for
  * checkpoint) and bytes copied, plus the dirty rate QEMU measured before each live migration and
  * whether auto-converge was switched on. Defaults of the config: downtime limit 300 ms, 1 GiB/s.
- * Each guest holds 40% of its RAM in a tmpfs file (more makes the 256 MiB test guest run out of
- * memory); the dirty guest rewrites 30% of its RAM (77 MiB) each second with random bytes.
+ * Each guest holds 40% of its RAM in a tmpfs file (the guests that crashed with more, thought out of
+ * memory, were QEMU 7.2's lost TCG writes: src/drivers/qemu/guest.ts, TCG_RAM_SHORTFALL_KIB); the dirty
+ * guest rewrites 30% of its RAM (77 MiB) each second with random bytes.
  * `--netns`: on shaped links between network namespaces, with and without TLS (bench/_migrate-netns.ts).
  *
  * Disk cases (`disk-idle`, `disk-writing`, live only): 256 MiB guests with a 1 GiB local raw disk

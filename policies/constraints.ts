@@ -16,6 +16,7 @@
  */
 import type { SkipReason } from '../src/model/index.ts';
 import type { Cluster, HostLoad, VmLoad } from './cluster.ts';
+import { migrationCost } from './cost.ts';
 import { gib, pct } from './format.ts';
 import { overloadChance } from './risk.ts';
 
@@ -94,6 +95,17 @@ export const VM_FILTERS: readonly VmFilter[] = [
       vm.state.localDiskBytes && !cluster.settings.movesLocalDisks
         ? `${vm.name} has ${gib(vm.state.localDiskBytes)} of local disks and the driver cannot copy them ` +
           '(its capabilities say no local disks; libvirt: drivers.libvirt.copyStorage)'
+        : null,
+  },
+  {
+    name: 'converges',
+    reason: 'WOULD_NOT_CONVERGE',
+    manual: 'soft',
+    check: (cluster, vm) =>
+      migrationCost(vm.memBytes, vm.state.memDirtyBytesPerSec, 0, 0, cluster.settings.cost, 0, vm.state.memUsedBytes)
+        .converges === false
+        ? `${vm.name} dirties ${Math.round(vm.state.memDirtyBytesPerSec / 2 ** 20)} MiB/s of memory, as fast as a migration copies it, ` +
+          'and auto-converge is off: a live migration would never end (drivers.libvirt.autoConverge, or checkpoint mode)'
         : null,
   },
   {

@@ -52,6 +52,7 @@ export class PlanBuilder {
       cpuShare(dest),
       this.cluster.settings.cost,
       vm.state.localDiskBytes ?? 0,
+      vm.state.memUsedBytes,
     );
   }
 

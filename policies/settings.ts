@@ -39,11 +39,17 @@ export interface CostSettings {
   /** Bandwidth one migration gets (bytes/s): the cap it is given (migration.bandwidthBytesPerSec). */
   bandwidthBytesPerSec: number;
   /**
-   * The most one migration stream carries whatever the link (bytes/s): QEMU's migration thread, and
-   * TLS's encryption, are CPU-bound (bench migrate --netns prints what a host achieves); 0: no limit
-   * beyond the bandwidth.
+   * What one migration stream carries when the link is not the limit, on idle hosts (bytes/s): QEMU's
+   * migration thread, and TLS's encryption, are CPU-bound (bench migrate --netns prints what a host
+   * achieves); 0: no limit beyond the bandwidth.
    */
   streamBytesPerSec: number;
+  /**
+   * Live: how fast a guest's dirtying slows its own migration (bytes/s): the copy takes
+   * × (1 + dirty rate / this), the source's CPU work of tracking and re-reading dirtied pages
+   * (bench migrate --netns prints what a host shows); 0: not counted.
+   */
+  dirtyTrackingBytesPerSec: number;
   /** Time every migration takes besides copying memory: starting the destination, switching over (ms). */
   setupMs: number;
   /** How moves are made (migration.mode): checkpoint stops the guest, saves, copies and restores it. */
@@ -52,9 +58,18 @@ export interface CostSettings {
   checkpointLocalBytesPerSec: number;
   /** Checkpoint mode: how fast the worker relays the saved state between the agents (bytes/s). */
   checkpointCopyBytesPerSec: number;
-  /** Pre-copy rounds after which a live migration stops iterating (QEMU-like). */
-  maxPrecopyRounds: number;
-  /** How much busy hosts slow a migration: duration × (1 + this × mean CPU use of source and destination). */
+  /**
+   * Live: the longest pause the hypervisor is allowed at switch-over (migration.downtimeLimit): the
+   * pre-copy rounds go on until what is left can be sent in this time.
+   */
+  downtimeLimitMs: number;
+  /** Live: the hypervisor throttles a guest that dirties memory too fast to converge (QEMU auto-converge). */
+  autoConverge: boolean;
+  /**
+   * How much busy hosts slow a live migration's CPU-bound part (the stream's ceiling ÷; the whole
+   * copy × when streamBytesPerSec is 0) by (1 + this × mean CPU use of source and destination). A
+   * copy the link limits is not slowed (policies/cost.ts).
+   */
   loadSlowdown: number;
   /** Score units one second of migration costs (a move's value is in the spread's units, see objective.ts). */
   scorePerSecond: number;
@@ -93,7 +108,7 @@ export interface PolicySettings {
 }
 
 const SETUP_MS = 200;
-const CHECKPOINT_LOCAL_BYTES_PER_SEC = 250e6;
+const CHECKPOINT_LOCAL_BYTES_PER_SEC = 400e6;
 const CHECKPOINT_COPY_BYTES_PER_SEC = 150e6;
 
 export const DEFAULT_SETTINGS: PolicySettings = {
@@ -109,11 +124,13 @@ export const DEFAULT_SETTINGS: PolicySettings = {
   cost: {
     bandwidthBytesPerSec: 1024 ** 3,
     streamBytesPerSec: 0,
+    dirtyTrackingBytesPerSec: 0,
     setupMs: SETUP_MS,
     mode: 'live',
     checkpointLocalBytesPerSec: CHECKPOINT_LOCAL_BYTES_PER_SEC,
     checkpointCopyBytesPerSec: CHECKPOINT_COPY_BYTES_PER_SEC,
-    maxPrecopyRounds: 30,
+    downtimeLimitMs: 300,
+    autoConverge: true,
     loadSlowdown: 1,
     scorePerSecond: 0.001,
   },

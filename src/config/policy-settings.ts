@@ -24,7 +24,11 @@ export function policySettingsFromConfig(config: LbvmConfig): PolicySettings {
       ...DEFAULT_SETTINGS.cost,
       bandwidthBytesPerSec: config.migration.bandwidthBytesPerSec,
       streamBytesPerSec: config.migration.streamBytesPerSec,
+      dirtyTrackingBytesPerSec: config.migration.dirtyTrackingBytesPerSec,
       mode: config.migration.mode,
+      downtimeLimitMs: config.migration.downtimeLimit,
+      // The qemu agent always switches auto-converge on; libvirt as configured.
+      autoConverge: config.collect.driver !== 'libvirt' || config.drivers.libvirt.autoConverge,
     },
     limits: limitsFromConfig(config),
     balance: { threshold: p.balance.threshold as ThresholdLevel },

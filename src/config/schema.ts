@@ -399,10 +399,15 @@ export const configSchema = z
         /** Bandwidth cap per migration, bytes per second. */
         bandwidthBytesPerSec: bytes(POLICY.cost.bandwidthBytesPerSec),
         /**
-         * What one migration stream carries at most on these hosts, for the cost model (0: no limit
-         * beyond the bandwidth): CPU-bound, lower with TLS; `bench migrate --netns` measures it.
+         * What one migration stream carries on these hosts when the link is not the limit, for the
+         * cost model (0: not counted): CPU-bound, lower with TLS; `bench migrate --netns` measures it.
          */
         streamBytesPerSec: bytes(0),
+        /**
+         * For the cost model: how fast a guest's dirtying slows its own migration (× 1 + dirty rate ÷
+         * this; 0: not counted); `bench migrate --netns` measures it.
+         */
+        dirtyTrackingBytesPerSec: bytes(0),
         /** A migration taking longer than this is cancelled (guest stays on its source). */
         timeout: duration('10m'),
         attempts: positiveInt(3),

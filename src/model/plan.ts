@@ -26,6 +26,8 @@ export type SkipReason =
   | 'IN_FLIGHT'
   | 'VM_BUSY'
   | 'DRIVER_CANNOT_MOVE_DISKS'
+  /** Live: the VM dirties memory as fast as a migration copies it, and nothing throttles it (policies/cost.ts). */
+  | 'WOULD_NOT_CONVERGE'
   | 'SOURCE_HOST_LIMIT'
   | 'DESTINATION_HOST_LIMIT'
   | 'CLUSTER_LIMIT'
@@ -49,6 +51,8 @@ export interface MoveCost {
   durationMs: number;
   /** The same cost expressed in the score's units, so it compares with `gain`. */
   score: number;
+  /** False when a live migration cannot converge (the guest dirties memory as fast as the link copies it). */
+  converges?: boolean;
 }
 
 export interface Move {

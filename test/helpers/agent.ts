@@ -8,6 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { AgentClient } from '../../src/drivers/qemu/client.ts';
+import { QemuDriver } from '../../src/drivers/qemu/driver.ts';
 import {
   guestId,
   guestKernelArgs,
@@ -15,6 +16,7 @@ import {
   type GuestSpecInput,
   type TestGuestLoad,
 } from '../../src/drivers/qemu/guest.ts';
+import { createLogger } from '../../src/log.ts';
 import type { ClusterCerts } from '../../src/util/certs.ts';
 import type { NetnsCluster } from '../../src/util/netns.ts';
 import { readTls, type TlsMaterial } from '../../src/util/tls.ts';
@@ -167,6 +169,14 @@ export async function startAgent(host: string, options: string | AgentStart = {}
   };
   await agent.start();
   return agent;
+}
+
+/** The qemu driver reaching these agents by their host names (logging errors only, unless given a level). */
+export function driverOf(agents: TestAgent[], level: 'warn' | 'error' = 'error'): QemuDriver {
+  return new QemuDriver(
+    new Map(agents.map((agent) => [agent.host, agent.client])),
+    createLogger({ level, format: 'json' }),
+  );
 }
 
 /** The spec of the LBVM test guest (deploy/guest), as an agent starts it. */

@@ -31,6 +31,7 @@ export interface GuestInfo {
 
 export interface MigrationStatus {
   status: string;
+  sourceRole: string;
   to: string;
   attemptId: string;
   bytesCopied: number;

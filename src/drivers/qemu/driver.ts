@@ -4,7 +4,7 @@
  * TLS this process's certificate `tls.cert`).
  *
  * Live:       destination prepares `-incoming` on a free port -> source migrates over QMP (downtime
- *             limit, bandwidth cap, auto-converge when the guest dirties faster than the cap) ->
+ *             limit, bandwidth cap, auto-converge: QEMU throttles a guest that would not converge) ->
  *             progress from the source's `query-migrate` -> destination confirms it runs.
  *             On failure, cancel (abort signal) or an unreachable destination: cancel on the source
  *             (the guest keeps running there) and remove the destination's half-started QEMU.
@@ -23,6 +23,11 @@ import { AgentCallError, AgentClient, type MigrationStatus } from './client.ts';
 /** A destination agent that cannot be reached this long makes the driver cancel the migration. */
 const DESTINATION_SILENCE_MS = 5000;
 const POLL_MS = 200;
+/** How long the source has to confirm a cancel (a migration it reports ended) before the driver settles without it. */
+const CANCEL_CONFIRM_MS = 10_000;
+/** Calls during a migration are short, so a silent agent cannot stretch the cancel's bound. */
+const CANCEL_CALL_MS = 5000;
+const STATUS_CALL_MS = 5000;
 
 export class QemuDriver implements Driver {
   readonly name = 'qemu';
@@ -115,6 +120,7 @@ export class QemuDriver implements Driver {
     const source = this.agent(request.from);
     const destination = this.agent(request.to);
     const attemptId = request.attemptId ?? `${Date.now()}-${Math.random()}`;
+    const startedMs = Date.now();
     // Local disks: the destination makes empty images of these sizes and exports them over NBD (`nbd`).
     const { spec, disks } = await source.get(request.vm);
     const { uri, tls, nbd } = await destination.call<{ uri: string; tls: boolean; nbd: unknown }>(
@@ -126,7 +132,8 @@ export class QemuDriver implements Driver {
         disks,
       },
     );
-    let completed = false;
+    /** The source's last word on the migration (what a failure reports, and an outcome's figures). */
+    let last: MigrationStatus | null = null;
     try {
       await source.call('/v1/migrate/start', {
         name: request.vm,
@@ -140,23 +147,36 @@ export class QemuDriver implements Driver {
         bandwidthBytesPerSec: request.bandwidthBytesPerSec,
       });
       let destinationSeenMs = Date.now();
-      let cancelReason: Error | null = null;
+      // Set once the driver cancels (an object: TypeScript does not follow assignments in closures).
+      const cancel: { reason: Error | null; atMs: number } = { reason: null, atMs: 0 };
+      const cancelWith = async (reason: Error) => {
+        cancel.reason = reason;
+        cancel.atMs = Date.now();
+        await source.call('/v1/migrate/cancel', { name: request.vm, attemptId }, CANCEL_CALL_MS).catch(() => {});
+      };
       for (;;) {
-        if (request.signal.aborted && !cancelReason) {
-          cancelReason = (request.signal.reason as Error) ?? new Error('cancelled');
-          await source.call('/v1/migrate/cancel', { name: request.vm, attemptId }).catch(() => {});
-        }
+        if (request.signal.aborted && !cancel.reason)
+          await cancelWith((request.signal.reason as Error) ?? new Error('cancelled'));
+        // A cancel the source does not confirm (its QEMU hung or gone, its agent silent) ends the wait
+        // anyway, after a bound: the catch below then settles what the destination holds.
+        if (cancel.reason && Date.now() - cancel.atMs > CANCEL_CONFIRM_MS)
+          throw new Error(
+            `${cancel.reason.message}; ${request.from} did not confirm the cancel within ${CANCEL_CONFIRM_MS / 1000} s ` +
+              `(its migration was last ${last?.status ?? 'unknown'})`,
+          );
         let status: MigrationStatus;
         try {
-          status = await source.call<MigrationStatus>('/v1/migrate/status', { name: request.vm }, 10_000);
-        } catch (error) {
-          // The source agent is the only one who knows; keep asking while the signal allows.
-          if (request.signal.aborted) throw cancelReason ?? error;
+          status = await source.call<MigrationStatus>('/v1/migrate/status', { name: request.vm }, STATUS_CALL_MS);
+        } catch {
+          // The source agent is the only one who knows; keep asking while the signal allows (and
+          // then the destination settles it, below).
+          if (request.signal.aborted && cancel.reason) throw cancel.reason;
           await sleep(POLL_MS);
           continue;
         }
-        if (status.attemptId !== attemptId && !cancelReason)
+        if (status.attemptId !== attemptId && !cancel.reason)
           throw new AttemptSuperseded(`another attempt (${status.attemptId}) took over this migration`);
+        last = status;
         request.onProgress?.({
           bytesCopied: status.bytesCopied,
           bytesRemaining: status.bytesRemaining,
@@ -164,9 +184,8 @@ export class QemuDriver implements Driver {
           fraction: status.bytesTotal > 0 ? Math.min(1, 1 - status.bytesRemaining / status.bytesTotal) : 0,
         });
         if (status.status === 'completed') {
-          completed = true;
           await this.commit(destination, request.vm);
-          if (cancelReason)
+          if (cancel.reason)
             this.log.warn(
               { vm: request.vm },
               'the migration completed before the cancel reached QEMU; the guest runs on the destination',
@@ -174,11 +193,15 @@ export class QemuDriver implements Driver {
           return { totalMs: status.totalMs, downtimeMs: status.downtimeMs, bytesCopied: status.bytesCopied };
         }
         if (status.status === 'failed' || status.status === 'cancelled') {
-          throw (
-            cancelReason ??
-            new Error(
-              `live migration of ${JSON.stringify(request.vm)} ${status.status}: ${status.error ?? 'no reason given'}; it keeps running on ${request.from}`,
-            )
+          // The cancel's own reason (its type steers the worker) when it left the guest where it was.
+          if (cancel.reason && status.sourceRole === 'running') throw cancel.reason;
+          const where =
+            status.sourceRole === 'running'
+              ? `it keeps running on ${request.from}`
+              : `it is ${status.sourceRole} on ${request.from}`;
+          throw new Error(
+            `live migration of ${JSON.stringify(request.vm)} ${status.status}: ` +
+              `${cancel.reason?.message ?? status.error ?? 'no reason given'}; ${where}`,
           );
         }
         // Is the destination still there? A dead destination agent may leave its QEMU receiving.
@@ -186,25 +209,52 @@ export class QemuDriver implements Driver {
           await destination.health(2000);
           destinationSeenMs = Date.now();
         } catch {
-          if (Date.now() - destinationSeenMs > DESTINATION_SILENCE_MS && !cancelReason) {
-            cancelReason = new Error(
-              `the destination agent (${request.to}) stopped answering during the migration; ` +
-                `cancelled, ${JSON.stringify(request.vm)} keeps running on ${request.from}`,
+          if (Date.now() - destinationSeenMs > DESTINATION_SILENCE_MS && !cancel.reason)
+            await cancelWith(
+              new Error(
+                `the destination agent (${request.to}) stopped answering during the migration; ` +
+                  `cancelled, ${JSON.stringify(request.vm)} keeps running on ${request.from}`,
+              ),
             );
-            await source.call('/v1/migrate/cancel', { name: request.vm, attemptId }).catch(() => {});
-          }
         }
         await sleep(POLL_MS);
       }
-    } finally {
-      if (!completed) {
-        await destination.call('/v1/incoming/abort', { name: request.vm }).catch((error: Error) => {
-          this.log.warn(
-            { vm: request.vm, host: request.to, error: error.message },
-            'could not remove the half-started destination guest now; its agent cleans it up',
-          );
-        });
+    } catch (error) {
+      // The other attempt owns the destination's half now: not ours to remove.
+      if (error instanceof AttemptSuperseded) throw error;
+      // Before giving up, the destination's word: a guest that arrived there (the stream completed
+      // before the cancel or before the source went silent) is kept, and the move reported done.
+      if (await this.abortIncoming(destination, request.vm, attemptId)) {
+        this.log.warn(
+          { vm: request.vm, host: request.to, error: (error as Error).message },
+          'the guest runs on the destination although the source did not report the migration completed; kept there',
+        );
+        // A source copy whose QEMU is gone is only an entry now: removed, so the VM is in one place.
+        if (last?.sourceRole === 'stopped') await source.stop(request.vm).catch(() => {});
+        return {
+          totalMs: Date.now() - startedMs,
+          downtimeMs: last?.downtimeMs ?? null,
+          bytesCopied: last?.bytesCopied ?? 0,
+        };
       }
+      throw error;
+    }
+  }
+
+  /**
+   * Removes the destination's half-started guest of this attempt, unless it runs there (the agent
+   * never kills a running guest). Whether the guest runs on the destination.
+   */
+  private async abortIncoming(destination: AgentClient, vm: string, attemptId: string): Promise<boolean> {
+    try {
+      const answer = await destination.call<{ running?: boolean }>('/v1/incoming/abort', { name: vm, attemptId });
+      return answer.running === true;
+    } catch (error) {
+      this.log.warn(
+        { vm, host: destination.host, error: (error as Error).message },
+        'could not remove the half-started destination guest now; its agent cleans it up',
+      );
+      return false;
     }
   }
 
@@ -265,8 +315,9 @@ export class QemuDriver implements Driver {
       request.onProgress?.({ bytesCopied: copied, bytesRemaining: 0, fraction: 1 });
       return { totalMs: Date.now() - startedMs, downtimeMs, bytesCopied: copied };
     } finally {
-      if (!restored) {
-        await destination.call('/v1/incoming/abort', { name: request.vm }).catch(() => {});
+      // A restore that ran although its call failed (a timeout) leaves the guest running there: the
+      // abort keeps it, and the source's paused copy must then not resume (the error still goes out).
+      if (!restored && !(await this.abortIncoming(destination, request.vm, attemptId))) {
         if (saved)
           await source
             .call('/v1/checkpoint/resume', { name: request.vm })

@@ -170,6 +170,19 @@ function diskArgv(disk: DiskSpec, index: number, imagesDir: string | undefined):
   ];
 }
 
+/**
+ * Under TCG the guest's RAM is made 8 KiB short of its size, so it is not a whole number of 256 KiB
+ * (64 pages: one word of QEMU's dirty bitmap). QEMU before 9.0 (Debian 12 ships 7.2) syncs the
+ * migration's dirty bitmap of a RAM block of whole words by a fast path that forgets to re-arm the
+ * TCG TLB's dirty tracking (fixed upstream by commit 03bfc2188f, "physmem: Fix migration dirty
+ * bitmap coherency with TCG memory access"): stores through the TLB after the first sync are then
+ * never marked dirty, never resent, and a guest that writes while it migrates arrives with stale
+ * pages (seen: kernel oopses and panics right after arrival, a dirtying process killed, QEMU's dirty
+ * rate reading 0 after a few moves). A block of another length takes QEMU's page-by-page path,
+ * which re-arms the TLB. QEMU rounds the size to 8 KiB; KVM tracks dirty pages itself.
+ */
+export const TCG_RAM_SHORTFALL_KIB = 8;
+
 export function qemuArgv(spec: GuestSpec, runtime: QemuRuntime): string[] {
   const argv = [
     '-name',
@@ -180,7 +193,7 @@ export function qemuArgv(spec: GuestSpec, runtime: QemuRuntime): string[] {
     '-accel',
     runtime.accel === 'tcg' ? 'tcg,thread=single' : runtime.accel,
     '-m',
-    String(spec.memMiB),
+    runtime.accel === 'tcg' ? `${spec.memMiB * 1024 - TCG_RAM_SHORTFALL_KIB}k` : String(spec.memMiB),
     '-smp',
     String(spec.vcpus),
     '-nodefaults',

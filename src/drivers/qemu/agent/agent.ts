@@ -204,6 +204,13 @@ export class Agent implements AgentHost {
       if (guest.role === 'incoming')
         return this.dropIncoming(guest, 'incoming QEMU exited (migration failed or cancelled)', true);
       if (guest.role !== 'stopped') {
+        // A source whose QEMU died mid-migration: the migration ends there (a caller following it
+        // would otherwise read its last status, under way, for ever).
+        const migration = migrationInProgress(guest);
+        if (migration) {
+          migration.status = 'failed';
+          migration.error = 'the source QEMU exited during the migration';
+        }
         guest.role = 'stopped';
         guest.pid = null;
         guest.qmp?.close();
@@ -356,17 +363,23 @@ export class Agent implements AgentHost {
           }
           throw new HttpError(409, `${guest.spec.name} has not started running here`);
         },
+        // Never kills a guest that runs: one that arrived (even if this agent's tick has not seen it
+        // yet) is kept and said to run, so the caller reports the move done instead of losing the guest.
         'POST /v1/incoming/abort': async (body) => {
           const guest = this.guests.get(String(body.name));
-          if (!guest) return { aborted: false };
+          if (!guest) return { aborted: false, running: false };
+          if (guest.role === 'incoming' && (await runStatus(guest)) === 'running') this.promote(guest);
+          if (guest.role === 'running') return { aborted: false, running: true };
           if (guest.role !== 'incoming')
             throw new HttpError(
               409,
               `${guest.spec.name} is not an incoming guest here (it is ${guest.role}); not touched`,
             );
+          if (body.attemptId && guest.incoming?.attemptId !== body.attemptId)
+            return { aborted: false, running: false, reason: 'another attempt owns this incoming migration now' };
           await kill(guest);
           this.dropIncoming(guest, 'incoming migration aborted');
-          return { aborted: true };
+          return { aborted: true, running: false };
         },
         'POST /v1/incoming/restore': async (body) => restore(this, this.guest(body.name)),
 

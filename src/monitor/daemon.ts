@@ -62,9 +62,10 @@ export interface RoundRecord {
   readMs?: number;
   snapshotMs?: number;
   enqueueMs?: number;
-  /** Publishing the snapshot for `lbm` (published.ts): ms, and its size deflated. */
+  /** Publishing the snapshot for `lbm` (published.ts), after the round: ms, and its size deflated. */
   publishMs?: number;
   publishedBytes?: number;
+  /** The round: the lease, read, snapshot, plan and enqueue (not publishing, not recording). */
   roundMs: number;
 }
 
@@ -275,6 +276,8 @@ export class Monitor {
     }
     for (const held of base.heldBack) this.metrics.movesHeldBack.inc({ reason: held.reason });
     base.enqueueMs = performance.now() - enqueueStarted;
+    // The round ends here; publishing for `lbm` comes after the moves are queued and is timed apart.
+    base.roundMs = performance.now() - started;
     if (this.lease.isLeader() && this.lease.token === token) {
       const publishStarted = performance.now();
       try {
@@ -298,7 +301,6 @@ export class Monitor {
       }
       base.publishMs = performance.now() - publishStarted;
     }
-    base.roundMs = performance.now() - started;
     this.metrics.roundSeconds.observe(base.roundMs / 1000);
     this.metrics.rounds.inc({ outcome: base.mode });
     this.metrics.lastRoundMs = this.clock();

@@ -47,7 +47,14 @@ export interface RoundRecord {
      * read, or when the store could not tell what was new: `reasons`) or only what arrived since the
      * previous round; `items` samples and points read, hosts read again whole.
      */
-    window?: { full: boolean; reasons: string[]; items: number; rereadHosts: number };
+    window?: {
+      full: boolean;
+      reasons: string[];
+      items: number;
+      rereadHosts: number;
+      /** InfluxDB: hosts whose new VM samples came from packed rows, and hosts read series by series. */
+      paths?: { packedHosts: number; seriesHosts: number };
+    };
   };
   imbalanceBefore: number | null;
   imbalanceAfter: number | null;
@@ -220,8 +227,15 @@ export class Monitor {
         reasons: view.read.reasons,
         items: view.read.items,
         rereadHosts: view.read.rereadHosts.length,
+        ...(view.read.paths ? { paths: view.read.paths } : {}),
       },
     });
+    if (view.read.paths)
+      log.debug(
+        { paths: view.read.paths },
+        `read what was new: ${view.read.paths.packedHosts} hosts from packed rows (lbvm_round), ` +
+          `${view.read.paths.seriesHosts} series by series (their collectors write no packed row)`,
+      );
     if (view.read.full || view.read.rereadHosts.length > 0)
       log.info(
         { reasons: view.read.reasons, items: view.read.items, readMs: Math.round(view.read.readMs) },

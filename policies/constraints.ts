@@ -62,6 +62,26 @@ export type DestFilter = Filter<(cluster: Cluster, vm: VmLoad, dest: HostLoad, o
 
 const minutes = (ms: number) => Math.round(ms / 60_000);
 
+/**
+ * All the rules of time (quarantine, cooldown, ping-pong) read of the clock for a VM at `nowMs`: a
+ * plan made at another time with the same facts for every VM is the same plan (`lbm plan` takes the
+ * round's plan on that ground, src/monitor/published.ts).
+ */
+export function timeFacts(
+  state: { lastMoveMs?: number; quarantinedUntilMs?: number },
+  nowMs: number,
+  limits: { cooldownMs: number; pingPongWindowMs: number },
+) {
+  const until = state.quarantinedUntilMs;
+  const last = state.lastMoveMs;
+  return {
+    quarantinedMoreMin: until !== undefined && until > nowMs ? Math.ceil((until - nowMs) / 60_000) : null,
+    coolingDown: last !== undefined && nowMs - last < limits.cooldownMs,
+    movedMinAgo: last === undefined ? null : minutes(nowMs - last),
+    pingPongOver: last !== undefined && nowMs - last >= limits.pingPongWindowMs,
+  };
+}
+
 /** Can this VM be moved at all in this round? In the order policies check them. */
 export const VM_FILTERS: readonly VmFilter[] = [
   {
@@ -113,9 +133,9 @@ export const VM_FILTERS: readonly VmFilter[] = [
     reason: 'QUARANTINED',
     manual: 'soft',
     check: (cluster, vm) => {
-      const until = vm.state.quarantinedUntilMs;
-      return until !== undefined && until > cluster.nowMs
-        ? `${vm.name} is quarantined for ${Math.ceil((until - cluster.nowMs) / 60_000)} more min after failed migrations`
+      const { quarantinedMoreMin } = timeFacts(vm.state, cluster.nowMs, cluster.settings.limits);
+      return quarantinedMoreMin !== null
+        ? `${vm.name} is quarantined for ${quarantinedMoreMin} more min after failed migrations`
         : null;
     },
   },
@@ -124,10 +144,9 @@ export const VM_FILTERS: readonly VmFilter[] = [
     reason: 'COOLDOWN',
     manual: 'soft',
     check: (cluster, vm, options) => {
-      const last = vm.state.lastMoveMs;
-      const cooldownMs = cluster.settings.limits.cooldownMs;
-      return !options.ignoreCooldown && last !== undefined && cluster.nowMs - last < cooldownMs
-        ? `${vm.name} moved ${minutes(cluster.nowMs - last)} min ago (cooldown ${minutes(cooldownMs)} min)`
+      const facts = timeFacts(vm.state, cluster.nowMs, cluster.settings.limits);
+      return !options.ignoreCooldown && facts.coolingDown
+        ? `${vm.name} moved ${facts.movedMinAgo} min ago (cooldown ${minutes(cluster.settings.limits.cooldownMs)} min)`
         : null;
     },
   },
@@ -260,9 +279,9 @@ export const DEST_FILTERS: readonly DestFilter[] = [
     manual: 'soft',
     check: (cluster, vm, dest, options) => {
       if (options.ignorePingPong || vm.state.previousHost !== dest.name) return null;
-      const last = vm.state.lastMoveMs;
-      if (last !== undefined && cluster.nowMs - last >= cluster.settings.limits.pingPongWindowMs) return null;
-      return `${vm.name} came from ${dest.name}${last === undefined ? '' : ` ${minutes(cluster.nowMs - last)} min ago`}`;
+      const facts = timeFacts(vm.state, cluster.nowMs, cluster.settings.limits);
+      if (facts.pingPongOver) return null;
+      return `${vm.name} came from ${dest.name}${facts.movedMinAgo === null ? '' : ` ${facts.movedMinAgo} min ago`}`;
     },
   },
   {

@@ -22,7 +22,7 @@ import { HOUR_MS, movesInLastHour, roundKeys } from './control.ts';
 import { quarantinedVms, quarantineNote, readCluster, windowFor, type QuarantinedVm } from './read.ts';
 import type { IncrementalWindow } from './window.ts';
 import { LeaderLease } from './lease.ts';
-import { PUBLISHED_VERSION, publishSnapshot } from './published.ts';
+import { planInputs, PUBLISHED_VERSION, publishSnapshot } from './published.ts';
 import { masterTerm, redisTargetOf } from '../util/redis.ts';
 import { MonitorMetrics } from './metrics.ts';
 import { gate, gateInputs, type GateMode } from './gate.ts';
@@ -306,6 +306,7 @@ export class Monitor {
             windowMs: config.monitor.window,
             samplesSkipped: skipped,
             snapshot: snap,
+            plan: { inputs: planInputs(config.monitor.policies, settings, snap), plan },
           },
           // lbm takes it while it is this young; Redis forgets it after.
           config.monitor.staleAfterIntervals * config.monitor.interval,

@@ -8,7 +8,9 @@
  * One Redis hash, written at once (MULTI) and kept `keepMs`, in three parts so a command reads and
  * decodes only what it shows: `meta` (JSON: who built it, from what, the snapshot's time and seed),
  * `hosts` (every host, with its VMs' count and committed memory, so `status` and `hosts` never read
- * the VMs) and `vms`. The two binary parts are columns: names and the few rare strings as JSON, every
+ * the VMs), `vms`, and `plan`: the round's plan (JSON) with what it was planned from, which `lbm plan`
+ * and `lbm explain` show instead of planning again when nothing it depends on changed since
+ * (`planInputs`). The two binary parts are columns: names and the few rare strings as JSON, every
  * number in a Float64Array (exact: the plan `lbm plan` makes from it is the monitor's), NaN for a
  * value that is absent, each CPU window's values one after the other with a column of lengths. A
  * part's layout before deflating: uint32 LE byte length of its JSON header, the header (UTF-8), zero
@@ -17,7 +19,9 @@
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import type { Redis } from 'ioredis';
-import type { HostState, HostStatus, Snapshot, VmState } from '../model/index.ts';
+import type { HostState, HostStatus, Plan, Snapshot, VmState } from '../model/index.ts';
+import { timeFacts } from '../../policies/constraints.ts';
+import type { PolicySettings } from '../../policies/index.ts';
 
 const deflate = promisify(zlib.deflate);
 
@@ -44,10 +48,40 @@ export interface VmTotals {
   byHost: Map<string, { vms: number; memCommittedBytes: number }>;
 }
 
+/** The round's plan and what it was planned from (`planInputs` of the round's snapshot). */
+export interface PublishedPlan {
+  inputs: string;
+  plan: Plan;
+}
+
 export interface PublishedSnapshot extends PublishedMeta {
   /** Its `vms` are empty when only the hosts part was read (then `vmTotals` says what they add up to). */
   snapshot: Snapshot;
   vmTotals: VmTotals;
+  /** With the VMs: the round's plan, when it published one. */
+  plan?: PublishedPlan;
+}
+
+/**
+ * What a plan depends on besides the hosts' and VMs' numbers (which a published snapshot keeps):
+ * the policies and their settings, the rules, maintenance, the hosts not up and the moves in flight.
+ * and what the rules of time make of each VM that moved or failed (policies' timeFacts). The same
+ * text for the round and for `lbm` means the round's plan is the one `lbm` would make now.
+ */
+export function planInputs(policies: readonly string[], settings: PolicySettings, snapshot: Snapshot): string {
+  const times: unknown[] = [];
+  for (const vm of snapshot.vms)
+    if (vm.lastMoveMs !== undefined || vm.quarantinedUntilMs !== undefined)
+      times.push([vm.name, timeFacts(vm, snapshot.nowMs, settings.limits)]);
+  return JSON.stringify({
+    times,
+    policies,
+    settings,
+    rules: snapshot.rules,
+    maintenance: snapshot.hosts.filter((host) => host.maintenance).map((host) => host.name),
+    notUp: snapshot.hosts.filter((host) => host.status !== 'up').map((host) => [host.name, host.status]),
+    inFlight: snapshot.inFlight.map((job) => [job.vm, job.from, job.to, job.state, job.jobId]).sort(),
+  });
 }
 
 /** The VMs' totals per host, from the VMs themselves. */
@@ -309,18 +343,19 @@ interface MetaPart extends PublishedMeta {
   seed: number;
 }
 
-/** The three parts of a published snapshot (hosts and vms deflated). */
+/** The parts of a published snapshot (hosts, vms and plan deflated). */
 export async function encodeSnapshot(
-  published: PublishedMeta & { snapshot: Snapshot },
-): Promise<{ meta: string; hosts: Buffer; vms: Buffer }> {
-  const { snapshot, ...meta } = published;
+  published: PublishedMeta & { snapshot: Snapshot; plan?: PublishedPlan },
+): Promise<{ meta: string; hosts: Buffer; vms: Buffer; plan?: Buffer }> {
+  const { snapshot, plan, ...meta } = published;
   const part: MetaPart = { ...meta, nowMs: snapshot.nowMs, seed: snapshot.seed };
   // Deflated on libuv's threads, off the event loop.
-  const [hosts, vms] = await Promise.all([
+  const [hosts, vms, planPart] = await Promise.all([
     deflate(encodeHosts(snapshot.hosts, vmTotalsOf(snapshot.vms)), { level: 1 }),
     deflate(encodeVms(snapshot.vms), { level: 1 }),
+    plan ? deflate(Buffer.from(JSON.stringify(plan), 'utf8'), { level: 1 }) : undefined,
   ]);
-  return { meta: JSON.stringify(part), hosts, vms };
+  return { meta: JSON.stringify(part), hosts, vms, ...(planPart ? { plan: planPart } : {}) };
 }
 
 /**
@@ -328,7 +363,12 @@ export async function encodeSnapshot(
  * `vms` the snapshot has no VMs (`vmTotals` counts them). Rules and moves in flight are not
  * published: readers take them as they are now.
  */
-export function decodeSnapshot(parts: { meta: Buffer | string; hosts: Buffer; vms?: Buffer }): PublishedSnapshot {
+export function decodeSnapshot(parts: {
+  meta: Buffer | string;
+  hosts: Buffer;
+  vms?: Buffer;
+  plan?: Buffer;
+}): PublishedSnapshot {
   const meta = JSON.parse(parts.meta.toString()) as MetaPart;
   if (meta.version !== PUBLISHED_VERSION)
     throw new Error(`published snapshot version ${String(meta.version)}: expected ${PUBLISHED_VERSION}`);
@@ -339,6 +379,7 @@ export function decodeSnapshot(parts: { meta: Buffer | string; hosts: Buffer; vm
     ...rest,
     snapshot: { nowMs, seed, hosts, vms, rules: { groups: [], pins: [], ignoredVms: [] }, inFlight: [] },
     vmTotals: parts.vms ? vmTotalsOf(vms) : totals,
+    ...(parts.plan ? { plan: JSON.parse(zlib.inflateSync(parts.plan).toString('utf8')) as PublishedPlan } : {}),
   };
 }
 
@@ -346,7 +387,7 @@ export function decodeSnapshot(parts: { meta: Buffer | string; hosts: Buffer; vm
 export async function publishSnapshot(
   redis: Redis,
   prefix: string,
-  published: PublishedMeta & { snapshot: Snapshot },
+  published: PublishedMeta & { snapshot: Snapshot; plan?: PublishedPlan },
   keepMs: number,
 ): Promise<number> {
   const parts = await encodeSnapshot(published);
@@ -357,12 +398,13 @@ export async function publishSnapshot(
     .hset(key, parts)
     .pexpire(key, Math.max(1000, Math.round(keepMs)))
     .exec();
-  return Buffer.byteLength(parts.meta) + parts.hosts.length + parts.vms.length;
+  return Buffer.byteLength(parts.meta) + parts.hosts.length + parts.vms.length + (parts.plan?.length ?? 0);
 }
 
 /**
  * The published snapshot, or null when there is none; throws when the key holds something else.
- * `parts: 'hosts'` reads and decodes the hosts alone (the snapshot's `vms` then empty).
+ * `parts: 'hosts'` reads and decodes the hosts alone (the snapshot's `vms` then empty); 'all' the VMs
+ * and the plan too.
  */
 export async function readPublished(
   redis: Redis,
@@ -372,15 +414,15 @@ export async function readPublished(
   const key = publishedKey(prefix);
   let values: (Buffer | null)[];
   try {
-    values = await redis.hmgetBuffer(key, 'meta', 'hosts', ...(parts === 'all' ? ['vms'] : []));
+    values = await redis.hmgetBuffer(key, 'meta', 'hosts', ...(parts === 'all' ? ['vms', 'plan'] : []));
   } catch (error) {
     throw new Error(`Redis key ${key}: not a published snapshot (${(error as Error).message})`);
   }
-  const [meta, hosts, vms] = values;
+  const [meta, hosts, vms, plan] = values;
   if (!meta && !hosts) return null;
   try {
     if (!meta || !hosts || (parts === 'all' && !vms)) throw new Error('a part is missing');
-    return decodeSnapshot({ meta, hosts, vms: vms ?? undefined });
+    return decodeSnapshot({ meta, hosts, vms: vms ?? undefined, plan: plan ?? undefined });
   } catch (error) {
     throw new Error(`Redis key ${key}: not a published snapshot (${(error as Error).message})`);
   }

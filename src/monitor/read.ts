@@ -12,7 +12,7 @@ import type { MigrationQueue } from '../queue/queue.ts';
 import type { SampleStore } from '../store/types.ts';
 import { readMaintenance, readPause, type MaintenanceFlag, type PauseState } from './control.ts';
 import { SnapshotBuilder } from './snapshot.ts';
-import { readPublished, vmTotalsOf, type PublishedSnapshot, type VmTotals } from './published.ts';
+import { readPublished, vmTotalsOf, type PublishedPlan, type PublishedSnapshot, type VmTotals } from './published.ts';
 import { IncrementalWindow, type WindowReadReport } from './window.ts';
 
 export interface ClusterSources {
@@ -37,6 +37,8 @@ export interface ClusterView {
   source: ViewSource;
   /** The VMs' count and committed memory per host (when only the published hosts were read, `snapshot.vms` is empty). */
   vmTotals: VmTotals;
+  /** With a published snapshot read whole: the round's plan and what it was planned from. */
+  publishedPlan?: PublishedPlan;
 }
 
 export type ViewSource =
@@ -141,6 +143,7 @@ export async function readCluster(
           ageMs: Math.max(0, nowMs - snapshot.nowMs),
         },
         vmTotals,
+        ...(usable.plan ? { publishedPlan: usable.plan } : {}),
       };
     }
   }

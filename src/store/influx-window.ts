@@ -59,15 +59,27 @@ export interface InfluxWindowSource {
     onBad: (host: string) => void,
   ): Promise<number>;
   lateWrites(sinceMs: number): Promise<LateWrite[]>;
+  packedRows(query: SampleWindowQuery): Promise<InfluxSeries[]>;
   packedInto(
-    query: SampleWindowQuery,
+    series: InfluxSeries[],
+    nowMs: number,
     crossCheck: HostCrossCheck,
     onSample: (sample: Sample) => void,
     onBad: (host: string) => void,
-  ): Promise<{ packed: Set<string>; rows: number }>;
+    seen?: ReadonlySet<string>,
+  ): { packed: Set<string>; good: Set<string> };
+}
+
+/** One series of an InfluxDB answer. */
+export interface InfluxSeries {
+  columns: string[];
+  values: unknown[][];
+  tags?: Record<string, string>;
 }
 
 export class InfluxWindowReader implements WindowReader {
+  /** The packed rounds the previous read took whole (their text): read again in the overlap, not decoded again. */
+  private seenPacked: ReadonlySet<string> = new Set();
   readonly uniqueTimes = true;
   private readonly overlapMs: number;
   /** The end of the previous read; null when the next read must be whole. */
@@ -107,6 +119,7 @@ export class InfluxWindowReader implements WindowReader {
       },
     };
     const wholeRead = async (): Promise<WindowRead> => {
+      this.seenPacked = new Set();
       sink.clear();
       this.crossCheck = new HostCrossCheck();
       const skips = await this.source.digestInto(query, counting);
@@ -138,6 +151,8 @@ export class InfluxWindowReader implements WindowReader {
     // rounds (lbvm_round, one row per host and round), then, series by series, the VMs of hosts with
     // a round that has no packed row: a collector that does not write them.
     const hostRounds = new Map<string, Set<number>>();
+    const packedAnswer = this.source.packedRows(since);
+    packedAnswer.catch(() => {}); // awaited below; this only keeps it quiet should the host read throw first
     await this.source.rowsInto(
       'host',
       since,
@@ -150,7 +165,15 @@ export class InfluxWindowReader implements WindowReader {
       },
       bad,
     );
-    const { packed } = await this.source.packedInto(since, this.crossCheck, take, bad);
+    const { packed, good } = this.source.packedInto(
+      await packedAnswer,
+      query.nowMs ?? Date.now(),
+      this.crossCheck,
+      take,
+      bad,
+      this.seenPacked,
+    );
+    this.seenPacked = good;
     const unpacked: string[] = [];
     for (const [host, times] of hostRounds)
       if ([...times].some((timeMs) => !packed.has(`${host}\n${timeMs}`))) unpacked.push(host);
@@ -164,6 +187,7 @@ export class InfluxWindowReader implements WindowReader {
     const reread = new Set([...lateHosts, ...badHosts]);
     let skips: SkipReport = { skipped: 0, byReason: {}, examples: [] };
     if (reread.size > 0) {
+      this.seenPacked = new Set();
       if (lateHosts.size > 0) reasons.push(`samples of ${hosts(lateHosts.size)} were stored late (lbvm_late)`);
       if (badHosts.size > 0) reasons.push(`bad rows from ${hosts(badHosts.size)}`);
       sink.clearHosts(reread);

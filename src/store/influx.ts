@@ -11,8 +11,8 @@
  *                                    disk/net *BytesPerSec (floats), state, busy, haState (strings, the
  *                                    last two only while set), tags (string, JSON list)
  *     lbvm_event   tags: type        fields: json (the whole event), host, vm (strings)
- *     lbvm_round   tags: host        fields: vms (string: the JSON of the host's VM rows of one round),
- *                                    vmCount. One point per host and round (ROUND_MEASUREMENT): the
+ *     lbvm_round   tags: host        fields: vms (string: the host's VM rows of one round as JSON columns,
+ *                                    {"c": [field names], "r": [[values]]}), vmCount. One point per host and round (ROUND_MEASUREMENT): the
  *                                    monitor's incremental read takes a minute of 1,000 hosts as 1,000
  *                                    rows instead of 30,000 series. The per-series rows stay (Grafana,
  *                                    `lbm logs`, the continuous queries, whole reads).
@@ -92,8 +92,8 @@ export const EVENT_MEASUREMENT = 'lbvm_event';
  */
 export const LATE_MEASUREMENT = 'lbvm_late';
 /**
- * Each host's round, its VM samples packed in one row (a string field `vms`: a JSON list of the rows
- * vm_sample gets, tags `vm` included, `time` in ms), time = the samples' time plus a sub-millisecond
+ * Each host's round, its VM samples packed in one row (a string field `vms`: the rows vm_sample
+ * gets as JSON columns, tag `vm` and `time` in ms included), time = the samples' time plus a sub-millisecond
  * offset from a hash of the field, so two writes of parts of one round are two points and the same
  * write replayed is the same point. A round larger than ROUND_ROW_CHARS is cut into several rows.
  * Written after the per-series rows it repeats are stored, so a packed row never names a sample
@@ -437,18 +437,18 @@ export class InfluxStore implements SampleStore {
 
   /** Writes the lbvm_round rows of `samples` (see ROUND_MEASUREMENT): one per host and time, or more when large. */
   private async writeRounds(samples: readonly Sample[]): Promise<void> {
-    const rounds = new Map<string, { host: string; timeMs: number; rows: string[] }>();
+    const rounds = new Map<string, { host: string; timeMs: number; rows: Record<string, unknown>[] }>();
     for (const sample of samples) {
       const key = `${sample.host}\n${sample.timeMs}`;
       let round = rounds.get(key);
       if (!round) rounds.set(key, (round = { host: sample.host, timeMs: sample.timeMs, rows: [] }));
       if (sample.kind !== 'vm') continue;
       const point = this.toPoint(sample);
-      round.rows.push(JSON.stringify({ ...point.tags, time: sample.timeMs, ...point.fields }));
+      round.rows.push({ vm: point.tags!.vm, time: sample.timeMs, ...point.fields });
     }
     const points: IPoint[] = [];
-    const add = (host: string, timeMs: number, rows: string[]) => {
-      const vms = `[${rows.join(',')}]`;
+    const add = (host: string, timeMs: number, rows: Record<string, unknown>[]) => {
+      const vms = packRows(rows);
       points.push({
         measurement: ROUND_MEASUREMENT,
         tags: { host: encodeTag(host) },
@@ -457,72 +457,79 @@ export class InfluxStore implements SampleStore {
       });
     };
     for (const { host, timeMs, rows } of rounds.values()) {
-      let start = 0;
-      let chars = 0;
-      for (let index = 0; index < rows.length; index++) {
-        if (chars > 0 && chars + rows[index]!.length > ROUND_ROW_CHARS) {
-          add(host, timeMs, rows.slice(start, index));
-          start = index;
-          chars = 0;
-        }
-        chars += rows[index]!.length + 1;
-      }
-      if (start < rows.length || rows.length === 0) add(host, timeMs, rows.slice(start));
+      // Cut where the text would pass ROUND_ROW_CHARS (a VM's row is a few hundred characters).
+      const perRow = rows.length === 0 ? 1 : Math.ceil(packRows(rows).length / ROUND_ROW_CHARS);
+      const size = Math.max(1, Math.ceil(rows.length / perRow));
+      if (rows.length === 0) add(host, timeMs, rows);
+      for (let start = 0; start < rows.length; start += size) add(host, timeMs, rows.slice(start, start + size));
     }
     const report: WriteReport = { written: 0, rejected: 0, rejectedReasons: [] };
-    for (let start = 0; start < points.length; start += this.options.batchSize)
-      await this.writeBatch(
-        points.slice(start, start + this.options.batchSize),
-        points.slice(start, start + this.options.batchSize),
-        'n',
-        report,
-      );
+    for (let start = 0; start < points.length; start += this.options.batchSize) {
+      const batch = points.slice(start, start + this.options.batchSize);
+      await this.writeBatch(batch, batch, 'n', report);
+    }
   }
 
-  /**
-   * The VM samples of the packed rows (lbvm_round) with fromMs <= time <= toMs, whole and checked, in
-   * `onSample` (a row that fails the checks names its host in `onBad`); returns the hosts and times
-   * packed, as `host\ntime` keys, and the rows read.
-   */
-  async packedInto(
-    query: SampleWindowQuery,
-    crossCheck: HostCrossCheck,
-    onSample: (sample: Sample) => void,
-    onBad: (host: string) => void,
-  ): Promise<{ packed: Set<string>; rows: number }> {
-    const nowMs = query.nowMs ?? Date.now();
-    const checks = { nowMs, futureToleranceMs: this.options.futureToleranceMs ?? DEFAULT_FUTURE_TOLERANCE_MS };
-    const quiet = new SkipCounter(0);
-    const packed = new Set<string>();
-    let rows = 0;
-    const series = await this.select(
+  /** The packed rounds (lbvm_round) with fromMs <= time <= toMs, by host: what `packedInto` takes. */
+  async packedRows(query: SampleWindowQuery): Promise<Series[]> {
+    return this.select(
       `SELECT "vms" FROM ${escape.quoted(RAW_POLICY)}.${escape.quoted(ROUND_MEASUREMENT)} ` +
         `WHERE time >= ${query.fromMs}ms AND time < ${query.toMs + 1}ms GROUP BY "host"`,
     );
+  }
+
+  /**
+   * The VM samples of packed rounds (`packedRows`), whole and checked, in `onSample`; a row that
+   * fails the checks names its host in `onBad`. A round whose text is in `seen` (every row of it
+   * taken by the previous read) is not decoded again: the window holds it. Returns the hosts and
+   * times packed (`host\ntime` keys), and the texts of the rounds whose every row was good.
+   */
+  packedInto(
+    series: Series[],
+    nowMs: number,
+    crossCheck: HostCrossCheck,
+    onSample: (sample: Sample) => void,
+    onBad: (host: string) => void,
+    seen: ReadonlySet<string> = new Set(),
+  ): { packed: Set<string>; good: Set<string> } {
+    const checks = { nowMs, futureToleranceMs: this.options.futureToleranceMs ?? DEFAULT_FUTURE_TOLERANCE_MS };
+    const quiet = new SkipCounter(0);
+    const packed = new Set<string>();
+    const good = new Set<string>();
     for (const { values, tags } of series) {
       const host = decodeTag(String(tags?.host ?? ''));
       for (const [time, vms] of values) {
-        rows++;
         packed.add(`${host}\n${Math.floor(Number(time))}`);
-        let list: unknown;
-        try {
-          list = JSON.parse(String(vms));
-        } catch {
-          list = null;
+        const text = String(vms);
+        if (seen.has(text)) {
+          good.add(text);
+          continue;
         }
-        if (!Array.isArray(list)) {
+        let round: { c?: unknown; r?: unknown } | null;
+        try {
+          round = JSON.parse(text) as { c?: unknown; r?: unknown };
+        } catch {
+          round = null;
+        }
+        if (!round || !Array.isArray(round.c) || !Array.isArray(round.r)) {
           onBad(host);
           continue;
         }
-        for (const row of list as Record<string, unknown>[]) {
-          const columns = Object.keys(row);
-          const sample = this.sampleOf('vm', columns, Object.values(row), tags, checks, quiet, crossCheck);
+        let allGood = true;
+        for (const row of round.r as unknown[]) {
+          const sample = Array.isArray(row)
+            ? this.sampleOf('vm', round.c as string[], row, tags, checks, quiet, crossCheck)
+            : null;
           if (sample) onSample(sample);
-          else onBad(host);
+          else {
+            allGood = false;
+            onBad(host);
+          }
         }
+        if (allGood) good.add(text);
       }
     }
-    return { packed, rows };
+    return { packed, good };
   }
 
   /** Writes the lbvm_late announcements of `late` (see LATE_MEASUREMENT), stored at `storedAtMs`. */
@@ -979,6 +986,24 @@ export class InfluxStore implements SampleStore {
   }
 
   async close(): Promise<void> {}
+}
+
+/** A round's VM rows as columns: `{"c": [names], "r": [[values], ...]}`, null where a row has no value. */
+function packRows(rows: readonly Record<string, unknown>[]): string {
+  const columns: string[] = [];
+  const index = new Map<string, number>();
+  for (const row of rows)
+    for (const name of Object.keys(row))
+      if (!index.has(name)) {
+        index.set(name, columns.length);
+        columns.push(name);
+      }
+  const table = rows.map((row) => {
+    const values = new Array<unknown>(columns.length).fill(null);
+    for (const [name, value] of Object.entries(row)) values[index.get(name)!] = value;
+    return values;
+  });
+  return JSON.stringify({ c: columns, r: table });
 }
 
 /** Nanoseconds (0..999,999) from a hash of `text`: distinct points written in the same millisecond stay apart. */

@@ -10,10 +10,14 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import YAML from 'yaml';
+import { planOf } from '../../src/cli/cluster.ts';
+import { policySettingsFromConfig } from '../../src/config/policy-settings.ts';
 import { setMaintenance } from '../../src/monitor/control.ts';
+import { planRound } from '../../policies/index.ts';
 import {
   decodeSnapshot,
   encodeSnapshot,
+  planInputs,
   publishedKey,
   readPublished,
   vmTotalsOf,
@@ -67,6 +71,13 @@ describe('the snapshot the leader publishes for lbm (real Redis, files store)', 
     assert.deepEqual(hostsOnly!.snapshot.vms, []);
     assert.deepEqual(hostsOnly!.vmTotals, published.vmTotals);
     assert.equal(hostsOnly!.vmTotals.count, 6);
+    // lbm plan and explain take the round's plan while nothing it was planned from changed.
+    const settings = policySettingsFromConfig(c.config);
+    const policies = c.config.monitor.policies;
+    const now = await view(record.timeMs, true);
+    assert.equal(now.publishedPlan!.inputs, planInputs(policies, settings, now.snapshot));
+    assert.deepEqual(planOf(now, settings, policies), plain(planRound(now.snapshot, settings, policies)));
+    assert.ok(planOf(now, settings, policies) === now.publishedPlan!.plan, 'lbm planned again');
     assert.ok(published.snapshot.vms.every((vm) => vm.cpuUsedWindowCores.length === 2));
 
     await setMaintenance(c.redis, c.config.redis.prefix, 'h2', true, {
@@ -91,6 +102,12 @@ describe('the snapshot the leader publishes for lbm (real Redis, files store)', 
       ],
     );
     assert.deepEqual(later.snapshot.vms, published.snapshot.vms);
+    // A host in maintenance since: the plan is made again.
+    assert.notEqual(later.publishedPlan!.inputs, planInputs(policies, settings, later.snapshot));
+    assert.ok(
+      planOf(later, settings, policies) !== later.publishedPlan!.plan,
+      'lbm took a plan made before maintenance',
+    );
     // Time rules are judged now: a quarantine that ended since the round has ended for lbm too.
     assert.equal(later.snapshot.nowMs, record.timeMs + 30_000);
     assert.equal(later.snapshot.seed, published.snapshot.seed);

@@ -96,8 +96,8 @@ export const LATE_MEASUREMENT = 'lbvm_late';
  * gets as JSON columns, tag `vm` and `time` in ms included), time = the samples' time plus a sub-millisecond
  * offset from a hash of the field, so two writes of parts of one round are two points and the same
  * write replayed is the same point. A round larger than ROUND_ROW_CHARS is cut into several rows.
- * Written after the per-series rows it repeats are stored, so a packed row never names a sample
- * that is not there. A host with no VMs gets a row with an empty list: the monitor knows then its
+ * A collector's round (one batch) sends them in the same request as its series rows; a larger write
+ * after all its series rows are stored. A host with no VMs gets a row with an empty list: the monitor knows then its
  * collector packs, and that it has no VMs to read series by series.
  */
 export const ROUND_MEASUREMENT = 'lbvm_round';
@@ -342,6 +342,11 @@ export class InfluxStore implements SampleStore {
     const batches: Sample[][] = [];
     for (let start = 0; start < valid.length; start += this.options.batchSize)
       batches.push(valid.slice(start, start + this.options.batchSize));
+    const packed = this.options.packRounds === false ? [] : this.roundPoints(valid);
+    // A collector's round is one batch: its packed rows go in the same request (nanoseconds, for
+    // their offsets), so packing costs no second request. A larger write sends them after every
+    // batch is stored, so a packed row never names a sample that is not.
+    const together = batches.length === 1 && packed.length > 0;
     const done = new Array<boolean>(batches.length).fill(false);
     let firstError: unknown;
     let next = 0;
@@ -350,12 +355,22 @@ export class InfluxStore implements SampleStore {
         const index = next++;
         const batch = batches[index]!;
         try {
-          await this.writeBatch(
-            batch,
-            batch.map((sample) => this.toPoint(sample)),
-            'ms',
-            report,
-          );
+          if (together) {
+            const points = batch.map((sample) => ({
+              ...this.toPoint(sample),
+              timestamp: (BigInt(Math.round(sample.timeMs)) * 1_000_000n).toString(),
+            }));
+            const written = report.written;
+            await this.writeBatch<Sample | IPoint>([...batch, ...packed], [...points, ...packed], 'n', report);
+            // What the caller counts is samples; the packed rows repeat them.
+            report.written = Math.max(written, report.written - packed.length);
+          } else
+            await this.writeBatch(
+              batch,
+              batch.map((sample) => this.toPoint(sample)),
+              'ms',
+              report,
+            );
           done[index] = true;
         } catch (error) {
           firstError ??= error;
@@ -366,6 +381,17 @@ export class InfluxStore implements SampleStore {
     if (firstError !== undefined) {
       throw this.failure('writing samples', firstError, batches.filter((_batch, index) => !done[index]).flat());
     }
+    if (packed.length > 0 && !together) {
+      try {
+        const packedReport: WriteReport = { written: 0, rejected: 0, rejectedReasons: [] };
+        for (let start = 0; start < packed.length; start += this.options.batchSize) {
+          const batch = packed.slice(start, start + this.options.batchSize);
+          await this.writeBatch(batch, batch, 'n', packedReport);
+        }
+      } catch (error) {
+        throw this.failure('writing the packed rounds (lbvm_round)', error, [...valid]);
+      }
+    }
     // Samples stored long after their time are announced once stored. Until the announcement is, they
     // count as not written: the caller spools them, and writing them again is harmless (same points).
     const storedAtMs = (this.options.clock ?? Date.now)();
@@ -375,13 +401,6 @@ export class InfluxStore implements SampleStore {
         await this.announceLate(late, storedAtMs);
       } catch (error) {
         throw this.failure('announcing late samples', error, late);
-      }
-    }
-    if (this.options.packRounds !== false) {
-      try {
-        await this.writeRounds(valid);
-      } catch (error) {
-        throw this.failure('writing the packed rounds (lbvm_round)', error, [...valid]);
       }
     }
     if (report.rejected > rejected) {
@@ -435,8 +454,8 @@ export class InfluxStore implements SampleStore {
     }
   }
 
-  /** Writes the lbvm_round rows of `samples` (see ROUND_MEASUREMENT): one per host and time, or more when large. */
-  private async writeRounds(samples: readonly Sample[]): Promise<void> {
+  /** The lbvm_round points of `samples` (see ROUND_MEASUREMENT): one per host and time, or more when large. */
+  private roundPoints(samples: readonly Sample[]): IPoint[] {
     const rounds = new Map<string, { host: string; timeMs: number; rows: Record<string, unknown>[] }>();
     for (const sample of samples) {
       const key = `${sample.host}\n${sample.timeMs}`;
@@ -463,11 +482,7 @@ export class InfluxStore implements SampleStore {
       if (rows.length === 0) add(host, timeMs, rows);
       for (let start = 0; start < rows.length; start += size) add(host, timeMs, rows.slice(start, start + size));
     }
-    const report: WriteReport = { written: 0, rejected: 0, rejectedReasons: [] };
-    for (let start = 0; start < points.length; start += this.options.batchSize) {
-      const batch = points.slice(start, start + this.options.batchSize);
-      await this.writeBatch(batch, batch, 'n', report);
-    }
+    return points;
   }
 
   /** The packed rounds (lbvm_round) with fromMs <= time <= toMs, by host: what `packedInto` takes. */

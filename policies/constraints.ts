@@ -14,7 +14,8 @@
  * anti-affinity, should-pins) are not filters: a policy prices them (`softDelta`), checkMove names
  * them (`softBreaks`).
  */
-import type { SkipReason } from '../src/model/index.ts';
+import type { Snapshot, SkipReason } from '../src/model/index.ts';
+import type { PolicySettings } from './settings.ts';
 import type { Cluster, HostLoad, VmLoad } from './cluster.ts';
 import { gib, pct } from './format.ts';
 import { overloadChance } from './risk.ts';
@@ -80,6 +81,28 @@ export function timeFacts(
     movedMinAgo: last === undefined ? null : minutes(nowMs - last),
     pingPongOver: last !== undefined && nowMs - last >= limits.pingPongWindowMs,
   };
+}
+
+/**
+ * What a plan depends on besides the hosts' and VMs' numbers (which a published snapshot keeps):
+ * the policies and their settings, the rules, maintenance, the hosts not up, the moves in flight,
+ * and what the rules of time make of each VM that moved or failed (timeFacts). The same
+ * text for the round and for `lbm` means the round's plan is the one `lbm` would make now.
+ */
+export function planInputs(policies: readonly string[], settings: PolicySettings, snapshot: Snapshot): string {
+  const times: unknown[] = [];
+  for (const vm of snapshot.vms)
+    if (vm.lastMoveMs !== undefined || vm.quarantinedUntilMs !== undefined)
+      times.push([vm.name, timeFacts(vm, snapshot.nowMs, settings.limits)]);
+  return JSON.stringify({
+    times,
+    policies,
+    settings,
+    rules: snapshot.rules,
+    maintenance: snapshot.hosts.filter((host) => host.maintenance).map((host) => host.name),
+    notUp: snapshot.hosts.filter((host) => host.status !== 'up').map((host) => [host.name, host.status]),
+    inFlight: snapshot.inFlight.map((job) => [job.vm, job.from, job.to, job.state, job.jobId]).sort(),
+  });
 }
 
 /** Can this VM be moved at all in this round? In the order policies check them. */

@@ -5,9 +5,7 @@
 import type { Command } from 'commander';
 import { standardDeviation } from 'simple-statistics';
 import { ExitError } from '../errors.ts';
-import type { HostState, Plan, VmState } from '../model/index.ts';
-import { planRound, type PolicyName, type PolicySettings } from '../../policies/index.ts';
-import { planInputs } from '../monitor/published.ts';
+import type { HostState, VmState } from '../model/index.ts';
 import { readCluster, type ClusterView } from '../monitor/read.ts';
 import { closestNames } from '../util/closest.ts';
 import type { CliContext } from './context.ts';
@@ -27,16 +25,6 @@ export async function openCluster(
     published: !options.fromStore,
     parts: options.parts,
   });
-}
-
-/**
- * The plan of `policies` on the view: the round's own when the view is its published snapshot and
- * nothing the plan depends on changed since (published.ts, planInputs), else planned now.
- */
-export function planOf(view: ClusterView, settings: PolicySettings, policies: readonly PolicyName[]): Plan {
-  const published = view.publishedPlan;
-  if (published && published.inputs === planInputs(policies, settings, view.snapshot)) return published.plan;
-  return planRound(view.snapshot, settings, policies);
 }
 
 /** `--from-store`: read the sample window now instead of the monitor's published snapshot. */

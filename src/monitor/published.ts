@@ -10,7 +10,7 @@
  * `hosts` (every host, with its VMs' count and committed memory, so `status` and `hosts` never read
  * the VMs), `vms`, and `plan`: the round's plan (JSON) with what it was planned from, which `lbm plan`
  * and `lbm explain` show instead of planning again when nothing it depends on changed since
- * (`planInputs`). The two binary parts are columns: names and the few rare strings as JSON, every
+ * (policies' `planInputs`). The two binary parts are columns: names and the few rare strings as JSON, every
  * number in a Float64Array (exact: the plan `lbm plan` makes from it is the monitor's), NaN for a
  * value that is absent, each CPU window's values one after the other with a column of lengths. A
  * part's layout before deflating: uint32 LE byte length of its JSON header, the header (UTF-8), zero
@@ -20,8 +20,6 @@ import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import type { Redis } from 'ioredis';
 import type { HostState, HostStatus, Plan, Snapshot, VmState } from '../model/index.ts';
-import { timeFacts } from '../../policies/constraints.ts';
-import type { PolicySettings } from '../../policies/index.ts';
 
 const deflate = promisify(zlib.deflate);
 
@@ -48,7 +46,7 @@ export interface VmTotals {
   byHost: Map<string, { vms: number; memCommittedBytes: number }>;
 }
 
-/** The round's plan and what it was planned from (`planInputs` of the round's snapshot). */
+/** The round's plan and what it was planned from (policies' `planInputs` of the round's snapshot). */
 export interface PublishedPlan {
   inputs: string;
   plan: Plan;
@@ -60,28 +58,6 @@ export interface PublishedSnapshot extends PublishedMeta {
   vmTotals: VmTotals;
   /** With the VMs: the round's plan, when it published one. */
   plan?: PublishedPlan;
-}
-
-/**
- * What a plan depends on besides the hosts' and VMs' numbers (which a published snapshot keeps):
- * the policies and their settings, the rules, maintenance, the hosts not up and the moves in flight.
- * and what the rules of time make of each VM that moved or failed (policies' timeFacts). The same
- * text for the round and for `lbm` means the round's plan is the one `lbm` would make now.
- */
-export function planInputs(policies: readonly string[], settings: PolicySettings, snapshot: Snapshot): string {
-  const times: unknown[] = [];
-  for (const vm of snapshot.vms)
-    if (vm.lastMoveMs !== undefined || vm.quarantinedUntilMs !== undefined)
-      times.push([vm.name, timeFacts(vm, snapshot.nowMs, settings.limits)]);
-  return JSON.stringify({
-    times,
-    policies,
-    settings,
-    rules: snapshot.rules,
-    maintenance: snapshot.hosts.filter((host) => host.maintenance).map((host) => host.name),
-    notUp: snapshot.hosts.filter((host) => host.status !== 'up').map((host) => [host.name, host.status]),
-    inFlight: snapshot.inFlight.map((job) => [job.vm, job.from, job.to, job.state, job.jobId]).sort(),
-  });
 }
 
 /** The VMs' totals per host, from the VMs themselves. */

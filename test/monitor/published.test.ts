@@ -10,14 +10,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import YAML from 'yaml';
-import { planOf } from '../../src/cli/cluster.ts';
+import { planOf } from '../../src/cli/plan-of.ts';
 import { policySettingsFromConfig } from '../../src/config/policy-settings.ts';
 import { setMaintenance } from '../../src/monitor/control.ts';
-import { planRound } from '../../policies/index.ts';
+import { planInputs, planRound } from '../../policies/index.ts';
 import {
   decodeSnapshot,
   encodeSnapshot,
-  planInputs,
   publishedKey,
   readPublished,
   vmTotalsOf,

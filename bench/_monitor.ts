@@ -18,6 +18,8 @@ export function benchMonitor(options: {
   id: string;
   clock: () => number;
   overrides: Record<string, unknown>;
+  /** InfluxDB: the collectors write packed rounds (lbvm_round) beside the series (default true). */
+  packRounds?: boolean;
 }) {
   const log = createLogger({ level: 'error', format: 'json' });
   const { config } = loadConfig({
@@ -30,7 +32,11 @@ export function benchMonitor(options: {
       ...options.overrides,
     },
   });
-  const writer = openStore(options.storeUrl, { clock: options.clock, requestTimeoutMs: 120_000 });
+  const writer = openStore(options.storeUrl, {
+    clock: options.clock,
+    requestTimeoutMs: 120_000,
+    packRounds: options.packRounds,
+  });
   const store = openStore(options.storeUrl, { log });
   const redis = connectRedis(options.redisUrl);
   const queue = new MigrationQueue(redis, config);

@@ -51,7 +51,7 @@ for (let round = 0; round <= rounds; round++) {
   rssMaxBytes = Math.max(rssMaxBytes, process.memoryUsage().rss);
   const queued = record.enqueued.filter((e) => e.status === 'queued').length;
   process.stderr.write(
-    `  round ${round}: ${Math.round(wallMs)} ms (read ${Math.round(record.readMs ?? 0)}, snapshot ` +
+    `  round ${round}: ${Math.round(record.roundMs)} ms, publish ${Math.round(record.publishMs ?? 0)} ms (read ${Math.round(record.readMs ?? 0)}, snapshot ` +
       `${Math.round(record.snapshotMs ?? 0)}, plan ${Math.round(record.planMs ?? 0)}, enqueue ` +
       `${Math.round(record.enqueueMs ?? 0)}), ${record.inputs.window?.full ? 'whole window' : 'incremental'}, ` +
       `${queued} enqueued${record.inputs.window?.reasons.length ? `; ${record.inputs.window.reasons.join('; ')}` : ''}\n`,
@@ -62,6 +62,9 @@ process.stdout.write(
   JSON.stringify({
     records: records.map((r) => ({
       wallMs: r.wallMs,
+      roundMs: r.roundMs,
+      publishMs: r.publishMs ?? 0,
+      publishedBytes: r.publishedBytes ?? 0,
       readMs: r.readMs ?? 0,
       snapshotMs: r.snapshotMs ?? 0,
       planMs: r.planMs ?? 0,

@@ -9,6 +9,11 @@
  * how many hosts that rate stores in a minute (a round is late when a minute's writes take longer), and
  * half that as the size to plan for, leaving the monitor, compactions and bursts their room.
  *
+ * InfluxDB runs twice (`BENCH_INFLUX_MODES`, default `packed,series`): collectors that also write each
+ * round packed in one lbvm_round row (`influx`), and collectors of before that write the series only
+ * (`influxSeriesOnly`, the monitor then reading them series by series): the difference is what the
+ * packed row costs the writes and saves the monitor.
+ *
  * One process writes for every collector here, so the client's CPU (building line protocol) is counted
  * against the store; real collectors run on their own hosts. Prints one JSON object; progress on stderr.
  */
@@ -27,11 +32,14 @@ const WRITERS = Number(process.env.BENCH_WRITERS ?? 32);
 const MINUTES = Number(process.env.BENCH_MINUTES ?? 3);
 const HISTORY_MINUTES = 10;
 
-async function measure(name: string, storeUrl: string, redisUrl: string) {
+/** InfluxDB with collectors that write packed rounds (lbvm_round), and with collectors of before (series only). */
+const INFLUX_MODES = (process.env.BENCH_INFLUX_MODES ?? 'packed,series').split(',');
+
+async function measure(name: string, storeUrl: string, redisUrl: string, packRounds = true) {
   const baseMs = Math.floor(Date.now() / MINUTE_MS) * MINUTE_MS;
   let nowMs = baseMs;
   const clock = () => nowMs;
-  const history = openStore(storeUrl, { announceLate: false, requestTimeoutMs: 120_000 });
+  const history = openStore(storeUrl, { announceLate: false, requestTimeoutMs: 120_000, packRounds });
   process.stderr.write(`${name}: writing ${HISTORY_MINUTES} minutes of history...\n`);
   await writeHistory(history, { hosts: HOSTS, vmsPerHost: VMS_PER_HOST }, baseMs - HISTORY_MINUTES * MINUTE_MS, baseMs);
   await history.close();
@@ -43,6 +51,7 @@ async function measure(name: string, storeUrl: string, redisUrl: string) {
     id: 'headroom',
     clock,
     overrides: { 'monitor.window': `${HISTORY_MINUTES}m`, 'monitor.mode': 'report' },
+    packRounds,
   });
   await monitor.round();
 
@@ -96,7 +105,12 @@ const redisServer = await startRedisServer({ dir: tmpDir('lbvm-bench-redis-') })
 const influx = await startInflux();
 try {
   const files = await measure('files', `files:${tmpDir('lbvm-bench-headroom-')}/samples`, redisServer.url);
-  const influxResult = await measure('influx', influx.storeUrl('lbvm_headroom'), redisServer.url);
+  const influxResult = INFLUX_MODES.includes('packed')
+    ? await measure('influx', influx.storeUrl('lbvm_headroom'), redisServer.url)
+    : null;
+  const seriesOnly = INFLUX_MODES.includes('series')
+    ? await measure('influx-series-only', influx.storeUrl('lbvm_headroom_series'), redisServer.url, false)
+    : null;
   process.stdout.write(
     JSON.stringify({
       bench: 'headroom',
@@ -106,6 +120,7 @@ try {
       minutes: MINUTES,
       files,
       influx: influxResult,
+      influxSeriesOnly: seriesOnly,
     }) + '\n',
   );
 } finally {

@@ -14,7 +14,8 @@
  * anti-affinity, should-pins) are not filters: a policy prices them (`softDelta`), checkMove names
  * them (`softBreaks`).
  */
-import type { SkipReason } from '../src/model/index.ts';
+import type { Snapshot, SkipReason } from '../src/model/index.ts';
+import type { PolicySettings } from './settings.ts';
 import type { Cluster, HostLoad, VmLoad } from './cluster.ts';
 import { migrationCost } from './cost.ts';
 import { gib, pct } from './format.ts';
@@ -62,6 +63,48 @@ export type SourceFilter = Filter<(cluster: Cluster, source: HostLoad) => string
 export type DestFilter = Filter<(cluster: Cluster, vm: VmLoad, dest: HostLoad, options: DestOptions) => string | null>;
 
 const minutes = (ms: number) => Math.round(ms / 60_000);
+
+/**
+ * All the rules of time (quarantine, cooldown, ping-pong) read of the clock for a VM at `nowMs`: a
+ * plan made at another time with the same facts for every VM is the same plan (`lbm plan` takes the
+ * round's plan on that ground, src/monitor/published.ts).
+ */
+export function timeFacts(
+  state: { lastMoveMs?: number; quarantinedUntilMs?: number },
+  nowMs: number,
+  limits: { cooldownMs: number; pingPongWindowMs: number },
+) {
+  const until = state.quarantinedUntilMs;
+  const last = state.lastMoveMs;
+  return {
+    quarantinedMoreMin: until !== undefined && until > nowMs ? Math.ceil((until - nowMs) / 60_000) : null,
+    coolingDown: last !== undefined && nowMs - last < limits.cooldownMs,
+    movedMinAgo: last === undefined ? null : minutes(nowMs - last),
+    pingPongOver: last !== undefined && nowMs - last >= limits.pingPongWindowMs,
+  };
+}
+
+/**
+ * What a plan depends on besides the hosts' and VMs' numbers (which a published snapshot keeps):
+ * the policies and their settings, the rules, maintenance, the hosts not up, the moves in flight,
+ * and what the rules of time make of each VM that moved or failed (timeFacts). The same
+ * text for the round and for `lbm` means the round's plan is the one `lbm` would make now.
+ */
+export function planInputs(policies: readonly string[], settings: PolicySettings, snapshot: Snapshot): string {
+  const times: unknown[] = [];
+  for (const vm of snapshot.vms)
+    if (vm.lastMoveMs !== undefined || vm.quarantinedUntilMs !== undefined)
+      times.push([vm.name, timeFacts(vm, snapshot.nowMs, settings.limits)]);
+  return JSON.stringify({
+    times,
+    policies,
+    settings,
+    rules: snapshot.rules,
+    maintenance: snapshot.hosts.filter((host) => host.maintenance).map((host) => host.name),
+    notUp: snapshot.hosts.filter((host) => host.status !== 'up').map((host) => [host.name, host.status]),
+    inFlight: snapshot.inFlight.map((job) => [job.vm, job.from, job.to, job.state, job.jobId]).sort(),
+  });
+}
 
 /** Can this VM be moved at all in this round? In the order policies check them. */
 export const VM_FILTERS: readonly VmFilter[] = [
@@ -125,9 +168,9 @@ export const VM_FILTERS: readonly VmFilter[] = [
     reason: 'QUARANTINED',
     manual: 'soft',
     check: (cluster, vm) => {
-      const until = vm.state.quarantinedUntilMs;
-      return until !== undefined && until > cluster.nowMs
-        ? `${vm.name} is quarantined for ${Math.ceil((until - cluster.nowMs) / 60_000)} more min after failed migrations`
+      const { quarantinedMoreMin } = timeFacts(vm.state, cluster.nowMs, cluster.settings.limits);
+      return quarantinedMoreMin !== null
+        ? `${vm.name} is quarantined for ${quarantinedMoreMin} more min after failed migrations`
         : null;
     },
   },
@@ -136,10 +179,9 @@ export const VM_FILTERS: readonly VmFilter[] = [
     reason: 'COOLDOWN',
     manual: 'soft',
     check: (cluster, vm, options) => {
-      const last = vm.state.lastMoveMs;
-      const cooldownMs = cluster.settings.limits.cooldownMs;
-      return !options.ignoreCooldown && last !== undefined && cluster.nowMs - last < cooldownMs
-        ? `${vm.name} moved ${minutes(cluster.nowMs - last)} min ago (cooldown ${minutes(cooldownMs)} min)`
+      const facts = timeFacts(vm.state, cluster.nowMs, cluster.settings.limits);
+      return !options.ignoreCooldown && facts.coolingDown
+        ? `${vm.name} moved ${facts.movedMinAgo} min ago (cooldown ${minutes(cluster.settings.limits.cooldownMs)} min)`
         : null;
     },
   },
@@ -272,9 +314,9 @@ export const DEST_FILTERS: readonly DestFilter[] = [
     manual: 'soft',
     check: (cluster, vm, dest, options) => {
       if (options.ignorePingPong || vm.state.previousHost !== dest.name) return null;
-      const last = vm.state.lastMoveMs;
-      if (last !== undefined && cluster.nowMs - last >= cluster.settings.limits.pingPongWindowMs) return null;
-      return `${vm.name} came from ${dest.name}${last === undefined ? '' : ` ${minutes(cluster.nowMs - last)} min ago`}`;
+      const facts = timeFacts(vm.state, cluster.nowMs, cluster.settings.limits);
+      if (facts.pingPongOver) return null;
+      return `${vm.name} came from ${dest.name}${facts.movedMinAgo === null ? '' : ` ${facts.movedMinAgo} min ago`}`;
     },
   },
   {

@@ -25,6 +25,7 @@ export {
 export { forecastDemand, predictDemand, vmDemand, type Demand } from './demand.ts';
 export { migrationCost } from './cost.ts';
 export { applyMovesToSnapshot } from './cluster.ts';
+export { planInputs } from './constraints.ts';
 
 /**
  * The cluster's imbalance score for a snapshot (lower is flatter): the weighted mean over resources

@@ -17,12 +17,13 @@ import type { CliContext } from './context.ts';
 export async function openCluster(
   context: CliContext,
   nowMs = Date.now(),
-  options: { fromStore?: boolean } = {},
+  options: { fromStore?: boolean; parts?: 'all' | 'hosts' } = {},
 ): Promise<ClusterView> {
   const redis = await context.redis();
   const queue = await context.queue();
   return readCluster({ config: context.config, store: context.store(), redis, queue }, nowMs, undefined, {
     published: !options.fromStore,
+    parts: options.parts,
   });
 }
 
@@ -88,14 +89,12 @@ export function hostCpuUsed(host: HostState): number {
 }
 
 /**
- * Memory committed on each host: the configured sizes of the VMs it runs. This is the memory the
- * policies judge (a destination must have a VM's whole size free); views show it beside the memory
- * measured in use.
+ * A host's VMs and the memory committed to them: the configured sizes of the VMs it runs. This is
+ * the memory the policies judge (a destination must have a VM's whole size free); views show it
+ * beside the memory measured in use.
  */
-export function committedMemory(vms: readonly VmState[]): Map<string, number> {
-  const committed = new Map<string, number>();
-  for (const vm of vms) committed.set(vm.host, (committed.get(vm.host) ?? 0) + vm.memBytes);
-  return committed;
+export function vmsOnHost(view: ClusterView, host: string): { vms: number; memCommittedBytes: number } {
+  return view.vmTotals.byHost.get(host) ?? { vms: 0, memCommittedBytes: 0 };
 }
 
 /** Population standard deviation of the hosts' measured CPU share: the imbalance `lbm` shows. */

@@ -14,7 +14,7 @@ import type { LbvmConfig } from '../config/schema.ts';
 import { policySettingsFromConfig } from '../config/policy-settings.ts';
 import type { Logger } from '../log.ts';
 import type { LbvmEvent, Move, Plan } from '../model/index.ts';
-import { planRound } from '../../policies/index.ts';
+import { planInputs, planRound } from '../../policies/index.ts';
 import type { RedisEventLog } from '../queue/events.ts';
 import type { MigrationQueue } from '../queue/queue.ts';
 import type { SampleStore } from '../store/types.ts';
@@ -47,7 +47,14 @@ export interface RoundRecord {
      * read, or when the store could not tell what was new: `reasons`) or only what arrived since the
      * previous round; `items` samples and points read, hosts read again whole.
      */
-    window?: { full: boolean; reasons: string[]; items: number; rereadHosts: number };
+    window?: {
+      full: boolean;
+      reasons: string[];
+      items: number;
+      rereadHosts: number;
+      /** InfluxDB: hosts whose new VM samples came from packed rows, and hosts read series by series. */
+      paths?: { packedHosts: number; seriesHosts: number };
+    };
   };
   imbalanceBefore: number | null;
   imbalanceAfter: number | null;
@@ -62,9 +69,10 @@ export interface RoundRecord {
   readMs?: number;
   snapshotMs?: number;
   enqueueMs?: number;
-  /** Publishing the snapshot for `lbm` (published.ts): ms, and its size deflated. */
+  /** Publishing the snapshot for `lbm` (published.ts), after the round: ms, and its size deflated. */
   publishMs?: number;
   publishedBytes?: number;
+  /** The round: the lease, read, snapshot, plan and enqueue (not publishing, not recording). */
   roundMs: number;
 }
 
@@ -219,8 +227,15 @@ export class Monitor {
         reasons: view.read.reasons,
         items: view.read.items,
         rereadHosts: view.read.rereadHosts.length,
+        ...(view.read.paths ? { paths: view.read.paths } : {}),
       },
     });
+    if (view.read.paths)
+      log.debug(
+        { paths: view.read.paths },
+        `read what was new: ${view.read.paths.packedHosts} hosts from packed rows (lbvm_round), ` +
+          `${view.read.paths.seriesHosts} series by series (their collectors write no packed row)`,
+      );
     if (view.read.full || view.read.rereadHosts.length > 0)
       log.info(
         { reasons: view.read.reasons, items: view.read.items, readMs: Math.round(view.read.readMs) },
@@ -275,6 +290,8 @@ export class Monitor {
     }
     for (const held of base.heldBack) this.metrics.movesHeldBack.inc({ reason: held.reason });
     base.enqueueMs = performance.now() - enqueueStarted;
+    // The round ends here; publishing for `lbm` comes after the moves are queued and is timed apart.
+    base.roundMs = performance.now() - started;
     if (this.lease.isLeader() && this.lease.token === token) {
       const publishStarted = performance.now();
       try {
@@ -289,6 +306,7 @@ export class Monitor {
             windowMs: config.monitor.window,
             samplesSkipped: skipped,
             snapshot: snap,
+            plan: { inputs: planInputs(config.monitor.policies, settings, snap), plan },
           },
           // lbm takes it while it is this young; Redis forgets it after.
           config.monitor.staleAfterIntervals * config.monitor.interval,
@@ -298,7 +316,6 @@ export class Monitor {
       }
       base.publishMs = performance.now() - publishStarted;
     }
-    base.roundMs = performance.now() - started;
     this.metrics.roundSeconds.observe(base.roundMs / 1000);
     this.metrics.rounds.inc({ outcome: base.mode });
     this.metrics.lastRoundMs = this.clock();

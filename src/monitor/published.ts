@@ -5,20 +5,25 @@
  * older than `monitor.staleAfterIntervals` intervals (no monitor leads), or when it was built from
  * another store or window than the reader's config names.
  *
- * Encoding: the snapshot as JSON with every CPU window cut out, the windows' values as one Float64Array
- * after it (exact: the plan `lbm plan` makes from it is the monitor's), the whole deflated. Layout
- * before deflating: uint32 LE byte length of the JSON, the JSON (UTF-8), zero padding to a multiple of
- * 8, the float64 values (host windows in host order, then VM windows in VM order).
+ * One Redis hash, written at once (MULTI) and kept `keepMs`, in three parts so a command reads and
+ * decodes only what it shows: `meta` (JSON: who built it, from what, the snapshot's time and seed),
+ * `hosts` (every host, with its VMs' count and committed memory, so `status` and `hosts` never read
+ * the VMs), `vms`, and `plan`: the round's plan (JSON) with what it was planned from, which `lbm plan`
+ * and `lbm explain` show instead of planning again when nothing it depends on changed since
+ * (policies' `planInputs`). The two binary parts are columns: names and the few rare strings as JSON, every
+ * number in a Float64Array (exact: the plan `lbm plan` makes from it is the monitor's), NaN for a
+ * value that is absent, each CPU window's values one after the other with a column of lengths. A
+ * part's layout before deflating: uint32 LE byte length of its JSON header, the header (UTF-8), zero
+ * padding to a multiple of 8, then its columns in the header's order.
  */
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import type { Redis } from 'ioredis';
-import type { Snapshot } from '../model/index.ts';
+import type { HostState, HostStatus, Plan, Snapshot, VmState } from '../model/index.ts';
 
 const deflate = promisify(zlib.deflate);
-const inflate = promisify(zlib.inflate);
 
-export const PUBLISHED_VERSION = 1;
+export const PUBLISHED_VERSION = 2;
 
 export function publishedKey(prefix: string): string {
   return `${prefix}:monitor:snapshot`;
@@ -35,84 +40,366 @@ export interface PublishedMeta {
   samplesSkipped: number;
 }
 
+/** Per host: how many VMs the snapshot puts on it and their configured memory (what `status` and `hosts` show). */
+export interface VmTotals {
+  count: number;
+  byHost: Map<string, { vms: number; memCommittedBytes: number }>;
+}
+
+/** The round's plan and what it was planned from (policies' `planInputs` of the round's snapshot). */
+export interface PublishedPlan {
+  inputs: string;
+  plan: Plan;
+}
+
 export interface PublishedSnapshot extends PublishedMeta {
+  /** Its `vms` are empty when only the hosts part was read (then `vmTotals` says what they add up to). */
   snapshot: Snapshot;
+  vmTotals: VmTotals;
+  /** With the VMs: the round's plan, when it published one. */
+  plan?: PublishedPlan;
 }
 
-/** Encodes and deflates a snapshot with its meta. */
-export async function encodeSnapshot(published: PublishedSnapshot): Promise<Buffer> {
-  const { snapshot } = published;
-  let values = 0;
-  for (const host of snapshot.hosts) values += host.cpuUsedWindowCores.length;
-  for (const vm of snapshot.vms) values += vm.cpuUsedWindowCores.length;
-  const floats = new Float64Array(values);
-  const lengths: number[] = [];
+/** The VMs' totals per host, from the VMs themselves. */
+export function vmTotalsOf(vms: readonly VmState[]): VmTotals {
+  const byHost = new Map<string, { vms: number; memCommittedBytes: number }>();
+  for (const vm of vms) {
+    const entry = byHost.get(vm.host);
+    if (entry) {
+      entry.vms++;
+      entry.memCommittedBytes += vm.memBytes;
+    } else byHost.set(vm.host, { vms: 1, memCommittedBytes: vm.memBytes });
+  }
+  return { count: vms.length, byHost };
+}
+
+/** A part: a JSON header and Float64 columns. */
+function pack(json: unknown, columns: Record<string, Float64Array>): Buffer {
+  const lengths = Object.fromEntries(Object.entries(columns).map(([name, column]) => [name, column.length]));
+  const header = Buffer.from(JSON.stringify({ json, lengths }), 'utf8');
+  const at = Math.ceil((4 + header.length) / 8) * 8;
+  let bytes = at;
+  for (const column of Object.values(columns)) bytes += column.byteLength;
+  const raw = Buffer.alloc(bytes);
+  raw.writeUInt32LE(header.length, 0);
+  header.copy(raw, 4);
+  let offset = at;
+  for (const column of Object.values(columns)) {
+    raw.set(new Uint8Array(column.buffer, column.byteOffset, column.byteLength), offset);
+    offset += column.byteLength;
+  }
+  return raw;
+}
+
+function unpack<T>(deflated: Buffer, part: string): { json: T; columns: Record<string, Float64Array> } {
+  let raw = zlib.inflateSync(deflated);
+  // Float64Array views need 8-byte alignment.
+  if (raw.byteOffset % 8 !== 0) raw = Buffer.from(new Uint8Array(raw));
+  const headerLength = raw.readUInt32LE(0);
+  const header = JSON.parse(raw.toString('utf8', 4, 4 + headerLength)) as { json: T; lengths: Record<string, number> };
+  let offset = Math.ceil((4 + headerLength) / 8) * 8;
+  const columns: Record<string, Float64Array> = {};
+  for (const [name, length] of Object.entries(header.lengths)) {
+    if (raw.byteOffset + offset + length * 8 > raw.byteOffset + raw.length)
+      throw new Error(`part ${part}: column ${name} runs past the end`);
+    columns[name] = new Float64Array(raw.buffer, raw.byteOffset + offset, length);
+    offset += length * 8;
+  }
+  return { json: header.json, columns };
+}
+
+const absent = (value: number | null | undefined): number => (value === undefined || value === null ? NaN : value);
+
+/** The CPU windows of `items`, one after the other, and their lengths. */
+function windows(items: readonly { cpuUsedWindowCores: number[] }[]): { lengths: Float64Array; values: Float64Array } {
+  const lengths = new Float64Array(items.length);
+  let total = 0;
+  items.forEach((item, index) => {
+    lengths[index] = item.cpuUsedWindowCores.length;
+    total += item.cpuUsedWindowCores.length;
+  });
+  const values = new Float64Array(total);
   let at = 0;
-  const cut = <T extends { cpuUsedWindowCores: number[] }>(item: T): T => {
-    floats.set(item.cpuUsedWindowCores, at);
+  for (const item of items) {
+    values.set(item.cpuUsedWindowCores, at);
     at += item.cpuUsedWindowCores.length;
-    lengths.push(item.cpuUsedWindowCores.length);
-    return { ...item, cpuUsedWindowCores: [] };
-  };
-  const bare = { ...snapshot, hosts: snapshot.hosts.map(cut), vms: snapshot.vms.map(cut) };
-  const json = Buffer.from(JSON.stringify({ ...published, snapshot: bare, lengths }), 'utf8');
-  const floatsAt = Math.ceil((4 + json.length) / 8) * 8;
-  const raw = Buffer.alloc(floatsAt + floats.byteLength);
-  raw.writeUInt32LE(json.length, 0);
-  json.copy(raw, 4);
-  Buffer.from(floats.buffer, floats.byteOffset, floats.byteLength).copy(raw, floatsAt);
-  return deflate(raw, { level: 1 });
+  }
+  return { lengths, values };
 }
 
-/** The inverse of encodeSnapshot; throws with what was wrong when the bytes are not one. */
-export async function decodeSnapshot(bytes: Buffer): Promise<PublishedSnapshot> {
-  const raw = await inflate(bytes);
-  const jsonLength = raw.readUInt32LE(0);
-  const parsed = JSON.parse(raw.subarray(4, 4 + jsonLength).toString('utf8')) as PublishedSnapshot & {
-    lengths: number[];
-  };
-  if (parsed.version !== PUBLISHED_VERSION)
-    throw new Error(`published snapshot version ${String(parsed.version)}: expected ${PUBLISHED_VERSION}`);
-  const floatsAt = Math.ceil((4 + jsonLength) / 8) * 8;
-  // Copied out: the inflated buffer need not be 8-byte aligned.
-  const floats = new Float64Array(raw.buffer.slice(raw.byteOffset + floatsAt, raw.byteOffset + raw.length));
-  const { lengths, snapshot, ...meta } = parsed;
+/** Cuts the windows back out: a plain loop (Array.from of a subarray costs six times as much). */
+function windowReader(part: string, lengths: Float64Array, values: Float64Array): (index: number) => number[] {
   let at = 0;
-  let index = 0;
-  const fill = (item: { cpuUsedWindowCores: number[] }) => {
-    const length = lengths[index++]!;
-    // A plain loop: Array.from of a subarray costs six times as much (30,000 windows: 200 ms against 30).
+  let expected = 0;
+  for (const length of lengths) expected += length;
+  if (expected !== values.length)
+    throw new Error(`part ${part} holds ${values.length} window values for ${expected} expected`);
+  return (index) => {
+    const length = lengths[index]!;
     const window = new Array<number>(length);
-    for (let i = 0; i < length; i++) window[i] = floats[at + i]!;
-    item.cpuUsedWindowCores = window;
+    for (let i = 0; i < length; i++) window[i] = values[at + i]!;
     at += length;
+    return window;
   };
-  snapshot.hosts.forEach(fill);
-  snapshot.vms.forEach(fill);
-  if (at !== floats.length || index !== lengths.length)
-    throw new Error(`published snapshot holds ${floats.length} window values for ${at} expected`);
-  return { ...meta, snapshot };
+}
+
+function column(columns: Record<string, Float64Array>, name: string, part: string, length: number): Float64Array {
+  const found = columns[name];
+  if (!found || (name !== 'window' && found.length !== length))
+    throw new Error(`part ${part}: column ${name} missing or of the wrong length`);
+  return found;
+}
+
+const HOST_STATUS: HostStatus[] = ['up', 'stale', 'down'];
+
+function encodeHosts(hosts: readonly HostState[], totals: VmTotals): Buffer {
+  const count = hosts.length;
+  const cols = {
+    cpuCores: new Float64Array(count),
+    memBytes: new Float64Array(count),
+    memUsedBytes: new Float64Array(count),
+    status: new Float64Array(count),
+    maintenance: new Float64Array(count),
+    lastSampleMs: new Float64Array(count),
+    diskBytesPerSec: new Float64Array(count),
+    netBytesPerSec: new Float64Array(count),
+    vms: new Float64Array(count),
+    memCommittedBytes: new Float64Array(count),
+  };
+  hosts.forEach((host, i) => {
+    cols.cpuCores[i] = host.cpuCores;
+    cols.memBytes[i] = host.memBytes;
+    cols.memUsedBytes[i] = host.memUsedBytes;
+    cols.status[i] = HOST_STATUS.indexOf(host.status);
+    cols.maintenance[i] = host.maintenance ? 1 : 0;
+    cols.lastSampleMs[i] = absent(host.lastSampleMs);
+    cols.diskBytesPerSec[i] = absent(host.diskBytesPerSec);
+    cols.netBytesPerSec[i] = absent(host.netBytesPerSec);
+    const total = totals.byHost.get(host.name);
+    cols.vms[i] = total?.vms ?? 0;
+    cols.memCommittedBytes[i] = total?.memCommittedBytes ?? 0;
+  });
+  const { lengths, values } = windows(hosts);
+  // VMs on hosts the snapshot does not list (a move's destination not yet seen) count in the total only.
+  return pack(
+    { names: hosts.map((host) => host.name), vmCount: totals.count },
+    { ...cols, windowLength: lengths, window: values },
+  );
+}
+
+function decodeHosts(deflated: Buffer): { hosts: HostState[]; totals: VmTotals } {
+  const { json, columns } = unpack<{ names: string[]; vmCount: number }>(deflated, 'hosts');
+  const count = json.names.length;
+  const col = (name: string) => column(columns, name, 'hosts', count);
+  const [cpuCores, memBytes, memUsedBytes, status, maintenance, lastSampleMs, disk, net, vms, committed] = [
+    'cpuCores',
+    'memBytes',
+    'memUsedBytes',
+    'status',
+    'maintenance',
+    'lastSampleMs',
+    'diskBytesPerSec',
+    'netBytesPerSec',
+    'vms',
+    'memCommittedBytes',
+  ].map(col) as Float64Array[];
+  const window = windowReader('hosts', col('windowLength'), column(columns, 'window', 'hosts', 0));
+  const hosts: HostState[] = [];
+  const byHost = new Map<string, { vms: number; memCommittedBytes: number }>();
+  for (let i = 0; i < count; i++) {
+    const name = json.names[i]!;
+    const host: HostState = {
+      name,
+      cpuCores: cpuCores![i]!,
+      memBytes: memBytes![i]!,
+      cpuUsedWindowCores: window(i),
+      memUsedBytes: memUsedBytes![i]!,
+      status: HOST_STATUS[status![i]!] ?? 'stale',
+      maintenance: maintenance![i] === 1,
+      lastSampleMs: Number.isNaN(lastSampleMs![i]) ? null : lastSampleMs![i]!,
+    };
+    if (!Number.isNaN(disk![i])) host.diskBytesPerSec = disk![i]!;
+    if (!Number.isNaN(net![i])) host.netBytesPerSec = net![i]!;
+    hosts.push(host);
+    if (vms![i]! > 0) byHost.set(name, { vms: vms![i]!, memCommittedBytes: committed![i]! });
+  }
+  return { hosts, totals: { count: json.vmCount, byHost } };
+}
+
+/** The strings a VM has only now and then, by VM index. */
+interface VmRare {
+  tags?: string[];
+  previousHost?: string;
+  busy?: string;
+  haState?: string;
+}
+
+const VM_NUMBERS = [
+  'vcpus',
+  'memBytes',
+  'memUsedBytes',
+  'memDirtyBytesPerSec',
+  'localDiskBytes',
+  'diskBytesPerSec',
+  'netBytesPerSec',
+  'lastMoveMs',
+  'quarantinedUntilMs',
+] as const;
+
+function encodeVms(vms: readonly VmState[]): Buffer {
+  const hostNames: string[] = [];
+  const hostIndex = new Map<string, number>();
+  const host = new Float64Array(vms.length);
+  const numbers = Object.fromEntries(VM_NUMBERS.map((name) => [name, new Float64Array(vms.length)])) as Record<
+    (typeof VM_NUMBERS)[number],
+    Float64Array
+  >;
+  const rare: Record<number, VmRare> = {};
+  vms.forEach((vm, i) => {
+    let index = hostIndex.get(vm.host);
+    if (index === undefined) {
+      hostIndex.set(vm.host, (index = hostNames.length));
+      hostNames.push(vm.host);
+    }
+    host[i] = index;
+    for (const name of VM_NUMBERS) numbers[name][i] = absent(vm[name]);
+    const extra: VmRare = {};
+    if (vm.tags.length > 0) extra.tags = vm.tags;
+    if (vm.previousHost !== undefined) extra.previousHost = vm.previousHost;
+    if (vm.busy !== undefined) extra.busy = vm.busy;
+    if (vm.haState !== undefined) extra.haState = vm.haState;
+    if (Object.keys(extra).length > 0) rare[i] = extra;
+  });
+  const { lengths, values } = windows(vms);
+  return pack(
+    { names: vms.map((vm) => vm.name), hosts: hostNames, rare },
+    { host, ...numbers, windowLength: lengths, window: values },
+  );
+}
+
+function decodeVms(deflated: Buffer): VmState[] {
+  const { json, columns } = unpack<{ names: string[]; hosts: string[]; rare: Record<string, VmRare> }>(deflated, 'vms');
+  const count = json.names.length;
+  const col = (name: string) => column(columns, name, 'vms', count);
+  const host = col('host');
+  const [vcpus, memBytes, memUsedBytes, dirty, localDisk, disk, net, lastMove, quarantined] = VM_NUMBERS.map(col) as [
+    Float64Array,
+    ...Float64Array[],
+  ];
+  const window = windowReader('vms', col('windowLength'), column(columns, 'window', 'vms', 0));
+  const vms: VmState[] = new Array<VmState>(count);
+  for (let i = 0; i < count; i++) {
+    const extra = json.rare[i];
+    // The keys in the order the snapshot builder sets them, so --json prints them alike.
+    const vm = {
+      name: json.names[i]!,
+      host: json.hosts[host[i]!]!,
+      vcpus: vcpus[i]!,
+      memBytes: memBytes![i]!,
+      cpuUsedWindowCores: window(i),
+      memUsedBytes: memUsedBytes![i]!,
+      memDirtyBytesPerSec: dirty![i]!,
+    } as VmState;
+    if (!Number.isNaN(localDisk![i])) vm.localDiskBytes = localDisk![i]!;
+    if (!Number.isNaN(disk![i])) vm.diskBytesPerSec = disk![i]!;
+    if (!Number.isNaN(net![i])) vm.netBytesPerSec = net![i]!;
+    vm.tags = extra?.tags ?? [];
+    if (!Number.isNaN(lastMove![i])) vm.lastMoveMs = lastMove![i]!;
+    if (extra?.previousHost !== undefined) vm.previousHost = extra.previousHost;
+    if (!Number.isNaN(quarantined![i])) vm.quarantinedUntilMs = quarantined![i]!;
+    if (extra?.busy !== undefined) vm.busy = extra.busy;
+    if (extra?.haState !== undefined) vm.haState = extra.haState;
+    vms[i] = vm;
+  }
+  return vms;
+}
+
+interface MetaPart extends PublishedMeta {
+  nowMs: number;
+  seed: number;
+}
+
+/** The parts of a published snapshot (hosts, vms and plan deflated). */
+export async function encodeSnapshot(
+  published: PublishedMeta & { snapshot: Snapshot; plan?: PublishedPlan },
+): Promise<{ meta: string; hosts: Buffer; vms: Buffer; plan?: Buffer }> {
+  const { snapshot, plan, ...meta } = published;
+  const part: MetaPart = { ...meta, nowMs: snapshot.nowMs, seed: snapshot.seed };
+  // Deflated on libuv's threads, off the event loop.
+  const [hosts, vms, planPart] = await Promise.all([
+    deflate(encodeHosts(snapshot.hosts, vmTotalsOf(snapshot.vms)), { level: 1 }),
+    deflate(encodeVms(snapshot.vms), { level: 1 }),
+    plan ? deflate(Buffer.from(JSON.stringify(plan), 'utf8'), { level: 1 }) : undefined,
+  ]);
+  return { meta: JSON.stringify(part), hosts, vms, ...(planPart ? { plan: planPart } : {}) };
+}
+
+/**
+ * The inverse of encodeSnapshot; throws with what was wrong when the bytes are not one. Without
+ * `vms` the snapshot has no VMs (`vmTotals` counts them). Rules and moves in flight are not
+ * published: readers take them as they are now.
+ */
+export function decodeSnapshot(parts: {
+  meta: Buffer | string;
+  hosts: Buffer;
+  vms?: Buffer;
+  plan?: Buffer;
+}): PublishedSnapshot {
+  const meta = JSON.parse(parts.meta.toString()) as MetaPart;
+  if (meta.version !== PUBLISHED_VERSION)
+    throw new Error(`published snapshot version ${String(meta.version)}: expected ${PUBLISHED_VERSION}`);
+  const { nowMs, seed, ...rest } = meta;
+  const { hosts, totals } = decodeHosts(parts.hosts);
+  const vms = parts.vms ? decodeVms(parts.vms) : [];
+  return {
+    ...rest,
+    snapshot: { nowMs, seed, hosts, vms, rules: { groups: [], pins: [], ignoredVms: [] }, inFlight: [] },
+    vmTotals: parts.vms ? vmTotalsOf(vms) : totals,
+    ...(parts.plan ? { plan: JSON.parse(zlib.inflateSync(parts.plan).toString('utf8')) as PublishedPlan } : {}),
+  };
 }
 
 /** Publishes a round's snapshot (the leader only). Kept for `keepMs`, then gone: a dead monitor's snapshot does not linger. */
 export async function publishSnapshot(
   redis: Redis,
   prefix: string,
-  published: PublishedSnapshot,
+  published: PublishedMeta & { snapshot: Snapshot; plan?: PublishedPlan },
   keepMs: number,
 ): Promise<number> {
-  const bytes = await encodeSnapshot(published);
-  await redis.set(publishedKey(prefix), bytes, 'PX', Math.max(1000, Math.round(keepMs)));
-  return bytes.length;
+  const parts = await encodeSnapshot(published);
+  const key = publishedKey(prefix);
+  await redis
+    .multi()
+    .del(key)
+    .hset(key, parts)
+    .pexpire(key, Math.max(1000, Math.round(keepMs)))
+    .exec();
+  return Buffer.byteLength(parts.meta) + parts.hosts.length + parts.vms.length + (parts.plan?.length ?? 0);
 }
 
-/** The published snapshot, or null when there is none; throws when the key holds something else. */
-export async function readPublished(redis: Redis, prefix: string): Promise<PublishedSnapshot | null> {
-  const bytes = await redis.getBuffer(publishedKey(prefix));
-  if (!bytes) return null;
+/**
+ * The published snapshot, or null when there is none; throws when the key holds something else.
+ * `parts: 'hosts'` reads and decodes the hosts alone (the snapshot's `vms` then empty); 'all' the VMs
+ * and the plan too.
+ */
+export async function readPublished(
+  redis: Redis,
+  prefix: string,
+  parts: 'all' | 'hosts' = 'all',
+): Promise<PublishedSnapshot | null> {
+  const key = publishedKey(prefix);
+  let values: (Buffer | null)[];
   try {
-    return await decodeSnapshot(bytes);
+    values = await redis.hmgetBuffer(key, 'meta', 'hosts', ...(parts === 'all' ? ['vms', 'plan'] : []));
   } catch (error) {
-    throw new Error(`Redis key ${publishedKey(prefix)}: not a published snapshot (${(error as Error).message})`);
+    throw new Error(`Redis key ${key}: not a published snapshot (${(error as Error).message})`);
+  }
+  const [meta, hosts, vms, plan] = values;
+  if (!meta && !hosts) return null;
+  try {
+    if (!meta || !hosts || (parts === 'all' && !vms)) throw new Error('a part is missing');
+    return decodeSnapshot({ meta, hosts, vms: vms ?? undefined, plan: plan ?? undefined });
+  } catch (error) {
+    throw new Error(`Redis key ${key}: not a published snapshot (${(error as Error).message})`);
   }
 }

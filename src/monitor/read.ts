@@ -12,7 +12,7 @@ import type { MigrationQueue } from '../queue/queue.ts';
 import type { SampleStore } from '../store/types.ts';
 import { readMaintenance, readPause, type MaintenanceFlag, type PauseState } from './control.ts';
 import { SnapshotBuilder } from './snapshot.ts';
-import { readPublished } from './published.ts';
+import { readPublished, vmTotalsOf, type PublishedPlan, type PublishedSnapshot, type VmTotals } from './published.ts';
 import { IncrementalWindow, type WindowReadReport } from './window.ts';
 
 export interface ClusterSources {
@@ -35,6 +35,10 @@ export interface ClusterView {
   read: WindowReadReport & { snapshotMs: number };
   /** Where the snapshot came from: the store, read now, or the leader's published snapshot of a round (published.ts). */
   source: ViewSource;
+  /** The VMs' count and committed memory per host (when only the published hosts were read, `snapshot.vms` is empty). */
+  vmTotals: VmTotals;
+  /** With a published snapshot read whole: the round's plan and what it was planned from. */
+  publishedPlan?: PublishedPlan;
 }
 
 export type ViewSource =
@@ -74,37 +78,27 @@ export async function readCluster(
   sources: ClusterSources,
   nowMs: number,
   window?: IncrementalWindow,
-  options: { published?: boolean } = {},
+  options: { published?: boolean; parts?: 'all' | 'hosts' } = {},
 ): Promise<ClusterView> {
   const { config, store, redis, queue } = sources;
   const prefix = config.redis.prefix;
   const historyMs = Math.max(config.limits.cooldown, config.limits.quarantine, config.monitor.window);
   const readStarted = performance.now();
-  const [pause, maintenance, inFlight, stored, published] = await Promise.all([
+  const [pause, maintenance, inFlight, published] = await Promise.all([
     readPause(redis, prefix),
     readMaintenance(redis, prefix),
     queue.inFlight(),
-    // Stream ids begin with the ms time the event was added, so this reads the history window only.
-    queue.events.read({ after: `${Math.max(0, nowMs - historyMs)}-0`, count: 100_000 }),
-    options.published ? readPublished(redis, prefix) : null,
+    options.published
+      ? readPublished(redis, prefix, options.parts).catch((error: Error) => error)
+      : Promise.resolve(null),
   ]);
-  const migrationEvents = stored.map((entry) => entry.event).filter((event) => event.type.startsWith('migration.'));
   let source: ViewSource = { kind: 'store', reason: 'the monitor reads the store' };
   if (options.published) {
-    const maxAgeMs = config.monitor.staleAfterIntervals * config.monitor.interval;
-    if (!published)
-      source = { kind: 'store', reason: 'no monitor has published one (none leads, or none has finished a round)' };
-    else if (published.store !== store.displayUrl)
-      source = { kind: 'store', reason: `the published snapshot was read from ${published.store}` };
-    else if (published.windowMs !== config.monitor.window)
-      source = { kind: 'store', reason: `the published snapshot has a ${published.windowMs / 60_000}-minute window` };
-    else if (nowMs - published.snapshot.nowMs > maxAgeMs)
-      source = {
-        kind: 'store',
-        reason: `the published snapshot is ${Math.round((nowMs - published.snapshot.nowMs) / 1000)} s old`,
-      };
+    const reason = unusable(published, config, store.displayUrl, nowMs);
+    if (reason) source = { kind: 'store', reason };
     else {
-      const snapshot = published.snapshot;
+      const usable = published as PublishedSnapshot;
+      const { snapshot, vmTotals } = usable;
       // Rules of time (quarantine, cooldown, staleness) are judged now, as the next round will judge them;
       // the seed stays the round's.
       const staleAfterMs = config.monitor.staleAfterIntervals * config.monitor.interval;
@@ -126,30 +120,36 @@ export async function readCluster(
           ),
           inFlight,
         },
-        samplesSkipped: published.samplesSkipped,
+        samplesSkipped: usable.samplesSkipped,
         pause,
         maintenance,
         inFlight,
-        migrationEvents,
+        // Not read: only a snapshot built here needs them.
+        migrationEvents: [],
         read: {
           full: false,
-          reasons: [`published by ${published.monitor}, round ${published.roundId}`],
+          reasons: [`published by ${usable.monitor}, round ${usable.roundId}`],
           rereadHosts: [],
           items: 0,
-          skips: { skipped: published.samplesSkipped, byReason: {}, examples: [] },
+          skips: { skipped: usable.samplesSkipped, byReason: {}, examples: [] },
           readMs: performance.now() - readStarted,
           snapshotMs: 0,
         },
         source: {
           kind: 'published',
-          roundId: published.roundId,
-          monitor: published.monitor,
+          roundId: usable.roundId,
+          monitor: usable.monitor,
           timeMs: snapshot.nowMs,
           ageMs: Math.max(0, nowMs - snapshot.nowMs),
         },
+        vmTotals,
+        ...(usable.plan ? { publishedPlan: usable.plan } : {}),
       };
     }
   }
+  // Stream ids begin with the ms time the event was added, so this reads the history window only.
+  const stored = await queue.events.read({ after: `${Math.max(0, nowMs - historyMs)}-0`, count: 100_000 });
+  const migrationEvents = stored.map((entry) => entry.event).filter((event) => event.type.startsWith('migration.'));
   const builder = new SnapshotBuilder();
   // The monitor's window reads what is new since its previous round; anyone else reads the window whole.
   const sampleWindow = window ?? windowFor(config, store);
@@ -179,7 +179,27 @@ export async function readCluster(
     migrationEvents,
     read: { ...read, snapshotMs: performance.now() - snapshotStarted },
     source,
+    vmTotals: vmTotalsOf(snapshot.vms),
   };
+}
+
+/** Why the published snapshot cannot stand for the store now, or null when it can. */
+function unusable(
+  published: PublishedSnapshot | Error | null,
+  config: LbvmConfig,
+  storeUrl: string,
+  nowMs: number,
+): string | null {
+  const maxAgeMs = config.monitor.staleAfterIntervals * config.monitor.interval;
+  // One an older or newer monitor wrote in another form: read the store rather than fail.
+  if (published instanceof Error) return `the published snapshot cannot be read: ${published.message}`;
+  if (!published) return 'no monitor has published one (none leads, or none has finished a round)';
+  if (published.store !== storeUrl) return `the published snapshot was read from ${published.store}`;
+  if (published.windowMs !== config.monitor.window)
+    return `the published snapshot has a ${published.windowMs / 60_000}-minute window`;
+  if (nowMs - published.snapshot.nowMs > maxAgeMs)
+    return `the published snapshot is ${Math.round((nowMs - published.snapshot.nowMs) / 1000)} s old`;
+  return null;
 }
 
 /** The sample window as the config describes it: a whole read after a gap of more than two intervals. */

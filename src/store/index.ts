@@ -39,6 +39,8 @@ export interface OpenStoreOptions {
   requestTimeoutMs?: number;
   /** InfluxDB: announce samples stored late (default true; off only to load history in bulk, see influx.ts). */
   announceLate?: boolean;
+  /** InfluxDB: also write each host's round packed in one lbvm_round row (default true; off: a collector of before). */
+  packRounds?: boolean;
   /** InfluxDB: the clock that says when samples were stored, for the late-sample announcements (tests). */
   clock?: () => number;
   /** PEM text of the CA that signed InfluxDB's certificate, for `influxs://` (`tls.ca`). */
@@ -100,6 +102,7 @@ export function openStore(url: string, options: OpenStoreOptions = {}): SampleSt
       futureToleranceMs: options.futureToleranceMs,
       requestTimeoutMs: options.requestTimeoutMs,
       announceLate: options.announceLate,
+      packRounds: options.packRounds,
       clock: options.clock,
       ca: options.ca,
     });

@@ -11,6 +11,11 @@
  *                                    disk/net *BytesPerSec (floats), state, busy, haState (strings, the
  *                                    last two only while set), tags (string, JSON list)
  *     lbvm_event   tags: type        fields: json (the whole event), host, vm (strings)
+ *     lbvm_round   tags: host        fields: vms (string: the host's VM rows of one round as JSON columns,
+ *                                    {"c": [field names], "r": [[values]]}), vmCount. One point per host and round (ROUND_MEASUREMENT): the
+ *                                    monitor's incremental read takes a minute of 1,000 hosts as 1,000
+ *                                    rows instead of 30,000 series. The per-series rows stay (Grafana,
+ *                                    `lbm logs`, the continuous queries, whole reads).
  *   retention policy lbvm_5m (duration store.downsampleRetention): continuous queries lbvm_host_5m and
  *     lbvm_vm_5m write mean(*) per 5 minutes into host_sample_5m and vm_sample_5m (fields mean_<field>).
  *
@@ -86,6 +91,17 @@ export const EVENT_MEASUREMENT = 'lbvm_event';
  * learn which hosts' windows to read again: InfluxDB cannot say when a point was stored.
  */
 export const LATE_MEASUREMENT = 'lbvm_late';
+/**
+ * Each host's round, its VM samples packed in one row (a string field `vms`: the rows vm_sample
+ * gets as JSON columns, tag `vm` and `time` in ms included), time = the samples' time plus a sub-millisecond
+ * offset from a hash of the field, so two writes of parts of one round are two points and the same
+ * write replayed is the same point. A round larger than ROUND_ROW_CHARS is cut into several rows.
+ * A collector's round (one batch) sends them in the same request as its series rows; a larger write
+ * after all its series rows are stored. A host with no VMs gets a row with an empty list: the monitor knows then its
+ * collector packs, and that it has no VMs to read series by series.
+ */
+export const ROUND_MEASUREMENT = 'lbvm_round';
+const ROUND_ROW_CHARS = 48_000;
 /** A sample stored more than this after its measurement time is announced in lbvm_late. */
 export const LATE_AFTER_MS = 30_000;
 /** Hosts named in one announcement (InfluxDB string fields hold up to 64 KB). */
@@ -106,6 +122,8 @@ export interface InfluxStoreOptions {
   announceLate?: boolean;
   /** The clock that says when samples were stored (tests run a cluster's rounds on their own clock). */
   clock?: () => number;
+  /** Also write each host's round packed in one lbvm_round row (default true; false writes as collectors before it did). */
+  packRounds?: boolean;
   /** PEM text of the CA that signed InfluxDB's certificate (`tls.ca`), for `influxs://`; none: the system's CAs. */
   ca?: string;
 }
@@ -324,6 +342,11 @@ export class InfluxStore implements SampleStore {
     const batches: Sample[][] = [];
     for (let start = 0; start < valid.length; start += this.options.batchSize)
       batches.push(valid.slice(start, start + this.options.batchSize));
+    const packed = this.options.packRounds === false ? [] : this.roundPoints(valid);
+    // A collector's round is one batch: its packed rows go in the same request (nanoseconds, for
+    // their offsets), so packing costs no second request. A larger write sends them after every
+    // batch is stored, so a packed row never names a sample that is not.
+    const together = batches.length === 1 && packed.length > 0;
     const done = new Array<boolean>(batches.length).fill(false);
     let firstError: unknown;
     let next = 0;
@@ -332,12 +355,22 @@ export class InfluxStore implements SampleStore {
         const index = next++;
         const batch = batches[index]!;
         try {
-          await this.writeBatch(
-            batch,
-            batch.map((sample) => this.toPoint(sample)),
-            'ms',
-            report,
-          );
+          if (together) {
+            const points = batch.map((sample) => ({
+              ...this.toPoint(sample),
+              timestamp: (BigInt(Math.round(sample.timeMs)) * 1_000_000n).toString(),
+            }));
+            const written = report.written;
+            await this.writeBatch<Sample | IPoint>([...batch, ...packed], [...points, ...packed], 'n', report);
+            // What the caller counts is samples; the packed rows repeat them.
+            report.written = Math.max(written, report.written - packed.length);
+          } else
+            await this.writeBatch(
+              batch,
+              batch.map((sample) => this.toPoint(sample)),
+              'ms',
+              report,
+            );
           done[index] = true;
         } catch (error) {
           firstError ??= error;
@@ -347,6 +380,17 @@ export class InfluxStore implements SampleStore {
     await Promise.all([worker(), worker()]);
     if (firstError !== undefined) {
       throw this.failure('writing samples', firstError, batches.filter((_batch, index) => !done[index]).flat());
+    }
+    if (packed.length > 0 && !together) {
+      try {
+        const packedReport: WriteReport = { written: 0, rejected: 0, rejectedReasons: [] };
+        for (let start = 0; start < packed.length; start += this.options.batchSize) {
+          const batch = packed.slice(start, start + this.options.batchSize);
+          await this.writeBatch(batch, batch, 'n', packedReport);
+        }
+      } catch (error) {
+        throw this.failure('writing the packed rounds (lbvm_round)', error, [...valid]);
+      }
     }
     // Samples stored long after their time are announced once stored. Until the announcement is, they
     // count as not written: the caller spools them, and writing them again is harmless (same points).
@@ -408,6 +452,99 @@ export class InfluxStore implements SampleStore {
       await this.writeBatch(items.slice(0, half), points.slice(0, half), precision, report);
       await this.writeBatch(items.slice(half), points.slice(half), precision, report);
     }
+  }
+
+  /** The lbvm_round points of `samples` (see ROUND_MEASUREMENT): one per host and time, or more when large. */
+  private roundPoints(samples: readonly Sample[]): IPoint[] {
+    const rounds = new Map<string, { host: string; timeMs: number; rows: Record<string, unknown>[] }>();
+    for (const sample of samples) {
+      const key = `${sample.host}\n${sample.timeMs}`;
+      let round = rounds.get(key);
+      if (!round) rounds.set(key, (round = { host: sample.host, timeMs: sample.timeMs, rows: [] }));
+      if (sample.kind !== 'vm') continue;
+      const point = this.toPoint(sample);
+      round.rows.push({ vm: point.tags!.vm, time: sample.timeMs, ...point.fields });
+    }
+    const points: IPoint[] = [];
+    const add = (host: string, timeMs: number, rows: Record<string, unknown>[]) => {
+      const vms = packRows(rows);
+      points.push({
+        measurement: ROUND_MEASUREMENT,
+        tags: { host: encodeTag(host) },
+        fields: { vms, vmCount: rows.length },
+        timestamp: (BigInt(timeMs) * 1_000_000n + BigInt(subMillisecondOffset(vms))).toString(),
+      });
+    };
+    for (const { host, timeMs, rows } of rounds.values()) {
+      // Cut where the text would pass ROUND_ROW_CHARS (a VM's row is a few hundred characters).
+      const perRow = rows.length === 0 ? 1 : Math.ceil(packRows(rows).length / ROUND_ROW_CHARS);
+      const size = Math.max(1, Math.ceil(rows.length / perRow));
+      if (rows.length === 0) add(host, timeMs, rows);
+      for (let start = 0; start < rows.length; start += size) add(host, timeMs, rows.slice(start, start + size));
+    }
+    return points;
+  }
+
+  /** The packed rounds (lbvm_round) with fromMs <= time <= toMs, by host: what `packedInto` takes. */
+  async packedRows(query: SampleWindowQuery): Promise<Series[]> {
+    return this.select(
+      `SELECT "vms" FROM ${escape.quoted(RAW_POLICY)}.${escape.quoted(ROUND_MEASUREMENT)} ` +
+        `WHERE time >= ${query.fromMs}ms AND time < ${query.toMs + 1}ms GROUP BY "host"`,
+    );
+  }
+
+  /**
+   * The VM samples of packed rounds (`packedRows`), whole and checked, in `onSample`; a row that
+   * fails the checks names its host in `onBad`. A round whose text is in `seen` (every row of it
+   * taken by the previous read) is not decoded again: the window holds it. Returns the hosts and
+   * times packed (`host\ntime` keys), and the texts of the rounds whose every row was good.
+   */
+  packedInto(
+    series: Series[],
+    nowMs: number,
+    crossCheck: HostCrossCheck,
+    onSample: (sample: Sample) => void,
+    onBad: (host: string) => void,
+    seen: ReadonlySet<string> = new Set(),
+  ): { packed: Set<string>; good: Set<string> } {
+    const checks = { nowMs, futureToleranceMs: this.options.futureToleranceMs ?? DEFAULT_FUTURE_TOLERANCE_MS };
+    const quiet = new SkipCounter(0);
+    const packed = new Set<string>();
+    const good = new Set<string>();
+    for (const { values, tags } of series) {
+      const host = decodeTag(String(tags?.host ?? ''));
+      for (const [time, vms] of values) {
+        packed.add(`${host}\n${Math.floor(Number(time))}`);
+        const text = String(vms);
+        if (seen.has(text)) {
+          good.add(text);
+          continue;
+        }
+        let round: { c?: unknown; r?: unknown } | null;
+        try {
+          round = JSON.parse(text) as { c?: unknown; r?: unknown };
+        } catch {
+          round = null;
+        }
+        if (!round || !Array.isArray(round.c) || !Array.isArray(round.r)) {
+          onBad(host);
+          continue;
+        }
+        let allGood = true;
+        for (const row of round.r as unknown[]) {
+          const sample = Array.isArray(row)
+            ? this.sampleOf('vm', round.c as string[], row, tags, checks, quiet, crossCheck)
+            : null;
+          if (sample) onSample(sample);
+          else {
+            allGood = false;
+            onBad(host);
+          }
+        }
+        if (allGood) good.add(text);
+      }
+    }
+    return { packed, good };
   }
 
   /** Writes the lbvm_late announcements of `late` (see LATE_MEASUREMENT), stored at `storedAtMs`. */
@@ -864,6 +1001,24 @@ export class InfluxStore implements SampleStore {
   }
 
   async close(): Promise<void> {}
+}
+
+/** A round's VM rows as columns: `{"c": [names], "r": [[values], ...]}`, null where a row has no value. */
+function packRows(rows: readonly Record<string, unknown>[]): string {
+  const columns: string[] = [];
+  const index = new Map<string, number>();
+  for (const row of rows)
+    for (const name of Object.keys(row))
+      if (!index.has(name)) {
+        index.set(name, columns.length);
+        columns.push(name);
+      }
+  const table = rows.map((row) => {
+    const values = new Array<unknown>(columns.length).fill(null);
+    for (const [name, value] of Object.entries(row)) values[index.get(name)!] = value;
+    return values;
+  });
+  return JSON.stringify({ c: columns, r: table });
 }
 
 /** Nanoseconds (0..999,999) from a hash of `text`: distinct points written in the same millisecond stay apart. */

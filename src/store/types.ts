@@ -139,6 +139,12 @@ export interface WindowRead {
   /** Samples and points handed to the sink. */
   items: number;
   skips: SkipReport;
+  /**
+   * How an incremental read took what was new, where a store has more than one way (InfluxDB: hosts
+   * whose VMs came from packed rows, lbvm_round, and hosts read series by series: a collector that
+   * writes no packed row).
+   */
+  paths?: { packedHosts: number; seriesHosts: number };
 }
 
 /**

@@ -10,8 +10,17 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import YAML from 'yaml';
+import { planOf } from '../../src/cli/plan-of.ts';
+import { policySettingsFromConfig } from '../../src/config/policy-settings.ts';
 import { setMaintenance } from '../../src/monitor/control.ts';
-import { decodeSnapshot, encodeSnapshot, publishedKey, readPublished } from '../../src/monitor/published.ts';
+import { planInputs, planRound } from '../../policies/index.ts';
+import {
+  decodeSnapshot,
+  encodeSnapshot,
+  publishedKey,
+  readPublished,
+  vmTotalsOf,
+} from '../../src/monitor/published.ts';
 import { readCluster, type ClusterView } from '../../src/monitor/read.ts';
 import { cleanEnv, runCli } from '../helpers/cli.ts';
 import { startRedis, type RedisServer } from '../helpers/redis.ts';
@@ -50,7 +59,24 @@ describe('the snapshot the leader publishes for lbm (real Redis, files store)', 
     assert.equal(published.store, c.store.displayUrl);
     const fromStore = await view(record.timeMs, false);
     assert.equal(fromStore.source.kind, 'store');
-    assert.deepEqual(published.snapshot, plain(fromStore.snapshot));
+    // Rules and moves in flight are not published: readers take them as they are now.
+    const { rules: _rules, inFlight: _inFlight, ...round } = plain(fromStore.snapshot);
+    const { rules: _none, inFlight: _noMoves, ...publishedRound } = published.snapshot;
+    assert.deepEqual(publishedRound, round);
+    assert.deepEqual(published.vmTotals, vmTotalsOf(fromStore.snapshot.vms));
+    // The hosts part alone: no VMs, and what they add up to per host.
+    const hostsOnly = await readPublished(c.redis, c.config.redis.prefix, 'hosts');
+    assert.deepEqual(hostsOnly!.snapshot.hosts, published.snapshot.hosts);
+    assert.deepEqual(hostsOnly!.snapshot.vms, []);
+    assert.deepEqual(hostsOnly!.vmTotals, published.vmTotals);
+    assert.equal(hostsOnly!.vmTotals.count, 6);
+    // lbm plan and explain take the round's plan while nothing it was planned from changed.
+    const settings = policySettingsFromConfig(c.config);
+    const policies = c.config.monitor.policies;
+    const now = await view(record.timeMs, true);
+    assert.equal(now.publishedPlan!.inputs, planInputs(policies, settings, now.snapshot));
+    assert.deepEqual(planOf(now, settings, policies), plain(planRound(now.snapshot, settings, policies)));
+    assert.ok(planOf(now, settings, policies) === now.publishedPlan!.plan, 'lbm planned again');
     assert.ok(published.snapshot.vms.every((vm) => vm.cpuUsedWindowCores.length === 2));
 
     await setMaintenance(c.redis, c.config.redis.prefix, 'h2', true, {
@@ -75,6 +101,12 @@ describe('the snapshot the leader publishes for lbm (real Redis, files store)', 
       ],
     );
     assert.deepEqual(later.snapshot.vms, published.snapshot.vms);
+    // A host in maintenance since: the plan is made again.
+    assert.notEqual(later.publishedPlan!.inputs, planInputs(policies, settings, later.snapshot));
+    assert.ok(
+      planOf(later, settings, policies) !== later.publishedPlan!.plan,
+      'lbm took a plan made before maintenance',
+    );
     // Time rules are judged now: a quarantine that ended since the round has ended for lbm too.
     assert.equal(later.snapshot.nowMs, record.timeMs + 30_000);
     assert.equal(later.snapshot.seed, published.snapshot.seed);
@@ -126,11 +158,45 @@ describe('the snapshot the leader publishes for lbm (real Redis, files store)', 
     const snapshot = (await view(Date.now(), false)).snapshot;
     snapshot.vms[0]!.cpuUsedWindowCores = [];
     snapshot.vms[1]!.cpuUsedWindowCores = [0.1 + 0.2, Number.MIN_VALUE, 1e-300];
-    const meta = { version: 1, roundId: 'r1', monitor: 'm', store: 'files:x', windowMs: 600_000, samplesSkipped: 2 };
-    assert.deepEqual(await decodeSnapshot(await encodeSnapshot({ ...meta, snapshot })), plain({ ...meta, snapshot }));
+    // What a VM has now and then: tags, a last move, a quarantine, a lock, an HA state, a local disk.
+    const { localDiskBytes: _none, tags: _tags, ...vm } = snapshot.vms[2]!;
+    const { diskBytesPerSec, netBytesPerSec, lastMoveMs: _m, previousHost: _p, quarantinedUntilMs: _q, ...head } = vm;
+    // In the order the snapshot builder sets the keys.
+    snapshot.vms[2] = {
+      ...head,
+      localDiskBytes: 2 ** 34,
+      diskBytesPerSec,
+      netBytesPerSec,
+      tags: ['a', 'lbvm.ignore'],
+      lastMoveMs: 123,
+      previousHost: 'h9',
+      quarantinedUntilMs: 456,
+      busy: 'migrate',
+      haState: 'started',
+    };
+    delete snapshot.vms[3]!.diskBytesPerSec;
+    snapshot.hosts[0]!.lastSampleMs = null;
+    snapshot.hosts[1]!.status = 'down';
+    const meta = { version: 2, roundId: 'r1', monitor: 'm', store: 'files:x', windowMs: 600_000, samplesSkipped: 2 };
+    const decoded = decodeSnapshot(await encodeSnapshot({ ...meta, snapshot }));
+    const expected = plain({
+      ...meta,
+      snapshot: { ...snapshot, rules: { groups: [], pins: [], ignoredVms: [] }, inFlight: [] },
+    });
+    assert.deepEqual({ ...decoded, vmTotals: undefined }, { ...expected, vmTotals: undefined });
+    // The VMs' keys in the builder's order: --json prints them alike.
+    assert.deepEqual(
+      decoded.snapshot.vms.map((vm) => Object.keys(vm)),
+      expected.snapshot.vms.map((vm) => Object.keys(vm)),
+    );
+
+    // A key in another form (a monitor of another version): an error naming the key; readers read the store.
     await c.redis.set(publishedKey(c.config.redis.prefix), 'not deflated');
     await assert.rejects(readPublished(c.redis, c.config.redis.prefix), {
       message: new RegExp(`^Redis key ${c.config.redis.prefix}:monitor:snapshot: not a published snapshot \\(`),
     });
+    const fallback = await view(Date.now(), true);
+    assert.equal(fallback.source.kind, 'store');
+    assert.match((fallback.source as { reason: string }).reason, /^the published snapshot cannot be read: Redis key /);
   });
 });

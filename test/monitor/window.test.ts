@@ -4,7 +4,8 @@
  * read it, a spool replayed long after (old times), a VM that moved (both hosts reporting it at the
  * same time once), a host and a VM that went silent and left the window, a host whose clock is ahead,
  * a line written twice, and a bad row. It reads only what is new, and reads the whole window on
- * start, after a gap, when told, and when a day file was replaced.
+ * start, after a gap, when told, and when a day file was replaced. On InfluxDB what is new comes from
+ * the packed rounds (lbvm_round), and series by series for a host whose collector writes none (n8).
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -53,6 +54,8 @@ for (const kind of ['files', 'influx'] as const) {
   describe(`the window kept between rounds (${kind} store)`, () => {
     let server: InfluxServer | undefined;
     let store: SampleStore;
+    /** A collector of before packed rounds: InfluxDB gets its samples series by series only. */
+    let oldCollector: SampleStore;
     let dir: string;
     let rawWrite: RawWrite;
     // The cluster runs on its own clock, from now on, one round a minute.
@@ -65,8 +68,14 @@ for (const kind of ['files', 'influx'] as const) {
         server = await startInflux();
         const db = `window_${process.pid}`;
         store = openStore(server.storeUrl(db), { clock: () => clockMs });
+        oldCollector = openStore(server.storeUrl(db), { clock: () => clockMs, packRounds: false });
         rawWrite = async (host, t, vm, cores) => {
-          const line = `vm_sample,host=${host},vm=${vm} cpuUsedCores=${cores},vcpus=2,memBytes=1073741824,memUsedBytes=1 ${t}`;
+          const fields = `cpuUsedCores=${cores},vcpus=2,memBytes=1073741824,memUsedBytes=1`;
+          // Its series row and its packed round, as a packing writer without checks would write them.
+          const packed = JSON.stringify(
+            JSON.stringify([{ host, vm, time: t, cpuUsedCores: cores, vcpus: 2, memBytes: 2 ** 30, memUsedBytes: 1 }]),
+          );
+          const line = `vm_sample,host=${host},vm=${vm} ${fields} ${t}\nlbvm_round,host=${host} vms=${packed},vmCount=1 ${t}`;
           const response = await fetch(`${server!.httpUrl}/write?db=${db}&precision=ms&rp=lbvm_raw`, {
             method: 'POST',
             body: line,
@@ -75,6 +84,7 @@ for (const kind of ['files', 'influx'] as const) {
         };
       } else {
         store = openStore(`files:${path.join(dir, 'samples')}`);
+        oldCollector = store;
         rawWrite = async (host, t, vm, cores) => {
           const file = path.join(dir, 'samples', new Date(t).toISOString().slice(0, 10), `${host}.jsonl`);
           fs.appendFileSync(file, `${JSON.stringify({ ...vmSample(vm, host, t), cpuUsedCores: cores })}\n`);
@@ -88,7 +98,12 @@ for (const kind of ['files', 'influx'] as const) {
     it('gives the snapshot a whole read gives, round after round, reading only what is new', async () => {
       const window = new IncrementalWindow(store, { maxGapMs: 2.5 * STEP });
       const spool = new Spool({ dir: path.join(dir, 'spool'), maxBytes: 64 * 2 ** 20 });
-      const reads: { full: boolean; reasons: string[]; rereadHosts: string[] }[] = [];
+      const reads: {
+        full: boolean;
+        reasons: string[];
+        rereadHosts: string[];
+        paths?: { packedHosts: number; seriesHosts: number };
+      }[] = [];
       for (let k = 0; k < ROUNDS; k++) {
         clockMs = t0 + k * STEP;
         const t = clockMs - 2000;
@@ -108,6 +123,7 @@ for (const kind of ['files', 'influx'] as const) {
         now.push(...round('n5', t + 90_000, ['ahead'], k));
         if (k === 3) now.push(...round('n6', t + 10 * STEP, ['far'], k));
         await store.writeSamples(now);
+        await oldCollector.writeSamples(round('n8', t, ['legacy'], k));
         // n1's round 6 is written twice (a write that went through, reported as failed, replayed).
         if (k === 6) await store.writeSamples(round('n1', t, ['steady', 'mover'], k));
         if (k === 15) assert.equal((await spool.replay(store)).replayed, 5 * 2);
@@ -115,7 +131,7 @@ for (const kind of ['files', 'influx'] as const) {
         if (k === 18) await rawWrite('n1', t - 30_000, 'steady', 900);
 
         const read = await window.read({ fromMs: clockMs - WINDOW, toMs: clockMs, nowMs: clockMs });
-        reads.push({ full: read.full, reasons: read.reasons, rereadHosts: read.rereadHosts });
+        reads.push({ full: read.full, reasons: read.reasons, rereadHosts: read.rereadHosts, paths: read.paths });
         const kept = snapshotOf((builder) => window.fill(builder), clockMs);
         assert.deepEqual(
           kept,
@@ -130,10 +146,10 @@ for (const kind of ['files', 'influx'] as const) {
       const last = snapshotOf((builder) => window.fill(builder), clockMs);
       assert.deepEqual(
         last.vms.map((vm) => `${vm.name}@${vm.host}`),
-        ['ahead@n5', 'far@n6', 'mover@n2', 'slow@n2b', 'spooled@n4', 'stays@n7', 'steady@n1'],
+        ['ahead@n5', 'far@n6', 'legacy@n8', 'mover@n2', 'slow@n2b', 'spooled@n4', 'stays@n7', 'steady@n1'],
       );
       assert.ok(!last.hosts.some((host) => host.name === 'n3'), 'n3 left the window');
-      assert.deepEqual(reads[0], { full: true, reasons: ['start'], rereadHosts: [] });
+      assert.deepEqual(reads[0], { full: true, reasons: ['start'], rereadHosts: [], paths: undefined });
       const later = reads.slice(1);
       assert.ok(
         later.every((read) => !read.full),
@@ -149,6 +165,12 @@ for (const kind of ['files', 'influx'] as const) {
             '18: n1 (bad rows from 1 host)',
             '19: n1 (bad rows from 1 host)',
           ],
+        );
+        // Every host's new VMs came from its packed rows but n8's, read series by series.
+        assert.deepEqual(
+          later.filter((read) => read.paths?.seriesHosts !== 1 || read.paths.packedHosts < 3),
+          [],
+          'a read took n8 from packed rows or another host series by series',
         );
       } else assert.ok(later.every((read) => read.rereadHosts.length === 0));
     });

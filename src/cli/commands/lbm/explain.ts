@@ -5,10 +5,11 @@
  */
 import { Command } from 'commander';
 import { policySettingsFromConfig } from '../../../config/policy-settings.ts';
-import { planRound, vmDemand } from '../../../../policies/index.ts';
+import { vmDemand } from '../../../../policies/index.ts';
 import { howMoved } from '../../../drivers/moves.ts';
 import { formatBytes } from '../../../units.ts';
 import { ago, findVm, openCluster, sourceLine, withSource } from '../../cluster.ts';
+import { planOf } from '../../plan-of.ts';
 import { CliContext } from '../../context.ts';
 import { teach } from '../../help.ts';
 import { output, withCommon, type CommonOptions } from '../../run.ts';
@@ -26,7 +27,7 @@ export function explainCommand(): Command {
       const view = await openCluster(context, nowMs, { fromStore: options.fromStore });
       const vm = findVm(view, name);
       const settings = policySettingsFromConfig(context.config);
-      const plan = planRound(view.snapshot, settings, context.config.monitor.policies);
+      const plan = planOf(view, settings, context.config.monitor.policies);
       const queue = await context.queue();
       const history = (await queue.events.latest(5000))
         .map((e) => e.event)

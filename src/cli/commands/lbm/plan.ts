@@ -5,12 +5,13 @@
 import { Command } from 'commander';
 import { policySettingsFromConfig } from '../../../config/policy-settings.ts';
 import { UsageError } from '../../../errors.ts';
-import { isPolicyName, planRound, POLICY_NAMES, type PolicyName } from '../../../../policies/index.ts';
+import { isPolicyName, POLICY_NAMES, type PolicyName } from '../../../../policies/index.ts';
 import { formatBytes, formatDuration } from '../../../units.ts';
 import { movesInLastHour } from '../../../monitor/control.ts';
 import { gate, gateInputs } from '../../../monitor/gate.ts';
 import { quarantinedVms, quarantineNote } from '../../../monitor/read.ts';
 import { openCluster, sourceLine, withSource } from '../../cluster.ts';
+import { planOf } from '../../plan-of.ts';
 import { CliContext } from '../../context.ts';
 import { teach } from '../../help.ts';
 import { table } from '../../render.ts';
@@ -48,7 +49,7 @@ export function planCommand(): Command {
       const nowMs = Date.now();
       const view = await openCluster(context, nowMs, { fromStore: options.fromStore });
       const settings = policySettingsFromConfig(context.config);
-      const plan = planRound(view.snapshot, settings, names);
+      const plan = planOf(view, settings, names);
       // The monitor's own gate on the same inputs: what it would enqueue now, and what it would hold back.
       const hour = await movesInLastHour(await context.redis(), context.config.redis.prefix, nowMs);
       const gated = gate(gateInputs(context.config, view, plan.moves, hour, context.store().displayUrl));

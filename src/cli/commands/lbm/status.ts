@@ -4,15 +4,7 @@ import { currentLeader } from '../../../monitor/lease.ts';
 import { roundKeys } from '../../../monitor/control.ts';
 import type { RoundRecord } from '../../../monitor/daemon.ts';
 import { formatBytes } from '../../../units.ts';
-import {
-  ago,
-  committedMemory,
-  hostCpuUsed,
-  measuredImbalance,
-  openCluster,
-  sourceLine,
-  withSource,
-} from '../../cluster.ts';
+import { ago, hostCpuUsed, measuredImbalance, openCluster, sourceLine, vmsOnHost, withSource } from '../../cluster.ts';
 import { CliContext } from '../../context.ts';
 import { teach } from '../../help.ts';
 import { bar, table } from '../../render.ts';
@@ -46,7 +38,7 @@ export function statusCommand(): Command {
     const context = CliContext.open(options, 'status');
     try {
       const nowMs = Date.now();
-      const view = await openCluster(context, nowMs, { fromStore: options.fromStore });
+      const view = await openCluster(context, nowMs, { fromStore: options.fromStore, parts: 'hosts' });
       const redis = await context.redis();
       const prefix = context.config.redis.prefix;
       const [leader, rawRound, jobs] = await Promise.all([
@@ -55,17 +47,14 @@ export function statusCommand(): Command {
         (await context.queue()).jobs(200),
       ]);
       const round = rawRound ? (JSON.parse(rawRound) as RoundRecord) : null;
-      const vmCount = new Map<string, number>();
-      for (const vm of view.snapshot.vms) vmCount.set(vm.host, (vmCount.get(vm.host) ?? 0) + 1);
-      const committed = committedMemory(view.snapshot.vms);
       const hosts: HostStatus[] = view.snapshot.hosts.map((h) => ({
         host: h.name,
         cpuCores: h.cpuCores,
         cpuUsedCores: hostCpuUsed(h),
         memBytes: h.memBytes,
         memUsedBytes: h.memUsedBytes,
-        memCommittedBytes: committed.get(h.name) ?? 0,
-        vms: vmCount.get(h.name) ?? 0,
+        memCommittedBytes: vmsOnHost(view, h.name).memCommittedBytes,
+        vms: vmsOnHost(view, h.name).vms,
         status: h.status === 'up' ? 'up' : 'unknown',
         maintenance: h.maintenance,
         evacuate: view.maintenance.get(h.name)?.evacuate ?? false,
@@ -75,7 +64,7 @@ export function statusCommand(): Command {
         timeMs: nowMs,
         source: view.source,
         hosts,
-        vms: view.snapshot.vms.length,
+        vms: view.vmTotals.count,
         unknownHosts: hosts.filter((h) => h.status !== 'up').map((h) => h.host),
         imbalance: measuredImbalance(view.snapshot.hosts),
         monitor: {

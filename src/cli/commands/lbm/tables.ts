@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import { policySettingsFromConfig } from '../../../config/policy-settings.ts';
 import { vmDemand } from '../../../../policies/index.ts';
 import { formatBytes } from '../../../units.ts';
-import { ago, committedMemory, findHost, hostCpuUsed, openCluster, sourceLine, withSource } from '../../cluster.ts';
+import { ago, findHost, hostCpuUsed, openCluster, sourceLine, vmsOnHost, withSource } from '../../cluster.ts';
 import { withContext } from '../../context.ts';
 import { teach } from '../../help.ts';
 import { table } from '../../render.ts';
@@ -21,19 +21,16 @@ export function hostsCommand(): Command {
   return command.action(async (options: CommonOptions & { fromStore?: boolean }) => {
     const nowMs = Date.now();
     const view = await withContext(options, 'hosts', (context) =>
-      openCluster(context, nowMs, { fromStore: options.fromStore }),
+      openCluster(context, nowMs, { fromStore: options.fromStore, parts: 'hosts' }),
     );
-    const vmCount = new Map<string, number>();
-    for (const vm of view.snapshot.vms) vmCount.set(vm.host, (vmCount.get(vm.host) ?? 0) + 1);
-    const committed = committedMemory(view.snapshot.vms);
     const rows = view.snapshot.hosts.map((h) => ({
       host: h.name,
       cpuCores: h.cpuCores,
       cpuUsedCores: hostCpuUsed(h),
       memBytes: h.memBytes,
       memUsedBytes: h.memUsedBytes,
-      memCommittedBytes: committed.get(h.name) ?? 0,
-      vms: vmCount.get(h.name) ?? 0,
+      memCommittedBytes: vmsOnHost(view, h.name).memCommittedBytes,
+      vms: vmsOnHost(view, h.name).vms,
       status: h.status === 'up' ? 'up' : 'unknown',
       maintenance: h.maintenance,
       lastSampleMs: h.lastSampleMs,

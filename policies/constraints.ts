@@ -145,8 +145,7 @@ export const VM_FILTERS: readonly VmFilter[] = [
     reason: 'WOULD_NOT_CONVERGE',
     manual: 'soft',
     check: (cluster, vm) =>
-      migrationCost(vm.memBytes, vm.state.memDirtyBytesPerSec, 0, 0, cluster.settings.cost, 0, vm.state.memUsedBytes)
-        .converges === false
+      migrationCost(vm.memBytes, vm.state.memDirtyBytesPerSec, 0, 0, cluster.settings.cost).converges === false
         ? `${vm.name} dirties ${Math.round(vm.state.memDirtyBytesPerSec / 2 ** 20)} MiB/s of memory, as fast as a migration copies it, ` +
           'and auto-converge is off: a live migration would never end (drivers.libvirt.autoConverge, or checkpoint mode)'
         : null,

@@ -2,7 +2,8 @@
  * Cost of one migration, from the VM's memory size and dirty rate, and its local disks. Pure.
  *
  * M is the memory the guest has used (memUsedBytes, at most its size; its size when unknown): pages it
- * never touched are zero, which QEMU sends as a flag, not a page.
+ * never touched are zero, which QEMU sends as a flag, not a page. The bench predicts with it; the
+ * planner passes none, and prices a move at the whole memory (plan-builder.ts says why).
  *
  * Live (pre-copy, as QEMU 7.2 runs it: migration/ram.c): round 0 copies all memory M; each later round
  * copies what the guest dirtied during the previous one, at most all of M:

@@ -260,6 +260,7 @@ const costOf = (entry: Case, key: string) => {
       dirtyTrackingBytesPerSec,
       downtimeLimitMs: DOWNTIME_LIMIT_MS!,
       mode,
+      tls,
     },
     0,
     entry.memUsedBytesMedian ?? 0,

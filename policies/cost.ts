@@ -36,6 +36,10 @@
  * by the worker between the agents (at most checkpointCopyBytesPerSec, over the link) and restored (the
  * agent refuses checkpoint mode for a guest with local disks):
  *   copyMs = (2 · M / checkpointLocalBytesPerSec + M / min(cap, checkpointCopyBytesPerSec)) · 1000
+ * Over TLS (tls.migration) the relay is decrypted and encrypted again in the worker: two TLS hops where
+ * a live stream has one, CPU work that does not overlap the relay's own (that is CPU-bound too), at the
+ * rate one TLS stream carries:
+ *   copyMs += 2 · M / streamBytesPerSec · 1000     (streamBytesPerSec > 0)
  * Then, with the fixed time every migration takes (starting the destination, switching over):
  *   durationMs = setupMs + copyMs
  *   score = scorePerSecond · durationMs / 1000
@@ -75,6 +79,7 @@ export function migrationCost(
     bytes = memory;
     const relay = least(settings.bandwidthBytesPerSec, settings.checkpointCopyBytesPerSec);
     copyMs = ((2 * bytes) / settings.checkpointLocalBytesPerSec + bytes / relay) * 1000;
+    if (settings.tls && settings.streamBytesPerSec > 0) copyMs += ((2 * bytes) / settings.streamBytesPerSec) * 1000;
   } else {
     const precopy = precopyBytes(memory, Math.max(0, dirtyBytesPerSec), bandwidth, settings);
     converges = precopy.converges;

@@ -63,6 +63,11 @@ export interface CostSettings {
    * pre-copy rounds go on until what is left can be sent in this time.
    */
   downtimeLimitMs: number;
+  /**
+   * Migrations run over TLS (tls.migration with certificates): streamBytesPerSec is then a TLS stream's,
+   * and a checkpoint's relay through the worker pays two TLS hops (policies/cost.ts).
+   */
+  tls: boolean;
   /** Live: the hypervisor throttles a guest that dirties memory too fast to converge (QEMU auto-converge). */
   autoConverge: boolean;
   /**
@@ -131,6 +136,7 @@ export const DEFAULT_SETTINGS: PolicySettings = {
     checkpointCopyBytesPerSec: CHECKPOINT_COPY_BYTES_PER_SEC,
     downtimeLimitMs: 300,
     autoConverge: true,
+    tls: false,
     loadSlowdown: 1,
     scorePerSecond: 0.001,
   },

@@ -29,6 +29,7 @@ export function policySettingsFromConfig(config: LbvmConfig): PolicySettings {
       downtimeLimitMs: config.migration.downtimeLimit,
       // The qemu agent always switches auto-converge on; libvirt as configured.
       autoConverge: config.collect.driver !== 'libvirt' || config.drivers.libvirt.autoConverge,
+      tls: Boolean(config.tls.ca && config.tls.cert && config.tls.key && config.tls.migration),
     },
     limits: limitsFromConfig(config),
     balance: { threshold: p.balance.threshold as ThresholdLevel },

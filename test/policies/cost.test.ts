@@ -73,6 +73,17 @@ describe('migrationCost', () => {
     assert.equal(cost.bytes, 250e6);
     // 200 ms + save 1 s + restore 1 s + relay at min(125, 100) MB/s 2.5 s
     assert.equal(cost.durationMs, 200 + 1000 + 1000 + 2500);
+    // Over TLS the worker decrypts and encrypts the relay again: 2 × 250 MB at a 250 MB/s TLS stream, 2 s
+    // more; without a measured stream rate there is nothing to count it by.
+    const tls = { ...settings, tls: true, streamBytesPerSec: 250e6 };
+    assert.equal(migrationCost(250e6, 0, 0, 0, tls).durationMs, 200 + 1000 + 1000 + 2500 + 2000);
+    assert.equal(migrationCost(250e6, 0, 0, 0, { ...tls, streamBytesPerSec: 0 }).durationMs, cost.durationMs);
+    assert.equal(migrationCost(250e6, 0, 0, 0, { ...tls, tls: false }).durationMs, cost.durationMs);
+    // A live stream over TLS is not charged twice: its rate is already the TLS stream's.
+    assert.equal(
+      migrationCost(250e6, 0, 0, 0, { ...base, tls: true }).durationMs,
+      migrationCost(250e6, 0, 0, 0, base).durationMs,
+    );
   });
 
   it('busy hosts copy slower: the stream ceiling when one is set (not a copy the link limits), else all of it', () => {

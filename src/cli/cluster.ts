@@ -89,12 +89,24 @@ export function hostCpuUsed(host: HostState): number {
 }
 
 /**
- * A host's VMs and the memory committed to them: the configured sizes of the VMs it runs. This is
- * the memory the policies judge (a destination must have a VM's whole size free); views show it
- * beside the memory measured in use.
+ * A host as `lbm status` and `lbm hosts` list it: its size, its measured use, and its VMs with the
+ * memory committed to them (their configured sizes: the memory the policies judge, a destination
+ * must have a VM's whole size free), shown beside the memory measured in use.
  */
-export function vmsOnHost(view: ClusterView, host: string): { vms: number; memCommittedBytes: number } {
-  return view.vmTotals.byHost.get(host) ?? { vms: 0, memCommittedBytes: 0 };
+export function hostRow(view: ClusterView, h: HostState) {
+  const { vms, memCommittedBytes } = view.vmTotals.byHost.get(h.name) ?? { vms: 0, memCommittedBytes: 0 };
+  return {
+    host: h.name,
+    cpuCores: h.cpuCores,
+    cpuUsedCores: hostCpuUsed(h),
+    memBytes: h.memBytes,
+    memUsedBytes: h.memUsedBytes,
+    memCommittedBytes,
+    vms,
+    status: h.status === 'up' ? 'up' : 'unknown',
+    maintenance: h.maintenance,
+    lastSampleMs: h.lastSampleMs,
+  };
 }
 
 /** Population standard deviation of the hosts' measured CPU share: the imbalance `lbm` shows. */

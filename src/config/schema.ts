@@ -16,7 +16,7 @@ import { parseBytes, parseDurationMs } from '../units.ts';
 import { parseHostPort } from '../util/address.ts';
 import { certificateFileProblem, identityProblems, keyFileProblem } from '../util/tls.ts';
 
-/** A duration in milliseconds, written `10s`, `5m`, `1h` or a number of ms. */
+/** A duration's text or number as milliseconds, or the issue that names what was expected. */
 function toMs(value: string | number, ctx: z.RefinementCtx): number {
   const ms = parseDurationMs(value);
   if (ms === null) {
@@ -26,6 +26,7 @@ function toMs(value: string | number, ctx: z.RefinementCtx): number {
   return ms;
 }
 
+/** A duration in milliseconds, written `10s`, `5m`, `1h` or a number of ms. */
 export const duration = (fallback: string | number) =>
   z.union([z.string(), z.number()]).default(fallback).transform(toMs);
 

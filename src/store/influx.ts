@@ -466,8 +466,7 @@ export class InfluxStore implements SampleStore {
       round.rows.push({ vm: point.tags!.vm, time: sample.timeMs, ...point.fields });
     }
     const points: IPoint[] = [];
-    const add = (host: string, timeMs: number, rows: Record<string, unknown>[]) => {
-      const vms = packRows(rows);
+    const add = (host: string, timeMs: number, rows: Record<string, unknown>[], vms = packRows(rows)) => {
       points.push({
         measurement: ROUND_MEASUREMENT,
         tags: { host: encodeTag(host) },
@@ -476,10 +475,14 @@ export class InfluxStore implements SampleStore {
       });
     };
     for (const { host, timeMs, rows } of rounds.values()) {
-      // Cut where the text would pass ROUND_ROW_CHARS (a VM's row is a few hundred characters).
-      const perRow = rows.length === 0 ? 1 : Math.ceil(packRows(rows).length / ROUND_ROW_CHARS);
-      const size = Math.max(1, Math.ceil(rows.length / perRow));
-      if (rows.length === 0) add(host, timeMs, rows);
+      // One row when the text fits (a host's usual round, packed once); else cut where it would pass
+      // ROUND_ROW_CHARS (a VM's row is a few hundred characters).
+      const whole = packRows(rows);
+      if (whole.length <= ROUND_ROW_CHARS) {
+        add(host, timeMs, rows, whole);
+        continue;
+      }
+      const size = Math.max(1, Math.ceil(rows.length / Math.ceil(whole.length / ROUND_ROW_CHARS)));
       for (let start = 0; start < rows.length; start += size) add(host, timeMs, rows.slice(start, start + size));
     }
     return points;

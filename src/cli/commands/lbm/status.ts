@@ -4,7 +4,7 @@ import { currentLeader } from '../../../monitor/lease.ts';
 import { roundKeys } from '../../../monitor/control.ts';
 import type { RoundRecord } from '../../../monitor/daemon.ts';
 import { formatBytes } from '../../../units.ts';
-import { ago, hostCpuUsed, measuredImbalance, openCluster, sourceLine, vmsOnHost, withSource } from '../../cluster.ts';
+import { ago, hostRow, measuredImbalance, openCluster, sourceLine, withSource } from '../../cluster.ts';
 import { CliContext } from '../../context.ts';
 import { teach } from '../../help.ts';
 import { bar, table } from '../../render.ts';
@@ -47,19 +47,11 @@ export function statusCommand(): Command {
         (await context.queue()).jobs(200),
       ]);
       const round = rawRound ? (JSON.parse(rawRound) as RoundRecord) : null;
-      const hosts: HostStatus[] = view.snapshot.hosts.map((h) => ({
-        host: h.name,
-        cpuCores: h.cpuCores,
-        cpuUsedCores: hostCpuUsed(h),
-        memBytes: h.memBytes,
-        memUsedBytes: h.memUsedBytes,
-        memCommittedBytes: vmsOnHost(view, h.name).memCommittedBytes,
-        vms: vmsOnHost(view, h.name).vms,
-        status: h.status === 'up' ? 'up' : 'unknown',
-        maintenance: h.maintenance,
-        evacuate: view.maintenance.get(h.name)?.evacuate ?? false,
-        lastSampleMs: h.lastSampleMs,
-      }));
+      const hosts: HostStatus[] = view.snapshot.hosts.map((h) => {
+        // `evacuate` stands before lastSampleMs, where --json has always printed it.
+        const { lastSampleMs, ...row } = hostRow(view, h);
+        return { ...row, evacuate: view.maintenance.get(h.name)?.evacuate ?? false, lastSampleMs };
+      });
       const data = {
         timeMs: nowMs,
         source: view.source,

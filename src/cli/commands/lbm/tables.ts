@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import { policySettingsFromConfig } from '../../../config/policy-settings.ts';
 import { vmDemand } from '../../../../policies/index.ts';
 import { formatBytes } from '../../../units.ts';
-import { ago, findHost, hostCpuUsed, openCluster, sourceLine, vmsOnHost, withSource } from '../../cluster.ts';
+import { ago, findHost, hostRow, openCluster, sourceLine, withSource } from '../../cluster.ts';
 import { withContext } from '../../context.ts';
 import { teach } from '../../help.ts';
 import { table } from '../../render.ts';
@@ -23,18 +23,7 @@ export function hostsCommand(): Command {
     const view = await withContext(options, 'hosts', (context) =>
       openCluster(context, nowMs, { fromStore: options.fromStore, parts: 'hosts' }),
     );
-    const rows = view.snapshot.hosts.map((h) => ({
-      host: h.name,
-      cpuCores: h.cpuCores,
-      cpuUsedCores: hostCpuUsed(h),
-      memBytes: h.memBytes,
-      memUsedBytes: h.memUsedBytes,
-      memCommittedBytes: vmsOnHost(view, h.name).memCommittedBytes,
-      vms: vmsOnHost(view, h.name).vms,
-      status: h.status === 'up' ? 'up' : 'unknown',
-      maintenance: h.maintenance,
-      lastSampleMs: h.lastSampleMs,
-    }));
+    const rows = view.snapshot.hosts.map((h) => hostRow(view, h));
     output(
       options,
       { timeMs: nowMs, source: view.source, hosts: rows },

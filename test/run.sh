@@ -10,4 +10,7 @@ if [ $# -gt 0 ]; then
 else
   mapfile -t files < <(find test -name '*.test.ts' -not -path '*/node_modules/*' | sort)
 fi
-exec node --import tsx --test --test-concurrency=1 --test-reporter=spec "${files[@]}"
+# --test-force-exit: a file whose before() failed can leave a server handle open (its after() never
+# reached it); the file's process still ends once its tests are done, and the servers it started die
+# with it (they run under setpriv --pdeathsig, src/util/processes.ts) instead of holding npm test for ever.
+exec node --import tsx --test --test-concurrency=1 --test-force-exit --test-reporter=spec "${files[@]}"

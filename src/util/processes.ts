@@ -74,6 +74,19 @@ export function spawnTracked(command: string, args: string[], options: SpawnOpti
 
 /** A TCP port nobody listens on right now (bound and released by the kernel's choice). */
 export async function freePort(): Promise<number> {
+  // Never the same port twice in one process: servers started side by side each get their own.
+  for (;;) {
+    const port = await anyFreePort();
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+}
+
+const handedOut = new Set<number>();
+
+function anyFreePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
     server.unref();

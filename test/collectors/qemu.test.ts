@@ -44,8 +44,8 @@ describe('lbvm collect --driver qemu (real agent, real TCG guest)', () => {
     await waitBooted(agent, 'burner');
   });
   after(async () => {
-    await agent.client.stop('burner').catch(() => {});
-    await Promise.all([agent.stop(), influx.stop()]);
+    await agent?.client.stop('burner').catch(() => {});
+    await Promise.all([agent?.stop(), influx?.stop()]);
   });
 
   it('a guest burning 50% of a core shows the cores its QEMU used (0.4–0.6 given them), in the files store and InfluxDB', async () => {

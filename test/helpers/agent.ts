@@ -147,7 +147,7 @@ export async function startAgent(host: string, options: string | AgentStart = {}
         '--node',
         host,
         '--listen',
-        address,
+        agent.address,
         '--state-dir',
         stateDir,
       ];
@@ -155,11 +155,15 @@ export async function startAgent(host: string, options: string | AgentStart = {}
         ? start.netns.exec(host, process.execPath, argv)
         : { command: process.execPath, args: argv };
       agent.process = spawnTracked(run.command, run.args, { env: cleanEnv(agent.env), cwd: stateDir });
-      await waitFor(`lbvm agent ${host} on ${address}`, async () => (await agent.client.health(1000)).host === host, {
-        process: agent.process,
-        timeoutMs: 30_000,
-        intervalMs: 200,
-      });
+      await waitFor(
+        `lbvm agent ${host} on ${agent.address}`,
+        async () => (await agent.client.health(1000)).host === host,
+        {
+          process: agent.process,
+          timeoutMs: 30_000,
+          intervalMs: 200,
+        },
+      );
     },
     stop: () => agent.process.stop(),
     async kill() {
@@ -167,8 +171,18 @@ export async function startAgent(host: string, options: string | AgentStart = {}
       await agent.process.exited;
     },
   };
-  await agent.start();
-  return agent;
+  // A free port can be taken by another process (a server another test starts) between the look and
+  // the agent's bind: the agent then exits saying so, and the first start tries another port.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await agent.start();
+      return agent;
+    } catch (error) {
+      if (netHost || attempt >= 3 || !/EADDRINUSE/.test((error as Error).message)) throw error;
+      agent.address = `127.0.0.1:${await freePort()}`;
+      agent.client = new AgentClient(agent.address, token, host, clientTls);
+    }
+  }
 }
 
 /** The qemu driver reaching these agents by their host names (logging errors only, unless given a level). */

@@ -10,6 +10,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
 import type net from 'node:net';
+import { ExitError } from '../../../errors.ts';
 import type { Logger } from '../../../log.ts';
 import { parseHostPort } from '../../../util/address.ts';
 import type { TlsMaterial } from '../../../util/tls.ts';
@@ -74,7 +75,7 @@ export class ControlPort {
     this.server = server;
     server.requestTimeout = 0;
     await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
+      server.once('error', (error: NodeJS.ErrnoException) => reject(listenError(listen, error)));
       server.listen(port, host, () => resolve());
     });
     return { host, port: (server.address() as net.AddressInfo).port };
@@ -143,4 +144,20 @@ export function parseSpec(value: unknown): GuestSpec {
       `invalid guest spec: ${parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`).join('; ')}`,
     );
   return parsed.data;
+}
+
+/** What an operator reads when the control port cannot be bound: the address, why, and what to do (exit 2). */
+function listenError(listen: string, error: NodeJS.ErrnoException): Error {
+  const why: Record<string, string> = {
+    EADDRINUSE: 'another process listens there already (another agent? `ss -ltnp` names it)',
+    EADDRNOTAVAIL: 'this machine has no such address',
+    EACCES: 'this user may not bind that port',
+  };
+  const reason = error.code ? why[error.code] : undefined;
+  return reason
+    ? new ExitError(
+        `agent.listen ${JSON.stringify(listen)}: cannot listen: ${reason} (${error.code}); give another address or port`,
+        2,
+      )
+    : error;
 }

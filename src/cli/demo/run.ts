@@ -43,6 +43,8 @@ import { THRESHOLD_LEVELS, type ThresholdLevel } from '../../../policies/index.t
 
 const GiB = 1024 ** 3;
 const QUIET_ROUNDS = 5;
+/** What a stop names when only a rule of time holds the next move back (policies/constraints.ts reasons). */
+const TIMED_HOLD = /\b(PING_PONG|COOLDOWN)\b/;
 /** The imbalance "after" is the mean of this many measurements (2 s apart). */
 const AFTER_SAMPLES = 5;
 export const GUEST_DIR = path.join(REPO_ROOT, '.cache', 'guest');
@@ -201,8 +203,9 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
             cooldown: '20s',
             // The demo's time runs 90 times faster than a cluster's (20 s cooldown for 30 min): the
             // 2-hour default would forbid any move back for the whole run, and with 6 guests on 3 hosts
-            // that can leave the cluster one move short of flat.
-            pingPongWindow: '80s',
+            // that can leave the cluster one move short of flat. Twice the cooldown, so a move back
+            // the demo waits for comes within its --duration.
+            pingPongWindow: '40s',
           },
           migration: { mode: 'live', downtimeLimit: '300ms' },
           agent: { accel: 'tcg' },
@@ -431,6 +434,7 @@ async function watch(context: WatchContext): Promise<void> {
   let after: string | undefined;
   let lastRound = '';
   let quietRoundsAfterMove = 0;
+  let waitingOnTimer = false;
   let lastMoveMs = 0;
   let lastRecord: RoundRecord | null = null;
   const recent: number[] = [];
@@ -503,7 +507,10 @@ async function watch(context: WatchContext): Promise<void> {
           view.say(`decision: ${move?.reason ?? `${entry.vm} ${entry.from} → ${entry.to}`}`);
         }
         if (queued.length === 0 && lastMoveMs > 0) quietRoundsAfterMove++;
-        else if (queued.length > 0) quietRoundsAfterMove = 0;
+        else if (queued.length > 0) {
+          quietRoundsAfterMove = 0;
+          waitingOnTimer = false;
+        }
         view.setStatus(
           `CPU imbalance ${result.imbalanceAfter?.toFixed(3) ?? '-'}  ·  monitor score ${record.imbalanceBefore?.toFixed(3) ?? '-'}  ·  round ` +
             `${record.mode}  ·  ${result.migrations.length} migrations  ·  ${formatDuration(Date.now() - startedMs)} of ${formatDuration(options.durationMs)}`,
@@ -537,6 +544,14 @@ async function watch(context: WatchContext): Promise<void> {
     // is judged from the numbers, not from the quiet.
     if (result.migrations.length > 0 && inFlight.length === 0 && quietRoundsAfterMove >= QUIET_ROUNDS) {
       const end = judgeEnd(result.hosts, result.imbalanceAfter ?? 0, lastRecord, config);
+      // Quiet because a rule of time holds the next move (cooldown, no move back yet) is not settled:
+      // the monitor moves again when it lapses, so wait for that (until --duration) rather than end.
+      if (!end.balanced && TIMED_HOLD.test(end.reason)) {
+        if (!waitingOnTimer) view.say(`waiting for a rule of time to lapse: ${end.reason}`);
+        waitingOnTimer = true;
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        continue;
+      }
       result.balanced = end.balanced;
       result.stopReason = end.reason;
       view.say(

@@ -12,9 +12,10 @@
  * What is new is read as host rows (one series per host, one query), then the VMs of the packed rounds
  * (`lbvm_round`, one row per host and round: a minute of 1,000 hosts × 30 VMs is 1,000 rows, where
  * reading the 30,000 VM series' newest minute cost InfluxDB seconds). The overlap holds two rounds of
- * each host, one of them taken already: the rounds' keys (host and exact time, a small field each)
- * come first, then the text of the rounds from the oldest one no earlier read took, so a round is
- * fetched and decoded once (3.5 MB a minute at 1,000 hosts, instead of 7 MB). A host with a round but no packed
+ * each host, one of them taken already: the text of the rounds dated after the previous read is
+ * fetched beside the overlap's keys (host and exact time, a small field each), and the text of an
+ * older round only when no earlier read took it (stored after that read), so a round is fetched and
+ * decoded once (3.5 MB a minute at 1,000 hosts, instead of 7 MB). A host with a round but no packed
  * row for it (a collector of before, which writes series only) has its VMs read series by series, as
  * before; `paths` in the read's report counts the hosts each way. Whole reads stay series by series:
  * two hours of packed rows are 120,000 rows of 9 KB, a gigabyte of JSON, where the digest reads one
@@ -166,13 +167,21 @@ export class InfluxWindowReader implements WindowReader {
     // rounds (lbvm_round, one row per host and round), then, series by series, the VMs of hosts with
     // a round that has no packed row: a collector that does not write them.
     const hostRounds = new Map<string, Set<number>>();
-    // Which packed rounds the overlap holds (a small field each), then the text of those from the
-    // oldest not taken yet: the overlap's rounds an earlier read took are not fetched again.
+    // The text of the rounds dated after the previous read (none of them taken yet), and beside it
+    // which rounds the overlap holds (a small field each); then the text of the overlap's rounds no
+    // earlier read took (stored after that read), from the oldest of them. A round an earlier read
+    // took is not fetched again.
     const seenBefore = this.seenPacked;
+    const boundaryNs = BigInt(Math.floor(previousToMs!) + 1) * 1_000_000n;
+    const newRows = this.source.packedRows(since, boundaryNs);
+    newRows.catch(() => {}); // awaited below
     const packedAnswer = this.source.packedKeys(since).then(async (keys) => {
       let fromNs: bigint | null = null;
-      for (const { key, ns } of keys) if (!seenBefore.has(key) && (fromNs === null || ns < fromNs)) fromNs = ns;
-      return { keys, rows: fromNs === null ? [] : await this.source.packedRows(since, fromNs) };
+      for (const { key, ns } of keys)
+        if (ns < boundaryNs && !seenBefore.has(key) && (fromNs === null || ns < fromNs)) fromNs = ns;
+      const stragglers =
+        fromNs === null ? [] : await this.source.packedRows({ ...since, toMs: Math.floor(previousToMs!) }, fromNs);
+      return { keys, rows: [...stragglers, ...(await newRows)] };
     });
     packedAnswer.catch(() => {}); // awaited below; this only keeps it quiet should the host read throw first
     await this.source.rowsInto(

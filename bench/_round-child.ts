@@ -4,7 +4,7 @@
  * after one more minute of the cluster's samples was stored, as collectors would store it. The
  * monitor runs on the cluster's own clock (a minute a round). Prints one JSON line on stdout.
  */
-import { performance } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import type { RoundRecord } from '../src/monitor/daemon.ts';
 import { queueKeys } from '../src/queue/keys.ts';
 import { clusterRound, MINUTE_MS, writeAll } from './_cluster.ts';
@@ -33,7 +33,7 @@ const { monitor, writer, redis, queue, close } = benchMonitor({
   clock,
   overrides: { 'monitor.window': window, 'limits.movesPerRound': 10, 'limits.movesPerHour': 100_000 },
 });
-const records: (RoundRecord & { wallMs: number })[] = [];
+const records: (RoundRecord & { wallMs: number; loopHeldMs: number; leaseKept: boolean })[] = [];
 let rssMaxBytes = 0;
 for (let round = 0; round <= rounds; round++) {
   if (round > 0) {
@@ -44,17 +44,25 @@ for (let round = 0; round <= rounds; round++) {
   // Each round starts from an empty queue, as a steady-state round would find it.
   await queue.queue.obliterate({ force: true });
   await redis.del(queueKeys(prefix).vmClaims);
+  // The longest the round held the event loop: the lease is renewed from a timer, which must run.
+  const held = monitorEventLoopDelay({ resolution: 10 });
+  held.enable();
   const started = performance.now();
   const record = await monitor.round();
   const wallMs = performance.now() - started;
-  records.push({ ...record, wallMs });
+  held.disable();
+  // Still the leader with the token the round began with: no other token was taken meanwhile.
+  await monitor.lease.tick();
+  const leaseKept = record.fencingToken !== null && monitor.lease.token === record.fencingToken;
+  records.push({ ...record, wallMs, loopHeldMs: held.max / 1e6, leaseKept });
   rssMaxBytes = Math.max(rssMaxBytes, process.memoryUsage().rss);
   const queued = record.enqueued.filter((e) => e.status === 'queued').length;
   process.stderr.write(
     `  round ${round}: ${Math.round(record.roundMs)} ms, publish ${Math.round(record.publishMs ?? 0)} ms (read ${Math.round(record.readMs ?? 0)}, snapshot ` +
       `${Math.round(record.snapshotMs ?? 0)}, plan ${Math.round(record.planMs ?? 0)}, enqueue ` +
-      `${Math.round(record.enqueueMs ?? 0)}), ${record.inputs.window?.full ? 'whole window' : 'incremental'}, ` +
-      `${queued} enqueued${record.inputs.window?.reasons.length ? `; ${record.inputs.window.reasons.join('; ')}` : ''}\n`,
+      `${Math.round(record.enqueueMs ?? 0)}; event loop held ${Math.round(held.max / 1e6)} ms at most), ` +
+      `${record.inputs.window?.full ? 'whole window' : 'incremental'}, ` +
+      `${queued} enqueued${leaseKept ? '' : ', LEASE LOST'}${record.inputs.window?.reasons.length ? `; ${record.inputs.window.reasons.join('; ')}` : ''}\n`,
   );
 }
 await close();
@@ -62,6 +70,8 @@ process.stdout.write(
   JSON.stringify({
     records: records.map((r) => ({
       wallMs: r.wallMs,
+      loopHeldMs: r.loopHeldMs,
+      leaseKept: r.leaseKept,
       roundMs: r.roundMs,
       publishMs: r.publishMs ?? 0,
       publishedBytes: r.publishedBytes ?? 0,

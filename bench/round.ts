@@ -36,6 +36,10 @@ const TARGET_HOSTS = 1000;
 interface ChildRecord {
   /** round() from call to return: the round, publishing and recording it. */
   wallMs: number;
+  /** The longest the round held the event loop (its lease renewals wait that long), ms. */
+  loopHeldMs: number;
+  /** The monitor still held the lease under the round's token after the round. */
+  leaseKept: boolean;
   /** The round alone: read + snapshot + plan + enqueue (the monitor's roundMs). */
   roundMs: number;
   publishMs: number;
@@ -91,6 +95,8 @@ async function measure(store: 'files' | 'influx', hosts: number, storeUrl: strin
       snapshotMs: Math.round(first!.snapshotMs),
       planMs: Math.round(first!.planMs),
       full: first!.full,
+      loopHeldMs: Math.round(first!.loopHeldMs),
+      leaseKept: first!.leaseKept,
     },
     roundMsMedian: med((r) => r.roundMs),
     publishMsMedian: med((r) => r.publishMs),
@@ -101,6 +107,8 @@ async function measure(store: 'files' | 'influx', hosts: number, storeUrl: strin
     planMsMedian: med((r) => r.planMs),
     enqueueMsMedian: med((r) => r.enqueueMs),
     itemsReadMedian: med((r) => r.items),
+    loopHeldMsMedian: med((r) => r.loopHeldMs),
+    roundsLostLease: child.records.filter((r) => !r.leaseKept).length,
     roundsAllIncremental: rest.every((r) => !r.full),
     enqueuedPerRound: med((r) => r.queued),
     roundMs: rest.map((r) => Math.round(r.roundMs)),

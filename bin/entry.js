@@ -26,7 +26,8 @@ function installed() {
   return !fs.existsSync(path.join(root, 'src'));
 }
 
-function compiledIsFresh() {
+/** The compiled JavaScript (and bundle) is at least as new as every TypeScript source: a command runs it, not tsx. */
+export function compiledIsFresh() {
   const stamp = path.join(root, 'dist', '.build-stamp');
   if (process.env.LBVM_FROM_SOURCE === '1' || !fs.existsSync(stamp)) return false;
   const built = fs.statSync(stamp).mtimeMs;

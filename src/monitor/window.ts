@@ -238,7 +238,10 @@ export class LiveWindow implements WindowSink {
 }
 
 function pointsOf(series: Series): number[] {
-  return Array.from(series.cores.subarray(series.start, series.end));
+  // A plain loop: Array.from over a typed array goes through its iterator, several times slower (31,000 series a round).
+  const points: number[] = [];
+  for (let index = series.start; index < series.end; index++) points.push(series.cores[index]!);
+  return points;
 }
 
 /** Several series' points in one time order; on equal times, the series earlier in `all` first. */

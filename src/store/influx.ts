@@ -38,7 +38,7 @@ import type { Logger } from '../log.ts';
 import type { HostSample, LbvmEvent, Sample, VmSample } from '../model/index.ts';
 import { HOST_NUMERIC_FIELDS, VM_NUMERIC_FIELDS, VM_TEXT_FIELDS } from '../model/index.ts';
 import { StoreAuthFailed, StoreWriteFailed } from './errors.ts';
-import { InfluxWindowReader, type LateWrite } from './influx-window.ts';
+import { InfluxWindowReader, type LateWrite, type PackedKey } from './influx-window.ts';
 import { sampleStream, warnSkips } from './stream.ts';
 import type {
   CpuPoint,
@@ -155,6 +155,8 @@ export function encodeTag(value: string): string {
 }
 
 export function decodeTag(value: string): string {
+  // Most names hold no escape: no regular expression for them (decoded once per row read).
+  if (!value.includes('%')) return value;
   return value.replace(
     /%u([0-9a-f]{4})|%([0-9a-f]{2})/g,
     (_match, wide: string | undefined, narrow: string | undefined) =>
@@ -488,19 +490,43 @@ export class InfluxStore implements SampleStore {
     return points;
   }
 
-  /** The packed rounds (lbvm_round) with fromMs <= time <= toMs, by host: what `packedInto` takes. */
-  async packedRows(query: SampleWindowQuery): Promise<Series[]> {
+  /**
+   * Which packed rounds (lbvm_round) there are with fromMs <= time <= toMs, without their text: a
+   * small integer field per row, where their `vms` text is a few KB. Each row's key is its host and
+   * its exact time (nanoseconds, as RFC 3339): a round's time carries a hash of its text (see
+   * ROUND_MEASUREMENT), so a key stands for one text.
+   */
+  async packedKeys(query: SampleWindowQuery): Promise<PackedKey[]> {
+    const series = await this.select(
+      `SELECT "vmCount" FROM ${escape.quoted(RAW_POLICY)}.${escape.quoted(ROUND_MEASUREMENT)} ` +
+        `WHERE time >= ${query.fromMs}ms AND time < ${query.toMs + 1}ms GROUP BY "host"`,
+      'rfc3339',
+    );
+    const keys: PackedKey[] = [];
+    for (const { values, tags } of series) {
+      const host = decodeTag(String(tags?.host ?? ''));
+      for (const [time] of values) {
+        const ns = nanosecondsOf(String(time));
+        if (ns !== null) keys.push({ host, key: `${host}\n${String(time)}`, ns, timeMs: Number(ns / 1_000_000n) });
+      }
+    }
+    return keys;
+  }
+
+  /** The packed rounds (lbvm_round) from `fromNs` (nanoseconds) to toMs, by host, times as RFC 3339: what `packedInto` takes. */
+  async packedRows(query: SampleWindowQuery, fromNs: bigint): Promise<Series[]> {
     return this.select(
       `SELECT "vms" FROM ${escape.quoted(RAW_POLICY)}.${escape.quoted(ROUND_MEASUREMENT)} ` +
-        `WHERE time >= ${query.fromMs}ms AND time < ${query.toMs + 1}ms GROUP BY "host"`,
+        `WHERE time >= ${fromNs} AND time < ${query.toMs + 1}ms GROUP BY "host"`,
+      'rfc3339',
     );
   }
 
   /**
    * The VM samples of packed rounds (`packedRows`), whole and checked, in `onSample`; a row that
-   * fails the checks names its host in `onBad`. A round whose text is in `seen` (every row of it
-   * taken by the previous read) is not decoded again: the window holds it. Returns the hosts and
-   * times packed (`host\ntime` keys), and the texts of the rounds whose every row was good.
+   * fails the checks names its host in `onBad`. A round whose key is in `seen` (every row of it
+   * taken by an earlier read) is not decoded again: the window holds it. Returns the keys of the
+   * rounds whose every row was good.
    */
   packedInto(
     series: Series[],
@@ -509,20 +535,19 @@ export class InfluxStore implements SampleStore {
     onSample: (sample: Sample) => void,
     onBad: (host: string) => void,
     seen: ReadonlySet<string> = new Set(),
-  ): { packed: Set<string>; good: Set<string> } {
+  ): Set<string> {
     const checks = { nowMs, futureToleranceMs: this.options.futureToleranceMs ?? DEFAULT_FUTURE_TOLERANCE_MS };
     const quiet = new SkipCounter(0);
-    const packed = new Set<string>();
     const good = new Set<string>();
     for (const { values, tags } of series) {
       const host = decodeTag(String(tags?.host ?? ''));
       for (const [time, vms] of values) {
-        packed.add(`${host}\n${Math.floor(Number(time))}`);
-        const text = String(vms);
-        if (seen.has(text)) {
-          good.add(text);
+        const key = `${host}\n${String(time)}`;
+        if (seen.has(key)) {
+          good.add(key);
           continue;
         }
+        const text = String(vms);
         let round: { c?: unknown; r?: unknown } | null;
         try {
           round = JSON.parse(text) as { c?: unknown; r?: unknown };
@@ -544,10 +569,10 @@ export class InfluxStore implements SampleStore {
             onBad(host);
           }
         }
-        if (allGood) good.add(text);
+        if (allGood) good.add(key);
       }
     }
-    return { packed, good };
+    return good;
   }
 
   /** Writes the lbvm_late announcements of `late` (see LATE_MEASUREMENT), stored at `storedAtMs`. */
@@ -618,12 +643,14 @@ export class InfluxStore implements SampleStore {
     crossCheck: HostCrossCheck,
     onSample: (sample: Sample) => void,
     onBad: (host: string) => void,
+    /** One query, not planned by a count first: a span known to be short (host rows of a minute or two). */
+    oneQuery = false,
   ): Promise<number> {
     const nowMs = query.nowMs ?? Date.now();
     const checks = { nowMs, futureToleranceMs: this.options.futureToleranceMs ?? DEFAULT_FUTURE_TOLERANCE_MS };
     const quiet = new SkipCounter(0);
     let rows = 0;
-    for await (const answer of this.answers(await this.planReads(kind, query))) {
+    for await (const answer of this.answers(await this.planReads(kind, query, { oneQuery }))) {
       for (const { columns, values } of answer) {
         const hostColumn = columns.indexOf('host');
         for (const row of values) {
@@ -670,11 +697,12 @@ export class InfluxStore implements SampleStore {
     return report;
   }
 
-  private async select(text: string): Promise<Series[]> {
+  /** Runs one query; times in epoch ms, or as InfluxDB's RFC 3339 text (exact to the nanosecond). */
+  private async select(text: string, times: 'ms' | 'rfc3339' = 'ms'): Promise<Series[]> {
     try {
       // POST: a query naming many (or long) host names does not fit in a URL.
       const raw = (await this.client.queryRaw(text, {
-        precision: 'ms',
+        precision: times === 'ms' ? 'ms' : undefined,
         database: this.database,
         method: 'POST',
       } as never)) as {
@@ -916,19 +944,22 @@ export class InfluxStore implements SampleStore {
   async planReads(
     kind: Sample['kind'],
     query: SampleWindowQuery,
-    shape: { select?: string; suffix?: string; byTime?: boolean } = {},
+    shape: { select?: string; suffix?: string; byTime?: boolean; oneQuery?: boolean } = {},
   ): Promise<string[]> {
     const measurement = kind === 'host' ? HOST_MEASUREMENT : VM_MEASUREMENT;
     const hostClause = (hosts: string[]) =>
       ` AND (${hosts.map((host) => `"host" = ${escape.stringLit(host)}`).join(' OR ')})`;
     const wanted = query.hosts ? [...new Set(query.hosts.map(encodeTag))] : null;
-    const counts = await this.select(
-      `SELECT count("cpuUsedCores"), sum("vmCount") FROM ${escape.quoted(RAW_POLICY)}.${escape.quoted(HOST_MEASUREMENT)} ` +
-        `WHERE time >= ${query.fromMs}ms AND time <= ${query.toMs}ms${wanted ? hostClause(wanted) : ''}`,
-    );
-    const [, hostRows, vmRows] = (counts[0]?.values[0] ?? [0, 0, 0]) as [unknown, number | null, number | null];
-    const rows = kind === 'host' ? (hostRows ?? 0) : (vmRows ?? (hostRows ?? 0) * 30);
-    const pieces = rows > 10_000 ? Math.max(2, Math.ceil(rows / ROWS_PER_QUERY)) : 1;
+    let pieces = 1;
+    if (!shape.oneQuery) {
+      const counts = await this.select(
+        `SELECT count("cpuUsedCores"), sum("vmCount") FROM ${escape.quoted(RAW_POLICY)}.${escape.quoted(HOST_MEASUREMENT)} ` +
+          `WHERE time >= ${query.fromMs}ms AND time <= ${query.toMs}ms${wanted ? hostClause(wanted) : ''}`,
+      );
+      const [, hostRows, vmRows] = (counts[0]?.values[0] ?? [0, 0, 0]) as [unknown, number | null, number | null];
+      const rows = kind === 'host' ? (hostRows ?? 0) : (vmRows ?? (hostRows ?? 0) * 30);
+      pieces = rows > 10_000 ? Math.max(2, Math.ceil(rows / ROWS_PER_QUERY)) : 1;
+    }
     let hosts = wanted;
     if (!hosts && pieces > 1) {
       const tagValues = await this.select(`SHOW TAG VALUES FROM ${escape.quoted(measurement)} WITH KEY = "host"`);
@@ -1022,6 +1053,14 @@ function packRows(rows: readonly Record<string, unknown>[]): string {
     return values;
   });
   return JSON.stringify({ c: columns, r: table });
+}
+
+/** Epoch nanoseconds of an RFC 3339 time as InfluxDB writes it (UTC, up to nine decimals), or null. */
+function nanosecondsOf(time: string): bigint | null {
+  const match = /^(.*T\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z$/.exec(time);
+  const seconds = match ? Date.parse(`${match[1]}Z`) : NaN;
+  if (!match || Number.isNaN(seconds)) return null;
+  return BigInt(seconds) * 1_000_000n + BigInt((match[2] ?? '').padEnd(9, '0'));
 }
 
 /** Nanoseconds (0..999,999) from a hash of `text`: distinct points written in the same millisecond stay apart. */

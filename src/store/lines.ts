@@ -1,6 +1,7 @@
 /** Reading JSON-lines files in fixed-size chunks: memory stays bounded whatever the file size. */
 import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
+import { breathe } from '../util/breathe.ts';
 
 const CHUNK_BYTES = 256 * 1024;
 /** A line longer than this is corrupt by definition (a sample is a few hundred bytes; a 10 KB name fits). */
@@ -50,6 +51,8 @@ export async function* readLineBatches(
     let oversized = false;
     let number = 0;
     for (;;) {
+      // The reads are synchronous: let timers (the monitor's lease renewals) run between chunks.
+      await breathe();
       const bytesRead = fsSync.readSync(fd, buffer, 0, CHUNK_BYTES, position);
       if (bytesRead === 0) break;
       const chunkStart = position;

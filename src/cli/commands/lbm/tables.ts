@@ -79,7 +79,17 @@ export function vmsCommand(): Command {
       settings: policySettingsFromConfig(context.config),
     }));
     if (options.host) findHost(view, options.host);
-    const rules = view.snapshot.rules;
+    // Each VM's rules, looked up once: asking every rule about every VM costs VMs × rules (30,000 × hundreds).
+    const { groups, pins, ignoredVms } = view.snapshot.rules;
+    const rulesOf = new Map<string, string[]>();
+    const label = (vm: string, text: string) => {
+      const list = rulesOf.get(vm);
+      if (list) list.push(text);
+      else rulesOf.set(vm, [text]);
+    };
+    for (const g of groups) for (const vm of new Set(g.vms)) label(vm, `${g.kind}${g.hard ? '' : '(soft)'}:${g.name}`);
+    for (const p of pins) label(p.vm, `${p.hard ? 'pin' : 'prefer'}:${p.hosts.join('|')}`);
+    for (const vm of new Set(ignoredVms)) label(vm, 'ignored');
     const rows = view.snapshot.vms
       .filter((vm) => !options.host || vm.host === options.host)
       .map((vm) => ({
@@ -90,13 +100,7 @@ export function vmsCommand(): Command {
         memUsedBytes: vm.memUsedBytes,
         cpuUsedCores: vm.cpuUsedWindowCores[vm.cpuUsedWindowCores.length - 1] ?? 0,
         cpuEstimateCores: vmDemand(vm, settings.demand).cores,
-        rules: [
-          ...rules.groups
-            .filter((g) => g.vms.includes(vm.name))
-            .map((g) => `${g.kind}${g.hard ? '' : '(soft)'}:${g.name}`),
-          ...rules.pins.filter((p) => p.vm === vm.name).map((p) => `${p.hard ? 'pin' : 'prefer'}:${p.hosts.join('|')}`),
-          ...(rules.ignoredVms.includes(vm.name) ? ['ignored'] : []),
-        ],
+        rules: rulesOf.get(vm.name) ?? [],
         lastMoveMs: vm.lastMoveMs ?? null,
         previousHost: vm.previousHost ?? null,
         quarantinedUntilMs: vm.quarantinedUntilMs ?? null,

@@ -50,7 +50,10 @@ export interface CostSettings {
    * (bench migrate --netns prints what a host shows); 0: not counted.
    */
   dirtyTrackingBytesPerSec: number;
-  /** Time every migration takes besides copying memory: starting the destination, switching over (ms). */
+  /**
+   * Time every migration takes besides copying memory: starting the destination, switching over (ms).
+   * In a move's duration, not in its price (policies/cost.ts says why).
+   */
   setupMs: number;
   /** How moves are made (migration.mode): checkpoint stops the guest, saves, copies and restores it. */
   mode: 'live' | 'checkpoint';
@@ -76,7 +79,7 @@ export interface CostSettings {
    * copy the link limits is not slowed (policies/cost.ts).
    */
   loadSlowdown: number;
-  /** Score units one second of migration costs (a move's value is in the spread's units, see objective.ts). */
+  /** Score units one second of a migration's copy costs (a move's value is in the spread's units, see objective.ts). */
   scorePerSecond: number;
 }
 

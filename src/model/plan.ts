@@ -49,7 +49,7 @@ export interface MoveCost {
   diskBytes?: number;
   /** Expected duration in milliseconds at the configured bandwidth. */
   durationMs: number;
-  /** The same cost expressed in the score's units, so it compares with `gain`. */
+  /** The copy's share of it (durationMs less the fixed setup time) in the score's units, so it compares with `gain`. */
   score: number;
   /** False when a live migration cannot converge (the guest dirties memory as fast as the link copies it). */
   converges?: boolean;

@@ -90,12 +90,21 @@ describe('migrationCost', () => {
     const idle = migrationCost(250e6, 0, 0, 0, base);
     const busy = migrationCost(250e6, 0, 1, 1, base);
     assert.equal(busy.durationMs, 200 + 2000 * 2);
-    assert.equal(idle.score, (base.scorePerSecond * idle.durationMs) / 1000);
+    assert.ok(busy.score > idle.score, 'a slower copy is a dearer move');
     // A 500 MB/s ceiling halved by busy hosts is still above the 125 MB/s link: no slower.
     const ceiling = { ...base, streamBytesPerSec: 500e6 };
     assert.equal(migrationCost(250e6, 0, 1, 1, ceiling).durationMs, 200 + 2000);
     // On a 1.25 GB/s link the halved ceiling (250 MB/s) sets the pace.
     assert.equal(migrationCost(250e6, 0, 1, 1, { ...ceiling, bandwidthBytesPerSec: 1.25e9 }).durationMs, 200 + 1000);
+  });
+
+  it("prices a move by its copy: the setup time is in the move's duration, not in its price", () => {
+    const cost = migrationCost(250e6, 0, 1, 1, base);
+    // 2 s at 125 MB/s, doubled by busy hosts: 4 s of copy at scorePerSecond.
+    assert.equal(cost.score, (base.scorePerSecond * 4000) / 1000);
+    const slowSetup = migrationCost(250e6, 0, 1, 1, { ...base, setupMs: 60_000 });
+    assert.equal(slowSetup.durationMs, cost.durationMs - 200 + 60_000);
+    assert.equal(slowSetup.score, cost.score);
   });
 
   it('copies the memory the guest used (untouched pages are zero, sent as a flag), at most its size', () => {

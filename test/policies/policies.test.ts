@@ -479,6 +479,24 @@ describe('migration cost of local disks', () => {
   });
 });
 
+describe("a migration's fixed setup time", () => {
+  it("changes no level's moves, only their durations (each level's minimum gain is the bar a move clears)", () => {
+    const s = hotCluster();
+    for (const threshold of [2, 3, 4, 5] as const) {
+      const plans = [0, 60_000].map((setupMs) =>
+        planRound(s, withSettings({ ...loose, balance: { threshold }, cost: { ...loose.cost, setupMs } }), [
+          'overload',
+          'balance',
+        ]),
+      );
+      const moves = plans.map((plan) => plan.moves.map((m) => [m.vm, m.to, m.cost.score]));
+      assert.ok(moves[0]!.length > 0, `threshold ${threshold} moves`);
+      assert.deepEqual(moves[1], moves[0], `threshold ${threshold}`);
+      plans[1]!.moves.forEach((m, i) => assert.equal(m.cost.durationMs, plans[0]!.moves[i]!.cost.durationMs + 60_000));
+    }
+  });
+});
+
 describe('a VM whose live migration would not converge', () => {
   it('is not planned when nothing throttles it, with the reason; auto-converge (the default) lets it move', () => {
     const base = hotCluster();

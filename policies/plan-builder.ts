@@ -77,7 +77,7 @@ export class PlanBuilder {
     const reason =
       `${why}: ${vm.name} (${vm.cpuDemandCores.toFixed(2)} cores, ${gib(vm.memBytes)}) to ${dest.name}, ${pct(destBefore)} → ${pct(cpuShare(dest))}` +
       ` (${source.name} ${pct(sourceBefore)} → ${pct(cpuShare(source))}); imbalance ${before.toFixed(3)} → ${(before - gain).toFixed(3)}, ` +
-      `gain ${gain.toFixed(4)}, cost ${cost.score.toFixed(4)} (${(cost.durationMs / 1000).toFixed(1)}s to copy ${gib(cost.bytes)})${extra}`;
+      `gain ${gain.toFixed(4)}, cost ${cost.score.toFixed(4)} (${gib(cost.bytes)} to copy, ${(cost.durationMs / 1000).toFixed(1)}s in all)${extra}`;
     const move: Move = {
       vm: vm.name,
       from: source.name,

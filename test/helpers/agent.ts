@@ -205,7 +205,7 @@ export function testGuestSpec(
     name,
     memMiB,
     vcpus: 1,
-    kernel: path.join(GUEST_DIR, 'vmlinuz'),
+    kernel: path.join(GUEST_DIR, 'kernel'),
     initrd: path.join(GUEST_DIR, 'initramfs.cpio.gz'),
     append: guestKernelArgs(load),
     disks: disks as DiskSpec[],

@@ -93,7 +93,7 @@ function readableGuestImage(dir: string): { kernel: string; initrd: string } {
     }
     return target;
   };
-  return { kernel: copy('vmlinuz'), initrd: copy('initramfs.cpio.gz') };
+  return { kernel: copy('kernel'), initrd: copy('initramfs.cpio.gz') };
 }
 
 export async function startLibvirtd(): Promise<LibvirtDaemon> {

@@ -39,7 +39,7 @@ export interface Guest {
 export { guestKernelArgs };
 
 export function assertGuestImage(): void {
-  for (const file of ['vmlinuz', 'initramfs.cpio.gz']) {
+  for (const file of ['kernel', 'initramfs.cpio.gz']) {
     if (!fs.existsSync(path.join(GUEST_DIR, file))) {
       throw new Error(`test guest image missing: ${path.join(GUEST_DIR, file)}; run deploy/setup.sh`);
     }
@@ -57,7 +57,7 @@ export async function startGuest(options: GuestOptions = {}): Promise<Guest> {
     name,
     memMiB: options.memMiB ?? 128,
     vcpus: 1,
-    kernel: path.join(GUEST_DIR, 'vmlinuz'),
+    kernel: path.join(GUEST_DIR, 'kernel'),
     initrd: path.join(GUEST_DIR, 'initramfs.cpio.gz'),
     append: guestKernelArgs(options),
   });

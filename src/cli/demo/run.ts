@@ -107,7 +107,7 @@ export function qemuMissing(): string | null {
   } catch {
     return 'qemu-system-x86_64 is not installed (Debian package qemu-system-x86)';
   }
-  for (const file of ['vmlinuz', 'initramfs.cpio.gz']) {
+  for (const file of ['kernel', 'initramfs.cpio.gz']) {
     if (!fs.existsSync(path.join(GUEST_DIR, file)))
       return `the test guest is not built (${path.join(GUEST_DIR, file)} missing: run deploy/setup.sh)`;
   }
@@ -255,7 +255,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
           name: guest.name,
           vcpus: 1,
           memMiB: 128,
-          kernel: path.join(GUEST_DIR, 'vmlinuz'),
+          kernel: path.join(GUEST_DIR, 'kernel'),
           initrd: path.join(GUEST_DIR, 'initramfs.cpio.gz'),
           append: guestKernelArgs({ cpuPercent: guest.cpuPercent, memPercent: 10, dirtyPercent: 2 }),
         });

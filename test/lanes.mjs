@@ -1,7 +1,7 @@
 /**
  * `npm test`'s runner (test/run.sh calls it): the test files in two lanes at once, each lane one file
- * at a time. The QEMU lane takes every file that boots real guests (it imports test/helpers/agent.ts
- * or libvirt.ts, or says `@lane qemu`); the other lane takes the rest. On a 2-core machine one file at
+ * at a time. The QEMU lane takes every file that boots real guests (it imports test/helpers/agent.ts,
+ * libvirt.ts or qemu.ts, or says `@lane qemu`); the other lane takes the rest. On a 2-core machine one file at
  * a time used under half of it (most tests wait on servers, guests and timers), and two guest-booting
  * files at once would starve each other's guests.
  *
@@ -31,7 +31,7 @@ function testFiles(dir) {
 }
 
 const files = process.argv.length > 2 ? process.argv.slice(2) : testFiles('test');
-const bootsGuests = (file) => /helpers\/(agent|libvirt)\.ts'|@lane qemu/.test(fs.readFileSync(file, 'utf8'));
+const bootsGuests = (file) => /helpers\/(agent|libvirt|qemu)\.ts'|@lane qemu/.test(fs.readFileSync(file, 'utf8'));
 const lanes = [
   { name: 'qemu', files: files.filter(bootsGuests) },
   { name: 'other', files: files.filter((file) => !bootsGuests(file)) },

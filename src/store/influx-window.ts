@@ -73,7 +73,7 @@ export interface InfluxWindowSource {
     onSample: (sample: Sample) => void,
     onBad: (host: string) => void,
     seen?: ReadonlySet<string>,
-  ): Set<string>;
+  ): { good: Set<string>; taken: Set<string> };
 }
 
 /** One packed round (lbvm_round row) without its text: its host, its exact time, and both as its key. */
@@ -199,12 +199,22 @@ export class InfluxWindowReader implements WindowReader {
       true,
     );
     const { keys, rows } = await packedAnswer;
-    const good = this.source.packedInto(rows, query.nowMs ?? Date.now(), this.crossCheck, take, bad, seenBefore);
-    const packed = new Set<string>();
-    for (const { host, key, timeMs } of keys) {
-      packed.add(`${host}\n${timeMs}`);
-      if (seenBefore.has(key)) good.add(key);
-    }
+    // The rounds taken: those fetched now, and those an earlier read took. A round the keys name but
+    // neither holds (stored between the two queries) counts as not packed: its host's VMs are read series
+    // by series this time, its text the next time.
+    const { good, taken: packed } = this.source.packedInto(
+      rows,
+      query.nowMs ?? Date.now(),
+      this.crossCheck,
+      take,
+      bad,
+      seenBefore,
+    );
+    for (const { host, key, timeMs } of keys)
+      if (seenBefore.has(key)) {
+        packed.add(`${host}\n${timeMs}`);
+        good.add(key);
+      }
     this.seenPacked = good;
     const unpacked: string[] = [];
     for (const [host, times] of hostRounds)

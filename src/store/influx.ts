@@ -526,7 +526,7 @@ export class InfluxStore implements SampleStore {
    * The VM samples of packed rounds (`packedRows`), whole and checked, in `onSample`; a row that
    * fails the checks names its host in `onBad`. A round whose key is in `seen` (every row of it
    * taken by an earlier read) is not decoded again: the window holds it. Returns the keys of the
-   * rounds whose every row was good.
+   * rounds whose every row was good, and the hosts and times of every round it was given (`host\ntimeMs`).
    */
   packedInto(
     series: Series[],
@@ -535,14 +535,17 @@ export class InfluxStore implements SampleStore {
     onSample: (sample: Sample) => void,
     onBad: (host: string) => void,
     seen: ReadonlySet<string> = new Set(),
-  ): Set<string> {
+  ): { good: Set<string>; taken: Set<string> } {
     const checks = { nowMs, futureToleranceMs: this.options.futureToleranceMs ?? DEFAULT_FUTURE_TOLERANCE_MS };
     const quiet = new SkipCounter(0);
     const good = new Set<string>();
+    const taken = new Set<string>();
     for (const { values, tags } of series) {
       const host = decodeTag(String(tags?.host ?? ''));
       for (const [time, vms] of values) {
         const key = `${host}\n${String(time)}`;
+        const ns = nanosecondsOf(String(time));
+        if (ns !== null) taken.add(`${host}\n${ns / 1_000_000n}`);
         if (seen.has(key)) {
           good.add(key);
           continue;
@@ -572,7 +575,7 @@ export class InfluxStore implements SampleStore {
         if (allGood) good.add(key);
       }
     }
-    return good;
+    return { good, taken };
   }
 
   /** Writes the lbvm_late announcements of `late` (see LATE_MEASUREMENT), stored at `storedAtMs`. */

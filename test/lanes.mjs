@@ -13,7 +13,6 @@
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
@@ -37,7 +36,6 @@ const lanes = [
   { name: 'other', files: files.filter((file) => !bootsGuests(file)) },
 ].filter((lane) => lane.files.length > 0);
 
-const logDir = fs.mkdtempSync(path.join(os.tmpdir(), 'lbvm-npm-test-'));
 const started = Date.now();
 const elapsed = () => {
   const s = Math.round((Date.now() - started) / 1000);
@@ -58,7 +56,6 @@ const results = await Promise.all(
   lanes.map(
     (lane) =>
       new Promise((resolve) => {
-        const log = path.join(logDir, `${lane.name}.log`);
         const child = spawn(
           process.execPath,
           [
@@ -81,8 +78,8 @@ const results = await Promise.all(
           { stdio: ['ignore', 'pipe', 'pipe'] },
         );
         children.push(child);
-        const out = fs.createWriteStream(log);
-        child.stdout.pipe(out);
+        const report = [];
+        child.stdout.on('data', (chunk) => report.push(chunk));
         let pending = '';
         child.stderr.on('data', (chunk) => {
           const lines = (pending + chunk.toString()).split('\n');
@@ -91,15 +88,14 @@ const results = await Promise.all(
         });
         child.on('close', (code, signal) => {
           if (pending) console.log(`[${elapsed()} ${lane.name}] ${pending}`);
-          out.end(() => resolve({ lane, log, code: code ?? (signal ? 1 : 0) }));
+          resolve({ lane, report: Buffer.concat(report).toString(), code: code ?? (signal ? 1 : 0) });
         });
       }),
   ),
 );
 
 const totals = { tests: 0, pass: 0, fail: 0, cancelled: 0, skipped: 0, todo: 0 };
-for (const { lane, log, code } of results) {
-  const report = fs.existsSync(log) ? fs.readFileSync(log, 'utf8') : '';
+for (const { lane, report, code } of results) {
   console.log(`\n===== lane ${lane.name} (${lane.files.length} files), exit ${code} =====`);
   process.stdout.write(report);
   for (const key of Object.keys(totals)) {
@@ -113,5 +109,4 @@ console.log(
     `, ${totals.skipped} skipped in ${elapsed()}` +
     (failed.length ? `; lane ${failed.map((f) => f.lane.name).join(' and ')} failed` : ''),
 );
-fs.rmSync(logDir, { recursive: true, force: true });
 process.exit(failed.length ? 1 : 0);

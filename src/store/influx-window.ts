@@ -76,6 +76,11 @@ export interface InfluxWindowSource {
   ): { good: Set<string>; taken: Set<string> };
 }
 
+/** A host's round at `timeMs` (ms): how the host rows' rounds and the packed rounds taken are matched. */
+export function hostRound(host: string, timeMs: number): string {
+  return `${host}\n${timeMs}`;
+}
+
 /** One packed round (lbvm_round row) without its text: its host, its exact time, and both as its key. */
 export interface PackedKey {
   host: string;
@@ -212,13 +217,13 @@ export class InfluxWindowReader implements WindowReader {
     );
     for (const { host, key, timeMs } of keys)
       if (seenBefore.has(key)) {
-        packed.add(`${host}\n${timeMs}`);
+        packed.add(hostRound(host, timeMs));
         good.add(key);
       }
     this.seenPacked = good;
     const unpacked: string[] = [];
     for (const [host, times] of hostRounds)
-      if ([...times].some((timeMs) => !packed.has(`${host}\n${timeMs}`))) unpacked.push(host);
+      if ([...times].some((timeMs) => !packed.has(hostRound(host, timeMs)))) unpacked.push(host);
     if (unpacked.length > 0)
       await this.source.rowsInto('vm', { ...since, hosts: unpacked }, this.crossCheck, take, bad);
     const paths = { packedHosts: hostRounds.size - unpacked.length, seriesHosts: unpacked.length };

@@ -38,7 +38,7 @@ import type { Logger } from '../log.ts';
 import type { HostSample, LbvmEvent, Sample, VmSample } from '../model/index.ts';
 import { HOST_NUMERIC_FIELDS, VM_NUMERIC_FIELDS, VM_TEXT_FIELDS } from '../model/index.ts';
 import { StoreAuthFailed, StoreWriteFailed } from './errors.ts';
-import { InfluxWindowReader, type LateWrite, type PackedKey } from './influx-window.ts';
+import { hostRound, InfluxWindowReader, type LateWrite, type PackedKey } from './influx-window.ts';
 import { sampleStream, warnSkips } from './stream.ts';
 import type {
   CpuPoint,
@@ -507,7 +507,7 @@ export class InfluxStore implements SampleStore {
       const host = decodeTag(String(tags?.host ?? ''));
       for (const [time] of values) {
         const ns = nanosecondsOf(String(time));
-        if (ns !== null) keys.push({ host, key: `${host}\n${String(time)}`, ns, timeMs: Number(ns / 1_000_000n) });
+        if (ns !== null) keys.push({ host, key: packedKey(host, String(time)), ns, timeMs: Number(ns / 1_000_000n) });
       }
     }
     return keys;
@@ -543,9 +543,9 @@ export class InfluxStore implements SampleStore {
     for (const { values, tags } of series) {
       const host = decodeTag(String(tags?.host ?? ''));
       for (const [time, vms] of values) {
-        const key = `${host}\n${String(time)}`;
+        const key = packedKey(host, String(time));
         const ns = nanosecondsOf(String(time));
-        if (ns !== null) taken.add(`${host}\n${ns / 1_000_000n}`);
+        if (ns !== null) taken.add(hostRound(host, Number(ns / 1_000_000n)));
         if (seen.has(key)) {
           good.add(key);
           continue;
@@ -1056,6 +1056,11 @@ function packRows(rows: readonly Record<string, unknown>[]): string {
     return values;
   });
   return JSON.stringify({ c: columns, r: table });
+}
+
+/** A packed round's key: its host and its exact time as InfluxDB's RFC 3339 text (see PackedKey). */
+function packedKey(host: string, time: string): string {
+  return `${host}\n${time}`;
 }
 
 /** Epoch nanoseconds of an RFC 3339 time as InfluxDB writes it (UTC, up to nine decimals), or null. */

@@ -33,7 +33,7 @@ const { monitor, writer, redis, queue, close } = benchMonitor({
   clock,
   overrides: { 'monitor.window': window, 'limits.movesPerRound': 10, 'limits.movesPerHour': 100_000 },
 });
-const records: (RoundRecord & { wallMs: number; loopHeldMs: number; leaseKept: boolean })[] = [];
+const records: (RoundRecord & { wallMs: number; cpuMs: number; loopHeldMs: number; leaseKept: boolean })[] = [];
 let rssMaxBytes = 0;
 for (let round = 0; round <= rounds; round++) {
   if (round > 0) {
@@ -48,13 +48,15 @@ for (let round = 0; round <= rounds; round++) {
   const held = monitorEventLoopDelay({ resolution: 10 });
   held.enable();
   const started = performance.now();
+  const cpuBefore = process.cpuUsage();
   const record = await monitor.round();
   const wallMs = performance.now() - started;
+  const cpu = process.cpuUsage(cpuBefore);
   held.disable();
   // Still the leader with the token the round began with: no other token was taken meanwhile.
   await monitor.lease.tick();
   const leaseKept = record.fencingToken !== null && monitor.lease.token === record.fencingToken;
-  records.push({ ...record, wallMs, loopHeldMs: held.max / 1e6, leaseKept });
+  records.push({ ...record, wallMs, cpuMs: (cpu.user + cpu.system) / 1000, loopHeldMs: held.max / 1e6, leaseKept });
   rssMaxBytes = Math.max(rssMaxBytes, process.memoryUsage().rss);
   const queued = record.enqueued.filter((e) => e.status === 'queued').length;
   process.stderr.write(
@@ -70,6 +72,7 @@ process.stdout.write(
   JSON.stringify({
     records: records.map((r) => ({
       wallMs: r.wallMs,
+      cpuMs: r.cpuMs,
       loopHeldMs: r.loopHeldMs,
       leaseKept: r.leaseKept,
       roundMs: r.roundMs,

@@ -12,7 +12,9 @@ import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
 import { median } from 'simple-statistics';
+import { MONITOR_NODE_FLAGS } from '../src/monitor/node-flags.ts';
 import { parseDurationMs } from '../src/units.ts';
 import { openStore } from '../src/store/index.ts';
 import { startRedisServer } from '../src/util/redis-server.ts';
@@ -22,6 +24,19 @@ import { MINUTE_MS, writeHistory } from './_cluster.ts';
 
 const run = promisify(execFile);
 const here = path.dirname(fileURLToPath(import.meta.url));
+// The monitor runs as deployed: bundled by esbuild (as deploy/build.sh bundles lbvm), not through tsx,
+// whose keepNames wraps every closure in a naming call (8-10% of a plan at 1,000 hosts).
+const childScript = path.join(here, '..', 'dist', 'bench', '_round-child.mjs');
+await build({
+  entryPoints: [path.join(here, '_round-child.ts')],
+  bundle: true,
+  packages: 'external',
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  outfile: childScript,
+  logLevel: 'warning',
+});
 const SIZES = (process.env.BENCH_SIZES ?? '200,1000,3000').split(',').map(Number);
 const VMS_PER_HOST = Number(process.env.BENCH_VMS_PER_HOST ?? 30);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
@@ -30,12 +45,16 @@ const WINDOW_MS = parseDurationMs(WINDOW) ?? NaN;
 if (Number.isNaN(WINDOW_MS)) throw new Error(`BENCH_WINDOW=${WINDOW}: expected a duration such as 30m or 2h`);
 const STORES = (process.env.BENCH_STORES ?? 'files,influx').split(',');
 const TARGET_MS = 1000;
+// The node options the monitor runs with (its systemd unit, the demo); BENCH_MONITOR_FLAGS=0 leaves them out.
+const MONITOR_FLAGS = process.env.BENCH_MONITOR_FLAGS === '0' ? [] : [...MONITOR_NODE_FLAGS];
 const TARGET_RSS_MIB = 1024;
 const TARGET_HOSTS = 1000;
 
 interface ChildRecord {
   /** round() from call to return: the round, publishing and recording it. */
   wallMs: number;
+  /** CPU time of the monitor process during that call, ms. */
+  cpuMs: number;
   /** The longest the round held the event loop (its lease renewals wait that long), ms. */
   loopHeldMs: number;
   /** The monitor still held the lease under the round's token after the round. */
@@ -67,7 +86,9 @@ async function measure(store: 'files' | 'influx', hosts: number, storeUrl: strin
   });
   await writer.close();
   process.stderr.write(` ${samplesInWindow} samples\n`);
-  const { stdout, stderr } = await run(process.execPath, ['--import', 'tsx', path.join(here, '_round-child.ts')], {
+  // The monitor's node options as deployed, and BENCH_CHILD_NODE_ARGS (e.g. `--cpu-prof --cpu-prof-dir=DIR`).
+  const nodeArgs = [...MONITOR_FLAGS, ...(process.env.BENCH_CHILD_NODE_ARGS ?? '').split(' ').filter(Boolean)];
+  const { stdout, stderr } = await run(process.execPath, [...nodeArgs, childScript], {
     env: {
       ...process.env,
       BENCH_HOSTS: String(hosts),
@@ -102,6 +123,9 @@ async function measure(store: 'files' | 'influx', hosts: number, storeUrl: strin
     publishMsMedian: med((r) => r.publishMs),
     publishedBytes: rest[rest.length - 1]?.publishedBytes ?? 0,
     wallMsMedian: med((r) => r.wallMs),
+    // The monitor process's own CPU during the round call (publish included), without the store server's:
+    // steadier than wall time on a shared machine.
+    monitorCpuMsMedian: med((r) => r.cpuMs),
     readMsMedian: med((r) => r.readMs),
     snapshotMsMedian: med((r) => r.snapshotMs),
     planMsMedian: med((r) => r.planMs),
@@ -138,6 +162,7 @@ try {
       vmsPerHost: VMS_PER_HOST,
       windowMinutes: WINDOW_MS / MINUTE_MS,
       rounds: ROUNDS,
+      monitorNodeFlags: MONITOR_FLAGS,
       targetMs: TARGET_MS,
       targetRssMiB: TARGET_RSS_MIB,
       sizes,

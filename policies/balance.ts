@@ -16,7 +16,7 @@
  * below on the shared traces (bench/README.md, "quality").
  */
 import type { Plan, SkipReason, Snapshot } from '../src/model/index.ts';
-import { Cluster, type HostLoad, type VmLoad } from './cluster.ts';
+import { type Cluster, workingCluster, type HostLoad, type VmLoad } from './cluster.ts';
 import { brokenHere, sourceRefusal, vmRefusal, type DestFilter } from './constraints.ts';
 import type { Demand } from './demand.ts';
 import { moveValue, sourceUrgency, type MoveValue } from './objective.ts';
@@ -63,8 +63,9 @@ export function balance(
   settings: PolicySettings,
   budget = settings.limits.movesPerRound,
   demandByVm?: ReadonlyMap<string, Demand>,
+  reuse?: Cluster,
 ): Plan {
-  const cluster = new Cluster(snapshot, settings, settings.weights, demandByVm);
+  const cluster = workingCluster(snapshot, settings, demandByVm, reuse);
   const plan = new PlanBuilder('balance', cluster, budget);
   const level = settings.balance.threshold;
   mandatoryMoves(cluster, plan);

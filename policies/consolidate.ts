@@ -11,7 +11,7 @@
  */
 import type { Plan, Snapshot } from '../src/model/index.ts';
 import type { Demand } from './demand.ts';
-import { Cluster, type HostLoad, type VmLoad } from './cluster.ts';
+import { type Cluster, workingCluster, type HostLoad, type VmLoad } from './cluster.ts';
 import {
   keepsHeadroom,
   notBeingEmptied,
@@ -37,8 +37,9 @@ export function consolidate(
   settings: PolicySettings,
   budget = settings.limits.movesPerRound,
   demandByVm?: ReadonlyMap<string, Demand>,
+  reuse?: Cluster,
 ): Plan {
-  const cluster = new Cluster(snapshot, settings, settings.weights, demandByVm);
+  const cluster = workingCluster(snapshot, settings, demandByVm, reuse);
   const plan = new PlanBuilder('consolidate', cluster, budget);
   const { headroom, spareHosts } = settings.consolidate;
   const usable = cluster.hosts.filter((h) => h.usable);

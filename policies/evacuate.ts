@@ -7,7 +7,7 @@
  */
 import type { Plan, Snapshot } from '../src/model/index.ts';
 import type { Demand } from './demand.ts';
-import { Cluster, type HostLoad, type VmLoad } from './cluster.ts';
+import { type Cluster, workingCluster, type HostLoad, type VmLoad } from './cluster.ts';
 import { sourceRefusal, underWatermark, vmRefusal } from './constraints.ts';
 import { byKeyThenName, describeRefusals, findDestination } from './placement.ts';
 import { cpuShare, memShare, PlanBuilder } from './plan-builder.ts';
@@ -19,8 +19,9 @@ export function evacuate(
   settings: PolicySettings,
   budget = settings.limits.movesPerRound,
   demandByVm?: ReadonlyMap<string, Demand>,
+  reuse?: Cluster,
 ): Plan {
-  const cluster = new Cluster(snapshot, settings, settings.weights, demandByVm);
+  const cluster = workingCluster(snapshot, settings, demandByVm, reuse);
   const plan = new PlanBuilder('evacuate', cluster, budget);
   // Hosts that stay under the high watermark on CPU are preferred; any host the rules allow will do.
   const underHigh = [underWatermark('high', settings.overload.highWatermark, 'cpu')];

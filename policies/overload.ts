@@ -19,7 +19,7 @@
  */
 import type { Plan, Snapshot } from '../src/model/index.ts';
 import { THRESHOLD_LEVELS, usableHosts, valuedMoves } from './balance.ts';
-import { Cluster, type HostLoad, type VmLoad } from './cluster.ts';
+import { type Cluster, workingCluster, type HostLoad, type VmLoad } from './cluster.ts';
 import { underWatermark } from './constraints.ts';
 import type { Demand } from './demand.ts';
 import { byKeyThenName } from './placement.ts';
@@ -32,8 +32,9 @@ export function overload(
   settings: PolicySettings,
   budget = settings.limits.movesPerRound,
   demandByVm?: ReadonlyMap<string, Demand>,
+  reuse?: Cluster,
 ): Plan {
-  const cluster = new Cluster(snapshot, settings, settings.weights, demandByVm);
+  const cluster = workingCluster(snapshot, settings, demandByVm, reuse);
   const plan = new PlanBuilder('overload', cluster, budget);
   const { highWatermark: high, lowWatermark: low } = settings.overload;
   const hosts = usableHosts(cluster);

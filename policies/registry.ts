@@ -3,6 +3,7 @@
  * settings.ts). The monitor, `lbm plan` and `lbvm simulate` look policies up here.
  */
 import type { Plan, Snapshot } from '../src/model/index.ts';
+import type { Cluster } from './cluster.ts';
 import type { Demand } from './demand.ts';
 import { balance } from './balance.ts';
 import { consolidate } from './consolidate.ts';
@@ -11,12 +12,17 @@ import { overload } from './overload.ts';
 import type { PolicyName } from './names.ts';
 import { DEFAULT_SETTINGS, type PolicySettings } from './settings.ts';
 
-/** `budget`: moves left in the round; `demandByVm`: predicted demand already computed for this snapshot. */
+/**
+ * `budget`: moves left in the round; `demandByVm`: predicted demand already computed for this snapshot;
+ * `reuse`: a working state an earlier policy of the round left unchanged, taken when it was built from
+ * this very snapshot (workingCluster).
+ */
 export type PolicyFunction = (
   snapshot: Snapshot,
   settings: PolicySettings,
   budget?: number,
   demandByVm?: ReadonlyMap<string, Demand>,
+  reuse?: Cluster,
 ) => Plan;
 
 export interface PolicyEntry {

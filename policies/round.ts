@@ -4,7 +4,7 @@
  * the per-host limits hold across them), all sharing the round's move budget.
  */
 import type { Plan, Snapshot } from '../src/model/index.ts';
-import { applyMovesToSnapshot } from './cluster.ts';
+import { applyMovesToSnapshot, workingCluster, type Cluster } from './cluster.ts';
 import { vmDemand } from './demand.ts';
 import type { PolicyName } from './names.ts';
 import { POLICIES } from './registry.ts';
@@ -30,8 +30,12 @@ export function planRound(
   const demandByVm = new Map(snapshot.vms.map((vm) => [vm.name, vmDemand(vm, settings.demand)]));
   let current = snapshot;
   let budget = settings.limits.movesPerRound;
+  // A policy that moved nothing hands its working state on unchanged (workingCluster checks it).
+  let unchanged: Cluster | undefined;
   for (const name of policyNames) {
-    const plan = POLICIES[name].run(current, settings, budget, demandByVm);
+    const cluster = workingCluster(current, settings, demandByVm, unchanged);
+    const plan = POLICIES[name].run(current, settings, budget, demandByVm, cluster);
+    unchanged = plan.moves.length === 0 ? cluster : undefined;
     plans.push(plan);
     budget -= plan.moves.length;
     if (plan.moves.length > 0) {

@@ -61,6 +61,11 @@ const THROTTLE_MAX = 0.99;
 /** Rounds after which a migration that has not converged is called non-converging. */
 const MAX_ROUNDS = 1000;
 
+/** The smaller of a and a ceiling b, where a ceiling of 0 means none. */
+function least(a: number, b: number): number {
+  return b > 0 ? Math.min(a, b) : a;
+}
+
 export function migrationCost(
   memBytes: number,
   dirtyBytesPerSec: number,
@@ -70,7 +75,6 @@ export function migrationCost(
   localDiskBytes = 0,
   memUsedBytes = 0,
 ): MoveCost {
-  const least = (a: number, b: number) => (b > 0 ? Math.min(a, b) : a);
   const load = Math.max(0, sourceCpuUse) + Math.max(0, destCpuUse);
   const slowdown = 1 + (settings.loadSlowdown * load) / 2;
   const ceiling = settings.streamBytesPerSec > 0 ? settings.streamBytesPerSec / slowdown : 0;
@@ -93,13 +97,14 @@ export function migrationCost(
       settings.dirtyTrackingBytesPerSec > 0 ? 1 + Math.max(0, dirtyBytesPerSec) / settings.dirtyTrackingBytesPerSec : 1;
     copyMs = (bytes / bandwidth) * 1000 * (ceiling > 0 ? 1 : slowdown) * tracking;
   }
-  return {
-    bytes: Math.round(bytes),
-    ...(diskBytes > 0 && settings.mode !== 'checkpoint' ? { diskBytes } : {}),
-    durationMs: Math.round(settings.setupMs + copyMs),
-    score: (settings.scorePerSecond * copyMs) / 1000,
-    ...(converges ? {} : { converges: false }),
-  };
+  // Built field by field in this order (no spread of temporary objects): planners price tens of
+  // thousands of candidate moves a round.
+  const cost: MoveCost = { bytes: Math.round(bytes) } as MoveCost;
+  if (diskBytes > 0 && settings.mode !== 'checkpoint') cost.diskBytes = diskBytes;
+  cost.durationMs = Math.round(settings.setupMs + copyMs);
+  cost.score = (settings.scorePerSecond * copyMs) / 1000;
+  if (!converges) cost.converges = false;
+  return cost;
 }
 
 /**

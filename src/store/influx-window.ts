@@ -149,15 +149,10 @@ export class InfluxWindowReader implements WindowReader {
     };
     if (full) return wholeRead();
 
-    // Hosts whose late samples fall before what this read takes again anyway.
-    const lateHosts = new Set<string>();
-    for (const write of await this.source.lateWrites(sinceMs)) {
-      if (this.seenLate.has(write.key)) continue;
-      this.seenLate.set(write.key, write.storedAtMs);
-      if (write.toMs < query.fromMs || write.fromMs > sinceMs) continue;
-      for (const host of write.hosts) lateHosts.add(host);
-    }
-    for (const [key, storedAtMs] of this.seenLate) if (storedAtMs <= sinceMs) this.seenLate.delete(key);
+    // The late announcements are asked for first, as before, but not waited for: the reads below go
+    // out beside that query (one round trip less in the round's time).
+    const lateAnswer = this.source.lateWrites(sinceMs);
+    lateAnswer.catch(() => {}); // awaited below
 
     const badHosts = new Set<string>();
     const hostsRead = new Set<string>();
@@ -226,6 +221,15 @@ export class InfluxWindowReader implements WindowReader {
       if ([...times].some((timeMs) => !packed.has(hostRound(host, timeMs)))) unpacked.push(host);
     if (unpacked.length > 0)
       await this.source.rowsInto('vm', { ...since, hosts: unpacked }, this.crossCheck, take, bad);
+    // Hosts whose late samples fall before what this read takes again anyway.
+    const lateHosts = new Set<string>();
+    for (const write of await lateAnswer) {
+      if (this.seenLate.has(write.key)) continue;
+      this.seenLate.set(write.key, write.storedAtMs);
+      if (write.toMs < query.fromMs || write.fromMs > sinceMs) continue;
+      for (const host of write.hosts) lateHosts.add(host);
+    }
+    for (const [key, storedAtMs] of this.seenLate) if (storedAtMs <= sinceMs) this.seenLate.delete(key);
     const paths = { packedHosts: hostRounds.size - unpacked.length, seriesHosts: unpacked.length };
     if (lateHosts.size > Math.max(LATE_HOSTS_ALWAYS_REREAD, hostsRead.size * LATE_SHARE_FOR_FULL_READ)) {
       reasons.push(`samples of ${hosts(lateHosts.size)} were stored late (lbvm_late)`);

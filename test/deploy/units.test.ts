@@ -5,6 +5,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
+import { hasMonitorNodeFlags, MONITOR_NODE_FLAGS } from '../../src/monitor/node-flags.ts';
 import { ROOT } from '../helpers/cli.ts';
 import { freePort, spawnTracked, waitFor } from '../helpers/processes.ts';
 import { startRedis } from '../helpers/redis.ts';
@@ -35,6 +36,18 @@ describe('deploy/: systemd units, cron, Redis config', () => {
       assert.match(text, /^ProtectSystem=strict$/m);
     });
   }
+
+  it('the monitor unit starts node with the node options of src/monitor/node-flags.ts', () => {
+    const text = fs.readFileSync(path.join(ROOT, 'deploy/systemd/lbvm-monitor.service'), 'utf8');
+    const start = /^ExecStart=(.*)$/m.exec(text)?.[1]?.split(/\s+/) ?? [];
+    assert.deepEqual(start.slice(0, 2), ['/usr/bin/env', 'node']);
+    assert.deepEqual(start.slice(2, 2 + MONITOR_NODE_FLAGS.length), [...MONITOR_NODE_FLAGS]);
+    assert.deepEqual(start.slice(2 + MONITOR_NODE_FLAGS.length), ['/opt/lbvm/bin/lbvm', 'monitor']);
+    // What the monitor checks at start to say when it runs without them.
+    assert.equal(hasMonitorNodeFlags([], ''), false);
+    assert.equal(hasMonitorNodeFlags([...MONITOR_NODE_FLAGS], ''), true);
+    assert.equal(hasMonitorNodeFlags(['--inspect'], `--trace-warnings ${MONITOR_NODE_FLAGS.join(' ')}`), true);
+  });
 
   it('the verification itself catches a broken unit (so the checks above can fail)', async () => {
     const dir = tmpDir();

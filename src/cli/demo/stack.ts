@@ -11,6 +11,7 @@ import YAML from 'yaml';
 import { spawnTracked, type Tracked } from '../../util/processes.ts';
 import { startRedisServer, type RedisServer } from '../../util/redis-server.ts';
 import { makeDirs, PACKAGE_ROOT } from '../../util/dirs.ts';
+import { MONITOR_NODE_FLAGS } from '../../monitor/node-flags.ts';
 
 /** The checkout's root (works from dist/ too). */
 export const REPO_ROOT = PACKAGE_ROOT;
@@ -55,9 +56,9 @@ export class DemoStack {
     const log = fs.openSync(path.join(this.dir, 'logs', `${name}.log`), 'a');
     const childEnv: NodeJS.ProcessEnv = {};
     for (const [key, value] of Object.entries(process.env)) if (!key.startsWith('LBVM_')) childEnv[key] = value;
-    const run = wrap
-      ? wrap(process.execPath, [LBVM_BIN, ...args])
-      : { command: process.execPath, args: [LBVM_BIN, ...args] };
+    // The monitor runs with the node options its systemd unit gives it.
+    const lbvm = [...(args[0] === 'monitor' ? MONITOR_NODE_FLAGS : []), LBVM_BIN, ...args];
+    const run = wrap ? wrap(process.execPath, lbvm) : { command: process.execPath, args: lbvm };
     const tracked = spawnTracked(run.command, run.args, {
       cwd: this.dir,
       env: { ...childEnv, LBVM_CONFIG: this.configFile, LBVM_LOG_FORMAT: 'json', ...env },

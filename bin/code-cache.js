@@ -6,8 +6,9 @@
 //
 // The cache is a file per (bundle, build, command) in a private folder of the user's: LBVM_CACHE_DIR,
 // else $XDG_CACHE_HOME/lbvm, else ~/.cache/lbvm. The build id hashes the bundle's content with Node's
-// version, architecture and flags: V8 checks only a source's length against its cache, so a cache of
-// another build of the same length would run that build's code. Cached data is code: a folder not
+// version and architecture: V8 checks only a source's length against its cache, so a cache of another
+// build of the same length would run that build's code. (V8 itself rejects a cache made under other V8
+// flags; Node's own flags, --cpu-prof or --import, do not matter to it.) Cached data is code: a folder not
 // owned by this user, or writable by group or others, is not used. A file is written when the process
 // exits, when there was none or V8 rejected it (written whole, then renamed: many commands start at
 // once in the demo and the tests), and the files of this bundle's other builds are removed then.
@@ -109,7 +110,7 @@ function openCache(bundle, tool, bytes, command, debug) {
   const build = crypto
     .createHash('sha256')
     .update(bytes)
-    .update(`\0${process.version}\0${process.arch}\0${process.execArgv.join(' ')}\0${process.env.NODE_OPTIONS ?? ''}`)
+    .update(`\0${process.version}\0${process.arch}`)
     .digest('hex')
     .slice(0, 24);
   const prefix = `${tool}-${slot}-`;

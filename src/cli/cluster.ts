@@ -20,7 +20,8 @@ export async function openCluster(
   options: { fromStore?: boolean; parts?: 'all' | 'hosts' } = {},
 ): Promise<ClusterView> {
   const redis = await context.redis();
-  const queue = await context.queue();
+  // What readCluster asks of the queue, without loading BullMQ when nothing is in flight.
+  const queue = { inFlight: () => context.inFlight(), events: await context.events() };
   return readCluster({ config: context.config, store: context.store(), redis, queue }, nowMs, undefined, {
     published: !options.fromStore,
     parts: options.parts,

@@ -7,7 +7,10 @@ import type { Redis } from 'ioredis';
 import type { LbvmConfig } from '../config/schema.ts';
 import { QueueUnavailable } from '../errors.ts';
 import { createLogger, loggerFor, type Logger } from '../log.ts';
-import { MigrationQueue } from '../queue/queue.ts';
+import type { InFlightMigration } from '../model/index.ts';
+import { RedisEventLog } from '../queue/events.ts';
+import { queueKeys } from '../queue/keys.ts';
+import type { MigrationQueue } from '../queue/queue.ts';
 import {
   connectRedis,
   describeRedis,
@@ -22,6 +25,7 @@ export class CliContext {
   private redisClient: Redis | null = null;
   private storeHandle: SampleStore | null = null;
   private queueHandle: MigrationQueue | null = null;
+  private queueOpening: Promise<MigrationQueue> | null = null;
   readonly log: Logger;
 
   constructor(
@@ -82,9 +86,33 @@ export class CliContext {
     return client;
   }
 
-  async queue(): Promise<MigrationQueue> {
-    this.queueHandle ??= new MigrationQueue(await this.redis(), this.config);
-    return this.queueHandle;
+  /** The migration queue; BullMQ (a tenth of an `lbm` view's start) is loaded on the first call. */
+  queue(): Promise<MigrationQueue> {
+    this.queueOpening ??= (async () => {
+      const { MigrationQueue } = await import('../queue/queue.ts');
+      this.queueHandle = new MigrationQueue(await this.redis(), this.config);
+      return this.queueHandle;
+    })().catch((error: unknown) => {
+      this.queueOpening = null;
+      throw error;
+    });
+    return this.queueOpening;
+  }
+
+  /** LBVM's event log (the queue's `events`, without BullMQ). */
+  async events(): Promise<RedisEventLog> {
+    return this.queueHandle?.events ?? new RedisEventLog(await this.redis(), this.config.redis.prefix);
+  }
+
+  /**
+   * The migrations in flight, as MigrationQueue.inFlight reads them; when BullMQ holds no unfinished
+   * job (one EXISTS, the usual answer between moves) the queue, and BullMQ, are not even loaded.
+   */
+  async inFlight(): Promise<InFlightMigration[]> {
+    const redis = await this.redis();
+    if (!this.queueHandle && (await redis.exists(...queueKeys(this.config.redis.prefix).bullUnfinished)) === 0)
+      return [];
+    return (await this.queue()).inFlight();
   }
 
   store(): SampleStore {

@@ -22,6 +22,9 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   maintenance: async () => (await import('./commands/lbm/control.ts')).maintenanceCommand(),
 };
 
+/** The command names (bin/code-cache.js keeps a code cache per command). */
+export const COMMAND_NAMES: readonly string[] = Object.keys(COMMANDS);
+
 /** The program with the commands named (all by default). */
 export async function lbmProgram(names: readonly string[] = Object.keys(COMMANDS)): Promise<Command> {
   const program = new Command('lbm')

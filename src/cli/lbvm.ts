@@ -20,6 +20,9 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   demo: async () => (await import('./commands/demo.ts')).demoCommand(),
 };
 
+/** The command names (bin/code-cache.js keeps a code cache per command). */
+export const COMMAND_NAMES: readonly string[] = Object.keys(COMMANDS);
+
 /** The program with the commands named (all by default). */
 export async function lbvmProgram(names: readonly string[] = Object.keys(COMMANDS)): Promise<Command> {
   const program = new Command('lbvm')

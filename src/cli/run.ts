@@ -8,7 +8,7 @@ import { loadConfig, redactConfig, type LoadedConfig } from '../config/load.ts';
 import type { LbvmConfig } from '../config/schema.ts';
 import type { Logger } from '../log.ts';
 import { ExitError } from '../errors.ts';
-import { safeJson, safeOutput } from './render.ts';
+import { safeJsonPieces, safeOutput } from './render.ts';
 
 export interface CommonOptions {
   config?: string;
@@ -41,8 +41,18 @@ export function loadFor(options: CommonOptions, overrides: Record<string, unknow
  * that came from outside (a VM named with an escape sequence) reaches the terminal as a control.
  */
 export function output<T>(options: CommonOptions, data: T, text: (data: T) => string): void {
-  if (options.json) process.stdout.write(`${safeJson(data, 2)}\n`);
-  else process.stdout.write(safeOutput(text(data)).replace(/\n?$/, '\n'));
+  if (options.json) {
+    // Written in pieces of about 64 KiB at least (safeJsonPieces): `lbm vms --json` is 10 MB.
+    let pending = '';
+    for (const piece of safeJsonPieces(data)) {
+      pending += piece;
+      if (pending.length >= 65_536) {
+        process.stdout.write(pending);
+        pending = '';
+      }
+    }
+    process.stdout.write(`${pending}\n`);
+  } else process.stdout.write(safeOutput(text(data)).replace(/\n?$/, '\n'));
 }
 
 /** Runs a CLI program: typed errors print their message and exit with their code; bugs print a stack. */

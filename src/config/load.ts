@@ -15,13 +15,17 @@ import { redactUrl } from '../util/address.ts';
 export const DEFAULT_CONFIG_PATH = './lbvm.yaml';
 /**
  * Environment variables that are not config keys but belong to LBVM: LBVM_FROM_SOURCE=1 makes bin/
- * run the TypeScript sources; deploy/influxdb/setup.sh reads LBVM_INFLUX_PASSWORD.
+ * run the TypeScript sources; LBVM_CACHE_DIR, LBVM_CODE_CACHE and LBVM_CODE_CACHE_DEBUG steer its
+ * code cache (bin/code-cache.js); deploy/influxdb/setup.sh reads LBVM_INFLUX_PASSWORD.
  */
 export const NON_KEY_ENV = new Set([
   'LBVM_CONFIG',
   'LBVM_AGENT_TOKEN',
   'LBVM_PROXMOX_TOKEN',
   'LBVM_FROM_SOURCE',
+  'LBVM_CACHE_DIR',
+  'LBVM_CODE_CACHE',
+  'LBVM_CODE_CACHE_DEBUG',
   'LBVM_INFLUX_PASSWORD',
 ]);
 

@@ -19,7 +19,8 @@ export interface ClusterSources {
   config: LbvmConfig;
   store: SampleStore;
   redis: Redis;
-  queue: MigrationQueue;
+  /** The queue's in-flight jobs and event log (lbm passes both without BullMQ when nothing is in flight). */
+  queue: Pick<MigrationQueue, 'inFlight' | 'events'>;
 }
 
 export interface ClusterView {

@@ -14,6 +14,14 @@ export function queueKeys(prefix: string) {
     vmClaims: `${prefix}:migrations:vm-claims`,
     /** Prefix of BullMQ's own job hashes (`${prefix}:migrations:<jobId>`), read by the claim script. */
     bullJob: `${prefix}:${QUEUE_NAME}:`,
+    /**
+     * BullMQ's lists and sorted sets of the jobs that have not finished: those MigrationQueue.inFlight
+     * reads (waiting, prioritized, delayed, active; BullMQ reads `paused` with waiting). Redis drops a
+     * list or set when it empties, so when none exists, no job is in flight (test/queue/in-flight.test.ts).
+     */
+    bullUnfinished: ['wait', 'paused', 'prioritized', 'delayed', 'active'].map(
+      (state) => `${prefix}:${QUEUE_NAME}:${state}`,
+    ),
     /** The per-VM migration lock, held while a job works on it. */
     vmLock: (vm: string) => `${prefix}:lock:vm:${vm}`,
     sourceSlots: (host: string) => `${prefix}:slots:source:${host}`,

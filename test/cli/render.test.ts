@@ -1,6 +1,15 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { bar, lineChart, safeJson, safeOutput, sparkline, table } from '../../src/cli/render.ts';
+import {
+  JSON_SLICE,
+  bar,
+  lineChart,
+  safeJson,
+  safeJsonPieces,
+  safeOutput,
+  sparkline,
+  table,
+} from '../../src/cli/render.ts';
 
 describe('terminal rendering', () => {
   it('draws usage bars, marking overflow', () => {
@@ -44,5 +53,36 @@ describe('terminal rendering', () => {
     assert.equal(chart[0], '1.0 ┤  ●  ');
     assert.equal(chart[1], '0.5 ┤ ●│● ');
     assert.equal(chart[2], '0.0 ┤●│││●');
+  });
+  it('writes JSON in pieces that join to the bytes of safeJson(value, 2), long arrays a slice at a time', () => {
+    const row = (i: number) => ({
+      vm: i % 7 === 0 ? `vm-${i}\u2028\u009b\u001b` : `vm-${i}`,
+      rules: i % 3 === 0 ? [] : ['pin:a|b'],
+      nested: { window: [i, i / 3, -0], empty: {} },
+      absent: undefined,
+      lastMoveMs: i % 5 === 0 ? null : i,
+    });
+    const long = Array.from({ length: 2 * JSON_SLICE + 17 }, (_, i) => row(i));
+    const values: unknown[] = [
+      { timeMs: 1, source: { kind: 'published', note: 'a\u202eb' }, vms: long },
+      { first: long, then: 'x', skipped: undefined, fn: () => 1, last: long.slice(0, JSON_SLICE + 1) },
+      { exactly: long.slice(0, JSON_SLICE), empty: [], sparse: [1, , 3] },
+      { onlyUndefined: undefined },
+      {},
+      { when: new Date(0), big: long },
+      new Date(0),
+      long,
+      'a\u0085',
+      null,
+    ];
+    for (const value of values) {
+      const pieces = [...safeJsonPieces(value)];
+      assert.equal(pieces.join(''), safeJson(value, 2));
+      JSON.parse(pieces.join(''));
+    }
+    // The 2,017 VMs went out in three slices, none of them the whole.
+    const pieces = [...safeJsonPieces(values[0])];
+    assert.ok(pieces.length >= 5, String(pieces.length));
+    assert.ok(Math.max(...pieces.map((piece) => piece.length)) < safeJson(values[0], 2).length / 2);
   });
 });

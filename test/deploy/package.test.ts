@@ -24,6 +24,7 @@ describe('npm pack, then npm install -g --prefix DIR', () => {
   let packed: Packed;
   let prefix: string;
   let redis: RedisServer;
+  let cacheDir: string;
   const version = (JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 
   /** Runs an installed command from a folder outside the clone, with a PATH that has node and nothing of ours. */
@@ -31,7 +32,12 @@ describe('npm pack, then npm install -g --prefix DIR', () => {
     try {
       const { stdout, stderr } = await run(path.join(prefix, 'bin', tool), args, {
         cwd,
-        env: cleanEnv({ PATH: `${path.dirname(process.execPath)}:/usr/bin:/bin`, NODE_PATH: '' }),
+        env: cleanEnv({
+          PATH: `${path.dirname(process.execPath)}:/usr/bin:/bin`,
+          NODE_PATH: '',
+          LBVM_CACHE_DIR: cacheDir,
+          LBVM_CODE_CACHE_DEBUG: '1',
+        }),
         timeout: 60_000,
       });
       return { code: 0, stdout, stderr };
@@ -66,6 +72,7 @@ describe('npm pack, then npm install -g --prefix DIR', () => {
       { cwd: out, timeout: 300_000 },
     );
     redis = await startRedis();
+    cacheDir = path.join(tmpDir('lbvm-code-cache-'), 'lbvm');
   });
   after(async () => {
     await redis?.stop();
@@ -73,8 +80,9 @@ describe('npm pack, then npm install -g --prefix DIR', () => {
 
   it('packs the bundle, the launchers and the deployment files, and no TypeScript source', () => {
     const files = packed.files.map((file) => file.path);
-    for (const needed of ['bin/lbvm.js', 'bin/lbm.js', 'bin/entry.js', 'dist/bundle/lbvm.js', 'dist/bundle/lbm.js']) {
-      assert.ok(files.includes(needed), `${needed} is not in the package: ${files.join(', ')}`);
+    const launchers = ['bin/lbvm.js', 'bin/lbm.js', 'bin/entry.js', 'bin/code-cache.js'];
+    for (const file of [...launchers, 'dist/bundle/lbvm.cjs', 'dist/bundle/lbm.cjs']) {
+      assert.ok(files.includes(file), `${file} is not in the package: ${files.join(', ')}`);
     }
     assert.ok(files.includes('deploy/systemd/lbvm-monitor.service') && files.includes('deploy/lbvm.example.yaml'));
     assert.deepEqual(
@@ -97,6 +105,11 @@ describe('npm pack, then npm install -g --prefix DIR', () => {
     const versionResult = await installed('lbvm', ['--version'], cwd);
     assert.equal(versionResult.code, 0, versionResult.stderr);
     assert.equal(versionResult.stdout.trim(), version);
+    // The installed bundle keeps its code cache too: written by the first run, taken by the next.
+    assert.match(versionResult.stderr, /code cache: written .*lbvm-\w+-\w+-main\.v8/);
+    const again = await installed('lbvm', ['--version'], cwd);
+    assert.equal(again.stdout.trim(), version);
+    assert.match(again.stderr, /code cache: accepted .*lbvm-\w+-\w+-main\.v8/);
     const help = await installed('lbm', ['--help'], cwd);
     assert.equal(help.code, 0, help.stderr);
     assert.match(help.stdout, /^ {2}plan\b/m);

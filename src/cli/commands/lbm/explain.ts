@@ -28,8 +28,7 @@ export function explainCommand(): Command {
       const vm = findVm(view, name);
       const settings = policySettingsFromConfig(context.config);
       const plan = planOf(view, settings, context.config.monitor.policies);
-      const queue = await context.queue();
-      const history = (await queue.events.latest(5000))
+      const history = (await (await context.events()).latest(5000))
         .map((e) => e.event)
         .filter((e) => e.vm === name && e.type.startsWith('migration.'));
       const rules = view.snapshot.rules;

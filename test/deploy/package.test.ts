@@ -10,6 +10,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { cleanEnv, ROOT } from '../helpers/cli.ts';
+import { influxQuery, startInflux } from '../helpers/influx.ts';
 import { startRedis, type RedisServer } from '../helpers/redis.ts';
 import { tmpDir } from '../helpers/tmp.ts';
 
@@ -91,12 +92,13 @@ describe('npm pack, then npm install -g --prefix DIR', () => {
     );
   });
 
-  it('installs with the production dependencies alone: pino, no tsx, esbuild or TypeScript', () => {
+  it('installs with the production dependencies alone: pino and influx, no tsx, esbuild or TypeScript', () => {
     const modules = path.join(prefix, 'lib', 'node_modules', 'lbvm', 'node_modules');
     for (const dev of ['tsx', 'esbuild', 'typescript', 'prettier', 'bullmq', 'ioredis']) {
       assert.ok(!fs.existsSync(path.join(modules, dev)), `${dev} was installed`);
     }
-    assert.ok(fs.existsSync(path.join(modules, 'pino')), 'pino, left out of the bundle, was not installed');
+    for (const kept of ['pino', 'influx'])
+      assert.ok(fs.existsSync(path.join(modules, kept)), `${kept}, left out of the bundle, was not installed`);
     assert.ok(!fs.existsSync(path.join(prefix, 'lib', 'node_modules', 'lbvm', 'src')));
   });
 
@@ -124,7 +126,7 @@ describe('npm pack, then npm install -g --prefix DIR', () => {
     assert.match(refused.stderr, /monitor\.interval: "soon": expected a duration/);
   });
 
-  it('a collect round writes the host sample to a files store, and lbm reads the queue in Redis', async () => {
+  it('a collect round writes the host sample to a files store and to InfluxDB, and lbm reads the queue in Redis', async () => {
     const cwd = tmpDir();
     const samples = path.join(cwd, 'samples');
     const collect = await installed('lbvm', ['collect', '--host-only', '--store', `files:${samples}`, '--json'], cwd);
@@ -144,6 +146,24 @@ describe('npm pack, then npm install -g --prefix DIR', () => {
       lines.some((sample) => sample.kind === 'host' && sample.cpuCores > 0),
       JSON.stringify(lines),
     );
+    // An InfluxDB store too: its client (loaded when first used, outside the bundle) is installed with it.
+    const influx = await startInflux();
+    try {
+      const written = await installed(
+        'lbvm',
+        ['collect', '--host-only', '--store', influx.storeUrl('lbvm_package'), '--json'],
+        cwd,
+      );
+      assert.equal(written.code, 0, written.stderr);
+      const answer = await influxQuery(
+        influx,
+        'lbvm_package',
+        'SELECT count("cpuCores") FROM "lbvm_raw"."host_sample"',
+      );
+      assert.equal(answer.results[0]?.series?.[0]?.values[0]?.[1], 1, JSON.stringify(answer));
+    } finally {
+      await influx.stop();
+    }
     // BullMQ and ioredis live in the bundle too: lbm jobs reads the (empty) queue.
     fs.writeFileSync(path.join(cwd, 'lbvm.yaml'), `redis:\n  url: ${redis.url}\nstore:\n  url: files:${samples}\n`);
     const jobs = await installed('lbm', ['jobs', '--json'], cwd);

@@ -4,7 +4,10 @@
  */
 import type { Plan } from '../model/index.ts';
 import { planInputs, planRound, type PolicyName, type PolicySettings } from '../../policies/index.ts';
+import type { WindowsOf } from '../monitor/published.ts';
 import type { ClusterView } from '../monitor/read.ts';
+import { openCluster } from './cluster.ts';
+import type { CliContext } from './context.ts';
 
 /**
  * The plan of `policies` on the view: the round's own when the view is its published snapshot and
@@ -13,5 +16,29 @@ import type { ClusterView } from '../monitor/read.ts';
 export function planOf(view: ClusterView, settings: PolicySettings, policies: readonly PolicyName[]): Plan {
   const published = view.publishedPlan;
   if (published && published.inputs === planInputs(policies, settings, view.snapshot)) return published.plan;
+  if (view.windowsLeftOut) throw new Error('planOf: a view read without its CPU windows cannot be planned on');
   return planRound(view.snapshot, settings, policies);
+}
+
+/**
+ * The view and its plan. The published snapshot is read first without the VMs' CPU windows (but
+ * those `windowsOf` names: a shown VM's own), which the round's published plan does not need; only
+ * when that plan no longer holds is it read again whole, to plan on now.
+ */
+export async function viewAndPlan(
+  context: CliContext,
+  nowMs: number,
+  options: { fromStore?: boolean; settings: PolicySettings; policies: readonly PolicyName[]; windowsOf?: WindowsOf },
+): Promise<{ view: ClusterView; plan: Plan }> {
+  const { settings, policies } = options;
+  if (!options.fromStore) {
+    const view = await openCluster(context, nowMs, { windowsOf: options.windowsOf ?? (() => false) });
+    // Read from the store (nothing usable was published), the view has every window.
+    if (!view.windowsLeftOut) return { view, plan: planOf(view, settings, policies) };
+    const published = view.publishedPlan;
+    if (published && published.inputs === planInputs(policies, settings, view.snapshot))
+      return { view, plan: published.plan };
+  }
+  const view = await openCluster(context, nowMs, { fromStore: options.fromStore });
+  return { view, plan: planOf(view, settings, policies) };
 }

@@ -12,7 +12,14 @@ import type { MigrationQueue } from '../queue/queue.ts';
 import type { SampleStore } from '../store/types.ts';
 import { readMaintenance, readPause, type MaintenanceFlag, type PauseState } from './control.ts';
 import { SnapshotBuilder } from './snapshot.ts';
-import { readPublished, vmTotalsOf, type PublishedPlan, type PublishedSnapshot, type VmTotals } from './published.ts';
+import {
+  readPublished,
+  vmTotalsOf,
+  type PublishedPlan,
+  type PublishedSnapshot,
+  type VmTotals,
+  type WindowsOf,
+} from './published.ts';
 import { IncrementalWindow, type WindowReadReport } from './window.ts';
 
 export interface ClusterSources {
@@ -40,6 +47,8 @@ export interface ClusterView {
   vmTotals: VmTotals;
   /** With a published snapshot read whole: the round's plan and what it was planned from. */
   publishedPlan?: PublishedPlan;
+  /** The published VMs were read with some CPU windows left empty (WindowsOf): not a snapshot to plan on. */
+  windowsLeftOut?: boolean;
 }
 
 export type ViewSource =
@@ -79,7 +88,7 @@ export async function readCluster(
   sources: ClusterSources,
   nowMs: number,
   window?: IncrementalWindow,
-  options: { published?: boolean; parts?: 'all' | 'hosts' } = {},
+  options: { published?: boolean; parts?: 'all' | 'hosts'; windowsOf?: WindowsOf } = {},
 ): Promise<ClusterView> {
   const { config, store, redis, queue } = sources;
   const prefix = config.redis.prefix;
@@ -90,7 +99,7 @@ export async function readCluster(
     readMaintenance(redis, prefix),
     queue.inFlight(),
     options.published
-      ? readPublished(redis, prefix, options.parts).catch((error: Error) => error)
+      ? readPublished(redis, prefix, options.parts, options.windowsOf).catch((error: Error) => error)
       : Promise.resolve(null),
   ]);
   let source: ViewSource = { kind: 'store', reason: 'the monitor reads the store' };
@@ -145,6 +154,7 @@ export async function readCluster(
         },
         vmTotals,
         ...(usable.plan ? { publishedPlan: usable.plan } : {}),
+        ...(options.windowsOf ? { windowsLeftOut: true } : {}),
       };
     }
   }

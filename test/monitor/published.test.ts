@@ -10,7 +10,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import YAML from 'yaml';
-import { planOf } from '../../src/cli/plan-of.ts';
+import { CliContext } from '../../src/cli/context.ts';
+import { planOf, viewAndPlan } from '../../src/cli/plan-of.ts';
 import { policySettingsFromConfig } from '../../src/config/policy-settings.ts';
 import { setMaintenance } from '../../src/monitor/control.ts';
 import { planInputs, planRound } from '../../policies/index.ts';
@@ -78,6 +79,30 @@ describe('the snapshot the leader publishes for lbm (real Redis, files store)', 
     assert.deepEqual(planOf(now, settings, policies), plain(planRound(now.snapshot, settings, policies)));
     assert.ok(planOf(now, settings, policies) === now.publishedPlan!.plan, 'lbm planned again');
     assert.ok(published.snapshot.vms.every((vm) => vm.cpuUsedWindowCores.length === 2));
+    // lbm plan and explain read it without the VMs' windows (explain keeps its VM's): all else is the
+    // same, and so is the plan they show.
+    const windowless = await readCluster(
+      { config: c.config, store: c.store, redis: c.redis, queue: c.queue },
+      record.timeMs,
+      undefined,
+      { published: true, windowsOf: (vm) => vm === 'vm-2' },
+    );
+    assert.equal(windowless.windowsLeftOut, true);
+    assert.deepEqual(
+      windowless.snapshot.vms.map((vm) => [vm.name, vm.cpuUsedWindowCores.length]),
+      now.snapshot.vms.map((vm) => [vm.name, vm.name === 'vm-2' ? 2 : 0]),
+    );
+    const windowsAside = (v: ClusterView) => v.snapshot.vms.map(({ cpuUsedWindowCores: _w, ...vm }) => vm);
+    assert.deepEqual(windowsAside(windowless), windowsAside(now));
+    assert.ok(planOf(windowless, settings, policies) === windowless.publishedPlan!.plan);
+    const context = new CliContext(c.config, null, 'test', 'command');
+    try {
+      const shown = await viewAndPlan(context, record.timeMs, { settings, policies });
+      assert.equal(shown.view.windowsLeftOut, true);
+      assert.ok(shown.plan === shown.view.publishedPlan!.plan, 'lbm planned again');
+    } finally {
+      await context.close();
+    }
 
     await setMaintenance(c.redis, c.config.redis.prefix, 'h2', true, {
       by: 'test',
@@ -107,6 +132,23 @@ describe('the snapshot the leader publishes for lbm (real Redis, files store)', 
       planOf(later, settings, policies) !== later.publishedPlan!.plan,
       'lbm took a plan made before maintenance',
     );
+    // Read without windows, that plan cannot be made; lbm plan then reads the VMs whole and plans now.
+    const laterWindowless = await readCluster(
+      { config: c.config, store: c.store, redis: c.redis, queue: c.queue },
+      record.timeMs + 30_000,
+      undefined,
+      { published: true, windowsOf: () => false },
+    );
+    assert.throws(() => planOf(laterWindowless, settings, policies), /cannot be planned on/);
+    const context2 = new CliContext(c.config, null, 'test', 'command');
+    try {
+      const shown = await viewAndPlan(context2, record.timeMs + 30_000, { settings, policies });
+      assert.equal(shown.view.windowsLeftOut, undefined);
+      assert.ok(shown.view.snapshot.vms.every((vm) => vm.cpuUsedWindowCores.length === 2));
+      assert.deepEqual(shown.plan, planOf(later, settings, policies));
+    } finally {
+      await context2.close();
+    }
     // Time rules are judged now: a quarantine that ended since the round has ended for lbm too.
     assert.equal(later.snapshot.nowMs, record.timeMs + 30_000);
     assert.equal(later.snapshot.seed, published.snapshot.seed);

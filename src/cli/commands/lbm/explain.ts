@@ -8,8 +8,8 @@ import { policySettingsFromConfig } from '../../../config/policy-settings.ts';
 import { vmDemand } from '../../../../policies/index.ts';
 import { howMoved } from '../../../drivers/moves.ts';
 import { formatBytes } from '../../../units.ts';
-import { ago, findVm, openCluster, sourceLine, withSource } from '../../cluster.ts';
-import { planOf } from '../../plan-of.ts';
+import { ago, findVm, sourceLine, withSource } from '../../cluster.ts';
+import { viewAndPlan } from '../../plan-of.ts';
 import { CliContext } from '../../context.ts';
 import { teach } from '../../help.ts';
 import { output, withCommon, type CommonOptions } from '../../run.ts';
@@ -24,10 +24,15 @@ export function explainCommand(): Command {
     const context = CliContext.open(options, 'explain');
     try {
       const nowMs = Date.now();
-      const view = await openCluster(context, nowMs, { fromStore: options.fromStore });
-      const vm = findVm(view, name);
       const settings = policySettingsFromConfig(context.config);
-      const plan = planOf(view, settings, context.config.monitor.policies);
+      // The VM's own window (its demand is shown); the others only when the plan must be made now.
+      const { view, plan } = await viewAndPlan(context, nowMs, {
+        fromStore: options.fromStore,
+        settings,
+        policies: context.config.monitor.policies,
+        windowsOf: (vm) => vm === name,
+      });
+      const vm = findVm(view, name);
       const history = (await (await context.events()).latest(5000))
         .map((e) => e.event)
         .filter((e) => e.vm === name && e.type.startsWith('migration.'));

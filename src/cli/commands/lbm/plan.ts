@@ -10,8 +10,8 @@ import { formatBytes, formatDuration } from '../../../units.ts';
 import { movesInLastHour } from '../../../monitor/control.ts';
 import { gate, gateInputs } from '../../../monitor/gate.ts';
 import { quarantinedVms, quarantineNote } from '../../../monitor/read.ts';
-import { openCluster, sourceLine, withSource } from '../../cluster.ts';
-import { planOf } from '../../plan-of.ts';
+import { sourceLine, withSource } from '../../cluster.ts';
+import { viewAndPlan } from '../../plan-of.ts';
 import { CliContext } from '../../context.ts';
 import { teach } from '../../help.ts';
 import { table } from '../../render.ts';
@@ -47,9 +47,12 @@ export function planCommand(): Command {
           throw new UsageError(`--policy ${JSON.stringify(name)}: expected one of ${POLICY_NAMES.join(', ')}`);
       }
       const nowMs = Date.now();
-      const view = await openCluster(context, nowMs, { fromStore: options.fromStore });
       const settings = policySettingsFromConfig(context.config);
-      const plan = planOf(view, settings, names);
+      const { view, plan } = await viewAndPlan(context, nowMs, {
+        fromStore: options.fromStore,
+        settings,
+        policies: names,
+      });
       // The monitor's own gate on the same inputs: what it would enqueue now, and what it would hold back.
       const hour = await movesInLastHour(await context.redis(), context.config.redis.prefix, nowMs);
       const gated = gate(gateInputs(context.config, view, plan.moves, hour, context.store().displayUrl));

@@ -5,7 +5,7 @@
  * sees its own earlier moves, and the per-host and per-round limits count them.
  */
 import type { HostState, Move, Snapshot, VmState } from '../src/model/index.ts';
-import { vmDemand, type Demand } from './demand.ts';
+import { DemandByVm, vmDemand, type Demand } from './demand.ts';
 import type { PolicySettings, ResourceWeights } from './settings.ts';
 
 export const RESOURCES = ['cpu', 'mem', 'disk', 'net'] as const;
@@ -166,7 +166,9 @@ export class Cluster {
     for (const vm of snapshot.vms) {
       const index = this.vms.length;
       const host = this.hostByName.get(vm.host) ?? -1;
-      const demand = demandByVm?.get(vm.name) ?? vmDemand(vm, settings.demand);
+      const demand =
+        (demandByVm instanceof DemandByVm ? demandByVm.at(index, vm.name) : demandByVm?.get(vm.name)) ??
+        vmDemand(vm, settings.demand);
       const load: VmLoad = {
         index,
         name: vm.name,

@@ -73,3 +73,28 @@ export function vmDemand(
     ? { cores: Math.min(demand.cores, vm.vcpus), variance: Math.min(demand.variance, vm.vcpus * vm.vcpus) }
     : demand;
 }
+
+/**
+ * Every VM's demand by name, and also in the order of the VMs it was made from: a round's later
+ * snapshots keep that order (moves change hosts, not the list), so a Cluster finds a VM's entry at its
+ * own index, where a lookup by name in 30,000 entries cost a third of building one.
+ */
+export class DemandByVm extends Map<string, Demand> {
+  /** The entries in the order of the VMs they were made from. */
+  readonly inOrder: readonly { name: string; demand: Demand }[];
+
+  constructor(
+    vms: readonly { name: string; cpuUsedWindowCores: readonly number[]; vcpus: number }[],
+    settings: DemandSettings,
+  ) {
+    const inOrder = vms.map((vm) => ({ name: vm.name, demand: vmDemand(vm, settings) }));
+    super(inOrder.map(({ name, demand }) => [name, demand]));
+    this.inOrder = inOrder;
+  }
+
+  /** The demand of the VM named `name` that stands at `index` in a snapshot's list. */
+  at(index: number, name: string): Demand | undefined {
+    const entry = this.inOrder[index];
+    return entry !== undefined && entry.name === name ? entry.demand : this.get(name);
+  }
+}

@@ -5,7 +5,7 @@
  */
 import type { Plan, Snapshot } from '../src/model/index.ts';
 import { applyMovesToSnapshot, workingCluster, type Cluster } from './cluster.ts';
-import { vmDemand } from './demand.ts';
+import { DemandByVm } from './demand.ts';
 import type { PolicyName } from './names.ts';
 import { POLICIES } from './registry.ts';
 import type { PolicySettings } from './settings.ts';
@@ -27,7 +27,7 @@ export function planRound(
     : roundSettings;
   const plans: Plan[] = [];
   // Moves do not change a VM's window: predict every VM's demand once for the whole round.
-  const demandByVm = new Map(snapshot.vms.map((vm) => [vm.name, vmDemand(vm, settings.demand)]));
+  const demandByVm = new DemandByVm(snapshot.vms, settings.demand);
   let current = snapshot;
   let budget = settings.limits.movesPerRound;
   // A policy that moved nothing hands its working state on unchanged (workingCluster checks it).

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { POLICIES, vmDemand, withSettings, type PolicyName } from '../../policies/index.ts';
 import { Cluster, workingCluster } from '../../policies/cluster.ts';
+import { DemandByVm } from '../../policies/demand.ts';
 import { randomSnapshot } from '../helpers/snapshot.ts';
 
 const SEEDS = 200;
@@ -56,5 +57,26 @@ describe('a working state handed from one policy of a round to the next', () => 
     }
     // Worth something only if states were handed on, and plans made on them.
     assert.ok(handedOn > SEEDS, `only ${handedOn} states handed on over ${SEEDS} seeds`);
+  });
+
+  it("finds each VM's demand at its index, or by name when the list is in another order", () => {
+    for (let seed = 1; seed <= 50; seed++) {
+      const s = randomSnapshot(seed);
+      const settings = withSettings({});
+      const byName = new Map(s.vms.map((v) => [v.name, vmDemand(v, settings.demand)]));
+      const inOrder = new DemandByVm(s.vms, settings.demand);
+      assert.deepEqual([...inOrder], [...byName]);
+      const loads = (c: Cluster) => c.vms.map((v) => [v.name, v.cpuDemandCores, v.cpuVarianceCoresSq]);
+      const expected = loads(new Cluster(s, settings, settings.weights, byName));
+      assert.deepEqual(loads(new Cluster(s, settings, settings.weights, inOrder)), expected);
+      // The same VMs listed backwards: every index points at another VM's entry, and names decide.
+      const reversed = { ...s, vms: [...s.vms].reverse() };
+      assert.deepEqual(
+        loads(new Cluster(reversed, settings, settings.weights, inOrder)),
+        loads(new Cluster(reversed, settings, settings.weights, byName)),
+      );
+      if (s.vms.length > 1)
+        assert.notDeepEqual(loads(new Cluster(reversed, settings, settings.weights, inOrder)), expected);
+    }
   });
 });

@@ -77,7 +77,7 @@ export function monitorCommand(): Command {
       log.info(
         { nodeFlags: MONITOR_NODE_FLAGS },
         `node was started without ${MONITOR_NODE_FLAGS.join(' ')}: rounds of a few hundred hosts and more ` +
-          `take about a fifth more CPU. The systemd unit passes it; by hand: node ${MONITOR_NODE_FLAGS.join(' ')} ` +
+          `take 5-25% more CPU. The systemd unit passes it; by hand: node ${MONITOR_NODE_FLAGS.join(' ')} ` +
           `$(command -v lbvm) monitor`,
       );
     monitor.start();

@@ -9,13 +9,16 @@ import type { ClusterView } from '../monitor/read.ts';
 import { openCluster } from './cluster.ts';
 import type { CliContext } from './context.ts';
 
-/**
- * The plan of `policies` on the view: the round's own when the view is its published snapshot and
- * nothing the plan depends on changed since (published.ts, planInputs), else planned now.
- */
-export function planOf(view: ClusterView, settings: PolicySettings, policies: readonly PolicyName[]): Plan {
+/** The round's published plan, when the view is its snapshot and nothing the plan depends on changed since (planInputs). */
+function heldPlan(view: ClusterView, settings: PolicySettings, policies: readonly PolicyName[]): Plan | null {
   const published = view.publishedPlan;
-  if (published && published.inputs === planInputs(policies, settings, view.snapshot)) return published.plan;
+  return published && published.inputs === planInputs(policies, settings, view.snapshot) ? published.plan : null;
+}
+
+/** The plan of `policies` on the view: the round's own while it holds (heldPlan), else planned now. */
+export function planOf(view: ClusterView, settings: PolicySettings, policies: readonly PolicyName[]): Plan {
+  const held = heldPlan(view, settings, policies);
+  if (held) return held;
   if (view.windowsLeftOut) throw new Error('planOf: a view read without its CPU windows cannot be planned on');
   return planRound(view.snapshot, settings, policies);
 }
@@ -33,11 +36,10 @@ export async function viewAndPlan(
   const { settings, policies } = options;
   if (!options.fromStore) {
     const view = await openCluster(context, nowMs, { windowsOf: options.windowsOf ?? (() => false) });
+    const held = heldPlan(view, settings, policies);
+    if (held) return { view, plan: held };
     // Read from the store (nothing usable was published), the view has every window.
-    if (!view.windowsLeftOut) return { view, plan: planOf(view, settings, policies) };
-    const published = view.publishedPlan;
-    if (published && published.inputs === planInputs(policies, settings, view.snapshot))
-      return { view, plan: published.plan };
+    if (!view.windowsLeftOut) return { view, plan: planRound(view.snapshot, settings, policies) };
   }
   const view = await openCluster(context, nowMs, { fromStore: options.fromStore });
   return { view, plan: planOf(view, settings, policies) };

@@ -6,7 +6,7 @@
  * files at once would starve each other's guests.
  *
  * While the lanes run, each prints a line per finished file group; when both are done, each lane's
- * whole spec report follows (failures at its end), then one line of totals. The exit code is non-zero
+ * whole spec report follows (failures at its end; a failing lane's report last), then one line of totals. The exit code is non-zero
  * when either lane failed.
  *
  *   node test/lanes.mjs [FILE...]     (no FILE: every test/**\/*.test.ts)
@@ -95,7 +95,8 @@ const results = await Promise.all(
 );
 
 const totals = { tests: 0, pass: 0, fail: 0, cancelled: 0, skipped: 0, todo: 0 };
-for (const { lane, report, code } of results) {
+// A failing lane's report comes last, its failures at the very end: what a CI log's tail shows.
+for (const { lane, report, code } of [...results].sort((x, y) => Number(x.code !== 0) - Number(y.code !== 0))) {
   console.log(`\n===== lane ${lane.name} (${lane.files.length} files), exit ${code} =====`);
   process.stdout.write(report);
   for (const key of Object.keys(totals)) {

@@ -23,6 +23,7 @@ import {
   testGuestSpec,
   ticks,
   waitBooted,
+  waitTicks,
   type TestAgent,
 } from '../helpers/agent.ts';
 import { startRedis, type RedisServer } from '../helpers/redis.ts';
@@ -120,9 +121,7 @@ describe('lbvm agent and the qemu driver (real QEMU guests)', () => {
 
   it('moves a running guest live from A to B through the queue: it runs on B only, its counter never went backwards', async () => {
     const { queue, events } = rig();
-    await sleep(1500);
-    const ticksOnA = ticks(a.console(GUEST));
-    assert.ok(ticksOnA.length > 0, 'the guest is counting on A');
+    const ticksOnA = await waitTicks(a, GUEST, (seen) => seen.length >= 2, 'the guest counting on A');
     const queued = await queue.enqueue(job(GUEST, a.host, b.host, { planId: 'live-1' }));
     assert.equal(queued.status, 'queued');
     await until(
@@ -146,9 +145,7 @@ describe('lbvm agent and the qemu driver (real QEMU guests)', () => {
     assert.equal(processes.length, 1, `one QEMU for ${GUEST} on this machine, found ${processes.length}`);
     assert.deepEqual(qemuPids(b.stateDir), processes);
     // The counter continues on B from where it was on A.
-    await sleep(2500);
-    const ticksOnB = ticks(b.console(GUEST));
-    assert.ok(ticksOnB.length >= 2, 'the guest keeps counting on B');
+    const ticksOnB = await waitTicks(b, GUEST, (seen) => seen.length >= 2, 'the guest to keep counting on B');
     assert.ok(
       ticksOnB[0]! >= ticksOnA[ticksOnA.length - 1]!,
       `counter went backwards: A ended at ${ticksOnA.at(-1)}, B began at ${ticksOnB[0]}`,
@@ -175,8 +172,7 @@ describe('lbvm agent and the qemu driver (real QEMU guests)', () => {
     assert.equal(listed[0]!.role, 'running');
     assert.equal(listed[0]!.pid, pidBefore[0]);
     const tick = ticks(b.console(GUEST)).at(-1)!;
-    await sleep(2000);
-    assert.ok(ticks(b.console(GUEST)).at(-1)! > tick);
+    await waitTicks(b, GUEST, (seen) => seen.at(-1)! > tick, 'the re-adopted guest to keep counting');
   });
 
   it('cancelling a live migration leaves the guest running on its source and nothing on the destination', async () => {
@@ -218,8 +214,7 @@ describe('lbvm agent and the qemu driver (real QEMU guests)', () => {
     const guest = (await b.client.list()).guests[0]!;
     assert.equal(guest.status, 'running');
     const tick = ticks(b.console(GUEST)).at(-1)!;
-    await sleep(2000);
-    assert.ok(ticks(b.console(GUEST)).at(-1)! > tick, 'the guest keeps counting on its source');
+    await waitTicks(b, GUEST, (seen) => seen.at(-1)! > tick, 'the guest to keep counting on its source');
   });
 
   it('moves the guest back by checkpoint (stop, save, copy, restore): one place, counter not backwards', async () => {
@@ -237,9 +232,12 @@ describe('lbvm agent and the qemu driver (real QEMU guests)', () => {
     assert.equal(await driver.locate(GUEST), a.host);
     assert.deepEqual(qemuPids(b.stateDir), []);
     assert.equal(qemuProcessesOf(GUEST).length, 1);
-    await sleep(2500);
-    const ticksOnA = ticks(a.console(GUEST));
-    assert.ok(ticksOnA.length >= 2, 'the guest keeps counting after the restore');
+    const ticksOnA = await waitTicks(
+      a,
+      GUEST,
+      (seen) => seen.length >= 2,
+      'the guest to keep counting after the restore',
+    );
     assert.ok(ticksOnA[0]! >= ticksOnB.at(-1)!, `counter went backwards: ${ticksOnB.at(-1)} then ${ticksOnA[0]}`);
   });
 });

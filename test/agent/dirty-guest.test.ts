@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { driverOf, startAgent, testGuestSpec, ticks, waitBooted, type TestAgent } from '../helpers/agent.ts';
+import { driverOf, startAgent, testGuestSpec, ticks, waitBooted, waitTicks, type TestAgent } from '../helpers/agent.ts';
 import { stopAgents } from '../faults/support.ts';
 
 const GUEST = 'writer-1';
@@ -47,7 +47,8 @@ describe('a guest dirtying its memory moves live under TCG without losing a writ
       // The writer was alive on the host it left (QEMU measured it just before this move).
       assert.ok((status.dirtyBytesPerSec ?? 0) > 8 * 2 ** 20, `move ${move}: dirty rate ${status.dirtyBytesPerSec}`);
       const tick = ticks(to.console(GUEST)).at(-1) ?? 0;
-      await sleep(2500);
+      // Two more ticks, or the timeout: a crash on arrival is then reported as such, below.
+      await waitTicks(to, GUEST, (seen) => (seen.at(-1) ?? 0) > tick + 1, 'two more ticks').catch(() => {});
       const console = to.console(GUEST);
       assert.equal(
         console.filter((line) => CRASH.test(line)).join('\n'),

@@ -61,7 +61,6 @@ export function qemuPids(stateDir: string): number[] {
   return pids;
 }
 
-/** Every process on this machine running the QEMU of guest `name` (whoever started it). */
 /**
  * The QEMU processes running guest `name` that this test process started (their command line holds
  * a folder of its tmpDir): other tests on the machine may run a guest of the same name at once.
@@ -237,6 +236,28 @@ export function ticks(lines: string[]): number[] {
   return lines
     .filter((line) => line.startsWith('lbvm-guest: tick '))
     .map((line) => Number(line.slice('lbvm-guest: tick '.length)));
+}
+
+/**
+ * Waits until the guest's tick counter on `agent`'s console satisfies `enough` (given the ticks so
+ * far, in order) and returns them. The guest ticks about once a second, slower under TCG on a busy
+ * machine: a test waits for what it asserts rather than sleeping a fixed time and counting.
+ */
+export async function waitTicks(
+  agent: TestAgent,
+  name: string,
+  enough: (ticks: number[]) => boolean,
+  what: string,
+  timeoutMs = 30_000,
+): Promise<number[]> {
+  let seen: number[] = [];
+  await waitFor(`${what} (${name} on ${agent.host})`, () => enough((seen = ticks(agent.console(name)))), {
+    timeoutMs,
+    intervalMs: 250,
+  }).catch((error: Error) => {
+    throw new Error(`${error.message}; ticks seen: ${seen.slice(-5).join(', ') || 'none'}`);
+  });
+  return seen;
 }
 
 /** Waits until the guest printed "lbvm-guest: up" on `agent`. */

@@ -96,6 +96,10 @@ export async function kill(guest: ManagedGuest): Promise<void> {
       } catch {
         /* gone */
       }
+      // Until the kernel has taken it away: whoever asks next (a migration's status, a list) is
+      // told the copy is gone only when no QEMU of it runs.
+      const killedBy = Date.now() + 5000;
+      while (isOurQemu(pid, guest.id) && Date.now() < killedBy) await sleep(20);
     }
   }
   guest.pid = null;

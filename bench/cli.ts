@@ -87,6 +87,7 @@ try {
     ['explain', 'vm-000000', '--json'],
     ['jobs', '--json'],
     ['status'],
+    ['vms'],
   ];
   const cacheDir = path.join(dir, 'code-cache');
   /** Runs lbm with its code cache in `cache`; `cached`: it said it took the cache (LBVM_CODE_CACHE_DEBUG). */
@@ -132,7 +133,15 @@ try {
   await queue.close();
   await store.close();
   redis.disconnect();
-  const judged = ['status --json', 'hosts --json', 'vms --json', 'plan --json', 'explain vm-000000 --json', 'status'];
+  const judged = [
+    'status --json',
+    'hosts --json',
+    'vms --json',
+    'plan --json',
+    'explain vm-000000 --json',
+    'status',
+    'vms',
+  ];
   process.stdout.write(
     JSON.stringify({
       bench: 'cli',

@@ -24,6 +24,9 @@ const UNSAFE =
 const UNSAFE_BUT_NEWLINE =
   /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
 
+/** Printable ASCII only: nothing to escape, one column per character (the common case, tested first). */
+const PLAIN = /^[\x20-\x7e]*$/;
+
 const escapeChar = (char: string) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`;
 
 /**
@@ -32,7 +35,7 @@ const escapeChar = (char: string) => `\\u${char.charCodeAt(0).toString(16).padSt
  * the terminal. Names longer than `maxLength` are cut, with their length said.
  */
 export function safeText(text: string, maxLength = Infinity): string {
-  const escaped = text.replace(UNSAFE, escapeChar);
+  const escaped = PLAIN.test(text) ? text : text.replace(UNSAFE, escapeChar);
   if (escaped.length <= maxLength) return escaped;
   return `${escaped.slice(0, Math.max(1, maxLength - 16))}…(${text.length} chars)`;
 }
@@ -102,28 +105,43 @@ export const MAX_LAST_CELL = 200;
  * Cells are made safe (`safeText`) and cut at MAX_CELL characters (MAX_LAST_CELL in the last column).
  */
 export function table(header: string[], rawRows: string[][]): string {
+  const last = header.length - 1;
   const rows = rawRows.map((row) =>
-    row.map((cell, index) => safeText(cell, index === header.length - 1 ? MAX_LAST_CELL : MAX_CELL)),
+    row.map((cell, index) => safeText(cell, index === last ? MAX_LAST_CELL : MAX_CELL)),
   );
-  const widths = header.map((title, index) =>
-    Math.max(visibleLength(title), ...rows.map((row) => visibleLength(row[index] ?? ''))),
-  );
-  const numeric = header.map(
-    (_, index) =>
-      rows.length > 0 && rows.every((row) => /^[-+]?\d/.test(row[index] ?? '') || (row[index] ?? '') === '-'),
-  );
-  const line = (cells: string[]) =>
-    cells
-      .map((cell, index) => {
-        const pad = ' '.repeat(Math.max(0, widths[index]! - visibleLength(cell)));
-        return numeric[index] ? pad + cell : cell + pad;
-      })
-      .join('  ')
-      .trimEnd();
-  return [line(header), ...rows.map(line)].join('\n');
+  // Each cell measured once (`lbm vms` at 30,000 VMs has 240,000), in plain loops.
+  const lengths = rows.map((row) => row.map(visibleLength));
+  const widths = header.map(visibleLength);
+  const numeric = header.map(() => rows.length > 0);
+  for (let r = 0; r < rows.length; r++) {
+    const row = rows[r]!;
+    for (let index = 0; index <= last; index++) {
+      const cell = row[index] ?? '';
+      if ((lengths[r]![index] ?? 0) > widths[index]!) widths[index] = lengths[r]![index]!;
+      if (numeric[index] && cell !== '-' && !/^[-+]?\d/.test(cell)) numeric[index] = false;
+    }
+  }
+  const line = (cells: string[], cellLengths: number[]) => {
+    let text = '';
+    for (let index = 0; index < cells.length; index++) {
+      const cell = cells[index]!;
+      const pad = index <= last ? ' '.repeat(Math.max(0, widths[index]! - cellLengths[index]!)) : '';
+      text += (index > 0 ? '  ' : '') + (numeric[index] ? pad + cell : cell + pad);
+    }
+    return text.trimEnd();
+  };
+  const out = [
+    line(
+      header,
+      widths.map((_, index) => visibleLength(header[index]!)),
+    ),
+  ];
+  for (let r = 0; r < rows.length; r++) out.push(line(rows[r]!, lengths[r]!));
+  return out.join('\n');
 }
 
 function visibleLength(text: string): number {
+  if (PLAIN.test(text)) return text.length;
   // eslint-disable-next-line no-control-regex
   return [...text.replace(/\u001b\[[0-9;]*m/g, '')].length;
 }

@@ -5,7 +5,7 @@
 // against 326–483 ms from the ES module bundle.
 //
 // The cache is a file per (bundle, build, command) in a private folder of the user's: LBVM_CACHE_DIR,
-// else $XDG_CACHE_HOME/lbvm, else ~/.cache/lbvm. The build id hashes the bundle's content with Node's
+// else systemd's $CACHE_DIRECTORY (a unit's CacheDirectory=), else $XDG_CACHE_HOME/lbvm, else ~/.cache/lbvm. The build id hashes the bundle's content with Node's
 // version and architecture: V8 checks only a source's length against its cache, so a cache of another
 // build of the same length would run that build's code. (V8 itself rejects a cache made under other V8
 // flags; Node's own flags, --cpu-prof or --import, do not matter to it.) Cached data is code: a folder not
@@ -24,6 +24,8 @@ import vm from 'node:vm';
 /** The folder the cache lives in (it may not exist yet). */
 export function codeCacheDir(env = process.env) {
   if (env.LBVM_CACHE_DIR) return path.resolve(env.LBVM_CACHE_DIR);
+  // systemd's CacheDirectory= (deploy/systemd): the units' daemons have no home (ProtectHome=yes).
+  if (env.CACHE_DIRECTORY) return path.resolve(env.CACHE_DIRECTORY.split(':')[0]);
   const base = env.XDG_CACHE_HOME ? path.resolve(env.XDG_CACHE_HOME) : path.join(env.HOME || os.homedir(), '.cache');
   return path.join(base, 'lbvm');
 }

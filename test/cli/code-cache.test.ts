@@ -180,7 +180,7 @@ describe('code cache of the bundled commands', () => {
     if (foreign !== '/') assert.deepEqual(files(foreign), []);
   });
 
-  it('LBVM_CODE_CACHE=0 turns it off; without LBVM_CACHE_DIR it lives in $XDG_CACHE_HOME/lbvm, else ~/.cache/lbvm', async () => {
+  it("LBVM_CODE_CACHE=0 turns it off; without LBVM_CACHE_DIR it lives in systemd's $CACHE_DIRECTORY, else $XDG_CACHE_HOME/lbvm, else ~/.cache/lbvm", async () => {
     const off = path.join(tmpDir(), 'lbvm');
     const result = await config(off, { LBVM_CODE_CACHE: '0' });
     assert.equal(result.stdout, expected);
@@ -188,10 +188,14 @@ describe('code cache of the bundled commands', () => {
     assert.ok(!fs.existsSync(off));
 
     const xdg = tmpDir();
-    await config('', { LBVM_CACHE_DIR: '', XDG_CACHE_HOME: xdg });
+    const unitCache = path.join(tmpDir(), 'lbvm');
+    await config('', { LBVM_CACHE_DIR: '', CACHE_DIRECTORY: unitCache, XDG_CACHE_HOME: xdg });
+    assert.equal(files(unitCache).length, 1);
+    assert.ok(!fs.existsSync(path.join(xdg, 'lbvm')));
+    await config('', { LBVM_CACHE_DIR: '', CACHE_DIRECTORY: '', XDG_CACHE_HOME: xdg });
     assert.equal(files(path.join(xdg, 'lbvm')).length, 1);
     const home = tmpDir();
-    await config('', { LBVM_CACHE_DIR: '', XDG_CACHE_HOME: '', HOME: home });
+    await config('', { LBVM_CACHE_DIR: '', CACHE_DIRECTORY: '', XDG_CACHE_HOME: '', HOME: home });
     assert.equal(files(path.join(home, '.cache', 'lbvm')).length, 1);
   });
 

@@ -34,6 +34,9 @@ describe('deploy/: systemd units, cron, Redis config', () => {
       assert.match(text, /^Restart=on-failure$/m);
       assert.match(text, /^NoNewPrivileges=yes$/m);
       assert.match(text, /^ProtectSystem=strict$/m);
+      // With ProtectHome=yes the daemons' code cache (bin/code-cache.js) needs a folder of its own.
+      assert.match(text, /^CacheDirectory=lbvm$/m);
+      assert.match(text, /^CacheDirectoryMode=0700$/m);
     });
   }
 

@@ -45,5 +45,13 @@ describe('npm run demo --sim', () => {
     assert.deepEqual(demoProcesses(tmp), []);
     assert.ok(demo.reportHtml && fs.existsSync(demo.reportHtml), 'no HTML report');
     assert.match(result.stderr, /decision: /, 'the live view shows no decision');
+    // The story is told in order: a move the monitor queued is shown as decided before it is shown moving.
+    const story = result.stderr.split('\n');
+    for (const [at, line] of story.entries()) {
+      const vm = /migrating (\S+) /.exec(line)?.[1];
+      if (!vm) continue;
+      const decided = story.findIndex((other) => other.includes('decision: ') && other.includes(` ${vm} (`));
+      assert.ok(decided >= 0 && decided < at, `"${line.trim()}" without a decision line for ${vm} before it`);
+    }
   });
 });

@@ -47,6 +47,8 @@ const QUIET_ROUNDS = 5;
 const TIMED_HOLD = /\b(PING_PONG|COOLDOWN)\b/;
 /** The imbalance "after" is the mean of this many measurements (2 s apart). */
 const AFTER_SAMPLES = 5;
+/** The longest a migration's events wait for the decision line of the round that queued the job. */
+const EVENT_HOLD_MS = 10_000;
 export const GUEST_DIR = path.join(REPO_ROOT, '.cache', 'guest');
 
 export interface DemoOptions {
@@ -437,6 +439,19 @@ async function watch(context: WatchContext): Promise<void> {
   let waitingOnTimer = false;
   let lastMoveMs = 0;
   let lastRecord: RoundRecord | null = null;
+  // A worker starts a job before the round that queued it has stored its record: a job's events wait
+  // (up to EVENT_HOLD_MS, for jobs no round queued) until its decision line has been shown.
+  const decided = new Set<string>();
+  const pending: { event: LbvmEvent; seenMs: number }[] = [];
+  const tellEvents = (all: boolean) => {
+    while (pending.length > 0) {
+      const { event, seenMs } = pending[0]!;
+      if (!all && event.jobId && !decided.has(event.jobId) && Date.now() - seenMs < EVENT_HOLD_MS) break;
+      pending.shift();
+      describeEvent(event, view, result);
+      if (event.type === 'migration.finished') lastMoveMs = event.timeMs;
+    }
+  };
   const recent: number[] = [];
   const deadline = startedMs + options.durationMs;
   while (Date.now() < deadline && !options.signal.aborted) {
@@ -505,6 +520,7 @@ async function watch(context: WatchContext): Promise<void> {
         for (const entry of queued) {
           const move = record.moves.find((m) => m.vm === entry.vm);
           view.say(`decision: ${move?.reason ?? `${entry.vm} ${entry.from} → ${entry.to}`}`);
+          decided.add(entry.jobId);
         }
         if (queued.length === 0 && lastMoveMs > 0) quietRoundsAfterMove++;
         else if (queued.length > 0) {
@@ -521,9 +537,9 @@ async function watch(context: WatchContext): Promise<void> {
     // Migration events.
     for (const { id, event } of await events.read({ after, count: 1000 })) {
       after = id;
-      describeEvent(event, view, result);
-      if (event.type === 'migration.finished') lastMoveMs = event.timeMs;
+      pending.push({ event, seenMs: Date.now() });
     }
+    tellEvents(false);
 
     // Progress of running migrations.
     const jobs = (await queue.jobs(50)).filter((job) => job.state === 'active');
@@ -552,6 +568,7 @@ async function watch(context: WatchContext): Promise<void> {
         await new Promise((resolve) => setTimeout(resolve, 500));
         continue;
       }
+      tellEvents(true);
       result.balanced = end.balanced;
       result.stopReason = end.reason;
       view.say(
@@ -562,6 +579,7 @@ async function watch(context: WatchContext): Promise<void> {
     }
     await new Promise((resolve) => setTimeout(resolve, 500));
   }
+  tellEvents(true);
   result.stopReason = options.signal.aborted
     ? 'interrupted'
     : `time is up (--duration ${Math.round(options.durationMs / 1000)}) with imbalance ${result.imbalanceAfter?.toFixed(3) ?? '-'}`;

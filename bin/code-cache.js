@@ -5,9 +5,10 @@
 // against 326–483 ms from the ES module bundle.
 //
 // The cache is a file per (bundle, build, command) in a private folder of the user's: LBVM_CACHE_DIR,
-// else systemd's $CACHE_DIRECTORY (a unit's CacheDirectory=), else $XDG_CACHE_HOME/lbvm, else ~/.cache/lbvm. The build id hashes the bundle's content with Node's
-// version and architecture: V8 checks only a source's length against its cache, so a cache of another
-// build of the same length would run that build's code. (V8 itself rejects a cache made under other V8
+// else systemd's $CACHE_DIRECTORY (a unit's CacheDirectory=), else $XDG_CACHE_HOME/lbvm, else
+// ~/.cache/lbvm. The build id hashes the bundle's content with Node's version and architecture: V8
+// checks only a source's length against its cache, so a cache of another build of the same length
+// would run that build's code. (V8 itself rejects a cache made under other V8
 // flags; Node's own flags, --cpu-prof or --import, do not matter to it.) Cached data is code: a folder not
 // owned by this user, or writable by group or others, is not used. A file is written when the process
 // exits, when there was none or V8 rejected it (written whole, then renamed: many commands start at

@@ -180,7 +180,7 @@ describe('code cache of the bundled commands', () => {
     if (foreign !== '/') assert.deepEqual(files(foreign), []);
   });
 
-  it("LBVM_CODE_CACHE=0 turns it off; without LBVM_CACHE_DIR it lives in systemd's $CACHE_DIRECTORY, else $XDG_CACHE_HOME/lbvm, else ~/.cache/lbvm", async () => {
+  it("LBVM_CODE_CACHE=0 turns it off; else LBVM_CACHE_DIR, systemd's $CACHE_DIRECTORY, $XDG_CACHE_HOME/lbvm, ~/.cache/lbvm", async () => {
     const off = path.join(tmpDir(), 'lbvm');
     const result = await config(off, { LBVM_CODE_CACHE: '0' });
     assert.equal(result.stdout, expected);

@@ -8,9 +8,9 @@
 // else systemd's $CACHE_DIRECTORY (a unit's CacheDirectory=), else $XDG_CACHE_HOME/lbvm, else
 // ~/.cache/lbvm. The build id hashes the bundle's content with Node's version and architecture: V8
 // checks only a source's length against its cache, so a cache of another build of the same length
-// would run that build's code. (V8 itself rejects a cache made under other V8
-// flags; Node's own flags, --cpu-prof or --import, do not matter to it.) Cached data is code: a folder not
-// owned by this user, or writable by group or others, is not used. A file is written when the process
+// would run that build's code. (V8 itself rejects a cache made under other V8 flags; Node's own flags,
+// --cpu-prof or --import, do not matter to it.) Cached data is code: a folder not owned by this user,
+// or writable by group or others, is not used. A file is written when the process
 // exits, when there was none or V8 rejected it (written whole, then renamed: many commands start at
 // once in the demo and the tests), and the files of this bundle's other builds are removed then.
 // Any failure means no cache; a command's output and exit code never depend on it.

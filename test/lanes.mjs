@@ -6,8 +6,8 @@
  * files at once would starve each other's guests.
  *
  * While the lanes run, each prints a line per finished file group; when both are done, each lane's
- * whole spec report follows (failures at its end; a failing lane's report last), then one line of totals. The exit code is non-zero
- * when either lane failed.
+ * whole spec report follows (failures at its end; a failing lane's report last, where a CI log's tail
+ * shows it), then one line of totals. The exit code is non-zero when either lane failed.
  *
  *   node test/lanes.mjs [FILE...]     (no FILE: every test/**\/*.test.ts)
  */

@@ -111,7 +111,8 @@ export function table(header: string[], rawRows: string[][]): string {
   );
   // Each cell measured once (`lbm vms` at 30,000 VMs has 240,000), in plain loops.
   const lengths = rows.map((row) => row.map(visibleLength));
-  const widths = header.map(visibleLength);
+  const headerLengths = header.map(visibleLength);
+  const widths = [...headerLengths];
   const numeric = header.map(() => rows.length > 0);
   for (let r = 0; r < rows.length; r++) {
     const row = rows[r]!;
@@ -130,12 +131,7 @@ export function table(header: string[], rawRows: string[][]): string {
     }
     return text.trimEnd();
   };
-  const out = [
-    line(
-      header,
-      widths.map((_, index) => visibleLength(header[index]!)),
-    ),
-  ];
+  const out = [line(header, headerLengths)];
   for (let r = 0; r < rows.length; r++) out.push(line(rows[r]!, lengths[r]!));
   return out.join('\n');
 }

@@ -5,7 +5,6 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { QemuDriver } from '../../src/drivers/qemu/driver.ts';
 import { createLogger } from '../../src/log.ts';
 import {

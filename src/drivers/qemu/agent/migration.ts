@@ -215,18 +215,24 @@ export async function followMigration(host: AgentHost, guest: ManagedGuest): Pro
   if (migration.status === DISK_COPY) return followDiskCopy(host, guest, migration);
   const info = await (await qmpOf(guest)).execute<MigrateInfo>('query-migrate');
   migration.info = info;
-  migration.status = info.status ?? 'none';
-  if (info.status === 'pre-switchover') return switchOver(host, guest, migration);
   if (info.status === 'completed') {
     host.log.info(
       { vm: guest.spec.name, to: migration.to, totalMs: info['total-time'], downtimeMs: info.downtime },
       'live migration completed; quitting the source copy',
     );
+    // Said 'completed' only once the source copy is gone: the driver reports the move done on that
+    // word, and a caller then finds no QEMU of the guest here (quitting it takes up to seconds, and a
+    // status asked meanwhile answers with the status before, still under way).
     await kill(guest);
     removeLocalImages(host, guest.spec, `copied to ${migration.to}`);
     host.forget(guest, `migrated to ${migration.to}`);
     host.departed.set(guest.spec.name, migration);
-  } else if (info.status === 'failed' || info.status === 'cancelled') {
+    migration.status = 'completed';
+    return;
+  }
+  migration.status = info.status ?? 'none';
+  if (info.status === 'pre-switchover') return switchOver(host, guest, migration);
+  if (info.status === 'failed' || info.status === 'cancelled') {
     migration.error ??= info['error-desc'] ?? info.status;
     await cancelMirrors(guest);
     host.log.warn(

@@ -3,7 +3,8 @@
  * two hosts. A running guest (its tick counter going) moves live and by checkpoint through the
  * queue and a worker; it ends on one host only, its counter never goes backwards, and the source
  * keeps no QEMU. (Calls without the token: test/faults/18-agent-no-credential.test.ts.) Hostile VM names stay plain data; an agent
- * restart re-adopts running guests; a cancelled migration leaves the guest on its source.
+ * restart re-adopts running guests; a cancelled migration leaves the guest on its source; the source
+ * says a live migration completed only once its copy is gone.
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -239,5 +240,46 @@ describe('lbvm agent and the qemu driver (real QEMU guests)', () => {
       'the guest to keep counting after the restore',
     );
     assert.ok(ticksOnA[0]! >= ticksOnB.at(-1)!, `counter went backwards: ${ticksOnB.at(-1)} then ${ticksOnA[0]}`);
+  });
+
+  it("the source says a live migration completed only when its copy is gone (the driver's word that the move is done)", async () => {
+    // The source's status asked as often as it answers while the guest moves from A to B: the first
+    // 'completed' must find A listing no guest and running no QEMU of it. (The agent once said
+    // 'completed' and then quit QEMU, which takes a while: the driver reported the move done meanwhile.)
+    const moving = driver.migrate({
+      vm: GUEST,
+      from: a.host,
+      to: b.host,
+      mode: 'live',
+      downtimeLimitMs: 300,
+      bandwidthBytesPerSec: 125e6,
+      signal: AbortSignal.timeout(120_000),
+      attemptId: 'completed-means-gone',
+    });
+    let settled = false;
+    void moving.finally(() => (settled = true)).catch(() => {});
+    let asked = 0;
+    for (;;) {
+      const status = await a.client
+        .call<{ status: string; sourceRole: string; attemptId: string }>('/v1/migrate/status', { name: GUEST })
+        .catch(() => null);
+      asked++;
+      // Until the driver has started this attempt, the status is the last one's (the move by checkpoint).
+      if (status?.attemptId !== 'completed-means-gone') {
+        assert.ok(!settled, 'the move ended before the source reported its attempt');
+        continue;
+      }
+      if (status.status === 'completed') {
+        assert.equal(status.sourceRole, 'departed');
+        assert.deepEqual((await a.client.list()).guests, []);
+        assert.deepEqual(qemuPids(a.stateDir), []);
+        break;
+      }
+      assert.ok(!settled, `the move ended while the source says ${status.status}`);
+    }
+    await moving;
+    assert.ok(asked > 5, `the status was asked ${asked} times`);
+    assert.equal(await driver.locate(GUEST), b.host);
+    assert.equal(qemuProcessesOf(GUEST).length, 1);
   });
 });

@@ -88,9 +88,13 @@ export async function kill(guest: ManagedGuest): Promise<void> {
   guest.qmp?.close();
   guest.qmp = null;
   if (pid !== null) {
-    const deadline = Date.now() + 3000;
-    while (isOurQemu(pid, guest.id) && Date.now() < deadline) await sleep(50);
-    if (isOurQemu(pid, guest.id)) {
+    /** Whether the process is gone within `ms`. */
+    const goneWithin = async (ms: number) => {
+      const deadline = Date.now() + ms;
+      while (isOurQemu(pid, guest.id) && Date.now() < deadline) await sleep(20);
+      return !isOurQemu(pid, guest.id);
+    };
+    if (!(await goneWithin(3000))) {
       try {
         process.kill(pid, 'SIGKILL');
       } catch {
@@ -98,8 +102,7 @@ export async function kill(guest: ManagedGuest): Promise<void> {
       }
       // Until the kernel has taken it away: whoever asks next (a migration's status, a list) is
       // told the copy is gone only when no QEMU of it runs.
-      const killedBy = Date.now() + 5000;
-      while (isOurQemu(pid, guest.id) && Date.now() < killedBy) await sleep(20);
+      await goneWithin(5000);
     }
   }
   guest.pid = null;

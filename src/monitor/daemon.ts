@@ -307,6 +307,7 @@ export class Monitor {
             samplesSkipped: skipped,
             snapshot: snap,
             plan: { inputs: planInputs(config.monitor.policies, settings, snap), plan },
+            demand: settings.demand,
           },
           // lbm takes it while it is this young; Redis forgets it after.
           config.monitor.staleAfterIntervals * config.monitor.interval,

@@ -10,20 +10,24 @@
  * `hosts` (every host, with its VMs' count and committed memory, so `status` and `hosts` never read
  * the VMs), `vms`, and `plan`: the round's plan (JSON) with what it was planned from, which `lbm plan`
  * and `lbm explain` show instead of planning again when nothing it depends on changed since
- * (policies' `planInputs`). The two binary parts are columns: names and the few rare strings as JSON, every
+ * (policies' `planInputs`). The VMs part also holds each VM's latest CPU use and its demand forecast
+ * under the monitor's demand settings (`VmForecast`), so `lbm vms` reads no CPU window when its own
+ * settings are the same. The two binary parts are columns: names and the few rare strings as JSON, every
  * number in a Float64Array (exact: the plan `lbm plan` makes from it is the monitor's), NaN for a
  * value that is absent, each CPU window's values one after the other with a column of lengths. A
  * part's layout before deflating: uint32 LE byte length of its JSON header, the header (UTF-8), zero
  * padding to a multiple of 8, then its columns in the header's order.
  */
-import { promisify } from 'node:util';
+import { isDeepStrictEqual, promisify } from 'node:util';
 import zlib from 'node:zlib';
 import type { Redis } from 'ioredis';
+import { vmDemand } from '../../policies/demand.ts';
+import type { DemandSettings } from '../../policies/settings.ts';
 import type { HostState, HostStatus, Plan, Snapshot, VmState } from '../model/index.ts';
 
 const deflate = promisify(zlib.deflate);
 
-export const PUBLISHED_VERSION = 2;
+export const PUBLISHED_VERSION = 3;
 
 export function publishedKey(prefix: string): string {
   return `${prefix}:monitor:snapshot`;
@@ -52,13 +56,33 @@ export interface PublishedPlan {
   plan: Plan;
 }
 
+/**
+ * Per VM, in the snapshot's order: its latest CPU use (the newest entry of its window, NaN when it has
+ * none) and its demand forecast (policies/demand.ts) under the monitor's `demand` settings.
+ */
+export interface VmForecast {
+  demand: DemandSettings;
+  latestCores: Float64Array;
+  forecastCores: Float64Array;
+}
+
+/** The published forecast when it was made under `demand` (a reader configured alike), else null. */
+export function forecastUnder(forecast: VmForecast | undefined, demand: DemandSettings): VmForecast | null {
+  return forecast && isDeepStrictEqual(forecast.demand, demand) ? forecast : null;
+}
+
 export interface PublishedSnapshot extends PublishedMeta {
   /** Its `vms` are empty when only the hosts part was read (then `vmTotals` says what they add up to). */
   snapshot: Snapshot;
   vmTotals: VmTotals;
   /** With the VMs: the round's plan, when it published one. */
   plan?: PublishedPlan;
+  /** With the VMs: their latest CPU use and forecast, when the monitor published them. */
+  forecast?: VmForecast;
 }
+
+/** What a round publishes: its snapshot, plan, and the demand settings it forecast under. */
+export type PublishedRound = PublishedMeta & { snapshot: Snapshot; plan?: PublishedPlan; demand?: DemandSettings };
 
 /** The VMs' totals per host, from the VMs themselves. */
 export function vmTotalsOf(vms: readonly VmState[]): VmTotals {
@@ -264,7 +288,7 @@ const VM_NUMBERS = [
   'quarantinedUntilMs',
 ] as const;
 
-function encodeVms(vms: readonly VmState[]): Buffer {
+function encodeVms(vms: readonly VmState[], demand?: DemandSettings): Buffer {
   const hostNames: string[] = [];
   const hostIndex = new Map<string, number>();
   const host = new Float64Array(vms.length);
@@ -289,14 +313,28 @@ function encodeVms(vms: readonly VmState[]): Buffer {
     if (Object.keys(extra).length > 0) rare[i] = extra;
   });
   const { lengths, values } = windows(vms);
+  const forecast: Record<string, Float64Array> = {};
+  if (demand) {
+    forecast.latestCores = new Float64Array(vms.length);
+    forecast.forecastCores = new Float64Array(vms.length);
+    vms.forEach((vm, i) => {
+      forecast.latestCores![i] = absent(vm.cpuUsedWindowCores[vm.cpuUsedWindowCores.length - 1]);
+      forecast.forecastCores![i] = vmDemand(vm, demand).cores;
+    });
+  }
   return pack(
-    { names: vms.map((vm) => vm.name), hosts: hostNames, rare },
-    { host, ...numbers, windowLength: lengths, window: values },
+    { names: vms.map((vm) => vm.name), hosts: hostNames, rare, ...(demand ? { demand } : {}) },
+    { host, ...numbers, ...forecast, windowLength: lengths, window: values },
   );
 }
 
-function decodeVms(deflated: Buffer, windowsOf?: WindowsOf): VmState[] {
-  const { json, columns } = unpack<{ names: string[]; hosts: string[]; rare: Record<string, VmRare> }>(deflated, 'vms');
+function decodeVms(deflated: Buffer, windowsOf?: WindowsOf): { vms: VmState[]; forecast?: VmForecast } {
+  const { json, columns } = unpack<{
+    names: string[];
+    hosts: string[];
+    rare: Record<string, VmRare>;
+    demand?: DemandSettings;
+  }>(deflated, 'vms');
   const count = json.names.length;
   const col = (name: string) => column(columns, name, 'vms', count);
   const host = col('host');
@@ -329,7 +367,10 @@ function decodeVms(deflated: Buffer, windowsOf?: WindowsOf): VmState[] {
     if (extra?.haState !== undefined) vm.haState = extra.haState;
     vms[i] = vm;
   }
-  return vms;
+  const forecast = json.demand
+    ? { demand: json.demand, latestCores: col('latestCores'), forecastCores: col('forecastCores') }
+    : undefined;
+  return { vms, ...(forecast ? { forecast } : {}) };
 }
 
 interface MetaPart extends PublishedMeta {
@@ -339,14 +380,14 @@ interface MetaPart extends PublishedMeta {
 
 /** The parts of a published snapshot (hosts, vms and plan deflated). */
 export async function encodeSnapshot(
-  published: PublishedMeta & { snapshot: Snapshot; plan?: PublishedPlan },
+  published: PublishedRound,
 ): Promise<{ meta: string; hosts: Buffer; vms: Buffer; plan?: Buffer }> {
-  const { snapshot, plan, ...meta } = published;
+  const { snapshot, plan, demand, ...meta } = published;
   const part: MetaPart = { ...meta, nowMs: snapshot.nowMs, seed: snapshot.seed };
   // Deflated on libuv's threads, off the event loop.
   const [hosts, vms, planPart] = await Promise.all([
     deflate(encodeHosts(snapshot.hosts, vmTotalsOf(snapshot.vms)), { level: 1 }),
-    deflate(encodeVms(snapshot.vms), { level: 1 }),
+    deflate(encodeVms(snapshot.vms, demand), { level: 1 }),
     plan ? deflate(Buffer.from(JSON.stringify(plan), 'utf8'), { level: 1 }) : undefined,
   ]);
   return { meta: JSON.stringify(part), hosts, vms, ...(planPart ? { plan: planPart } : {}) };
@@ -371,11 +412,12 @@ export function decodeSnapshot(
     throw new Error(`published snapshot version ${String(meta.version)}: expected ${PUBLISHED_VERSION}`);
   const { nowMs, seed, ...rest } = meta;
   const { hosts, totals } = decodeHosts(parts.hosts);
-  const vms = parts.vms ? decodeVms(parts.vms, windowsOf) : [];
+  const { vms, forecast } = parts.vms ? decodeVms(parts.vms, windowsOf) : { vms: [] };
   return {
     ...rest,
     snapshot: { nowMs, seed, hosts, vms, rules: { groups: [], pins: [], ignoredVms: [] }, inFlight: [] },
     vmTotals: parts.vms ? vmTotalsOf(vms) : totals,
+    ...(forecast ? { forecast } : {}),
     ...(parts.plan ? { plan: JSON.parse(zlib.inflateSync(parts.plan).toString('utf8')) as PublishedPlan } : {}),
   };
 }
@@ -384,7 +426,7 @@ export function decodeSnapshot(
 export async function publishSnapshot(
   redis: Redis,
   prefix: string,
-  published: PublishedMeta & { snapshot: Snapshot; plan?: PublishedPlan },
+  published: PublishedRound,
   keepMs: number,
 ): Promise<number> {
   const parts = await encodeSnapshot(published);

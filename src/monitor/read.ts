@@ -17,6 +17,7 @@ import {
   vmTotalsOf,
   type PublishedPlan,
   type PublishedSnapshot,
+  type VmForecast,
   type VmTotals,
   type WindowsOf,
 } from './published.ts';
@@ -49,6 +50,8 @@ export interface ClusterView {
   publishedPlan?: PublishedPlan;
   /** The published VMs were read with some CPU windows left empty (WindowsOf): not a snapshot to plan on. */
   windowsLeftOut?: boolean;
+  /** With a published snapshot read whole: each VM's latest CPU use and forecast, as the monitor made them. */
+  publishedForecast?: VmForecast;
 }
 
 export type ViewSource =
@@ -154,6 +157,7 @@ export async function readCluster(
         },
         vmTotals,
         ...(usable.plan ? { publishedPlan: usable.plan } : {}),
+        ...(usable.forecast ? { publishedForecast: usable.forecast } : {}),
         ...(options.windowsOf ? { windowsLeftOut: true } : {}),
       };
     }

@@ -14,10 +14,12 @@ import { CliContext } from '../../src/cli/context.ts';
 import { planOf, viewAndPlan } from '../../src/cli/plan-of.ts';
 import { policySettingsFromConfig } from '../../src/config/policy-settings.ts';
 import { setMaintenance } from '../../src/monitor/control.ts';
-import { planInputs, planRound } from '../../policies/index.ts';
+import { planInputs, planRound, vmDemand } from '../../policies/index.ts';
 import {
   decodeSnapshot,
   encodeSnapshot,
+  forecastUnder,
+  PUBLISHED_VERSION,
   publishedKey,
   readPublished,
   vmTotalsOf,
@@ -79,6 +81,18 @@ describe('the snapshot the leader publishes for lbm (real Redis, files store)', 
     assert.deepEqual(planOf(now, settings, policies), plain(planRound(now.snapshot, settings, policies)));
     assert.ok(planOf(now, settings, policies) === now.publishedPlan!.plan, 'lbm planned again');
     assert.ok(published.snapshot.vms.every((vm) => vm.cpuUsedWindowCores.length === 2));
+    // Each VM's latest CPU use and forecast, under the monitor's demand settings: lbm vms reads no window.
+    assert.deepEqual(published.forecast?.demand, settings.demand);
+    assert.deepEqual(
+      [...published.forecast!.latestCores],
+      published.snapshot.vms.map((vm) => vm.cpuUsedWindowCores.at(-1)),
+    );
+    assert.deepEqual(
+      [...published.forecast!.forecastCores],
+      published.snapshot.vms.map((vm) => vmDemand(vm, settings.demand).cores),
+    );
+    assert.ok(now.publishedForecast && forecastUnder(now.publishedForecast, settings.demand));
+    assert.equal(forecastUnder(now.publishedForecast, { ...settings.demand, horizonMs: 1 }), null);
     // lbm plan and explain read it without the VMs' windows (explain keeps its VM's): all else is the
     // same, and so is the plan they show.
     const windowless = await readCluster(
@@ -154,6 +168,34 @@ describe('the snapshot the leader publishes for lbm (real Redis, files store)', 
     assert.equal(later.snapshot.seed, published.snapshot.seed);
   });
 
+  it("lbm vms shows each VM's CPU as the monitor forecast it, and forecasts itself when configured otherwise", async () => {
+    const env = cleanEnv();
+    const configFile = path.join(c.dir, 'vms.yaml');
+    const rows = async (extra: Record<string, unknown>, ...args: string[]) => {
+      fs.writeFileSync(
+        configFile,
+        YAML.stringify({
+          redis: { url: server.url, prefix: c.config.redis.prefix },
+          store: { url: c.config.store.url },
+          monitor: { interval: '1m', window: '10m' },
+          ...extra,
+        }),
+      );
+      const result = await runCli('lbm', ['vms', '--json', '--config', configFile, ...args], { env });
+      assert.equal(result.code, 0, result.stderr);
+      const shown = JSON.parse(result.stdout) as { source: { kind: string }; vms: unknown[] };
+      return { source: shown.source.kind, vms: shown.vms };
+    };
+    // Configured as the monitor: its forecast; configured with another horizon: its own from the windows.
+    for (const extra of [{}, { policies: { demand: { horizon: '7m' } } }]) {
+      const published = await rows(extra);
+      const fromStore = await rows(extra, '--from-store');
+      assert.deepEqual([published.source, fromStore.source], ['published', 'store']);
+      assert.equal(published.vms.length, 6);
+      assert.deepEqual(published.vms, fromStore.vms);
+    }
+  });
+
   it('is not used when stale, missing, or read from another store; lbm says which', async () => {
     const published = (await readPublished(c.redis, c.config.redis.prefix))!;
     const roundMs = published.snapshot.nowMs;
@@ -219,13 +261,32 @@ describe('the snapshot the leader publishes for lbm (real Redis, files store)', 
     delete snapshot.vms[3]!.diskBytesPerSec;
     snapshot.hosts[0]!.lastSampleMs = null;
     snapshot.hosts[1]!.status = 'down';
-    const meta = { version: 2, roundId: 'r1', monitor: 'm', store: 'files:x', windowMs: 600_000, samplesSkipped: 2 };
+    const meta = {
+      version: PUBLISHED_VERSION,
+      roundId: 'r1',
+      monitor: 'm',
+      store: 'files:x',
+      windowMs: 600_000,
+      samplesSkipped: 2,
+    };
     const decoded = decodeSnapshot(await encodeSnapshot({ ...meta, snapshot }));
     const expected = plain({
       ...meta,
       snapshot: { ...snapshot, rules: { groups: [], pins: [], ignoredVms: [] }, inFlight: [] },
     });
     assert.deepEqual({ ...decoded, vmTotals: undefined }, { ...expected, vmTotals: undefined });
+    // With the demand settings it forecast under: each VM's latest CPU use (NaN without a window) and forecast.
+    const demand = { horizonMs: 600_000, sampleIntervalMs: 60_000, maxWindowSamples: 10 };
+    const forecast = decodeSnapshot(await encodeSnapshot({ ...meta, snapshot, demand })).forecast!;
+    assert.deepEqual(forecast.demand, demand);
+    assert.deepEqual(
+      [...forecast.latestCores],
+      snapshot.vms.map((vm) => vm.cpuUsedWindowCores.at(-1) ?? NaN),
+    );
+    assert.deepEqual(
+      [...forecast.forecastCores],
+      snapshot.vms.map((vm) => vmDemand(vm, demand).cores),
+    );
     // The VMs' keys in the builder's order: --json prints them alike.
     assert.deepEqual(
       decoded.snapshot.vms.map((vm) => Object.keys(vm)),

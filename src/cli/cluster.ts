@@ -6,7 +6,7 @@ import type { Command } from 'commander';
 import { standardDeviation } from 'simple-statistics';
 import { ExitError } from '../errors.ts';
 import type { HostState, VmState } from '../model/index.ts';
-import type { WindowsOf } from '../monitor/published.ts';
+import type { WindowChoice } from '../monitor/published.ts';
 import { readCluster, type ClusterView } from '../monitor/read.ts';
 import { closestNames } from '../util/closest.ts';
 import type { CliContext } from './context.ts';
@@ -18,7 +18,7 @@ import type { CliContext } from './context.ts';
 export async function openCluster(
   context: CliContext,
   nowMs = Date.now(),
-  options: { fromStore?: boolean; parts?: 'all' | 'hosts'; windowsOf?: WindowsOf } = {},
+  options: { fromStore?: boolean; parts?: 'all' | 'hosts'; windowsOf?: WindowChoice } = {},
 ): Promise<ClusterView> {
   const redis = await context.redis();
   // What readCluster asks of the queue, without loading BullMQ when nothing is in flight.

@@ -66,11 +66,6 @@ export interface VmForecast {
   forecastCores: Float64Array;
 }
 
-/** The published forecast when it was made under `demand` (a reader configured alike), else null. */
-export function forecastUnder(forecast: VmForecast | undefined, demand: DemandSettings): VmForecast | null {
-  return forecast && isDeepStrictEqual(forecast.demand, demand) ? forecast : null;
-}
-
 export interface PublishedSnapshot extends PublishedMeta {
   /** Its `vms` are empty when only the hosts part was read (then `vmTotals` says what they add up to). */
   snapshot: Snapshot;
@@ -79,6 +74,8 @@ export interface PublishedSnapshot extends PublishedMeta {
   plan?: PublishedPlan;
   /** With the VMs: their latest CPU use and forecast, when the monitor published them. */
   forecast?: VmForecast;
+  /** Some CPU windows were left empty (WindowChoice): not a snapshot to plan on. */
+  windowsLeftOut?: boolean;
 }
 
 /** What a round publishes: its snapshot, plan, and the demand settings it forecast under. */
@@ -184,6 +181,12 @@ function windowReader(
  * then need none, or one: copying 30,000 windows was a third of their time.
  */
 export type WindowsOf = (vm: string) => boolean;
+
+/**
+ * The CPU windows a reader asks for: those `WindowsOf` names, or, with `forecastUnder`, none when the
+ * VMs' published forecast (VmForecast) was made under those demand settings and every one otherwise.
+ */
+export type WindowChoice = WindowsOf | { forecastUnder: DemandSettings };
 
 function column(columns: Record<string, Float64Array>, name: string, part: string, length: number): Float64Array {
   const found = columns[name];
@@ -328,7 +331,10 @@ function encodeVms(vms: readonly VmState[], demand?: DemandSettings): Buffer {
   );
 }
 
-function decodeVms(deflated: Buffer, windowsOf?: WindowsOf): { vms: VmState[]; forecast?: VmForecast } {
+function decodeVms(
+  deflated: Buffer,
+  choice?: WindowChoice,
+): { vms: VmState[]; forecast?: VmForecast; windowsLeftOut: boolean } {
   const { json, columns } = unpack<{
     names: string[];
     hosts: string[];
@@ -337,6 +343,12 @@ function decodeVms(deflated: Buffer, windowsOf?: WindowsOf): { vms: VmState[]; f
   }>(deflated, 'vms');
   const count = json.names.length;
   const col = (name: string) => column(columns, name, 'vms', count);
+  const windowsOf: WindowsOf | undefined =
+    typeof choice === 'function'
+      ? choice
+      : choice && json.demand && isDeepStrictEqual(json.demand, choice.forecastUnder)
+        ? () => false
+        : undefined;
   const host = col('host');
   const [vcpus, memBytes, memUsedBytes, dirty, localDisk, disk, net, lastMove, quarantined] = VM_NUMBERS.map(col) as [
     Float64Array,
@@ -370,7 +382,7 @@ function decodeVms(deflated: Buffer, windowsOf?: WindowsOf): { vms: VmState[]; f
   const forecast = json.demand
     ? { demand: json.demand, latestCores: col('latestCores'), forecastCores: col('forecastCores') }
     : undefined;
-  return { vms, ...(forecast ? { forecast } : {}) };
+  return { vms, ...(forecast ? { forecast } : {}), windowsLeftOut: windowsOf !== undefined };
 }
 
 interface MetaPart extends PublishedMeta {
@@ -405,19 +417,22 @@ export function decodeSnapshot(
     vms?: Buffer;
     plan?: Buffer;
   },
-  windowsOf?: WindowsOf,
+  windows?: WindowChoice,
 ): PublishedSnapshot {
   const meta = JSON.parse(parts.meta.toString()) as MetaPart;
   if (meta.version !== PUBLISHED_VERSION)
     throw new Error(`published snapshot version ${String(meta.version)}: expected ${PUBLISHED_VERSION}`);
   const { nowMs, seed, ...rest } = meta;
   const { hosts, totals } = decodeHosts(parts.hosts);
-  const { vms, forecast } = parts.vms ? decodeVms(parts.vms, windowsOf) : { vms: [] };
+  const { vms, forecast, windowsLeftOut } = parts.vms
+    ? decodeVms(parts.vms, windows)
+    : { vms: [], windowsLeftOut: false };
   return {
     ...rest,
     snapshot: { nowMs, seed, hosts, vms, rules: { groups: [], pins: [], ignoredVms: [] }, inFlight: [] },
     vmTotals: parts.vms ? vmTotalsOf(vms) : totals,
     ...(forecast ? { forecast } : {}),
+    ...(windowsLeftOut ? { windowsLeftOut } : {}),
     ...(parts.plan ? { plan: JSON.parse(zlib.inflateSync(parts.plan).toString('utf8')) as PublishedPlan } : {}),
   };
 }
@@ -449,7 +464,7 @@ export async function readPublished(
   redis: Redis,
   prefix: string,
   parts: 'all' | 'hosts' = 'all',
-  windowsOf?: WindowsOf,
+  windows?: WindowChoice,
 ): Promise<PublishedSnapshot | null> {
   const key = publishedKey(prefix);
   let values: (Buffer | null)[];
@@ -462,7 +477,7 @@ export async function readPublished(
   if (!meta && !hosts) return null;
   try {
     if (!meta || !hosts || (parts === 'all' && !vms)) throw new Error('a part is missing');
-    return decodeSnapshot({ meta, hosts, vms: vms ?? undefined, plan: plan ?? undefined }, windowsOf);
+    return decodeSnapshot({ meta, hosts, vms: vms ?? undefined, plan: plan ?? undefined }, windows);
   } catch (error) {
     throw new Error(`Redis key ${key}: not a published snapshot (${(error as Error).message})`);
   }

@@ -19,7 +19,7 @@ import {
   type PublishedSnapshot,
   type VmForecast,
   type VmTotals,
-  type WindowsOf,
+  type WindowChoice,
 } from './published.ts';
 import { IncrementalWindow, type WindowReadReport } from './window.ts';
 
@@ -48,7 +48,7 @@ export interface ClusterView {
   vmTotals: VmTotals;
   /** With a published snapshot read whole: the round's plan and what it was planned from. */
   publishedPlan?: PublishedPlan;
-  /** The published VMs were read with some CPU windows left empty (WindowsOf): not a snapshot to plan on. */
+  /** The published VMs were read with some CPU windows left empty (WindowChoice): not a snapshot to plan on. */
   windowsLeftOut?: boolean;
   /** With a published snapshot read whole: each VM's latest CPU use and forecast, as the monitor made them. */
   publishedForecast?: VmForecast;
@@ -91,7 +91,7 @@ export async function readCluster(
   sources: ClusterSources,
   nowMs: number,
   window?: IncrementalWindow,
-  options: { published?: boolean; parts?: 'all' | 'hosts'; windowsOf?: WindowsOf } = {},
+  options: { published?: boolean; parts?: 'all' | 'hosts'; windowsOf?: WindowChoice } = {},
 ): Promise<ClusterView> {
   const { config, store, redis, queue } = sources;
   const prefix = config.redis.prefix;
@@ -158,7 +158,7 @@ export async function readCluster(
         vmTotals,
         ...(usable.plan ? { publishedPlan: usable.plan } : {}),
         ...(usable.forecast ? { publishedForecast: usable.forecast } : {}),
-        ...(options.windowsOf ? { windowsLeftOut: true } : {}),
+        ...(usable.windowsLeftOut ? { windowsLeftOut: true } : {}),
       };
     }
   }

@@ -18,7 +18,6 @@ import { planInputs, planRound, vmDemand } from '../../policies/index.ts';
 import {
   decodeSnapshot,
   encodeSnapshot,
-  forecastUnder,
   PUBLISHED_VERSION,
   publishedKey,
   readPublished,
@@ -91,8 +90,20 @@ describe('the snapshot the leader publishes for lbm (real Redis, files store)', 
       [...published.forecast!.forecastCores],
       published.snapshot.vms.map((vm) => vmDemand(vm, settings.demand).cores),
     );
-    assert.ok(now.publishedForecast && forecastUnder(now.publishedForecast, settings.demand));
-    assert.equal(forecastUnder(now.publishedForecast, { ...settings.demand, horizonMs: 1 }), null);
+    // Asked to leave the windows out under the monitor's demand settings, a reader gets none; under
+    // others, every one (it forecasts itself).
+    const readUnder = (demand: typeof settings.demand) =>
+      readCluster({ config: c.config, store: c.store, redis: c.redis, queue: c.queue }, record.timeMs, undefined, {
+        published: true,
+        windowsOf: { forecastUnder: demand },
+      });
+    const under = await readUnder(settings.demand);
+    assert.equal(under.windowsLeftOut, true);
+    assert.ok(under.snapshot.vms.every((vm) => vm.cpuUsedWindowCores.length === 0));
+    assert.deepEqual(under.publishedForecast, published.forecast);
+    const other = await readUnder({ ...settings.demand, horizonMs: 1 });
+    assert.equal(other.windowsLeftOut, undefined);
+    assert.deepEqual(other.snapshot.vms, now.snapshot.vms);
     // lbm plan and explain read it without the VMs' windows (explain keeps its VM's): all else is the
     // same, and so is the plan they show.
     const windowless = await readCluster(

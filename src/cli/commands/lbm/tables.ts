@@ -3,7 +3,6 @@ import { Command } from 'commander';
 import { policySettingsFromConfig } from '../../../config/policy-settings.ts';
 import { vmDemand } from '../../../../policies/index.ts';
 import type { VmState } from '../../../model/index.ts';
-import { forecastUnder } from '../../../monitor/published.ts';
 import { formatBytes } from '../../../units.ts';
 import { ago, findHost, hostRow, openCluster, sourceLine, withSource } from '../../cluster.ts';
 import { withContext } from '../../context.ts';
@@ -76,15 +75,14 @@ export function vmsCommand(): Command {
   });
   return command.action(async (options: CommonOptions & { host?: string; fromStore?: boolean }) => {
     const nowMs = Date.now();
-    const { view, settings, forecast } = await withContext(options, 'vms', async (context) => {
+    const { view, settings } = await withContext(options, 'vms', async (context) => {
       const settings = policySettingsFromConfig(context.config);
       // The monitor's latest CPU use and forecast of each VM, when it forecast as this config says:
-      // then no CPU window is read (30,000 of them were a third of the command). Else the windows.
-      const windowless = await openCluster(context, nowMs, { fromStore: options.fromStore, windowsOf: () => false });
-      const forecast = forecastUnder(windowless.publishedForecast, settings.demand);
-      if (forecast || !windowless.windowsLeftOut) return { view: windowless, settings, forecast };
-      return { view: await openCluster(context, nowMs, { fromStore: options.fromStore }), settings, forecast: null };
+      // then no CPU window is decoded (30,000 of them were a third of the command). Else the windows.
+      const windowsOf = { forecastUnder: settings.demand };
+      return { view: await openCluster(context, nowMs, { fromStore: options.fromStore, windowsOf }), settings };
     });
+    const forecast = view.windowsLeftOut ? view.publishedForecast! : null;
     if (options.host) findHost(view, options.host);
     // Each VM's rules, looked up once: asking every rule about every VM costs VMs × rules (30,000 × hundreds).
     const { groups, pins, ignoredVms } = view.snapshot.rules;

@@ -316,15 +316,12 @@ function encodeVms(vms: readonly VmState[], demand?: DemandSettings): Buffer {
     if (Object.keys(extra).length > 0) rare[i] = extra;
   });
   const { lengths, values } = windows(vms);
-  const forecast: Record<string, Float64Array> = {};
-  if (demand) {
-    forecast.latestCores = new Float64Array(vms.length);
-    forecast.forecastCores = new Float64Array(vms.length);
-    vms.forEach((vm, i) => {
-      forecast.latestCores![i] = absent(vm.cpuUsedWindowCores[vm.cpuUsedWindowCores.length - 1]);
-      forecast.forecastCores![i] = vmDemand(vm, demand).cores;
-    });
-  }
+  const forecast: Record<string, Float64Array> = demand
+    ? {
+        latestCores: Float64Array.from(vms, (vm) => absent(vm.cpuUsedWindowCores[vm.cpuUsedWindowCores.length - 1])),
+        forecastCores: Float64Array.from(vms, (vm) => vmDemand(vm, demand).cores),
+      }
+    : {};
   return pack(
     { names: vms.map((vm) => vm.name), hosts: hostNames, rare, ...(demand ? { demand } : {}) },
     { host, ...numbers, ...forecast, windowLength: lengths, window: values },

@@ -38,8 +38,16 @@ export function overload(
   const plan = new PlanBuilder('overload', cluster, budget);
   const { highWatermark: high, lowWatermark: low } = settings.overload;
   const hosts = usableHosts(cluster);
-  const isHot = (h: HostLoad) =>
-    (h.cpuDemandCores + Math.sqrt(h.cpuVarianceCoresSq)) / h.cpuCores > high || memShare(h) > high;
+  /** CPU as judged hot: the forecast plus one standard deviation of its error (a noisy host is hot sooner). */
+  const cpuWithSpread = (h: HostLoad) => (h.cpuDemandCores + Math.sqrt(h.cpuVarianceCoresSq)) / h.cpuCores;
+  const isHot = (h: HostLoad) => cpuWithSpread(h) > high || memShare(h) > high;
+  /** What makes a host hot, in words: its forecast CPU, that with its spread, or its memory committed. */
+  const why = (h: HostLoad) =>
+    cpuShare(h) > high
+      ? `CPU ${pct(cpuShare(h))}`
+      : cpuWithSpread(h) > high
+        ? `CPU ${pct(cpuShare(h))} (${pct(cpuWithSpread(h))} with its spread)`
+        : `memory committed ${pct(memShare(h))}`;
   const hot = hosts.filter(isHot).sort(byKeyThenName((h) => -Math.max(cpuShare(h), memShare(h))));
   const describe = (h: HostLoad) => `${h.name} (${describeUse(h)})`;
   if (hot.length === 0) {
@@ -71,8 +79,7 @@ export function overload(
     hosts,
     THRESHOLD_LEVELS[level].minGain,
     level,
-    (source) =>
-      `${source.name} ${cpuShare(source) > high ? `CPU ${pct(cpuShare(source))}` : `memory committed ${pct(memShare(source))}`} > high ${pct(high)}`,
+    (source) => `${source.name} ${why(source)} > high ${pct(high)}`,
     {
       // In a consolidating round under the low watermark too (the tighter line is met first).
       lines: bestFit ? [underWatermark('low', low), underWatermark('high', high)] : [underWatermark('high', high)],
@@ -90,6 +97,6 @@ export function overload(
     },
   );
   for (const host of hot)
-    if (isHot(host)) plan.notes.push(`${describe(host)} still above high ${pct(high)} after this plan`);
+    if (isHot(host)) plan.notes.push(`${describe(host)}: ${why(host)} still above high ${pct(high)} after this plan`);
   return plan.build();
 }

@@ -227,6 +227,20 @@ describe('policies: explanations', () => {
     assert.ok(plan.scoreAfter < plan.scoreBefore);
   });
 
+  it('overload says what made a host hot: a noisy host under high on its forecast is hot with its spread', () => {
+    // Three VMs swinging between 0.5 and 3.5 cores: forecast 2 each (75% of h0), 1.5 cores of spread each.
+    const noisy = (name: string) =>
+      vm(name, 'h0', 2, { vcpus: 4, cpuUsedWindowCores: [0.5, 3.5, 0.5, 3.5, 0.5, 3.5, 0.5, 3.5] });
+    const s = snapshot(
+      ['h0', 'h1', 'h2', 'h3'].map((name) => host(name)),
+      [noisy('a'), noisy('b'), noisy('c'), vm('d', 'h1', 1), vm('e', 'h2', 1)],
+    );
+    const plan = overload(s, DEFAULT_SETTINGS);
+    assert.equal(plan.moves.length, 1);
+    // Not "memory committed 9% > high 80%", which it once said (9% of its memory is committed).
+    assert.match(plan.moves[0]!.reason, /^h0 CPU 75% \(107% with its spread\) > high 80%: [abc] /);
+  });
+
   it('overload weighs relief against the copy: of two VMs that relieve a host alike, the smaller copy goes', () => {
     const hosts = [host('h0'), host('h1'), host('h2')];
     // h0 at 95%: twins of 2 cores, one with 48 GiB to copy (slow), one with 1 GiB.

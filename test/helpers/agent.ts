@@ -136,8 +136,13 @@ export async function startAgent(host: string, options: string | AgentStart = {}
     client: new AgentClient(address, token, host, clientTls),
     process: undefined as unknown as Tracked,
     console(name) {
-      const file = path.join(stateDir, 'guests', guestId(name), 'serial.log');
-      return fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('\n') : [];
+      // Read, not tested first: a migrated guest's folder goes when its move completes, at any moment.
+      try {
+        return fs.readFileSync(path.join(stateDir, 'guests', guestId(name), 'serial.log'), 'utf8').split('\n');
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+        throw error;
+      }
     },
     async start() {
       const argv = [

@@ -111,7 +111,10 @@ describe('npm run demo --netns (QEMU)', () => {
     const result = lastJson(stdout);
     assert.equal(result.driver, 'qemu', demo.output().slice(-2000));
     assert.ok(result.migrations.length >= 1, `no live migration completed:\n${demo.output().slice(-3000)}`);
-    assert.ok(result.migrations.every((m) => m.mode === 'live' && m.totalMs > 0));
+    assert.ok(
+      result.migrations.every((m) => m.mode === 'live' && m.totalMs > 0),
+      `a migration not live or without its time: ${JSON.stringify(result.migrations)}\n${demo.output().slice(-3000)}`,
+    );
     assert.ok(
       result.imbalanceAfter < result.imbalanceBefore,
       `imbalance did not fall: ${result.imbalanceBefore} → ${result.imbalanceAfter}\n${demo.output().slice(-3000)}`,

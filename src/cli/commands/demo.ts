@@ -90,7 +90,8 @@ function summary(result: DemoResult): string {
       `${result.balanced ? 'balanced' : 'not balanced'}${result.stopReason ? ` (${result.stopReason})` : ''}.`,
     `  imbalance ${result.imbalanceBefore?.toFixed(3) ?? '-'} → ${result.imbalanceAfter?.toFixed(3) ?? '-'} ` +
       `(standard deviation of hosts' measured CPU share, after: mean of the last 5 measurements; lower is flatter)`,
-    `  ${result.migrations.length} live migrations${result.failedMigrations ? `, ${result.failedMigrations} failed attempts` : ''}:`,
+    `  ${result.migrations.length} live migrations${result.failedMigrations ? `, ${result.failedMigrations} failed attempts` : ''}` +
+      `${result.alreadyThere ? `, ${result.alreadyThere} jobs found their VM already moved` : ''}:`,
     ...result.migrations
       .slice(0, 15)
       .map(

@@ -96,6 +96,11 @@ export interface DemoResult {
   hosts: DemoHost[];
   migrations: DemoMigration[];
   failedMigrations: number;
+  /**
+   * Jobs that found their VM already on the destination (an earlier attempt of the job moved it and
+   * was reported failed, e.g. after losing its lock): not migrations, and not in `migrations`.
+   */
+  alreadyThere: number;
   leftoverProcesses: number;
   reportHtml: string | null;
   durationMs: number;
@@ -165,6 +170,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     hosts: [],
     migrations: [],
     failedMigrations: 0,
+    alreadyThere: 0,
     leftoverProcesses: 0,
     reportHtml: null,
     durationMs: 0,
@@ -640,10 +646,14 @@ export function judgeEnd(
   return { balanced: false, reason: `${problems.join('; ')}; what stops it: ${stop}` };
 }
 
-function describeEvent(event: LbvmEvent, view: DemoView, result: DemoResult): void {
+/** One migration event in the story and in the result: a job that found its VM moved is not a migration. */
+export function describeEvent(event: LbvmEvent, view: DemoView, result: DemoResult): void {
   const move = `${event.vm} ${event.from} → ${event.to}`;
   if (event.type === 'migration.started') view.say(`migrating ${move} (${event.mode ?? 'live'})`);
-  else if (event.type === 'migration.finished') {
+  else if (event.type === 'migration.finished' && event.detail?.outcome === 'already-there') {
+    result.alreadyThere++;
+    view.say(`${event.vm} was already on ${event.to} when its job ran (an earlier attempt moved it): nothing moved`);
+  } else if (event.type === 'migration.finished') {
     result.migrations.push({
       vm: event.vm!,
       from: event.from!,

@@ -29,7 +29,7 @@ export const COMMAND_NAMES: readonly string[] = Object.keys(COMMANDS);
 export async function lbmProgram(names: readonly string[] = Object.keys(COMMANDS)): Promise<Command> {
   const program = new Command('lbm')
     .description(
-      "LBM, the operator's tool for an LBVM cluster: is it balanced, what did LBVM do and why,\n" +
+      "LBM, the operator's tool for an LBVM cluster: is it balanced, what did LBVM do and why, " +
         'and move a VM by hand. Every command takes --json for scripts.',
     )
     .version('0.1.0')

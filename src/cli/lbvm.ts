@@ -27,8 +27,8 @@ export const COMMAND_NAMES: readonly string[] = Object.keys(COMMANDS);
 export async function lbvmProgram(names: readonly string[] = Object.keys(COMMANDS)): Promise<Command> {
   const program = new Command('lbvm')
     .description(
-      'LBVM keeps a cluster of hypervisor hosts balanced by moving running VMs live.\n' +
-        'This is the runtime: collectors on every host, one active monitor, workers and agents.\n' +
+      'LBVM keeps a cluster of hypervisor hosts balanced by moving running VMs live. ' +
+        'This is the runtime: collectors on every host, one active monitor, workers and agents. ' +
         "The operator's tool is `lbm`.",
     )
     .version('0.1.0')

@@ -4,6 +4,21 @@ import { lbmProgram } from '../../src/cli/lbm.ts';
 import { lbvmProgram } from '../../src/cli/lbvm.ts';
 import { cleanEnv, runCli } from '../helpers/cli.ts';
 
+/**
+ * Lines of the description (80 columns when not a terminal) that end a line early although the next
+ * word would have fitted: a paragraph wrapped twice, once by hand and once by commander.
+ */
+function raggedLines(help: string): string[] {
+  const lines = help.split('\n');
+  const end = lines.findIndex((line) => /^(Options|Arguments|Commands):/.test(line));
+  const description = lines.slice(1, end === -1 ? lines.length : end);
+  const plain = (line: string | undefined) => line !== undefined && line !== '' && !/^(\s|[-*] )/.test(line);
+  return description.filter((line, i) => {
+    const next = description[i + 1];
+    return plain(line) && plain(next) && line.length + 1 + next!.split(' ')[0]!.length <= 80;
+  });
+}
+
 const tools = { lbvm: await lbvmProgram(), lbm: await lbmProgram() } as const;
 
 describe('--help teaches', () => {
@@ -14,6 +29,7 @@ describe('--help teaches', () => {
       for (const command of program.commands) assert.match(result.stdout, new RegExp(`\\n  ${command.name()}\\b`));
       assert.match(result.stdout, /Examples:/);
       assert.match(result.stdout, /Config: \.\/lbvm\.yaml, or --config FILE, or \$LBVM_CONFIG/);
+      assert.deepEqual(raggedLines(result.stdout), [], `${tool} --help wraps raggedly`);
     });
 
     it(`every ${tool} subcommand's --help prints usage, an example and the config location`, async () => {
@@ -30,6 +46,7 @@ describe('--help teaches', () => {
           `${tool} ${command.name()} --help has no example`,
         );
         assert.match(result.stdout, /LBVM_CONFIG/);
+        assert.deepEqual(raggedLines(result.stdout), [], `${tool} ${command.name()} --help wraps raggedly`);
       });
     });
   }

@@ -26,10 +26,11 @@ export function agentCommand(): Command {
     details:
       'One agent per host. It starts, stops and lists QEMU guests, reports their use, and carries out\n' +
       'its side of live and checkpoint migrations. Guests run detached and survive an agent restart (they\n' +
-      'are re-adopted). The control port is bound to agent.listen and every call needs the shared token\n' +
+      'are re-adopted).\n\n' +
+      'The control port is bound to agent.listen and every call needs the shared token\n' +
       'from the environment variable named by agent.tokenEnv (LBVM_AGENT_TOKEN); the token is never logged.\n' +
       'With tls.ca, tls.cert and tls.key (deploy/certs.sh agent NAME ADDRESS...) the control port is mutual\n' +
-      'TLS (callers need a certificate from the cluster CA) and migration streams are TLS (tls.migration).\n' +
+      'TLS (callers need a certificate from the cluster CA) and migration streams are TLS (tls.migration).\n\n' +
       'Several agents on one machine, each with its own --state-dir, --listen and --node, make a real cluster.',
     examples: [
       'LBVM_AGENT_TOKEN=... lbvm agent --listen 127.0.0.1:7300',

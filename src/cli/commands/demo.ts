@@ -32,12 +32,12 @@ export function demoCommand(): Command {
       'Starts its own redis-server, a files store and the LBVM daemons in a temporary folder, then\n' +
       "shows hosts' CPU bars, each decision with its reason and each live migration with its progress\n" +
       'and downtime, until the cluster is balanced or --duration is up; prints the report, writes the\n' +
-      'HTML report, and tears everything down (also on Ctrl-C).\n' +
-      'QEMU mode: 3 agent hosts (1 core, 1 GiB each) with 6 TCG guests started on h1 on purpose.\n' +
-      'Sim mode (--sim, or automatically when QEMU or the test guest is missing): 20 hosts, 300 VMs.\n' +
+      'HTML report, and tears everything down (also on Ctrl-C).\n\n' +
+      'QEMU mode: 3 agent hosts (1 core, 2 GiB each) with 6 TCG guests started on h1 on purpose.\n' +
+      'Sim mode (--sim, or automatically when QEMU or the test guest is missing): 20 hosts, 300 VMs.\n\n' +
       'With --netns (root, iproute2), each QEMU host is a network namespace on a bridge, its link shaped\n' +
       'by tc to --link-rate, its agent and collector on its own address; the cluster gets its own CA\n' +
-      '(deploy/certs.sh): the agents speak mutual TLS and migrations stream over TLS.\n' +
+      '(deploy/certs.sh): the agents speak mutual TLS and migrations stream over TLS.\n\n' +
       'It uses no config file: everything it needs is in its temporary folder.',
     examples: ['lbvm demo', 'lbvm demo --sim --json', 'npm run demo -- --duration 60', 'sudo npm run demo -- --netns'],
   });

@@ -31,7 +31,7 @@ export function monitorCommand(): Command {
     details:
       'Every interval the active monitor reads the sample window from the store, builds the snapshot,\n' +
       'runs the policies (monitor.policies, in order), holds back moves of VMs already migrating and\n' +
-      'moves over the per-round and per-hour limits, and enqueues the rest on Redis for `lbvm worker`.\n' +
+      'moves over the per-round and per-hour limits, and enqueues the rest on Redis for `lbvm worker`.\n\n' +
       'Run two or three for availability: a lease in Redis lets exactly one act; a standby takes over\n' +
       'within two lease periods. SIGTERM finishes the round in progress and releases the lease.\n' +
       'Each round is logged as one JSON record; `lbm status` shows the last one.',

@@ -28,7 +28,7 @@ export function workerCommand(): Command {
       'Takes jobs from the "migrations" queue on Redis (redis.url) and runs them through the driver,\n' +
       'within the per-source-host, per-destination-host and cluster-wide limits (limits.*), which hold\n' +
       'across every worker process. Run as many workers as you like, on any host. Refuses to start when\n' +
-      'Redis may evict keys (maxmemory-policy other than noeviction) or has persistence off.\n' +
+      'Redis may evict keys (maxmemory-policy other than noeviction) or has persistence off.\n\n' +
       'SIGTERM: stops taking jobs and lets running migrations finish; a second SIGTERM cancels them.',
     examples: [
       'lbvm worker',

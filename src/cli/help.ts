@@ -1,9 +1,10 @@
 /** Help text every command shares: what it is for, examples, and where the config lives. */
 import type { Command } from 'commander';
 
-export const CONFIG_HELP = `Config: ./lbvm.yaml, or --config FILE, or $LBVM_CONFIG; every key can be overridden by an
-LBVM_* variable named after its path (monitor.interval -> LBVM_MONITOR_INTERVAL).
-See deploy/lbvm.example.yaml for every key with its default.`;
+export const CONFIG_HELP = `Config: ./lbvm.yaml, or --config FILE, or $LBVM_CONFIG; every key can be
+overridden by an LBVM_* variable named after its path (monitor.interval ->
+LBVM_MONITOR_INTERVAL). See deploy/lbvm.example.yaml for every key with its
+default.`;
 
 export interface HelpText {
   /** One line: what the command does. */

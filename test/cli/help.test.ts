@@ -19,6 +19,11 @@ function raggedLines(help: string): string[] {
   });
 }
 
+/** Lines wider than 80 columns (a terminal's default; commander's width when not a terminal), examples aside. */
+function wideLines(help: string): string[] {
+  return help.split('\n').filter((line) => [...line].length > 80 && !/^\s+\$ /.test(line));
+}
+
 const tools = { lbvm: await lbvmProgram(), lbm: await lbmProgram() } as const;
 
 describe('--help teaches', () => {
@@ -30,6 +35,7 @@ describe('--help teaches', () => {
       assert.match(result.stdout, /Examples:/);
       assert.match(result.stdout, /Config: \.\/lbvm\.yaml, or --config FILE, or \$LBVM_CONFIG/);
       assert.deepEqual(raggedLines(result.stdout), [], `${tool} --help wraps raggedly`);
+      assert.deepEqual(wideLines(result.stdout), [], `${tool} --help is wider than 80 columns`);
     });
 
     it(`every ${tool} subcommand's --help prints usage, an example and the config location`, async () => {
@@ -47,6 +53,7 @@ describe('--help teaches', () => {
         );
         assert.match(result.stdout, /LBVM_CONFIG/);
         assert.deepEqual(raggedLines(result.stdout), [], `${tool} ${command.name()} --help wraps raggedly`);
+        assert.deepEqual(wideLines(result.stdout), [], `${tool} ${command.name()} --help is wider than 80 columns`);
       });
     });
   }

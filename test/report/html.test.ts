@@ -89,6 +89,31 @@ describe('report', () => {
     assert.equal(data.migrations[0]!.reason, 'n1 CPU 95% > high 80%');
   });
 
+  it('a job that found its VM already moved is a row of its own, not a migration, and shows no time it did not take', () => {
+    const { samples, events } = cluster();
+    const retry = { vm: 'vm-9', from: 'n1', to: 'n2', jobId: 'j2', mode: 'live' as const };
+    events.push(
+      { ...retry, type: 'migration.started', timeMs: T0 + 31 * MIN },
+      {
+        ...retry,
+        type: 'migration.finished',
+        timeMs: T0 + 31 * MIN + 3,
+        totalMs: 3,
+        downtimeMs: null,
+        detail: { attempt: 2, outcome: 'already-there' },
+      },
+    );
+    const data = buildReport({ fromMs: T0, toMs: T0 + 60 * MIN, samples, events, highWatermark: 0.8 });
+    assert.equal(data.totals.migrations, 1);
+    assert.equal(data.totals.alreadyThere, 1);
+    assert.equal(data.totals.failed, 1);
+    const row = data.migrations.find((m) => m.outcome === 'already-there');
+    assert.deepEqual([row?.vm, row?.totalMs, row?.downtimeMs], ['vm-9', null, null]);
+    const html = renderHtml(data, { highWatermark: 0.8, generatedMs: T0 + 61 * MIN });
+    assert.match(html, /<b>1<\/b>found already moved/);
+    assert.match(html, /<tr class="already-there">.*<td>already-there<\/td><td>–<\/td>/);
+  });
+
   it("estimates energy from a host's CPU samples and its power curve; a silent stretch counts only up to the staleness limit", () => {
     const { samples, events } = cluster();
     // n1 falls silent from minute 31 to 59: its samples at 30 and 60 are 30 minutes apart, counted as 3.

@@ -28,7 +28,11 @@ export interface MigrationRow {
   mode: string;
   startMs: number | null;
   endMs: number;
-  outcome: 'finished' | 'failed' | 'dropped';
+  /**
+   * `already-there`: the job found its VM on the destination (an earlier attempt of it moved the VM and
+   * was reported failed, e.g. after losing its lock): a confirmation, not a migration, with no time.
+   */
+  outcome: 'finished' | 'already-there' | 'failed' | 'dropped';
   totalMs: number | null;
   downtimeMs: number | null;
   error?: string;
@@ -62,6 +66,8 @@ export interface ReportData {
   overloads: OverloadPeriod[];
   totals: {
     migrations: number;
+    /** Jobs that found their VM already moved (`already-there` rows): not counted in `migrations`. */
+    alreadyThere: number;
     failed: number;
     dropped: number;
     medianDowntimeMs: number | null;
@@ -186,6 +192,7 @@ export function buildReport(inputs: ReportInputs): ReportData {
       event.type === 'migration.dropped'
     ) {
       const start = event.jobId ? started.get(event.jobId) : undefined;
+      const alreadyThere = event.type === 'migration.finished' && event.detail?.outcome === 'already-there';
       migrations.push({
         vm: event.vm ?? '?',
         from: event.from ?? '?',
@@ -195,9 +202,14 @@ export function buildReport(inputs: ReportInputs): ReportData {
         mode: event.mode ?? start?.mode ?? 'live',
         startMs: start?.timeMs ?? null,
         endMs: event.timeMs,
-        outcome:
-          event.type === 'migration.finished' ? 'finished' : event.type === 'migration.failed' ? 'failed' : 'dropped',
-        totalMs: event.totalMs ?? (start ? event.timeMs - start.timeMs : null),
+        outcome: alreadyThere
+          ? 'already-there'
+          : event.type === 'migration.finished'
+            ? 'finished'
+            : event.type === 'migration.failed'
+              ? 'failed'
+              : 'dropped',
+        totalMs: alreadyThere ? null : (event.totalMs ?? (start ? event.timeMs - start.timeMs : null)),
         downtimeMs: event.downtimeMs ?? null,
         error: event.error,
       });
@@ -217,6 +229,7 @@ export function buildReport(inputs: ReportInputs): ReportData {
     overloads,
     totals: {
       migrations: migrations.filter((m) => m.outcome === 'finished').length,
+      alreadyThere: migrations.filter((m) => m.outcome === 'already-there').length,
       failed: migrations.filter((m) => m.outcome === 'failed').length,
       dropped: migrations.filter((m) => m.outcome === 'dropped').length,
       medianDowntimeMs: downtimes.length ? downtimes[Math.floor((downtimes.length - 1) / 2)]! : null,

@@ -138,7 +138,7 @@ export function renderHtml(
   const pct = (v: number) => `${Math.round(v * 100)}%`;
   const markers = data.migrations.map((m) => ({
     timeMs: m.endMs,
-    failed: m.outcome !== 'finished',
+    failed: m.outcome === 'failed' || m.outcome === 'dropped',
     label: `${m.vm}: ${m.from} → ${m.to} (${m.outcome})${m.reason ? ` — ${m.reason}` : ''}`,
   }));
   const charts = [
@@ -231,7 +231,7 @@ tr.failed td,tr.dropped td{color:#b00}
 <div>${new Date(data.fromMs).toISOString()} — ${new Date(data.toMs).toISOString()} · generated ${new Date(options.generatedMs).toISOString()}</div>
 <div class="summary">
 <div><b id="total-migrations">${t.migrations}</b>migrations</div>
-<div><b>${t.failed}</b>failed</div>
+${t.alreadyThere ? `<div><b>${t.alreadyThere}</b>found already moved</div>\n` : ''}<div><b>${t.failed}</b>failed</div>
 <div><b>${t.dropped}</b>dropped</div>
 <div><b>${t.medianDowntimeMs === null ? '–' : `${Math.round(t.medianDowntimeMs)} ms`}</b>median downtime</div>
 <div><b>${overloadedTime(t)}</b>overloaded host time</div>

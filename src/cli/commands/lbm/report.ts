@@ -77,7 +77,8 @@ export function reportCommand(): Command {
       output(options, { ...data, htmlFile }, () => {
         const t = data.totals;
         const lines = [
-          `LBVM report, last ${options.since}: ${data.hosts.length} hosts · ${t.migrations} migrations, ${t.failed} failed attempts, ${t.dropped} dropped ` +
+          `LBVM report, last ${options.since}: ${data.hosts.length} hosts · ${t.migrations} migrations, ` +
+            `${t.alreadyThere ? `${t.alreadyThere} found already moved, ` : ''}${t.failed} failed attempts, ${t.dropped} dropped ` +
             `· median downtime ${t.medianDowntimeMs === null ? '-' : `${Math.round(t.medianDowntimeMs)} ms`} · ${overloadedTime(t)} of overloaded host time`,
           `imbalance: ${
             data.imbalance.length

@@ -166,11 +166,12 @@ export function jobsCommand(): Command {
               job.jobId.slice(0, 14),
               job.data.vm,
               `${job.data.from} → ${job.data.to}`,
-              job.state,
+              // A re-run that found the VM already moved took no migration's time.
+              job.result?.outcome === 'already-there' ? `${job.state} (already there)` : job.state,
               job.progress ? `${Math.round(job.progress.fraction * 100)}%` : '-',
               job.data.requestedBy,
               ago(job.enqueuedMs, nowMs),
-              job.result ? `${(job.result.totalMs / 1000).toFixed(1)}s` : '-',
+              job.result && job.result.outcome !== 'already-there' ? `${(job.result.totalMs / 1000).toFixed(1)}s` : '-',
               job.result?.downtimeMs !== undefined && job.result?.downtimeMs !== null
                 ? `${Math.round(job.result.downtimeMs)}ms`
                 : '-',

@@ -58,6 +58,26 @@ describe('--help teaches', () => {
     });
   }
 
+  it('a bad number for an option fails at once naming the flag, the value and what was expected; nothing is queued', async () => {
+    const cases: [keyof typeof tools, string[], RegExp][] = [
+      ['lbm', ['jobs', '--limit', 'abc'], /^lbm: --limit: "abc": expected a whole number >= 1$/m],
+      [
+        'lbm',
+        ['migrate', 'vm-1', 'h2', '--wait', '--timeout', 'soon'],
+        /^lbm: --timeout: "soon": expected a number > 0$/m,
+      ],
+      ['lbvm', ['worker', '--concurrency', '0'], /^lbvm: --concurrency: "0": expected a whole number >= 1$/m],
+    ];
+    // No Redis answers here: each must be refused before anything connects (or queues a move).
+    const env = cleanEnv({ LBVM_REDIS_URL: 'redis://127.0.0.1:1' });
+    for (const [tool, args, expected] of cases) {
+      const result = await runCli(tool, args, { env });
+      assert.equal(result.code, 2, `${tool} ${args.join(' ')}: ${result.stderr}`);
+      assert.match(result.stderr, expected);
+      assert.doesNotMatch(result.stderr, /\n\s+at /, 'no stack trace for a user mistake');
+    }
+  });
+
   it('an unknown command fails with a hint, not a stack', async () => {
     const result = await runCli('lbm', ['stauts'], { env: cleanEnv() });
     assert.notEqual(result.code, 0);

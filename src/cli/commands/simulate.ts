@@ -14,6 +14,7 @@ import { simulationSettings } from '../../sim/settings.ts';
 import { plannerFor, simulate, type SimResult } from '../../sim/simulate.ts';
 import { readTrace, TRACE_FORMATS, withLocalDisks } from '../../sim/traces.ts';
 import { teach } from '../help.ts';
+import { numberOption as number } from '../options.ts';
 import { loadFor, output, withCommon, type CommonOptions } from '../run.ts';
 
 interface SimulateOptions extends CommonOptions {
@@ -34,25 +35,6 @@ interface SimulateOptions extends CommonOptions {
 
 function required(value: string | undefined, flag: string, expected: string): string {
   if (value === undefined || value === '') throw new UsageError(`${flag}: missing; expected ${expected}`);
-  return value;
-}
-
-function number(
-  text: string,
-  flag: string,
-  { integer = false, min = 0, max = Number.POSITIVE_INFINITY, exclusiveMin = false } = {},
-): number {
-  const value = Number(text);
-  const expected = `${integer ? 'a whole number' : 'a number'} ${exclusiveMin ? '>' : '>='} ${min}${Number.isFinite(max) ? ` and <= ${max}` : ''}`;
-  if (
-    text.trim() === '' ||
-    !Number.isFinite(value) ||
-    (integer && !Number.isInteger(value)) ||
-    (exclusiveMin ? value <= min : value < min) ||
-    value > max
-  ) {
-    throw new UsageError(`${flag}: "${text}": expected ${expected}`);
-  }
   return value;
 }
 

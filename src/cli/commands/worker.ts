@@ -9,8 +9,8 @@ import { RedisEventLog, type EventSink } from '../../queue/events.ts';
 import { startMigrationWorker } from '../../queue/worker.ts';
 import { openStoreFor } from '../../store/index.ts';
 import { DRIVER_NAMES } from '../../config/schema.ts';
-import { UsageError } from '../../errors.ts';
 import { teach } from '../help.ts';
+import { numberOption } from '../options.ts';
 import { loadFor, withCommon, type CommonOptions, logStartup } from '../run.ts';
 
 interface WorkerOptions extends CommonOptions {
@@ -40,9 +40,10 @@ export function workerCommand(): Command {
     const overrides: Record<string, unknown> = {};
     if (options.driver) overrides['collect.driver'] = options.driver;
     const { config, file } = loadFor(options, overrides);
-    const concurrency = options.concurrency === undefined ? undefined : Number(options.concurrency);
-    if (concurrency !== undefined && !(Number.isInteger(concurrency) && concurrency >= 1))
-      throw new UsageError(`--concurrency ${options.concurrency}: expected a whole number >= 1`);
+    const concurrency =
+      options.concurrency === undefined
+        ? undefined
+        : numberOption(options.concurrency, '--concurrency', { integer: true, min: 1 });
     const log = loggerFor(config, 'worker');
     logStartup(log, config, file);
     const connection = connectRedis(redisTargetOf(config), { blocking: true });

@@ -15,6 +15,7 @@ import { formatBytes, formatDuration } from '../../../units.ts';
 import { findHost, findVm, openCluster } from '../../cluster.ts';
 import { CliContext } from '../../context.ts';
 import { teach } from '../../help.ts';
+import { numberOption } from '../../options.ts';
 import { bar, safeJson, safeOutput } from '../../render.ts';
 import { withCommon, type CommonOptions } from '../../run.ts';
 
@@ -46,6 +47,8 @@ export function migrateCommand(): Command {
     ],
   });
   return command.action(async (vmName: string, hostName: string, options: MigrateOptions) => {
+    // Checked before anything is queued: a typo must not leave a move running that nobody follows.
+    const timeoutSeconds = numberOption(options.timeout ?? '900', '--timeout', { min: 0, exclusiveMin: true });
     const context = CliContext.open(options, 'migrate');
     try {
       // Where the VM is now, not a round ago: a manual move reads the store.
@@ -110,7 +113,7 @@ export function migrateCommand(): Command {
         vmName,
         vm.host,
         hostName,
-        Number(options.timeout) * 1000,
+        timeoutSeconds * 1000,
         options.json === true,
       );
       if (options.json)

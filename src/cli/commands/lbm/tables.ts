@@ -7,6 +7,7 @@ import { formatBytes } from '../../../units.ts';
 import { ago, findHost, hostRow, openCluster, sourceLine, withSource } from '../../cluster.ts';
 import { withContext } from '../../context.ts';
 import { teach } from '../../help.ts';
+import { numberOption } from '../../options.ts';
 import { table } from '../../render.ts';
 import { output, withCommon, type CommonOptions } from '../../run.ts';
 
@@ -150,7 +151,7 @@ export function jobsCommand(): Command {
   });
   return command.action(async (options: CommonOptions & { failed?: boolean; limit?: string }) => {
     const nowMs = Date.now();
-    const limit = Math.max(1, Number(options.limit) || 50);
+    const limit = numberOption(options.limit ?? '50', '--limit', { integer: true, min: 1 });
     const jobs = await withContext(options, 'jobs', async (context) =>
       (await context.queue()).jobs(options.failed ? 1000 : limit),
     );

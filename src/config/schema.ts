@@ -16,19 +16,34 @@ import { parseBytes, parseDurationMs } from '../units.ts';
 import { parseHostPort } from '../util/address.ts';
 import { certificateFileProblem, identityProblems, keyFileProblem } from '../util/tls.ts';
 
-/** A duration's text or number as milliseconds, or the issue that names what was expected. */
-function toMs(value: string | number, ctx: z.RefinementCtx): number {
+/**
+ * A duration's text or number as milliseconds, or the issue that names what was expected; `positive`
+ * refuses 0 too (an interval, a lease, a timeout of nothing would spin or expire at once).
+ */
+function toMs(value: string | number, ctx: z.RefinementCtx, positive = false): number {
   const ms = parseDurationMs(value);
-  if (ms === null) {
-    ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'expected a duration like 500ms, 10s, 5m or 1h' });
+  if (ms === null || (positive && ms <= 0)) {
+    ctx.addIssue({
+      code: z.ZodIssueCode.custom,
+      message:
+        ms === null
+          ? 'expected a duration like 500ms, 10s, 5m or 1h'
+          : 'expected a duration above 0, like 500ms, 10s or 5m',
+    });
     return z.NEVER;
   }
   return ms;
 }
 
-/** A duration in milliseconds, written `10s`, `5m`, `1h` or a number of ms. */
-export const duration = (fallback: string | number) =>
-  z.union([z.string(), z.number()]).default(fallback).transform(toMs);
+/** A duration in milliseconds, written `10s`, `5m`, `1h` or a number of ms; `positive`: above 0. */
+export const duration = (fallback: string | number, positive = false) =>
+  z
+    .union([z.string(), z.number()])
+    .default(fallback)
+    .transform((value, ctx) => toMs(value, ctx, positive));
+
+/** A duration above zero: an interval, a lease, a timeout. */
+const positiveDuration = (fallback: string | number) => duration(fallback, true);
 
 /** A duration with no default: undefined when not given (the reader computes the default). */
 const optionalDuration = () =>
@@ -259,7 +274,7 @@ export const configSchema = z
     collect: z
       .object({
         /** Loop interval for `lbvm collect --every`; cron runs one round a minute instead. */
-        interval: duration('60s'),
+        interval: positiveDuration('60s'),
         driver: z.enum(DRIVER_NAMES).default('qemu'),
         /** Small file keeping /proc counters between cron runs, for deltas. */
         stateFile: z.string().default('./.lbvm/collect-state.json'),
@@ -274,18 +289,18 @@ export const configSchema = z
       .default({}),
     monitor: z
       .object({
-        interval: duration('60s'),
+        interval: positiveDuration('60s'),
         mode: z.enum(['enforce', 'report']).default('enforce'),
         /** Policies run in this order each round. */
         policies: z.array(z.enum(POLICY_NAMES)).default([...DEFAULT_ROUND]),
         /** How much history the demand forecast reads (policies/demand.ts); 2h measured best on the shared traces. */
-        window: duration('2h'),
+        window: positiveDuration('2h'),
         /** A host whose last sample is older than this many intervals is unknown. */
         staleAfterIntervals: positiveInt(3),
         /** Above this share of unknown hosts, the monitor moves nothing. */
         maxUnknownHostShare: share(0.3),
         /** Leader lease; a standby takes over within two of these. */
-        lease: duration('15s'),
+        lease: positiveDuration('15s'),
         /** Address of /healthz and /metrics. */
         listen: z.string().default('127.0.0.1:9464'),
       })
@@ -410,14 +425,14 @@ export const configSchema = z
          */
         dirtyTrackingBytesPerSec: bytes(0),
         /** A migration taking longer than this is cancelled (guest stays on its source). */
-        timeout: duration('10m'),
+        timeout: positiveDuration('10m'),
         attempts: positiveInt(3),
         /** First retry delay after a failed attempt; doubles with each further attempt. */
         backoff: duration('10s'),
         /** A worker that cannot renew its hold on a job this long loses it (BullMQ lock; also the life of its slots). */
-        lockDuration: duration('30s'),
+        lockDuration: positiveDuration('30s'),
         /** A job that finds no free slot (or its VM busy) is delayed this long (plus jitter), without using an attempt. */
-        slotWait: duration('2s'),
+        slotWait: positiveDuration('2s'),
         /** Migrations one `lbvm worker` process runs at once (the limits still hold across all workers). */
         workerConcurrency: positiveInt(4),
       })
@@ -470,7 +485,7 @@ export const configSchema = z
         failureRate: share(0),
         seed: z.number().int().default(1),
         /** Period of the simulated daily-like CPU pattern of each VM. */
-        period: duration('1h'),
+        period: positiveDuration('1h'),
         /** Simulated migrations take memory ÷ bandwidth ÷ this (10 = ten times faster than real). */
         speedup: z.number().positive('expected a number > 0').default(1),
       })
@@ -496,7 +511,7 @@ export const configSchema = z
              */
             copyStorage: z.boolean().default(false),
             /** How often `virsh domjobinfo` is asked for progress. */
-            pollInterval: duration('1s'),
+            pollInterval: positiveDuration('1s'),
             /** The virsh executable. */
             virsh: z.string().min(1).default('virsh'),
           })
@@ -523,11 +538,11 @@ export const configSchema = z
                 'expected a SHA-256 fingerprint: 32 hex bytes like AB:CD:...',
               ),
             /** How often a migration task's status and log are read. */
-            pollInterval: duration('1s'),
+            pollInterval: positiveDuration('1s'),
             /** One API call taking longer than this fails. */
-            requestTimeout: duration('30s'),
+            requestTimeout: positiveDuration('30s'),
             /** How long a move of an HA-managed guest waits for the HA manager to start the migration task it asked for. */
-            haTaskWait: duration('5m'),
+            haTaskWait: positiveDuration('5m'),
           })
           .strict()
           .default({}),

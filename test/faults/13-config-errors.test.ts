@@ -108,6 +108,7 @@ describe('fault 13: configuration errors', () => {
         '  interval: 10s', // unknown key (a typo of a section)
         'monitor:',
         '  mode: [enforce]', // wrong type: a list for a word
+        '  lease: 0s', // an interval or lease of nothing
         'store:',
         '  url: influx:/influx:8086', // a bad URL
         'policies:',
@@ -124,6 +125,7 @@ describe('fault 13: configuration errors', () => {
     const expected: [string, RegExp][] = [
       ['monitr', /: monitr: unknown key \(value \{"interval":"10s"\}\); expected one of: .*monitor/],
       ['monitor.mode', /: monitor\.mode: \["enforce"\]: expected .*enforce.*report/],
+      ['monitor.lease', /: monitor\.lease: "0s": expected a duration above 0/],
       ['store.url', /: store\.url: "influx:\/influx:8086": expected a URL like files:/],
       ['policies.balance.weights.cpu', /: policies\.balance\.weights\.cpu: -1: expected a number >= 0/],
       [

@@ -4,7 +4,7 @@
  */
 import type { Redis } from 'ioredis';
 import { QueueUnavailable } from '../errors.ts';
-import { describeRedis, type RedisTarget } from '../util/redis.ts';
+import { describeRedis, lastConnectionError, type RedisTarget } from '../util/redis.ts';
 
 export interface RedisSettings {
   maxmemoryPolicy: string | null;
@@ -36,8 +36,11 @@ export async function assertRedisFitForQueue(client: Redis, target: string | Red
   try {
     settings = await readRedisSettings(client);
   } catch (error) {
+    // The connection's own error (a refused connection, a TLS failure) says more than ioredis's
+    // "Reached the max retries per request limit" for the command that gave up.
+    const reason = (lastConnectionError(client) ?? (error as Error)).message.replace(/\.+$/, '');
     throw new QueueUnavailable(
-      `Redis at ${where} cannot be reached: ${(error as Error).message}. Start Redis or fix redis.url ` +
+      `Redis at ${where} cannot be reached: ${reason}. Start Redis or fix redis.url ` +
         `(LBVM_REDIS_URL)${typeof target === 'string' || !target.sentinels?.length ? '' : ', redis.sentinels and redis.name'}.`,
       error,
     );

@@ -43,6 +43,14 @@ describe('fault 21: Redis that may evict or forget keys', () => {
       assert.match(result.stderr, /appendonly yes/, name);
       assert.doesNotMatch(result.stderr, /\n\s+at /, `${name}: a stack trace`);
     }
+    // No Redis at all: the monitor gives up after its tries (the worker waits for one), with the
+    // connection's own error, not the client library's retry count.
+    const away = await runCli('lbvm', ['monitor'], { env: env('redis://127.0.0.1:1'), cwd: tmpDir() });
+    assert.equal(away.code, 3, away.stderr);
+    assert.match(
+      away.stderr,
+      /^lbvm: Redis at redis:\/\/127\.0\.0\.1:1 cannot be reached: connect ECONNREFUSED 127\.0\.0\.1:1\. Start Redis or fix redis\.url \(LBVM_REDIS_URL\)\.$/m,
+    );
     // Neither wrote anything to the misconfigured Redis: no lease, no fencing token, no queue.
     for (const server of [lru, volatile]) {
       const client = new Redis(server.url);

@@ -46,7 +46,8 @@ describe('fault 1: InfluxDB down for 3 collect rounds, then back', () => {
         const report = await deliver(store, spool, { samples: roundAt(index) });
         assert.equal(report.written, 0);
         assert.equal(report.spooled, 31);
-        assert.match(report.storeError ?? '', /unavailable.*ECONNREFUSED/);
+        // Refused, or reset: the first write after the stop may go down a kept-alive connection.
+        assert.match(report.storeError ?? '', /is unavailable while writing samples \((ECONNREFUSED|ECONNRESET)\)$/);
       }
       const spooled = await spool.pendingItems();
       assert.deepEqual(

@@ -151,7 +151,8 @@ describe('lbvm agent and the qemu driver (real QEMU guests)', () => {
       ticksOnB[0]! >= ticksOnA[ticksOnA.length - 1]!,
       `counter went backwards: A ended at ${ticksOnA.at(-1)}, B began at ${ticksOnB[0]}`,
     );
-    for (let index = 1; index < ticksOnB.length; index++) assert.ok(ticksOnB[index]! > ticksOnB[index - 1]!);
+    for (let index = 1; index < ticksOnB.length; index++)
+      assert.ok(ticksOnB[index]! > ticksOnB[index - 1]!, `the counter on B did not go up: ${ticksOnB.join(', ')}`);
     const types = (await eventsOf({ events })).map((event) => event.type);
     assert.deepEqual(types, ['migration.queued', 'migration.started', 'migration.finished']);
     const inventory = await driver.inventory(b.host);
@@ -159,7 +160,10 @@ describe('lbvm agent and the qemu driver (real QEMU guests)', () => {
     assert.equal(vm.state, 'running');
     assert.equal(vm.memBytes, 128 * 1024 * 1024);
     assert.match(vm.instanceId ?? '', /^\d+:\d+$/);
-    assert.ok((vm.cpuTimeMs ?? 0) > 0 && vm.memUsedBytes > 0);
+    assert.ok(
+      (vm.cpuTimeMs ?? 0) > 0 && vm.memUsedBytes > 0,
+      `cpuTimeMs ${vm.cpuTimeMs}, memUsedBytes ${vm.memUsedBytes}`,
+    );
   });
 
   it('re-adopts a running guest when its agent restarts (same QEMU, counter going)', async () => {
@@ -229,7 +233,7 @@ describe('lbvm agent and the qemu driver (real QEMU guests)', () => {
     );
     const view = await queue.job(queued.jobId);
     assert.equal(view?.state, 'completed', view?.failedReason ?? '');
-    assert.ok((view?.result?.bytesCopied ?? 0) > 40 * 1024 * 1024);
+    assert.ok((view?.result?.bytesCopied ?? 0) > 40 * 1024 * 1024, `copied ${view?.result?.bytesCopied} bytes`);
     assert.equal(await driver.locate(GUEST), a.host);
     assert.deepEqual(qemuPids(b.stateDir), []);
     assert.equal(qemuProcessesOf(GUEST).length, 1);

@@ -139,7 +139,7 @@ describe('guests with disks: live migration on shared storage and with a local-d
       () => null,
       (error: AgentCallError) => error,
     );
-    assert.ok(refused instanceof AgentCallError);
+    assert.ok(refused instanceof AgentCallError, `not refused by the agent: ${String(refused)}`);
     assert.equal(refused.status, 400);
     assert.match(refused.message, /disks\.0\.cache: "writeback" on shared storage: live migration needs cache: none/);
     const missing = await a.client
@@ -192,7 +192,7 @@ describe('guests with disks: live migration on shared storage and with a local-d
     );
     assert.equal(fs.existsSync(halfCopy), false, 'the half-written copy is removed');
     assert.equal(await driver.locate(LOCAL), a.host);
-    assert.ok(fs.existsSync(path.join(a.stateDir, 'images', 'local.qcow2')));
+    assert.ok(fs.existsSync(path.join(a.stateDir, 'images', 'local.qcow2')), 'the local disk is still on A');
     await writing(a, LOCAL, 20);
   });
 

@@ -96,7 +96,10 @@ describe('lbvm collect --driver qemu (real agent, real TCG guest)', () => {
           sample.cpuUsedCores > 0 && sample.cpuUsedCores <= 0.65,
           `${store}: ${sample.cpuUsedCores.toFixed(3)} cores, none or more than it asked`,
         );
-        assert.ok(sample.memUsedBytes > 0 && sample.memUsedBytes < GiB);
+        assert.ok(
+          sample.memUsedBytes > 0 && sample.memUsedBytes < GiB,
+          `${store}: memUsedBytes ${sample.memUsedBytes}`,
+        );
         assert.equal(sample.state, 'running');
       }
       const host = samples.filter((s): s is HostSample => s.kind === 'host' && s.host === 'h1').slice(-1)[0]!;

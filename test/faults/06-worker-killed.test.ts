@@ -75,7 +75,8 @@ describe('fault 6: worker SIGKILLed mid-migration', () => {
     );
     // The agents carry on the move the dead worker started: the re-run either found the VM at its
     // destination, or re-attached to that same migration (never a second one).
-    assert.ok(['already-there', 'migrated'].includes((await rig.queue.job(queued.jobId))?.result?.outcome ?? ''));
+    const outcome = (await rig.queue.job(queued.jobId))?.result?.outcome ?? '';
+    assert.ok(['already-there', 'migrated'].includes(outcome), `outcome ${JSON.stringify(outcome)}`);
     assert.equal(await driver.locate(GUEST), b.host);
     assert.deepEqual(qemuPids(a.stateDir), []);
     assert.equal(qemuProcessesOf(GUEST).length, 1);

@@ -94,7 +94,7 @@ describe('fault 25: the source of a live migration lost (agent or QEMU frozen, Q
       const result = await Promise.race([settled, sleep(25_000).then(() => null)]);
       assert.ok(result, 'the driver returned while the source agent was frozen');
       assert.equal(result.error, null, `the move is reported done, not ${result.error?.message}`);
-      assert.ok(Date.now() - cancelledMs < 25_000);
+      assert.ok(Date.now() - cancelledMs < 25_000, `decided ${Date.now() - cancelledMs} ms after the cancel`);
     } finally {
       process.kill(agentPid, 'SIGCONT');
     }

@@ -22,7 +22,7 @@ export {
   type ThresholdLevel,
   type SettingsOverrides,
 } from './settings.ts';
-export { forecastDemand, predictDemand, vmDemand, type Demand } from './demand.ts';
+export { DemandByVm, forecastDemand, predictDemand, vmDemand, type Demand } from './demand.ts';
 export { migrationCost } from './cost.ts';
 export { applyMovesToSnapshot } from './cluster.ts';
 export { planInputs } from './constraints.ts';

@@ -15,10 +15,15 @@ export interface RoundPlan extends Plan {
   plans: Plan[];
 }
 
+/**
+ * `demandByVm`: every VM's demand forecast, made from this snapshot's VMs under `roundSettings.demand`
+ * (a caller that needs the forecasts too makes them once and passes them); made here otherwise.
+ */
 export function planRound(
   snapshot: Snapshot,
   roundSettings: PolicySettings,
   policyNames: readonly PolicyName[],
+  demandByVm: DemandByVm = new DemandByVm(snapshot.vms, roundSettings.demand),
 ): RoundPlan {
   // A consolidating round sends relieved and evacuated VMs to the fullest host that fits, so the
   // hosts consolidation is emptying are not refilled by the policies before it.
@@ -26,8 +31,7 @@ export function planRound(
     ? { ...roundSettings, overload: { ...roundSettings.overload, destinationOrder: 'best-fit' } }
     : roundSettings;
   const plans: Plan[] = [];
-  // Moves do not change a VM's window: predict every VM's demand once for the whole round.
-  const demandByVm = new DemandByVm(snapshot.vms, settings.demand);
+  // Moves do not change a VM's window: every VM's demand is predicted once for the whole round.
   let current = snapshot;
   let budget = settings.limits.movesPerRound;
   // A policy that moved nothing hands its working state on unchanged (workingCluster checks it).

@@ -14,7 +14,7 @@ import type { LbvmConfig } from '../config/schema.ts';
 import { policySettingsFromConfig } from '../config/policy-settings.ts';
 import type { Logger } from '../log.ts';
 import type { LbvmEvent, Move, Plan } from '../model/index.ts';
-import { planInputs, planRound } from '../../policies/index.ts';
+import { DemandByVm, planInputs, planRound } from '../../policies/index.ts';
 import type { RedisEventLog } from '../queue/events.ts';
 import type { MigrationQueue } from '../queue/queue.ts';
 import type { SampleStore } from '../store/types.ts';
@@ -247,7 +247,9 @@ export class Monitor {
     this.metrics.hostsUnknown.set(unknown.length);
 
     const planStarted = performance.now();
-    const plan: Plan = planRound(snap, settings, config.monitor.policies);
+    // Made once: the plan uses them, and the published snapshot carries them for `lbm vms`.
+    const demandByVm = new DemandByVm(snap.vms, settings.demand);
+    const plan: Plan = planRound(snap, settings, config.monitor.policies, demandByVm);
     base.planMs = performance.now() - planStarted;
     this.metrics.planSeconds.observe(base.planMs / 1000);
     base.imbalanceBefore = plan.scoreBefore;
@@ -308,6 +310,7 @@ export class Monitor {
             snapshot: snap,
             plan: { inputs: planInputs(config.monitor.policies, settings, snap), plan },
             demand: settings.demand,
+            demandByVm,
           },
           // lbm takes it while it is this young; Redis forgets it after.
           config.monitor.staleAfterIntervals * config.monitor.interval,

@@ -21,7 +21,7 @@
 import { isDeepStrictEqual, promisify } from 'node:util';
 import zlib from 'node:zlib';
 import type { Redis } from 'ioredis';
-import { vmDemand } from '../../policies/demand.ts';
+import { vmDemand, type DemandByVm } from '../../policies/demand.ts';
 import type { DemandSettings } from '../../policies/settings.ts';
 import type { HostState, HostStatus, Plan, Snapshot, VmState } from '../model/index.ts';
 
@@ -78,8 +78,16 @@ export interface PublishedSnapshot extends PublishedMeta {
   windowsLeftOut?: boolean;
 }
 
-/** What a round publishes: its snapshot, plan, and the demand settings it forecast under. */
-export type PublishedRound = PublishedMeta & { snapshot: Snapshot; plan?: PublishedPlan; demand?: DemandSettings };
+/**
+ * What a round publishes: its snapshot, plan, and the demand settings it forecast under, with the
+ * forecasts the round made of the snapshot's VMs under them (`demandByVm`; made here when not given).
+ */
+export type PublishedRound = PublishedMeta & {
+  snapshot: Snapshot;
+  plan?: PublishedPlan;
+  demand?: DemandSettings;
+  demandByVm?: DemandByVm;
+};
 
 /** The VMs' totals per host, from the VMs themselves. */
 export function vmTotalsOf(vms: readonly VmState[]): VmTotals {
@@ -291,7 +299,7 @@ const VM_NUMBERS = [
   'quarantinedUntilMs',
 ] as const;
 
-function encodeVms(vms: readonly VmState[], demand?: DemandSettings): Buffer {
+function encodeVms(vms: readonly VmState[], demand?: DemandSettings, demandByVm?: DemandByVm): Buffer {
   const hostNames: string[] = [];
   const hostIndex = new Map<string, number>();
   const host = new Float64Array(vms.length);
@@ -319,7 +327,7 @@ function encodeVms(vms: readonly VmState[], demand?: DemandSettings): Buffer {
   const forecast: Record<string, Float64Array> = demand
     ? {
         latestCores: Float64Array.from(vms, (vm) => absent(vm.cpuUsedWindowCores[vm.cpuUsedWindowCores.length - 1])),
-        forecastCores: Float64Array.from(vms, (vm) => vmDemand(vm, demand).cores),
+        forecastCores: Float64Array.from(vms, (vm, i) => (demandByVm?.at(i, vm.name) ?? vmDemand(vm, demand)).cores),
       }
     : {};
   return pack(
@@ -391,12 +399,12 @@ interface MetaPart extends PublishedMeta {
 export async function encodeSnapshot(
   published: PublishedRound,
 ): Promise<{ meta: string; hosts: Buffer; vms: Buffer; plan?: Buffer }> {
-  const { snapshot, plan, demand, ...meta } = published;
+  const { snapshot, plan, demand, demandByVm, ...meta } = published;
   const part: MetaPart = { ...meta, nowMs: snapshot.nowMs, seed: snapshot.seed };
   // Deflated on libuv's threads, off the event loop.
   const [hosts, vms, planPart] = await Promise.all([
     deflate(encodeHosts(snapshot.hosts, vmTotalsOf(snapshot.vms)), { level: 1 }),
-    deflate(encodeVms(snapshot.vms, demand), { level: 1 }),
+    deflate(encodeVms(snapshot.vms, demand, demandByVm), { level: 1 }),
     plan ? deflate(Buffer.from(JSON.stringify(plan), 'utf8'), { level: 1 }) : undefined,
   ]);
   return { meta: JSON.stringify(part), hosts, vms, ...(planPart ? { plan: planPart } : {}) };

@@ -62,3 +62,11 @@ export interface LbvmEvent {
   /** Anything else worth keeping, plain JSON. */
   detail?: Record<string, unknown>;
 }
+
+/**
+ * Whether `event` ends a job whose run found its VM already on the destination (an earlier attempt
+ * moved it and was reported failed): a confirmation, not a migration, and its time is the check's.
+ */
+export function foundAlreadyMoved(event: LbvmEvent): boolean {
+  return event.type === 'migration.finished' && event.detail?.outcome === 'already-there';
+}

@@ -22,7 +22,7 @@ import { AgentClient } from '../../drivers/qemu/client.ts';
 import { guestId, guestKernelArgs } from '../../drivers/qemu/guest.ts';
 import { SimDriver, generateSimCluster, type SimVm } from '../../drivers/sim.ts';
 import { createLogger } from '../../log.ts';
-import type { LbvmEvent, Sample } from '../../model/index.ts';
+import { foundAlreadyMoved, type LbvmEvent, type Sample } from '../../model/index.ts';
 import { roundKeys } from '../../monitor/control.ts';
 import type { RoundRecord } from '../../monitor/daemon.ts';
 import { RedisEventLog } from '../../queue/events.ts';
@@ -650,7 +650,7 @@ export function judgeEnd(
 export function describeEvent(event: LbvmEvent, view: DemoView, result: DemoResult): void {
   const move = `${event.vm} ${event.from} → ${event.to}`;
   if (event.type === 'migration.started') view.say(`migrating ${move} (${event.mode ?? 'live'})`);
-  else if (event.type === 'migration.finished' && event.detail?.outcome === 'already-there') {
+  else if (foundAlreadyMoved(event)) {
     result.alreadyThere++;
     view.say(`${event.vm} was already on ${event.to} when its job ran (an earlier attempt moved it): nothing moved`);
   } else if (event.type === 'migration.finished') {

@@ -2,7 +2,7 @@
  * What `lbm report` tells: built from plain samples and events (pure), rendered as text, JSON or
  * one self-contained HTML page. Times are epoch ms; shares are fractions of capacity.
  */
-import type { HostSample, LbvmEvent, Sample } from '../../model/index.ts';
+import { foundAlreadyMoved, type HostSample, type LbvmEvent, type Sample } from '../../model/index.ts';
 import { stepEnergyJoules, type PowerCurve } from '../../../policies/power.ts';
 
 export interface SeriesPoint {
@@ -192,7 +192,7 @@ export function buildReport(inputs: ReportInputs): ReportData {
       event.type === 'migration.dropped'
     ) {
       const start = event.jobId ? started.get(event.jobId) : undefined;
-      const alreadyThere = event.type === 'migration.finished' && event.detail?.outcome === 'already-there';
+      const alreadyThere = foundAlreadyMoved(event);
       migrations.push({
         vm: event.vm ?? '?',
         from: event.from ?? '?',

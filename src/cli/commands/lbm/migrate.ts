@@ -4,6 +4,7 @@
  * soft rules (and cooldowns) are overridden only with --force. `--wait` follows the migration with a
  * progress bar; Ctrl-C while waiting asks whether to cancel it.
  */
+import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import readline from 'node:readline/promises';
 import { Command } from 'commander';
@@ -84,7 +85,9 @@ export function migrateCommand(): Command {
         from: vm.host,
         to: hostName,
         reason: `manual move by ${operator}${check.soft.length ? ` (forced over ${check.soft.map((v) => v.rule).join(', ')})` : ''}`,
-        planId: `manual-${Date.now()}`,
+        // One decision per invocation: two `lbm migrate` started in the same millisecond made the same
+        // planId, hence the same job id, and the second was told 'duplicate' of a move to another host.
+        planId: `manual-${Date.now()}-${randomUUID()}`,
         requestedBy: operator,
         fencingToken: null,
         mode: options.checkpoint ? 'checkpoint' : 'live',
